@@ -1,0 +1,97 @@
+# kite — plain Makefile. `make` builds build/kite; `make check` runs every test;
+# `make run` boots the default guest. Sources are found by wildcard: adding a .c file under
+# src/ or a test under tests/ needs no edit here.
+
+CC      ?= gcc
+PYTHON  := /usr/bin/python3
+PKGS    := jansson slirp zlib libzstd liblzma liblz4 ext2fs com_err fuse3
+
+# Install what the build needs before pkg-config is asked (idempotent, quiet when done).
+ifeq ($(filter clean format,$(MAKECMDGOALS)),)
+SETUP_OUT := $(shell test build/.setup-ok -nt scripts/setup || \
+	(./scripts/setup >&2 && mkdir -p build && touch build/.setup-ok) || echo failed)
+ifneq ($(SETUP_OUT),)
+$(error scripts/setup failed: install the packages it names, then run make again)
+endif
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+CMOCKA     := $(shell pkg-config --cflags --libs cmocka)
+
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Isrc $(PKG_CFLAGS) $(CFLAGS)
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDLIBS  := $(PKG_LIBS) -lpthread -lm
+
+SRCS     := $(shell find src -name '*.c' | sort)
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+OBJS     := $(SRCS:%.c=build/obj/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=build/obj/%.o)
+SAN_OBJS := $(SRCS:%.c=build/san/obj/%.o)
+SAN_LIB_OBJS := $(LIB_SRCS:%.c=build/san/obj/%.o)
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
+SAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/san/tests/%)
+
+.PHONY: all check unit integration san run guest guests format clean
+all: build/kite
+
+build/kite: $(OBJS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/san/kite: $(SAN_OBJS)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+build/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+build/san/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -MMD -MP -c -o $@ $<
+
+build/tests/%: tests/unit/%.c $(LIB_OBJS) tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJS) $(CMOCKA) $(LDLIBS)
+
+build/san/tests/%: tests/unit/%.c $(SAN_LIB_OBJS) tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -Itests/unit -o $@ $< $(SAN_LIB_OBJS) $(CMOCKA) $(LDLIBS)
+
+san: build/san/kite
+
+# Freestanding guest test programs (tests/guests/guests.mk defines GUEST_ELFS).
+-include tests/guests/guests.mk
+guests: $(GUEST_ELFS)
+
+unit: $(UNIT_BINS) $(SAN_UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS) $(SAN_UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: build/kite build/san/kite $(GUEST_ELFS)
+	KITE=$(abspath build/kite) KITE_SAN=$(abspath build/san/kite) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# Unit tests first; pytest's own summary line ends the run.
+check: all san $(GUEST_ELFS)
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+# Real Linux guest from Debian packages (scripts/make-guest).
+guest: build/guest/vmlinuz build/guest/initramfs.cpio.gz
+build/guest/vmlinuz build/guest/initramfs.cpio.gz: scripts/make-guest
+	./scripts/make-guest build/guest
+
+run: build/kite guest
+	./build/kite run --kernel build/guest/vmlinuz --initrd build/guest/initramfs.cpio.gz \
+	  --append "console=ttyS0" -m 512M
+
+format:
+	clang-format -i $(shell find src tests/unit tests/guests -name '*.[ch]')
+
+clean:
+	rm -rf build
+
+-include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d)

@@ -1,0 +1,32 @@
+"""Shared fixtures: the kite binaries under test and helpers to run them."""
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILDS = {
+    "release": os.environ.get("KITE", os.path.join(ROOT, "build", "kite")),
+    "asan": os.environ.get("KITE_SAN", os.path.join(ROOT, "build", "san", "kite")),
+}
+
+
+@pytest.fixture(params=sorted(BUILDS), scope="session")
+def kite(request):
+    """Path of a kite binary; every test using it runs on the release and the ASan+UBSan build."""
+    path = BUILDS[request.param]
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is missing: run make first")
+    return path
+
+
+def run(argv, **kw):
+    """Runs a command, returning CompletedProcess with text output."""
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("timeout", 120)
+    env = dict(os.environ)
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    kw.setdefault("env", env)
+    return subprocess.run(argv, **kw)
