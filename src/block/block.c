@@ -1,0 +1,528 @@
+/* Generic block layer: driver registry, format probing, opening backing chains, and the
+ * public entry points that check ranges and serialize calls before reaching a driver. */
+#include "block/block_int.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_DRIVERS	8
+#define MAX_CHAIN_DEPTH 64
+#define PROBE_BYTES	2048
+
+static const struct blk_driver *drivers[MAX_DRIVERS];
+static int nb_drivers;
+
+void blk_register_driver(const struct blk_driver *drv)
+{
+	if (nb_drivers < MAX_DRIVERS)
+		drivers[nb_drivers++] = drv;
+}
+
+const struct blk_driver *blk_find_driver(const char *name)
+{
+	for (int i = 0; i < nb_drivers; i++)
+		if (!strcmp(drivers[i]->name, name))
+			return drivers[i];
+	return NULL;
+}
+
+/* The files of the chain opened so far, to refuse a backing file that is already in it. */
+struct blk_open_ctx {
+	int depth;
+	dev_t dev[MAX_CHAIN_DEPTH];
+	ino_t ino[MAX_CHAIN_DEPTH];
+};
+
+static const struct blk_driver *probe_format(int fd, const char *path)
+{
+	uint8_t buf[PROBE_BYTES];
+	memset(buf, 0, sizeof(buf));
+	ssize_t n;
+	do
+		n = pread(fd, buf, sizeof(buf), 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		kite_error_errno(errno, "%s: cannot read", path);
+		return NULL;
+	}
+	const struct blk_driver *best = NULL;
+	int best_score = 0;
+	for (int i = 0; i < nb_drivers; i++) {
+		if (!drivers[i]->probe)
+			continue;
+		int s = drivers[i]->probe(buf, (size_t)n, path);
+		if (s > best_score) {
+			best_score = s;
+			best = drivers[i];
+		}
+	}
+	if (!best)
+		kite_error("%s: could not determine the image format", path);
+	return best;
+}
+
+static struct blk *open_in_chain(const char *path, const char *fmt, unsigned flags,
+				 struct blk_open_ctx *ctx)
+{
+	const struct blk_driver *drv = NULL;
+	if (fmt) {
+		drv = blk_find_driver(fmt);
+		if (!drv) {
+			kite_error("unknown image format '%s'", fmt);
+			return NULL;
+		}
+	}
+	int oflags = O_CLOEXEC | ((flags & BLK_O_RDWR) ? O_RDWR : O_RDONLY);
+	if (flags & BLK_O_NOCACHE)
+		oflags |= O_DIRECT;
+	int fd = open(path, oflags);
+	if (fd < 0 && errno == EINVAL && (flags & BLK_O_NOCACHE)) {
+		kite_error("%s: the file system does not support cache=none (O_DIRECT)", path);
+		return NULL;
+	}
+	if (fd < 0) {
+		kite_error_errno(errno, "could not open '%s'", path);
+		return NULL;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		kite_error_errno(errno, "%s: stat", path);
+		close(fd);
+		return NULL;
+	}
+	for (int i = 0; i < ctx->depth; i++) {
+		if (ctx->dev[i] == st.st_dev && ctx->ino[i] == st.st_ino) {
+			kite_error("%s: backing file loop: the image is already in its own chain",
+				   path);
+			close(fd);
+			return NULL;
+		}
+	}
+	if (ctx->depth >= MAX_CHAIN_DEPTH) {
+		kite_error("%s: backing chain deeper than %d images", path, MAX_CHAIN_DEPTH);
+		close(fd);
+		return NULL;
+	}
+	ctx->dev[ctx->depth] = st.st_dev;
+	ctx->ino[ctx->depth] = st.st_ino;
+	ctx->depth++;
+
+	bool probed = false;
+	if (!drv) {
+		drv = probe_format(fd, path);
+		if (!drv) {
+			close(fd);
+			return NULL;
+		}
+		probed = true;
+	}
+	struct blk *b = calloc(1, sizeof(*b));
+	if (!b) {
+		kite_error("out of memory");
+		close(fd);
+		return NULL;
+	}
+	b->drv = drv;
+	b->fd = fd;
+	b->flags = flags;
+	b->filename = strdup(path);
+	b->probed_raw = probed && !strcmp(drv->name, "raw");
+	pthread_mutex_init(&b->lock, NULL);
+	if (!b->filename || drv->open(b, ctx) < 0) {
+		if (!b->filename)
+			kite_error("out of memory");
+		b->drv = NULL; /* open failed: the driver cleaned up after itself */
+		blk_close(b);
+		return NULL;
+	}
+	if (b->probed_raw && !(flags & BLK_O_NO_PROBE_WARN))
+		kite_warn(
+		    "Image format was not specified for '%s' and probing guessed raw.\n"
+		    "         Automatically detecting the format is dangerous for raw images, "
+		    "write operations on block 0 will be restricted.\n"
+		    "         Specify the 'raw' format explicitly to remove the restrictions.",
+		    path);
+	return b;
+}
+
+struct blk *blk_open(const char *path, const char *fmt, unsigned flags)
+{
+	struct blk_open_ctx ctx = {0};
+	return open_in_chain(path, fmt, flags, &ctx);
+}
+
+char *blk_resolve_relative(const char *image_path, const char *name)
+{
+	char *out;
+	const char *slash = strrchr(image_path, '/');
+	if (name[0] == '/' || !slash) {
+		out = strdup(name);
+	} else {
+		int dirlen = (int)(slash - image_path);
+		if (asprintf(&out, "%.*s/%s", dirlen, image_path, name) < 0)
+			out = NULL;
+	}
+	if (!out)
+		kite_error("out of memory");
+	return out;
+}
+
+int blk_open_backing(struct blk *b, struct blk_open_ctx *ctx, const char *name, const char *fmt)
+{
+	if (b->flags & BLK_O_NO_BACKING)
+		return 0;
+	char *path = blk_resolve_relative(b->filename, name);
+	if (!path)
+		return -1;
+	unsigned flags = (b->flags & BLK_O_NOCACHE) | BLK_O_NO_PROBE_WARN;
+	b->backing = open_in_chain(path, (fmt && fmt[0]) ? fmt : NULL, flags, ctx);
+	if (!b->backing) {
+		kite_error("%s: could not open backing file '%s'", b->filename, path);
+		free(path);
+		return -1;
+	}
+	free(path);
+	return 0;
+}
+
+int blk_read_backing(struct blk *b, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	if (b->backing && off < b->backing->size) {
+		uint64_t avail = b->backing->size - off;
+		done = len < avail ? len : (size_t)avail;
+		if (blk_pread(b->backing, buf, done, off) < 0)
+			return -1;
+	}
+	memset((uint8_t *)buf + done, 0, len - done);
+	return 0;
+}
+
+void blk_close(struct blk *b)
+{
+	if (!b)
+		return;
+	if (b->drv) {
+		if ((b->flags & BLK_O_RDWR) && b->drv->flush)
+			b->drv->flush(b);
+		if (b->drv->close)
+			b->drv->close(b);
+	}
+	blk_close(b->backing);
+	if (b->fd >= 0)
+		close(b->fd);
+	pthread_mutex_destroy(&b->lock);
+	free(b->filename);
+	free(b);
+}
+
+uint64_t blk_size(const struct blk *b)
+{
+	return b->size;
+}
+
+const char *blk_format_name(const struct blk *b)
+{
+	return b->drv->name;
+}
+
+const char *blk_filename(const struct blk *b)
+{
+	return b->filename;
+}
+
+bool blk_probed_raw(const struct blk *b)
+{
+	return b->probed_raw;
+}
+
+bool blk_is_writable(const struct blk *b)
+{
+	return (b->flags & BLK_O_RDWR) != 0;
+}
+
+struct blk *blk_backing(const struct blk *b)
+{
+	return b->backing;
+}
+
+uint32_t blk_cluster_size(const struct blk *b)
+{
+	return b->drv->cluster_size ? b->drv->cluster_size(b) : 0;
+}
+
+bool blk_can_compress(const struct blk *b)
+{
+	return b->drv->write_compressed != NULL;
+}
+
+static int check_range(const struct blk *b, uint64_t off, uint64_t len, const char *op)
+{
+	if (off > b->size || len > b->size - off)
+		return kite_error("%s: %s of %llu bytes at offset %llu is beyond the end of the "
+				  "image (%llu bytes)",
+				  b->filename, op, (unsigned long long)len, (unsigned long long)off,
+				  (unsigned long long)b->size);
+	return 0;
+}
+
+static int check_writable(const struct blk *b, const char *op)
+{
+	if (!(b->flags & BLK_O_RDWR))
+		return kite_error("%s: %s: the image is open read-only", b->filename, op);
+	return 0;
+}
+
+static void lock(struct blk *b)
+{
+	pthread_mutex_lock(&b->lock);
+}
+
+static void unlock(struct blk *b)
+{
+	pthread_mutex_unlock(&b->lock);
+}
+
+int blk_pread(struct blk *b, void *buf, size_t len, uint64_t off)
+{
+	if (check_range(b, off, len, "read") < 0)
+		return -1;
+	if (!len)
+		return 0;
+	if (b->drv->thread_safe)
+		return b->drv->read(b, buf, len, off);
+	lock(b);
+	int r = b->drv->read(b, buf, len, off);
+	unlock(b);
+	return r;
+}
+
+int blk_pwrite(struct blk *b, const void *buf, size_t len, uint64_t off)
+{
+	if (check_writable(b, "write") < 0 || check_range(b, off, len, "write") < 0)
+		return -1;
+	if (!len)
+		return 0;
+	if (b->drv->thread_safe)
+		return b->drv->write(b, buf, len, off);
+	lock(b);
+	int r = b->drv->write(b, buf, len, off);
+	unlock(b);
+	return r;
+}
+
+int blk_pwrite_compressed(struct blk *b, const void *buf, size_t len, uint64_t off)
+{
+	if (!b->drv->write_compressed)
+		return kite_error("%s: the %s format does not support compression", b->filename,
+				  b->drv->name);
+	if (check_writable(b, "write") < 0 || check_range(b, off, len, "write") < 0)
+		return -1;
+	lock(b);
+	int r = b->drv->write_compressed(b, buf, len, off);
+	unlock(b);
+	return r;
+}
+
+int blk_flush(struct blk *b)
+{
+	if (!(b->flags & BLK_O_RDWR) || !b->drv->flush)
+		return 0;
+	lock(b);
+	int r = b->drv->flush(b);
+	unlock(b);
+	return r;
+}
+
+int blk_discard(struct blk *b, uint64_t off, uint64_t len)
+{
+	if (check_writable(b, "discard") < 0 || check_range(b, off, len, "discard") < 0)
+		return -1;
+	if (!len || !b->drv->discard)
+		return 0; /* discard is advisory */
+	lock(b);
+	int r = b->drv->discard(b, off, len);
+	unlock(b);
+	return r;
+}
+
+int blk_write_zeroes(struct blk *b, uint64_t off, uint64_t len, unsigned flags)
+{
+	if (check_writable(b, "write zeroes") < 0 || check_range(b, off, len, "write zeroes") < 0)
+		return -1;
+	if (!len)
+		return 0;
+	int r = 0;
+	lock(b);
+	if (b->drv->zero) {
+		r = b->drv->zero(b, off, len, flags);
+	} else {
+		/* No native zeroing: write a zero buffer in chunks. */
+		size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
+		void *z = calloc(1, chunk);
+		if (!z)
+			r = kite_error("out of memory");
+		while (z && r == 0 && len) {
+			size_t n = len < chunk ? (size_t)len : chunk;
+			r = b->drv->write(b, z, n, off);
+			off += n;
+			len -= n;
+		}
+		free(z);
+	}
+	unlock(b);
+	return r;
+}
+
+int blk_resize(struct blk *b, uint64_t size, bool shrink)
+{
+	if (check_writable(b, "resize") < 0)
+		return -1;
+	if (size < b->size && !shrink)
+		return kite_error("%s: shrinking needs --shrink (it discards the data beyond the "
+				  "new size)",
+				  b->filename);
+	if (!b->drv->resize)
+		return kite_error("%s: the %s format cannot be resized", b->filename, b->drv->name);
+	lock(b);
+	int r = b->drv->resize(b, size, shrink);
+	unlock(b);
+	return r;
+}
+
+int blk_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum, unsigned *flags,
+		     uint64_t *host_off)
+{
+	uint64_t dummy;
+	if (!host_off)
+		host_off = &dummy;
+	*host_off = 0;
+	if (check_range(b, off, len, "block status") < 0)
+		return -1;
+	if (!len)
+		return kite_error("%s: block status of an empty range", b->filename);
+	if (!b->drv->block_status) {
+		*pnum = len;
+		*flags = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED;
+		return 0;
+	}
+	lock(b);
+	int r = b->drv->block_status(b, off, len, pnum, flags, host_off);
+	unlock(b);
+	if (r == 0 && (*pnum == 0 || *pnum > len))
+		return kite_error("%s: driver returned a bad block status length", b->filename);
+	return r;
+}
+
+int blk_map_status(struct blk *b, uint64_t off, uint64_t len, struct blk_map *m)
+{
+	memset(m, 0, sizeof(*m));
+	struct blk *layer = b;
+	int depth = 0;
+	uint64_t want = len;
+	for (;;) {
+		uint64_t pnum, host;
+		unsigned fl;
+		if (blk_block_status(layer, off, want, &pnum, &fl, &host) < 0)
+			return -1;
+		if ((fl & BLK_STATUS_ALLOCATED) || !layer->backing || off >= layer->backing->size) {
+			m->pnum = pnum;
+			m->flags = fl;
+			m->host_off = host;
+			m->layer = layer;
+			/* Unallocated everywhere: QEMU reports the chain length as depth, and a
+			 * range past a shorter backing file reads as zeros. */
+			m->depth =
+			    (fl & BLK_STATUS_ALLOCATED) ? depth : depth + (layer->backing ? 1 : 0);
+			if (!(fl & BLK_STATUS_ALLOCATED) && layer->backing)
+				m->flags |= BLK_STATUS_ZERO;
+			return 0;
+		}
+		/* Unallocated here: ask the next layer about this run only. */
+		want = pnum;
+		if (off + want > layer->backing->size)
+			want = layer->backing->size - off;
+		layer = layer->backing;
+		depth++;
+	}
+}
+
+int blk_parse_prealloc(const char *s, enum blk_prealloc *out)
+{
+	static const char *const names[] = {"off", "metadata", "falloc", "full"};
+	for (int i = 0; i < 4; i++) {
+		if (!strcmp(s, names[i])) {
+			*out = (enum blk_prealloc)i;
+			return 0;
+		}
+	}
+	return kite_error("invalid preallocation mode '%s' (off, metadata, falloc, full)", s);
+}
+
+int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts)
+{
+	const struct blk_driver *drv = blk_find_driver(fmt);
+	if (!drv)
+		return kite_error("unknown image format '%s'", fmt);
+	if (!drv->create)
+		return kite_error("the %s format does not support creating images", fmt);
+	struct blk_create_opts o = *opts;
+	if (!o.size_set) {
+		if (!o.backing_file)
+			return kite_error("%s: no size given and no backing file to take it from",
+					  path);
+		char *bpath = blk_resolve_relative(path, o.backing_file);
+		if (!bpath)
+			return -1;
+		struct blk *bb = blk_open(bpath, o.backing_fmt, BLK_O_NO_PROBE_WARN);
+		free(bpath);
+		if (!bb)
+			return kite_error("%s: could not open backing file '%s' to take its size",
+					  path, o.backing_file);
+		o.size = bb->size;
+		o.size_set = true;
+		blk_close(bb);
+	}
+	return drv->create(path, &o);
+}
+
+int blk_get_info(struct blk *b, struct blk_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->format = b->drv->name;
+	info->virtual_size = b->size;
+	info->cluster_size = blk_cluster_size(b);
+	if (!b->drv->info)
+		return 0;
+	lock(b);
+	int r = b->drv->info(b, info);
+	unlock(b);
+	if (r == 0 && info->backing_file[0] && !info->backing_full[0]) {
+		char *full = blk_resolve_relative(b->filename, info->backing_file);
+		if (!full)
+			return -1;
+		snprintf(info->backing_full, sizeof(info->backing_full), "%s", full);
+		free(full);
+	}
+	return r;
+}
+
+int blk_change_backing(struct blk *b, const char *file, const char *fmt)
+{
+	if (check_writable(b, "change backing file") < 0)
+		return -1;
+	if (!b->drv->change_backing)
+		return kite_error("%s: the %s format has no backing file", b->filename,
+				  b->drv->name);
+	lock(b);
+	int r = b->drv->change_backing(b, file, fmt);
+	unlock(b);
+	return r;
+}

@@ -1,0 +1,141 @@
+/* The block layer: one interface over disk image formats (raw, qcow2, vmdk), shared by
+ * `kite run` (virtio-blk), `kite img` and `kite guest`.
+ *
+ * Conventions: every function reports failures with kite_error() and returns -1 (or NULL).
+ * Offsets and lengths are in bytes and need no alignment (drivers do read-modify-write).
+ * I/O beyond blk_size() is an error; a raw file shorter than its size reads as zeros.
+ *
+ * Thread safety: a struct blk may be shared by several threads. Every call on it is
+ * serialized by a mutex inside the struct blk, except for drivers that declare themselves
+ * thread-safe (raw: its reads and writes are plain pread/pwrite and run in parallel).
+ * Opening and closing are not concurrent with other calls on the same struct blk. */
+#ifndef KITE_BLOCK_BLOCK_H
+#define KITE_BLOCK_BLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct blk;
+
+/* blk_open() flags. Read-only is the default. */
+#define BLK_O_RDONLY	    0u
+#define BLK_O_RDWR	    (1u << 0) /* writable (the backing chain stays read-only) */
+#define BLK_O_NO_BACKING    (1u << 1) /* do not open backing files: unallocated reads as zeros */
+#define BLK_O_NOCACHE	    (1u << 2) /* cache=none: O_DIRECT on the image file */
+#define BLK_O_NO_PROBE_WARN (1u << 3) /* do not print the raw-probing warning */
+
+/* Opens `path`. `fmt` is "raw", "qcow2", "vmdk" or NULL to probe the first bytes. When a raw
+ * image was probed (not named), blk_open prints QEMU's warning unless BLK_O_NO_PROBE_WARN
+ * is set, and blk_probed_raw() returns true so a caller can word its own. */
+struct blk *blk_open(const char *path, const char *fmt, unsigned flags);
+void blk_close(struct blk *b); /* flushes if writable; NULL is fine */
+
+uint64_t blk_size(const struct blk *b);		  /* virtual size in bytes */
+const char *blk_format_name(const struct blk *b); /* "raw", "qcow2", ... */
+const char *blk_filename(const struct blk *b);	  /* the path as opened */
+bool blk_probed_raw(const struct blk *b);
+bool blk_is_writable(const struct blk *b);
+struct blk *blk_backing(const struct blk *b);	/* the opened backing image, or NULL */
+uint32_t blk_cluster_size(const struct blk *b); /* allocation granularity; 0 if none (raw) */
+
+int blk_pread(struct blk *b, void *buf, size_t len, uint64_t off);
+int blk_pwrite(struct blk *b, const void *buf, size_t len, uint64_t off);
+int blk_flush(struct blk *b);
+/* Drops the range's data (reads may then return zeros or backing data; qcow2 v3 keeps
+ * zeros). Unaligned edges are left alone. */
+int blk_discard(struct blk *b, uint64_t off, uint64_t len);
+/* Makes the range read as zeros. BLK_ZERO_MAY_UNMAP lets the driver free the space. */
+#define BLK_ZERO_MAY_UNMAP (1u << 0)
+int blk_write_zeroes(struct blk *b, uint64_t off, uint64_t len, unsigned flags);
+/* Writes one whole cluster compressed (`off` cluster aligned, `len` == cluster size, or
+ * the shorter tail cluster). Fails with a clear error if the format cannot compress. */
+int blk_pwrite_compressed(struct blk *b, const void *buf, size_t len, uint64_t off);
+bool blk_can_compress(const struct blk *b);
+/* Grows (or, when `shrink` is set and the format allows it, shrinks) the virtual size. */
+int blk_resize(struct blk *b, uint64_t size, bool shrink);
+
+/* Block status flags (QEMU's map vocabulary). */
+#define BLK_STATUS_DATA		(1u << 0) /* reads return data from the file ("data") */
+#define BLK_STATUS_ZERO		(1u << 1) /* reads return zeros ("zero") */
+#define BLK_STATUS_ALLOCATED	(1u << 2) /* allocated in this layer, not from backing ("present") */
+#define BLK_STATUS_OFFSET_VALID (1u << 3) /* *host_off is the offset in the image file */
+#define BLK_STATUS_COMPRESSED	(1u << 4) /* compressed cluster */
+
+/* Status of [off, off+len) in this image only (not its backing files). Sets *pnum to the
+ * length (> 0, <= len) of the run from `off` that shares *flags (and, with OFFSET_VALID,
+ * contiguous host offsets starting at *host_off). host_off may be NULL. */
+int blk_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum, unsigned *flags,
+		     uint64_t *host_off);
+
+/* Status across the backing chain, for `kite img map`: the first layer (depth 0 = b) that
+ * has the range allocated. When no layer has it, flags lack ALLOCATED and depth is the
+ * chain length (QEMU's convention). `layer` is the image holding the data (for its name). */
+struct blk_map {
+	uint64_t pnum;
+	unsigned flags;
+	uint64_t host_off;
+	int depth;
+	struct blk *layer;
+};
+int blk_map_status(struct blk *b, uint64_t off, uint64_t len, struct blk_map *m);
+
+/* ---- creation ---- */
+enum blk_prealloc {
+	BLK_PREALLOC_OFF,
+	BLK_PREALLOC_METADATA,
+	BLK_PREALLOC_FALLOC,
+	BLK_PREALLOC_FULL
+};
+enum blk_compression { BLK_COMP_ZLIB, BLK_COMP_ZSTD };
+
+struct blk_create_opts {
+	uint64_t size;	       /* virtual size in bytes */
+	bool size_set;	       /* false: take the backing file's size (qemu-img create -b) */
+	uint32_t cluster_size; /* 0: format default (qcow2: 64 KiB) */
+	int compat;	       /* qcow2: 2 (compat=0.10) or 3 (compat=1.1); 0: default (3) */
+	bool lazy_refcounts;
+	int refcount_bits; /* 0: default (16) */
+	enum blk_compression compression_type;
+	bool extended_l2;
+	const char *backing_file; /* NULL: none; stored as given */
+	const char *backing_fmt;  /* NULL: probed when opened (and at create, for the size) */
+	enum blk_prealloc prealloc;
+};
+
+/* Parses "off", "metadata", "falloc", "full". Returns -1 (with an error) if unknown. */
+int blk_parse_prealloc(const char *s, enum blk_prealloc *out);
+
+/* Creates (truncates) `path` as format `fmt`. */
+int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts);
+
+/* ---- facts for `kite img info` ---- */
+struct blk_info {
+	const char *format;
+	uint64_t virtual_size;
+	uint32_t cluster_size; /* 0: not applicable */
+	bool dirty;	       /* format's dirty flag (qcow2 lazy refcounts) */
+	bool encrypted;
+	char backing_file[4096]; /* as stored in the image; "" if none */
+	char backing_full[4096]; /* resolved against the image's directory */
+	char backing_format[32]; /* from the image; "" if none */
+	/* qcow2 */
+	char compat[8]; /* "0.10" or "1.1" */
+	bool lazy_refcounts;
+	bool corrupt;
+	bool extended_l2;
+	int refcount_bits;
+	char compression_type[8]; /* "zlib" or "zstd" */
+	int nb_snapshots;
+	/* vmdk */
+	uint32_t vmdk_cid, vmdk_parent_cid;
+	char vmdk_create_type[32];
+};
+/* Fills *info (zeroed first; generic fields filled by the layer, the rest by the driver). */
+int blk_get_info(struct blk *b, struct blk_info *info);
+
+/* Rewrites the backing file name/format stored in the image (rebase -u); `file` NULL
+ * removes the backing file. The image must be open read-write. */
+int blk_change_backing(struct blk *b, const char *file, const char *fmt);
+
+#endif

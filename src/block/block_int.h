@@ -1,0 +1,81 @@
+/* Driver side of the block layer: what a format driver implements and may use.
+ * The generic layer (block.c) checks ranges, takes the lock and handles optional hooks,
+ * so drivers see only in-range requests. */
+#ifndef KITE_BLOCK_BLOCK_INT_H
+#define KITE_BLOCK_BLOCK_INT_H
+
+#include "block/block.h"
+
+#include <pthread.h>
+#include <sys/types.h>
+
+struct blk_open_ctx; /* backing chain being opened (loop detection, depth) */
+
+struct blk_driver {
+	const char *name;
+	bool thread_safe; /* read/write may run in parallel without the blk lock */
+	/* Score 0..100 that `buf` (the first `len` bytes of the file) is this format. */
+	int (*probe)(const uint8_t *buf, size_t len, const char *filename);
+	/* b->fd, b->filename, b->flags are set; fill b->size and b->opaque. */
+	int (*open)(struct blk *b, struct blk_open_ctx *ctx);
+	int (*create)(const char *path, const struct blk_create_opts *opts);
+	int (*read)(struct blk *b, void *buf, size_t len, uint64_t off);
+	int (*write)(struct blk *b, const void *buf, size_t len, uint64_t off);
+	int (*write_compressed)(struct blk *b, const void *buf, size_t len, uint64_t off);
+	int (*flush)(struct blk *b);
+	int (*discard)(struct blk *b, uint64_t off, uint64_t len);
+	int (*zero)(struct blk *b, uint64_t off, uint64_t len, unsigned flags);
+	int (*block_status)(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum,
+			    unsigned *flags, uint64_t *host_off);
+	int (*resize)(struct blk *b, uint64_t size, bool shrink);
+	void (*close)(struct blk *b);
+	int (*info)(struct blk *b, struct blk_info *info);
+	int (*change_backing)(struct blk *b, const char *file, const char *fmt);
+	uint32_t (*cluster_size)(const struct blk *b);
+};
+
+struct blk {
+	const struct blk_driver *drv;
+	void *opaque;	/* driver state */
+	char *filename; /* as given to blk_open */
+	int fd;		/* the image file */
+	unsigned flags; /* BLK_O_* */
+	uint64_t size;	/* virtual size */
+	bool probed_raw;
+	struct blk *backing;
+	pthread_mutex_t lock;
+};
+
+/* Drivers register themselves at startup: BLK_DRIVER(my_driver); */
+void blk_register_driver(const struct blk_driver *drv);
+#define BLK_DRIVER(d)                                                                              \
+	__attribute__((constructor)) static void blk_register_##d(void)                            \
+	{                                                                                          \
+		blk_register_driver(&d);                                                           \
+	}
+
+const struct blk_driver *blk_find_driver(const char *name);
+
+/* Opens the backing file `name` of image `b` (relative names resolve against the
+ * directory of b's file), with format `fmt` or probed, read-only, checking the chain for
+ * loops. Sets b->backing. Does nothing when b was opened with BLK_O_NO_BACKING. */
+int blk_open_backing(struct blk *b, struct blk_open_ctx *ctx, const char *name, const char *fmt);
+
+/* Resolves `name` relative to the directory of `image_path` into a malloc'd string. */
+char *blk_resolve_relative(const char *image_path, const char *name);
+
+/* Reads from the backing file, zero-filling what lies beyond its size (or all of it when
+ * there is no backing file). */
+int blk_read_backing(struct blk *b, void *buf, size_t len, uint64_t off);
+
+/* File helpers: full-length pread/pwrite with EINTR and short-I/O loops. A read that hits
+ * EOF zero-fills the rest. `what` names the file for error messages. */
+int blk_file_pread(int fd, void *buf, size_t len, uint64_t off, const char *what);
+int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off, const char *what);
+int blk_file_size(int fd, uint64_t *size, const char *what);
+
+/* Fills [from, to) of fd with zeros: written (full) or reserved (falloc); off/metadata
+ * do nothing. Used by raw and qcow2 create. */
+int raw_preallocate(int fd, uint64_t from, uint64_t to, enum blk_prealloc mode, const char *path);
+
+#endif
