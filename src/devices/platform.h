@@ -1,0 +1,18 @@
+/* What a platform device may ask of the machine it sits in: raise an interrupt line and
+ * end the run (power-off, reset). Kept as callbacks so that devices know nothing of KVM and
+ * can be unit-tested alone. */
+#ifndef KITE_DEVICES_PLATFORM_H
+#define KITE_DEVICES_PLATFORM_H
+
+enum machine_event {
+	MACHINE_POWEROFF, /* ACPI S5 */
+	MACHINE_RESET,	  /* i8042 or 0xCF9 reset line */
+};
+
+struct platform_ops {
+	void (*set_irq)(void *opaque, unsigned gsi, int level);
+	void (*event)(void *opaque, enum machine_event ev);
+	void *opaque;
+};
+
+#endif

@@ -1,0 +1,246 @@
+/* Platform device models alone, through their register interfaces, as a guest drives them. */
+#include "unit.h"
+#include "devices/acpi_pm.h"
+#include "devices/i8042.h"
+#include "devices/rtc.h"
+#include "devices/serial.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int irq_level[32];
+static int events[2];
+
+static void fake_set_irq(void *opaque, unsigned gsi, int level)
+{
+	irq_level[gsi] = level;
+}
+
+static void fake_event(void *opaque, enum machine_event ev)
+{
+	events[ev]++;
+}
+
+static const struct platform_ops fake = {fake_set_irq, fake_event, NULL};
+
+static int reset_fakes(void **state)
+{
+	memset(irq_level, 0, sizeof(irq_level));
+	memset(events, 0, sizeof(events));
+	return 0;
+}
+
+static uint8_t inb(const struct io_ops *ops, void *dev, uint64_t off)
+{
+	uint8_t v;
+	ops->read(dev, off, &v, 1);
+	return v;
+}
+
+static void outb(const struct io_ops *ops, void *dev, uint64_t off, uint8_t v)
+{
+	ops->write(dev, off, &v, 1);
+}
+
+static void serial_transmits_to_console(void **state)
+{
+	char path[] = "/tmp/kite-serial-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	struct console con;
+	assert_int_equal(console_open(&con, CONSOLE_FILE, path), 0);
+	struct serial s;
+	serial_init(&s, &fake, 4, &con);
+	for (const char *p = "hello\n"; *p; p++) {
+		assert_true(inb(&serial_io_ops, &s, 5) & 0x20); /* THRE */
+		outb(&serial_io_ops, &s, 0, (uint8_t)*p);
+	}
+	serial_destroy(&s);
+	console_close(&con);
+	char buf[16] = {0};
+	assert_int_equal(read(fd, buf, sizeof(buf)), 6);
+	assert_string_equal(buf, "hello\n");
+	close(fd);
+	unlink(path);
+}
+
+static void serial_receive_raises_irq_until_read(void **state)
+{
+	struct serial s;
+	serial_init(&s, &fake, 4, NULL);
+	outb(&serial_io_ops, &s, 1, 0x01); /* IER: received data */
+	assert_int_equal(irq_level[4], 0);
+	assert_int_equal(serial_receive(&s, (const uint8_t *)"ab", 2), 2);
+	assert_int_equal(irq_level[4], 1);
+	assert_int_equal(inb(&serial_io_ops, &s, 2) & 0x0f, 0x04); /* IIR: RDI */
+	assert_true(inb(&serial_io_ops, &s, 5) & 0x01);		   /* LSR: DR */
+	assert_int_equal(inb(&serial_io_ops, &s, 0), 'a');
+	assert_int_equal(irq_level[4], 1);
+	assert_int_equal(inb(&serial_io_ops, &s, 0), 'b');
+	assert_int_equal(irq_level[4], 0);
+	assert_false(inb(&serial_io_ops, &s, 5) & 0x01);
+	assert_int_equal(inb(&serial_io_ops, &s, 2) & 0x0f, 0x01); /* no interrupt */
+	serial_destroy(&s);
+}
+
+static void serial_thre_interrupt_acknowledged_by_iir(void **state)
+{
+	struct serial s;
+	serial_init(&s, &fake, 4, NULL);
+	outb(&serial_io_ops, &s, 1, 0x02); /* IER: THR empty */
+	assert_int_equal(irq_level[4], 1);
+	assert_int_equal(inb(&serial_io_ops, &s, 2) & 0x0f, 0x02);
+	assert_int_equal(irq_level[4], 0); /* reading IIR acknowledged it */
+	outb(&serial_io_ops, &s, 0, 'x');  /* transmit: empty again */
+	assert_int_equal(irq_level[4], 1);
+	serial_destroy(&s);
+}
+
+static void serial_fifo_loopback_scratch_and_divisor(void **state)
+{
+	struct serial s;
+	serial_init(&s, &fake, 4, NULL);
+	outb(&serial_io_ops, &s, 2, 0x01); /* FCR: FIFO on */
+	assert_int_equal(inb(&serial_io_ops, &s, 2) & 0xc0, 0xc0);
+	outb(&serial_io_ops, &s, 7, 0x5a);
+	assert_int_equal(inb(&serial_io_ops, &s, 7), 0x5a);
+	outb(&serial_io_ops, &s, 3, 0x80); /* DLAB */
+	outb(&serial_io_ops, &s, 0, 0x01);
+	outb(&serial_io_ops, &s, 1, 0x00);
+	assert_int_equal(inb(&serial_io_ops, &s, 0), 0x01);
+	outb(&serial_io_ops, &s, 3, 0x03);
+	outb(&serial_io_ops, &s, 4, 0x1f); /* loopback with all outputs on */
+	assert_int_equal(inb(&serial_io_ops, &s, 6) & 0xf0, 0xf0);
+	outb(&serial_io_ops, &s, 0, 'L');
+	assert_int_equal(inb(&serial_io_ops, &s, 0), 'L');
+	outb(&serial_io_ops, &s, 4, 0x10); /* loopback, outputs off */
+	assert_int_equal(inb(&serial_io_ops, &s, 6) & 0xf0, 0x00);
+	serial_destroy(&s);
+}
+
+static void serial_overrun_sets_lsr(void **state)
+{
+	struct serial s;
+	serial_init(&s, &fake, 4, NULL);
+	uint8_t many[SERIAL_RX_FIFO + 8];
+	memset(many, 'z', sizeof(many));
+	assert_int_equal(serial_receive(&s, many, sizeof(many)), SERIAL_RX_FIFO);
+	serial_destroy(&s);
+}
+
+static void acpi_poweroff_on_s5(void **state)
+{
+	struct acpi_pm pm;
+	acpi_pm_init(&pm, &fake);
+	uint16_t ctl;
+	acpi_pm_ops.read(&pm, 4, (uint8_t *)&ctl, 2);
+	assert_true(ctl & 1);			 /* SCI_EN */
+	ctl = (uint16_t)((3 << 10) | (1 << 13)); /* S3 is not power-off */
+	acpi_pm_ops.write(&pm, 4, (uint8_t *)&ctl, 2);
+	assert_int_equal(events[MACHINE_POWEROFF], 0);
+	ctl = (uint16_t)((ACPI_SLP_TYP_S5 << 10) | (1 << 13));
+	acpi_pm_ops.write(&pm, 4, (uint8_t *)&ctl, 2);
+	assert_int_equal(events[MACHINE_POWEROFF], 1);
+	acpi_pm_destroy(&pm);
+}
+
+static void acpi_power_button_raises_sci(void **state)
+{
+	struct acpi_pm pm;
+	acpi_pm_init(&pm, &fake);
+	acpi_pm_power_button(&pm);
+	assert_int_equal(irq_level[ACPI_SCI_IRQ], 0); /* not enabled yet */
+	uint16_t en = ACPI_PM1_PWRBTN;
+	acpi_pm_ops.write(&pm, 2, (uint8_t *)&en, 2);
+	assert_int_equal(irq_level[ACPI_SCI_IRQ], 1);
+	uint16_t sts;
+	acpi_pm_ops.read(&pm, 0, (uint8_t *)&sts, 2);
+	assert_true(sts & ACPI_PM1_PWRBTN);
+	acpi_pm_ops.write(&pm, 0, (uint8_t *)&sts, 2); /* write 1 to clear */
+	assert_int_equal(irq_level[ACPI_SCI_IRQ], 0);
+	acpi_pm_destroy(&pm);
+}
+
+static void acpi_timer_runs(void **state)
+{
+	struct acpi_pm pm;
+	acpi_pm_init(&pm, &fake);
+	uint32_t a, b;
+	acpi_pm_ops.read(&pm, 8, (uint8_t *)&a, 4);
+	usleep(2000);
+	acpi_pm_ops.read(&pm, 8, (uint8_t *)&b, 4);
+	assert_true(b - a >= 3579545 / 1000); /* at least 1 ms of ticks */
+	acpi_pm_destroy(&pm);
+}
+
+static void reset_port_cf9(void **state)
+{
+	struct acpi_pm pm;
+	acpi_pm_init(&pm, &fake);
+	outb(&acpi_reset_ops, &pm, 0, 0x02);
+	assert_int_equal(events[MACHINE_RESET], 0);
+	outb(&acpi_reset_ops, &pm, 0, ACPI_RESET_VALUE);
+	assert_int_equal(events[MACHINE_RESET], 1);
+	acpi_pm_destroy(&pm);
+}
+
+static void i8042_pulse_resets(void **state)
+{
+	struct i8042 k;
+	i8042_init(&k, &fake);
+	outb(&i8042_cmd_ops, &k, 0, 0xAA);
+	assert_true(inb(&i8042_cmd_ops, &k, 0) & 1);
+	assert_int_equal(inb(&i8042_data_ops, &k, 0), 0x55);
+	assert_int_equal(events[MACHINE_RESET], 0);
+	outb(&i8042_cmd_ops, &k, 0, 0xFE);
+	assert_int_equal(events[MACHINE_RESET], 1);
+	i8042_destroy(&k);
+}
+
+static time_t fixed_time(time_t *t)
+{
+	return 1795000000; /* 2026-11-18 11:06:40 UTC */
+}
+
+static uint8_t cmos(struct rtc *r, uint8_t idx)
+{
+	outb(&rtc_io_ops, r, 0, idx);
+	return inb(&rtc_io_ops, r, 1);
+}
+
+static void rtc_reads_bcd_time(void **state)
+{
+	struct rtc r;
+	rtc_init(&r);
+	r.now = fixed_time;
+	assert_int_equal(cmos(&r, 0x00), 0x40);
+	assert_int_equal(cmos(&r, 0x02), 0x06);
+	assert_int_equal(cmos(&r, 0x04), 0x11);
+	assert_int_equal(cmos(&r, 0x07), 0x18);
+	assert_int_equal(cmos(&r, 0x08), 0x11);
+	assert_int_equal(cmos(&r, 0x09), 0x26);
+	assert_int_equal(cmos(&r, 0x32), 0x20);
+	assert_int_equal(cmos(&r, 0x0a) & 0x80, 0); /* no update in progress */
+	assert_int_equal(cmos(&r, 0x0d), 0x80);
+	rtc_destroy(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup(serial_transmits_to_console, reset_fakes),
+	    cmocka_unit_test_setup(serial_receive_raises_irq_until_read, reset_fakes),
+	    cmocka_unit_test_setup(serial_thre_interrupt_acknowledged_by_iir, reset_fakes),
+	    cmocka_unit_test_setup(serial_fifo_loopback_scratch_and_divisor, reset_fakes),
+	    cmocka_unit_test_setup(serial_overrun_sets_lsr, reset_fakes),
+	    cmocka_unit_test_setup(acpi_poweroff_on_s5, reset_fakes),
+	    cmocka_unit_test_setup(acpi_power_button_raises_sci, reset_fakes),
+	    cmocka_unit_test_setup(acpi_timer_runs, reset_fakes),
+	    cmocka_unit_test_setup(reset_port_cf9, reset_fakes),
+	    cmocka_unit_test_setup(i8042_pulse_resets, reset_fakes),
+	    cmocka_unit_test_setup(rtc_reads_bcd_time, reset_fakes),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
