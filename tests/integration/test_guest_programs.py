@@ -1,0 +1,156 @@
+"""Guest test programs (tests/guests/, built into build/guests/*.elf) booted under QEMU as the
+referee: each program prints PASS/FAIL lines and a SUMMARY, then powers off. The same programs
+boot under kite in test_guest_programs_kite.py, which imports the helpers below."""
+import os
+import queue
+import re
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT
+
+GUEST_DIR = os.path.join(ROOT, "build", "guests")
+HAVE_KVM = os.path.exists("/dev/kvm")
+QEMU = shutil.which("qemu-system-x86_64")
+SUMMARY_RE = re.compile(r"^SUMMARY: (\d+) passed, (\d+) failed$")
+
+
+def guest_elf(name):
+    path = os.path.join(GUEST_DIR, f"{name}.elf")
+    if not os.path.exists(path):
+        pytest.fail(f"{path} is missing: run make guests")
+    return path
+
+
+class GuestRun:
+    """What one boot of a guest program printed and how the VMM ended."""
+
+    def __init__(self, lines, returncode, stderr, killed):
+        self.lines = lines
+        self.returncode = returncode
+        self.stderr = stderr
+        self.killed = killed
+
+    @property
+    def passed(self):
+        return [l[6:] for l in self.lines if l.startswith("PASS: ")]
+
+    @property
+    def failed(self):
+        return [l[6:] for l in self.lines if l.startswith("FAIL: ")]
+
+    @property
+    def summary(self):
+        for l in self.lines:
+            m = SUMMARY_RE.match(l)
+            if m:
+                return int(m.group(1)), int(m.group(2))
+        return None
+
+    def count(self, line):
+        return sum(1 for l in self.lines if l == line)
+
+    def output(self):
+        return "\n".join(self.lines) + f"\n--- exit {self.returncode}, stderr:\n{self.stderr}"
+
+    def assert_all_passed(self, expected=()):
+        """No FAIL line, a SUMMARY agreeing with the PASS lines, every EXPECTED test among them,
+        and the VMM exited 0 on the guest's ACPI power-off."""
+        out = self.output()
+        assert not self.killed, f"guest did not finish:\n{out}"
+        assert self.failed == [], out
+        assert self.summary == (len(self.passed), 0), out
+        for name in expected:
+            assert any(p.startswith(name) for p in self.passed), f"no PASS: {name}\n{out}"
+        assert self.returncode == 0, out
+
+
+def boot(argv, replies=None, stop=None, timeout=90):
+    """Runs a VMM whose stdio is the guest's COM1. REPLIES maps a line the guest prints to the
+    text written to its input once that line appears; STOP(lines) true ends the run early
+    (the VMM is killed). A run exceeding TIMEOUT seconds is killed too."""
+    replies = dict(replies or {})
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    q = queue.Queue()
+
+    def reader():
+        for raw in proc.stdout:
+            q.put(raw.decode("utf-8", "replace").rstrip("\r\n").replace("\r", ""))
+        q.put(None)
+
+    errbuf = []
+    t_out = threading.Thread(target=reader, daemon=True)
+    t_err = threading.Thread(target=lambda: errbuf.append(proc.stderr.read()), daemon=True)
+    t_out.start()
+    t_err.start()
+    lines, killed = [], False
+    end = time.monotonic() + timeout
+    while True:
+        left = end - time.monotonic()
+        try:
+            line = q.get(timeout=max(left, 0.01))
+        except queue.Empty:
+            killed = True
+            break
+        if line is None:
+            break
+        lines.append(line)
+        if line in replies:
+            proc.stdin.write(replies.pop(line).encode())
+            proc.stdin.flush()
+        if stop and stop(lines):
+            killed = True
+            break
+    if killed:
+        proc.kill()
+    try:
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    rc = proc.wait(timeout=30)
+    t_err.join(timeout=10)
+    stderr = errbuf[0].decode("utf-8", "replace") if errbuf else ""
+    return GuestRun(lines, rc, stderr, killed)
+
+
+def qemu_argv(name, append="", mem="64M", cpus=1, reboot=False, extra=()):
+    if QEMU is None:
+        pytest.fail("qemu-system-x86_64 is missing: run scripts/setup")
+    argv = [QEMU, "-M", "q35", "-accel", "kvm" if HAVE_KVM else "tcg", "-m", mem,
+            "-smp", str(cpus), "-nodefaults", "-no-user-config", "-display", "none",
+            "-serial", "stdio", "-kernel", guest_elf(name), "-append", append]
+    if not reboot:
+        argv.append("-no-reboot")
+    return argv + list(extra)
+
+
+SERIAL_LINES = ("hello kite 0123", "second line: IRQ 4 via the IOAPIC")
+SERIAL_APPEND = "line1=" + SERIAL_LINES[0].replace(" ", "_") + " line2=" + \
+    SERIAL_LINES[1].replace(" ", "_")
+
+
+def serial_replies():
+    # Spaces cannot be in a cmdline value, so the guest compares against the '_' spelling.
+    return {"READY: polling": SERIAL_LINES[0].replace(" ", "_") + "\n",
+            "READY: irq": SERIAL_LINES[1].replace(" ", "_") + "\n"}
+
+
+def check_serial(r):
+    r.assert_all_passed(["serial output", "serial scratch register",
+                         "serial input (polling): a line arrives",
+                         "serial input (polling): line matches",
+                         "serial input (irq): IRQ 4",
+                         "serial input (irq): line matches"])
+    charset = "".join(chr(c) for c in range(32, 127))
+    assert f"charset: {charset}" in r.lines, r.output()
+    for sent in SERIAL_LINES:
+        assert "echo: " + sent.replace(" ", "_") in r.lines, r.output()
+
+
+def test_serial_output_and_input_qemu():
+    check_serial(boot(qemu_argv("serial", SERIAL_APPEND), serial_replies()))
