@@ -1,0 +1,515 @@
+#include "guestfs/fs.h"
+#include "guestfs/ext2io.h"
+#include "guestfs/fsdetect.h"
+#include "guestfs/partition.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <et/com_err.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SYMLINKS 40	  /* as Linux's ELOOP limit */
+#define MAX_DEPTH    2048 /* path components kept for `..` */
+
+int gfs_err(errcode_t e, const char *fmt, ...)
+{
+	static bool tables;
+	if (!tables) {
+		initialize_ext2_error_table();
+		tables = true;
+	}
+	char what[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return kite_error("%s: %s", what, error_message(e));
+}
+
+int gfs_open_dev(struct gfs *g, bool write)
+{
+	if (ext2io_register(&g->part, g->ioname, sizeof(g->ioname)) < 0)
+		return -1;
+	int flags = EXT2_FLAG_64BITS | EXT2_FLAG_SKIP_MMP;
+	if (write)
+		flags |= EXT2_FLAG_RW;
+	errcode_t e = ext2fs_open2(g->ioname, NULL, flags, 0, 0, kite_io_manager, &g->fs);
+	if (e) {
+		g->fs = NULL;
+		ext2io_unregister(g->ioname);
+		return gfs_err(e, "cannot open the ext2/3/4 filesystem");
+	}
+	g->rw = write;
+	struct ext2_super_block *sb = g->fs->super;
+	const char *bad = NULL;
+	if (sb->s_state & EXT2_ERROR_FS)
+		bad = "the filesystem has errors";
+	else if (ext2fs_has_feature_journal_needs_recovery(sb))
+		bad =
+		    "the filesystem's journal needs recovery (was it not cleanly unmounted, or is "
+		    "it in use?)";
+	else if (!(sb->s_state & EXT2_VALID_FS))
+		bad = "the filesystem was not cleanly unmounted";
+	if (bad && write) {
+		kite_error("%s: refusing to write; repair it first with e2fsck -f (on a raw "
+			   "image or partition)",
+			   bad);
+		gfs_close_dev(g);
+		return -1;
+	}
+	if (bad)
+		kite_warn("%s; what is read may be inconsistent", bad);
+	if (write) {
+		e = ext2fs_read_bitmaps(g->fs);
+		if (e) {
+			gfs_err(e, "cannot read the allocation bitmaps");
+			gfs_close_dev(g);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void gfs_close_dev(struct gfs *g)
+{
+	if (g->fs) {
+		ext2fs_free(g->fs);
+		g->fs = NULL;
+	}
+	ext2io_unregister(g->ioname);
+}
+
+/* "3", "sda3", "/dev/sda3", "vda3" -> 3 */
+static int parse_partition(const char *s)
+{
+	const char *p = s;
+	if (!strncmp(p, "/dev/", 5))
+		p += 5;
+	if ((p[0] == 's' || p[0] == 'v' || p[0] == 'h') && p[1] == 'd' && p[2] >= 'a' &&
+	    p[2] <= 'z')
+		p += 3;
+	char *end;
+	errno = 0;
+	long n = strtol(p, &end, 10);
+	if (*p < '0' || *p > '9' || *end || errno || n < 0 || n > 100000)
+		return kite_error("bad partition '%s' (expected a number such as 1 or /dev/sda1)",
+				  s);
+	return (int)n;
+}
+
+/* Is there an /etc/os-release in the filesystem on `dev`? */
+static bool has_os_release(struct gfs *g)
+{
+	ext2_ino_t ino;
+	int err;
+	if (gfs_open_dev(g, false) < 0)
+		return false;
+	bool yes = gfs_lookup_q(g, "/etc/os-release", false, &ino, &err) == 0 ||
+		   gfs_lookup_q(g, "/usr/lib/os-release", false, &ino, &err) == 0;
+	gfs_close_dev(g);
+	return yes;
+}
+
+static int choose(struct gfs *g, const struct part_table *t, const struct gfs_opts *o)
+{
+	if (o->partition) {
+		int n = parse_partition(o->partition);
+		if (n < 0)
+			return -1;
+		if (n == 0 || !t->count) {
+			if (n != 0 && !t->count)
+				return kite_error("the disk has no partition table: use the whole "
+						  "disk (omit -a)");
+			if (t->count)
+				return kite_error("the disk is partitioned: choose a partition "
+						  "number");
+			return gdev_window_init(&g->part, &g->win, &g->im.dev, 0, g->im.dev.size);
+		}
+		const struct part *p = part_find(t, n);
+		if (!p)
+			return kite_error("partition %d does not exist", n);
+		if (p->kind == PART_EXTENDED)
+			return kite_error("partition %d is an extended partition (it holds the "
+					  "logical partitions 5 and up)",
+					  n);
+		if (gdev_window_init(&g->part, &g->win, &g->im.dev, p->start, p->size) < 0)
+			return -1;
+		struct fsinfo fi;
+		if (fs_detect(&g->part, &fi) < 0)
+			return -1;
+		if (!fi.supported)
+			return kite_error("partition %d holds %s, which kite guest cannot read (it "
+					  "reads ext2, ext3 and ext4)",
+					  n, fi.type);
+		g->partno = n;
+		return 0;
+	}
+	if (!t->count) {
+		struct fsinfo fi;
+		if (gdev_window_init(&g->part, &g->win, &g->im.dev, 0, g->im.dev.size) < 0 ||
+		    fs_detect(&g->part, &fi) < 0)
+			return -1;
+		if (!fi.supported)
+			return kite_error("the disk has no partition table and holds %s, not an "
+					  "ext2/3/4 filesystem",
+					  fi.type);
+		return 0;
+	}
+	int best = -1, os = -1;
+	uint64_t best_size = 0;
+	for (size_t i = 0; i < t->count; i++) {
+		const struct part *p = &t->parts[i];
+		struct fsinfo fi;
+		if (p->kind == PART_EXTENDED)
+			continue;
+		if (gdev_window_init(&g->part, &g->win, &g->im.dev, p->start, p->size) < 0)
+			continue; /* reported; a broken entry does not hide the others */
+		if (fs_detect(&g->part, &fi) < 0)
+			return -1;
+		if (!fi.supported)
+			continue;
+		if (best < 0 || p->size > best_size) {
+			best = (int)i;
+			best_size = p->size;
+		}
+		if (os < 0 && has_os_release(g))
+			os = (int)i;
+	}
+	int pick = os >= 0 ? os : best;
+	if (pick < 0)
+		return kite_error("no partition holds an ext2/3/4 filesystem (see 'kite guest "
+				  "filesystems')");
+	const struct part *p = &t->parts[pick];
+	g->partno = p->number;
+	return gdev_window_init(&g->part, &g->win, &g->im.dev, p->start, p->size);
+}
+
+int gfs_open(struct gfs *g, const char *image, const struct gfs_opts *o)
+{
+	memset(g, 0, sizeof(*g));
+	if (gimage_open(&g->im, image, o->format, o->write) < 0)
+		return -1;
+	struct part_table t;
+	if (part_scan(&g->im.dev, &t) < 0)
+		goto fail;
+	int r = choose(g, &t, o);
+	part_table_free(&t);
+	if (r < 0 || gfs_open_dev(g, o->write) < 0)
+		goto fail;
+	return 0;
+fail:
+	gimage_close(&g->im);
+	return -1;
+}
+
+int gfs_close(struct gfs *g)
+{
+	int ret = 0;
+	if (g->fs) {
+		errcode_t e = ext2fs_close2(g->fs, 0); /* writes superblock and bitmaps */
+		if (e)
+			ret = gfs_err(e, "cannot write the filesystem's metadata back");
+		if (e)
+			ext2fs_free(g->fs);
+		g->fs = NULL;
+	}
+	ext2io_unregister(g->ioname);
+	if (gimage_close(&g->im) < 0)
+		ret = -1;
+	return ret;
+}
+
+int gfs_read_inode(struct gfs *g, ext2_ino_t ino, struct ext2_inode_large *in)
+{
+	memset(in, 0, sizeof(*in));
+	errcode_t e = ext2fs_read_inode_full(g->fs, ino, (struct ext2_inode *)in, sizeof(*in));
+	if (e)
+		return gfs_err(e, "cannot read inode %u", ino);
+	return 0;
+}
+
+int gfs_write_inode(struct gfs *g, ext2_ino_t ino, struct ext2_inode_large *in)
+{
+	errcode_t e = ext2fs_write_inode_full(g->fs, ino, (struct ext2_inode *)in, sizeof(*in));
+	if (e)
+		return gfs_err(e, "cannot write inode %u", ino);
+	return 0;
+}
+
+int gfs_readlink(struct gfs *g, ext2_ino_t ino, char *buf, size_t size)
+{
+	struct ext2_inode_large in;
+	if (gfs_read_inode(g, ino, &in) < 0)
+		return -1;
+	uint64_t len = gfs_size(&in);
+	if (!LINUX_S_ISLNK(in.i_mode))
+		return kite_error("inode %u is not a symbolic link", ino);
+	if (len >= size || len >= g->fs->blocksize)
+		return kite_error("symbolic link (inode %u) is too long (%llu bytes)", ino,
+				  (unsigned long long)len);
+	if (ext2fs_is_fast_symlink((struct ext2_inode *)&in)) {
+		if (len >= sizeof(in.i_block))
+			return kite_error("symbolic link (inode %u) is corrupt", ino);
+		memcpy(buf, in.i_block, len);
+		buf[len] = 0;
+		return 0;
+	}
+	ext2_file_t f;
+	errcode_t e = ext2fs_file_open2(g->fs, ino, (struct ext2_inode *)&in, 0, &f);
+	if (e)
+		return gfs_err(e, "cannot open symbolic link (inode %u)", ino);
+	unsigned int got = 0;
+	e = ext2fs_file_read(f, buf, (unsigned)len, &got);
+	ext2fs_file_close(f);
+	if (e || got != len)
+		return e ? gfs_err(e, "cannot read symbolic link (inode %u)", ino)
+			 : kite_error("symbolic link (inode %u) is truncated", ino);
+	buf[len] = 0;
+	if (strlen(buf) != len)
+		return kite_error("symbolic link (inode %u) holds a NUL byte", ino);
+	return 0;
+}
+
+static int fail(bool quiet, int *err, int e, const char *path, const char *why)
+{
+	if (err)
+		*err = e;
+	if (!quiet)
+		kite_error("%s: %s", path, why ? why : strerror(e));
+	return -1;
+}
+
+static int resolve(struct gfs *g, const char *path, bool follow, ext2_ino_t *out, int *err,
+		   bool quiet)
+{
+	ext2_ino_t *stack = malloc(MAX_DEPTH * sizeof(*stack));
+	char *work = strdup(path);
+	int depth = 0, links = 0, ret = -1;
+	size_t pos = 0;
+	if (!stack || !work) {
+		ret = fail(quiet, err, ENOMEM, path, NULL);
+		goto out;
+	}
+	stack[0] = EXT2_ROOT_INO;
+	for (;;) {
+		while (work[pos] == '/')
+			pos++;
+		if (!work[pos])
+			break;
+		size_t end = pos;
+		while (work[end] && work[end] != '/')
+			end++;
+		const char *comp = work + pos;
+		size_t len = end - pos;
+		pos = end;
+		if (len == 1 && comp[0] == '.')
+			continue;
+		if (len == 2 && comp[0] == '.' && comp[1] == '.') {
+			if (depth == 0) {
+				ret = fail(quiet, err, EXDEV, path,
+					   "the path leads outside the filesystem's root");
+				goto out;
+			}
+			depth--;
+			continue;
+		}
+		if (len > EXT2_NAME_LEN) {
+			ret = fail(quiet, err, ENAMETOOLONG, path, NULL);
+			goto out;
+		}
+		struct ext2_inode_large in;
+		if (gfs_read_inode(g, stack[depth], &in) < 0) {
+			ret = fail(true, err, EIO, path, NULL);
+			goto out;
+		}
+		if (!LINUX_S_ISDIR(in.i_mode)) {
+			ret = fail(quiet, err, ENOTDIR, path, NULL);
+			goto out;
+		}
+		ext2_ino_t child;
+		errcode_t e = ext2fs_lookup(g->fs, stack[depth], comp, (int)len, NULL, &child);
+		if (e == EXT2_ET_FILE_NOT_FOUND) {
+			ret = fail(quiet, err, ENOENT, path, NULL);
+			goto out;
+		}
+		if (e) {
+			if (!quiet)
+				gfs_err(e, "%s", path);
+			ret = fail(true, err, EIO, path, NULL);
+			goto out;
+		}
+		if (gfs_read_inode(g, child, &in) < 0) {
+			ret = fail(true, err, EIO, path, NULL);
+			goto out;
+		}
+		bool more = false;
+		for (size_t i = pos; work[i]; i++)
+			more |= work[i] != '/';
+		if (LINUX_S_ISLNK(in.i_mode) && (more || follow)) {
+			if (++links > MAX_SYMLINKS) {
+				ret = fail(quiet, err, ELOOP, path, NULL);
+				goto out;
+			}
+			char *target = malloc(g->fs->blocksize + 1);
+			if (!target || gfs_readlink(g, child, target, g->fs->blocksize + 1) < 0) {
+				free(target);
+				ret = fail(true, err, EIO, path, NULL);
+				goto out;
+			}
+			size_t tl = strlen(target), rl = strlen(work + pos);
+			char *nw = malloc(tl + rl + 2);
+			if (!nw) {
+				free(target);
+				ret = fail(quiet, err, ENOMEM, path, NULL);
+				goto out;
+			}
+			memcpy(nw, target, tl);
+			nw[tl] = '/';
+			memcpy(nw + tl + 1, work + pos, rl + 1);
+			if (target[0] == '/')
+				depth = 0; /* absolute targets start at the filesystem's root */
+			free(target);
+			free(work);
+			work = nw;
+			pos = 0;
+			continue;
+		}
+		if (depth + 1 >= MAX_DEPTH) {
+			ret = fail(quiet, err, ENAMETOOLONG, path, NULL);
+			goto out;
+		}
+		stack[++depth] = child;
+	}
+	*out = stack[depth];
+	ret = 0;
+out:
+	free(stack);
+	free(work);
+	return ret;
+}
+
+int gfs_lookup(struct gfs *g, const char *path, bool follow, ext2_ino_t *ino)
+{
+	return resolve(g, path, follow, ino, NULL, false);
+}
+
+int gfs_lookup_q(struct gfs *g, const char *path, bool follow, ext2_ino_t *ino, int *err)
+{
+	return resolve(g, path, follow, ino, err, true);
+}
+
+int gfs_lookup_parent(struct gfs *g, const char *path, ext2_ino_t *dir, char *name)
+{
+	size_t len = strlen(path);
+	while (len > 1 && path[len - 1] == '/')
+		len--;
+	size_t slash = len;
+	while (slash > 0 && path[slash - 1] != '/')
+		slash--;
+	size_t nl = len - slash;
+	if (nl == 0 || (nl == 1 && path[slash] == '.') ||
+	    (nl == 2 && path[slash] == '.' && path[slash + 1] == '.'))
+		return kite_error("%s: not a name that can be created or removed", path);
+	if (nl > EXT2_NAME_LEN)
+		return kite_error("%s: %s", path, strerror(ENAMETOOLONG));
+	memcpy(name, path + slash, nl);
+	name[nl] = 0;
+	char *parent = strndup(path, slash);
+	if (!parent)
+		return kite_error("out of memory");
+	int r = gfs_lookup(g, parent[0] ? parent : "/", true, dir);
+	free(parent);
+	if (r < 0)
+		return -1;
+	struct ext2_inode_large in;
+	if (gfs_read_inode(g, *dir, &in) < 0)
+		return -1;
+	if (!LINUX_S_ISDIR(in.i_mode))
+		return kite_error("%s: %s", path, strerror(ENOTDIR));
+	return 0;
+}
+
+uint32_t gfs_uid(const struct ext2_inode_large *in)
+{
+	return in->i_uid | (uint32_t)in->osd2.linux2.l_i_uid_high << 16;
+}
+
+uint32_t gfs_gid(const struct ext2_inode_large *in)
+{
+	return in->i_gid | (uint32_t)in->osd2.linux2.l_i_gid_high << 16;
+}
+
+void gfs_set_owner(struct ext2_inode_large *in, uint32_t uid, uint32_t gid)
+{
+	in->i_uid = (uint16_t)uid;
+	in->osd2.linux2.l_i_uid_high = (uint16_t)(uid >> 16);
+	in->i_gid = (uint16_t)gid;
+	in->osd2.linux2.l_i_gid_high = (uint16_t)(gid >> 16);
+}
+
+uint64_t gfs_size(const struct ext2_inode_large *in)
+{
+	return in->i_size | (uint64_t)in->i_size_high << 32;
+}
+
+/* Seconds are signed 32-bit plus two epoch bits in the _extra field, which also holds
+ * nanoseconds, when the inode is large enough to have it. */
+static bool has_extra(const struct gfs *g, const struct ext2_inode_large *in, size_t field_end)
+{
+	return EXT2_INODE_SIZE(g->fs->super) > EXT2_GOOD_OLD_INODE_SIZE &&
+	       (size_t)EXT2_GOOD_OLD_INODE_SIZE + in->i_extra_isize >= field_end;
+}
+
+#define XTIME_END(f) (offsetof(struct ext2_inode_large, f) + sizeof(uint32_t))
+
+static void time_fields(struct ext2_inode_large *in, enum gfs_time t, uint32_t **sec,
+			uint32_t **extra, size_t *end)
+{
+	switch (t) {
+	case GFS_ATIME:
+		*sec = &in->i_atime;
+		*extra = &in->i_atime_extra;
+		*end = XTIME_END(i_atime_extra);
+		break;
+	case GFS_MTIME:
+		*sec = &in->i_mtime;
+		*extra = &in->i_mtime_extra;
+		*end = XTIME_END(i_mtime_extra);
+		break;
+	default:
+		*sec = &in->i_ctime;
+		*extra = &in->i_ctime_extra;
+		*end = XTIME_END(i_ctime_extra);
+		break;
+	}
+}
+
+struct timespec gfs_time(const struct gfs *g, const struct ext2_inode_large *in, enum gfs_time t)
+{
+	uint32_t *sec, *extra;
+	size_t end;
+	time_fields((struct ext2_inode_large *)in, t, &sec, &extra, &end);
+	struct timespec ts = {.tv_sec = (int32_t)*sec, .tv_nsec = 0};
+	if (has_extra(g, in, end)) {
+		ts.tv_sec += (int64_t)(*extra & EXT4_EPOCH_MASK) << 32;
+		ts.tv_nsec = (*extra >> EXT4_EPOCH_BITS) % 1000000000;
+	}
+	return ts;
+}
+
+void gfs_set_time(const struct gfs *g, struct ext2_inode_large *in, enum gfs_time t,
+		  struct timespec ts)
+{
+	uint32_t *sec, *extra;
+	size_t end;
+	time_fields(in, t, &sec, &extra, &end);
+	*sec = (uint32_t)ts.tv_sec;
+	if (has_extra(g, in, end)) {
+		int64_t epoch = (ts.tv_sec - (int32_t)*sec) >> 32;
+		*extra = (uint32_t)(epoch & EXT4_EPOCH_MASK) | (uint32_t)ts.tv_nsec
+								   << EXT4_EPOCH_BITS;
+	}
+}

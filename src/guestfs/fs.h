@@ -1,0 +1,66 @@
+/* An ext2/3/4 filesystem inside an image, opened with libext2fs through kite_io_manager, and
+ * safe path resolution inside it: `..` never leaves the filesystem root and symlinks are
+ * resolved inside the filesystem (absolute targets from its root), never on the host. */
+#ifndef KITE_GUESTFS_FS_H
+#define KITE_GUESTFS_FS_H
+
+#include "guestfs/dev.h"
+#include "guestfs/image.h"
+
+#include <ext2fs/ext2fs.h>
+#include <stdbool.h>
+#include <time.h>
+
+struct gfs {
+	struct gimage im;
+	struct gdev part;
+	struct gdev_window win;
+	char ioname[32];
+	ext2_filsys fs;
+	int partno; /* 0: the whole disk */
+	bool rw;
+};
+
+struct gfs_opts {
+	const char *format;    /* image format or NULL to probe */
+	const char *partition; /* "-a" argument: "1", "sda1", "/dev/sda1"; NULL to choose */
+	bool write;
+};
+
+/* Opens the image and the filesystem. Writing refuses a filesystem with errors or needing
+ * journal recovery. Returns -1 with an error. */
+int gfs_open(struct gfs *g, const char *image, const struct gfs_opts *o);
+/* Writes back and closes; -1 if anything failed to reach the image. */
+int gfs_close(struct gfs *g);
+
+/* Opens the filesystem in `dev` (a partition of an image already open). */
+int gfs_open_dev(struct gfs *g, bool write);
+void gfs_close_dev(struct gfs *g);
+
+/* Prints "kite: error: <what>: <libext2fs message>"; returns -1. */
+int gfs_err(errcode_t e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Resolves an absolute or relative (to the root) path. `follow` says whether a final symlink
+ * is followed. Errors: ENOENT, ENOTDIR, ELOOP, EXDEV (escapes the root); sets *err to the
+ * errno and prints nothing when `quiet`, otherwise prints. */
+int gfs_lookup(struct gfs *g, const char *path, bool follow, ext2_ino_t *ino);
+int gfs_lookup_q(struct gfs *g, const char *path, bool follow, ext2_ino_t *ino, int *err);
+/* Splits `path` into its parent directory (resolved, must exist) and the last name, for
+ * creating or removing it. `name` receives at most EXT2_NAME_LEN bytes plus NUL. */
+int gfs_lookup_parent(struct gfs *g, const char *path, ext2_ino_t *dir, char *name);
+
+int gfs_read_inode(struct gfs *g, ext2_ino_t ino, struct ext2_inode_large *in);
+int gfs_write_inode(struct gfs *g, ext2_ino_t ino, struct ext2_inode_large *in);
+/* Reads a symlink's target (NUL-terminated, at most `size` - 1 bytes). */
+int gfs_readlink(struct gfs *g, ext2_ino_t ino, char *buf, size_t size);
+
+uint32_t gfs_uid(const struct ext2_inode_large *in);
+uint32_t gfs_gid(const struct ext2_inode_large *in);
+void gfs_set_owner(struct ext2_inode_large *in, uint32_t uid, uint32_t gid);
+uint64_t gfs_size(const struct ext2_inode_large *in);
+enum gfs_time { GFS_ATIME, GFS_MTIME, GFS_CTIME };
+struct timespec gfs_time(const struct gfs *g, const struct ext2_inode_large *in, enum gfs_time t);
+void gfs_set_time(const struct gfs *g, struct ext2_inode_large *in, enum gfs_time t,
+		  struct timespec ts);
+
+#endif

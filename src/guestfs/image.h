@@ -1,0 +1,24 @@
+/* An image opened for kite guest: the block layer device, QEMU-compatible image locks, and the
+ * struct gdev that partition and filesystem code reads through. */
+#ifndef KITE_GUESTFS_IMAGE_H
+#define KITE_GUESTFS_IMAGE_H
+
+#include "guestfs/dev.h"
+
+#include <stdbool.h>
+
+struct blk;
+
+struct gimage {
+	struct blk *blk;
+	int lockfd;
+	struct gdev dev;
+};
+
+/* `format`: "raw", "qcow2", "vmdk" or NULL to probe. With `write`, the image must be writable
+ * and nobody else may be using it. */
+int gimage_open(struct gimage *im, const char *path, const char *format, bool write);
+/* Flushes (when writable) and closes; returns -1 if the flush failed. */
+int gimage_close(struct gimage *im);
+
+#endif
