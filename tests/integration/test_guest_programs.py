@@ -154,3 +154,22 @@ def check_serial(r):
 
 def test_serial_output_and_input_qemu():
     check_serial(boot(qemu_argv("serial", SERIAL_APPEND), serial_replies()))
+
+
+MEMORY_EXPECTED = ["start_info v1 carries an e820 map", "e820 entries sorted",
+                   "e820 RAM total", "e820 memory from 1 MiB ends at mem=",
+                   "page allocator: two distinct", "page allocator: a freed page",
+                   "ring 3 pattern write/read", "pattern test covered all RAM"]
+
+
+def check_memory(r, mem):
+    r.assert_all_passed(MEMORY_EXPECTED)
+    kib = int(mem[:-1]) * 1024
+    assert f"e820: {kib} KiB" not in r.lines  # the line names RAM and mem= separately
+    assert any(l.startswith("e820: ") and l.endswith(f"mem= {kib} KiB") for l in r.lines), \
+        r.output()
+
+
+@pytest.mark.parametrize("mem", ["64M", "200M"])
+def test_memory_e820_and_patterns_qemu(mem):
+    check_memory(boot(qemu_argv("memory", f"mem={mem}", mem=mem)), mem)

@@ -19,11 +19,17 @@ static void put_padded(struct out *o, const char *s, size_t n, int width, bool l
 {
 	int fill = width > (int)n ? width - (int)n : 0;
 	if (!left) {
-		/* A zero-padded negative number keeps its sign first. */
+		/* A zero-padded number keeps its sign or 0x prefix first. */
 		if (pad == '0' && n && s[0] == '-') {
 			put(o, '-');
 			s++;
 			n--;
+		} else if (pad == '0' && n > 2 && s[0] == '0' && s[1] == 'x') {
+			put(o, '0');
+			put(o, 'x');
+			s += 2;
+			n -= 2;
+			fill = width > (int)n + 2 ? width - (int)n - 2 : 0;
 		}
 		while (fill-- > 0)
 			put(o, pad);
