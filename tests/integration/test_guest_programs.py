@@ -193,3 +193,11 @@ def test_smp_wrong_count_is_reported_qemu():
     r = boot(qemu_argv("smp", "cpus=3", cpus=2))
     assert "MADT lists cpus= 3 processors" in r.failed, r.output()
     assert r.summary is not None and r.summary[1] == 1, r.output()
+
+
+TIMER_EXPECTED = ["LAPIC timer periodic: 10 of 10", "LAPIC timer one-shot: one interrupt",
+                  "PIT via IOAPIC (IRQ 0 -> GSI"]
+
+
+def test_timer_interrupts_qemu():
+    boot(qemu_argv("timer")).assert_all_passed(TIMER_EXPECTED)
