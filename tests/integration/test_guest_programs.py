@@ -201,3 +201,65 @@ TIMER_EXPECTED = ["LAPIC timer periodic: 10 of 10", "LAPIC timer one-shot: one i
 
 def test_timer_interrupts_qemu():
     boot(qemu_argv("timer")).assert_all_passed(TIMER_EXPECTED)
+
+
+POWEROFF_EXPECTED = ["ACPI RSDP found and checksummed", "FADT found and checksummed",
+                     "DSDT \\_S5_ package gives SLP_TYPa", "MADT lists"]
+
+
+def check_poweroff(r):
+    """The VMM must stop on the ACPI S5 write itself: the library's last line is the write,
+    with no fallback after it."""
+    r.assert_all_passed(POWEROFF_EXPECTED)
+    assert r.lines[-1].startswith("guest: power-off: "), r.output()
+    assert not any("power-off failed" in l for l in r.lines), r.output()
+
+
+@pytest.mark.parametrize("machine", ["q35", "microvm"])
+def test_acpi_poweroff_exits_zero_qemu(machine):
+    argv = qemu_argv("poweroff")
+    argv[argv.index("q35")] = machine
+    check_poweroff(boot(argv))
+
+
+BANNER = "GUEST reset: start"
+
+
+def check_reset_exits(r, method):
+    """With no-reboot, the reset ends the VMM: exit 0, one boot, no SUMMARY (the program only
+    reaches its summary when the reset did not happen)."""
+    out = r.output()
+    assert not r.killed, out
+    assert r.count(BANNER) == 1, out
+    assert f"reset: resetting through {method}" in r.lines, out
+    assert r.summary is None and r.failed == [], out
+    assert r.returncode == 0, out
+
+
+def booted_twice(lines):
+    return sum(1 for l in lines if l == BANNER) >= 2
+
+
+@pytest.mark.parametrize("method", ["kbd", "cf9"])
+def test_reset_with_no_reboot_exits_qemu(method):
+    check_reset_exits(boot(qemu_argv("reset", f"method={method}")), method)
+
+
+@pytest.mark.parametrize("method", ["kbd", "cf9"])
+def test_reset_reboots_the_guest_qemu(method):
+    r = boot(qemu_argv("reset", f"method={method}", reboot=True), stop=booted_twice,
+             timeout=60)
+    assert r.count(BANNER) >= 2, r.output()
+    assert r.failed == [], r.output()
+
+
+def test_triple_fault_resets_qemu(tmp_path):
+    log = tmp_path / "qemu.log"
+    r = boot(qemu_argv("triple_fault", extra=["-d", "cpu_reset", "-D", str(log)]))
+    out = r.output()
+    assert not r.killed, out
+    assert r.lines[-1] == "triple_fault: loading an empty IDT and faulting", out
+    assert r.summary is None, out
+    assert r.returncode == 0, out  # -no-reboot turns the reset into an exit
+    if not HAVE_KVM:  # TCG logs the shutdown cause; KVM does not
+        assert "Triple fault" in log.read_text(), out

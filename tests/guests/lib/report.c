@@ -38,7 +38,7 @@ void guest_exit(void)
 	irq_disable();
 	printf("SUMMARY: %d passed, %d failed\n", __atomic_load_n(&passed, __ATOMIC_RELAXED),
 	       __atomic_load_n(&failed, __ATOMIC_RELAXED));
-	acpi_poweroff(false);
+	acpi_poweroff(true);
 	/* No ACPI S5: QEMU's PM1a_CNT (q35 0x604, piix 0xb004), then the i8042 reset line, which
 	 * ends a VMM started with --no-reboot / -no-reboot. */
 	printf("guest: ACPI power-off failed, trying fallbacks\n");
