@@ -23,7 +23,7 @@ static const struct {
     {"rm", guest_rm, "IMAGE [-r] [-f] PATH..."},
     {"chmod", guest_chmod, "IMAGE MODE PATH..."},
     {"chown", guest_chown, "IMAGE UID[:GID] PATH..."},
-    {"ln", guest_ln, "IMAGE -s TARGET LINKPATH"},
+    {"ln", guest_ln, "IMAGE [-s] TARGET LINKPATH"},
     {"init", guest_init, "IMAGE [--ssh-port N] [--user NAME [--group G]] [...]"},
     {"mount", guest_mount, "IMAGE MOUNTPOINT [--ro] [-f]"},
 };

@@ -7,11 +7,5 @@
 		return 1;                                                                          \
 	}
 STUB(guest_copy_in)
-STUB(guest_write)
-STUB(guest_mkdir)
-STUB(guest_rm)
-STUB(guest_chmod)
-STUB(guest_chown)
-STUB(guest_ln)
 STUB(guest_init)
 STUB(guest_mount)

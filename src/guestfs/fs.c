@@ -1,6 +1,7 @@
 #include "guestfs/fs.h"
 #include "guestfs/ext2io.h"
 #include "guestfs/fsdetect.h"
+#include "guestfs/fswrite.h"
 #include "guestfs/partition.h"
 #include "util/err.h"
 
@@ -66,6 +67,10 @@ int gfs_open_dev(struct gfs *g, bool write)
 		e = ext2fs_read_bitmaps(g->fs);
 		if (e) {
 			gfs_err(e, "cannot read the allocation bitmaps");
+			gfs_close_dev(g);
+			return -1;
+		}
+		if (gfs_check_writable(g) < 0) {
 			gfs_close_dev(g);
 			return -1;
 		}

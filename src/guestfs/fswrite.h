@@ -1,0 +1,43 @@
+/* Changing a filesystem opened for writing with gfs_open: creating, writing, linking and
+ * removing files. Every function leaves the filesystem consistent (e2fsck -fn clean) on
+ * success and reports failures with kite_error. */
+#ifndef KITE_GUESTFS_FSWRITE_H
+#define KITE_GUESTFS_FSWRITE_H
+
+#include "guestfs/fs.h"
+
+#include <sys/types.h>
+
+/* Refuses writes the library would get wrong (quota accounting). Called by gfs_open. */
+int gfs_check_writable(struct gfs *g);
+
+/* Creates an empty regular file `name` in `dir`. Fails with EEXIST message if it exists. */
+int gfs_create(struct gfs *g, ext2_ino_t dir, const char *name, uint16_t mode, uint32_t uid,
+	       uint32_t gid, ext2_ino_t *ino);
+int gfs_mkdir(struct gfs *g, ext2_ino_t dir, const char *name, uint16_t mode, uint32_t uid,
+	      uint32_t gid, ext2_ino_t *ino);
+int gfs_symlink(struct gfs *g, ext2_ino_t dir, const char *name, const char *target, uint32_t uid,
+		uint32_t gid, ext2_ino_t *ino);
+/* A special file: mode carries the type (LINUX_S_IFCHR, ...); `rdev` major/minor. */
+int gfs_mknod(struct gfs *g, ext2_ino_t dir, const char *name, uint16_t mode, uint64_t rdev,
+	      uint32_t uid, uint32_t gid, ext2_ino_t *ino);
+/* A hard link to the non-directory `ino`. */
+int gfs_hardlink(struct gfs *g, ext2_ino_t dir, const char *name, ext2_ino_t ino);
+
+/* Writes `len` bytes at `off` of regular file `ino` (growing it as needed). */
+int gfs_pwrite(struct gfs *g, ext2_ino_t ino, const void *buf, size_t len, uint64_t off);
+/* Sets the size, freeing blocks past it or leaving a hole. */
+int gfs_truncate(struct gfs *g, ext2_ino_t ino, uint64_t size);
+/* Replaces the whole content of regular file `ino`. */
+int gfs_replace(struct gfs *g, ext2_ino_t ino, const void *buf, size_t len);
+
+/* Removes `name` from `dir`. Directories must be empty unless `recursive`. */
+int gfs_remove(struct gfs *g, ext2_ino_t dir, const char *name, bool recursive);
+/* Renames within the filesystem (used by FUSE). Replaces a non-directory target. */
+int gfs_rename(struct gfs *g, ext2_ino_t from_dir, const char *from, ext2_ino_t to_dir,
+	       const char *to);
+
+/* Sets ctime (and mtime when `mtime` is set) to now. */
+void gfs_touch(struct gfs *g, struct ext2_inode_large *in, bool mtime);
+
+#endif
