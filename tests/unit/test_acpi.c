@@ -1,0 +1,168 @@
+#include "test_boot_fixture.h"
+#include "vmm/acpi.h"
+
+#define MIB (1ULL << 20)
+
+static uint8_t sum(const uint8_t *p, size_t n)
+{
+	uint8_t s = 0;
+	for (size_t i = 0; i < n; i++)
+		s = (uint8_t)(s + p[i]);
+	return s;
+}
+
+/* A table at guest address `gpa`: checks its signature and checksum, returns a pointer. */
+static const uint8_t *table(const struct guest_mem *m, uint64_t gpa, const char *sig)
+{
+	const uint8_t *t = gmem_ptr(m, gpa, 36);
+	assert_non_null(t);
+	assert_memory_equal(t, sig, 4);
+	uint32_t len = (uint32_t)tget(t + 4, 4);
+	assert_non_null(gmem_ptr(m, gpa, len));
+	assert_int_equal(sum(t, len), 0);
+	return t;
+}
+
+/* Finds the RSDP the way a guest does: a 16-byte aligned scan of 0xE0000-0xFFFFF. */
+static uint64_t scan_rsdp(const struct guest_mem *m)
+{
+	for (uint64_t a = 0xE0000; a < 0x100000; a += 16) {
+		const uint8_t *p = gmem_ptr(m, a, 36);
+		if (memcmp(p, "RSD PTR ", 8) == 0 && sum(p, 20) == 0)
+			return a;
+	}
+	return 0;
+}
+
+static void check_tables(int ncpus)
+{
+	struct guest_mem m;
+	tmem(&m, 64 * MIB);
+	assert_int_equal(acpi_build(&m, ncpus), 0);
+	uint64_t rsdp_addr = scan_rsdp(&m);
+	assert_int_equal(rsdp_addr, ACPI_RSDP_ADDR);
+	const uint8_t *rsdp = gmem_ptr(&m, rsdp_addr, 36);
+	assert_int_equal(rsdp[15], 2);
+	assert_int_equal(tget(rsdp + 20, 4), 36);
+	assert_int_equal(sum(rsdp, 36), 0);
+
+	const uint8_t *xsdt = table(&m, tget(rsdp + 24, 8), "XSDT");
+	const uint8_t *rsdt = table(&m, tget(rsdp + 16, 4), "RSDT");
+	int n = (int)(tget(xsdt + 4, 4) - 36) / 8;
+	assert_int_equal(n, 2);
+	assert_int_equal((tget(rsdt + 4, 4) - 36) / 4, 2);
+	const uint8_t *fadt = NULL, *madt = NULL;
+	for (int i = 0; i < n; i++) {
+		uint64_t a = tget(xsdt + 36 + 8 * i, 8);
+		assert_int_equal(tget(rsdt + 36 + 4 * i, 4), a);
+		const uint8_t *t = gmem_ptr(&m, a, 4);
+		if (memcmp(t, "FACP", 4) == 0)
+			fadt = table(&m, a, "FACP");
+		else
+			madt = table(&m, a, "APIC");
+	}
+	assert_non_null(fadt);
+	assert_non_null(madt);
+
+	/* FADT: the PM ports the ACPI PM device implements, the reset register, no HW_REDUCED. */
+	assert_int_equal(fadt[8], 6);
+	assert_int_equal(tget(fadt + 4, 4), 276);
+	assert_int_equal(tget(fadt + 46, 2), 9);
+	assert_int_equal(tget(fadt + 48, 4), 0);
+	assert_int_equal(tget(fadt + 56, 4), 0x600);
+	assert_int_equal(tget(fadt + 64, 4), 0x604);
+	assert_int_equal(tget(fadt + 76, 4), 0x608);
+	assert_int_equal(fadt[88], 4);
+	assert_int_equal(fadt[89], 2);
+	assert_int_equal(fadt[91], 4);
+	uint32_t flags = (uint32_t)tget(fadt + 112, 4);
+	assert_true(flags & (1u << 10));  /* RESET_REG_SUP */
+	assert_false(flags & (1u << 20)); /* HW_REDUCED_ACPI */
+	assert_false(flags & (1u << 4));  /* power button: fixed feature */
+	assert_int_equal(fadt[116], 1);	  /* reset register in I/O space */
+	assert_int_equal(tget(fadt + 120, 8), 0xCF9);
+	assert_int_equal(fadt[128], 6);
+	assert_int_equal(tget(fadt + 148 + 4, 8), 0x600);
+	assert_int_equal(tget(fadt + 172 + 4, 8), 0x604);
+	assert_int_equal(tget(fadt + 40, 4), tget(fadt + 140, 8));
+
+	/* DSDT: \_S5_ is Package(4) {5, 5, 0, 0}. */
+	const uint8_t *dsdt = table(&m, tget(fadt + 140, 8), "DSDT");
+	const uint8_t s5[] = {0x08, '\\', '_', 'S', '5', '_', 0x12, 8, 4, 0x0A, 5, 0x0A, 5, 0, 0};
+	uint32_t dlen = (uint32_t)tget(dsdt + 4, 4);
+	assert_non_null(memmem(dsdt + 36, dlen - 36, s5, sizeof(s5)));
+	const uint8_t *facs = gmem_ptr(&m, tget(fadt + 132, 8), 64);
+	assert_memory_equal(facs, "FACS", 4);
+	assert_int_equal(tget(fadt + 132, 8) % 64, 0);
+
+	/* MADT: one enabled LAPIC per vCPU with APIC id = index, one IOAPIC, two overrides. */
+	assert_int_equal(tget(madt + 36, 4), 0xFEE00000u);
+	int lapics = 0, ioapics = 0, overrides = 0;
+	uint32_t mlen = (uint32_t)tget(madt + 4, 4);
+	for (uint32_t off = 44; off < mlen;) {
+		const uint8_t *e = madt + off;
+		assert_true(e[1] >= 2 && off + e[1] <= mlen);
+		if (e[0] == 0) {
+			assert_int_equal(e[3], lapics);
+			assert_int_equal(tget(e + 4, 4) & 1, 1);
+			lapics++;
+		} else if (e[0] == 1) {
+			assert_int_equal(e[2], ncpus);
+			assert_int_equal(tget(e + 4, 4), 0xFEC00000u);
+			assert_int_equal(tget(e + 8, 4), 0);
+			ioapics++;
+		} else if (e[0] == 2) {
+			if (e[3] == 0)
+				assert_int_equal(tget(e + 4, 4), 2);
+			else {
+				assert_int_equal(e[3], 9);
+				assert_int_equal(tget(e + 4, 4), 9);
+				assert_int_equal(tget(e + 8, 2), 0xD); /* level, active high */
+			}
+			overrides++;
+		}
+		off += e[1];
+	}
+	assert_int_equal(lapics, ncpus);
+	assert_int_equal(ioapics, 1);
+	assert_int_equal(overrides, 2);
+	tmem_free(&m);
+}
+
+static void tables_for_1_cpu(void **state)
+{
+	check_tables(1);
+}
+
+static void tables_for_4_cpus(void **state)
+{
+	check_tables(4);
+}
+
+static void tables_for_254_cpus(void **state)
+{
+	check_tables(254);
+}
+
+static void rejects_bad_cpu_counts_and_tiny_memory(void **state)
+{
+	struct guest_mem m;
+	tmem(&m, 64 * MIB);
+	assert_int_equal(acpi_build(&m, 0), -1);
+	assert_int_equal(acpi_build(&m, 255), -1);
+	tmem_free(&m);
+	tmem(&m, 512 * 1024);
+	assert_int_equal(acpi_build(&m, 1), -1);
+	tmem_free(&m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(tables_for_1_cpu),
+	    cmocka_unit_test(tables_for_4_cpus),
+	    cmocka_unit_test(tables_for_254_cpus),
+	    cmocka_unit_test(rejects_bad_cpu_counts_and_tiny_memory),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
