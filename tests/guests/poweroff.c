@@ -16,6 +16,12 @@ void guest_main(void)
 		       boot_rsdp_paddr);
 	else
 		report_skip("start_info rsdp_paddr (0: found by scanning)");
+	uint64_t scanned = acpi_rsdp_scan();
+	if (scanned)
+		report(scanned == rsdp, "legacy BIOS-area scan finds the same RSDP (%#lx)",
+		       scanned);
+	else
+		report_skip("legacy BIOS-area RSDP scan (the RSDP lies elsewhere)");
 
 	struct fadt_info f;
 	bool have_fadt = acpi_fadt(&f);

@@ -76,6 +76,7 @@ static void lapic_tsc_deadline(void)
 	}
 	ticks = 0;
 	lapic_write(LAPIC_LVT_TMR, LAPIC_TIMER_VEC | (2 << 17));
+	__asm__ volatile("mfence" ::: "memory");      /* SDM: order the LVT write before the MSR */
 	wrmsr(MSR_TSC_DEADLINE, rdtsc() + tsc_khz()); /* 1 ms */
 	unsigned got = wait_for(1, 5000);
 	lapic_write(LAPIC_LVT_TMR, 1 << 16);

@@ -14,8 +14,10 @@ if not os.path.exists("/dev/kvm"):
 
 
 def kite_argv(kite, name, append="", mem="64M", cpus=1, reboot=False):
-    argv = [kite, "run", "--kernel", guest_elf(name), "--append", append, "-m", mem,
-            "-c", str(cpus), "--console", "stdio"]
+    argv = [kite, "run", "--kernel", guest_elf(name), "-m", mem, "-c", str(cpus),
+            "--console", "stdio"]
+    if append:
+        argv += ["--append", append]
     if not reboot:
         argv.append("--no-reboot")
     return argv

@@ -56,6 +56,11 @@ uint64_t acpi_rsdp(void)
 		rsdp_from_start_info = true;
 		return boot_rsdp_paddr;
 	}
+	return acpi_rsdp_scan();
+}
+
+uint64_t acpi_rsdp_scan(void)
+{
 	uint64_t ebda = (uint64_t)(*(volatile uint16_t *)0x40e) << 4;
 	uint64_t r = 0;
 	if (ebda >= 0x80000 && ebda < 0xa0000)

@@ -141,6 +141,8 @@ struct fadt_info {
 /* RSDP from start_info, else the EBDA and 0xE0000-0xFFFFF scans; 0 when absent or invalid. */
 uint64_t acpi_rsdp(void);
 bool acpi_rsdp_from_start_info(void);
+/* The legacy search alone: first KiB of the EBDA, then 0xE0000-0xFFFFF. */
+uint64_t acpi_rsdp_scan(void);
 /* The INDEXth table with signature SIG (checksummed), or NULL. */
 const struct acpi_header *acpi_find_table(const char sig[4], int index);
 bool acpi_fadt(struct fadt_info *out);
