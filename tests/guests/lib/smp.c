@@ -12,7 +12,6 @@ volatile uint32_t smp_ap_ids[MAX_CPUS];
 volatile int smp_ap_count;
 uint64_t ap_boot_stack; /* read by trampoline.S */
 
-static uint8_t ap_stacks[MAX_CPUS][AP_STACK_SIZE] __attribute__((aligned(16)));
 static volatile int ap_arrived;
 
 void ap_main(void)
@@ -46,10 +45,13 @@ bool smp_start_ap(uint32_t id)
 		memcpy((void *)AP_TRAMPOLINE_BASE, ap_trampoline_start, len);
 		copied = true;
 	}
-	int n = __atomic_load_n(&smp_ap_count, __ATOMIC_ACQUIRE);
-	if (n >= MAX_CPUS)
+	if (__atomic_load_n(&smp_ap_count, __ATOMIC_ACQUIRE) >= MAX_CPUS)
 		return false;
-	ap_boot_stack = (uint64_t)&ap_stacks[n][AP_STACK_SIZE];
+	/* From the page allocator rather than .bss: zeroing .bss is ring-0 work. */
+	uint8_t *stack = pages_alloc(AP_STACK_SIZE / PAGE_SIZE);
+	if (!stack)
+		return false;
+	ap_boot_stack = (uint64_t)(stack + AP_STACK_SIZE);
 	__atomic_store_n(&ap_arrived, 0, __ATOMIC_RELEASE);
 
 	/* INIT (level assert), 10 ms, then SIPI with vector = page number of the trampoline. */
