@@ -118,7 +118,7 @@ struct blk_info {
 	bool encrypted;
 	char backing_file[4096]; /* as stored in the image; "" if none */
 	char backing_full[4096]; /* resolved against the image's directory */
-	char backing_format[32]; /* from the image; "" if none */
+	char backing_format[64]; /* from the image; "" if none */
 	/* qcow2 */
 	char compat[8]; /* "0.10" or "1.1" */
 	bool lazy_refcounts;

@@ -1,0 +1,524 @@
+/* qcow2: opening (header, extensions, validation of every table location), the header
+ * rewrite, overlap checks against metadata, info and the driver table. */
+#include "block/qcow2_int.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+	if (len >= 8 && get_be32(buf) == QCOW2_MAGIC && get_be32(buf + 4) >= 2)
+		return 100;
+	return 0;
+}
+
+/* Name of incompatible feature bit `bit` from the image's feature name table, if any. */
+static void feature_name(struct qcow2 *q, int bit, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "bit %d", bit);
+	for (uint32_t i = 0; i + 48 <= q->feature_names_len; i += 48) {
+		const uint8_t *e = (const uint8_t *)q->feature_names + i;
+		if (e[0] == 0 && e[1] == bit) {
+			snprintf(out, outlen, "bit %d (%.46s)", bit, (const char *)e + 2);
+			return;
+		}
+	}
+}
+
+static int parse_extensions(struct blk *b, const uint8_t *hdr, uint64_t end)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t off = q->header_length;
+	while (off + 8 <= end) {
+		uint32_t type = get_be32(hdr + off);
+		uint32_t len = get_be32(hdr + off + 4);
+		off += 8;
+		if (type == QCOW2_EXT_END)
+			return 0;
+		if (len > end - off)
+			return kite_error("%s: header extension 0x%x runs past the header cluster",
+					  b->filename, type);
+		const uint8_t *data = hdr + off;
+		if (type == QCOW2_EXT_BACKING_FMT) {
+			if (len >= sizeof(q->backing_fmt))
+				return kite_error("%s: backing format name too long", b->filename);
+			memcpy(q->backing_fmt, data, len);
+			q->backing_fmt[len] = 0;
+		} else if (type == QCOW2_EXT_DATA_FILE) {
+			return kite_error("%s: images with an external data file are not supported",
+					  b->filename);
+		} else if (type == QCOW2_EXT_CRYPTO) {
+			return kite_error("%s: encrypted images are not supported", b->filename);
+		} else {
+			if (type == QCOW2_EXT_FEATURES) {
+				free(q->feature_names);
+				q->feature_names = malloc(len + 1);
+				if (!q->feature_names)
+					return kite_error("out of memory");
+				memcpy(q->feature_names, data, len);
+				q->feature_names_len = len;
+			}
+			struct qcow2_ext *n =
+			    realloc(q->exts, sizeof(*q->exts) * (size_t)(q->nb_exts + 1));
+			if (!n)
+				return kite_error("out of memory");
+			q->exts = n;
+			struct qcow2_ext *x = &q->exts[q->nb_exts++];
+			x->type = type;
+			x->len = len;
+			x->data = malloc(len ? len : 1);
+			if (!x->data)
+				return kite_error("out of memory");
+			memcpy(x->data, data, len);
+		}
+		off += (len + 7u) & ~7u;
+	}
+	return 0;
+}
+
+static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
+{
+	struct qcow2 *q = Q(b);
+	const char *fn = b->filename;
+	if (fsize < 72)
+		return kite_error("%s: file too short for a qcow2 header", fn);
+	if (get_be32(h) != QCOW2_MAGIC)
+		return kite_error("%s: not a qcow2 image (bad magic)", fn);
+	q->version = get_be32(h + 4);
+	if (q->version != 2 && q->version != 3)
+		return kite_error("%s: unsupported qcow2 version %u", fn, q->version);
+	q->cluster_bits = get_be32(h + 20);
+	if (q->cluster_bits < QCOW2_MIN_CLUSTER || q->cluster_bits > QCOW2_MAX_CLUSTER)
+		return kite_error("%s: unsupported cluster size: 2^%u bytes", fn, q->cluster_bits);
+	q->cluster_size = 1ull << q->cluster_bits;
+	q->size = get_be64(h + 24);
+	if (get_be32(h + 32))
+		return kite_error("%s: encrypted images are not supported", fn);
+	q->l1_size = get_be32(h + 36);
+	q->l1_offset = get_be64(h + 40);
+	q->rt_offset = get_be64(h + 48);
+	q->rt_clusters = get_be32(h + 56);
+	q->nb_snapshots = get_be32(h + 60);
+	q->snapshots_offset = get_be64(h + 64);
+	q->refcount_order = 4;
+	q->header_length = 72;
+	if (q->version == 3) {
+		if (fsize < 104)
+			return kite_error("%s: file too short for a qcow2 v3 header", fn);
+		q->incompat = get_be64(h + 72);
+		q->compat = get_be64(h + 80);
+		q->autoclear = get_be64(h + 88);
+		q->refcount_order = get_be32(h + 96);
+		q->header_length = get_be32(h + 100);
+		if (q->header_length < 104 || q->header_length > q->cluster_size ||
+		    q->header_length % 8)
+			return kite_error("%s: invalid header length %u", fn, q->header_length);
+		if (q->header_length > 104)
+			q->compression_type = h[104];
+	}
+	if (q->refcount_order > 6)
+		return kite_error("%s: invalid refcount order %u", fn, q->refcount_order);
+	q->refcount_bits = 1u << q->refcount_order;
+	q->extended_l2 = (q->incompat & QCOW2_INCOMPAT_EXTL2) != 0;
+	q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
+	q->l2_entries = q->cluster_size / q->l2_entry_bytes;
+	q->subcluster_bits = q->extended_l2 ? q->cluster_bits - 5 : q->cluster_bits;
+	q->rb_entries = q->cluster_size * 8 / q->refcount_bits;
+
+	if (parse_extensions(b, h, q->cluster_size) < 0)
+		return -1;
+	uint64_t unknown = q->incompat & ~QCOW2_INCOMPAT_KNOWN;
+	if (unknown) {
+		char name[80];
+		feature_name(q, __builtin_ctzll(unknown), name, sizeof(name));
+		return kite_error("%s: unsupported qcow2 incompatible feature %s", fn, name);
+	}
+	if (q->incompat & QCOW2_INCOMPAT_DATA_FILE)
+		return kite_error("%s: images with an external data file are not supported", fn);
+	if (q->compression_type > 1)
+		return kite_error("%s: unknown compression type %u", fn, q->compression_type);
+	if (q->compression_type != 0 && !(q->incompat & QCOW2_INCOMPAT_COMPRESSION))
+		return kite_error("%s: compression type set without its incompatible bit", fn);
+	if (q->extended_l2 && q->cluster_bits < 14)
+		return kite_error("%s: extended L2 entries need clusters of 16 KiB or more", fn);
+
+	/* Table locations: aligned, inside the file, sizes within QEMU's limits. */
+	uint64_t cmask = q->cluster_size - 1;
+	if ((uint64_t)q->l1_size * 8 > QCOW2_MAX_L1_BYTES)
+		return kite_error("%s: active L1 table too large (%u entries)", fn, q->l1_size);
+	uint64_t per_l1 = q->l2_entries * q->cluster_size; /* bytes one L1 entry maps */
+	if (q->size > (uint64_t)q->l1_size * per_l1)
+		return kite_error("%s: L1 table too small (%u entries) for the image size %llu", fn,
+				  q->l1_size, (unsigned long long)q->size);
+	if (q->size > (1ull << 62))
+		return kite_error("%s: image size too large", fn);
+	if (q->l1_size && ((q->l1_offset & cmask) || q->l1_offset > fsize ||
+			   (uint64_t)q->l1_size * 8 > fsize - q->l1_offset))
+		return kite_error("%s: active L1 table offset 0x%llx invalid or beyond the end of "
+				  "the file",
+				  fn, (unsigned long long)q->l1_offset);
+	if ((uint64_t)q->rt_clusters * q->cluster_size > QCOW2_MAX_RT_BYTES)
+		return kite_error("%s: refcount table too large", fn);
+	if (!q->rt_clusters || (q->rt_offset & cmask) || q->rt_offset > fsize ||
+	    (uint64_t)q->rt_clusters * q->cluster_size > fsize - q->rt_offset)
+		return kite_error("%s: refcount table offset 0x%llx invalid or beyond the end of "
+				  "the file",
+				  fn, (unsigned long long)q->rt_offset);
+	if (q->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
+		return kite_error("%s: too many snapshots (%u)", fn, q->nb_snapshots);
+	if (q->nb_snapshots && ((q->snapshots_offset & 7) || q->snapshots_offset >= fsize))
+		return kite_error("%s: snapshot table offset invalid or beyond the end of the file",
+				  fn);
+
+	uint64_t bf_off = get_be64(h + 8);
+	uint32_t bf_len = get_be32(h + 16);
+	if (bf_off) {
+		if (bf_len > QCOW2_MAX_BACKING || bf_off > q->cluster_size ||
+		    bf_len > q->cluster_size - bf_off)
+			return kite_error("%s: backing file name invalid or too long", fn);
+		q->backing_file = malloc(bf_len + 1);
+		if (!q->backing_file)
+			return kite_error("out of memory");
+		memcpy(q->backing_file, h + bf_off, bf_len);
+		q->backing_file[bf_len] = 0;
+	}
+	return 0;
+}
+
+static int load_tables(struct blk *b)
+{
+	struct qcow2 *q = Q(b);
+	q->l1 = calloc(q->l1_size ? q->l1_size : 1, 8);
+	q->rt_entries = (uint64_t)q->rt_clusters * q->cluster_size / 8;
+	q->rt = calloc(q->rt_entries, 8);
+	if (!q->l1 || !q->rt)
+		return kite_error("out of memory");
+	if (q->l1_size) {
+		if (blk_file_pread(b->fd, q->l1, (size_t)q->l1_size * 8, q->l1_offset,
+				   b->filename) < 0)
+			return -1;
+		for (uint32_t i = 0; i < q->l1_size; i++)
+			q->l1[i] = get_be64((uint8_t *)&q->l1[i]);
+	}
+	if (blk_file_pread(b->fd, q->rt, q->rt_entries * 8, q->rt_offset, b->filename) < 0)
+		return -1;
+	for (uint64_t i = 0; i < q->rt_entries; i++) {
+		q->rt[i] = get_be64((uint8_t *)&q->rt[i]);
+		if (q->rt[i] & (q->cluster_size - 1) & RTE_OFFSET_MASK)
+			return kite_error("%s: refcount block %llu offset 0x%llx is not cluster "
+					  "aligned",
+					  b->filename, (unsigned long long)i,
+					  (unsigned long long)q->rt[i]);
+	}
+	return 0;
+}
+
+static void qcow2_close(struct blk *b)
+{
+	struct qcow2 *q = Q(b);
+	if (!q)
+		return;
+	if ((b->flags & BLK_O_RDWR) && q->header_dirty_set && qcow2_flush_all(b) == 0 &&
+	    q->nb_pending == 0) {
+		/* Lazy refcounts: the refcounts are whole again, clear the dirty bit. */
+		if (qcow2_set_incompat(b, q->incompat & ~QCOW2_INCOMPAT_DIRTY) == 0)
+			fdatasync(b->fd);
+	}
+	mcache_free(&q->l2c);
+	mcache_free(&q->rbc);
+	qcow2_compress_free(q);
+	qcow2_free_snapshots(q);
+	for (int i = 0; i < q->nb_exts; i++)
+		free(q->exts[i].data);
+	free(q->exts);
+	free(q->feature_names);
+	free(q->backing_file);
+	free(q->pending_free);
+	free(q->l1);
+	free(q->rt);
+	free(q);
+	b->opaque = NULL;
+}
+
+static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
+{
+	struct qcow2 *q = calloc(1, sizeof(*q));
+	if (!q)
+		return kite_error("out of memory");
+	b->opaque = q;
+	/* Metadata I/O is unaligned: cache=none is not honoured for qcow2 (flushes are). */
+	int fl = fcntl(b->fd, F_GETFL);
+	if (fl >= 0 && (fl & O_DIRECT))
+		fcntl(b->fd, F_SETFL, fl & ~O_DIRECT);
+	uint64_t fsize;
+	uint8_t *hdr = calloc(1, 1u << QCOW2_MAX_CLUSTER);
+	int r = -1;
+	if (!hdr) {
+		kite_error("out of memory");
+		goto out;
+	}
+	if (blk_file_size(b->fd, &fsize, b->filename) < 0 ||
+	    blk_file_pread(b->fd, hdr, 1u << QCOW2_MAX_CLUSTER, 0, b->filename) < 0)
+		goto out;
+	if (parse_header(b, hdr, fsize) < 0 || load_tables(b) < 0)
+		goto out;
+	q->file_end = fsize;
+	mcache_init(&q->l2c, true);
+	mcache_init(&q->rbc, false);
+	if (qcow2_read_snapshots(b) < 0)
+		goto out;
+	if (b->flags & BLK_O_RDWR) {
+		if (q->incompat & QCOW2_INCOMPAT_CORRUPT) {
+			kite_error("%s: the image is marked corrupt; open it read-only or repair "
+				   "it with 'kite img check -r all'",
+				   b->filename);
+			goto out;
+		}
+		if (q->incompat & QCOW2_INCOMPAT_DIRTY) {
+			/* Lazy refcounts were not written back: rebuild them first. */
+			struct qcow2_check_result res;
+			if (qcow2_check(b, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res) < 0 ||
+			    res.corruptions > res.corruptions_fixed) {
+				kite_error("%s: the image is dirty and its refcounts could not be "
+					   "rebuilt",
+					   b->filename);
+				goto out;
+			}
+			if (qcow2_set_incompat(b, q->incompat & ~QCOW2_INCOMPAT_DIRTY) < 0)
+				goto out;
+		}
+		/* Autoclear features we do not maintain (bitmaps) become invalid once we
+		 * write: clearing the bits tells QEMU to ignore them. */
+		if (q->version == 3 && q->autoclear) {
+			q->autoclear = 0;
+			if (qcow2_write_header(b) < 0)
+				goto out;
+		}
+	}
+	b->size = q->size;
+	if (q->backing_file && blk_open_backing(b, ctx, q->backing_file, q->backing_fmt) < 0)
+		goto out;
+	r = 0;
+out:
+	free(hdr);
+	if (r < 0) {
+		blk_close(b->backing);
+		b->backing = NULL;
+		qcow2_close(b);
+	}
+	return r;
+}
+
+/* Rewrites the header cluster: fixed fields, extensions, backing file name. */
+int qcow2_write_header(struct blk *b)
+{
+	struct qcow2 *q = Q(b);
+	size_t cs = q->cluster_size;
+	uint8_t *h = calloc(1, cs);
+	if (!h)
+		return kite_error("out of memory");
+	put_be32(h, QCOW2_MAGIC);
+	put_be32(h + 4, q->version);
+	put_be32(h + 20, q->cluster_bits);
+	put_be64(h + 24, q->size);
+	put_be32(h + 36, q->l1_size);
+	put_be64(h + 40, q->l1_offset);
+	put_be64(h + 48, q->rt_offset);
+	put_be32(h + 56, q->rt_clusters);
+	put_be32(h + 60, q->nb_snapshots);
+	put_be64(h + 64, q->snapshots_offset);
+	size_t off = 72;
+	if (q->version == 3) {
+		put_be64(h + 72, q->incompat);
+		put_be64(h + 80, q->compat);
+		put_be64(h + 88, q->autoclear);
+		put_be32(h + 96, q->refcount_order);
+		uint32_t hl = q->header_length < 112 ? 112 : q->header_length;
+		put_be32(h + 100, hl);
+		h[104] = q->compression_type;
+		off = hl;
+	}
+	int r = -1;
+	size_t need = off;
+	if (q->backing_fmt[0])
+		need += 8 + ((strlen(q->backing_fmt) + 7) & ~7u);
+	for (int i = 0; i < q->nb_exts; i++)
+		need += 8 + ((q->exts[i].len + 7u) & ~7u);
+	need += 8 + (q->backing_file ? strlen(q->backing_file) : 0);
+	if (need > cs) {
+		kite_error("%s: header extensions and backing file name do not fit in one "
+			   "cluster",
+			   b->filename);
+		goto out;
+	}
+	if (q->backing_fmt[0]) {
+		uint32_t l = (uint32_t)strlen(q->backing_fmt);
+		put_be32(h + off, QCOW2_EXT_BACKING_FMT);
+		put_be32(h + off + 4, l);
+		memcpy(h + off + 8, q->backing_fmt, l);
+		off += 8 + ((l + 7u) & ~7u);
+	}
+	for (int i = 0; i < q->nb_exts; i++) {
+		put_be32(h + off, q->exts[i].type);
+		put_be32(h + off + 4, q->exts[i].len);
+		memcpy(h + off + 8, q->exts[i].data, q->exts[i].len);
+		off += 8 + ((q->exts[i].len + 7u) & ~7u);
+	}
+	off += 8; /* end-of-extensions marker (zeros) */
+	if (q->backing_file) {
+		size_t l = strlen(q->backing_file);
+		put_be64(h + 8, off);
+		put_be32(h + 16, (uint32_t)l);
+		memcpy(h + off, q->backing_file, l);
+	}
+	r = blk_file_pwrite(b->fd, h, cs, 0, b->filename);
+out:
+	free(h);
+	return r;
+}
+
+int qcow2_set_incompat(struct blk *b, uint64_t incompat)
+{
+	struct qcow2 *q = Q(b);
+	if (q->version < 3)
+		return 0;
+	uint8_t v[8];
+	put_be64(v, incompat);
+	if (blk_file_pwrite(b->fd, v, 8, 72, b->filename) < 0)
+		return -1;
+	q->incompat = incompat;
+	return 0;
+}
+
+/* Lazy refcounts: before the first write, mark the image dirty so that a crash makes the
+ * next writer rebuild the refcounts. */
+int qcow2_mark_dirty(struct blk *b)
+{
+	struct qcow2 *q = Q(b);
+	if (q->header_dirty_set || !(q->compat & QCOW2_COMPAT_LAZY) || q->version < 3)
+		return 0;
+	if (qcow2_set_incompat(b, q->incompat | QCOW2_INCOMPAT_DIRTY) < 0)
+		return -1;
+	if (fdatasync(b->fd) < 0)
+		return kite_error_errno(errno, "%s: flush", b->filename);
+	q->header_dirty_set = true;
+	return 0;
+}
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return alen && blen && a < b + blen && b < a + alen;
+}
+
+/* Refuses a data write over metadata: protects against hostile L2 entries and refcounts
+ * that point at the header or tables. */
+int qcow2_check_overlap(struct blk *b, uint64_t off, uint64_t len, const char *what)
+{
+	struct qcow2 *q = Q(b);
+	const char *hit = NULL;
+	uint64_t cs = q->cluster_size;
+	if (overlaps(off, len, 0, cs))
+		hit = "the header";
+	else if (overlaps(off, len, q->l1_offset, (uint64_t)q->l1_size * 8))
+		hit = "the active L1 table";
+	else if (overlaps(off, len, q->rt_offset, (uint64_t)q->rt_clusters * cs))
+		hit = "the refcount table";
+	else if (overlaps(off, len, q->snapshots_offset, q->snapshots_size))
+		hit = "the snapshot table";
+	for (uint64_t i = 0; !hit && i < q->rt_entries; i++)
+		if (overlaps(off, len, q->rt[i] & RTE_OFFSET_MASK, cs))
+			hit = "a refcount block";
+	/* L2 tables: the L1 table is small unless clusters are tiny; one pass per request. */
+	for (uint32_t i = 0; !hit && i < q->l1_size; i++)
+		if (overlaps(off, len, q->l1[i] & L1E_OFFSET_MASK, cs))
+			hit = "an L2 table";
+	for (uint32_t i = 0; !hit && i < q->nb_snapshots; i++)
+		if (overlaps(off, len, q->snaps[i].l1_offset, (uint64_t)q->snaps[i].l1_size * 8))
+			hit = "a snapshot L1 table";
+	if (hit)
+		return kite_error("%s: corrupt image: %s at 0x%llx would overwrite %s; refusing "
+				  "to write",
+				  b->filename, what, (unsigned long long)off, hit);
+	return 0;
+}
+
+static int qcow2_flush(struct blk *b)
+{
+	return qcow2_flush_all(b);
+}
+
+static uint32_t qcow2_cluster_size(const struct blk *b)
+{
+	return (uint32_t)((struct qcow2 *)b->opaque)->cluster_size;
+}
+
+static int qcow2_info(struct blk *b, struct blk_info *info)
+{
+	struct qcow2 *q = Q(b);
+	info->cluster_size = (uint32_t)q->cluster_size;
+	info->dirty = (q->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
+	if (q->backing_file)
+		snprintf(info->backing_file, sizeof(info->backing_file), "%s", q->backing_file);
+	snprintf(info->backing_format, sizeof(info->backing_format), "%s", q->backing_fmt);
+	snprintf(info->compat, sizeof(info->compat), "%s", q->version == 2 ? "0.10" : "1.1");
+	info->lazy_refcounts = (q->compat & QCOW2_COMPAT_LAZY) != 0;
+	info->corrupt = (q->incompat & QCOW2_INCOMPAT_CORRUPT) != 0;
+	info->extended_l2 = q->extended_l2;
+	info->refcount_bits = (int)q->refcount_bits;
+	snprintf(info->compression_type, sizeof(info->compression_type), "%s",
+		 q->compression_type ? "zstd" : "zlib");
+	info->nb_snapshots = (int)q->nb_snapshots;
+	return 0;
+}
+
+static int qcow2_change_backing(struct blk *b, const char *file, const char *fmt)
+{
+	struct qcow2 *q = Q(b);
+	if (file && strlen(file) > QCOW2_MAX_BACKING)
+		return kite_error("%s: backing file name too long", b->filename);
+	if (fmt && strlen(fmt) >= sizeof(q->backing_fmt))
+		return kite_error("%s: backing format name too long", b->filename);
+	char *old = q->backing_file;
+	char oldfmt[sizeof(q->backing_fmt)];
+	memcpy(oldfmt, q->backing_fmt, sizeof(oldfmt));
+	q->backing_file = file ? strdup(file) : NULL;
+	if (file && !q->backing_file)
+		return kite_error("out of memory");
+	snprintf(q->backing_fmt, sizeof(q->backing_fmt), "%s", (file && fmt) ? fmt : "");
+	if (qcow2_flush_all(b) < 0 || qcow2_write_header(b) < 0) {
+		free(q->backing_file);
+		q->backing_file = old;
+		memcpy(q->backing_fmt, oldfmt, sizeof(oldfmt));
+		return -1;
+	}
+	free(old);
+	if (fdatasync(b->fd) < 0)
+		return kite_error_errno(errno, "%s: flush", b->filename);
+	return 0;
+}
+
+static const struct blk_driver qcow2_driver = {
+    .name = "qcow2",
+    .probe = qcow2_probe,
+    .open = qcow2_open,
+    .create = qcow2_create,
+    .read = qcow2_read,
+    .write = qcow2_write,
+    .write_compressed = qcow2_write_compressed,
+    .flush = qcow2_flush,
+    .discard = qcow2_discard,
+    .zero = qcow2_zero,
+    .block_status = qcow2_block_status,
+    .resize = qcow2_resize,
+    .close = qcow2_close,
+    .info = qcow2_info,
+    .change_backing = qcow2_change_backing,
+    .cluster_size = qcow2_cluster_size,
+};
+
+BLK_DRIVER(qcow2_driver)

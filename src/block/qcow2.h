@@ -1,0 +1,54 @@
+/* qcow2-specific operations for `kite img snapshot` and `kite img check`. Each takes a
+ * struct blk opened with format qcow2 (blk_format_name(b) == "qcow2"); on another format
+ * they fail with a clear error. */
+#ifndef KITE_BLOCK_QCOW2_H
+#define KITE_BLOCK_QCOW2_H
+
+#include "block/block.h"
+
+struct qcow2_snapshot {
+	char *id;   /* "1", "2", ... */
+	char *name; /* the tag */
+	uint64_t l1_offset;
+	uint32_t l1_size;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t vm_state_size;
+	uint64_t disk_size; /* virtual size when taken */
+	uint64_t icount;    /* UINT64_MAX: not recorded */
+	uint8_t *extra;	    /* extra data as on disk, kept verbatim */
+	uint32_t extra_size;
+};
+
+/* The image's snapshot table (owned by b; valid until the next snapshot call). */
+int qcow2_snapshot_list(struct blk *b, const struct qcow2_snapshot **list, int *count);
+/* Creates a snapshot named `name` (needs BLK_O_RDWR). The id is the next free number. */
+int qcow2_snapshot_create(struct blk *b, const char *name);
+/* Reverts the disk to snapshot `name_or_id` (tag first, then id, as qemu-img). */
+int qcow2_snapshot_apply(struct blk *b, const char *name_or_id);
+int qcow2_snapshot_delete(struct blk *b, const char *name_or_id);
+
+/* qemu-img check's counters (its JSON field names in comments). */
+struct qcow2_check_result {
+	uint64_t corruptions;	      /* "corruptions" */
+	uint64_t leaks;		      /* "leaks" */
+	uint64_t check_errors;	      /* "check-errors" */
+	uint64_t corruptions_fixed;   /* "corruptions-fixed" */
+	uint64_t leaks_fixed;	      /* "leaks-fixed" */
+	uint64_t image_end_offset;    /* "image-end-offset" */
+	uint64_t total_clusters;      /* "total-clusters" (virtual size in clusters) */
+	uint64_t allocated_clusters;  /* "allocated-clusters" */
+	uint64_t fragmented_clusters; /* "fragmented-clusters" */
+	uint64_t compressed_clusters; /* "compressed-clusters" */
+};
+#define QCOW2_FIX_LEAKS	 (1u << 0) /* -r leaks */
+#define QCOW2_FIX_ERRORS (1u << 1) /* -r all (with QCOW2_FIX_LEAKS) */
+
+/* Rebuilds the refcounts the image's L1/L2 tables, snapshots and metadata imply and
+ * compares them with the stored ones, printing one line per problem to stderr (as
+ * qemu-img: "Leaked cluster 5 refcount=1 reference=0", "ERROR ..."). With fix flags
+ * (image open read-write) repairs them. Returns 0 when it could run (see the counters),
+ * -1 when the image could not be checked at all. */
+int qcow2_check(struct blk *b, unsigned fix, struct qcow2_check_result *res);
+
+#endif

@@ -1,0 +1,667 @@
+/* qcow2 guest I/O: L1/L2 lookup (standard and extended entries), reads, allocating
+ * writes with copy-on-write, block status, flush ordering. */
+#include "block/qcow2_int.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PENDING_FLUSH_LIMIT 16384
+
+uint64_t qcow2_l2_get(const struct qcow2 *q, const uint8_t *l2, uint64_t i, uint64_t *bitmap)
+{
+	const uint8_t *p = l2 + i * q->l2_entry_bytes;
+	if (bitmap)
+		*bitmap = q->extended_l2 ? get_be64(p + 8) : 0;
+	return get_be64(p);
+}
+
+void qcow2_l2_set(const struct qcow2 *q, uint8_t *l2, uint64_t i, uint64_t e, uint64_t bitmap)
+{
+	uint8_t *p = l2 + i * q->l2_entry_bytes;
+	put_be64(p, e);
+	if (q->extended_l2)
+		put_be64(p + 8, bitmap);
+}
+
+enum qcow2_ctype qcow2_entry_type(const struct qcow2 *q, uint64_t e)
+{
+	if (e & OFLAG_COMPRESSED)
+		return QC_COMPRESSED;
+	uint64_t off = e & L2E_OFFSET_MASK;
+	if ((e & OFLAG_ZERO) && q->version >= 3 && !q->extended_l2)
+		return off ? QC_ZERO_ALLOC : QC_ZERO_PLAIN;
+	return off ? QC_NORMAL : QC_UNALLOC;
+}
+
+/* Type of subcluster `sc` of an entry (the whole cluster without extended L2). */
+static int sub_type(struct blk *b, uint64_t e, uint64_t bitmap, unsigned sc, enum qcow2_ctype *t)
+{
+	struct qcow2 *q = Q(b);
+	if (!q->extended_l2 || (e & OFLAG_COMPRESSED)) {
+		*t = qcow2_entry_type(q, e);
+		return 0;
+	}
+	bool alloc = (bitmap >> sc) & 1, zero = (bitmap >> (32 + sc)) & 1;
+	uint64_t off = e & L2E_OFFSET_MASK;
+	if (alloc && zero)
+		return kite_error("%s: corrupt image: subcluster both allocated and zero",
+				  b->filename);
+	if (zero)
+		*t = off ? QC_ZERO_ALLOC : QC_ZERO_PLAIN;
+	else if (alloc && !off)
+		return kite_error("%s: corrupt image: allocated subcluster without an offset",
+				  b->filename);
+	else
+		*t = alloc ? QC_NORMAL : QC_UNALLOC;
+	return 0;
+}
+
+struct extent {
+	enum qcow2_ctype t;
+	uint64_t host;	/* host offset of the guest offset (NORMAL, ZERO_ALLOC) */
+	uint64_t len;	/* bytes from the guest offset sharing t (and contiguous host) */
+	uint64_t entry; /* the L2 entry (COMPRESSED) */
+};
+
+static int get_l2_ro(struct blk *b, uint64_t l1i, uint8_t **l2)
+{
+	struct qcow2 *q = Q(b);
+	*l2 = NULL;
+	if (l1i >= q->l1_size)
+		return 0;
+	uint64_t off = q->l1[l1i] & L1E_OFFSET_MASK;
+	if (!off)
+		return 0;
+	if (off & (q->cluster_size - 1))
+		return kite_error(
+		    "%s: corrupt image: L2 table offset 0x%llx is not cluster aligned", b->filename,
+		    (unsigned long long)off);
+	if (off < q->cluster_size)
+		return kite_error("%s: corrupt image: L2 table overlaps the header", b->filename);
+	*l2 = mcache_get(b, &q->l2c, off, true);
+	return *l2 ? 0 : -1;
+}
+
+/* The extent at guest offset `off`, no longer than `max` bytes. */
+static int lookup(struct blk *b, uint64_t off, uint64_t max, struct extent *x)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size, per_l1 = q->l2_entries * cs;
+	uint64_t l1i = off / per_l1;
+	uint8_t *l2;
+	if (get_l2_ro(b, l1i, &l2) < 0)
+		return -1;
+	uint64_t to_l1_end = per_l1 - off % per_l1;
+	if (max > to_l1_end)
+		max = to_l1_end;
+	memset(x, 0, sizeof(*x));
+	if (!l2) {
+		x->t = QC_UNALLOC;
+		x->len = max;
+		return 0;
+	}
+	uint64_t sub = 1ull << q->subcluster_bits;
+	uint64_t i = (off % per_l1) / cs;
+	uint64_t bitmap, e = qcow2_l2_get(q, l2, i, &bitmap);
+	unsigned sc = (unsigned)((off % cs) >> q->subcluster_bits);
+	if (sub_type(b, e, bitmap, sc, &x->t) < 0)
+		return -1;
+	uint64_t hoff = e & L2E_OFFSET_MASK;
+	if ((x->t == QC_NORMAL || x->t == QC_ZERO_ALLOC) && (hoff & (cs - 1)))
+		return kite_error("%s: corrupt image: L2 entry 0x%llx has a misaligned cluster "
+				  "offset",
+				  b->filename, (unsigned long long)e);
+	x->entry = e;
+	x->host = hoff + off % cs;
+	if (x->t == QC_COMPRESSED) {
+		x->len = cs - off % cs;
+		if (x->len > max)
+			x->len = max;
+		return 0;
+	}
+	/* Extend over following subclusters and clusters of the same kind. */
+	uint64_t len = sub - off % sub;
+	uint64_t pos = off + len;
+	while (len < max) {
+		uint64_t ci = (pos % per_l1) / cs;
+		uint64_t bm2, e2 = ci == i ? e : qcow2_l2_get(q, l2, ci, &bm2);
+		if (ci == i)
+			bm2 = bitmap;
+		enum qcow2_ctype t2;
+		if (sub_type(b, e2, bm2, (unsigned)((pos % cs) >> q->subcluster_bits), &t2) < 0)
+			return -1;
+		if (t2 != x->t)
+			break;
+		if ((t2 == QC_NORMAL || t2 == QC_ZERO_ALLOC) &&
+		    (e2 & L2E_OFFSET_MASK) + pos % cs != x->host + len)
+			break;
+		len += sub;
+		pos += sub;
+	}
+	x->len = len < max ? len : max;
+	return 0;
+}
+
+int qcow2_read(struct blk *b, void *buf, size_t len, uint64_t off)
+{
+	struct qcow2 *q = Q(b);
+	uint8_t *p = buf;
+	while (len) {
+		struct extent x;
+		if (lookup(b, off, len, &x) < 0)
+			return -1;
+		size_t n = (size_t)x.len;
+		switch (x.t) {
+		case QC_NORMAL:
+			if (blk_file_pread(b->fd, p, n, x.host, b->filename) < 0)
+				return -1;
+			break;
+		case QC_UNALLOC:
+			if (blk_read_backing(b, p, n, off) < 0)
+				return -1;
+			break;
+		case QC_ZERO_PLAIN:
+		case QC_ZERO_ALLOC:
+			memset(p, 0, n);
+			break;
+		case QC_COMPRESSED:
+			if (qcow2_read_compressed(b, x.entry, q->cz_buf ? q->cz_buf : NULL) < 0)
+				return -1;
+			memcpy(p, q->cz_buf + off % q->cluster_size, n);
+			break;
+		}
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int qcow2_flush_all(struct blk *b)
+{
+	struct qcow2 *q = Q(b);
+	if (!(b->flags & BLK_O_RDWR))
+		return 0;
+	if (qcow2_sync_refcounts(b) < 0 || mcache_flush(b, &q->l2c) < 0)
+		return -1;
+	if (fdatasync(b->fd) < 0)
+		return kite_error_errno(errno, "%s: flush", b->filename);
+	if (q->nb_pending) {
+		if (qcow2_apply_pending_frees(b) < 0 || qcow2_sync_refcounts(b) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int write_l1_entry(struct blk *b, uint64_t l1i)
+{
+	struct qcow2 *q = Q(b);
+	uint8_t v[8];
+	put_be64(v, q->l1[l1i]);
+	return blk_file_pwrite(b->fd, v, 8, q->l1_offset + l1i * 8, b->filename);
+}
+
+/* A writable L2 table for L1 entry `l1i`: allocated when missing, copied when shared
+ * with a snapshot (L1 entry without COPIED). With alloc false, *l2 may be NULL. */
+int qcow2_get_l2(struct blk *b, uint64_t l1i, bool alloc, uint8_t **l2)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size;
+	if (l1i >= q->l1_size)
+		return kite_error("%s: offset beyond the L1 table", b->filename);
+	uint64_t l1e = q->l1[l1i];
+	uint64_t old = l1e & L1E_OFFSET_MASK;
+	if (!alloc || (old && (l1e & OFLAG_COPIED)))
+		return get_l2_ro(b, l1i, l2);
+	uint8_t *copy = NULL;
+	if (old) {
+		uint8_t *src;
+		if (get_l2_ro(b, l1i, &src) < 0)
+			return -1;
+		copy = malloc(cs);
+		if (!copy)
+			return kite_error("out of memory");
+		memcpy(copy, src, cs);
+		/* Data clusters stay shared with the snapshot's table: not COPIED. */
+		for (uint64_t i = 0; i < q->l2_entries; i++) {
+			uint64_t bm, e = qcow2_l2_get(q, copy, i, &bm);
+			qcow2_l2_set(q, copy, i, e & ~OFLAG_COPIED, bm);
+		}
+	}
+	int64_t n = qcow2_alloc_clusters(b, 1);
+	if (n < 0 || qcow2_check_overlap(b, (uint64_t)n, cs, "new L2 table") < 0) {
+		free(copy);
+		return -1;
+	}
+	uint8_t *t = mcache_get(b, &q->l2c, (uint64_t)n, false);
+	if (!t) {
+		free(copy);
+		return -1;
+	}
+	if (copy)
+		memcpy(t, copy, cs);
+	free(copy);
+	/* refcount, then table, then L1 entry: each on disk before the next. */
+	if (qcow2_sync_refcounts(b) < 0 ||
+	    blk_file_pwrite(b->fd, t, cs, (uint64_t)n, b->filename) < 0)
+		return -1;
+	if (fdatasync(b->fd) < 0)
+		return kite_error_errno(errno, "%s: flush", b->filename);
+	q->l1[l1i] = (uint64_t)n | OFLAG_COPIED;
+	if (write_l1_entry(b, l1i) < 0)
+		return -1;
+	if (old && qcow2_free_later(b, old, cs) < 0)
+		return -1;
+	*l2 = t;
+	return 0;
+}
+
+/* Drops what an L2 entry referenced (after the next flush). */
+static int release_entry(struct blk *b, uint64_t e)
+{
+	struct qcow2 *q = Q(b);
+	if (e & OFLAG_COMPRESSED) {
+		uint64_t coff, clen;
+		if (qcow2_compressed_range(q, e, &coff, &clen) < 0)
+			return 0; /* a bad descriptor referenced nothing we counted */
+		return qcow2_free_later(b, coff, clen);
+	}
+	uint64_t off = e & L2E_OFFSET_MASK;
+	return off ? qcow2_free_later(b, off, q->cluster_size) : 0;
+}
+
+/* Old content of guest range [off, off+len) clipped to the image size, for filling the
+ * part of a newly allocated cluster that a write does not cover. */
+static int read_old(struct blk *b, uint8_t *buf, uint64_t len, uint64_t off)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t n = 0;
+	if (off < q->size)
+		n = q->size - off < len ? q->size - off : len;
+	memset(buf + n, 0, len - n);
+	return n ? qcow2_read(b, buf, n, off) : 0;
+}
+
+/* Writes guest range [off, off+len) of one L2 table's span. */
+static int write_slice(struct blk *b, const uint8_t *buf, uint64_t len, uint64_t off)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size, per_l1 = q->l2_entries * cs;
+	uint8_t *l2;
+	if (qcow2_get_l2(b, off / per_l1, true, &l2) < 0)
+		return -1;
+	uint64_t l2off = q->l1[off / per_l1] & L1E_OFFSET_MASK;
+	uint64_t end = off + len;
+	while (off < end) {
+		uint64_t i = (off % per_l1) / cs;
+		uint64_t bm, e = qcow2_l2_get(q, l2, i, &bm);
+		bool inplace = qcow2_entry_type(q, e) == QC_NORMAL && (e & OFLAG_COPIED) &&
+			       (!q->extended_l2 || (bm & 0xffffffffu) == 0xffffffffu);
+		/* The run of clusters treated alike (contiguous host for in-place). */
+		uint64_t n = 1;
+		while (off - off % cs + n * cs < end && i + n < q->l2_entries) {
+			uint64_t bm2, e2 = qcow2_l2_get(q, l2, i + n, &bm2);
+			bool ip2 = qcow2_entry_type(q, e2) == QC_NORMAL && (e2 & OFLAG_COPIED) &&
+				   (!q->extended_l2 || (bm2 & 0xffffffffu) == 0xffffffffu);
+			if (ip2 != inplace)
+				break;
+			if (inplace && (e2 & L2E_OFFSET_MASK) != (e & L2E_OFFSET_MASK) + n * cs)
+				break;
+			n++;
+		}
+		uint64_t cstart = off - off % cs;
+		uint64_t rend = cstart + n * cs < end ? cstart + n * cs : end;
+		uint64_t wlen = rend - off;
+		if (inplace) {
+			uint64_t host = (e & L2E_OFFSET_MASK) + off % cs;
+			if ((e & L2E_OFFSET_MASK) & (cs - 1))
+				return kite_error("%s: corrupt image: misaligned L2 entry 0x%llx",
+						  b->filename, (unsigned long long)e);
+			if (qcow2_check_overlap(b, host, wlen, "data write") < 0 ||
+			    blk_file_pwrite(b->fd, buf, wlen, host, b->filename) < 0)
+				return -1;
+		} else {
+			int64_t h = qcow2_alloc_clusters(b, n);
+			if (h < 0)
+				return -1;
+			uint64_t host = (uint64_t)h;
+			if (qcow2_check_overlap(b, host, n * cs, "new data cluster") < 0)
+				return -1;
+			/* The L2 table may have been evicted by metadata allocation. */
+			l2 = mcache_get(b, &q->l2c, l2off, true);
+			if (!l2)
+				return -1;
+			uint8_t *tmp = NULL;
+			uint64_t head = off - cstart, tail = cstart + n * cs - rend;
+			if (head || tail) {
+				tmp = malloc(cs);
+				if (!tmp)
+					return kite_error("out of memory");
+			}
+			int r = 0;
+			uint64_t mid_start = off, mid_end = rend;
+			if (head) { /* first cluster: old bytes around the new ones */
+				r = read_old(b, tmp, cs, cstart);
+				uint64_t upto = cstart + cs < rend ? cstart + cs : rend;
+				if (r == 0) {
+					memcpy(tmp + head, buf, upto - off);
+					r = blk_file_pwrite(b->fd, tmp, cs, host, b->filename);
+				}
+				mid_start = upto;
+			}
+			uint64_t lastc = cstart + (n - 1) * cs;
+			if (r == 0 && tail && (!head || n > 1)) {
+				r = read_old(b, tmp, cs, lastc);
+				if (r == 0) {
+					memcpy(tmp, buf + (lastc - off), rend - lastc);
+					r = blk_file_pwrite(b->fd, tmp, cs, host + (n - 1) * cs,
+							    b->filename);
+				}
+				mid_end = lastc;
+			} else if (tail) {
+				mid_end = mid_start; /* one cluster, done above */
+			}
+			if (r == 0 && mid_end > mid_start)
+				r = blk_file_pwrite(b->fd, buf + (mid_start - off),
+						    mid_end - mid_start,
+						    host + (mid_start - cstart), b->filename);
+			free(tmp);
+			if (r < 0)
+				return -1;
+			l2 = mcache_get(b, &q->l2c, l2off, true);
+			if (!l2)
+				return -1;
+			for (uint64_t k = 0; k < n; k++) {
+				uint64_t old = qcow2_l2_get(q, l2, i + k, NULL);
+				if (release_entry(b, old) < 0)
+					return -1;
+				qcow2_l2_set(q, l2, i + k, (host + k * cs) | OFLAG_COPIED,
+					     q->extended_l2 ? 0xffffffffu : 0);
+			}
+			mcache_dirty(&q->l2c, l2);
+		}
+		buf += wlen;
+		off += wlen;
+	}
+	return 0;
+}
+
+int qcow2_write(struct blk *b, const void *buf, size_t len, uint64_t off)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t per_l1 = q->l2_entries * q->cluster_size;
+	const uint8_t *p = buf;
+	if (qcow2_mark_dirty(b) < 0)
+		return -1;
+	q->cz_off = 0; /* the cached decompressed cluster may be replaced */
+	while (len) {
+		uint64_t n = per_l1 - off % per_l1;
+		if (n > len)
+			n = len;
+		if (write_slice(b, p, n, off) < 0)
+			return -1;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	if (q->nb_pending > PENDING_FLUSH_LIMIT)
+		return qcow2_flush_all(b);
+	return 0;
+}
+
+int qcow2_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum, unsigned *flags,
+		       uint64_t *host_off)
+{
+	struct extent x;
+	if (lookup(b, off, len, &x) < 0)
+		return -1;
+	*pnum = x.len;
+	*host_off = 0;
+	switch (x.t) {
+	case QC_UNALLOC:
+		*flags = b->backing ? 0 : BLK_STATUS_ZERO;
+		break;
+	case QC_ZERO_PLAIN:
+		*flags = BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED;
+		break;
+	case QC_ZERO_ALLOC:
+		*flags = BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET_VALID;
+		*host_off = x.host;
+		break;
+	case QC_NORMAL:
+		*flags = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET_VALID;
+		*host_off = x.host;
+		break;
+	case QC_COMPRESSED:
+		*flags = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_COMPRESSED;
+		break;
+	}
+	return 0;
+}
+
+/* Makes whole clusters [off, off+len) read as zeros (v3: zero flag) or unallocated
+ * (`unalloc`, or v2 without backing file), releasing their host clusters. */
+static int clear_clusters(struct blk *b, uint64_t off, uint64_t len, bool unalloc)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size, per_l1 = q->l2_entries * cs;
+	while (len) {
+		uint64_t l1i = off / per_l1;
+		uint64_t n = per_l1 - off % per_l1;
+		if (n > len)
+			n = len;
+		uint8_t *l2;
+		if (get_l2_ro(b, l1i, &l2) < 0)
+			return -1;
+		bool need = l2 != NULL || (!unalloc && q->backing_file);
+		if (need && qcow2_get_l2(b, l1i, true, &l2) < 0)
+			return -1;
+		for (uint64_t c = off; need && c < off + n; c += cs) {
+			uint64_t i = (c % per_l1) / cs;
+			uint64_t e = qcow2_l2_get(q, l2, i, NULL);
+			if (release_entry(b, e) < 0)
+				return -1;
+			if (unalloc)
+				qcow2_l2_set(q, l2, i, 0, 0);
+			else if (q->extended_l2)
+				qcow2_l2_set(q, l2, i, 0, 0xffffffffull << 32);
+			else
+				qcow2_l2_set(q, l2, i, OFLAG_ZERO, 0);
+		}
+		if (need)
+			mcache_dirty(&q->l2c, l2);
+		off += n;
+		len -= n;
+	}
+	q->cz_off = 0;
+	return 0;
+}
+
+static int write_zero_bytes(struct blk *b, uint64_t off, uint64_t end, const uint8_t *zero)
+{
+	uint64_t cs = Q(b)->cluster_size;
+	for (uint64_t o = off; o < end; o += cs) {
+		uint64_t n = end - o < cs ? end - o : cs;
+		if (qcow2_write(b, zero, n, o) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int qcow2_zero(struct blk *b, uint64_t off, uint64_t len, unsigned flags)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size;
+	if (qcow2_mark_dirty(b) < 0)
+		return -1;
+	uint64_t end = off + len;
+	uint64_t a = (off + cs - 1) / cs * cs;
+	/* The tail cluster beyond the virtual size belongs to the last guest bytes. */
+	uint64_t z = end == q->size ? (end + cs - 1) / cs * cs : end / cs * cs;
+	/* v2 cannot say "zero" over a backing file: write real zeros there. */
+	bool can_flag = q->version >= 3 || !q->backing_file;
+	uint8_t *zero = calloc(1, cs);
+	if (!zero)
+		return kite_error("out of memory");
+	int r;
+	if (!can_flag || a >= z)
+		r = write_zero_bytes(b, off, end, zero);
+	else {
+		r = write_zero_bytes(b, off, a, zero);
+		if (r == 0)
+			r = clear_clusters(b, a, z - a, q->version < 3);
+		if (r == 0 && z < end)
+			r = write_zero_bytes(b, z, end, zero);
+	}
+	free(zero);
+	return r;
+}
+
+int qcow2_discard(struct blk *b, uint64_t off, uint64_t len)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size;
+	uint64_t a = (off + cs - 1) / cs * cs;
+	uint64_t end = off + len == q->size ? (off + len + cs - 1) / cs * cs : off + len;
+	uint64_t z = end / cs * cs;
+	if (z <= a)
+		return 0;
+	if (qcow2_mark_dirty(b) < 0)
+		return -1;
+	/* v3 keeps discarded clusters reading as zeros (not the backing file's data). */
+	return clear_clusters(b, a, z - a, q->version < 3);
+}
+
+int qcow2_grow_l1(struct blk *b, uint64_t min_size)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size;
+	if (min_size <= q->l1_size)
+		return 0;
+	if (min_size * 8 > QCOW2_MAX_L1_BYTES)
+		return kite_error("%s: image too large: the L1 table would exceed %u bytes",
+				  b->filename, QCOW2_MAX_L1_BYTES);
+	uint64_t bytes = (min_size * 8 + cs - 1) / cs * cs;
+	uint64_t *nl1 = calloc(1, bytes);
+	uint8_t *disk = calloc(1, bytes);
+	if (!nl1 || !disk) {
+		free(nl1);
+		free(disk);
+		return kite_error("out of memory");
+	}
+	memcpy(nl1, q->l1, (size_t)q->l1_size * 8);
+	for (uint64_t i = 0; i < min_size; i++)
+		put_be64(disk + i * 8, nl1[i]);
+	int64_t n = qcow2_alloc_clusters(b, bytes / cs);
+	int r = n < 0 ? -1 : 0;
+	if (r == 0)
+		r = qcow2_sync_refcounts(b);
+	if (r == 0)
+		r = blk_file_pwrite(b->fd, disk, bytes, (uint64_t)n, b->filename);
+	if (r == 0 && fdatasync(b->fd) < 0)
+		r = kite_error_errno(errno, "%s: flush", b->filename);
+	if (r == 0) {
+		uint8_t h[12];
+		put_be32(h, (uint32_t)min_size);
+		put_be64(h + 4, (uint64_t)n);
+		r = blk_file_pwrite(b->fd, h, 12, 36, b->filename);
+	}
+	if (r == 0 && fdatasync(b->fd) < 0)
+		r = kite_error_errno(errno, "%s: flush", b->filename);
+	free(disk);
+	if (r < 0) {
+		free(nl1);
+		return -1;
+	}
+	uint64_t old_off = q->l1_offset, old_bytes = (uint64_t)q->l1_size * 8;
+	free(q->l1);
+	q->l1 = nl1;
+	q->l1_offset = (uint64_t)n;
+	q->l1_size = (uint32_t)min_size;
+	return qcow2_update_refcount(b, old_off, old_bytes, -1);
+}
+
+static int write_size(struct blk *b, uint64_t size)
+{
+	uint8_t v[8];
+	put_be64(v, size);
+	if (blk_file_pwrite(b->fd, v, 8, 24, b->filename) < 0)
+		return -1;
+	if (fdatasync(b->fd) < 0)
+		return kite_error_errno(errno, "%s: flush", b->filename);
+	return 0;
+}
+
+int qcow2_resize(struct blk *b, uint64_t size, bool shrink)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size, per_l1 = q->l2_entries * cs;
+	if (q->nb_snapshots)
+		return kite_error("%s: can't resize an image which has snapshots", b->filename);
+	if (size > (1ull << 62))
+		return kite_error("%s: size too large", b->filename);
+	if (qcow2_mark_dirty(b) < 0)
+		return -1;
+	if (size > q->size) {
+		if (qcow2_grow_l1(b, (size + per_l1 - 1) / per_l1) < 0)
+			return -1;
+	} else if (size < q->size) {
+		uint64_t from = (size + cs - 1) / cs * cs;
+		uint64_t to = (q->size + cs - 1) / cs * cs;
+		/* Free the clusters past the new end, then whole L2 tables past it. */
+		if (to > from && clear_clusters(b, from, to - from, true) < 0)
+			return -1;
+		if (qcow2_flush_all(b) < 0)
+			return -1;
+		for (uint64_t i = (size + per_l1 - 1) / per_l1; i < q->l1_size; i++) {
+			uint64_t l2off = q->l1[i] & L1E_OFFSET_MASK;
+			if (!l2off)
+				continue;
+			q->l1[i] = 0;
+			if (write_l1_entry(b, i) < 0)
+				return -1;
+			mcache_forget(&q->l2c, l2off);
+			if (qcow2_free_later(b, l2off, cs) < 0)
+				return -1;
+		}
+	}
+	if (qcow2_flush_all(b) < 0 || write_size(b, size) < 0)
+		return -1;
+	q->size = size;
+	b->size = size;
+	return 0;
+}
+
+/* preallocation=metadata/falloc/full: every cluster allocated and mapped. */
+int qcow2_preallocate(struct blk *b, enum blk_prealloc mode)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size, per_l1 = q->l2_entries * cs;
+	uint64_t nclusters = (q->size + cs - 1) / cs;
+	for (uint64_t l1i = 0; l1i * q->l2_entries < nclusters; l1i++) {
+		uint64_t first = l1i * q->l2_entries;
+		uint64_t n = nclusters - first < q->l2_entries ? nclusters - first : q->l2_entries;
+		uint8_t *l2;
+		if (qcow2_get_l2(b, l1i, true, &l2) < 0)
+			return -1;
+		uint64_t l2off = q->l1[l1i] & L1E_OFFSET_MASK;
+		int64_t h = qcow2_alloc_clusters(b, n);
+		if (h < 0)
+			return -1;
+		if (raw_preallocate(b->fd, (uint64_t)h, (uint64_t)h + n * cs, mode, b->filename) <
+		    0)
+			return -1;
+		l2 = mcache_get(b, &q->l2c, l2off, true);
+		if (!l2)
+			return -1;
+		for (uint64_t k = 0; k < n; k++)
+			qcow2_l2_set(q, l2, k, ((uint64_t)h + k * cs) | OFLAG_COPIED,
+				     q->extended_l2 ? 0xffffffffu : 0);
+		mcache_dirty(&q->l2c, l2);
+		(void)per_l1;
+	}
+	return qcow2_flush_all(b);
+}

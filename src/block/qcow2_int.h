@@ -1,0 +1,226 @@
+/* qcow2 internals shared by the qcow2_*.c files (format: QEMU's docs/interop/qcow2.txt).
+ *
+ * In memory: the header fields, the active L1 table and the refcount table are kept whole
+ * (host byte order); L2 tables and refcount blocks go through small write-back caches
+ * holding on-disk (big-endian) bytes.
+ *
+ * Crash safety: a cluster's refcount increment reaches the disk (and is synced) before any
+ * L2 table referencing it is written (the L2 cache flushes the refcount cache first); a new
+ * or copied L2 table is written and synced before the L1 entry pointing to it; refcount
+ * decrements of clusters that an L2/L1 entry stopped using are queued and applied only
+ * after the tables no longer referencing them are on disk. A crash thus leaks clusters at
+ * worst. */
+#ifndef KITE_BLOCK_QCOW2_INT_H
+#define KITE_BLOCK_QCOW2_INT_H
+
+#include "block/block_int.h"
+#include "block/qcow2.h"
+
+#define QCOW2_MAGIC	    0x514649fbu /* "QFI\xfb" */
+#define QCOW2_MIN_CLUSTER   9
+#define QCOW2_MAX_CLUSTER   21
+#define QCOW2_MAX_L1_BYTES  (32u << 20)
+#define QCOW2_MAX_RT_BYTES  (8u << 20)
+#define QCOW2_MAX_SNAPSHOTS 65536
+#define QCOW2_MAX_BACKING   1023
+
+#define QCOW2_INCOMPAT_DIRTY	   (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT	   (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE   (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2	   (1ull << 4)
+#define QCOW2_INCOMPAT_KNOWN	   0x1full
+#define QCOW2_COMPAT_LAZY	   (1ull << 0)
+#define QCOW2_AUTOCLEAR_BITMAPS	   (1ull << 0)
+
+#define QCOW2_EXT_END	      0x00000000u
+#define QCOW2_EXT_BACKING_FMT 0xe2792acau
+#define QCOW2_EXT_FEATURES    0x6803f857u
+#define QCOW2_EXT_BITMAPS     0x23852875u
+#define QCOW2_EXT_CRYPTO      0x0537be77u
+#define QCOW2_EXT_DATA_FILE   0x44415441u
+
+#define L1E_OFFSET_MASK	 0x00fffffffffffe00ull
+#define L2E_OFFSET_MASK	 0x00fffffffffffe00ull
+#define RTE_OFFSET_MASK	 0xfffffffffffffe00ull
+#define OFLAG_COPIED	 (1ull << 63)
+#define OFLAG_COMPRESSED (1ull << 62)
+#define OFLAG_ZERO	 (1ull << 0)
+
+/* What one L2 entry (or one subcluster of an extended entry) says. */
+enum qcow2_ctype {
+	QC_UNALLOC,    /* read from the backing file (or zeros) */
+	QC_ZERO_PLAIN, /* reads as zeros, no host cluster */
+	QC_ZERO_ALLOC, /* reads as zeros, host cluster kept */
+	QC_NORMAL,     /* data at a host offset */
+	QC_COMPRESSED, /* compressed data at a host byte offset */
+};
+
+struct qcow2_ext {
+	uint32_t type;
+	uint32_t len;
+	uint8_t *data;
+};
+
+struct mcache_entry {
+	uint64_t off; /* 0: free slot */
+	uint8_t *buf;
+	bool dirty;
+	uint64_t used;
+};
+
+#define MCACHE_SLOTS 16
+struct mcache {
+	struct mcache_entry e[MCACHE_SLOTS];
+	int slots;
+	uint64_t tick;
+	bool is_l2; /* L2 writes wait for the refcount cache */
+};
+
+struct qcow2 {
+	uint32_t version;
+	uint32_t cluster_bits;
+	uint64_t cluster_size;
+	uint64_t size;
+	uint32_t header_length;
+	uint64_t incompat, compat, autoclear;
+	uint8_t compression_type; /* 0 zlib, 1 zstd */
+	bool extended_l2;
+	uint32_t l2_entry_bytes; /* 8 or 16 */
+	uint64_t l2_entries;	 /* entries per L2 table */
+	uint32_t subcluster_bits;
+
+	uint64_t l1_offset;
+	uint32_t l1_size;
+	uint64_t *l1;
+
+	uint32_t refcount_order;
+	uint32_t refcount_bits;
+	uint64_t rb_entries; /* refcounts per refcount block */
+	uint64_t rt_offset;
+	uint32_t rt_clusters;
+	uint64_t rt_entries;
+	uint64_t *rt;
+
+	uint32_t nb_snapshots;
+	uint64_t snapshots_offset;
+	uint64_t snapshots_size; /* bytes of the on-disk table */
+	struct qcow2_snapshot *snaps;
+
+	char *backing_file;
+	char backing_fmt[64];
+	struct qcow2_ext *exts; /* header extensions kept verbatim (not backing fmt) */
+	int nb_exts;
+	char *feature_names; /* feature name table, for error messages */
+	uint32_t feature_names_len;
+
+	struct mcache l2c;
+	struct mcache rbc;
+	bool rb_unsynced; /* refcount blocks written since the last fdatasync */
+
+	uint64_t free_hint;	/* no free cluster below this index */
+	uint64_t *pending_free; /* host cluster offsets to decrement after the next flush */
+	size_t nb_pending, cap_pending;
+
+	uint64_t cbyte_off; /* compressed-data byte allocator: next free byte, 0 = none */
+
+	uint64_t cz_off; /* last decompressed cluster (host offset), 0: none */
+	uint8_t *cz_buf;
+	uint8_t *cz_in;
+	void *zstd_d, *zstd_c;
+
+	bool header_dirty_set; /* the dirty bit has been written (lazy refcounts) */
+	uint64_t file_end;     /* cached end of the image file, grows with allocations */
+};
+
+static inline struct qcow2 *Q(struct blk *b)
+{
+	return b->opaque;
+}
+
+/* qcow2.c */
+int qcow2_write_header(struct blk *b);
+int qcow2_set_incompat(struct blk *b, uint64_t incompat);
+int qcow2_check_overlap(struct blk *b, uint64_t off, uint64_t len, const char *what);
+int qcow2_mark_dirty(struct blk *b);
+
+/* qcow2_cache.c */
+void mcache_init(struct mcache *c, bool is_l2);
+void mcache_free(struct mcache *c);
+uint8_t *mcache_get(struct blk *b, struct mcache *c, uint64_t off, bool read);
+void mcache_dirty(struct mcache *c, const uint8_t *buf);
+int mcache_flush(struct blk *b, struct mcache *c);
+void mcache_forget(struct mcache *c, uint64_t off);
+int qcow2_sync_refcounts(struct blk *b);
+
+/* qcow2_refcount.c */
+int qcow2_get_refcount(struct blk *b, uint64_t cluster, uint64_t *rc);
+int qcow2_update_refcount(struct blk *b, uint64_t off, uint64_t len, int64_t delta);
+int64_t qcow2_alloc_clusters(struct blk *b, uint64_t n);
+int64_t qcow2_alloc_clusters_at(struct blk *b, uint64_t off, uint64_t n);
+int qcow2_free_later(struct blk *b, uint64_t off, uint64_t len);
+int qcow2_apply_pending_frees(struct blk *b);
+uint64_t qcow2_rb_get(const struct qcow2 *q, const uint8_t *blk, uint64_t i);
+void qcow2_rb_set(const struct qcow2 *q, uint8_t *blk, uint64_t i, uint64_t v);
+
+/* qcow2_cluster.c */
+int qcow2_flush_all(struct blk *b);
+int qcow2_read(struct blk *b, void *buf, size_t len, uint64_t off);
+int qcow2_write(struct blk *b, const void *buf, size_t len, uint64_t off);
+int qcow2_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum, unsigned *flags,
+		       uint64_t *host_off);
+int qcow2_zero(struct blk *b, uint64_t off, uint64_t len, unsigned flags);
+int qcow2_discard(struct blk *b, uint64_t off, uint64_t len);
+int qcow2_get_l2(struct blk *b, uint64_t l1_index, bool alloc, uint8_t **l2);
+uint64_t qcow2_l2_get(const struct qcow2 *q, const uint8_t *l2, uint64_t i, uint64_t *bitmap);
+void qcow2_l2_set(const struct qcow2 *q, uint8_t *l2, uint64_t i, uint64_t e, uint64_t bitmap);
+enum qcow2_ctype qcow2_entry_type(const struct qcow2 *q, uint64_t e);
+int qcow2_grow_l1(struct blk *b, uint64_t min_size);
+int qcow2_resize(struct blk *b, uint64_t size, bool shrink);
+int qcow2_preallocate(struct blk *b, enum blk_prealloc mode);
+
+/* qcow2_compress.c */
+int qcow2_read_compressed(struct blk *b, uint64_t entry, uint8_t *out);
+int qcow2_compressed_range(const struct qcow2 *q, uint64_t entry, uint64_t *off, uint64_t *len);
+int qcow2_write_compressed(struct blk *b, const void *buf, size_t len, uint64_t off);
+void qcow2_compress_free(struct qcow2 *q);
+
+/* qcow2_snapshot.c */
+int qcow2_read_snapshots(struct blk *b);
+void qcow2_free_snapshots(struct qcow2 *q);
+
+/* qcow2_create.c */
+int qcow2_create(const char *path, const struct blk_create_opts *opts);
+
+/* big-endian helpers */
+static inline uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+static inline uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline uint64_t get_be64(const uint8_t *p)
+{
+	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+static inline void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+static inline void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+	put_be32(p, (uint32_t)(v >> 32));
+	put_be32(p + 4, (uint32_t)v);
+}
+
+#endif
