@@ -1,0 +1,134 @@
+#include "vmm/bzimage_cache.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int cache_dir(char *buf, size_t size)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+	int n;
+	if (xdg && xdg[0] == '/') /* the XDG spec: relative values are ignored */
+		n = snprintf(buf, size, "%s/kite", xdg);
+	else if (home && home[0])
+		n = snprintf(buf, size, "%s/.cache/kite", home);
+	else
+		return -1;
+	return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+int bzcache_path(const struct stat *st, char *buf, size_t size)
+{
+	char dir[4096];
+	if (cache_dir(dir, sizeof(dir)) < 0)
+		return -1;
+	int n = snprintf(buf, size, "%s/vmlinux-%llx-%llx.%lx-%llx-%llx", dir,
+			 (unsigned long long)st->st_size, (unsigned long long)st->st_mtim.tv_sec,
+			 (long)st->st_mtim.tv_nsec, (unsigned long long)st->st_dev,
+			 (unsigned long long)st->st_ino);
+	return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+static int read_all(int fd, uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = read(fd, buf + done, len - done);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+uint8_t *bzcache_lookup(const struct stat *st, size_t expect_len)
+{
+	char path[4200];
+	if (bzcache_path(st, path, sizeof(path)) < 0)
+		return NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat cst;
+	uint8_t *buf = NULL;
+	if (fstat(fd, &cst) == 0 && (size_t)cst.st_size == expect_len)
+		buf = malloc(expect_len ? expect_len : 1);
+	if (buf && read_all(fd, buf, expect_len) < 0) {
+		kite_warn("cannot read the kernel cache %s: decompressing again", path);
+		free(buf);
+		buf = NULL;
+	}
+	close(fd);
+	return buf;
+}
+
+static int mkdirs(const char *dir)
+{
+	char tmp[4096];
+	if (snprintf(tmp, sizeof(tmp), "%s", dir) >= (int)sizeof(tmp))
+		return -1;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+static int write_all(int fd, const uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = write(fd, buf + done, len - done);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+void bzcache_store(const struct stat *st, const uint8_t *data, size_t len)
+{
+	char dir[4096], path[4200], tmp[4300];
+	if (cache_dir(dir, sizeof(dir)) < 0 || bzcache_path(st, path, sizeof(path)) < 0) {
+		kite_warn("no cache directory (set XDG_CACHE_HOME or HOME): the kernel will be "
+			  "decompressed again next time");
+		return;
+	}
+	if (mkdirs(dir) < 0) {
+		kite_warn("cannot create the cache directory %s: %s", dir, strerror(errno));
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s/.tmp-XXXXXX", dir);
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		kite_warn("cannot create a file in %s: %s", dir, strerror(errno));
+		return;
+	}
+	int err = 0;
+	if (write_all(fd, data, len) < 0)
+		err = errno;
+	if (close(fd) < 0 && !err)
+		err = errno;
+	if (!err && rename(tmp, path) < 0)
+		err = errno;
+	if (err) {
+		kite_warn("cannot write the kernel cache %s: %s", path, strerror(err));
+		if (unlink(tmp) < 0 && errno != ENOENT)
+			kite_warn("cannot remove %s: %s", tmp, strerror(errno));
+	}
+}

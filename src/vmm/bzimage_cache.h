@@ -1,0 +1,23 @@
+/* On-disk cache of decompressed bzImage payloads, so a kernel is decompressed once, not at every
+ * start. Files live in $XDG_CACHE_HOME/kite (or ~/.cache/kite) and are named after the bzImage's
+ * size, mtime, device and inode. Writes are atomic (temporary file, then rename). The cache is an
+ * optimisation: its failures are warnings, never errors. */
+#ifndef KITE_VMM_BZIMAGE_CACHE_H
+#define KITE_VMM_BZIMAGE_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+/* The cached payload for the bzImage `st` describes, as a malloc'd buffer, or NULL on a miss.
+ * Only a file of exactly `expect_len` bytes counts as a hit. */
+uint8_t *bzcache_lookup(const struct stat *st, size_t expect_len);
+
+/* Stores the decompressed payload; warns and carries on when it cannot. */
+void bzcache_store(const struct stat *st, const uint8_t *data, size_t len);
+
+/* The cache file name for `st` (exported for tests); returns 0, or -1 when no cache directory
+ * is known (neither XDG_CACHE_HOME nor HOME set). */
+int bzcache_path(const struct stat *st, char *buf, size_t size);
+
+#endif
