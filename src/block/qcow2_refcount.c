@@ -263,8 +263,16 @@ int qcow2_update_refcount(struct blk *b, uint64_t off, uint64_t len, int64_t del
 		v += (uint64_t)delta;
 		qcow2_rb_set(q, rb, c % q->rb_entries, v);
 		mcache_dirty(&q->rbc, rb);
-		if (v == 0 && c < q->free_hint)
-			q->free_hint = c;
+		if (v == 0) {
+			if (c < q->free_hint)
+				q->free_hint = c;
+			/* A freed cluster must not be served from the caches later. */
+			mcache_forget(&q->l2c, c << q->cluster_bits);
+			if (q->cz_off >> q->cluster_bits == c)
+				q->cz_off = 0;
+			if (q->cbyte_off >> q->cluster_bits == c)
+				q->cbyte_off = 0; /* no more compressed data into a free cluster */
+		}
 	}
 	return 0;
 }
@@ -385,17 +393,6 @@ int qcow2_apply_pending_frees(struct blk *b)
 		uint64_t off = q->pending_free[q->nb_pending - 1];
 		if (qcow2_update_refcount(b, off, q->cluster_size, -1) < 0)
 			return -1;
-		uint64_t rc;
-		if (qcow2_get_refcount(b, off >> q->cluster_bits, &rc) < 0)
-			return -1;
-		if (rc == 0) {
-			/* A freed table must not be served from the caches later. */
-			mcache_forget(&q->l2c, off);
-			if (q->cz_off >> q->cluster_bits == off >> q->cluster_bits)
-				q->cz_off = 0;
-			if (q->cbyte_off >> q->cluster_bits == off >> q->cluster_bits)
-				q->cbyte_off = 0; /* no more compressed data into a free cluster */
-		}
 		q->nb_pending--;
 	}
 	return 0;

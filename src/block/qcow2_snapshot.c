@@ -107,17 +107,353 @@ int qcow2_snapshot_list(struct blk *b, const struct qcow2_snapshot **list, int *
 	return 0;
 }
 
+static int need_qcow2(struct blk *b, bool write)
+{
+	if (strcmp(blk_format_name(b), "qcow2"))
+		return kite_error("%s: snapshots need a qcow2 image", blk_filename(b));
+	if (write && !blk_is_writable(b))
+		return kite_error("%s: the image is open read-only", blk_filename(b));
+	return 0;
+}
+
+/* Adds `delta` to the refcount of every L2 table and cluster reachable from an L1 table. */
+static int l1_refcounts(struct blk *b, const uint64_t *l1, uint32_t l1_size, int delta)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size;
+	for (uint32_t i = 0; i < l1_size; i++) {
+		uint64_t l2off = l1[i] & L1E_OFFSET_MASK;
+		if (!l2off)
+			continue;
+		if (l2off & (cs - 1))
+			return kite_error("%s: corrupt image: misaligned L2 table offset",
+					  b->filename);
+		for (uint64_t j = 0; j < q->l2_entries; j++) {
+			uint8_t *l2 = mcache_get(b, &q->l2c, l2off, true);
+			if (!l2)
+				return -1;
+			uint64_t e = qcow2_l2_get(q, l2, j, NULL);
+			int r = 0;
+			if (e & OFLAG_COMPRESSED) {
+				uint64_t co, cl;
+				if (qcow2_compressed_range(q, e, &co, &cl) == 0)
+					r = qcow2_update_refcount(b, co, cl, delta);
+			} else if (e & L2E_OFFSET_MASK) {
+				r = qcow2_update_refcount(b, e & L2E_OFFSET_MASK, cs, delta);
+			}
+			if (r < 0)
+				return -1;
+		}
+		if (qcow2_update_refcount(b, l2off, cs, delta) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Sets the COPIED flag on active L1 and L2 entries exactly where the refcount is 1. */
+static int update_copied(struct blk *b)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size;
+	for (uint32_t i = 0; i < q->l1_size; i++) {
+		uint64_t l2off = q->l1[i] & L1E_OFFSET_MASK;
+		if (!l2off)
+			continue;
+		for (uint64_t j = 0; j < q->l2_entries; j++) {
+			uint8_t *l2 = mcache_get(b, &q->l2c, l2off, true);
+			if (!l2)
+				return -1;
+			uint64_t bm, e = qcow2_l2_get(q, l2, j, &bm), rc = 0;
+			if (!(e & OFLAG_COMPRESSED) && (e & L2E_OFFSET_MASK) &&
+			    qcow2_get_refcount(b, (e & L2E_OFFSET_MASK) >> q->cluster_bits, &rc) <
+				0)
+				return -1;
+			uint64_t ne = rc == 1 ? e | OFLAG_COPIED : e & ~OFLAG_COPIED;
+			if (ne != e) {
+				l2 = mcache_get(b, &q->l2c, l2off, true);
+				if (!l2)
+					return -1;
+				qcow2_l2_set(q, l2, j, ne, bm);
+				mcache_dirty(&q->l2c, l2);
+			}
+		}
+		uint64_t rc;
+		if (qcow2_get_refcount(b, l2off >> q->cluster_bits, &rc) < 0)
+			return -1;
+		uint64_t ne = rc == 1 ? q->l1[i] | OFLAG_COPIED : q->l1[i] & ~OFLAG_COPIED;
+		if (ne != q->l1[i]) {
+			q->l1[i] = ne;
+			uint8_t v[8];
+			put_be64(v, ne);
+			if (blk_file_pwrite(b->fd, v, 8, q->l1_offset + (uint64_t)i * 8,
+					    b->filename) < 0)
+				return -1;
+		}
+		(void)cs;
+	}
+	return qcow2_flush_all(b);
+}
+
+/* Writes the snapshot table for `snaps` into new clusters and points the header at it;
+ * the old table's clusters are freed. */
+static int write_table(struct blk *b, struct qcow2_snapshot *snaps, uint32_t n)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size, size = 0;
+	for (uint32_t i = 0; i < n; i++)
+		size +=
+		    (40 + snaps[i].extra_size + strlen(snaps[i].id) + strlen(snaps[i].name) + 7) &
+		    ~7ull;
+	uint8_t *t = calloc(1, size ? size : 1);
+	if (!t)
+		return kite_error("out of memory");
+	uint64_t p = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct qcow2_snapshot *s = &snaps[i];
+		size_t il = strlen(s->id), nl = strlen(s->name);
+		put_be64(t + p, s->l1_offset);
+		put_be32(t + p + 8, s->l1_size);
+		put_be16(t + p + 12, (uint16_t)il);
+		put_be16(t + p + 14, (uint16_t)nl);
+		put_be32(t + p + 16, s->date_sec);
+		put_be32(t + p + 20, s->date_nsec);
+		put_be64(t + p + 24, s->vm_clock_nsec);
+		put_be32(t + p + 32,
+			 s->vm_state_size > UINT32_MAX ? 0 : (uint32_t)s->vm_state_size);
+		put_be32(t + p + 36, s->extra_size);
+		memcpy(t + p + 40, s->extra, s->extra_size);
+		memcpy(t + p + 40 + s->extra_size, s->id, il);
+		memcpy(t + p + 40 + s->extra_size + il, s->name, nl);
+		p += (40 + s->extra_size + il + nl + 7) & ~7ull;
+	}
+	int64_t off = 0;
+	int r = 0;
+	if (size) {
+		off = qcow2_alloc_clusters(b, (size + cs - 1) / cs);
+		r = off < 0 ? -1 : 0;
+		if (r == 0)
+			r = qcow2_sync_refcounts(b);
+		if (r == 0)
+			r = blk_file_pwrite(b->fd, t, size, (uint64_t)off, b->filename);
+		if (r == 0 && fdatasync(b->fd) < 0)
+			r = kite_error_errno(errno, "%s: flush", b->filename);
+	}
+	free(t);
+	if (r < 0)
+		return -1;
+	uint8_t h[12];
+	put_be32(h, n);
+	put_be64(h + 4, (uint64_t)off);
+	if (blk_file_pwrite(b->fd, h, 12, 60, b->filename) < 0)
+		return -1;
+	if (fdatasync(b->fd) < 0)
+		return kite_error_errno(errno, "%s: flush", b->filename);
+	uint64_t old = q->snapshots_offset, oldsize = q->snapshots_size;
+	q->snapshots_offset = (uint64_t)off;
+	q->snapshots_size = size;
+	if (oldsize && qcow2_update_refcount(b, old, oldsize, -1) < 0)
+		return -1;
+	return 0;
+}
+
+static int find_snapshot(struct blk *b, const char *name_or_id)
+{
+	struct qcow2 *q = Q(b);
+	for (uint32_t i = 0; i < q->nb_snapshots; i++)
+		if (!strcmp(q->snaps[i].name, name_or_id))
+			return (int)i;
+	for (uint32_t i = 0; i < q->nb_snapshots; i++)
+		if (!strcmp(q->snaps[i].id, name_or_id))
+			return (int)i;
+	return kite_error("%s: snapshot '%s' not found", b->filename, name_or_id);
+}
+
 int qcow2_snapshot_create(struct blk *b, const char *name)
 {
-	return kite_error("%s: snapshot create: not implemented yet", b->filename);
+	if (need_qcow2(b, true) < 0)
+		return -1;
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size;
+	if (strlen(name) > 65535 || q->nb_snapshots >= QCOW2_MAX_SNAPSHOTS)
+		return kite_error("%s: cannot add snapshot '%s'", b->filename, name);
+	if (qcow2_mark_dirty(b) < 0 || qcow2_flush_all(b) < 0)
+		return -1;
+	/* The snapshot's L1: a copy of the active one without COPIED flags. */
+	uint64_t l1bytes = (uint64_t)q->l1_size * 8;
+	uint8_t *l1 = calloc(1, l1bytes ? l1bytes : 8);
+	if (!l1)
+		return kite_error("out of memory");
+	for (uint32_t i = 0; i < q->l1_size; i++)
+		put_be64(l1 + i * 8, q->l1[i] & ~OFLAG_COPIED);
+	int64_t l1off = 0;
+	int r = 0;
+	if (l1bytes) {
+		l1off = qcow2_alloc_clusters(b, (l1bytes + cs - 1) / cs);
+		r = l1off < 0 ? -1 : 0;
+	}
+	/* References first, then the tables that make them real. */
+	if (r == 0)
+		r = l1_refcounts(b, q->l1, q->l1_size, 1);
+	if (r == 0)
+		r = qcow2_sync_refcounts(b);
+	if (r == 0)
+		r = update_copied(b);
+	if (r == 0 && l1bytes)
+		r = blk_file_pwrite(b->fd, l1, l1bytes, (uint64_t)l1off, b->filename);
+	free(l1);
+	if (r < 0)
+		return -1;
+
+	uint64_t maxid = 0;
+	for (uint32_t i = 0; i < q->nb_snapshots; i++) {
+		uint64_t v = strtoull(q->snaps[i].id, NULL, 10);
+		if (v > maxid)
+			maxid = v;
+	}
+	struct qcow2_snapshot *ns = calloc(q->nb_snapshots + 1, sizeof(*ns));
+	if (!ns)
+		return kite_error("out of memory");
+	memcpy(ns, q->snaps, sizeof(*ns) * q->nb_snapshots);
+	struct qcow2_snapshot *s = &ns[q->nb_snapshots];
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	char id[24];
+	snprintf(id, sizeof(id), "%llu", (unsigned long long)maxid + 1);
+	s->id = strdup(id);
+	s->name = strdup(name);
+	s->l1_offset = (uint64_t)l1off;
+	s->l1_size = q->l1_size;
+	s->date_sec = (uint32_t)now.tv_sec;
+	s->date_nsec = (uint32_t)now.tv_nsec;
+	s->disk_size = q->size;
+	s->icount = UINT64_MAX;
+	s->extra_size = 24;
+	s->extra = calloc(1, 24);
+	if (!s->id || !s->name || !s->extra) {
+		free(s->id);
+		free(s->name);
+		free(s->extra);
+		free(ns);
+		return kite_error("out of memory");
+	}
+	put_be64(s->extra + 8, q->size);
+	put_be64(s->extra + 16, UINT64_MAX);
+	if (write_table(b, ns, q->nb_snapshots + 1) < 0) {
+		free(s->id);
+		free(s->name);
+		free(s->extra);
+		free(ns);
+		return -1;
+	}
+	free(q->snaps);
+	q->snaps = ns;
+	q->nb_snapshots++;
+	return qcow2_flush_all(b);
+}
+
+static int read_l1(struct blk *b, const struct qcow2_snapshot *s, uint64_t **out)
+{
+	uint64_t *l1 = calloc(s->l1_size ? s->l1_size : 1, 8);
+	if (!l1)
+		return kite_error("out of memory");
+	if (blk_file_pread(b->fd, l1, (size_t)s->l1_size * 8, s->l1_offset, b->filename) < 0) {
+		free(l1);
+		return -1;
+	}
+	for (uint32_t i = 0; i < s->l1_size; i++)
+		l1[i] = get_be64((uint8_t *)&l1[i]) & ~OFLAG_COPIED;
+	*out = l1;
+	return 0;
 }
 
 int qcow2_snapshot_apply(struct blk *b, const char *name_or_id)
 {
-	return kite_error("%s: snapshot apply: not implemented yet", b->filename);
+	if (need_qcow2(b, true) < 0)
+		return -1;
+	struct qcow2 *q = Q(b);
+	int idx = find_snapshot(b, name_or_id);
+	if (idx < 0)
+		return -1;
+	struct qcow2_snapshot *s = &q->snaps[idx];
+	uint64_t *sl1;
+	if (qcow2_mark_dirty(b) < 0 || qcow2_flush_all(b) < 0 || read_l1(b, s, &sl1) < 0)
+		return -1;
+	int r = 0;
+	if (s->l1_size > q->l1_size)
+		r = qcow2_grow_l1(b, s->l1_size);
+	/* The snapshot's tree gains the active reference before the old tree loses it. */
+	if (r == 0)
+		r = l1_refcounts(b, sl1, s->l1_size, 1);
+	if (r == 0)
+		r = qcow2_sync_refcounts(b);
+	uint64_t *old = NULL;
+	uint32_t old_size = q->l1_size;
+	if (r == 0) {
+		old = malloc((size_t)old_size * 8 + 8);
+		uint8_t *disk = calloc(1, (size_t)old_size * 8 + 8);
+		if (!old || !disk)
+			r = kite_error("out of memory");
+		for (uint32_t i = 0; r == 0 && i < old_size; i++) {
+			old[i] = q->l1[i];
+			q->l1[i] = i < s->l1_size ? sl1[i] : 0;
+			put_be64(disk + i * 8, q->l1[i]);
+		}
+		for (uint64_t i = 0; r == 0 && i < MCACHE_SLOTS; i++)
+			mcache_forget(&q->l2c, q->l2c.e[i].off);
+		if (r == 0)
+			r = blk_file_pwrite(b->fd, disk, (size_t)old_size * 8, q->l1_offset,
+					    b->filename);
+		if (r == 0 && fdatasync(b->fd) < 0)
+			r = kite_error_errno(errno, "%s: flush", b->filename);
+		free(disk);
+	}
+	if (r == 0)
+		r = l1_refcounts(b, old, old_size, -1);
+	if (r == 0 && s->disk_size != q->size) {
+		uint8_t v[8];
+		put_be64(v, s->disk_size);
+		r = blk_file_pwrite(b->fd, v, 8, 24, b->filename);
+		if (r == 0) {
+			q->size = s->disk_size;
+			b->size = s->disk_size;
+		}
+	}
+	free(old);
+	free(sl1);
+	q->cz_off = 0;
+	if (r == 0)
+		r = update_copied(b);
+	return r;
 }
 
 int qcow2_snapshot_delete(struct blk *b, const char *name_or_id)
 {
-	return kite_error("%s: snapshot delete: not implemented yet", b->filename);
+	if (need_qcow2(b, true) < 0)
+		return -1;
+	struct qcow2 *q = Q(b);
+	int idx = find_snapshot(b, name_or_id);
+	if (idx < 0)
+		return -1;
+	if (qcow2_mark_dirty(b) < 0 || qcow2_flush_all(b) < 0)
+		return -1;
+	struct qcow2_snapshot gone = q->snaps[idx];
+	uint64_t *sl1;
+	if (read_l1(b, &gone, &sl1) < 0)
+		return -1;
+	memmove(&q->snaps[idx], &q->snaps[idx + 1],
+		sizeof(*q->snaps) * (q->nb_snapshots - (uint32_t)idx - 1));
+	q->nb_snapshots--;
+	/* Unlink the snapshot first: a crash after this leaks its clusters, no worse. */
+	int r = write_table(b, q->snaps, q->nb_snapshots);
+	if (r == 0)
+		r = l1_refcounts(b, sl1, gone.l1_size, -1);
+	if (r == 0)
+		r = qcow2_update_refcount(b, gone.l1_offset, (uint64_t)gone.l1_size * 8, -1);
+	free(sl1);
+	free(gone.id);
+	free(gone.name);
+	free(gone.extra);
+	if (r == 0)
+		r = update_copied(b);
+	return r;
 }
