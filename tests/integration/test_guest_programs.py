@@ -57,6 +57,11 @@ class GuestRun:
     def output(self):
         return "\n".join(self.lines) + f"\n--- exit {self.returncode}, stderr:\n{self.stderr}"
 
+    def assert_cmdline(self, append):
+        """The library prints the command line it found through start_info."""
+        assert any(l.startswith("guest: start_info v") and f' cmdline "{append}" ' in l
+                   for l in self.lines), self.output()
+
     def assert_all_passed(self, expected=()):
         """No FAIL line, a SUMMARY agreeing with the PASS lines, every EXPECTED test among them,
         and the VMM exited 0 on the guest's ACPI power-off."""
@@ -141,6 +146,7 @@ def serial_replies():
 
 
 def check_serial(r):
+    r.assert_cmdline(SERIAL_APPEND)
     r.assert_all_passed(["serial output", "serial scratch register",
                          "serial input (polling): a line arrives",
                          "serial input (polling): line matches",
@@ -263,3 +269,22 @@ def test_triple_fault_resets_qemu(tmp_path):
     assert r.returncode == 0, out  # -no-reboot turns the reset into an exit
     if not HAVE_KVM:  # TCG logs the shutdown cause; KVM does not
         assert "Triple fault" in log.read_text(), out
+
+
+PVH_APPEND = "n=42 expect=a=b=c"
+PVH_EXPECTED = ["EBX pointed at struct hvm_start_info", "CR0.PE set", "CR0 writable bits",
+                "CR4 clear", "EFLAGS IF, TF, VM clear", "CS selects a flat 32-bit execute/read",
+                "DS selects a flat", "ES selects a flat", "SS selects a flat",
+                "start_info version", "command line arrives intact"]
+
+
+def check_pvh(r):
+    r.assert_cmdline(PVH_APPEND)
+    r.assert_all_passed(PVH_EXPECTED)
+
+
+@pytest.mark.parametrize("machine", ["q35", "microvm"])
+def test_pvh_entry_state_qemu(machine):
+    argv = qemu_argv("pvh", PVH_APPEND)
+    argv[argv.index("q35")] = machine
+    check_pvh(boot(argv))

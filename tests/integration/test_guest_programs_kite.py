@@ -5,9 +5,10 @@ import os
 
 import pytest
 
-from test_guest_programs import (SERIAL_APPEND, TIMER_EXPECTED, boot, booted_twice,
-                                 check_memory, check_poweroff, check_reset_exits, check_serial,
-                                 check_smp, guest_elf, serial_replies)
+from test_guest_programs import (PVH_APPEND, SERIAL_APPEND, TIMER_EXPECTED, boot,
+                                 booted_twice, check_memory, check_poweroff, check_pvh,
+                                 check_reset_exits, check_serial, check_smp, guest_elf,
+                                 serial_replies)
 
 if not os.path.exists("/dev/kvm"):
     pytestmark = pytest.mark.skip(reason="no /dev/kvm on this host")
@@ -21,6 +22,10 @@ def kite_argv(kite, name, append="", mem="64M", cpus=1, reboot=False):
     if not reboot:
         argv.append("--no-reboot")
     return argv
+
+
+def test_pvh_entry_state_kite(kite):
+    check_pvh(boot(kite_argv(kite, "pvh", PVH_APPEND)))
 
 
 def test_serial_output_and_input_kite(kite):

@@ -20,9 +20,23 @@
 	.code32
 	.globl pvh_entry
 pvh_entry:
+	/* Record the entry state first, for the pvh program to hold against the PVH ABI. */
+	movl %ebx, boot_start_info
+	movl $boot_stack_top, %esp
+	pushfl
+	popl entry_eflags
 	cli
 	cld
-	movl %ebx, boot_start_info
+	movl %cr0, %eax
+	movl %eax, entry_cr0
+	movl %cr4, %eax
+	movl %eax, entry_cr4
+	movw %cs, entry_cs
+	movw %ds, entry_ds
+	movw %es, entry_es
+	movw %ss, entry_ss
+	str entry_tr
+	sgdt entry_gdtr
 	lgdt gdt_ptr
 	ljmp $SEL_CODE32, $1f
 1:	movl $SEL_DATA, %eax
@@ -75,6 +89,21 @@ long_mode:
 	.align 8
 boot_start_info:
 	.quad 0
+
+	/* struct pvh_entry_state (libguest.h); in .data, since .bss is zeroed after the entry. */
+	.globl pvh_entry_state
+	.align 8
+pvh_entry_state:
+entry_cr0:	.long 0
+entry_cr4:	.long 0
+entry_eflags:	.long 0
+entry_cs:	.word 0
+entry_ds:	.word 0
+entry_es:	.word 0
+entry_ss:	.word 0
+entry_tr:	.word 0
+entry_gdtr:	.word 0		/* limit, then the 32-bit base */
+		.long 0
 
 	/* 0x08 kernel code 64, 0x10 kernel data, 0x18 kernel code 32, 0x20 user data,
 	 * 0x28 user code 64, 0x30 TSS (16 bytes, filled in by desc.c). */

@@ -66,6 +66,15 @@ bool cmdline_get(const char *key, char *buf, size_t size);
 /* KEY=N with an optional K/M/G suffix; DEF when absent or malformed. */
 uint64_t cmdline_u64(const char *key, uint64_t def);
 
+/* entry.S: CPU state as the VMM entered pvh_entry, before the program changed anything. */
+struct pvh_entry_state {
+	uint32_t cr0, cr4, eflags;
+	uint16_t cs, ds, es, ss, tr;
+	uint16_t gdt_limit;
+	uint32_t gdt_base;
+} __attribute__((packed));
+extern const struct pvh_entry_state pvh_entry_state;
+
 /* mem.c: page allocator over the e820 RAM above 1 MiB, minus the program image. */
 void mem_init(void);
 void *page_alloc(void);
