@@ -282,7 +282,8 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 		if (q->incompat & QCOW2_INCOMPAT_DIRTY) {
 			/* Lazy refcounts were not written back: rebuild them first. */
 			struct qcow2_check_result res;
-			if (qcow2_check(b, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res) < 0 ||
+			if (qcow2_check(b, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS | QCOW2_CHECK_QUIET,
+					&res) < 0 ||
 			    res.corruptions > res.corruptions_fixed) {
 				kite_error("%s: the image is dirty and its refcounts could not be "
 					   "rebuilt",

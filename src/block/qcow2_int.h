@@ -138,6 +138,9 @@ static inline struct qcow2 *Q(struct blk *b)
 	return b->opaque;
 }
 
+/* qcow2_check() flag for the silent rebuild of a dirty image's refcounts at open */
+#define QCOW2_CHECK_QUIET (1u << 8)
+
 /* qcow2.c */
 int qcow2_write_header(struct blk *b);
 int qcow2_set_incompat(struct blk *b, uint64_t incompat);
@@ -160,6 +163,7 @@ int64_t qcow2_alloc_clusters(struct blk *b, uint64_t n);
 int64_t qcow2_alloc_clusters_at(struct blk *b, uint64_t off, uint64_t n);
 int qcow2_free_later(struct blk *b, uint64_t off, uint64_t len);
 int qcow2_apply_pending_frees(struct blk *b);
+int qcow2_set_refcount(struct blk *b, uint64_t cluster, uint64_t v);
 uint64_t qcow2_rb_get(const struct qcow2 *q, const uint8_t *blk, uint64_t i);
 void qcow2_rb_set(const struct qcow2 *q, uint8_t *blk, uint64_t i, uint64_t v);
 
@@ -188,6 +192,7 @@ void qcow2_compress_free(struct qcow2 *q);
 /* qcow2_snapshot.c */
 int qcow2_read_snapshots(struct blk *b);
 void qcow2_free_snapshots(struct qcow2 *q);
+int qcow2_update_copied(struct blk *b);
 
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);

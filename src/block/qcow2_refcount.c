@@ -397,3 +397,24 @@ int qcow2_apply_pending_frees(struct blk *b)
 	}
 	return 0;
 }
+
+/* Sets one cluster's stored refcount (check's repair), creating its block if needed. */
+int qcow2_set_refcount(struct blk *b, uint64_t cluster, uint64_t v)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t idx = cluster / q->rb_entries;
+	if (v > max_refcount(q))
+		return kite_error("%s: refcount %llu of cluster %llu does not fit in %u bits",
+				  b->filename, (unsigned long long)v, (unsigned long long)cluster,
+				  q->refcount_bits);
+	if (ensure_block(b, idx, 0) < 0)
+		return -1;
+	uint8_t *rb = mcache_get(b, &q->rbc, q->rt[idx] & RTE_OFFSET_MASK, true);
+	if (!rb)
+		return -1;
+	qcow2_rb_set(q, rb, cluster % q->rb_entries, v);
+	mcache_dirty(&q->rbc, rb);
+	if (v == 0 && cluster < q->free_hint)
+		q->free_hint = cluster;
+	return 0;
+}

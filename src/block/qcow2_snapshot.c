@@ -151,7 +151,7 @@ static int l1_refcounts(struct blk *b, const uint64_t *l1, uint32_t l1_size, int
 }
 
 /* Sets the COPIED flag on active L1 and L2 entries exactly where the refcount is 1. */
-static int update_copied(struct blk *b)
+int qcow2_update_copied(struct blk *b)
 {
 	struct qcow2 *q = Q(b);
 	uint64_t cs = q->cluster_size;
@@ -297,7 +297,7 @@ int qcow2_snapshot_create(struct blk *b, const char *name)
 	if (r == 0)
 		r = qcow2_sync_refcounts(b);
 	if (r == 0)
-		r = update_copied(b);
+		r = qcow2_update_copied(b);
 	if (r == 0 && l1bytes)
 		r = blk_file_pwrite(b->fd, l1, l1bytes, (uint64_t)l1off, b->filename);
 	free(l1);
@@ -422,7 +422,7 @@ int qcow2_snapshot_apply(struct blk *b, const char *name_or_id)
 	free(sl1);
 	q->cz_off = 0;
 	if (r == 0)
-		r = update_copied(b);
+		r = qcow2_update_copied(b);
 	return r;
 }
 
@@ -454,6 +454,6 @@ int qcow2_snapshot_delete(struct blk *b, const char *name_or_id)
 	free(gone.name);
 	free(gone.extra);
 	if (r == 0)
-		r = update_copied(b);
+		r = qcow2_update_copied(b);
 	return r;
 }
