@@ -1,10 +1,73 @@
+/* `kite img`: qemu-img compatible verbs. This file only dispatches; each verb lives in
+ * cmd_img_<verb>.c. */
+#include "cli/cmd_img.h"
 #include "cli/commands.h"
 #include "util/err.h"
 
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+	const char *name;
+	int (*main)(int argc, char **argv);
+	const char *syntax;
+} verbs[] = {
+    {"create", img_create,
+     "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename "
+     "[size]"},
+    {"info", img_info, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename"},
+    {"convert", img_convert,
+     "convert [-c] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] "
+     "[-o options] [-S sparse_size] [-W] filename [filename2 [...]] output_filename"},
+    {"resize", img_resize, "resize [-q] [-f fmt] [--shrink] filename [+ | -]size"},
+    {"check", img_check, "check [-q] [-f fmt] [--output=human|json] [-r [leaks | all]] filename"},
+    {"snapshot", img_snapshot,
+     "snapshot [-q] [-l | -a snapshot | -c snapshot | -d snapshot] "
+     "filename"},
+    {"compare", img_compare, "compare [-f fmt] [-F fmt] [-p] [-q] [-s] filename1 filename2"},
+    {"map", img_map,
+     "map [-f fmt] [--output=human|json] [--start-offset=OFFSET] "
+     "[--max-length=LEN] filename"},
+    {"rebase", img_rebase,
+     "rebase [-q] [-f fmt] [-p] [-u] -b backing_file [-F backing_fmt] "
+     "filename"},
+    {"commit", img_commit, "commit [-q] [-f fmt] [-p] [-d] filename"},
+    {"measure", img_measure,
+     "measure [--output=human|json] [-O output_fmt] [-o options] "
+     "[--size N | [-f fmt] filename]"},
+};
+
+#define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: kite img <verb> [options]   (the verbs and options of qemu-img)\n\n"
+		     "verbs:\n");
+	for (size_t i = 0; i < NVERBS; i++)
+		fprintf(out, "  %s\n", verbs[i].syntax);
+	fprintf(out, "\nformats: raw, qcow2 (read and write), vmdk (read only)\n");
+}
+
 int cmd_img(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	kite_error("'kite img' is not implemented yet");
+	if (argc < 2) {
+		usage(stderr);
+		return 1;
+	}
+	const char *verb = argv[1];
+	if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < NVERBS; i++) {
+		if (strcmp(verb, verbs[i].name))
+			continue;
+		if (argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+			printf("usage: kite img %s\n", verbs[i].syntax);
+			return 0;
+		}
+		return verbs[i].main(argc - 1, argv + 1);
+	}
+	kite_error("img: unknown verb '%s' (try 'kite img --help')", verb);
 	return 1;
 }

@@ -1,0 +1,146 @@
+/* kite img commit: writes everything the image allocates into its backing file, then
+ * empties the image (unless -d) so it shows the backing file's now identical content. */
+#include "cli/cmd_img.h"
+#include "util/err.h"
+#include "util/progress.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMMIT_CHUNK (2u << 20)
+
+static int copy_allocated(struct blk *top, struct blk *base, struct progress *prog)
+{
+	uint8_t *buf = malloc(COMMIT_CHUNK);
+	if (!buf)
+		return kite_error("out of memory");
+	uint64_t size = blk_size(top);
+	int rc = -1;
+	for (uint64_t off = 0; off < size;) {
+		uint64_t want = size - off < COMMIT_CHUNK ? size - off : COMMIT_CHUNK, pnum;
+		unsigned flags;
+		if (blk_block_status(top, off, want, &pnum, &flags, NULL) < 0)
+			goto out;
+		if (flags & BLK_STATUS_ALLOCATED) {
+			if (flags & BLK_STATUS_ZERO) {
+				if (blk_write_zeroes(base, off, pnum, 0) < 0)
+					goto out;
+			} else if (blk_pread(top, buf, (size_t)pnum, off) < 0 ||
+				   blk_pwrite(base, buf, (size_t)pnum, off) < 0) {
+				goto out;
+			}
+		}
+		off += pnum;
+		progress_update(prog, off, size);
+	}
+	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
+
+/* Recreates the top image empty, with the same options and backing file. Only for images
+ * without internal snapshots (they would reference the dropped clusters). */
+static int make_empty(const char *path, const struct blk_info *in)
+{
+	struct blk_create_opts c = {
+	    .size = in->virtual_size,
+	    .size_set = true,
+	    .cluster_size = in->cluster_size,
+	    .compat = !strcmp(in->compat, "0.10") ? 2 : 3,
+	    .lazy_refcounts = in->lazy_refcounts,
+	    .refcount_bits = in->refcount_bits,
+	    .compression_type =
+		!strcmp(in->compression_type, "zstd") ? BLK_COMP_ZSTD : BLK_COMP_ZLIB,
+	    .extended_l2 = in->extended_l2,
+	    .backing_file = in->backing_file,
+	    .backing_fmt = in->backing_format[0] ? in->backing_format : NULL,
+	};
+	return blk_create(path, "qcow2", &c);
+}
+
+int img_commit(int argc, char **argv)
+{
+	static const struct option longopts[] = {{NULL, 0, NULL, 0}};
+	const char *fmt = NULL;
+	bool keep = false, quiet = false, progress = false;
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":f:dpqt:r:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			fmt = optarg;
+			break;
+		case 'd':
+			keep = true;
+			break;
+		case 'p':
+			progress = true;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 't':
+		case 'r':
+			break;
+		case ':':
+			return img_usage_error("commit", "option '%s' needs an argument",
+					       argv[optind - 1]);
+		default:
+			return img_usage_error("commit", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (argc - optind != 1)
+		return img_usage_error("commit", "expecting one filename");
+	const char *path = argv[optind];
+	struct blk *top =
+	    blk_open(path, fmt, BLK_O_RDONLY | BLK_O_NO_BACKING | BLK_O_NO_PROBE_WARN);
+	if (!top)
+		return 1;
+	struct blk *base = NULL;
+	struct blk_info *in = calloc(1, sizeof(*in));
+	int rc = 1;
+	if (!in) {
+		kite_error("out of memory");
+		goto out;
+	}
+	if (blk_get_info(top, in) < 0)
+		goto out;
+	if (!in->backing_file[0]) {
+		kite_error("%s: the image has no backing file to commit into", path);
+		goto out;
+	}
+	base = blk_open(in->backing_full, in->backing_format[0] ? in->backing_format : NULL,
+			BLK_O_RDWR | BLK_O_NO_PROBE_WARN);
+	if (!base)
+		goto out;
+	if (blk_size(top) > blk_size(base) && blk_resize(base, blk_size(top), false) < 0)
+		goto out;
+	struct progress prog;
+	progress_init(&prog, progress && !quiet);
+	if (copy_allocated(top, base, &prog) < 0 || blk_flush(base) < 0)
+		goto out;
+	progress_finish(&prog);
+	blk_close(base);
+	base = NULL;
+	blk_close(top);
+	top = NULL;
+	if (!keep && !strcmp(in->format, "qcow2")) {
+		if (in->nb_snapshots)
+			kite_warn("%s has internal snapshots: its clusters are kept (as with -d)",
+				  path);
+		else if (make_empty(path, in) < 0)
+			goto out;
+	}
+	if (!quiet)
+		printf("Image committed.\n");
+	rc = 0;
+out:
+	blk_close(base);
+	blk_close(top);
+	free(in);
+	return rc;
+}

@@ -1,0 +1,325 @@
+/* kite img convert: copies one or more images (concatenated) into a new image of any
+ * writable format. Ranges that the source's block status reports as zero or unallocated are
+ * not written, and data is checked for zeros at the -S granularity, so the output is
+ * sparse; -c writes compressed clusters. */
+#include "cli/cmd_img.h"
+#include "util/err.h"
+#include "util/progress.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK (2u << 20) /* bytes read and written per step */
+
+struct convert {
+	struct blk **src;
+	uint64_t *src_start; /* offset of each source in the output */
+	int nsrc;
+	uint64_t total;
+	struct blk *dst;
+	uint32_t dst_cluster;
+	uint64_t sparse;   /* -S: zero-detection granularity, 0 = write everything */
+	bool compress;	   /* -c */
+	bool dst_has_data; /* -n: the target may hold old data, so zeros must be written */
+	struct progress prog;
+	uint8_t *buf;
+};
+
+/* Which source holds output offset `off`, and where in it. */
+static int locate(const struct convert *cv, uint64_t off, uint64_t *src_off, uint64_t *avail)
+{
+	int i = cv->nsrc - 1;
+	while (i > 0 && cv->src_start[i] > off)
+		i--;
+	*src_off = off - cv->src_start[i];
+	*avail = blk_size(cv->src[i]) - *src_off;
+	return i;
+}
+
+static int read_out(struct convert *cv, void *buf, uint64_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+	while (len > 0) {
+		uint64_t so, avail;
+		int i = locate(cv, off, &so, &avail);
+		uint64_t n = len < avail ? len : avail;
+		if (blk_pread(cv->src[i], p, (size_t)n, so) < 0)
+			return -1;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Length (<= len) of the run at output offset `off` whose sources read as zeros (*zero) or
+ * as data. */
+static int status_out(struct convert *cv, uint64_t off, uint64_t len, bool *zero, uint64_t *pnum)
+{
+	uint64_t so, avail;
+	int i = locate(cv, off, &so, &avail);
+	if (avail == 0) { /* a zero-sized source */
+		*zero = true;
+		*pnum = len;
+		return 0;
+	}
+	struct blk_map m;
+	if (blk_map_status(cv->src[i], so, len < avail ? len : avail, &m) < 0)
+		return -1;
+	*zero = (m.flags & BLK_STATUS_ZERO) || !(m.flags & BLK_STATUS_ALLOCATED);
+	*pnum = m.pnum;
+	return 0;
+}
+
+static int write_zero_run(struct convert *cv, uint64_t off, uint64_t len)
+{
+	if (cv->sparse == 0) {
+		/* -S 0: the output is fully allocated, zeros are written as data */
+		memset(cv->buf, 0, CHUNK);
+		while (len > 0) {
+			uint64_t n = len < CHUNK ? len : CHUNK;
+			if (blk_pwrite(cv->dst, cv->buf, (size_t)n, off) < 0)
+				return -1;
+			off += n;
+			len -= n;
+		}
+		return 0;
+	}
+	if (cv->dst_has_data)
+		return blk_write_zeroes(cv->dst, off, len, BLK_ZERO_MAY_UNMAP);
+	return 0; /* a new image already reads as zeros */
+}
+
+/* Writes buf (data for [off, off+len)) skipping all-zero pieces of cv->sparse bytes. */
+static int write_data(struct convert *cv, const uint8_t *buf, uint64_t off, uint64_t len)
+{
+	if (cv->sparse == 0)
+		return blk_pwrite(cv->dst, buf, (size_t)len, off);
+	uint64_t g = cv->sparse;
+	uint64_t pos = 0;
+	while (pos < len) {
+		/* pieces are aligned to g in output offsets */
+		uint64_t piece = g - (off + pos) % g;
+		if (piece > len - pos)
+			piece = len - pos;
+		bool zero = img_is_zero(buf + pos, (size_t)piece);
+		uint64_t run = piece;
+		while (pos + run < len) {
+			uint64_t p2 = g < len - pos - run ? g : len - pos - run;
+			if (img_is_zero(buf + pos + run, (size_t)p2) != zero)
+				break;
+			run += p2;
+		}
+		int r = zero ? write_zero_run(cv, off + pos, run)
+			     : blk_pwrite(cv->dst, buf + pos, (size_t)run, off + pos);
+		if (r < 0)
+			return -1;
+		pos += run;
+	}
+	return 0;
+}
+
+static int copy_plain(struct convert *cv)
+{
+	uint64_t off = 0;
+	while (off < cv->total) {
+		uint64_t want = cv->total - off < CHUNK ? cv->total - off : CHUNK;
+		bool zero;
+		uint64_t n;
+		if (status_out(cv, off, want, &zero, &n) < 0)
+			return -1;
+		if (zero) {
+			if (write_zero_run(cv, off, n) < 0)
+				return -1;
+		} else {
+			if (read_out(cv, cv->buf, n, off) < 0 ||
+			    write_data(cv, cv->buf, off, n) < 0)
+				return -1;
+		}
+		off += n;
+		progress_update(&cv->prog, off, cv->total);
+	}
+	return 0;
+}
+
+/* -c: whole clusters, each written compressed unless it is all zeros. */
+static int copy_compressed(struct convert *cv)
+{
+	uint64_t cs = cv->dst_cluster;
+	for (uint64_t off = 0; off < cv->total; off += cs) {
+		uint64_t n = cv->total - off < cs ? cv->total - off : cs;
+		bool zero;
+		uint64_t run;
+		if (status_out(cv, off, n, &zero, &run) < 0)
+			return -1;
+		if (!(zero && run == n)) {
+			if (read_out(cv, cv->buf, n, off) < 0)
+				return -1;
+			if (!img_is_zero(cv->buf, (size_t)n) &&
+			    blk_pwrite_compressed(cv->dst, cv->buf, (size_t)n, off) < 0)
+				return -1;
+		}
+		progress_update(&cv->prog, off + n, cv->total);
+	}
+	return 0;
+}
+
+static int open_target(struct convert *cv, const char *path, const char *fmt, bool no_create,
+		       struct img_opts *o, unsigned flags, bool quiet)
+{
+	if (!no_create) {
+		if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2"))
+			return kite_error("kite img convert cannot write format '%s' (use raw or "
+					  "qcow2)",
+					  fmt);
+		struct blk_create_opts c = {0};
+		if (img_create_opts(o, fmt, &c) < 0)
+			return -1;
+		if (c.backing_file)
+			return kite_error("convert: backing_file is not supported for the output");
+		c.size = cv->total;
+		if (!strcmp(fmt, "qcow2")) /* qcow2 sizes are whole sectors, as in QEMU */
+			c.size = (c.size + 511) & ~511ULL;
+		c.size_set = true;
+		(void)quiet;
+		if (blk_create(path, fmt, &c) < 0)
+			return -1;
+	}
+	cv->dst = blk_open(path, no_create ? NULL : fmt, flags | BLK_O_RDWR);
+	if (!cv->dst)
+		return -1;
+	if (no_create && strcmp(blk_format_name(cv->dst), fmt))
+		return kite_error("'%s' is a %s image, not %s", path, blk_format_name(cv->dst),
+				  fmt);
+	if (blk_size(cv->dst) < cv->total)
+		return kite_error("output image '%s' is too small (%llu bytes, %llu needed)", path,
+				  (unsigned long long)blk_size(cv->dst),
+				  (unsigned long long)cv->total);
+	cv->dst_cluster = blk_cluster_size(cv->dst);
+	cv->dst_has_data = no_create;
+	if (cv->compress && !blk_can_compress(cv->dst))
+		return kite_error("compression is not supported for format '%s'", fmt);
+	return 0;
+}
+
+int img_convert(int argc, char **argv)
+{
+	static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+						 {"force-share", no_argument, NULL, 'U'},
+						 {NULL, 0, NULL, 0}};
+	const char *fmt = NULL, *out_fmt = "raw", *cache = NULL;
+	bool quiet = false, progress = false, no_create = false;
+	struct convert cv = {0};
+	struct img_opts o = {0};
+	int rc = 1, c;
+	cv.sparse = 4096;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":f:O:o:cpqnS:t:T:WUm:C", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			fmt = optarg;
+			break;
+		case 'O':
+			out_fmt = optarg;
+			break;
+		case 'o':
+			if (img_opts_parse(&o, optarg))
+				goto out;
+			break;
+		case 'c':
+			cv.compress = true;
+			break;
+		case 'p':
+			progress = true;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'n':
+			no_create = true;
+			break;
+		case 'S':
+			if (img_parse_size(optarg, &cv.sparse))
+				goto out;
+			if (cv.sparse % 512 || cv.sparse > (1ULL << 30)) {
+				kite_error("invalid -S '%s': a multiple of 512 up to 1G", optarg);
+				goto out;
+			}
+			break;
+		case 't':
+			cache = optarg;
+			break;
+		case 'T': /* source cache mode: reads are uncached either way */
+		case 'W': /* out-of-order writes: ours are in order, which is allowed */
+		case 'U':
+		case 'm':
+		case 'C':
+			break;
+		case ':':
+			img_usage_error("convert", "option '%s' needs an argument",
+					argv[optind - 1]);
+			goto out;
+		default:
+			img_usage_error("convert", "unknown option '%s'", argv[optind - 1]);
+			goto out;
+		}
+	}
+	if (argc - optind < 2) {
+		img_usage_error("convert", "expecting a source and an output filename");
+		goto out;
+	}
+	unsigned dst_flags = 0;
+	if (cache) {
+		if (!strcmp(cache, "none") || !strcmp(cache, "directsync")) {
+			dst_flags |= BLK_O_NOCACHE;
+		} else if (strcmp(cache, "writeback") && strcmp(cache, "writethrough") &&
+			   strcmp(cache, "unsafe")) {
+			kite_error("invalid cache option '%s'", cache);
+			goto out;
+		}
+	}
+	cv.nsrc = argc - optind - 1;
+	cv.src = calloc((size_t)cv.nsrc, sizeof(*cv.src));
+	cv.src_start = calloc((size_t)cv.nsrc, sizeof(*cv.src_start));
+	cv.buf = malloc(CHUNK);
+	if (!cv.src || !cv.src_start || !cv.buf) {
+		kite_error("out of memory");
+		goto out;
+	}
+	for (int i = 0; i < cv.nsrc; i++) {
+		cv.src[i] = blk_open(argv[optind + i], fmt, BLK_O_RDONLY | BLK_O_NO_PROBE_WARN);
+		if (!cv.src[i])
+			goto out;
+		cv.src_start[i] = cv.total;
+		cv.total += blk_size(cv.src[i]);
+	}
+	const char *out_path = argv[argc - 1];
+	if (open_target(&cv, out_path, out_fmt, no_create, &o, dst_flags, quiet) < 0)
+		goto out;
+	if (cv.compress && cv.dst_cluster > CHUNK) {
+		kite_error("cluster size too large for compression");
+		goto out;
+	}
+	progress_init(&cv.prog, progress && !quiet);
+	if ((cv.compress ? copy_compressed(&cv) : copy_plain(&cv)) < 0)
+		goto out;
+	if (blk_flush(cv.dst) < 0)
+		goto out;
+	progress_finish(&cv.prog);
+	rc = 0;
+out:
+	if (cv.prog.enabled)
+		putchar('\n');
+	if (cv.dst)
+		blk_close(cv.dst);
+	for (int i = 0; cv.src && i < cv.nsrc; i++)
+		blk_close(cv.src[i]);
+	free(cv.src);
+	free(cv.src_start);
+	free(cv.buf);
+	img_opts_free(&o);
+	return rc;
+}

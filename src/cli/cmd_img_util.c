@@ -1,0 +1,286 @@
+/* Helpers shared by the `kite img` verbs: sizes, -o option lists, output format. */
+#include "cli/cmd_img.h"
+#include "util/err.h"
+#include "util/size.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char *img_human_size(uint64_t v, char *buf, size_t len)
+{
+	static const char *const units[] = {"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"};
+	int e;
+	/* as QEMU: switch to the next unit once the value reaches 1000 of this one */
+	frexp((double)v / (1000.0 / 1024.0), &e);
+	int i = (e - 1) / 10;
+	if (i < 0)
+		i = 0;
+	if (i > 6)
+		i = 6;
+	snprintf(buf, len, "%0.3g %sB", (double)v / (double)(1ULL << (i * 10)), units[i]);
+	return buf;
+}
+
+int img_parse_size(const char *s, uint64_t *out)
+{
+	if (parse_size(s, 1, out) < 0) {
+		kite_error("invalid image size '%s': use a number with an optional suffix "
+			   "(K, M, G, T, P, E)",
+			   s);
+		return -1;
+	}
+	return 0;
+}
+
+int img_opts_parse(struct img_opts *o, const char *text)
+{
+	const char *p = text;
+	while (*p) {
+		size_t cap = strlen(p) + 1, n = 0;
+		char *item = malloc(cap);
+		if (!item)
+			return kite_error("out of memory");
+		while (*p) {
+			if (*p == ',') {
+				if (p[1] == ',') {
+					item[n++] = ',';
+					p += 2;
+					continue;
+				}
+				p++;
+				break;
+			}
+			item[n++] = *p++;
+		}
+		item[n] = '\0';
+		if (n == 0) {
+			free(item);
+			continue;
+		}
+		char *eq = strchr(item, '=');
+		char **k = realloc(o->keys, (o->n + 1) * sizeof(*k));
+		if (k)
+			o->keys = k;
+		char **v = realloc(o->vals, (o->n + 1) * sizeof(*v));
+		if (v)
+			o->vals = v;
+		if (!k || !v) {
+			free(item);
+			return kite_error("out of memory");
+		}
+		if (eq)
+			*eq = '\0';
+		o->keys[o->n] = item;
+		o->vals[o->n] = eq ? strdup(eq + 1) : NULL;
+		if (eq && !o->vals[o->n]) {
+			free(item);
+			return kite_error("out of memory");
+		}
+		o->n++;
+	}
+	return 0;
+}
+
+const char *img_opts_get(struct img_opts *o, const char *key)
+{
+	const char *val = NULL;
+	/* the last occurrence wins, as in QEMU */
+	for (size_t i = 0; i < o->n; i++)
+		if (o->keys[i] && !strcmp(o->keys[i], key))
+			val = o->vals[i] ? o->vals[i] : "";
+	return val;
+}
+
+void img_opts_free(struct img_opts *o)
+{
+	for (size_t i = 0; i < o->n; i++) {
+		free(o->keys[i]);
+		free(o->vals[i]);
+	}
+	free(o->keys);
+	free(o->vals);
+	memset(o, 0, sizeof(*o));
+}
+
+static int parse_bool(const char *key, const char *v, bool *out)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "true")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false")) {
+		*out = false;
+		return 0;
+	}
+	return kite_error("parameter '%s' expects 'on' or 'off', not '%s'", key, v);
+}
+
+static bool key_allowed(const char *fmt, const char *key)
+{
+	static const char *const raw[] = {"size", "preallocation", NULL};
+	static const char *const qcow2[] = {"size",
+					    "cluster_size",
+					    "preallocation",
+					    "compat",
+					    "lazy_refcounts",
+					    "refcount_bits",
+					    "compression_type",
+					    "backing_file",
+					    "backing_fmt",
+					    "extended_l2",
+					    NULL};
+	const char *const *list = !strcmp(fmt, "qcow2") ? qcow2 : raw;
+	for (size_t i = 0; list[i]; i++)
+		if (!strcmp(list[i], key))
+			return true;
+	return false;
+}
+
+int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts *c)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (!key_allowed(fmt, o->keys[i]))
+			return kite_error("invalid parameter '%s' for format '%s'", o->keys[i],
+					  fmt);
+	const char *v;
+	if ((v = img_opts_get(o, "size"))) {
+		if (img_parse_size(v, &c->size))
+			return -1;
+		c->size_set = true;
+	}
+	if ((v = img_opts_get(o, "cluster_size"))) {
+		uint64_t cs;
+		if (parse_size(v, 1, &cs) < 0 || cs < 512 || cs > (2 << 20) || (cs & (cs - 1)))
+			return kite_error("invalid cluster_size '%s': a power of two between 512 "
+					  "and 2M",
+					  v);
+		c->cluster_size = (uint32_t)cs;
+	}
+	if ((v = img_opts_get(o, "preallocation")) && blk_parse_prealloc(v, &c->prealloc))
+		return -1;
+	if ((v = img_opts_get(o, "compat"))) {
+		if (!strcmp(v, "0.10") || !strcmp(v, "v2"))
+			c->compat = 2;
+		else if (!strcmp(v, "1.1") || !strcmp(v, "v3"))
+			c->compat = 3;
+		else
+			return kite_error("invalid compat value '%s' (use 0.10 or 1.1)", v);
+	}
+	if ((v = img_opts_get(o, "lazy_refcounts")) &&
+	    parse_bool("lazy_refcounts", v, &c->lazy_refcounts))
+		return -1;
+	if ((v = img_opts_get(o, "extended_l2")) && parse_bool("extended_l2", v, &c->extended_l2))
+		return -1;
+	if ((v = img_opts_get(o, "refcount_bits"))) {
+		char *end;
+		errno = 0;
+		long bits = strtol(v, &end, 10);
+		if (errno || *end || end == v || bits < 1 || bits > 64 || (bits & (bits - 1)))
+			return kite_error("invalid refcount_bits '%s': a power of two up to 64", v);
+		c->refcount_bits = (int)bits;
+	}
+	if ((v = img_opts_get(o, "compression_type"))) {
+		if (!strcmp(v, "zlib"))
+			c->compression_type = BLK_COMP_ZLIB;
+		else if (!strcmp(v, "zstd"))
+			c->compression_type = BLK_COMP_ZSTD;
+		else
+			return kite_error("invalid compression_type '%s' (use zlib or zstd)", v);
+	}
+	if ((v = img_opts_get(o, "backing_file")))
+		c->backing_file = v;
+	if ((v = img_opts_get(o, "backing_fmt")))
+		c->backing_fmt = v;
+	return 0;
+}
+
+static const char *prealloc_name(enum blk_prealloc p)
+{
+	switch (p) {
+	case BLK_PREALLOC_METADATA:
+		return "metadata";
+	case BLK_PREALLOC_FALLOC:
+		return "falloc";
+	case BLK_PREALLOC_FULL:
+		return "full";
+	default:
+		return "off";
+	}
+}
+
+void img_print_formatting(const char *path, const char *fmt, const struct blk_create_opts *c,
+			  bool prealloc_given)
+{
+	printf("Formatting '%s', fmt=%s", path, fmt);
+	if (!strcmp(fmt, "qcow2")) {
+		printf(" cluster_size=%u extended_l2=%s", c->cluster_size ? c->cluster_size : 65536,
+		       c->extended_l2 ? "on" : "off");
+		if (prealloc_given)
+			printf(" preallocation=%s", prealloc_name(c->prealloc));
+		printf(" compression_type=%s size=%llu",
+		       c->compression_type == BLK_COMP_ZSTD ? "zstd" : "zlib",
+		       (unsigned long long)c->size);
+		if (c->backing_file)
+			printf(" backing_file=%s", c->backing_file);
+		if (c->backing_fmt)
+			printf(" backing_fmt=%s", c->backing_fmt);
+		if (c->compat)
+			printf(" compat=%s", c->compat == 2 ? "0.10" : "1.1");
+		printf(" lazy_refcounts=%s refcount_bits=%d\n", c->lazy_refcounts ? "on" : "off",
+		       c->refcount_bits ? c->refcount_bits : 16);
+	} else {
+		printf(" size=%llu", (unsigned long long)c->size);
+		if (prealloc_given)
+			printf(" preallocation=%s", prealloc_name(c->prealloc));
+		printf("\n");
+	}
+	fflush(stdout);
+}
+
+int img_parse_output(const char *s, enum img_output *out)
+{
+	if (!strcmp(s, "human"))
+		*out = IMG_OUT_HUMAN;
+	else if (!strcmp(s, "json"))
+		*out = IMG_OUT_JSON;
+	else
+		return kite_error("--output must be used with human or json as argument");
+	return 0;
+}
+
+int64_t img_actual_size(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -1;
+	return (int64_t)st.st_blocks * 512;
+}
+
+bool img_is_zero(const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	if (len == 0)
+		return true;
+	/* check the first 16 bytes directly, then compare the buffer with itself shifted */
+	size_t head = len < 16 ? len : 16;
+	for (size_t i = 0; i < head; i++)
+		if (p[i])
+			return false;
+	return len <= 16 || memcmp(p, p + 16, len - 16) == 0;
+}
+
+int img_usage_error(const char *verb, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	kite_error("img %s: %s (try 'kite img --help')", verb, msg);
+	return 1;
+}

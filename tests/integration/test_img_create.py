@@ -1,0 +1,125 @@
+"""kite img create and resize: qemu-img's syntax and "Formatting" line, files qemu-img accepts."""
+import json
+
+import pytest
+
+from conftest import run
+
+CREATE_CASES = [
+    ["-f", "qcow2", "-o", "cluster_size=128K", "virt_disk.qcow2", "20G"],
+    ["-f", "qcow2", "disk.qcow2", "1000"],
+    ["-f", "raw", "disk.img", "64M"],
+    ["-f", "raw", "-o", "preallocation=falloc", "disk.img", "1M"],
+    ["-f", "qcow2", "-o", "compat=0.10,preallocation=metadata", "disk.qcow2", "8M"],
+    ["-f", "qcow2", "-o", "cluster_size=512,refcount_bits=1", "disk.qcow2", "4M"],
+    ["-f", "qcow2", "-o", "cluster_size=2M,refcount_bits=64,lazy_refcounts=on", "disk.qcow2",
+     "1G"],
+    ["-f", "qcow2", "-o", "extended_l2=on,compression_type=zstd", "disk.qcow2", "1G"],
+    ["-f", "qcow2", "-o", "preallocation=full,cluster_size=4K", "disk.qcow2", "2M"],
+    ["-f", "qcow2", "-o", "preallocation=falloc", "disk.qcow2", "2M"],
+]
+
+
+def qemu_json(*args):
+    r = run(["qemu-img", *args, "--output=json"])
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.mark.parametrize("args", CREATE_CASES, ids=lambda a: " ".join(a))
+def test_create_like_qemu(kite, tmp_path, args):
+    mine, theirs = tmp_path / "k", tmp_path / "q"
+    mine.mkdir()
+    theirs.mkdir()
+    r = run([kite, "img", "create", *args], cwd=mine)
+    q = run(["qemu-img", "create", *args], cwd=theirs)
+    assert q.returncode == 0, q.stderr
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == q.stdout  # the "Formatting ..." line, word for word
+    name = args[-2]
+    k_img, q_img = mine / name, theirs / name
+    if name.endswith(".qcow2"):
+        c = run(["qemu-img", "check", str(k_img)])
+        assert c.returncode == 0, c.stdout + c.stderr
+        assert "No errors were found on the image." in c.stdout
+    ki = qemu_json("info", str(k_img))
+    qi = qemu_json("info", str(q_img))
+    for key in ("virtual-size", "format", "cluster-size", "format-specific"):
+        assert ki.get(key) == qi.get(key), key
+    if name.endswith(".qcow2"):
+        # preallocation: the same map (allocated ranges and zero flags; offsets may differ)
+        strip = lambda m: [{k: v for k, v in e.items() if k != "offset"} for e in m]
+        assert strip(qemu_json("map", str(k_img))) == strip(qemu_json("map", str(q_img)))
+    r = run(["qemu-img", "compare", str(k_img), str(q_img)])
+    assert r.returncode == 0, r.stdout
+
+
+def test_create_with_backing_takes_its_size(kite, tmp_path):
+    run(["qemu-img", "create", "-q", "-f", "qcow2", str(tmp_path / "base.qcow2"), "3M"])
+    r = run([kite, "img", "create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2",
+             "top.qcow2"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("Formatting 'top.qcow2', fmt=qcow2 cluster_size=65536 extended_l2=off "
+                        "compression_type=zlib size=3145728 backing_file=base.qcow2 "
+                        "backing_fmt=qcow2 lazy_refcounts=off refcount_bits=16\n")
+    info = qemu_json("info", str(tmp_path / "top.qcow2"))
+    assert info["backing-filename"] == "base.qcow2"
+    assert info["backing-filename-format"] == "qcow2"
+    assert info["virtual-size"] == 3 << 20
+    assert run(["qemu-img", "check", str(tmp_path / "top.qcow2")]).returncode == 0
+
+
+@pytest.mark.parametrize("args,what", [
+    (["-f", "qcow2", "x.qcow2", "12X"], "size"),
+    (["-f", "qcow2", "x.qcow2", "-5"], "option"),
+    (["-f", "qcow2", "x.qcow2"], "size"),
+    (["-f", "qcow2", "--frobnicate", "x.qcow2", "1M"], "option"),
+    (["-f", "qcow2", "-o", "cluster_size=3000", "x.qcow2", "1M"], "cluster_size"),
+    (["-f", "qcow2", "-o", "refcount_bits=3", "x.qcow2", "1M"], "refcount_bits"),
+    (["-f", "qcow2", "-o", "colour=blue", "x.qcow2", "1M"], "colour"),
+    (["-f", "qcow2", "-b", "missing.qcow2", "-F", "qcow2", "x.qcow2"], "missing.qcow2"),
+    (["-f", "qcow2", "-b", "base.img", "x.qcow2", "1M"], "backing format"),
+    (["-f", "vmdk", "x.vmdk", "1M"], "vmdk"),
+])
+def test_create_bad_input(kite, tmp_path, args, what):
+    (tmp_path / "base.img").write_bytes(b"\0" * 4096)
+    r = run([kite, "img", "create", *args], cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.startswith("kite: error: ")
+    assert what in r.stderr
+    assert not (tmp_path / args[-2 if args[-1][0].isdigit() else -1]).exists() or \
+        args[-1] == "x.qcow2" and not (tmp_path / "x.qcow2").exists()
+
+
+def test_seed_resize_grow(kite, tmp_path):
+    img = tmp_path / "virt_disk.qcow2"
+    assert run([kite, "img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=128K",
+                str(img), "20G"]).returncode == 0
+    run(["qemu-io", "-c", "write -P 0x5a 19G 1M", str(img)])
+    r = run([kite, "img", "resize", str(img), "+10G"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Image resized.\n"
+    assert qemu_json("info", str(img))["virtual-size"] == 30 << 30
+    assert run(["qemu-img", "check", str(img)]).returncode == 0
+    r = run(["qemu-io", "-c", "read -P 0x5a 19G 1M", "-c", "read -P 0 29G 1M", str(img)])
+    assert "Pattern verification failed" not in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_resize_shrink_needs_flag(kite, tmp_path, fmt):
+    img = tmp_path / f"d.{fmt}"
+    run(["qemu-img", "create", "-q", "-f", fmt, str(img), "8M"])
+    run(["qemu-io", "-f", fmt, "-c", "write -P 7 0 1M", str(img)])
+    r = run([kite, "img", "resize", "-f", fmt, str(img), "-4M"])
+    assert r.returncode == 1
+    assert "--shrink" in r.stderr
+    assert qemu_json("info", "-f", fmt, str(img))["virtual-size"] == 8 << 20
+    r = run([kite, "img", "resize", "-f", fmt, "--shrink", str(img), "-4M"])
+    assert r.returncode == 0, r.stderr
+    assert qemu_json("info", "-f", fmt, str(img))["virtual-size"] == 4 << 20
+    r = run(["qemu-io", "-f", fmt, "-c", "read -P 7 0 1M", str(img)])
+    assert "Pattern verification failed" not in r.stdout
+    if fmt == "qcow2":
+        assert run(["qemu-img", "check", str(img)]).returncode == 0
+    r = run([kite, "img", "resize", "-f", fmt, str(img), "2Q"])
+    assert r.returncode == 1 and r.stderr.startswith("kite: error: ")
