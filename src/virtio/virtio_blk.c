@@ -1,0 +1,350 @@
+#include "virtio/virtio_blk.h"
+#include "util/err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Request types and status values (5.2.6). */
+#define VIRTIO_BLK_T_IN		  0
+#define VIRTIO_BLK_T_OUT	  1
+#define VIRTIO_BLK_T_FLUSH	  4
+#define VIRTIO_BLK_T_GET_ID	  8
+#define VIRTIO_BLK_T_DISCARD	  11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+#define VIRTIO_BLK_S_OK	    0
+#define VIRTIO_BLK_S_IOERR  1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+/* Feature bits (5.2.3). */
+#define VIRTIO_BLK_F_SEG_MAX	  2
+#define VIRTIO_BLK_F_RO		  5
+#define VIRTIO_BLK_F_BLK_SIZE	  6
+#define VIRTIO_BLK_F_FLUSH	  9
+#define VIRTIO_BLK_F_DISCARD	  13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+#define SECTOR		 512
+#define QUEUE_SIZE	 256
+#define CONFIG_SIZE	 60
+#define MAX_DWZ_SEGS	 32
+#define MAX_DWZ_SECTORS	 (1u << 22) /* 2 GiB per discard / write-zeroes segment */
+#define DISCARD_ALIGN_SZ 8	    /* sectors: 4 KiB, a file system block */
+
+struct virtio_blk {
+	struct virtio_dev vd;
+	struct blk *blk;
+	bool readonly;
+	char serial[VIRTIO_BLK_SERIAL_LEN];
+	uint8_t config[CONFIG_SIZE];
+	uint64_t sectors;
+
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t kick_lock; /* kicked, stop */
+	pthread_cond_t kick_cond;
+	bool kicked, stop;
+	pthread_mutex_t queue_lock; /* held while the worker touches the queue */
+	struct virtq_elem elem;
+};
+
+static void put_le(uint8_t *p, unsigned len, uint64_t v)
+{
+	for (unsigned i = 0; i < len; i++)
+		p[i] = (v >> (8 * i)) & 0xff;
+}
+
+/* Checks a request range in sectors against the disk; returns the byte offset or -1. */
+static int64_t range_ok(struct virtio_blk *b, uint64_t sector, uint64_t bytes)
+{
+	if (bytes % SECTOR || sector > b->sectors || bytes / SECTOR > b->sectors - sector)
+		return -1;
+	return (int64_t)(sector * SECTOR);
+}
+
+static uint8_t do_read(struct virtio_blk *b, struct virtq_elem *e, uint64_t sector,
+		       uint32_t *written)
+{
+	uint64_t len = e->in_len - 1; /* everything but the status byte */
+	if (e->out_len != 16)	      /* data buffers must be device-writable */
+		return VIRTIO_BLK_S_IOERR;
+	int64_t off = range_ok(b, sector, len);
+	if (off < 0)
+		return VIRTIO_BLK_S_IOERR;
+	uint64_t done = 0;
+	for (unsigned i = 0; i < e->n_in && done < len; i++) {
+		size_t n = e->in[i].len;
+		if (n > len - done)
+			n = len - done;
+		if (blk_pread(b->blk, e->in[i].base, n, off + done) < 0)
+			return VIRTIO_BLK_S_IOERR;
+		done += n;
+	}
+	*written = len;
+	return VIRTIO_BLK_S_OK;
+}
+
+static uint8_t do_write(struct virtio_blk *b, struct virtq_elem *e, uint64_t sector)
+{
+	if (b->readonly)
+		return VIRTIO_BLK_S_IOERR;
+	if (e->in_len != 1) /* data buffers must be device-readable */
+		return VIRTIO_BLK_S_IOERR;
+	uint64_t len = e->out_len - 16;
+	int64_t off = range_ok(b, sector, len);
+	if (off < 0)
+		return VIRTIO_BLK_S_IOERR;
+	uint64_t skip = 16, done = 0;
+	for (unsigned i = 0; i < e->n_out; i++) {
+		uint8_t *p = e->out[i].base;
+		size_t n = e->out[i].len;
+		if (skip >= n) {
+			skip -= n;
+			continue;
+		}
+		p += skip;
+		n -= skip;
+		skip = 0;
+		if (blk_pwrite(b->blk, p, n, off + done) < 0)
+			return VIRTIO_BLK_S_IOERR;
+		done += n;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+static uint8_t do_discard_zeroes(struct virtio_blk *b, struct virtq_elem *e, uint32_t type)
+{
+	unsigned feature =
+	    type == VIRTIO_BLK_T_DISCARD ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES;
+	if (!virtio_dev_has_feature(&b->vd, feature))
+		return VIRTIO_BLK_S_UNSUPP;
+	if (b->readonly)
+		return VIRTIO_BLK_S_IOERR;
+	uint64_t payload = e->out_len - 16;
+	if (payload == 0 || payload % 16 || payload / 16 > MAX_DWZ_SEGS)
+		return VIRTIO_BLK_S_IOERR;
+	/* Check every segment before acting on any. */
+	uint8_t segs[MAX_DWZ_SEGS * 16];
+	virtq_elem_read(e, 16, segs, payload);
+	for (uint64_t s = 0; s < payload / 16; s++) {
+		uint64_t sector;
+		uint32_t num, flags;
+		memcpy(&sector, segs + 16 * s, 8);
+		memcpy(&num, segs + 16 * s + 8, 4);
+		memcpy(&flags, segs + 16 * s + 12, 4);
+		if (num > MAX_DWZ_SECTORS || range_ok(b, sector, (uint64_t)num * SECTOR) < 0 ||
+		    (flags & ~1u) || (type == VIRTIO_BLK_T_DISCARD && flags))
+			return VIRTIO_BLK_S_IOERR;
+	}
+	for (uint64_t s = 0; s < payload / 16; s++) {
+		uint64_t sector;
+		uint32_t num, flags;
+		memcpy(&sector, segs + 16 * s, 8);
+		memcpy(&num, segs + 16 * s + 8, 4);
+		memcpy(&flags, segs + 16 * s + 12, 4);
+		int r = type == VIRTIO_BLK_T_DISCARD
+			    ? blk_discard(b->blk, sector * SECTOR, (uint64_t)num * SECTOR)
+			    : blk_write_zeroes(b->blk, sector * SECTOR, (uint64_t)num * SECTOR,
+					       (flags & 1) ? BLK_ZERO_MAY_UNMAP : 0);
+		if (r < 0)
+			return VIRTIO_BLK_S_IOERR;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Runs one popped request. Returns the used length, or -1 when the chain cannot even
+ * carry a status (a protocol error). */
+static int64_t handle(struct virtio_blk *b, struct virtq_elem *e)
+{
+	uint8_t hdr[16];
+	if (e->out_len < 16 || e->in_len < 1)
+		return -1;
+	virtq_elem_read(e, 0, hdr, 16);
+	uint32_t type;
+	uint64_t sector;
+	memcpy(&type, hdr, 4);
+	memcpy(&sector, hdr + 8, 8);
+
+	uint32_t written = 0;
+	uint8_t status;
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+		status = do_read(b, e, sector, &written);
+		break;
+	case VIRTIO_BLK_T_OUT:
+		status = do_write(b, e, sector);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		status = blk_flush(b->blk) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		break;
+	case VIRTIO_BLK_T_GET_ID: {
+		uint64_t n = e->in_len - 1;
+		if (n > VIRTIO_BLK_SERIAL_LEN)
+			n = VIRTIO_BLK_SERIAL_LEN;
+		written = virtq_elem_write(e, 0, b->serial, n);
+		status = VIRTIO_BLK_S_OK;
+		break;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		status = do_discard_zeroes(b, e, type);
+		break;
+	default:
+		status = VIRTIO_BLK_S_UNSUPP;
+		break;
+	}
+	virtq_elem_write(e, e->in_len - 1, &status, 1);
+	return (int64_t)written + 1;
+}
+
+static void process_queue(struct virtio_blk *b)
+{
+	struct virtq *q = &b->vd.vqs[0];
+	pthread_mutex_lock(&b->queue_lock);
+	bool pushed = false;
+	while (virtio_dev_live(&b->vd)) {
+		int r = virtq_pop(q, &b->elem);
+		if (r == 0)
+			break;
+		int64_t used = r < 0 ? -1 : handle(b, &b->elem);
+		if (used < 0) {
+			if (r > 0)
+				kite_error("virtio-blk: request without header or status");
+			virtio_dev_needs_reset(&b->vd);
+			break;
+		}
+		virtq_push(q, b->elem.head, (uint32_t)used);
+		pushed = true;
+	}
+	if (pushed)
+		virtio_dev_queue_done(&b->vd, 0);
+	pthread_mutex_unlock(&b->queue_lock);
+}
+
+static void *worker(void *arg)
+{
+	struct virtio_blk *b = arg;
+	pthread_mutex_lock(&b->kick_lock);
+	for (;;) {
+		while (!b->kicked && !b->stop)
+			pthread_cond_wait(&b->kick_cond, &b->kick_lock);
+		if (b->stop)
+			break;
+		b->kicked = false;
+		pthread_mutex_unlock(&b->kick_lock);
+		process_queue(b);
+		pthread_mutex_lock(&b->kick_lock);
+	}
+	pthread_mutex_unlock(&b->kick_lock);
+	return NULL;
+}
+
+static void blk_notify(void *dev, unsigned q)
+{
+	struct virtio_blk *b = dev;
+	pthread_mutex_lock(&b->kick_lock);
+	b->kicked = true;
+	pthread_cond_signal(&b->kick_cond);
+	pthread_mutex_unlock(&b->kick_lock);
+}
+
+static void blk_reset(void *dev)
+{
+	struct virtio_blk *b = dev;
+	/* The status is already 0: once the worker's current pass ends it stays off. */
+	pthread_mutex_lock(&b->queue_lock);
+	pthread_mutex_unlock(&b->queue_lock);
+}
+
+static void blk_config_read(void *dev, uint32_t off, uint8_t *data, unsigned len)
+{
+	struct virtio_blk *b = dev;
+	memcpy(data, b->config + off, len);
+}
+
+static const struct virtio_device_ops blk_ops = {
+    .name = "virtio-blk",
+    .device_id = VIRTIO_ID_BLOCK,
+    .pci_class = 0x010000, /* mass storage, SCSI: what QEMU shows */
+    .config_size = CONFIG_SIZE,
+    .nqueues = 1,
+    .queue_max_size = QUEUE_SIZE,
+    .config_read = blk_config_read,
+    .queue_notify = blk_notify,
+    .reset = blk_reset,
+};
+
+struct virtio_blk *virtio_blk_create(const struct guest_mem *mem, struct blk *blk, bool readonly,
+				     const char *serial)
+{
+	struct virtio_blk *b = calloc(1, sizeof(*b));
+	if (!b) {
+		kite_error("virtio-blk: out of memory");
+		return NULL;
+	}
+	b->blk = blk;
+	b->readonly = readonly || !blk_is_writable(blk);
+	if (serial) /* 20 bytes, NUL-padded, not necessarily terminated (5.2.6) */
+		memcpy(b->serial, serial, strnlen(serial, sizeof(b->serial)));
+	b->sectors = blk_size(blk) / SECTOR;
+
+	uint64_t features = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_BLK_SIZE |
+			    1ull << VIRTIO_BLK_F_FLUSH;
+	if (b->readonly)
+		features |= 1ull << VIRTIO_BLK_F_RO;
+	else
+		features |= 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
+
+	put_le(b->config + 0, 8, b->sectors);	     /* capacity */
+	put_le(b->config + 12, 4, QUEUE_SIZE - 2);   /* seg_max: room for header, status */
+	put_le(b->config + 20, 4, SECTOR);	     /* blk_size */
+	put_le(b->config + 36, 4, MAX_DWZ_SECTORS);  /* max_discard_sectors */
+	put_le(b->config + 40, 4, MAX_DWZ_SEGS);     /* max_discard_seg */
+	put_le(b->config + 44, 4, DISCARD_ALIGN_SZ); /* discard_sector_alignment */
+	put_le(b->config + 48, 4, MAX_DWZ_SECTORS);  /* max_write_zeroes_sectors */
+	put_le(b->config + 52, 4, MAX_DWZ_SEGS);     /* max_write_zeroes_seg */
+	b->config[56] = 1;			     /* write_zeroes_may_unmap */
+
+	if (virtio_dev_init(&b->vd, &blk_ops, b, mem, features) < 0) {
+		free(b);
+		return NULL;
+	}
+	int err = pthread_mutex_init(&b->kick_lock, NULL);
+	if (!err)
+		err = pthread_cond_init(&b->kick_cond, NULL);
+	if (!err)
+		err = pthread_mutex_init(&b->queue_lock, NULL);
+	if (!err)
+		err = pthread_create(&b->thread, NULL, worker, b);
+	if (err) {
+		kite_error_errno(err, "virtio-blk: cannot start the I/O thread");
+		virtio_dev_destroy(&b->vd);
+		free(b);
+		return NULL;
+	}
+	b->thread_started = true;
+	return b;
+}
+
+void virtio_blk_destroy(struct virtio_blk *b)
+{
+	if (!b)
+		return;
+	if (b->thread_started) {
+		pthread_mutex_lock(&b->kick_lock);
+		b->stop = true;
+		pthread_cond_signal(&b->kick_cond);
+		pthread_mutex_unlock(&b->kick_lock);
+		pthread_join(b->thread, NULL);
+	}
+	pthread_mutex_destroy(&b->queue_lock);
+	pthread_cond_destroy(&b->kick_cond);
+	pthread_mutex_destroy(&b->kick_lock);
+	virtio_dev_destroy(&b->vd);
+	free(b);
+}
+
+struct virtio_dev *virtio_blk_dev(struct virtio_blk *b)
+{
+	return &b->vd;
+}

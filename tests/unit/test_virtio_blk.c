@@ -1,0 +1,372 @@
+/* virtio-blk through the PCI transport, driven as Linux's virtio_blk does, on a raw file. */
+#include "unit.h"
+#include "vpci_driver.h"
+#include "virtio/virtio_blk.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#define DISK_SIZE (1u << 20)
+#define HDR_GPA	  0x100000
+#define STAT_GPA  0x100100
+#define DATA_GPA  0x200000
+
+#define T_IN	       0
+#define T_OUT	       1
+#define T_FLUSH	       4
+#define T_GET_ID       8
+#define T_DISCARD      11
+#define T_WRITE_ZEROES 13
+
+struct fx {
+	struct vdrv d;
+	char path[64];
+	uint8_t orig[DISK_SIZE];
+	struct blk *blk;
+	struct virtio_blk *vb;
+	struct virtio_pci vp;
+	uint64_t features;
+};
+
+static void fill_pattern(uint8_t *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(i * 31 + seed + (i >> 9));
+}
+
+static void file_contents(struct fx *f, uint8_t *buf)
+{
+	int fd = open(f->path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, DISK_SIZE, 0), DISK_SIZE);
+	close(fd);
+}
+
+static int open_disk(void **state, unsigned flags, bool readonly)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	strcpy(f->path, "/tmp/kite-vblk-XXXXXX");
+	int fd = mkstemp(f->path);
+	assert_true(fd >= 0);
+	fill_pattern(f->orig, DISK_SIZE, 7);
+	assert_int_equal(pwrite(fd, f->orig, DISK_SIZE, 0), DISK_SIZE);
+	close(fd);
+	vd_init(&f->d);
+	f->blk = blk_open(f->path, "raw", flags);
+	assert_non_null(f->blk);
+	f->vb = virtio_blk_create(&f->d.mem, f->blk, readonly, "kite-serial-0001");
+	assert_non_null(f->vb);
+	int slot = virtio_pci_init(&f->vp, &f->d.bus, virtio_blk_dev(f->vb));
+	assert_int_equal(slot, 1);
+	assert_int_equal(vd_probe(&f->d, slot), 2);
+	vd_enable_msix(&f->d);
+	f->features = vd_negotiate(&f->d, ~0ull);
+	assert_true(f->features >> 32 & 1); /* VERSION_1 */
+	vd_setup_queue(&f->d, 0, 128, 0x10000);
+	vd_driver_ok(&f->d);
+	assert_true(vd_status(&f->d) & VIRTIO_STATUS_DRIVER_OK);
+	*state = f;
+	return 0;
+}
+
+static int setup_rw(void **state)
+{
+	return open_disk(state, BLK_O_RDWR, false);
+}
+static int setup_ro(void **state)
+{
+	return open_disk(state, BLK_O_RDONLY, false);
+}
+static int setup_ro_flag(void **state)
+{
+	return open_disk(state, BLK_O_RDWR, true);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	virtio_blk_destroy(f->vb);
+	virtio_pci_destroy(&f->vp);
+	blk_close(f->blk);
+	vd_fini(&f->d);
+	unlink(f->path);
+	free(f);
+	return 0;
+}
+
+/* One request: header, optional data buffer, status byte; three descriptors as Linux lays
+ * them. Returns the status byte (0xee if the device never wrote it). */
+static int request(struct fx *f, uint32_t type, uint64_t sector, uint32_t len, bool data_writable,
+		   uint32_t *used_len)
+{
+	struct tq *q = &f->d.q[0];
+	uint8_t hdr[16] = {0};
+	memcpy(hdr, &type, 4);
+	memcpy(hdr + 8, &sector, 8);
+	assert_int_equal(gmem_write(&f->d.mem, HDR_GPA, hdr, 16), 0);
+	f->d.ram[STAT_GPA] = 0xee;
+	uint16_t head = (q->avail_idx * 3) % q->size;
+	uint16_t dd = (head + 1) % q->size, sd = (head + 2) % q->size;
+	if (len) {
+		tq_desc(q, head, HDR_GPA, 16, VIRTQ_DESC_F_NEXT, dd);
+		tq_desc(q, dd, DATA_GPA, len,
+			VIRTQ_DESC_F_NEXT | (data_writable ? VIRTQ_DESC_F_WRITE : 0), sd);
+	} else {
+		tq_desc(q, head, HDR_GPA, 16, VIRTQ_DESC_F_NEXT, sd);
+	}
+	tq_desc(q, sd, STAT_GPA, 1, VIRTQ_DESC_F_WRITE, 0);
+	uint16_t want = tq_used_idx(q) + 1;
+	tq_avail(q, head);
+	vd_kick(&f->d, 0);
+	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
+	uint32_t id, ulen;
+	tq_used_elem(q, want - 1, &id, &ulen);
+	assert_int_equal(id, head);
+	if (used_len)
+		*used_len = ulen;
+	return f->d.ram[STAT_GPA];
+}
+
+static void test_write_lands_in_file(void **state)
+{
+	struct fx *f = *state;
+	uint8_t data[8192], file[DISK_SIZE];
+	fill_pattern(data, sizeof(data), 99);
+	memcpy(f->d.ram + DATA_GPA, data, sizeof(data));
+	int msis = f->d.msis;
+	assert_int_equal(request(f, T_OUT, 40, sizeof(data), false, NULL), 0);
+	assert_int_equal(request(f, T_FLUSH, 0, 0, false, NULL), 0);
+	file_contents(f, file);
+	assert_memory_equal(file + 40 * 512, data, sizeof(data));
+	assert_memory_equal(file, f->orig, 40 * 512); /* nothing else changed */
+	assert_memory_equal(file + 40 * 512 + sizeof(data), f->orig + 40 * 512 + sizeof(data),
+			    DISK_SIZE - 40 * 512 - sizeof(data));
+	assert_true(f->d.msis > msis);		     /* used-buffer interrupt */
+	assert_int_equal(f->d.last_msi_data, 0x101); /* queue 0 -> vector 1 */
+}
+
+static void test_read_returns_file(void **state)
+{
+	struct fx *f = *state;
+	uint32_t used;
+	memset(f->d.ram + DATA_GPA, 0, 16384);
+	assert_int_equal(request(f, T_IN, 3, 16384, true, &used), 0);
+	assert_int_equal(used, 16384 + 1);
+	assert_memory_equal(f->d.ram + DATA_GPA, f->orig + 3 * 512, 16384);
+	/* the last sector of the disk */
+	assert_int_equal(request(f, T_IN, DISK_SIZE / 512 - 1, 512, true, NULL), 0);
+	assert_memory_equal(f->d.ram + DATA_GPA, f->orig + DISK_SIZE - 512, 512);
+}
+
+static void test_out_of_range(void **state)
+{
+	struct fx *f = *state;
+	uint8_t file[DISK_SIZE];
+	memset(f->d.ram + DATA_GPA, 0x5a, 4096);
+	assert_int_equal(request(f, T_OUT, DISK_SIZE / 512 - 1, 1024, false, NULL), 1);
+	assert_int_equal(request(f, T_IN, DISK_SIZE / 512, 512, true, NULL), 1);
+	assert_int_equal(request(f, T_OUT, 0xffffffffffffffffull, 512, false, NULL), 1);
+	assert_int_equal(request(f, T_OUT, 0x0080000000000000ull, 512, false, NULL), 1);
+	assert_int_equal(request(f, T_OUT, 0, 100, false, NULL), 1); /* not whole sectors */
+	file_contents(f, file);
+	assert_memory_equal(file, f->orig, DISK_SIZE);
+	struct stat st;
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_size, DISK_SIZE);
+}
+
+static void test_get_id_and_unknown(void **state)
+{
+	struct fx *f = *state;
+	uint32_t used;
+	memset(f->d.ram + DATA_GPA, 0xff, 64);
+	assert_int_equal(request(f, T_GET_ID, 0, 20, true, &used), 0);
+	assert_int_equal(used, 21);
+	assert_memory_equal(f->d.ram + DATA_GPA, "kite-serial-0001\0\0\0\0", 20);
+	assert_int_equal(request(f, 12345, 0, 0, false, NULL), 2); /* UNSUPP */
+}
+
+static void test_discard_and_write_zeroes(void **state)
+{
+	struct fx *f = *state;
+	uint8_t file[DISK_SIZE];
+	/* write-zeroes sectors 16..31, discard 256 KiB at 512 KiB */
+	uint8_t seg[16] = {0};
+	uint64_t sector = 16;
+	uint32_t num = 16, flags = 0;
+	memcpy(seg, &sector, 8);
+	memcpy(seg + 8, &num, 4);
+	memcpy(seg + 12, &flags, 4);
+	memcpy(f->d.ram + DATA_GPA, seg, 16);
+	assert_int_equal(request(f, T_WRITE_ZEROES, 0, 16, false, NULL), 0);
+	sector = 1024;
+	num = 512;
+	memcpy(seg, &sector, 8);
+	memcpy(seg + 8, &num, 4);
+	memcpy(f->d.ram + DATA_GPA, seg, 16);
+	assert_int_equal(request(f, T_DISCARD, 0, 16, false, NULL), 0);
+	file_contents(f, file);
+	uint8_t zeros[256 * 1024] = {0};
+	assert_memory_equal(file + 16 * 512, zeros, 16 * 512);
+	assert_memory_equal(file, f->orig, 16 * 512);
+	assert_memory_equal(file + 32 * 512, f->orig + 32 * 512, (1024 - 32) * 512);
+	/* the discarded range is a hole in the host file now */
+	int fd = open(f->path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(lseek(fd, 512 * 1024, SEEK_HOLE), 512 * 1024);
+	close(fd);
+	assert_memory_equal(file + 512 * 1024, zeros, 256 * 1024);
+	/* a segment past the end is refused, nothing done */
+	sector = DISK_SIZE / 512 - 8;
+	num = 16;
+	memcpy(seg, &sector, 8);
+	memcpy(seg + 8, &num, 4);
+	memcpy(f->d.ram + DATA_GPA, seg, 16);
+	assert_int_equal(request(f, T_WRITE_ZEROES, 0, 16, false, NULL), 1);
+	uint8_t after[DISK_SIZE];
+	file_contents(f, after);
+	assert_memory_equal(after, file, DISK_SIZE);
+}
+
+static void readonly_refuses(struct fx *f)
+{
+	uint8_t file[DISK_SIZE];
+	assert_true(f->features >> 5 & 1);   /* VIRTIO_BLK_F_RO */
+	assert_false(f->features >> 13 & 1); /* no DISCARD */
+	memset(f->d.ram + DATA_GPA, 0xa5, 4096);
+	assert_int_equal(request(f, T_OUT, 0, 4096, false, NULL), 1);
+	assert_int_equal(request(f, T_DISCARD, 0, 16, false, NULL), 2); /* not negotiated */
+	assert_int_equal(request(f, T_IN, 0, 4096, true, NULL), 0);	/* reads still work */
+	assert_memory_equal(f->d.ram + DATA_GPA, f->orig, 4096);
+	file_contents(f, file);
+	assert_memory_equal(file, f->orig, DISK_SIZE);
+}
+
+static void test_readonly_image(void **state)
+{
+	readonly_refuses(*state);
+}
+
+static void test_readonly_flag(void **state)
+{
+	readonly_refuses(*state);
+}
+
+/* A read whose data buffer the driver marked device-readable: the device must not write
+ * into it. */
+static void test_read_into_readable_buffer(void **state)
+{
+	struct fx *f = *state;
+	memset(f->d.ram + DATA_GPA, 0x3c, 4096);
+	assert_int_equal(request(f, T_IN, 0, 4096, false, NULL), 1);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(f->d.ram[DATA_GPA + i], 0x3c);
+	/* a write whose data buffer is device-writable is refused too */
+	uint8_t file[DISK_SIZE];
+	assert_int_equal(request(f, T_OUT, 0, 4096, true, NULL), 1);
+	file_contents(f, file);
+	assert_memory_equal(file, f->orig, DISK_SIZE);
+}
+
+/* Waits for NEEDS_RESET, then checks that a reset brings the device back. */
+static void expect_broken_then_recover(struct fx *f)
+{
+	for (int i = 0; i < 5000 && !(vd_status(&f->d) & VIRTIO_STATUS_NEEDS_RESET); i++)
+		usleep(1000);
+	assert_true(vd_status(&f->d) & VIRTIO_STATUS_NEEDS_RESET);
+	assert_true(vd_negotiate(&f->d, ~0ull));
+	vd_setup_queue(&f->d, 0, 128, 0x10000);
+	vd_driver_ok(&f->d);
+	assert_int_equal(vd_status(&f->d) & VIRTIO_STATUS_NEEDS_RESET, 0);
+	assert_int_equal(request(f, T_IN, 1, 512, true, NULL), 0);
+	assert_memory_equal(f->d.ram + DATA_GPA, f->orig + 512, 512);
+}
+
+static void test_hostile_loop(void **state)
+{
+	struct fx *f = *state;
+	struct tq *q = &f->d.q[0];
+	tq_desc(q, 0, HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1);
+	tq_desc(q, 1, DATA_GPA, 512, VIRTQ_DESC_F_NEXT, 0); /* back to 0: a loop */
+	tq_avail(q, 0);
+	vd_kick(&f->d, 0);
+	expect_broken_then_recover(f);
+}
+
+static void test_hostile_past_ram(void **state)
+{
+	struct fx *f = *state;
+	struct tq *q = &f->d.q[0];
+	uint8_t hdr[16] = {0}; /* T_IN, sector 0 */
+	memcpy(f->d.ram + HDR_GPA, hdr, 16);
+	tq_desc(q, 0, HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1);
+	tq_desc(q, 1, VD_RAM - 4096, 0x100000, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
+	tq_desc(q, 2, STAT_GPA, 1, VIRTQ_DESC_F_WRITE, 0);
+	tq_avail(q, 0);
+	vd_kick(&f->d, 0);
+	expect_broken_then_recover(f);
+}
+
+static void test_hostile_no_status(void **state)
+{
+	struct fx *f = *state;
+	struct tq *q = &f->d.q[0];
+	tq_desc(q, 0, HDR_GPA, 16, 0, 0); /* header only: nowhere to put a status */
+	tq_avail(q, 0);
+	vd_kick(&f->d, 0);
+	expect_broken_then_recover(f);
+}
+
+static void test_many_requests_indirect(void **state)
+{
+	struct fx *f = *state;
+	struct tq *q = &f->d.q[0];
+	assert_true(f->features >> 28 & 1);
+	/* 64 writes of one sector each, each an indirect table of 3 */
+	for (int i = 0; i < 64; i++) {
+		uint64_t tbl = 0x300000 + 64 * i, hdr = 0x310000 + 16 * i,
+			 data = 0x320000 + 512 * i, st = 0x340000 + i;
+		uint32_t type = T_OUT;
+		uint64_t sector = 100 + i;
+		memcpy(f->d.ram + hdr, &type, 4);
+		memset(f->d.ram + hdr + 4, 0, 4);
+		memcpy(f->d.ram + hdr + 8, &sector, 8);
+		memset(f->d.ram + data, i, 512);
+		f->d.ram[st] = 0xee;
+		tq_desc_at(&f->d.mem, tbl, 0, hdr, 16, VIRTQ_DESC_F_NEXT, 1);
+		tq_desc_at(&f->d.mem, tbl, 1, data, 512, VIRTQ_DESC_F_NEXT, 2);
+		tq_desc_at(&f->d.mem, tbl, 2, st, 1, VIRTQ_DESC_F_WRITE, 0);
+		tq_desc(q, i, tbl, 48, VIRTQ_DESC_F_INDIRECT, 0);
+		tq_avail(q, i);
+	}
+	vd_kick(&f->d, 0);
+	assert_int_equal(vd_wait_used(&f->d, 0, 64), 0);
+	uint8_t file[DISK_SIZE];
+	file_contents(f, file);
+	for (int i = 0; i < 64; i++) {
+		assert_int_equal(f->d.ram[0x340000 + i], 0);
+		assert_int_equal(file[(100 + i) * 512], (uint8_t)i);
+		assert_int_equal(file[(100 + i) * 512 + 511], (uint8_t)i);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_write_lands_in_file, setup_rw, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_returns_file, setup_rw, teardown),
+	    cmocka_unit_test_setup_teardown(test_out_of_range, setup_rw, teardown),
+	    cmocka_unit_test_setup_teardown(test_get_id_and_unknown, setup_rw, teardown),
+	    cmocka_unit_test_setup_teardown(test_discard_and_write_zeroes, setup_rw, teardown),
+	    cmocka_unit_test_setup_teardown(test_readonly_image, setup_ro, teardown),
+	    cmocka_unit_test_setup_teardown(test_readonly_flag, setup_ro_flag, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_into_readable_buffer, setup_rw, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_loop, setup_rw, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_past_ram, setup_rw, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_no_status, setup_rw, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_requests_indirect, setup_rw, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
