@@ -287,7 +287,8 @@ void acpi_poweroff(bool verbose)
 		printf("guest: FADT has neither PM1a_CNT nor a sleep control register\n");
 		return;
 	}
-	/* The VMM stops the CPU on that write; give a slow one a moment before falling back. */
-	for (int i = 0; i < 1000; i++)
+	/* The VMM stops the CPU on that write; give a slow one (QEMU-TCG on a loaded host stops
+	 * asynchronously) a few seconds before falling back. */
+	for (int i = 0; i < 5000; i++)
 		udelay(1000);
 }
