@@ -1,0 +1,158 @@
+#include "vmm/machine.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* The boot in progress, for the threads that end it from outside (signals, Ctrl-A x). */
+static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vm *current_vm;
+static int quit_signal;
+
+static void request_quit(int sig)
+{
+	pthread_mutex_lock(&current_lock);
+	if (sig)
+		quit_signal = sig;
+	if (current_vm)
+		vm_request_exit(current_vm, VM_QUIT);
+	pthread_mutex_unlock(&current_lock);
+}
+
+static void console_quit(void *opaque)
+{
+	(void)opaque;
+	request_quit(0);
+}
+
+static void set_current(struct vm *vm)
+{
+	pthread_mutex_lock(&current_lock);
+	current_vm = vm;
+	bool quitting = quit_signal != 0;
+	pthread_mutex_unlock(&current_lock);
+	if (vm && quitting)
+		vm_request_exit(vm, VM_QUIT);
+}
+
+static void *signal_main(void *arg)
+{
+	sigset_t *set = arg;
+	for (;;) {
+		int sig;
+		if (sigwait(set, &sig) != 0)
+			continue;
+		request_quit(sig);
+	}
+	return NULL;
+}
+
+/* SIGINT/SIGTERM/SIGHUP end the run cleanly (terminal restored) on a thread of their own. */
+static int start_signal_thread(void)
+{
+	static sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	int err = pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (err)
+		return kite_error_errno(err, "pthread_sigmask");
+	pthread_t t;
+	err = pthread_create(&t, NULL, signal_main, &set);
+	if (err)
+		return kite_error_errno(err, "cannot start the signal thread");
+	pthread_detach(t);
+	return 0;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void print_stats(const struct vm_stats *st, double seconds)
+{
+	fprintf(stderr, "kite: stats: %.3f s, KVM exits by reason:\n", seconds);
+	for (unsigned i = 0; i < VCPU_EXIT_COUNTERS; i++)
+		if (st->exits[i])
+			fprintf(stderr, "kite: stats:   %-16s %llu\n", kvm_exit_name(i),
+				(unsigned long long)st->exits[i]);
+	if (st->pvm_fallbacks)
+		fprintf(stderr, "kite: stats:   PVM fallbacks    %llu\n",
+			(unsigned long long)st->pvm_fallbacks);
+}
+
+int machine_run(const struct machine_options *opt)
+{
+	struct console console;
+	struct kvm_host kvm = {.fd = -1};
+	struct vm vm;
+	struct vm_stats stats = {0};
+	double start = now_s();
+	int code = KITE_EXIT_ERROR;
+
+	/* Everything that can be wrong with the input is found before KVM is touched. */
+	if (vm_prepare(&vm, &opt->vm) < 0) {
+		vm_destroy(&vm);
+		return KITE_EXIT_ERROR;
+	}
+	if (kvm_host_open(&kvm) < 0) {
+		vm_destroy(&vm);
+		return KITE_EXIT_ERROR;
+	}
+	if (kvm.pvm)
+		kite_notice("KVM-PVM host: guest kernel code runs emulated here (slow), guest user "
+			    "code natively");
+	if (start_signal_thread() < 0 ||
+	    console_open(&console, opt->console, opt->console_path) < 0) {
+		vm_destroy(&vm);
+		kvm_host_close(&kvm);
+		return KITE_EXIT_ERROR;
+	}
+	console_on_quit(&console, console_quit, NULL);
+
+	for (bool first = true;; first = false) {
+		if (!first && vm_prepare(&vm, &opt->vm) < 0) {
+			vm_destroy(&vm);
+			break;
+		}
+		vm.stats = &stats;
+		set_current(&vm);
+		enum vm_exit why = VM_ERROR;
+		if (vm_start(&vm, &kvm, &console) == 0)
+			why = vm_wait(&vm);
+		set_current(NULL);
+		vm_destroy(&vm);
+		if (why == VM_RESET && !opt->vm.no_reboot)
+			continue;
+		switch (why) {
+		case VM_POWEROFF:
+		case VM_RESET:
+			code = KITE_EXIT_OK;
+			break;
+		case VM_QUIT:
+			if (quit_signal)
+				kite_notice("terminating on signal %d", quit_signal);
+			code = KITE_EXIT_OK;
+			break;
+		case VM_CRASH:
+			code = KITE_EXIT_CRASH;
+			break;
+		default:
+			code = KITE_EXIT_ERROR;
+			break;
+		}
+		break;
+	}
+	console_close(&console);
+	kvm_host_close(&kvm);
+	if (opt->vm.stats)
+		print_stats(&stats, now_s() - start);
+	return code;
+}

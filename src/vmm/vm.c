@@ -1,0 +1,213 @@
+/* One boot of a VM: memory and kernel first (no KVM needed), then the KVM VM, the in-kernel
+ * interrupt controllers and PIT, the platform devices and the vCPU threads. */
+#include "vmm/vm.h"
+#include "util/err.h"
+#include "vmm/acpi.h"
+#include "vmm/pvm.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+/* KVM needs three pages for the real-mode TSS and one for the identity map, out of RAM. */
+#define KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL
+#define KVM_TSS_ADDR	      0xfeffd000ULL
+
+#define VM_MIN_MEMORY (4ULL << 20)
+
+static void platform_set_irq(void *opaque, unsigned gsi, int level)
+{
+	vm_set_irq(opaque, gsi, level);
+}
+
+static void platform_event(void *opaque, enum machine_event ev)
+{
+	vm_request_exit(opaque, ev == MACHINE_POWEROFF ? VM_POWEROFF : VM_RESET);
+}
+
+static int check_memory_size(uint64_t size)
+{
+	if (size < VM_MIN_MEMORY)
+		return kite_error("memory size %llu KiB is too small (at least %llu MiB)",
+				  (unsigned long long)(size >> 10),
+				  (unsigned long long)(VM_MIN_MEMORY >> 20));
+	if (size & 0xfff)
+		return kite_error("memory size must be a multiple of 4 KiB");
+	struct sysinfo si;
+	if (sysinfo(&si) == 0) {
+		uint64_t host = ((uint64_t)si.totalram + (uint64_t)si.totalswap) * si.mem_unit;
+		if (size > host)
+			return kite_error(
+			    "memory size %llu MiB is more than this host has (%llu MiB)",
+			    (unsigned long long)(size >> 20), (unsigned long long)(host >> 20));
+	}
+	return 0;
+}
+
+int vm_prepare(struct vm *vm, const struct vm_config *cfg)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->fd = -1;
+	vm->ncpus = cfg->ncpus;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	if (cfg->ncpus < 1 || cfg->ncpus > VM_MAX_VCPUS)
+		return kite_error("--cpus %d: must be between 1 and %d", cfg->ncpus, VM_MAX_VCPUS);
+	if (check_memory_size(cfg->mem_size) < 0)
+		return -1;
+	if (gmem_init(&vm->mem, cfg->mem_size) < 0)
+		return -1;
+	char *cmdline = pvm_cmdline(cfg->append, cfg->pvm_defaults);
+	if (!cmdline)
+		return kite_error("out of memory");
+	int r = kernel_load(&vm->mem, cfg->kernel, cfg->initrd, cmdline, &vm->boot);
+	free(cmdline);
+	if (r < 0)
+		return -1;
+	if (acpi_build(&vm->mem, cfg->ncpus) < 0)
+		return -1;
+	return 0;
+}
+
+static int set_memory(struct vm *vm)
+{
+	for (int i = 0; i < vm->mem.nregions; i++) {
+		const struct gmem_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region region = {
+		    .slot = (uint32_t)i,
+		    .guest_phys_addr = r->gpa,
+		    .memory_size = r->size,
+		    .userspace_addr = (uint64_t)(uintptr_t)r->host,
+		};
+		if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
+			return kite_error_errno(errno, "KVM_SET_USER_MEMORY_REGION");
+	}
+	return 0;
+}
+
+static int create_irqchip(struct vm *vm)
+{
+	uint64_t identity = KVM_IDENTITY_MAP_ADDR;
+	if (ioctl(vm->fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0)
+		return kite_error_errno(errno, "KVM_SET_IDENTITY_MAP_ADDR");
+	if (ioctl(vm->fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0)
+		return kite_error_errno(errno, "KVM_SET_TSS_ADDR");
+	if (ioctl(vm->fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return kite_error_errno(errno, "KVM_CREATE_IRQCHIP");
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+	if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0)
+		return kite_error_errno(errno, "KVM_CREATE_PIT2");
+	return 0;
+}
+
+static int add_devices(struct vm *vm, struct console *console)
+{
+	vm->platform = (struct platform_ops){platform_set_irq, platform_event, vm};
+	serial_init(&vm->serial, &vm->platform, SERIAL_COM1_IRQ, console);
+	i8042_init(&vm->i8042, &vm->platform);
+	rtc_init(&vm->rtc);
+	acpi_pm_init(&vm->pm, &vm->platform);
+	struct iobus *b = &vm->bus;
+	if (iobus_register(b, IOBUS_PIO, SERIAL_COM1_BASE, 8, &serial_io_ops, &vm->serial,
+			   "serial") < 0 ||
+	    iobus_register(b, IOBUS_PIO, I8042_DATA_PORT, 1, &i8042_data_ops, &vm->i8042, "i8042") <
+		0 ||
+	    iobus_register(b, IOBUS_PIO, I8042_CMD_PORT, 1, &i8042_cmd_ops, &vm->i8042, "i8042") <
+		0 ||
+	    iobus_register(b, IOBUS_PIO, RTC_PORT, 2, &rtc_io_ops, &vm->rtc, "rtc") < 0 ||
+	    iobus_register(b, IOBUS_PIO, ACPI_PM_BASE, ACPI_PM_LEN, &acpi_pm_ops, &vm->pm,
+			   "acpi-pm") < 0 ||
+	    iobus_register(b, IOBUS_PIO, ACPI_RESET_PORT, 1, &acpi_reset_ops, &vm->pm, "reset") < 0)
+		return -1;
+	return 0;
+}
+
+int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console)
+{
+	vm->kvm = kvm;
+	if (vm->ncpus > kvm->max_vcpus)
+		return kite_error("--cpus %d: this host's KVM allows at most %d", vm->ncpus,
+				  kvm->max_vcpus);
+	vm->fd = ioctl(kvm->fd, KVM_CREATE_VM, 0);
+	if (vm->fd < 0)
+		return kite_error_errno(errno, "KVM_CREATE_VM");
+	if (create_irqchip(vm) < 0 || set_memory(vm) < 0 || add_devices(vm, console) < 0)
+		return -1;
+	vm->cpuid = cpuid_build(kvm);
+	if (!vm->cpuid)
+		return -1;
+	vm->vcpus = calloc((size_t)vm->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return kite_error("out of memory");
+	for (int i = 0; i < vm->ncpus; i++)
+		vm->vcpus[i].fd = -1;
+	for (int i = 0; i < vm->ncpus; i++)
+		if (vcpu_create(vm, &vm->vcpus[i], i) < 0)
+			return -1;
+	for (int i = 0; i < vm->ncpus; i++)
+		if (vcpu_start(&vm->vcpus[i]) < 0)
+			return -1;
+	return 0;
+}
+
+void vm_request_exit(struct vm *vm, enum vm_exit why)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->exit == VM_RUNNING) {
+		vm->exit = why;
+		pthread_cond_broadcast(&vm->cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+enum vm_exit vm_wait(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	while (vm->exit == VM_RUNNING)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	enum vm_exit why = vm->exit;
+	pthread_mutex_unlock(&vm->lock);
+	return why;
+}
+
+void vm_set_irq(struct vm *vm, unsigned gsi, int level)
+{
+	struct kvm_irq_level irq = {.irq = gsi, .level = (uint32_t)level};
+	if (ioctl(vm->fd, KVM_IRQ_LINE, &irq) < 0)
+		kite_warn("KVM_IRQ_LINE %u: %s", gsi, strerror(errno));
+}
+
+void vm_destroy(struct vm *vm)
+{
+	vm_request_exit(vm, VM_QUIT);
+	if (vm->vcpus) {
+		for (int i = 0; i < vm->ncpus; i++)
+			vcpu_kick(&vm->vcpus[i]);
+		for (int i = 0; i < vm->ncpus; i++) {
+			vcpu_destroy(&vm->vcpus[i]);
+			for (int r = 0; vm->stats && r < VCPU_EXIT_COUNTERS; r++)
+				vm->stats->exits[r] += vm->vcpus[i].exits[r];
+			if (vm->stats)
+				vm->stats->pvm_fallbacks += vm->vcpus[i].pvm_fallbacks;
+		}
+		free(vm->vcpus);
+		vm->vcpus = NULL;
+	}
+	if (vm->platform.opaque) {
+		serial_destroy(&vm->serial);
+		i8042_destroy(&vm->i8042);
+		rtc_destroy(&vm->rtc);
+		acpi_pm_destroy(&vm->pm);
+	}
+	free(vm->cpuid);
+	vm->cpuid = NULL;
+	if (vm->fd >= 0)
+		close(vm->fd);
+	vm->fd = -1;
+	gmem_free(&vm->mem);
+	pthread_cond_destroy(&vm->cond);
+	pthread_mutex_destroy(&vm->lock);
+}

@@ -1,0 +1,108 @@
+/* One boot of a virtual machine: the KVM VM, its memory, devices and vCPU threads. A guest
+ * reboot destroys the vm and creates a fresh one (machine.c), so nothing here survives a
+ * reset except the console. */
+#ifndef KITE_VMM_VM_H
+#define KITE_VMM_VM_H
+
+#include "devices/acpi_pm.h"
+#include "devices/console.h"
+#include "devices/i8042.h"
+#include "devices/platform.h"
+#include "devices/rtc.h"
+#include "devices/serial.h"
+#include "vmm/boot.h"
+#include "vmm/iobus.h"
+#include "vmm/kvm.h"
+#include "vmm/memory.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define VM_MAX_VCPUS 254 /* xAPIC ids; the IOAPIC takes the id after the last vCPU */
+
+enum vm_exit {
+	VM_RUNNING = 0,
+	VM_POWEROFF, /* the guest powered off (ACPI S5) */
+	VM_RESET,    /* the guest reset the machine */
+	VM_QUIT,     /* the user quit (Ctrl-A x) or a signal asked kite to stop */
+	VM_CRASH,    /* triple fault, KVM internal or emulation error */
+	VM_ERROR,    /* the VMM failed */
+};
+
+#define VCPU_EXIT_COUNTERS 64
+
+struct vm_stats {
+	uint64_t exits[VCPU_EXIT_COUNTERS];
+	uint64_t pvm_fallbacks;
+};
+
+struct vcpu {
+	struct vm *vm;
+	int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+	uint64_t exits[VCPU_EXIT_COUNTERS]; /* by KVM exit reason, for --stats */
+	uint64_t pvm_fallbacks;		    /* emulation failures the VMM carried out */
+};
+
+struct vm {
+	struct kvm_host *kvm;
+	int fd;
+	struct guest_mem mem;
+	struct iobus bus;
+	struct boot_info boot;
+	int ncpus;
+	struct vcpu *vcpus;
+	struct kvm_cpuid2 *cpuid;
+
+	struct platform_ops platform;
+	struct serial serial;
+	struct i8042 i8042;
+	struct rtc rtc;
+	struct acpi_pm pm;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum vm_exit exit;
+	struct vm_stats *stats; /* totals that vm_destroy adds this boot's counts to, or NULL */
+};
+
+struct vm_config {
+	const char *kernel, *initrd, *append, *name;
+	uint64_t mem_size;
+	int ncpus;
+	bool no_reboot;
+	bool stats;
+	bool pvm_defaults; /* add PVM_LINUX_CMDLINE to the command line */
+};
+
+/* Lays out memory and loads the kernel (no KVM needed: bad input is found before KVM is
+ * touched). Returns 0 or -1 with an error printed. */
+int vm_prepare(struct vm *vm, const struct vm_config *cfg);
+/* Creates the KVM VM, devices and vCPUs and starts the vCPU threads. */
+int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console);
+/* Blocks until something ends this boot; returns why. */
+enum vm_exit vm_wait(struct vm *vm);
+/* Stops the vCPU threads and frees everything. */
+void vm_destroy(struct vm *vm);
+
+/* Ends this boot (first reason wins). Callable from any thread. */
+void vm_request_exit(struct vm *vm, enum vm_exit why);
+/* Raises or lowers an interrupt line of the in-kernel IOAPIC/PIC. */
+void vm_set_irq(struct vm *vm, unsigned gsi, int level);
+
+/* vcpu.c */
+int vcpu_create(struct vm *vm, struct vcpu *v, int id);
+int vcpu_start(struct vcpu *v);
+void vcpu_kick(struct vcpu *v);
+void vcpu_destroy(struct vcpu *v);
+const char *kvm_exit_name(unsigned reason);
+
+/* cpuid.c: the CPUID table every vCPU gets (features this host cannot run hidden). */
+struct kvm_cpuid2 *cpuid_build(struct kvm_host *kvm);
+int cpuid_apply(struct vcpu *v, const struct kvm_cpuid2 *base);
+
+#endif

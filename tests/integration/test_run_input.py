@@ -1,0 +1,98 @@
+"""kite run: bad input is refused with 'kite: error: ...' and exit code 1 before any guest runs."""
+import os
+import struct
+
+import pytest
+
+from conftest import run
+
+HAVE_KVM = os.path.exists("/dev/kvm")
+
+
+def tiny_elf(path, load_addr=0x100000, code=b"\xf4", memsz=None):
+    """Writes a minimal ELF64 x86-64 executable with one PT_LOAD segment at load_addr."""
+    ehsize, phentsize = 64, 56
+    offset = ehsize + phentsize
+    memsz = memsz if memsz is not None else len(code)
+    ehdr = struct.pack("<4sBBBBB7sHHIQQQIHHHHHH", b"\x7fELF", 2, 1, 1, 0, 0, b"\0" * 7,
+                       2, 62, 1, load_addr, ehsize, 0, 0, ehsize, phentsize, 1, 0, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, offset, load_addr, load_addr, len(code), memsz, 0x1000)
+    with open(path, "wb") as f:
+        f.write(ehdr + phdr + code)
+    return path
+
+
+def assert_input_error(r, *fragments):
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert r.stderr.startswith("kite: error: "), r.stderr
+    for frag in fragments:
+        assert frag in r.stderr, r.stderr
+
+
+def test_missing_kernel_option(kite):
+    assert_input_error(run([kite, "run"]), "--kernel")
+
+
+def test_unreadable_kernel(kite, tmp_path):
+    assert_input_error(run([kite, "run", "--kernel", str(tmp_path / "nope")]),
+                       "nope", "No such file")
+
+
+def test_not_a_kernel(kite, tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(os.urandom(8192))
+    assert_input_error(run([kite, "run", "--kernel", str(junk)]), "not a kernel")
+
+
+def test_truncated_elf(kite, tmp_path):
+    elf = tiny_elf(str(tmp_path / "k.elf"))
+    data = open(elf, "rb").read()
+    open(elf, "wb").write(data[:80])  # program header cut in half
+    r = run([kite, "run", "--kernel", elf])
+    assert_input_error(r)
+
+
+def test_segment_beyond_memory(kite, tmp_path):
+    elf = tiny_elf(str(tmp_path / "big.elf"), memsz=200 << 20)
+    assert_input_error(run([kite, "run", "--kernel", elf, "-m", "64M"]))
+
+
+@pytest.mark.parametrize("cpus", ["0", "-1", "x", "255"])
+def test_bad_cpu_count(kite, tmp_path, cpus):
+    elf = tiny_elf(str(tmp_path / "k.elf"))
+    assert_input_error(run([kite, "run", "--kernel", elf, "--cpus", cpus]), "--cpus")
+
+
+@pytest.mark.parametrize("mem", ["12X", "M", "1M"])
+def test_bad_memory_size(kite, tmp_path, mem):
+    elf = tiny_elf(str(tmp_path / "k.elf"))
+    assert_input_error(run([kite, "run", "--kernel", elf, "-m", mem]), "memory")
+
+
+def test_memory_more_than_host(kite, tmp_path):
+    elf = tiny_elf(str(tmp_path / "k.elf"))
+    assert_input_error(run([kite, "run", "--kernel", elf, "-m", "64T"]), "more than this host")
+
+
+def test_initrd_does_not_fit(kite, tmp_path):
+    elf = tiny_elf(str(tmp_path / "k.elf"))
+    initrd = tmp_path / "initrd"
+    with open(initrd, "wb") as f:
+        f.truncate(100 << 20)  # sparse: 100 MiB into a 64 MiB guest
+    assert_input_error(run([kite, "run", "--kernel", elf, "--initrd", str(initrd), "-m", "64M"]),
+                       "initrd")
+
+
+def test_bad_console(kite, tmp_path):
+    elf = tiny_elf(str(tmp_path / "k.elf"))
+    assert_input_error(run([kite, "run", "--kernel", elf, "--console", "serial"]), "--console")
+
+
+def test_unknown_option(kite):
+    assert_input_error(run([kite, "run", "--frobnicate"]), "unknown option")
+
+
+@pytest.mark.skipif(HAVE_KVM, reason="this host has /dev/kvm")
+def test_no_kvm_is_a_clear_error(kite, tmp_path):
+    elf = tiny_elf(str(tmp_path / "k.elf"))
+    assert_input_error(run([kite, "run", "--kernel", elf, "--console", "none"]), "/dev/kvm")
