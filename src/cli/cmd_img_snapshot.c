@@ -40,8 +40,7 @@ json_t *img_snapshots_json(struct blk *b)
 
 void img_snapshots_print(json_t *list)
 {
-	printf("%-9s %-17s %8s %20s %13s %11s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK",
-	       "ICOUNT");
+	printf("%-9s %-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
 	size_t i;
 	json_t *o;
 	json_array_foreach(list, i, o)
@@ -61,7 +60,7 @@ void img_snapshots_print(json_t *list)
 		json_t *ic = json_object_get(o, "icount");
 		if (ic)
 			snprintf(icount, sizeof(icount), "%lld", (long long)json_integer_value(ic));
-		printf("%-9s %-17s %8s%20s%13s%11s\n", json_string_value(json_object_get(o, "id")),
+		printf("%-9s %-17s%8s%20s%13s%11s\n", json_string_value(json_object_get(o, "id")),
 		       json_string_value(json_object_get(o, "name")), size, date, clock, icount);
 	}
 }

@@ -1,0 +1,145 @@
+"""kite img info and map on images qemu-img and qemu-io wrote: the parsed JSON must equal
+qemu-img's, the human output too, and the bytes read must be the same."""
+import json
+
+import pytest
+
+from conftest import run
+
+
+def sh(*argv):
+    r = run(list(argv))
+    assert r.returncode == 0, " ".join(argv) + "\n" + r.stdout + r.stderr
+    return r.stdout
+
+
+def qcow2(path, size, opts="", writes=(), backing=None):
+    args = ["qemu-img", "create", "-q", "-f", "qcow2"]
+    if opts:
+        args += ["-o", opts]
+    if backing:
+        args += ["-b", backing, "-F", "qcow2"]
+    sh(*args, str(path), *([size] if size else []))
+    if writes:
+        cmd = ["qemu-io", "-f", "qcow2"]
+        for w in writes:
+            cmd += ["-c", w]
+        sh(*cmd, str(path))
+    return path
+
+
+WRITES = ["write -P 0x11 0 64k", "write -P 0x22 1M 8k", "write -z 2M 128k",
+          "write -P 0x33 3M 200k", "discard 3M 64k"]
+
+
+def build(kind, d):
+    """Makes an image of one kind in directory d; returns its path."""
+    if kind == "raw":
+        p = d / "disk.img"
+        sh("qemu-img", "create", "-q", "-f", "raw", str(p), "4M")
+        sh("qemu-io", "-f", "raw", "-c", "write -P 0x44 1M 64k", str(p))
+        return p
+    if kind.startswith("qcow2-"):
+        opts = {
+            "qcow2-default": "",
+            "qcow2-v2": "compat=0.10",
+            "qcow2-512": "cluster_size=512",
+            "qcow2-4k-rc1": "cluster_size=4K,refcount_bits=1",
+            "qcow2-2m-rc64": "cluster_size=2M,refcount_bits=64",
+            "qcow2-lazy": "lazy_refcounts=on",
+            "qcow2-extl2": "extended_l2=on",
+            "qcow2-zstd": "compression_type=zstd",
+            "qcow2-prealloc-metadata": "preallocation=metadata",
+            "qcow2-prealloc-falloc": "preallocation=falloc",
+        }[kind]
+        return qcow2(d / "disk.qcow2", "8M", opts, WRITES)
+    if kind == "compressed":
+        raw = d / "src.img"
+        sh("qemu-img", "create", "-q", "-f", "raw", str(raw), "4M")
+        sh("qemu-io", "-f", "raw", "-c", "write -P 0x61 0 1M", "-c", "write -P 0x62 2M 64k",
+           str(raw))
+        p = d / "disk.qcow2"
+        sh("qemu-img", "convert", "-c", "-O", "qcow2", str(raw), str(p))
+        return p
+    if kind == "chain":
+        qcow2(d / "base.qcow2", "8M", "", ["write -P 1 0 2M", "write -P 4 6M 1M"])
+        qcow2(d / "mid.qcow2", None, "", ["write -P 2 1M 2M"], backing="base.qcow2")
+        return qcow2(d / "top.qcow2", None, "", ["write -P 3 1536k 64k", "write -z 6M 64k"],
+                     backing="mid.qcow2")
+    if kind == "snapshots":
+        p = qcow2(d / "disk.qcow2", "8M", "", ["write -P 1 0 1M"])
+        sh("qemu-img", "snapshot", "-c", "first", str(p))
+        sh("qemu-io", "-c", "write -P 2 512k 1M", str(p))
+        sh("qemu-img", "snapshot", "-c", "second", str(p))
+        return p
+    if kind == "resized":
+        p = qcow2(d / "disk.qcow2", "8M", "", ["write -P 9 7M 1M"])
+        sh("qemu-img", "resize", str(p), "+5M")
+        return p
+    raise ValueError(kind)
+
+
+KINDS = ["raw", "qcow2-default", "qcow2-v2", "qcow2-512", "qcow2-4k-rc1", "qcow2-2m-rc64",
+         "qcow2-lazy", "qcow2-extl2", "qcow2-zstd", "qcow2-prealloc-metadata",
+         "qcow2-prealloc-falloc", "compressed", "chain", "snapshots", "resized"]
+
+
+# Known gaps of the block layer's qcow2 block status, reported to its owner: the map tests
+# of these kinds are expected to fail until it reports them as QEMU does.
+MAP_GAPS = {
+    "qcow2-extl2": "block status is per cluster, QEMU's is per subcluster (extended L2)",
+    "qcow2-prealloc-metadata": "holes of the file under allocated clusters are not "
+                               "reported as zero (QEMU recurses into the file's status)",
+}
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def image(request, tmp_path_factory):
+    path = build(request.param, tmp_path_factory.mktemp(request.param))
+    KIND_OF[path] = request.param
+    return path
+
+
+KIND_OF = {}
+
+
+@pytest.fixture
+def map_gap(request, image):
+    kind = KIND_OF[image]
+    if kind in MAP_GAPS:
+        request.applymarker(pytest.mark.xfail(reason=MAP_GAPS[kind], strict=False))
+
+
+def test_info_json_matches_qemu(kite, image):
+    for extra in ([], ["--backing-chain"]):
+        r = run([kite, "img", "info", "--output=json", *extra, str(image)])
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == json.loads(
+            sh("qemu-img", "info", "--output=json", *extra, str(image)))
+
+
+def test_info_human_matches_qemu(kite, image):
+    r = run([kite, "img", "info", str(image)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == sh("qemu-img", "info", str(image))
+
+
+def test_map_json_matches_qemu(kite, image, map_gap):
+    r = run([kite, "img", "map", "--output=json", str(image)])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == json.loads(sh("qemu-img", "map", "--output=json", str(image)))
+
+
+def test_map_human_matches_qemu(kite, image, map_gap):
+    r = run([kite, "img", "map", str(image)])
+    q = run(["qemu-img", "map", str(image)])
+    assert r.returncode == q.returncode, r.stderr + q.stderr
+    assert r.stdout == q.stdout
+
+
+def test_reads_same_bytes(kite, image, tmp_path):
+    mine, theirs = tmp_path / "k.raw", tmp_path / "q.raw"
+    r = run([kite, "img", "convert", "-O", "raw", str(image), str(mine)])
+    assert r.returncode == 0, r.stderr
+    sh("qemu-img", "convert", "-O", "raw", str(image), str(theirs))
+    assert mine.read_bytes() == theirs.read_bytes()
