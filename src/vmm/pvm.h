@@ -9,6 +9,8 @@
 /* Appended to a Linux kernel's command line on a PVM host unless --no-pvm-defaults: no XSAVE
  * (xrstor fails emulation), no KASLR, SMAP/SMEP/POPCNT off (clac, popcnt fail emulation). */
 #define PVM_LINUX_CMDLINE "noxsave nokaslr clearcpuid=308,295,151"
+/* x86 Linux accepts at least this many command-line bytes (COMMAND_LINE_SIZE) */
+#define PVM_CMDLINE_LIMIT 2048
 
 enum pvm_fallback {
 	PVM_FALLBACK_NONE,	/* not ours to handle: report the emulation failure */

@@ -47,6 +47,25 @@ static int check_memory_size(uint64_t size)
 	return 0;
 }
 
+/* Linux kernels on a PVM host get PVM_LINUX_CMDLINE after the user's command line, in place
+ * (our own test programs, entered through PVH, get the command line exactly as given). */
+static int add_pvm_cmdline(struct vm *vm, const struct vm_config *cfg)
+{
+	char *cmdline = pvm_cmdline(cfg->append, 1);
+	if (!cmdline)
+		return kite_error("out of memory");
+	size_t len = strlen(cmdline);
+	int r = 0;
+	if (len >= PVM_CMDLINE_LIMIT)
+		r = kite_error("the kernel command line is too long with the PVM defaults added "
+			       "(%zu bytes, at most %d; see --no-pvm-defaults)",
+			       len, PVM_CMDLINE_LIMIT - 1);
+	else if (gmem_write(&vm->mem, BOOT_CMDLINE_ADDR, cmdline, len + 1) < 0)
+		r = kite_error("the kernel command line does not fit in guest memory");
+	free(cmdline);
+	return r;
+}
+
 int vm_prepare(struct vm *vm, const struct vm_config *cfg)
 {
 	memset(vm, 0, sizeof(*vm));
@@ -60,12 +79,9 @@ int vm_prepare(struct vm *vm, const struct vm_config *cfg)
 		return -1;
 	if (gmem_init(&vm->mem, cfg->mem_size) < 0)
 		return -1;
-	char *cmdline = pvm_cmdline(cfg->append, cfg->pvm_defaults);
-	if (!cmdline)
-		return kite_error("out of memory");
-	int r = kernel_load(&vm->mem, cfg->kernel, cfg->initrd, cmdline, &vm->boot);
-	free(cmdline);
-	if (r < 0)
+	if (kernel_load(&vm->mem, cfg->kernel, cfg->initrd, cfg->append, &vm->boot) < 0)
+		return -1;
+	if (cfg->pvm_defaults && vm->boot.kind != KERNEL_ELF_PVH && add_pvm_cmdline(vm, cfg) < 0)
 		return -1;
 	if (acpi_build(&vm->mem, cfg->ncpus) < 0)
 		return -1;
