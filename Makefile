@@ -75,7 +75,7 @@ integration: build/kite build/san/kite $(GUEST_ELFS)
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 # Unit tests first; pytest's own summary line ends the run.
-check: all san $(GUEST_ELFS)
+check: all san $(GUEST_ELFS) guest
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 
