@@ -81,7 +81,7 @@ check: all san $(GUEST_ELFS) guest
 
 # Real Linux guest from Debian packages (scripts/make-guest).
 guest: build/guest/vmlinuz build/guest/initramfs.cpio.gz
-build/guest/vmlinuz build/guest/initramfs.cpio.gz: scripts/make-guest
+build/guest/vmlinuz build/guest/initramfs.cpio.gz &: scripts/make-guest
 	./scripts/make-guest build/guest
 
 run: build/kite guest
