@@ -1,0 +1,204 @@
+"""kite img convert: content (qemu-img compare and checksums), sparseness, compression,
+-S, -n, multiple sources, backing chains; every output passes qemu-img check."""
+import hashlib
+import json
+import os
+
+import pytest
+
+from conftest import run
+
+SIZE = 24 << 20
+
+
+def sh(*argv):
+    r = run(list(argv))
+    assert r.returncode == 0, " ".join(map(str, argv)) + "\n" + r.stdout + r.stderr
+    return r.stdout
+
+
+def make_raw(path, size=SIZE, seed=1):
+    """A fixed-seed mix of random data, runs of one byte, zero blocks and holes."""
+    import random
+    rnd = random.Random(seed)
+    with open(path, "wb") as f:
+        f.truncate(size)
+        off = 0
+        while off < size:
+            n = min(size - off, rnd.choice([4096, 65536, 300000, 1 << 20]))
+            kind = rnd.random()
+            if kind < 0.35:
+                f.seek(off)
+                f.write(rnd.randbytes(n))
+            elif kind < 0.5:
+                f.seek(off)
+                f.write(bytes([rnd.randrange(1, 256)]) * n)
+            elif kind < 0.6:
+                f.seek(off)
+                f.write(bytes(n))  # written zeros: must come out sparse too
+            off += n + rnd.choice([0, 0, 4096, 1 << 20])
+    return path
+
+
+def digest(path, fmt=None):
+    out = path.parent / (path.name + ".check.raw")
+    sh("qemu-img", "convert", *(["-f", fmt] if fmt else []), "-O", "raw", str(path), str(out))
+    h = hashlib.sha256(out.read_bytes()).hexdigest()
+    out.unlink()
+    return h
+
+
+def check_clean(path):
+    r = run(["qemu-img", "check", str(path)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "No errors were found on the image." in r.stdout
+    assert "leaked" not in r.stdout
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+@pytest.fixture
+def src(tmp_path):
+    return make_raw(tmp_path / "vm01.img")
+
+
+def test_seed_raw_to_qcow2(kite, src, tmp_path):
+    out = tmp_path / "vm01.qcow2"
+    r = run([kite, "img", "convert", "-f", "raw", "-O", "qcow2", "vm01.img", "vm01.qcow2"],
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    check_clean(out)
+    assert run(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", str(src),
+                str(out)]).returncode == 0
+    # qemu-img's own conversion allocates the same: zeros were detected and skipped
+    ref = tmp_path / "ref.qcow2"
+    sh("qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(src), str(ref))
+    assert allocated(out) <= allocated(ref) * 1.05 + 65536
+
+
+def test_round_trip_keeps_content_and_sparseness(kite, src, tmp_path):
+    q, back = tmp_path / "a.qcow2", tmp_path / "back.img"
+    assert run([kite, "img", "convert", "-O", "qcow2", str(src), str(q)]).returncode == 0
+    r = run([kite, "img", "convert", "-f", "qcow2", "-O", "raw", str(q), str(back)])
+    assert r.returncode == 0, r.stderr
+    assert back.read_bytes() == src.read_bytes()
+    # zero runs and holes of the source are holes in the result
+    ref = tmp_path / "ref.img"
+    sh("qemu-img", "convert", "-O", "raw", str(src), str(ref))
+    assert allocated(back) <= allocated(ref) + 65536
+    assert allocated(back) < allocated(src)
+
+
+@pytest.mark.parametrize("opts", ["compression_type=zlib", "compression_type=zstd",
+                                  "cluster_size=4K", "cluster_size=2M,compression_type=zstd"])
+def test_compressed(kite, src, tmp_path, opts):
+    out = tmp_path / "c.qcow2"
+    r = run([kite, "img", "convert", "-c", "-O", "qcow2", "-o", opts, str(src), str(out)])
+    assert r.returncode == 0, r.stderr
+    check_clean(out)
+    assert digest(out) == digest(src, "raw")
+    r = run(["qemu-img", "check", "--output=json", str(out)])
+    assert json.loads(r.stdout).get("compressed-clusters", 0) > 0
+    info = json.loads(sh("qemu-img", "info", "--output=json", str(out)))
+    want = "zstd" if "zstd" in opts else "zlib"
+    assert info["format-specific"]["data"]["compression-type"] == want
+
+
+@pytest.mark.parametrize("opts", ["compat=0.10", "cluster_size=512,refcount_bits=1",
+                                  "cluster_size=2M,refcount_bits=64", "lazy_refcounts=on",
+                                  "extended_l2=on", "preallocation=metadata"])
+def test_output_options(kite, src, tmp_path, opts):
+    out = tmp_path / "o.qcow2"
+    r = run([kite, "img", "convert", "-O", "qcow2", "-o", opts, str(src), str(out)])
+    assert r.returncode == 0, r.stderr
+    check_clean(out)
+    assert run(["qemu-img", "compare", str(src), str(out)]).returncode == 0
+
+
+def test_sparse_size_zero_allocates_everything(kite, src, tmp_path):
+    out = tmp_path / "full.img"
+    r = run([kite, "img", "convert", "-S", "0", "-O", "raw", str(src), str(out)])
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == src.read_bytes()
+    assert allocated(out) >= SIZE
+
+
+def test_existing_target_with_n(kite, src, tmp_path):
+    out = tmp_path / "old.qcow2"
+    sh("qemu-img", "create", "-q", "-f", "qcow2", str(out), str(SIZE))
+    # old content everywhere: what the source has as zeros must be zeroed
+    sh("qemu-io", "-c", f"write -P 0xee 0 {SIZE}", str(out))
+    r = run([kite, "img", "convert", "-n", "-O", "qcow2", str(src), str(out)])
+    assert r.returncode == 0, r.stderr
+    check_clean(out)
+    assert run(["qemu-img", "compare", str(src), str(out)]).returncode == 0
+    small = tmp_path / "small.qcow2"
+    sh("qemu-img", "create", "-q", "-f", "qcow2", str(small), "1M")
+    r = run([kite, "img", "convert", "-n", "-O", "qcow2", str(src), str(small)])
+    assert r.returncode == 1 and r.stderr.startswith("kite: error: ")
+
+
+def test_several_sources_concatenate(kite, tmp_path):
+    a = make_raw(tmp_path / "a.img", 3 << 20, seed=2)
+    b = make_raw(tmp_path / "b.img", (1 << 20) + 512, seed=3)
+    out, ref = tmp_path / "ab.qcow2", tmp_path / "ref.qcow2"
+    r = run([kite, "img", "convert", "-O", "qcow2", str(a), str(b), str(out)])
+    assert r.returncode == 0, r.stderr
+    sh("qemu-img", "convert", "-O", "qcow2", str(a), str(b), str(ref))
+    check_clean(out)
+    assert run(["qemu-img", "compare", "-s", str(out), str(ref)]).returncode == 0
+
+
+def test_backing_chain_is_flattened(kite, tmp_path):
+    base, top = tmp_path / "base.qcow2", tmp_path / "top.qcow2"
+    sh("qemu-img", "create", "-q", "-f", "qcow2", str(base), "8M")
+    sh("qemu-io", "-c", "write -P 1 0 4M", str(base))
+    sh("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", str(top))
+    sh("qemu-io", "-c", "write -P 2 1M 1M", "-c", "write -z 3M 64k", str(top))
+    out = tmp_path / "flat.qcow2"
+    r = run([kite, "img", "convert", "-O", "qcow2", str(top), str(out)])
+    assert r.returncode == 0, r.stderr
+    check_clean(out)
+    assert "backing-filename" not in json.loads(sh("qemu-img", "info", "--output=json",
+                                                    str(out)))
+    assert digest(out) == digest(top)
+
+
+def test_progress_and_quiet(kite, src, tmp_path):
+    r = run([kite, "img", "convert", "-p", "-O", "qcow2", str(src), str(tmp_path / "p.qcow2")],
+            text=False)
+    assert r.returncode == 0, r.stderr
+    # qemu-img's progress line, redrawn in place
+    assert r.stdout.startswith(b"    (0.00/100%)\r")
+    assert r.stdout.endswith(b"    (100.00/100%)\r\n")
+    assert b"\n" not in r.stdout[:-1]
+    r = run([kite, "img", "convert", "-p", "-q", "-O", "qcow2", str(src),
+             str(tmp_path / "q.qcow2")])
+    assert r.returncode == 0 and r.stdout == ""
+
+
+def test_cache_none(kite, src, tmp_path):
+    out = tmp_path / "nc.qcow2"
+    r = run([kite, "img", "convert", "-t", "none", "-O", "qcow2", str(src), str(out)])
+    assert r.returncode == 0, r.stderr
+    check_clean(out)
+    assert run(["qemu-img", "compare", str(src), str(out)]).returncode == 0
+
+
+@pytest.mark.parametrize("args,what", [
+    (["-O", "qcow2", "missing.img", "o.qcow2"], "missing.img"),
+    (["-O", "qcow2", "--bogus", "vm01.img", "o.qcow2"], "--bogus"),
+    (["-O", "vmdk", "vm01.img", "o.vmdk"], "vmdk"),
+    (["-O", "qcow2", "-S", "100", "vm01.img", "o.qcow2"], "-S"),
+    (["-O", "raw", "-c", "vm01.img", "o.img"], "compress"),
+    (["-f", "qcow2", "-O", "raw", "vm01.img", "o.img"], "qcow2"),
+    (["-O", "qcow2", "vm01.img"], "output"),
+])
+def test_bad_input(kite, src, tmp_path, args, what):
+    r = run([kite, "img", "convert", *args], cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.startswith("kite: error: "), r.stderr
+    assert what in r.stderr
