@@ -71,7 +71,8 @@ int gfs_list_dir(struct gfs *g, ext2_ino_t dir, struct gfs_dirent **out, size_t 
 		gfs_dirents_free(c.d, c.n);
 		return e ? gfs_err(e, "cannot read directory inode %u", dir) : -1;
 	}
-	qsort(c.d, c.n, sizeof(*c.d), by_name);
+	if (c.n)
+		qsort(c.d, c.n, sizeof(*c.d), by_name);
 	*out = c.d;
 	*n = c.n;
 	return 0;

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int im_pread(void *opaque, void *buf, size_t len, uint64_t off)
@@ -26,8 +27,15 @@ int gimage_open(struct gimage *im, const char *path, const char *format, bool wr
 {
 	memset(im, 0, sizeof(*im));
 	im->lockfd = -1;
-	if (write && access(path, W_OK) < 0)
-		return kite_error_errno(errno, "%s: cannot write to the image", path);
+	if (write) {
+		/* root may write anything; a file without write permission bits is still meant
+		 * to be read-only */
+		struct stat st;
+		if (stat(path, &st) < 0)
+			return kite_error_errno(errno, "%s", path);
+		if (access(path, W_OK) < 0 || !(st.st_mode & 0222))
+			return kite_error("%s: the image is read-only: refusing to write", path);
+	}
 	im->lockfd = imglock_acquire(path, write);
 	if (im->lockfd < 0)
 		return -1;
