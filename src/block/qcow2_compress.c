@@ -137,7 +137,13 @@ static int64_t alloc_bytes(struct blk *b, uint64_t len)
 		uint64_t room = cs - q->cbyte_off % cs;
 		uint64_t cur = q->cbyte_off - q->cbyte_off % cs;
 		int64_t r = 0;
-		if (len > room)
+		uint64_t rc;
+		if (qcow2_get_refcount(b, cur >> q->cluster_bits, &rc) < 0)
+			return -1;
+		/* Narrow refcounts (refcount_bits=1..4) limit how many share a cluster. */
+		if (q->refcount_bits < 64 && rc >= (1ull << q->refcount_bits) - 1)
+			r = 1;
+		else if (len > room)
 			r = qcow2_alloc_clusters_at(b, cur + cs, (len - room + cs - 1) / cs);
 		if (r < 0)
 			return -1;
