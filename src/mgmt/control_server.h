@@ -1,0 +1,66 @@
+/* The control socket of a running machine (protocol: docs/control-protocol.md). `kite run
+ * --control-socket PATH` starts one; it runs on its own thread and calls the VMM through
+ * `struct control_handlers`, each call on a worker thread of its own so that a handler that
+ * hangs cannot stall the socket: the client gets a Timeout error after the server's request
+ * timeout, and the other clients keep being served.
+ *
+ * Handlers return 0 on success, or -1 after calling control_set_error() (without it the
+ * error is a GenericError "command failed"). A NULL handler makes its command answer
+ * CommandNotAvailable. Handlers run concurrently with the VMM's threads and with each
+ * other: they must take whatever locks the VMM needs. */
+#ifndef KITE_MGMT_CONTROL_SERVER_H
+#define KITE_MGMT_CONTROL_SERVER_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONTROL_PROTOCOL_VERSION   1
+#define CONTROL_LINE_MAX	   (64 * 1024)
+#define CONTROL_DEFAULT_TIMEOUT_MS 5000
+#define CONTROL_CONSOLE_RING_SIZE  (64 * 1024)
+#define CONTROL_MAX_CLIENTS	   64
+
+struct control_handlers {
+	/* Fills *out with an object holding at least "status": "running" | "paused" (more
+	 * fields are passed through to the client). NULL: the server answers "running". */
+	int (*query_status)(void *opaque, json_t **out);
+	int (*stop)(void *opaque);		      /* pause the vCPUs */
+	int (*cont)(void *opaque);		      /* resume them */
+	int (*powerdown)(void *opaque);		      /* ACPI power button */
+	int (*reset)(void *opaque);		      /* hard reset (reboot) */
+	int (*quit)(void *opaque);		      /* end the VMM now; the reply is sent first */
+	int (*balloon)(void *opaque, uint64_t bytes); /* set the balloon target */
+	int (*query_balloon)(void *opaque, uint64_t *bytes); /* guest RAM after the balloon */
+	/* Bytes typed on an attached `kite console`, for the guest's serial input. */
+	int (*console_input)(void *opaque, const void *data, size_t len);
+	void *opaque;
+};
+
+struct control_server;
+
+/* Binds a unix socket at `path` (replacing a stale socket file), mode 0660 with group
+ * `kite` when that group exists, and starts the server thread. `name` is the machine name
+ * sent in the greeting (may be NULL). The handlers struct is copied. Returns 0 or -1. */
+int control_server_start(const char *path, const char *name, const struct control_handlers *h,
+			 struct control_server **out);
+
+/* Stops the thread, closes every connection, removes the socket file and frees the server.
+ * Waits up to 2 s for handlers still running (after that the server is left allocated). */
+void control_server_stop(struct control_server *s);
+
+/* Sends {"event": NAME, "data": DATA, "timestamp": ...} to every connected client not in
+ * console mode. Steals `data` (may be NULL). Safe from any thread. */
+void control_server_emit_event(struct control_server *s, const char *name, json_t *data);
+
+/* Appends guest serial output to the console ring (and to attached consoles). Never blocks
+ * on clients; safe from any thread (call it from the UART's transmit path). */
+void control_server_console_output(struct control_server *s, const void *data, size_t len);
+
+/* The per-request timeout (default CONTROL_DEFAULT_TIMEOUT_MS). */
+void control_server_set_timeout(struct control_server *s, int timeout_ms);
+
+/* Inside a handler: sets the error class (NULL: GenericError) and message. */
+void control_set_error(const char *cls, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
