@@ -8,13 +8,40 @@ static const struct kite_command commands[] = {
     {"run", cmd_run, "boot a virtual machine in the foreground"},
     {"img", cmd_img, "create, inspect and convert disk images (qemu-img verbs)"},
     {"guest", cmd_guest, "look inside and provision disk images without booting them"},
+    {"list", cmd_list, "list machines (--all: shut off ones too)"},
+    {"define", cmd_define, "define a machine from a JSON file"},
+    {"create", cmd_create, "define a machine from kite run options"},
+    {"undefine", cmd_undefine, "remove a machine's definition"},
+    {"dumpjson", cmd_dumpjson, "print a machine's definition"},
+    {"edit", cmd_edit, "edit a machine's definition in $EDITOR"},
+    {"start", cmd_start, "boot a defined machine in the background"},
+    {"suspend", cmd_suspend, "pause a running machine"},
+    {"resume", cmd_resume, "resume a paused machine"},
+    {"reboot", cmd_reboot, "reset a running machine"},
+    {"shutdown", cmd_shutdown, "press a machine's ACPI power button"},
+    {"destroy", cmd_destroy, "stop a machine immediately"},
+    {"console", cmd_console, "attach to a machine's serial console (Ctrl-] detaches)"},
+    {"autostart", cmd_autostart, "mark a machine to start at host boot; --boot starts them"},
+    {"dominfo", cmd_dominfo, "basic information about a machine"},
+    {"domstate", cmd_domstate, "a machine's state"},
+    {"domblklist", cmd_domblklist, "a machine's disks"},
+    {"domiflist", cmd_domiflist, "a machine's network interfaces"},
+    {"setmem", cmd_setmem, "change a machine's memory (live: balloon)"},
+    {"setmaxmem", cmd_setmaxmem, "change a machine's maximum memory"},
+    {"setvcpus", cmd_setvcpus, "change a machine's vCPU count (--config)"},
+    {"attach-disk", cmd_attach_disk, "add a disk to a machine (--config)"},
+    {"detach-disk", cmd_detach_disk, "remove a disk from a machine (--config)"},
+    {"attach-interface", cmd_attach_interface, "add a NIC to a machine (--config)"},
+    {"detach-interface", cmd_detach_interface, "remove a NIC from a machine (--config)"},
+    {"_fake-run", cmd_fake_run, NULL},
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: kite <command> [options]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+		if (commands[i].summary) /* hidden commands have none */
+			fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\n'kite <command> --help' describes a command's options.\n");
 }
 

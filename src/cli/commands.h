@@ -13,5 +13,7 @@ struct kite_command {
 int cmd_run(int argc, char **argv);
 int cmd_img(int argc, char **argv);
 int cmd_guest(int argc, char **argv);
+/* Machine verbs (virsh's, no daemon): declared with their helpers in cli/cmd_machine.h. */
+#include "cli/cmd_machine.h"
 
 #endif

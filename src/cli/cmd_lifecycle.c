@@ -1,0 +1,378 @@
+/* kite start, suspend, resume, reboot, shutdown, destroy, console, autostart: a machine's
+ * life, over its control socket. */
+#include "cli/cmd_machine.h"
+#include "mgmt/control_client.h"
+#include "mgmt/launch.h"
+#include "mgmt/runstate.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+enum { O_DISABLE = 1, O_BOOT, O_TIMEOUT, O_NO_REPLAY };
+
+static bool is_active(const struct machine_status *st)
+{
+	return st->state == MACHINE_RUNNING || st->state == MACHINE_PAUSED;
+}
+
+/* Starts NAME under its lock. `quiet_if_running`: autostart --boot skips running machines. */
+static int start_one(struct machine_cli *cli, const char *name, bool autostart_only)
+{
+	if (machine_name_check(name) < 0)
+		return -1;
+	int lock = def_lock(&cli->dirs, name);
+	if (lock < 0)
+		return -1;
+	int r = -1;
+	struct machine_def def;
+	struct machine_status st;
+	if (machine_load(cli, name, &def) < 0)
+		goto out;
+	if (autostart_only && !def.autostart) {
+		r = 1;
+		goto out_def;
+	}
+	if (machine_status_get(&cli->dirs, name, false, &st) < 0)
+		goto out_def;
+	if (is_active(&st)) {
+		if (autostart_only) {
+			r = 1;
+			goto out_def;
+		}
+		kite_error("machine %s is already running (pid %d)", name, (int)st.pid);
+		goto out_def;
+	}
+	if (machine_start(&cli->dirs, &def, START_TIMEOUT_MS) < 0)
+		goto out_def;
+	r = 0;
+	if (def.current_memory < def.memory) {
+		/* The VM boots with all of `memory`; the balloon takes it down to the target. */
+		struct control_client *c;
+		if (machine_connect(&cli->dirs, name, &c) == 0) {
+			if (control_client_execute(
+				c, "balloon",
+				json_pack("{s:I}", "value", (json_int_t)def.current_memory), NULL,
+				CONTROL_CLIENT_TIMEOUT_MS) < 0)
+				kite_warn("machine %s: cannot set its memory to %llu KiB: %s", name,
+					  (unsigned long long)(def.current_memory >> 10),
+					  control_client_error(c));
+			control_client_close(c);
+		}
+	}
+	printf("Machine '%s' started\n", name);
+	fflush(stdout);
+out_def:
+	machine_def_free(&def);
+out:
+	close(lock);
+	return r;
+}
+
+static int one_name(struct machine_cli *cli, int argc, char **argv, const struct option *opts)
+{
+	int c;
+	optind = 1;
+	while ((c = machine_getopt(cli, argc, argv, "", opts)) != -1)
+		return c == 'H' ? 0 : 1;
+	if (machine_positional(cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(cli) < 0)
+		return 1;
+	return -1; /* go on */
+}
+
+int cmd_start(int argc, char **argv)
+{
+	static const struct option opts[] = {MACHINE_COMMON_OPTIONS{NULL, 0, NULL, 0}};
+	struct machine_cli cli = {
+	    .verb = "start",
+	    .usage = "usage: kite start NAME\n"
+		     "Boots a defined machine in the background (its own supervised `kite run`)\n"
+		     "and returns once it answers on its control socket. KITE_RUNNER replaces\n"
+		     "'kite run' (tests use 'kite _fake-run').\n"};
+	int r = one_name(&cli, argc, argv, opts);
+	if (r >= 0)
+		return r;
+	return start_one(&cli, argv[optind], false) < 0;
+}
+
+/* Sends one command to NAME; prints `done` (with %s for the name) on success. */
+static int simple_command(int argc, char **argv, const char *verb, const char *usage,
+			  const char *cmd, const char *done)
+{
+	static const struct option opts[] = {MACHINE_COMMON_OPTIONS{NULL, 0, NULL, 0}};
+	struct machine_cli cli = {.verb = verb, .usage = usage};
+	int r = one_name(&cli, argc, argv, opts);
+	if (r >= 0)
+		return r;
+	const char *name = argv[optind];
+	struct control_client *c;
+	if (machine_connect(&cli.dirs, name, &c) < 0)
+		return 1;
+	r = control_client_execute(c, cmd, NULL, NULL, CONTROL_CLIENT_TIMEOUT_MS);
+	if (r < 0)
+		kite_error("machine %s: %s: %s", name, verb, control_client_error(c));
+	control_client_close(c);
+	if (r < 0)
+		return 1;
+	printf(done, name);
+	return 0;
+}
+
+int cmd_suspend(int argc, char **argv)
+{
+	return simple_command(argc, argv, "suspend",
+			      "usage: kite suspend NAME\nPauses a running machine's vCPUs.\n",
+			      "stop", "Machine '%s' suspended\n\n");
+}
+
+int cmd_resume(int argc, char **argv)
+{
+	return simple_command(argc, argv, "resume",
+			      "usage: kite resume NAME\nResumes a paused machine.\n", "cont",
+			      "Machine '%s' resumed\n\n");
+}
+
+int cmd_reboot(int argc, char **argv)
+{
+	return simple_command(argc, argv, "reboot",
+			      "usage: kite reboot NAME\nResets a running machine (its VMM "
+			      "process stays).\n",
+			      "system_reset", "Machine '%s' is being rebooted\n\n");
+}
+
+int cmd_shutdown(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    MACHINE_COMMON_OPTIONS{"timeout", required_argument, NULL, O_TIMEOUT},
+	    {NULL, 0, NULL, 0}};
+	struct machine_cli cli = {
+	    .verb = "shutdown",
+	    .usage = "usage: kite shutdown NAME [--timeout SECONDS]\n"
+		     "Presses the ACPI power button: the guest shuts itself down. With --timeout,\n"
+		     "waits for it and fails when the machine still runs after SECONDS.\n"};
+	int timeout = -1;
+	int c;
+	optind = 1;
+	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
+		if (c == O_TIMEOUT) {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (!*optarg || *end || v < 0 || v > 86400) {
+				kite_error("--timeout %s: not a number of seconds", optarg);
+				return 1;
+			}
+			timeout = (int)v;
+		} else {
+			return c == 'H' ? 0 : 1;
+		}
+	}
+	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
+		return 1;
+	const char *name = argv[optind];
+	struct control_client *cc;
+	if (machine_connect(&cli.dirs, name, &cc) < 0)
+		return 1;
+	int r =
+	    control_client_execute(cc, "system_powerdown", NULL, NULL, CONTROL_CLIENT_TIMEOUT_MS);
+	if (r < 0)
+		kite_error("machine %s: shutdown: %s", name, control_client_error(cc));
+	control_client_close(cc);
+	if (r < 0)
+		return 1;
+	printf("Machine '%s' is being shutdown\n", name);
+	fflush(stdout);
+	if (timeout < 0)
+		return 0;
+	r = machine_wait_stopped(&cli.dirs, name, timeout * 1000);
+	if (r < 0)
+		return 1;
+	if (r == 1) {
+		kite_error("machine %s is still running %d s after the power button: the guest "
+			   "ignored it ('kite destroy %s' stops it now)",
+			   name, timeout, name);
+		return 1;
+	}
+	struct machine_status st;
+	if (machine_status_get(&cli.dirs, name, false, &st) < 0)
+		return 1;
+	if (st.state == MACHINE_CRASHED) {
+		kite_error("machine %s crashed while shutting down: %s", name, st.reason);
+		return 1;
+	}
+	printf("Machine '%s' shut off\n", name);
+	return 0;
+}
+
+int cmd_destroy(int argc, char **argv)
+{
+	static const struct option opts[] = {MACHINE_COMMON_OPTIONS{NULL, 0, NULL, 0}};
+	struct machine_cli cli = {.verb = "destroy",
+				  .usage = "usage: kite destroy NAME\n"
+					   "Stops a machine immediately (no guest shutdown).\n"};
+	int r = one_name(&cli, argc, argv, opts);
+	if (r >= 0)
+		return r;
+	const char *name = argv[optind];
+	if (machine_name_check(name) < 0)
+		return 1;
+	struct machine_status st;
+	if (machine_status_get(&cli.dirs, name, false, &st) < 0)
+		return 1;
+	if (!is_active(&st)) {
+		kite_error("machine %s is not running (%s)", name, machine_state_name(st.state));
+		return 1;
+	}
+	if (machine_destroy(&cli.dirs, name) < 0)
+		return 1;
+	printf("Machine '%s' destroyed\n\n", name);
+	return 0;
+}
+
+int cmd_console(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    MACHINE_COMMON_OPTIONS{"no-replay", no_argument, NULL, O_NO_REPLAY},
+	    {NULL, 0, NULL, 0}};
+	struct machine_cli cli = {
+	    .verb = "console",
+	    .usage = "usage: kite console NAME [--no-replay]\n"
+		     "Attaches to a running machine's serial console, showing its recent output\n"
+		     "first (--no-replay: only new output). Ctrl-] detaches.\n"};
+	bool replay = true;
+	int c;
+	optind = 1;
+	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
+		if (c == O_NO_REPLAY)
+			replay = false;
+		else
+			return c == 'H' ? 0 : 1;
+	}
+	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
+		return 1;
+	const char *name = argv[optind];
+	struct control_client *cc;
+	if (machine_connect(&cli.dirs, name, &cc) < 0)
+		return 1;
+	if (control_client_execute(cc, "console", json_pack("{s:b}", "replay", replay), NULL,
+				   CONTROL_CLIENT_TIMEOUT_MS) < 0) {
+		kite_error("machine %s: console: %s", name, control_client_error(cc));
+		control_client_close(cc);
+		return 1;
+	}
+	fprintf(stderr, "Connected to machine '%s'\nEscape character is ^] (Ctrl + ])\n", name);
+	struct termios saved, raw;
+	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+	if (tty) {
+		raw = saved;
+		cfmakeraw(&raw);
+		if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) < 0)
+			tty = false;
+	}
+	int r = control_client_console(cc, STDIN_FILENO, STDOUT_FILENO, 500);
+	if (tty)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+	if (r < 0)
+		kite_error("machine %s: console: %s", name, control_client_error(cc));
+	else if (r == 1)
+		fprintf(stderr, "\nkite: machine '%s' stopped\n", name);
+	else
+		fputc('\n', stderr);
+	control_client_close(cc);
+	return r < 0;
+}
+
+static int set_autostart(struct machine_cli *cli, const char *name, bool on)
+{
+	if (machine_name_check(name) < 0)
+		return -1;
+	int lock = def_lock(&cli->dirs, name);
+	if (lock < 0)
+		return -1;
+	struct machine_def def;
+	int r = -1;
+	if (machine_load(cli, name, &def) == 0) {
+		def.autostart = on;
+		r = def_save(&cli->dirs, &def);
+		machine_def_free(&def);
+	}
+	close(lock);
+	return r;
+}
+
+/* Every autostart machine not running yet; the others are left alone. */
+static int autostart_boot(struct machine_cli *cli)
+{
+	char **names;
+	int n = def_list_names(&cli->dirs, &names);
+	if (n < 0)
+		return 1;
+	int failed = 0;
+	for (int i = 0; i < n; i++) {
+		struct machine_def def;
+		char *why = NULL;
+		enum def_load_result lr = def_load(&cli->dirs, names[i], true, &def, &why);
+		if (lr == DEF_CORRUPT) {
+			kite_error("definition of %s is corrupt (%s): not started", names[i],
+				   why ? why : "?");
+			failed++;
+		}
+		free(why);
+		if (lr != DEF_OK)
+			continue;
+		bool want = def.autostart;
+		machine_def_free(&def);
+		if (want && start_one(cli, names[i], true) < 0)
+			failed++;
+	}
+	def_free_names(names, n);
+	return failed ? 1 : 0;
+}
+
+int cmd_autostart(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    MACHINE_COMMON_OPTIONS{"disable", no_argument, NULL, O_DISABLE},
+	    {"boot", no_argument, NULL, O_BOOT},
+	    {NULL, 0, NULL, 0}};
+	struct machine_cli cli = {
+	    .verb = "autostart",
+	    .usage =
+		"usage: kite autostart [--disable] NAME\n"
+		"       kite autostart --boot\n"
+		"Marks a machine to start at host boot (--disable: unmarks it). --boot starts\n"
+		"every marked machine that is not running (contrib/kite-autostart.service).\n"};
+	bool disable = false, boot = false;
+	int c;
+	optind = 1;
+	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
+		if (c == O_DISABLE)
+			disable = true;
+		else if (c == O_BOOT)
+			boot = true;
+		else
+			return c == 'H' ? 0 : 1;
+	}
+	if (boot) {
+		if (disable) {
+			kite_error("autostart: --boot and --disable exclude each other");
+			return 1;
+		}
+		if (machine_positional(&cli, argc, argv, 0, "no NAME with --boot") < 0 ||
+		    machine_cli_dirs(&cli) < 0)
+			return 1;
+		return autostart_boot(&cli);
+	}
+	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
+		return 1;
+	const char *name = argv[optind];
+	if (set_autostart(&cli, name, !disable) < 0)
+		return 1;
+	if (disable)
+		printf("Machine '%s' unmarked as autostarted\n\n", name);
+	else
+		printf("Machine '%s' marked as autostarted\n\n", name);
+	return 0;
+}

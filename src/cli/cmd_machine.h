@@ -1,0 +1,88 @@
+/* Shared plumbing of the machine verbs (kite define, list, start, ...: virsh's verbs with
+ * no daemon). Every verb takes --state-dir DIR and --runtime-dir DIR (see mgmt/paths.h). */
+#ifndef KITE_CLI_CMD_MACHINE_H
+#define KITE_CLI_CMD_MACHINE_H
+
+#include "mgmt/def_store.h"
+#include "mgmt/paths.h"
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+enum {
+	OPT_STATE_DIR = 1000,
+	OPT_RUNTIME_DIR,
+	OPT_HELP,
+};
+
+#define MACHINE_COMMON_OPTIONS                                                                     \
+	{"state-dir", required_argument, NULL, OPT_STATE_DIR},                                     \
+	    {"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR},                             \
+	    {"help", no_argument, NULL, OPT_HELP},
+
+#define MACHINE_COMMON_HELP                                                                        \
+	"  --state-dir DIR      definitions (default /var/lib/kite as root, else\n"                \
+	"                       $XDG_DATA_HOME/kite; env KITE_STATE_DIR)\n"                        \
+	"  --runtime-dir DIR    sockets, pid files, logs (default /run/kite as root, else\n"       \
+	"                       $XDG_RUNTIME_DIR/kite, or STATE/run with --state-dir; env\n"       \
+	"                       KITE_RUNTIME_DIR)\n"
+
+struct machine_cli {
+	const char *verb;
+	const char *usage; /* the full help text */
+	const char *state_opt, *run_opt;
+	struct mgmt_dirs dirs;
+};
+
+/* getopt_long over argv with `longopts` (which include MACHINE_COMMON_OPTIONS). Returns the
+ * option like getopt_long; handles the common ones itself (returns 'H' after printing help,
+ * '?' after reporting an unknown option). */
+int machine_getopt(struct machine_cli *cli, int argc, char **argv, const char *shortopts,
+		   const struct option *longopts);
+
+/* After option parsing: resolves the directories. Returns 0 or -1. */
+int machine_cli_dirs(struct machine_cli *cli);
+
+/* Takes exactly `n` positional arguments starting at optind (their names for the usage
+ * error in `what`, e.g. "NAME SIZE"). Returns 0 or -1 (reported). */
+int machine_positional(struct machine_cli *cli, int argc, char **argv, int n, const char *what);
+
+/* Loads a definition, printing an error (corrupt files named as such). Returns 0 or -1. */
+int machine_load(struct machine_cli *cli, const char *name, struct machine_def *def);
+
+/* virsh's table: header row, dashed rule, rows; every column left-aligned and padded. */
+struct table;
+struct table *table_new(int ncols, const char *const *header);
+int table_add(struct table *t, const char *const *cells);
+void table_print(struct table *t, FILE *out);
+void table_free(struct table *t);
+
+int cmd_define(int argc, char **argv);
+int cmd_create(int argc, char **argv);
+int cmd_undefine(int argc, char **argv);
+int cmd_dumpjson(int argc, char **argv);
+int cmd_edit(int argc, char **argv);
+int cmd_autostart(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_dominfo(int argc, char **argv);
+int cmd_domstate(int argc, char **argv);
+int cmd_domblklist(int argc, char **argv);
+int cmd_domiflist(int argc, char **argv);
+int cmd_setmem(int argc, char **argv);
+int cmd_setmaxmem(int argc, char **argv);
+int cmd_setvcpus(int argc, char **argv);
+int cmd_attach_disk(int argc, char **argv);
+int cmd_detach_disk(int argc, char **argv);
+int cmd_attach_interface(int argc, char **argv);
+int cmd_detach_interface(int argc, char **argv);
+int cmd_start(int argc, char **argv);
+int cmd_suspend(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_reboot(int argc, char **argv);
+int cmd_shutdown(int argc, char **argv);
+int cmd_destroy(int argc, char **argv);
+int cmd_console(int argc, char **argv);
+int cmd_fake_run(int argc, char **argv);
+
+#endif

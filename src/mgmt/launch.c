@@ -1,0 +1,520 @@
+#include "mgmt/launch.h"
+#include "mgmt/runstate.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <poll.h>
+#include <time.h>
+#include <unistd.h>
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+void argv_free(char **argv)
+{
+	if (!argv)
+		return;
+	for (char **a = argv; *a; a++)
+		free(*a);
+	free(argv);
+}
+
+struct argv_builder {
+	char **v;
+	size_t n, cap;
+	bool failed;
+};
+
+static void push(struct argv_builder *b, char *s)
+{
+	if (!s || b->failed) {
+		free(s);
+		b->failed = true;
+		return;
+	}
+	if (b->n + 2 > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 32;
+		char **nv = realloc(b->v, cap * sizeof(*nv));
+		if (!nv) {
+			free(s);
+			b->failed = true;
+			return;
+		}
+		b->v = nv;
+		b->cap = cap;
+	}
+	b->v[b->n++] = s;
+	b->v[b->n] = NULL;
+}
+
+static void pushf(struct argv_builder *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void pushf(struct argv_builder *b, const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	push(b, s);
+}
+
+/* Option values are comma-separated key=value lists; a comma inside a path is doubled, as
+ * QEMU does. */
+static char *escape_commas(const char *s)
+{
+	size_t n = 0;
+	for (const char *p = s; *p; p++)
+		n += *p == ',' ? 2 : 1;
+	char *out = malloc(n + 1), *o = out;
+	if (!out)
+		return NULL;
+	for (const char *p = s; *p; p++) {
+		*o++ = *p;
+		if (*p == ',')
+			*o++ = ',';
+	}
+	*o = '\0';
+	return out;
+}
+
+static int cmp_disk_target(const void *a, const void *b)
+{
+	const struct machine_disk *x = *(const struct machine_disk *const *)a;
+	const struct machine_disk *y = *(const struct machine_disk *const *)b;
+	size_t lx = strlen(x->target), ly = strlen(y->target);
+	return lx != ly ? (lx < ly ? -1 : 1) : strcmp(x->target, y->target);
+}
+
+char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *def)
+{
+	struct argv_builder b = {0};
+	const char *runner = getenv("KITE_RUNNER");
+	if (runner && *runner) {
+		char *copy = strdup(runner), *save = NULL;
+		if (!copy) {
+			kite_error("out of memory");
+			return NULL;
+		}
+		for (char *w = strtok_r(copy, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
+			push(&b, strdup(w));
+		free(copy);
+		if (b.n == 0) {
+			kite_error("KITE_RUNNER is blank");
+			return NULL;
+		}
+	} else {
+		char self[PATH_MAX];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (n < 0) {
+			kite_error_errno(errno, "cannot find the kite binary (/proc/self/exe)");
+			return NULL;
+		}
+		self[n] = '\0';
+		push(&b, strdup(self));
+		push(&b, strdup("run"));
+	}
+	push(&b, strdup("--kernel"));
+	push(&b, strdup(def->kernel));
+	if (def->initrd) {
+		push(&b, strdup("--initrd"));
+		push(&b, strdup(def->initrd));
+	}
+	if (def->append) {
+		push(&b, strdup("--append"));
+		push(&b, strdup(def->append));
+	}
+	push(&b, strdup("--memory"));
+	if (def->memory % 1024 == 0)
+		pushf(&b, "%" PRIu64 "K", def->memory / 1024);
+	else
+		pushf(&b, "%" PRIu64 "B", def->memory);
+	push(&b, strdup("--cpus"));
+	pushf(&b, "%u", def->vcpus);
+	const struct machine_disk **disks = calloc(def->ndisks + 1, sizeof(*disks));
+	if (!disks)
+		b.failed = true;
+	for (size_t i = 0; disks && i < def->ndisks; i++)
+		disks[i] = &def->disks[i];
+	if (disks && def->ndisks > 1)
+		qsort(disks, def->ndisks, sizeof(*disks), cmp_disk_target);
+	for (size_t i = 0; disks && i < def->ndisks; i++) {
+		char *path = escape_commas(disks[i]->path);
+		push(&b, strdup("--disk"));
+		if (path)
+			pushf(&b, "%s%s%s%s", path, disks[i]->format ? ",format=" : "",
+			      disks[i]->format ? disks[i]->format : "",
+			      disks[i]->readonly ? ",readonly=on" : "");
+		else
+			b.failed = true;
+		free(path);
+	}
+	free(disks);
+	for (size_t i = 0; i < def->nnics; i++) {
+		const struct machine_nic *nic = &def->nics[i];
+		push(&b, strdup("--net"));
+		if (nic->ifname)
+			pushf(&b, "%s,ifname=%s,mac=%s", nic->type, nic->ifname, nic->mac);
+		else
+			pushf(&b, "%s,mac=%s", nic->type, nic->mac);
+	}
+	for (size_t i = 0; i < def->nshares; i++) {
+		char *path = escape_commas(def->shares[i].path);
+		push(&b, strdup("--share"));
+		if (path)
+			pushf(&b, "%s,tag=%s%s", path, def->shares[i].tag,
+			      def->shares[i].readonly ? ",readonly=on" : "");
+		else
+			b.failed = true;
+		free(path);
+	}
+	char sock[PATH_MAX], console[PATH_MAX];
+	if (runtime_path(d, def->name, "sock", sock, sizeof(sock)) < 0 ||
+	    runtime_path(d, def->name, "console", console, sizeof(console)) < 0) {
+		argv_free(b.v);
+		return NULL;
+	}
+	push(&b, strdup("--name"));
+	push(&b, strdup(def->name));
+	push(&b, strdup("--control-socket"));
+	push(&b, strdup(sock));
+	push(&b, strdup("--console"));
+	push(&b, strdup("none"));
+	if (!strcmp(def->console, "serial")) {
+		push(&b, strdup("--console-log"));
+		push(&b, strdup(console));
+	}
+	if (b.failed) {
+		argv_free(b.v);
+		kite_error("out of memory");
+		return NULL;
+	}
+	return b.v;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* The supervisor's record of how the VMM ended. */
+static void record_end(const char *name, int ws, const char *statuspath, const char *destroying,
+		       const char *logpath)
+{
+	bool clean = access(destroying, F_OK) == 0 || (WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	if (clean) {
+		unlink(statuspath);
+		return;
+	}
+	char reason[600], last[400];
+	log_last_error(logpath, last, sizeof(last));
+	if (WIFSIGNALED(ws)) {
+		int sig = WTERMSIG(ws);
+		snprintf(reason, sizeof(reason), "VM process killed by signal %d (SIG%s)", sig,
+			 sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+	} else if (WEXITSTATUS(ws) == 2) {
+		snprintf(reason, sizeof(reason), "guest crashed%s%s", last[0] ? ": " : "", last);
+	} else {
+		snprintf(reason, sizeof(reason), "VM process exited with code %d%s%s",
+			 WEXITSTATUS(ws), last[0] ? ": " : "", last);
+	}
+	/* The reason also goes to the log, where `kite list` users will look. */
+	fprintf(stderr, "kite: machine %s crashed: %s\n", name, reason);
+	fflush(stderr);
+	json_t *j = json_pack("{s:s, s:s, s:I}", "state", "crashed", "reason", reason, "time",
+			      (json_int_t)time(NULL));
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (text) {
+		char tmp[PATH_MAX + 16];
+		snprintf(tmp, sizeof(tmp), "%s.tmp", statuspath);
+		int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			bool ok = write_all(fd, text, strlen(text)) == 0 && fsync(fd) == 0;
+			close(fd);
+			if (!ok || rename(tmp, statuspath) < 0)
+				unlink(tmp);
+		}
+		free(text);
+	}
+}
+
+/* Runs in the supervisor: never returns. fd 3 is the readiness pipe to `kite start`. */
+static void supervise(const struct mgmt_dirs *d, const char *name, char **argv)
+{
+	char pidpath[PATH_MAX], statuspath[PATH_MAX], logpath[PATH_MAX], destroying[PATH_MAX],
+	    sockpath[PATH_MAX];
+	if (runtime_path(d, name, "pid", pidpath, sizeof(pidpath)) < 0 ||
+	    runtime_path(d, name, "status", statuspath, sizeof(statuspath)) < 0 ||
+	    runtime_path(d, name, "log", logpath, sizeof(logpath)) < 0 ||
+	    runtime_path(d, name, "destroying", destroying, sizeof(destroying)) < 0 ||
+	    runtime_path(d, name, "sock", sockpath, sizeof(sockpath)) < 0)
+		_exit(1);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	pid_t c = fork();
+	if (c < 0) {
+		kite_error_errno(errno, "machine %s: fork", name);
+		_exit(1);
+	}
+	if (c == 0) {
+		signal(SIGHUP, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
+		execvp(argv[0], argv);
+		kite_error_errno(errno, "cannot execute %s", argv[0]);
+		_exit(127);
+	}
+	char line[128];
+	int n = snprintf(line, sizeof(line), "%d %llu %d %llu\n", (int)c,
+			 (unsigned long long)process_start_time(c), (int)getpid(),
+			 (unsigned long long)process_start_time(getpid()));
+	char tmp[PATH_MAX + 16];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", pidpath);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write_all(fd, line, (size_t)n) < 0 || close(fd) < 0 ||
+	    rename(tmp, pidpath) < 0) {
+		kite_error_errno(errno, "machine %s: cannot write %s", name, pidpath);
+		kill(c, SIGKILL);
+	}
+	if (write_all(3, "R", 1) < 0) {
+		/* `kite start` went away; the machine runs on regardless. */
+	}
+	close(3);
+	int ws;
+	while (waitpid(c, &ws, 0) < 0) {
+		if (errno != EINTR) {
+			ws = 0;
+			break;
+		}
+	}
+	record_end(name, ws, statuspath, destroying, logpath);
+	unlink(sockpath); /* stale after a crash; already gone after a clean end */
+	unlink(pidpath);
+	unlink(destroying);
+	_exit(0);
+}
+
+static int status_now(const struct mgmt_dirs *d, const char *name, struct machine_status *st)
+{
+	return machine_status_get(d, name, false, st);
+}
+
+int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int timeout_ms)
+{
+	const char *name = def->name;
+	char statuspath[PATH_MAX], logpath[PATH_MAX], destroying[PATH_MAX], sockpath[PATH_MAX];
+	if (runtime_path(d, name, "status", statuspath, sizeof(statuspath)) < 0 ||
+	    runtime_path(d, name, "log", logpath, sizeof(logpath)) < 0 ||
+	    runtime_path(d, name, "destroying", destroying, sizeof(destroying)) < 0 ||
+	    runtime_path(d, name, "sock", sockpath, sizeof(sockpath)) < 0)
+		return -1;
+	char **argv = machine_runner_argv(d, def);
+	if (!argv)
+		return -1;
+	if ((unlink(statuspath) < 0 && errno != ENOENT) ||
+	    (unlink(destroying) < 0 && errno != ENOENT) ||
+	    (unlink(sockpath) < 0 && errno != ENOENT)) {
+		kite_error_errno(errno, "machine %s: cannot clear old runtime files", name);
+		argv_free(argv);
+		return -1;
+	}
+	int logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+	if (logfd < 0) {
+		kite_error_errno(errno, "cannot create %s", logpath);
+		argv_free(argv);
+		return -1;
+	}
+	int ready[2];
+	if (pipe2(ready, O_CLOEXEC) < 0) {
+		kite_error_errno(errno, "pipe");
+		close(logfd);
+		argv_free(argv);
+		return -1;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid_t a = fork();
+	if (a < 0) {
+		kite_error_errno(errno, "fork");
+		close(logfd);
+		close(ready[0]);
+		close(ready[1]);
+		argv_free(argv);
+		return -1;
+	}
+	if (a == 0) {
+		/* Detach: a new session, and stdio that is the log, not the caller's terminal
+		 * or pipes (a caller waiting for EOF on our stdout must not wait for the VM). */
+		if (setsid() < 0)
+			_exit(1);
+		int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(logfd, 1) < 0 ||
+		    dup2(logfd, 2) < 0 || dup2(ready[1], 3) < 0 ||
+		    fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
+			_exit(1);
+		/* Drop every other descriptor, the machine's lock above all: a lock held by the
+		 * VM's process would outlive this command. */
+		if (close_range(4, ~0U, 0) < 0)
+			for (int fd = 4; fd < 1024; fd++)
+				close(fd);
+		pid_t b = fork();
+		if (b != 0)
+			_exit(b < 0 ? 1 : 0);
+		supervise(d, name, argv);
+	}
+	close(ready[1]);
+	close(logfd);
+	argv_free(argv);
+	int ws;
+	while (waitpid(a, &ws, 0) < 0 && errno == EINTR)
+		;
+	/* Wait for the pid file (the supervisor writes it right after forking the VMM). */
+	struct pollfd p = {.fd = ready[0], .events = POLLIN};
+	int64_t deadline = now_ms() + timeout_ms;
+	int r;
+	do {
+		r = poll(&p, 1, 5000);
+	} while (r < 0 && errno == EINTR);
+	char byte = 0;
+	if (r <= 0 || read(ready[0], &byte, 1) != 1 || byte != 'R') {
+		close(ready[0]);
+		char last[400];
+		log_last_error(logpath, last, sizeof(last));
+		return kite_error("machine %s: the supervisor did not start%s%s", name,
+				  last[0] ? ": " : "", last);
+	}
+	close(ready[0]);
+	while (now_ms() < deadline) {
+		struct machine_status st;
+		if (status_now(d, name, &st) < 0)
+			return -1;
+		if (st.state == MACHINE_CRASHED)
+			return kite_error("machine %s failed to start: %s (log: %s)", name,
+					  st.reason, logpath);
+		if (st.state == MACHINE_SHUTOFF)
+			return kite_error("machine %s stopped right after starting (log: %s)", name,
+					  logpath);
+		struct control_client *c;
+		if (control_client_connect(sockpath, 1000, &c, NULL) == 0) {
+			json_t *ret = NULL;
+			int q = control_client_execute(c, "query-status", NULL, &ret, 2000);
+			json_decref(ret);
+			control_client_close(c);
+			if (q == 0)
+				return 0;
+		}
+		sleep_ms(10);
+	}
+	kite_error("machine %s did not answer on %s within %d s: stopping it (log: %s)", name,
+		   sockpath, timeout_ms / 1000, logpath);
+	machine_destroy(d, name);
+	return -1;
+}
+
+int machine_wait_stopped(const struct mgmt_dirs *d, const char *name, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	for (;;) {
+		struct machine_status st;
+		if (status_now(d, name, &st) < 0)
+			return -1;
+		if (st.state == MACHINE_SHUTOFF || st.state == MACHINE_CRASHED)
+			return 0;
+		if (now_ms() >= deadline)
+			return 1;
+		sleep_ms(10);
+	}
+}
+
+int machine_destroy(const struct mgmt_dirs *d, const char *name)
+{
+	char pidpath[PATH_MAX], destroying[PATH_MAX], sockpath[PATH_MAX];
+	if (runtime_path(d, name, "pid", pidpath, sizeof(pidpath)) < 0 ||
+	    runtime_path(d, name, "destroying", destroying, sizeof(destroying)) < 0 ||
+	    runtime_path(d, name, "sock", sockpath, sizeof(sockpath)) < 0)
+		return -1;
+	pid_t runner, sup;
+	uint64_t rstart, sstart;
+	if (pidfile_read(pidpath, &runner, &rstart, &sup, &sstart) < 0)
+		return kite_error("machine %s is not running", name);
+	int fd = open(destroying, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return kite_error_errno(errno, "cannot create %s", destroying);
+	close(fd);
+	struct control_client *c;
+	if (control_client_connect(sockpath, 300, &c, NULL) == 0) {
+		control_client_execute(c, "quit", NULL, NULL, 300);
+		control_client_close(c);
+	}
+	int64_t kill_at = now_ms() + 400;
+	while (process_alive(runner, rstart) && now_ms() < kill_at)
+		sleep_ms(5);
+	if (process_alive(runner, rstart) && kill(runner, SIGKILL) < 0 && errno != ESRCH)
+		return kite_error_errno(errno, "cannot kill VM process %d", (int)runner);
+	/* The supervisor removes the pid file once it has reaped the VMM. */
+	int64_t deadline = now_ms() + 2000;
+	while (access(pidpath, F_OK) == 0 && now_ms() < deadline) {
+		if (!process_alive(sup, sstart) && !process_alive(runner, rstart)) {
+			/* No supervisor left to clean up: do it here. */
+			unlink(sockpath);
+			unlink(pidpath);
+			break;
+		}
+		sleep_ms(5);
+	}
+	unlink(destroying);
+	if (access(pidpath, F_OK) == 0)
+		return kite_error("machine %s: VM process %d did not go away", name, (int)runner);
+	return 0;
+}
+
+int machine_connect(const struct mgmt_dirs *d, const char *name, struct control_client **c)
+{
+	struct machine_status st;
+	if (machine_status_get(d, name, false, &st) < 0)
+		return -1;
+	if (st.state != MACHINE_RUNNING && st.state != MACHINE_PAUSED)
+		return kite_error("machine %s is not running (%s)", name,
+				  machine_state_name(st.state));
+	char sockpath[PATH_MAX];
+	if (runtime_path(d, name, "sock", sockpath, sizeof(sockpath)) < 0)
+		return -1;
+	char *err = NULL;
+	if (control_client_connect(sockpath, CONTROL_CLIENT_TIMEOUT_MS, c, &err) < 0) {
+		kite_error("machine %s: %s", name, err);
+		free(err);
+		return -1;
+	}
+	return 0;
+}

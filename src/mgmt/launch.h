@@ -1,0 +1,38 @@
+/* Starting and stopping a machine's VMM process. `kite start` forks a supervisor (detached,
+ * its own session) that runs the VMM, records its pid and, when it ends, whether it ended
+ * cleanly: that record is how `kite list` tells "shut off" from "crashed" with no daemon.
+ *
+ * The VMM command is `kite run` with the definition's options (machine_runner_argv). The
+ * environment variable KITE_RUNNER replaces "<this kite binary> run" with another command
+ * (words separated by spaces), e.g. "kite _fake-run" for tests on hosts without /dev/kvm. */
+#ifndef KITE_MGMT_LAUNCH_H
+#define KITE_MGMT_LAUNCH_H
+
+#include "mgmt/control_client.h"
+#include "mgmt/machine_def.h"
+#include "mgmt/paths.h"
+
+#define START_TIMEOUT_MS 30000
+
+/* The VMM's argv (NULL-terminated; free with argv_free). NULL on error. */
+char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *def);
+void argv_free(char **argv);
+
+/* Starts `def` and returns once its control socket answers query-status. The caller holds
+ * the machine's lock and has checked that it is not running. Returns 0 or -1 (reported,
+ * with the reason from the VMM's log when it died). */
+int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int timeout_ms);
+
+/* Ends NAME's VMM now: "quit" on the socket, SIGKILL when that does not end it within
+ * 400 ms; recorded as shut off, not crashed. Returns 0 or -1. */
+int machine_destroy(const struct mgmt_dirs *d, const char *name);
+
+/* Connects to a running machine's socket, printing a clear error when it is not running.
+ * Returns 0 or -1. */
+int machine_connect(const struct mgmt_dirs *d, const char *name, struct control_client **c);
+
+/* Waits up to timeout_ms for NAME to be shut off (or crashed). Returns 0 once it is, 1 when
+ * it still runs. */
+int machine_wait_stopped(const struct mgmt_dirs *d, const char *name, int timeout_ms);
+
+#endif
