@@ -36,6 +36,7 @@ const struct blk_driver *blk_find_driver(const char *name)
 /* The files of the chain opened so far, to refuse a backing file that is already in it. */
 struct blk_open_ctx {
 	int depth;
+	bool reported; /* a failure deeper in the chain has been explained already */
 	dev_t dev[MAX_CHAIN_DEPTH];
 	ino_t ino[MAX_CHAIN_DEPTH];
 };
@@ -184,7 +185,9 @@ int blk_open_backing(struct blk *b, struct blk_open_ctx *ctx, const char *name, 
 	unsigned flags = (b->flags & BLK_O_NOCACHE) | BLK_O_NO_PROBE_WARN;
 	b->backing = open_in_chain(path, (fmt && fmt[0]) ? fmt : NULL, flags, ctx);
 	if (!b->backing) {
-		kite_error("%s: could not open backing file '%s'", b->filename, path);
+		if (!ctx->reported)
+			kite_error("%s: could not open backing file '%s'", b->filename, path);
+		ctx->reported = true;
 		free(path);
 		return -1;
 	}
