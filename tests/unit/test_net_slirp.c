@@ -1,0 +1,258 @@
+/* virtio-net on the libslirp backend: a DHCP discover built here gets an offer of 10.0.2.15
+ * (10.0.3.15 on the second NIC), and a hostfwd port makes slirp look for the guest. */
+#include "unit.h"
+#include "vpci_driver.h"
+#include "virtio/virtio_net.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#define RXBUF_GPA 0x400000
+#define RXBUF_LEN 2048
+#define NRX	  16
+#define TX_GPA	  0x300000
+
+static const uint8_t MAC[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+
+struct fx {
+	struct vdrv d;
+	struct virtio_pci vp;
+	struct virtio_net *net;
+	uint16_t rx_seen;
+};
+
+static void start(struct fx *f, const char *opts, unsigned index)
+{
+	vd_init(&f->d);
+	struct net_opts o;
+	assert_int_equal(net_opts_parse(opts, &o), 0);
+	struct net_backend *be = net_backend_create(&o, index);
+	assert_non_null(be);
+	f->net = virtio_net_create(&f->d.mem, be, MAC);
+	assert_non_null(f->net);
+	assert_int_equal(virtio_pci_init(&f->vp, &f->d.bus, virtio_net_dev(f->net)), 1);
+	assert_int_equal(vd_probe(&f->d, 1), 1);
+	vd_enable_msix(&f->d);
+	assert_true(vd_negotiate(&f->d, ~0ull) >> 5 & 1); /* VIRTIO_NET_F_MAC */
+	vd_setup_queue(&f->d, 0, 64, 0x10000);
+	vd_setup_queue(&f->d, 1, 64, 0x20000);
+	vd_driver_ok(&f->d);
+	for (int i = 0; i < 6; i++) /* the MAC in config space */
+		assert_int_equal(vd_rd(&f->d, IOBUS_MMIO, f->d.device + i, 1), MAC[i]);
+	assert_int_equal(vd_rd(&f->d, IOBUS_MMIO, f->d.device + 6, 2), 1); /* link up */
+	for (int i = 0; i < NRX; i++) {
+		tq_desc(&f->d.q[0], i, RXBUF_GPA + RXBUF_LEN * i, RXBUF_LEN, VIRTQ_DESC_F_WRITE, 0);
+		tq_avail(&f->d.q[0], i);
+	}
+	vd_kick(&f->d, 0);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	virtio_net_destroy(f->net);
+	virtio_pci_destroy(&f->vp);
+	vd_fini(&f->d);
+	free(f);
+	return 0;
+}
+
+static int setup(void **state)
+{
+	*state = calloc(1, sizeof(struct fx));
+	return 0;
+}
+
+static void send_frame(struct fx *f, const uint8_t *frame, size_t len)
+{
+	struct tq *tx = &f->d.q[1];
+	uint16_t slot = tx->avail_idx % tx->size;
+	uint64_t gpa = TX_GPA + 2048 * slot;
+	memset(f->d.ram + gpa, 0, 12); /* virtio_net_hdr */
+	memcpy(f->d.ram + gpa + 12, frame, len);
+	tq_desc(tx, slot, gpa, 12 + len, 0, 0);
+	tq_avail(tx, slot);
+	vd_kick(&f->d, 1);
+}
+
+/* Next received frame (without the virtio header) matching `want`, or NULL after 5 s. */
+static const uint8_t *recv_frame(struct fx *f, bool (*want)(const uint8_t *, uint32_t),
+				 uint32_t *len)
+{
+	for (int tries = 0; tries < 5000; tries++) {
+		while (f->rx_seen != tq_used_idx(&f->d.q[0])) {
+			uint32_t id, ulen;
+			tq_used_elem(&f->d.q[0], f->rx_seen++, &id, &ulen);
+			assert_true(id < NRX && ulen >= 12 && ulen <= RXBUF_LEN);
+			const uint8_t *fr = f->d.ram + RXBUF_GPA + RXBUF_LEN * id + 12;
+			if (want(fr, ulen - 12)) {
+				*len = ulen - 12;
+				return fr;
+			}
+		}
+		usleep(1000);
+	}
+	return NULL;
+}
+
+static uint16_t ip_checksum(const uint8_t *p, size_t n)
+{
+	uint32_t sum = 0;
+	for (size_t i = 0; i + 1 < n; i += 2)
+		sum += p[i] << 8 | p[i + 1];
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+/* Ethernet + IPv4 + UDP 68->67 + BOOTP DHCPDISCOVER. Returns the frame length. */
+static size_t build_discover(uint8_t *fr, uint32_t xid)
+{
+	size_t bootp_len = 300, udp_len = 8 + bootp_len, ip_len = 20 + udp_len;
+	memset(fr, 0, 14 + ip_len);
+	memset(fr, 0xff, 6);
+	memcpy(fr + 6, MAC, 6);
+	fr[12] = 0x08;
+	uint8_t *ip = fr + 14;
+	ip[0] = 0x45;
+	ip[2] = ip_len >> 8;
+	ip[3] = ip_len & 0xff;
+	ip[8] = 64;
+	ip[9] = 17;
+	memset(ip + 16, 0xff, 4); /* to 255.255.255.255 from 0.0.0.0 */
+	uint16_t cs = ip_checksum(ip, 20);
+	ip[10] = cs >> 8;
+	ip[11] = cs & 0xff;
+	uint8_t *udp = ip + 20;
+	udp[1] = 68;
+	udp[3] = 67;
+	udp[4] = udp_len >> 8;
+	udp[5] = udp_len & 0xff;
+	uint8_t *b = udp + 8;
+	b[0] = 1; /* BOOTREQUEST */
+	b[1] = 1; /* Ethernet */
+	b[2] = 6;
+	memcpy(b + 4, &xid, 4);
+	memcpy(b + 28, MAC, 6);
+	const uint8_t opts[] = {0x63, 0x82, 0x53, 0x63, 53, 1, 1 /* DISCOVER */, 255};
+	memcpy(b + 236, opts, sizeof(opts));
+	return 14 + ip_len;
+}
+
+static uint32_t want_xid;
+static bool is_dhcp_reply(const uint8_t *fr, uint32_t len)
+{
+	if (len < 14 + 20 + 8 + 240 || fr[12] != 0x08 || fr[13] != 0x00 || fr[14 + 9] != 17)
+		return false;
+	const uint8_t *udp = fr + 14 + (fr[14] & 15) * 4;
+	const uint8_t *b = udp + 8;
+	return udp[3] == 68 && b[0] == 2 && !memcmp(b + 4, &want_xid, 4);
+}
+
+static void expect_offer(struct fx *f, const char *addr)
+{
+	uint8_t fr[1500];
+	want_xid = 0x4b495445;
+	size_t n = build_discover(fr, want_xid);
+	send_frame(f, fr, n);
+	uint32_t len;
+	const uint8_t *r = recv_frame(f, is_dhcp_reply, &len);
+	assert_non_null(r);
+	const uint8_t *b = r + 14 + (r[14] & 15) * 4 + 8;
+	char got[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, b + 16, got, sizeof(got)); /* yiaddr */
+	assert_string_equal(got, addr);
+	assert_memory_equal(b + 28, MAC, 6); /* for our MAC (chaddr) */
+	/* option 53 = 2 (DHCPOFFER) */
+	const uint8_t *o = b + 240, *end = r + len;
+	bool offer = false;
+	while (o + 2 <= end && *o != 255) {
+		if (*o == 0) {
+			o++;
+			continue;
+		}
+		if (o[0] == 53 && o[1] == 1 && o + 3 <= end)
+			offer = o[2] == 2;
+		o += 2 + o[1];
+	}
+	assert_true(offer);
+	/* the transmitted chain came back used */
+	assert_int_equal(vd_wait_used(&f->d, 1, 1), 0);
+}
+
+static void test_dhcp_offer(void **state)
+{
+	struct fx *f = *state;
+	start(f, "user", 0);
+	expect_offer(f, "10.0.2.15");
+}
+
+static void test_dhcp_second_nic(void **state)
+{
+	struct fx *f = *state;
+	start(f, "user", 1);
+	expect_offer(f, "10.0.3.15");
+}
+
+static bool is_arp_for_guest(const uint8_t *fr, uint32_t len)
+{
+	static const uint8_t guest[4] = {10, 0, 2, 15};
+	return len >= 42 && fr[12] == 0x08 && fr[13] == 0x06 && fr[21] == 1 /* request */ &&
+	       !memcmp(fr + 38, guest, 4);
+}
+
+static bool is_syn_to_guest_22(const uint8_t *fr, uint32_t len)
+{
+	if (len < 54 || fr[12] != 0x08 || fr[13] != 0x00 || fr[14 + 9] != 6)
+		return false;
+	const uint8_t *tcp = fr + 14 + (fr[14] & 15) * 4;
+	return tcp[2] == 0 && tcp[3] == 22 && (tcp[13] & 0x02);
+}
+
+static uint16_t free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(s >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	socklen_t al = sizeof(a);
+	assert_int_equal(getsockname(s, (struct sockaddr *)&a, &al), 0);
+	close(s);
+	return ntohs(a.sin_port);
+}
+
+static void test_hostfwd_reaches_guest(void **state)
+{
+	struct fx *f = *state;
+	uint16_t port = free_port();
+	char opts[96];
+	snprintf(opts, sizeof(opts), "user,hostfwd=tcp:127.0.0.1:%u-:22", port);
+	start(f, opts, 0);
+	expect_offer(f, "10.0.2.15"); /* slirp learns our MAC */
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(s >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(connect(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	/* slirp accepts and opens the guest side: a SYN to 10.0.2.15:22 (or an ARP first) */
+	uint32_t len;
+	const uint8_t *r = recv_frame(f, is_syn_to_guest_22, &len);
+	if (!r)
+		r = recv_frame(f, is_arp_for_guest, &len);
+	assert_non_null(r);
+	close(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_dhcp_offer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dhcp_second_nic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostfwd_reaches_guest, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
