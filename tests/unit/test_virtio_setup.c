@@ -1,0 +1,109 @@
+/* --disk parsing and building a machine's virtio devices from options. */
+#include "unit.h"
+#include "vpci_driver.h"
+#include "virtio/virtio_devices.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+
+static void test_disk_opts(void **state)
+{
+	struct disk_opts o;
+	assert_int_equal(disk_opts_parse("/tmp/a.img", &o), 0);
+	assert_string_equal(o.path, "/tmp/a.img");
+	assert_string_equal(o.format, "");
+	assert_false(o.readonly);
+	assert_false(o.nocache);
+	assert_int_equal(disk_opts_parse("x,,y.img,format=raw,readonly=on,cache=none,"
+					 "serial=ABC123",
+					 &o),
+			 0);
+	assert_string_equal(o.path, "x,y.img");
+	assert_string_equal(o.format, "raw");
+	assert_true(o.readonly);
+	assert_true(o.nocache);
+	assert_string_equal(o.serial, "ABC123");
+	const char *bad[] = {
+	    "",
+	    ",format=raw",
+	    "a.img,format=iso",
+	    "a.img,readonly=yes",
+	    "a.img,cache=unsafe",
+	    "a.img,serial=123456789012345678901",
+	    "a.img,bogus=1",
+	    "a.img,readonly",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(disk_opts_parse(bad[i], &o), -1);
+}
+
+static void make_file(const char *path, size_t size)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, size), 0);
+	close(fd);
+}
+
+static void test_create_all(void **state)
+{
+	struct vdrv d;
+	vd_init(&d);
+	/* vd_init registered its own bus: build the machine's on a fresh iobus */
+	struct iobus io = {0};
+	make_file("/tmp/kite-vsetup-a.img", 1 << 20);
+	make_file("/tmp/kite-vsetup-b.img", 2 << 20);
+	struct virtio_devices_config *cfg = calloc(1, sizeof(*cfg));
+	assert_int_equal(disk_opts_parse("/tmp/kite-vsetup-a.img,format=raw", &cfg->disks[0]), 0);
+	assert_int_equal(
+	    disk_opts_parse("/tmp/kite-vsetup-b.img,format=raw,readonly=on", &cfg->disks[1]), 0);
+	cfg->ndisks = 2;
+	assert_int_equal(net_opts_parse("user", &cfg->nets[0]), 0);
+	cfg->nnets = 1;
+	cfg->rng = cfg->balloon = cfg->console = true;
+	struct virtio_devices *v = calloc(1, sizeof(*v));
+	struct pci_bus_ops ops = {vd_msi, vd_irq, &d};
+	assert_int_equal(virtio_devices_create(v, cfg, &d.mem, &io, &ops), 0);
+	/* enumerate through the machine's iobus, as the guest would */
+	const uint16_t want[] = {0x0008, 0x1042, 0x1042, 0x1041, 0x1044, 0x1045, 0x1043, 0xffff};
+	for (unsigned slot = 0; slot < 8; slot++) {
+		uint32_t a = 0x80000000u | slot << 11;
+		iobus_access(&io, IOBUS_PIO, 0xCF8, (uint8_t *)&a, 4, true);
+		uint32_t id = 0;
+		iobus_access(&io, IOBUS_PIO, 0xCFC, (uint8_t *)&id, 4, false);
+		assert_int_equal(id >> 16, want[slot]);
+	}
+	/* the second disk's capacity (device config at BAR0 + 0x2000) is 4096 sectors */
+	uint64_t bar = 0;
+	uint32_t a = 0x80000000u | 2 << 11 | PCI_BAR0;
+	iobus_access(&io, IOBUS_PIO, 0xCF8, (uint8_t *)&a, 4, true);
+	iobus_access(&io, IOBUS_PIO, 0xCFC, (uint8_t *)&bar, 4, false);
+	a = 0x80000000u | 2 << 11 | PCI_COMMAND;
+	uint32_t cmd = PCI_COMMAND_MEMORY;
+	iobus_access(&io, IOBUS_PIO, 0xCF8, (uint8_t *)&a, 4, true);
+	iobus_access(&io, IOBUS_PIO, 0xCFC, (uint8_t *)&cmd, 2, true);
+	uint64_t cap = 0;
+	iobus_access(&io, IOBUS_MMIO, bar + VIRTIO_PCI_DEVICE_OFF, (uint8_t *)&cap, 8, false);
+	assert_int_equal(cap, 4096);
+	virtio_devices_destroy(v);
+
+	/* a missing disk fails cleanly */
+	struct iobus io2 = {0};
+	assert_int_equal(disk_opts_parse("/tmp/kite-vsetup-missing.img", &cfg->disks[1]), 0);
+	assert_int_equal(virtio_devices_create(v, cfg, &d.mem, &io2, &ops), -1);
+	assert_int_equal(io2.n, 0);
+	free(v);
+	free(cfg);
+	unlink("/tmp/kite-vsetup-a.img");
+	unlink("/tmp/kite-vsetup-b.img");
+	vd_fini(&d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_disk_opts),
+	    cmocka_unit_test(test_create_all),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
