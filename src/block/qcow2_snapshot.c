@@ -274,6 +274,10 @@ int qcow2_snapshot_create(struct blk *b, const char *name)
 		return -1;
 	struct qcow2 *q = Q(b);
 	uint64_t cs = q->cluster_size;
+	if (q->refcount_bits < 2)
+		return kite_error("%s: snapshots need refcounts of 2 bits or more (the image has "
+				  "refcount_bits=1)",
+				  b->filename);
 	if (strlen(name) > 65535 || q->nb_snapshots >= QCOW2_MAX_SNAPSHOTS)
 		return kite_error("%s: cannot add snapshot '%s'", b->filename, name);
 	if (qcow2_mark_dirty(b) < 0 || qcow2_flush_all(b) < 0)
