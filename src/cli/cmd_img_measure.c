@@ -145,14 +145,22 @@ int img_measure(int argc, char **argv)
 		full = qcow2_full_size(size, cs, rbits, copts.extended_l2);
 		required = full - div_up(size, cs) * cs + data;
 	}
+	/* qemu-img reports the (persistent bitmap) space too when both sides are qcow2; kite
+	 * copies no bitmaps, so it is 0 */
+	bool bitmaps = src && !strcmp(blk_format_name(src), "qcow2") && !strcmp(out_fmt, "qcow2");
 	blk_close(src);
-	if (out == IMG_OUT_JSON)
-		printf("{\n    \"required\": %" PRIu64 ",\n    \"fully-allocated\": %" PRIu64
-		       "\n}\n",
+	if (out == IMG_OUT_JSON) {
+		printf("{\n");
+		if (bitmaps)
+			printf("    \"bitmaps\": 0,\n");
+		printf("    \"required\": %" PRIu64 ",\n    \"fully-allocated\": %" PRIu64 "\n}\n",
 		       required, full);
-	else
+	} else {
 		printf("required size: %" PRIu64 "\nfully allocated size: %" PRIu64 "\n", required,
 		       full);
+		if (bitmaps)
+			printf("bitmaps size: 0\n");
+	}
 	rc = 0;
 out:
 	img_opts_free(&o);
