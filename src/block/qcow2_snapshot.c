@@ -317,7 +317,8 @@ int qcow2_snapshot_create(struct blk *b, const char *name)
 	struct qcow2_snapshot *ns = calloc(q->nb_snapshots + 1, sizeof(*ns));
 	if (!ns)
 		return kite_error("out of memory");
-	memcpy(ns, q->snaps, sizeof(*ns) * q->nb_snapshots);
+	if (q->nb_snapshots)
+		memcpy(ns, q->snaps, sizeof(*ns) * q->nb_snapshots);
 	struct qcow2_snapshot *s = &ns[q->nb_snapshots];
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
