@@ -172,8 +172,19 @@ static void update_intx_locked(struct pci_bus *bus, unsigned pin_index);
 
 static void msix_deliver_pending_locked(struct pci_device *d);
 
+/* Where BAR `i` decodes now, 0 when it does not. */
+static uint64_t decoded_locked(const struct pci_device *d, int i)
+{
+	if (!d->bars[i].size || !(get16(d->cfg + PCI_COMMAND) & PCI_COMMAND_MEMORY))
+		return 0;
+	return get32(d->cfg + PCI_BAR0 + 4 * i) & ~0xfu;
+}
+
 static void cfg_write_locked(struct pci_device *d, unsigned off, uint32_t val, unsigned len)
 {
+	uint64_t old_bars[6];
+	for (int i = 0; i < 6; i++)
+		old_bars[i] = decoded_locked(d, i);
 	uint16_t old_cmd = get16(d->cfg + PCI_COMMAND);
 	uint8_t old_msix = d->msix_cap ? d->cfg[d->msix_cap + 3] : 0;
 	for (unsigned i = 0; i < len; i++) {
@@ -185,6 +196,11 @@ static void cfg_write_locked(struct pci_device *d, unsigned off, uint32_t val, u
 		update_intx_locked(d->bus, d->slot & 3);
 	if (d->msix_cap && d->cfg[d->msix_cap + 3] != old_msix)
 		msix_deliver_pending_locked(d);
+	for (int i = 0; i < 6; i++) {
+		uint64_t now = decoded_locked(d, i);
+		if (now != old_bars[i] && d->bus->ops.bar_moved)
+			d->bus->ops.bar_moved(d->bus->ops.opaque, d, i, old_bars[i], now);
+	}
 }
 
 uint32_t pci_cfg_read(struct pci_bus *bus, unsigned slot, unsigned off, unsigned len)
@@ -212,10 +228,10 @@ void pci_cfg_write(struct pci_bus *bus, unsigned slot, unsigned off, uint32_t va
 
 uint64_t pci_bar_addr(struct pci_device *d, int bar)
 {
+	if (bar < 0 || bar > 5 || !d->bus)
+		return 0;
 	pthread_mutex_lock(&d->bus->lock);
-	uint64_t a = 0;
-	if (get16(d->cfg + PCI_COMMAND) & PCI_COMMAND_MEMORY)
-		a = get32(d->cfg + PCI_BAR0 + 4 * bar) & ~0xfu;
+	uint64_t a = decoded_locked(d, bar);
 	pthread_mutex_unlock(&d->bus->lock);
 	return a;
 }

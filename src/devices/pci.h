@@ -89,6 +89,12 @@ struct pci_bus_ops {
 	void (*msi_send)(void *opaque, uint64_t addr, uint32_t data);
 	void (*set_irq)(void *opaque, unsigned gsi, int level);
 	void *opaque;
+	/* Optional: the guest moved BAR `bar` of `d` or switched its decoding; an address of
+	 * 0 means "not decoded". For ioeventfds on notify addresses (virtio_pci_of(),
+	 * virtio_pci_notify_addr()). Called on the vCPU thread with the bus locked: it must not
+	 * call back into the bus. */
+	void (*bar_moved)(void *opaque, struct pci_device *d, int bar, uint64_t old_addr,
+			  uint64_t new_addr);
 };
 
 struct pci_bus {

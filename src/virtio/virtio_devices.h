@@ -6,7 +6,7 @@
  *   net_opts_parse(optarg, &cfg.nets[cfg.nnets++]);      // -n/--net, repeatable
  *   cfg.rng = true; cfg.balloon = true;                  // --rng, --balloon
  *   ...
- *   struct pci_bus_ops ops = {msi_send, set_irq, vm};    // KVM_SIGNAL_MSI, vm_set_irq
+ *   struct pci_bus_ops ops = {.msi_send = ..., .set_irq = ..., .opaque = vm};
  *   virtio_devices_create(&vm->virtio, &cfg, &vm->mem, &vm->bus, &ops);
  *   ...
  *   virtio_devices_destroy(&vm->virtio);                 // after the vCPUs stopped

@@ -1,6 +1,7 @@
 #include "virtio/virtio_pci.h"
 #include "util/err.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #define VIRTIO_PCI_VENDOR 0x1af4
@@ -264,4 +265,11 @@ uint64_t virtio_pci_notify_addr(struct virtio_pci *vp, unsigned q)
 {
 	uint64_t bar = pci_bar_addr(&vp->pci, VIRTIO_PCI_BAR);
 	return bar ? bar + VIRTIO_PCI_NOTIFY_OFF + (uint64_t)q * VIRTIO_PCI_NOTIFY_MULT : 0;
+}
+
+struct virtio_pci *virtio_pci_of(struct pci_device *d)
+{
+	if (d->bars[VIRTIO_PCI_BAR].ops != &virtio_pci_bar_ops)
+		return NULL;
+	return (struct virtio_pci *)((char *)d - offsetof(struct virtio_pci, pci));
 }

@@ -59,8 +59,12 @@ struct virtio_pci {
 int virtio_pci_init(struct virtio_pci *vp, struct pci_bus *bus, struct virtio_dev *vd);
 void virtio_pci_destroy(struct virtio_pci *vp);
 
-/* Guest-physical address whose writes notify queue `q` (for an ioeventfd), 0 while the
- * BAR is not decoding. Changes when the guest reprograms BAR0. */
+/* Guest-physical address whose writes notify queue `q` (for an ioeventfd that then calls
+ * virtio_dev_notify(vp->vd, q)), 0 while the BAR is not decoding. Changes when the guest
+ * reprograms BAR0: see pci_bus_ops.bar_moved. Queue q's notify address within BAR0 is
+ * VIRTIO_PCI_NOTIFY_OFF + q * VIRTIO_PCI_NOTIFY_MULT. */
 uint64_t virtio_pci_notify_addr(struct virtio_pci *vp, unsigned q);
+/* The virtio transport behind a PCI function, or NULL when it is not one of ours. */
+struct virtio_pci *virtio_pci_of(struct pci_device *d);
 
 #endif

@@ -13,6 +13,8 @@ struct fx {
 	uint64_t msi_addr;
 	uint32_t msi_data;
 	unsigned irq_gsi;
+	int moves;
+	uint64_t moved_old, moved_new;
 	int irq_level, irq_calls;
 };
 
@@ -32,6 +34,17 @@ static void set_irq(void *opaque, unsigned gsi, int level)
 	f->irq_gsi = gsi;
 	f->irq_level = level;
 	f->irq_calls++;
+}
+
+static void bar_moved(void *opaque, struct pci_device *d, int bar, uint64_t old_addr,
+		      uint64_t new_addr)
+{
+	struct fx *f = opaque;
+	if (bar != 0)
+		return;
+	f->moves++;
+	f->moved_old = old_addr;
+	f->moved_new = new_addr;
 }
 
 static void bar_read(void *opaque, uint64_t off, uint8_t *data, unsigned len)
@@ -82,7 +95,7 @@ static void conf1_write(unsigned slot, unsigned reg, uint32_t v, unsigned len)
 static int setup(void **state)
 {
 	memset(&F, 0, sizeof(F));
-	struct pci_bus_ops ops = {msi_send, set_irq, &F};
+	struct pci_bus_ops ops = {msi_send, set_irq, &F, bar_moved};
 	assert_int_equal(pci_bus_init(&F.bus, &ops), 0);
 	assert_int_equal(pci_bus_register(&F.bus, &F.io), 0);
 	pci_device_init(&F.dev, "test", 0x1af4, 0x1042, 0x010000, 1, 0x1af4, 0x40);
@@ -146,11 +159,21 @@ static void test_bar_sizing_and_dispatch(void **state)
 	conf1_write(1, PCI_BAR0, where, 4);
 	mmio_wr(where + 8, 0x12345678, 4);
 	assert_int_equal(F.bar_mem[8], 0); /* decoding still off */
+	assert_int_equal(F.moves, 0);	   /* not decoding: nothing moved */
 	conf1_write(1, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+	assert_int_equal(F.moves, 1);
+	assert_int_equal(F.moved_old, 0);
+	assert_int_equal(F.moved_new, where);
+	assert_int_equal(pci_bar_addr(&F.dev, 0), where);
 	mmio_wr(where + 8, 0x12345678, 4);
 	assert_int_equal(F.bar_mem[8], 0x78);
 	assert_int_equal(mmio_rd(where + 8, 4), 0x12345678);
 	assert_int_equal(mmio_rd(where + 16384, 4), 0xffffffff); /* past the BAR */
+	conf1_write(1, PCI_BAR0, where + 0x10000, 4);		 /* moved while decoding */
+	assert_int_equal(F.moves, 2);
+	assert_int_equal(F.moved_old, where);
+	assert_int_equal(F.moved_new, where + 0x10000);
+	assert_int_equal(mmio_rd(where + 0x10000 + 8, 4), 0x12345678);
 	/* Read-only fields ignore writes. */
 	conf1_write(1, 0, 0xdeadbeef, 4);
 	assert_int_equal(conf1_read(1, 0, 4), 0x10421af4);

@@ -52,6 +52,9 @@ static void test_identity(void **state)
 	assert_true(vd_cfg_rd(&f->d, PCI_SUBSYS_ID, 2) >= 0x40);
 	assert_int_equal(vd_common_rd(&f->d, VIRTIO_PCI_COMMON_NUMQ, 2), 1);
 	assert_int_equal(f->d.notify_mult, VIRTIO_PCI_NOTIFY_MULT);
+	assert_ptr_equal(virtio_pci_of(&f->vp.pci), &f->vp);
+	assert_null(virtio_pci_of(&f->d.bus.host_bridge));
+	assert_int_equal(virtio_pci_notify_addr(&f->vp, 0), f->d.notify);
 }
 
 static void test_features(void **state)

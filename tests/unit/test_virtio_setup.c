@@ -62,7 +62,7 @@ static void test_create_all(void **state)
 	cfg->nnets = 1;
 	cfg->rng = cfg->balloon = cfg->console = true;
 	struct virtio_devices *v = calloc(1, sizeof(*v));
-	struct pci_bus_ops ops = {vd_msi, vd_irq, &d};
+	struct pci_bus_ops ops = {.msi_send = vd_msi, .set_irq = vd_irq, .opaque = &d};
 	assert_int_equal(virtio_devices_create(v, cfg, &d.mem, &io, &ops), 0);
 	/* enumerate through the machine's iobus, as the guest would */
 	const uint16_t want[] = {0x0008, 0x1042, 0x1042, 0x1041, 0x1044, 0x1045, 0x1043, 0xffff};

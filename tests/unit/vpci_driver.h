@@ -48,7 +48,7 @@ static inline void vd_init(struct vdrv *d)
 	d->ram = mmap(NULL, VD_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	assert_true(d->ram != MAP_FAILED);
 	gmem_init_from(&d->mem, d->ram, VD_RAM);
-	struct pci_bus_ops ops = {vd_msi, vd_irq, d};
+	struct pci_bus_ops ops = {.msi_send = vd_msi, .set_irq = vd_irq, .opaque = d};
 	assert_int_equal(pci_bus_init(&d->bus, &ops), 0);
 	assert_int_equal(pci_bus_register(&d->bus, &d->io), 0);
 }
