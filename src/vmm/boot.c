@@ -26,25 +26,26 @@ struct kernel_limits {
 	struct initrd_limits initrd;
 };
 
-/* The decompressed vmlinux of a bzImage: from the cache, or decompressed (and then cached). */
-static uint8_t *bzimage_vmlinux(const struct boot_file *kf, const struct bzimage *bz,
-				const char *name, size_t *len)
+/* The decompressed vmlinux of a bzImage: mapped from the cache, or decompressed into a malloc'd
+ * buffer (then cached). *owned is what the caller frees; *cached what it unmaps. */
+static const uint8_t *bzimage_vmlinux(const struct boot_file *kf, const struct bzimage *bz,
+				      const char *name, size_t *len, uint8_t **owned,
+				      struct boot_file *cached)
 {
 	if (bz->payload_len < 8) {
 		kite_error("%s: truncated bzImage payload (%zu bytes)", name, bz->payload_len);
 		return NULL;
 	}
 	size_t expect = get_le32(bz->payload + bz->payload_len - 4);
-	uint8_t *v = bzcache_lookup(&kf->st, expect);
-	if (v) {
-		*len = expect;
-		return v;
+	if (bzcache_lookup(&kf->st, expect, cached) == 0) {
+		*len = cached->len;
+		return cached->data;
 	}
-	if (decompress_payload(bz->payload, bz->payload_len, name, &v, len) < 0)
+	if (decompress_payload(bz->payload, bz->payload_len, name, owned, len) < 0)
 		return NULL;
-	if (elf_is_elf(v, *len))
-		bzcache_store(&kf->st, v, *len); /* only cache what can be loaded */
-	return v;
+	if (elf_is_elf(*owned, *len))
+		bzcache_store(&kf->st, *owned, *len); /* only cache what can be loaded */
+	return *owned;
 }
 
 static int load_initrd(struct guest_mem *m, const char *path, const struct initrd_limits *l,
@@ -169,7 +170,8 @@ int kernel_load(struct guest_mem *m, const char *kernel_path, const char *initrd
 	if (boot_file_map(kernel_path, &kf) < 0)
 		return -1;
 	int r = -1;
-	uint8_t *vmlinux = NULL;
+	uint8_t *owned = NULL;
+	struct boot_file cached = {0};
 	struct bzimage bz, *bzp = NULL;
 	struct elf_image img;
 	bool linux_entry = false;
@@ -186,7 +188,8 @@ int kernel_load(struct guest_mem *m, const char *kernel_path, const char *initrd
 			goto out;
 		bzp = &bz;
 		size_t vlen = 0;
-		vmlinux = bzimage_vmlinux(&kf, &bz, kernel_path, &vlen);
+		const uint8_t *vmlinux =
+		    bzimage_vmlinux(&kf, &bz, kernel_path, &vlen, &owned, &cached);
 		if (!vmlinux)
 			goto out;
 		snprintf(payload_name, sizeof(payload_name), "%s (decompressed payload)",
@@ -214,7 +217,8 @@ int kernel_load(struct guest_mem *m, const char *kernel_path, const char *initrd
 		goto out;
 	r = write_boot_data(m, bzp, &img, linux_entry, out);
 out:
-	free(vmlinux);
+	free(owned);
+	boot_file_unmap(&cached);
 	boot_file_unmap(&kf);
 	return r;
 }

@@ -34,39 +34,21 @@ int bzcache_path(const struct stat *st, char *buf, size_t size)
 	return n > 0 && (size_t)n < size ? 0 : -1;
 }
 
-static int read_all(int fd, uint8_t *buf, size_t len)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t r = read(fd, buf + done, len - done);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
-uint8_t *bzcache_lookup(const struct stat *st, size_t expect_len)
+int bzcache_lookup(const struct stat *st, size_t expect_len, struct boot_file *out)
 {
 	char path[4200];
-	if (bzcache_path(st, path, sizeof(path)) < 0)
-		return NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	struct stat cst;
-	uint8_t *buf = NULL;
-	if (fstat(fd, &cst) == 0 && (size_t)cst.st_size == expect_len)
-		buf = malloc(expect_len ? expect_len : 1);
-	if (buf && read_all(fd, buf, expect_len) < 0) {
+	if (bzcache_path(st, path, sizeof(path)) < 0 || access(path, R_OK) != 0)
+		return -1;
+	/* Mapped, not read: the page cache serves it and nothing is copied twice. */
+	if (boot_file_map(path, out) < 0) {
 		kite_warn("cannot read the kernel cache %s: decompressing again", path);
-		free(buf);
-		buf = NULL;
+		return -1;
 	}
-	close(fd);
-	return buf;
+	if (out->len != expect_len) {
+		boot_file_unmap(out);
+		return -1;
+	}
+	return 0;
 }
 
 static int mkdirs(const char *dir)

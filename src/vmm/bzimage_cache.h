@@ -5,13 +5,16 @@
 #ifndef KITE_VMM_BZIMAGE_CACHE_H
 #define KITE_VMM_BZIMAGE_CACHE_H
 
+#include "vmm/boot_file.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
-/* The cached payload for the bzImage `st` describes, as a malloc'd buffer, or NULL on a miss.
- * Only a file of exactly `expect_len` bytes counts as a hit. */
-uint8_t *bzcache_lookup(const struct stat *st, size_t expect_len);
+/* Maps the cached payload for the bzImage `st` describes into `out` (release it with
+ * boot_file_unmap). Returns 0 on a hit, -1 on a miss. Only a file of exactly `expect_len` bytes
+ * counts as a hit. */
+int bzcache_lookup(const struct stat *st, size_t expect_len, struct boot_file *out);
 
 /* Stores the decompressed payload; warns and carries on when it cannot. */
 void bzcache_store(const struct stat *st, const uint8_t *data, size_t len);

@@ -82,51 +82,51 @@ static void rejects_malformed(void **state)
 {
 	size_t len;
 	uint8_t *elf = tvmlinux(0, &len);
-	expect_reject(elf, 40, 64 * MIB);	    /* truncated header */
-	expect_reject(elf, 0x1000 + 100, 64 * MIB); /* segment data cut off */
+	expect_reject(elf, 40, 20 * MIB);	    /* truncated header */
+	expect_reject(elf, 0x1000 + 100, 20 * MIB); /* segment data cut off */
 	uint8_t *bad = malloc(len);
 
 	memcpy(bad, elf, len);
 	tput(bad + 32, len - 10, 8); /* phoff beyond the file */
-	expect_reject(bad, len, 64 * MIB);
+	expect_reject(bad, len, 20 * MIB);
 
 	memcpy(bad, elf, len);
 	tput(bad + 64 + 8, 0xffffffffffff0000ULL, 8); /* segment offset beyond the file */
-	expect_reject(bad, len, 64 * MIB);
+	expect_reject(bad, len, 20 * MIB);
 
 	memcpy(bad, elf, len);
 	tput(bad + 64 + 32, 0x100000, 8); /* filesz > memsz */
-	expect_reject(bad, len, 64 * MIB);
+	expect_reject(bad, len, 20 * MIB);
 
 	memcpy(bad, elf, len);
 	tput(bad + 64 + 24, 0xfffffffffffff000ULL, 8); /* paddr + memsz overflows */
-	expect_reject(bad, len, 64 * MIB);
+	expect_reject(bad, len, 20 * MIB);
 
 	memcpy(bad, elf, len);
 	tput(bad + 64 + 24, 0x80000, 8); /* below 1 MiB: kite's boot data */
-	expect_reject(bad, len, 64 * MIB);
+	expect_reject(bad, len, 20 * MIB);
 
 	memcpy(bad, elf, len);
 	tput(bad + 18, 40, 2); /* ARM */
-	expect_reject(bad, len, 64 * MIB);
+	expect_reject(bad, len, 20 * MIB);
 
 	memcpy(bad, elf, len);
 	tput(bad + 54, 32, 2); /* wrong phentsize */
-	expect_reject(bad, len, 64 * MIB);
+	expect_reject(bad, len, 20 * MIB);
 
 	memcpy(bad, elf, len);
 	bad[5] = 2; /* big endian */
-	expect_reject(bad, len, 64 * MIB);
+	expect_reject(bad, len, 20 * MIB);
 
 	/* The note segment is the third program header: claim a huge name. */
 	memcpy(bad, elf, len);
 	uint64_t note_off = tget(bad + 64 + 2 * 56 + 8, 8);
 	tput(bad + note_off, 0x7fffffff, 4);
-	expect_reject(bad, len, 64 * MIB);
+	expect_reject(bad, len, 20 * MIB);
 
 	memcpy(bad, elf, len);
 	tput(bad + 24, 0x5000000, 8); /* entry in no segment */
-	expect_reject(bad, len, 64 * MIB);
+	expect_reject(bad, len, 20 * MIB);
 
 	expect_reject(elf, len, 16 * MIB + 4096); /* segments end beyond RAM */
 	free(bad);
