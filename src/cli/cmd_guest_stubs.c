@@ -6,6 +6,5 @@
 		kite_error("not implemented yet");                                                 \
 		return 1;                                                                          \
 	}
-STUB(guest_copy_in)
 STUB(guest_init)
 STUB(guest_mount)

@@ -224,9 +224,29 @@ int gfs_hardlink(struct gfs *g, ext2_ino_t dir, const char *name, ext2_ino_t ino
 	return gfs_write_inode(g, ino, &in);
 }
 
+/* Exported by libext2fs but declared only in its private header. */
+errcode_t ext2fs_inline_data_expand(ext2_filsys fs, ext2_ino_t ino);
+
+/* libext2fs 1.47.0 miscomputes sizes when writing into inline data: move the data to a
+ * block first (the kernel does the same when an inline file grows). */
+static int uninline(struct gfs *g, ext2_ino_t ino)
+{
+	struct ext2_inode_large in;
+	if (gfs_read_inode(g, ino, &in) < 0)
+		return -1;
+	if (!(in.i_flags & EXT4_INLINE_DATA_FL))
+		return 0;
+	errcode_t e = ext2fs_inline_data_expand(g->fs, ino);
+	if (e)
+		return gfs_err(e, "cannot move the inline data of inode %u to a block", ino);
+	return 0;
+}
+
 int gfs_pwrite(struct gfs *g, ext2_ino_t ino, const void *buf, size_t len, uint64_t off)
 {
 	ext2_file_t f;
+	if (uninline(g, ino) < 0)
+		return -1;
 	errcode_t e = ext2fs_file_open(g->fs, ino, EXT2_FILE_WRITE, &f);
 	if (e)
 		return gfs_err(e, "cannot open inode %u for writing", ino);
@@ -253,6 +273,8 @@ int gfs_pwrite(struct gfs *g, ext2_ino_t ino, const void *buf, size_t len, uint6
 int gfs_truncate(struct gfs *g, ext2_ino_t ino, uint64_t size)
 {
 	ext2_file_t f;
+	if (uninline(g, ino) < 0)
+		return -1;
 	errcode_t e = ext2fs_file_open(g->fs, ino, EXT2_FILE_WRITE, &f);
 	if (e)
 		return gfs_err(e, "cannot open inode %u for writing", ino);
