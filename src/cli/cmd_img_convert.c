@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define CHUNK (2u << 20) /* bytes read and written per step */
 
@@ -204,6 +205,26 @@ static int open_target(struct convert *cv, const char *path, const char *fmt, bo
 	return 0;
 }
 
+/* Creating the output truncates it: refuse when it is one of the sources or a file in
+ * their backing chains. */
+static int same_file_as_source(struct blk **srcs, int n, const char *out)
+{
+	struct stat so;
+	if (stat(out, &so) < 0)
+		return 0; /* does not exist yet */
+	for (int i = 0; i < n; i++) {
+		for (struct blk *l = srcs[i]; l; l = blk_backing(l)) {
+			struct stat si;
+			if (stat(blk_filename(l), &si) == 0 && si.st_dev == so.st_dev &&
+			    si.st_ino == so.st_ino)
+				return kite_error(
+				    "the output '%s' is the same file as the input '%s'", out,
+				    blk_filename(l));
+		}
+	}
+	return 0;
+}
+
 int img_convert(int argc, char **argv)
 {
 	static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
@@ -297,6 +318,8 @@ int img_convert(int argc, char **argv)
 		cv.total += blk_size(cv.src[i]);
 	}
 	const char *out_path = argv[argc - 1];
+	if (same_file_as_source(cv.src, cv.nsrc, out_path))
+		goto out;
 	if (open_target(&cv, out_path, out_fmt, no_create, &o, dst_flags, quiet) < 0)
 		goto out;
 	if (cv.compress && cv.dst_cluster > CHUNK) {

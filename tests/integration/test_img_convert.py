@@ -196,9 +196,13 @@ def test_cache_none(kite, src, tmp_path):
     (["-O", "raw", "-c", "vm01.img", "o.img"], "compress"),
     (["-f", "qcow2", "-O", "raw", "vm01.img", "o.img"], "qcow2"),
     (["-O", "qcow2", "vm01.img"], "output"),
+    (["-O", "raw", "vm01.img", "vm01.img"], "same file"),
+    (["-O", "raw", "-f", "raw", "vm01.img", "./vm01.img"], "same file"),
 ])
 def test_bad_input(kite, src, tmp_path, args, what):
+    before = hashlib.sha256(src.read_bytes()).hexdigest()
     r = run([kite, "img", "convert", *args], cwd=tmp_path)
     assert r.returncode == 1
     assert r.stderr.startswith("kite: error: "), r.stderr
     assert what in r.stderr
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == before
