@@ -1,6 +1,8 @@
 #include "test_boot_fixture.h"
 #include "vmm/acpi.h"
 
+#include <stdio.h>
+
 #define MIB (1ULL << 20)
 
 static uint8_t sum(const uint8_t *p, size_t n)
@@ -156,6 +158,88 @@ static void rejects_bad_cpu_counts_and_tiny_memory(void **state)
 	tmem_free(&m);
 }
 
+/* Runs `cmd` and returns its combined output (malloc'd), exit status in *status. */
+static char *run_capture(const char *cmd, int *status)
+{
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t cap = 1 << 16, n = 0;
+	char *out = malloc(cap);
+	assert_non_null(out);
+	size_t r;
+	while ((r = fread(out + n, 1, cap - n - 1, p)) > 0) {
+		n += r;
+		if (n + 1 == cap) {
+			cap *= 2;
+			out = realloc(out, cap);
+			assert_non_null(out);
+		}
+	}
+	out[n] = 0;
+	*status = pclose(p);
+	return out;
+}
+
+static void dump_table(const struct guest_mem *m, uint64_t gpa, uint32_t len, const char *dir,
+		       const char *name)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s.dat", dir, name);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(gmem_ptr(m, gpa, len), 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* ACPICA, the interpreter Linux itself uses, as referee: iasl disassembles every table without
+ * a warning (checksums, lengths, field values), and acpiexec evaluates \_S5_ to {5, 5, 0, 0}. */
+static void acpica_accepts_the_tables(void **state)
+{
+	if (system("command -v iasl >/dev/null && command -v acpiexec >/dev/null") != 0) {
+		print_message("iasl/acpiexec missing: run scripts/setup (acpica-tools)\n");
+		skip();
+		return;
+	}
+	struct guest_mem m;
+	tmem(&m, 64 * MIB);
+	assert_int_equal(acpi_build(&m, 4), 0);
+	char dir[] = "/tmp/kite-acpi-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	const uint8_t *rsdp = gmem_ptr(&m, ACPI_RSDP_ADDR, 36);
+	uint64_t xsdt = tget(rsdp + 24, 8);
+	const uint8_t *x = gmem_ptr(&m, xsdt, 52);
+	uint64_t fadt = tget(x + 36, 8), madt = tget(x + 44, 8);
+	const uint8_t *f = gmem_ptr(&m, fadt, 276);
+	uint64_t dsdt = tget(f + 140, 8);
+	dump_table(&m, xsdt, (uint32_t)tget(x + 4, 4), dir, "xsdt");
+	dump_table(&m, tget(rsdp + 16, 4),
+		   (uint32_t)tget(gmem_ptr(&m, tget(rsdp + 16, 4), 8) + 4, 4), dir, "rsdt");
+	dump_table(&m, fadt, 276, dir, "facp");
+	dump_table(&m, madt, (uint32_t)tget(gmem_ptr(&m, madt, 8) + 4, 4), dir, "apic");
+	dump_table(&m, dsdt, (uint32_t)tget(gmem_ptr(&m, dsdt, 8) + 4, 4), dir, "dsdt");
+	dump_table(&m, tget(f + 132, 8), 64, dir, "facs");
+	const char *tables[] = {"xsdt", "rsdt", "facp", "apic", "dsdt", "facs"};
+	char cmd[512];
+	int status;
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "cd %s && iasl -d %s.dat 2>&1", dir, tables[i]);
+		char *out = run_capture(cmd, &status);
+		if (status != 0 || strstr(out, "Warning") || strstr(out, "Error"))
+			fail_msg("iasl -d %s.dat:\n%s", tables[i], out);
+		free(out);
+	}
+	snprintf(cmd, sizeof(cmd), "cd %s && acpiexec -b 'evaluate \\_S5_' dsdt.dat 2>&1", dir);
+	char *out = run_capture(cmd, &status);
+	const char *want = "[Integer] = 0000000000000005\n    [Integer] = 0000000000000005\n"
+			   "    [Integer] = 0000000000000000\n    [Integer] = 0000000000000000";
+	if (status != 0 || !strstr(out, want) || strstr(out, "Error"))
+		fail_msg("acpiexec evaluate \\_S5_:\n%s", out);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	tmem_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -163,6 +247,7 @@ int main(void)
 	    cmocka_unit_test(tables_for_4_cpus),
 	    cmocka_unit_test(tables_for_254_cpus),
 	    cmocka_unit_test(rejects_bad_cpu_counts_and_tiny_memory),
+	    cmocka_unit_test(acpica_accepts_the_tables),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
