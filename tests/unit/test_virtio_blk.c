@@ -44,17 +44,24 @@ static void file_contents(struct fx *f, uint8_t *buf)
 	close(fd);
 }
 
-static int open_disk(void **state, unsigned flags, bool readonly)
+static int open_disk_fmt(void **state, unsigned flags, bool readonly, const char *fmt)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	strcpy(f->path, "/tmp/kite-vblk-XXXXXX");
 	int fd = mkstemp(f->path);
 	assert_true(fd >= 0);
-	fill_pattern(f->orig, DISK_SIZE, 7);
-	assert_int_equal(pwrite(fd, f->orig, DISK_SIZE, 0), DISK_SIZE);
+	if (!strcmp(fmt, "raw")) {
+		fill_pattern(f->orig, DISK_SIZE, 7);
+		assert_int_equal(pwrite(fd, f->orig, DISK_SIZE, 0), DISK_SIZE);
+	} else { /* an empty image made by the referee */
+		char cmd[256];
+		snprintf(cmd, sizeof(cmd), "qemu-img create -q -f %s %s %u", fmt, f->path,
+			 DISK_SIZE);
+		assert_int_equal(system(cmd), 0);
+	}
 	close(fd);
 	vd_init(&f->d);
-	f->blk = blk_open(f->path, "raw", flags);
+	f->blk = blk_open(f->path, fmt, flags);
 	assert_non_null(f->blk);
 	f->vb = virtio_blk_create(&f->d.mem, f->blk, readonly, "kite-serial-0001");
 	assert_non_null(f->vb);
@@ -69,6 +76,16 @@ static int open_disk(void **state, unsigned flags, bool readonly)
 	assert_true(vd_status(&f->d) & VIRTIO_STATUS_DRIVER_OK);
 	*state = f;
 	return 0;
+}
+
+static int open_disk(void **state, unsigned flags, bool readonly)
+{
+	return open_disk_fmt(state, flags, readonly, "raw");
+}
+
+static int setup_qcow2(void **state)
+{
+	return open_disk_fmt(state, BLK_O_RDWR, false, "qcow2");
 }
 
 static int setup_rw(void **state)
@@ -352,6 +369,93 @@ static void test_many_requests_indirect(void **state)
 	}
 }
 
+/* Random well-formed chains with random requests: every status is OK, IOERR or UNSUPP, the
+ * file never grows, and a read-only disk never changes. */
+static void random_requests(struct fx *f, bool readonly)
+{
+	uint32_t seed = 777;
+	const uint32_t types[] = {T_IN, T_OUT, T_FLUSH, T_GET_ID, T_DISCARD, T_WRITE_ZEROES, 99};
+	for (int i = 0; i < 300; i++) {
+		seed = seed * 1103515245 + 12345;
+		uint32_t type = types[(seed >> 8) % 7];
+		seed = seed * 1103515245 + 12345;
+		uint64_t sector = (seed >> 4) % 4 == 0 ? ~0ull - (seed >> 20) : (seed >> 12) % 2100;
+		seed = seed * 1103515245 + 12345;
+		uint32_t len = (seed >> 8) % 3 ? 512 * ((seed >> 12) % 20) : (seed >> 12) % 9000;
+		bool writable = (seed >> 3) & 1;
+		if (type == T_DISCARD || type == T_WRITE_ZEROES) { /* random segments */
+			for (uint32_t b = 0; b < len && b < 4096; b += 4)
+				memcpy(f->d.ram + DATA_GPA + b, &(uint32_t){seed * (b + 1)}, 4);
+			if ((seed >> 5) & 1)
+				memcpy(f->d.ram + DATA_GPA, &sector, 8);
+		} else {
+			memset(f->d.ram + DATA_GPA, (uint8_t)i, len);
+		}
+		int st = request(f, type, sector, len, writable, NULL);
+		assert_true(st == 0 || st == 1 || st == 2);
+	}
+	struct stat sb;
+	assert_int_equal(stat(f->path, &sb), 0);
+	assert_int_equal(sb.st_size, DISK_SIZE);
+	if (readonly) {
+		uint8_t file[DISK_SIZE];
+		file_contents(f, file);
+		assert_memory_equal(file, f->orig, DISK_SIZE);
+	}
+	assert_int_equal(vd_status(&f->d) & VIRTIO_STATUS_NEEDS_RESET, 0);
+}
+
+static void test_random_requests_rw(void **state)
+{
+	random_requests(*state, false);
+}
+
+static void test_random_requests_ro(void **state)
+{
+	random_requests(*state, true);
+}
+
+/* Through a qcow2 image: what the guest wrote is what qemu-io reads back, and qemu-img
+ * check finds the image clean. */
+static void test_qcow2_refereed_by_qemu(void **state)
+{
+	struct fx *f = *state;
+	memset(f->d.ram + DATA_GPA, 0x5a, 65536);
+	assert_int_equal(request(f, T_OUT, 8, 65536, false, NULL), 0); /* 4 KiB..68 KiB */
+	memset(f->d.ram + DATA_GPA, 0xc3, 512);
+	assert_int_equal(request(f, T_OUT, 2047, 512, false, NULL), 0); /* the last sector */
+	uint8_t seg[16] = {0};
+	uint64_t sector = 16;
+	uint32_t num = 8;
+	memcpy(seg, &sector, 8);
+	memcpy(seg + 8, &num, 4);
+	memcpy(f->d.ram + DATA_GPA, seg, 16);
+	assert_int_equal(request(f, T_WRITE_ZEROES, 0, 16, false, NULL), 0); /* 8..12 KiB */
+	assert_int_equal(request(f, T_FLUSH, 0, 0, false, NULL), 0);
+	/* read back through the device */
+	assert_int_equal(request(f, T_IN, 8, 4096, true, NULL), 0);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(f->d.ram[DATA_GPA + i], 0x5a);
+	virtio_blk_destroy(f->vb);
+	f->vb = NULL;
+	blk_close(f->blk);
+	f->blk = NULL;
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", f->path);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-io -f qcow2 -c 'read -q -P 0x5a 4096 4096' -c 'read -q -P 0 8192 4096' "
+		 "-c 'read -q -P 0x5a 12288 57344' -c 'read -q -P 0 69632 974336' "
+		 "-c 'read -q -P 0xc3 1048064 512' %s | grep -q 'verification failed'",
+		 f->path);
+	assert_int_not_equal(system(cmd), 0); /* no pattern mismatch */
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-io -f qcow2 -c 'read -P 0xc3 1048064 512' %s | grep -q "
+		 "'read 512/512 bytes'",
+		 f->path);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -367,6 +471,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_hostile_past_ram, setup_rw, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_no_status, setup_rw, teardown),
 	    cmocka_unit_test_setup_teardown(test_many_requests_indirect, setup_rw, teardown),
+	    cmocka_unit_test_setup_teardown(test_qcow2_refereed_by_qemu, setup_qcow2, teardown),
+	    cmocka_unit_test_setup_teardown(test_random_requests_rw, setup_rw, teardown),
+	    cmocka_unit_test_setup_teardown(test_random_requests_ro, setup_ro_flag, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

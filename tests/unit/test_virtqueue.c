@@ -3,7 +3,10 @@
 #include "vdriver.h"
 #include "virtio/virtqueue.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define RAM (1u << 20)
 
@@ -201,6 +204,57 @@ static void test_event_idx(void **state)
 	assert_int_equal(avail_event, 3);
 }
 
+/* Random descriptor tables (with random indirect tables): every chain popped lies inside
+ * guest RAM, whatever the bytes. Run under ASan too. */
+static void test_random_tables(void **state)
+{
+	struct fx *f = *state;
+	uint32_t seed = 12345;
+	int popped = 0, refused = 0;
+	/* thousands of refusals, each with its error line: keep the test output readable */
+	fflush(stderr);
+	int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+	assert_true(saved >= 0 && devnull >= 0);
+	dup2(devnull, 2);
+	for (int round = 0; round < 20000; round++) {
+		for (int i = 0; i < 16; i++) {
+			seed = seed * 1103515245 + 12345;
+			uint64_t addr = (seed >> 8) % (RAM + 8192);
+			if (seed & 1)
+				addr = 0x40000 + (seed >> 20) % 64 * 16; /* an indirect table */
+			seed = seed * 1103515245 + 12345;
+			uint32_t len = (seed >> 4) % 9000;
+			if ((seed >> 24) % 4 == 0)
+				len = 16 * ((seed >> 20) % 8);
+			uint16_t flags = (seed >> 16) & 7, next = (seed >> 19) % 20;
+			tq_desc(&f->t, i, addr, len, flags, next);
+			seed = seed * 1103515245 + 12345;
+			tq_desc_at(&f->mem, 0x40000, (seed >> 8) % 64, seed, seed >> 3,
+				   (seed >> 13) & 7, (seed >> 17) % 70);
+		}
+		seed = seed * 1103515245 + 12345;
+		tq_avail(&f->t, (seed >> 10) % 18);
+		int r = virtq_pop(&f->q, &f->e);
+		assert_true(r == 1 || r == -1);
+		if (r < 0) {
+			refused++;
+			continue;
+		}
+		popped++;
+		for (unsigned i = 0; i < f->e.n_out + f->e.n_in; i++) {
+			const struct virtq_iov *v =
+			    i < f->e.n_out ? &f->e.out[i] : &f->e.in[i - f->e.n_out];
+			assert_true(v->base >= f->ram && v->base + v->len <= f->ram + RAM);
+		}
+		virtq_push(&f->q, f->e.head, 0);
+	}
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(devnull);
+	assert_true(popped > 100 && refused > 100); /* both paths exercised */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +269,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_avail_index_jump, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_enable_checks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_random_tables, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
