@@ -156,3 +156,22 @@ def test_vmdk_is_read_only(kite, vmdk, tmp_path):
     assert r.returncode == 1
     assert r.stderr.startswith("kite: error: ")
     assert disk.read_bytes() == before
+
+
+def test_info_human_and_qcow2_overlay(kite, vmdk, tmp_path):
+    _, disk = vmdk
+    r = run([kite, "img", "info", str(disk)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == qemu_img("info", str(disk))
+    # a qcow2 overlay on the vmdk: the chain is read through the vmdk driver
+    top = tmp_path / "top.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-b", disk.name, "-F", "vmdk", str(top))
+    run(["qemu-io", "-c", "write -P 0x77 512k 1M", str(top)])
+    for args in (["info", "--backing-chain"], ["map", "--output=json"]):
+        r = run([kite, "img", *args, str(top)])
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == qemu_img(*args, str(top))
+    mine, theirs = tmp_path / "k.raw", tmp_path / "q.raw"
+    assert run([kite, "img", "convert", "-O", "raw", str(top), str(mine)]).returncode == 0
+    qemu_img("convert", "-O", "raw", str(top), str(theirs))
+    assert mine.read_bytes() == theirs.read_bytes()
