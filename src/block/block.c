@@ -334,6 +334,31 @@ int blk_pwrite_compressed(struct blk *b, const void *buf, size_t len, uint64_t o
 	return r;
 }
 
+int blk_compress_cluster(const struct blk *b, const void *raw, size_t len, void *out,
+			 size_t *outlen)
+{
+	if (!b->drv->compress)
+		return kite_error("%s: the %s format does not support compression", b->filename,
+				  b->drv->name);
+	return b->drv->compress(b, raw, len, out, outlen);
+}
+
+int blk_pwrite_precompressed(struct blk *b, const void *cdata, size_t clen, const void *raw,
+			     size_t len, uint64_t off)
+{
+	if (!clen)
+		return blk_pwrite(b, raw, len, off);
+	if (!b->drv->write_precompressed)
+		return kite_error("%s: the %s format does not support compression", b->filename,
+				  b->drv->name);
+	if (check_writable(b, "write") < 0 || check_range(b, off, len, "write") < 0)
+		return -1;
+	lock(b);
+	int r = b->drv->write_precompressed(b, cdata, clen, off);
+	unlock(b);
+	return r;
+}
+
 int blk_flush(struct blk *b)
 {
 	if (!(b->flags & BLK_O_RDWR) || !b->drv->flush)

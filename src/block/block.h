@@ -52,6 +52,14 @@ int blk_write_zeroes(struct blk *b, uint64_t off, uint64_t len, unsigned flags);
  * the shorter tail cluster). Fails with a clear error if the format cannot compress. */
 int blk_pwrite_compressed(struct blk *b, const void *buf, size_t len, uint64_t off);
 bool blk_can_compress(const struct blk *b);
+/* The same split in two for parallel converts: blk_compress_cluster() may run in any
+ * thread at once (no lock, nothing written); it fills `out` (room for one cluster) and
+ * *outlen, 0 meaning "does not shrink". blk_pwrite_precompressed() then stores the result
+ * (`raw`/`len` as given to blk_compress_cluster, written plainly when *outlen was 0). */
+int blk_compress_cluster(const struct blk *b, const void *raw, size_t len, void *out,
+			 size_t *outlen);
+int blk_pwrite_precompressed(struct blk *b, const void *cdata, size_t clen, const void *raw,
+			     size_t len, uint64_t off);
 /* Grows (or, when `shrink` is set and the format allows it, shrinks) the virtual size. */
 int blk_resize(struct blk *b, uint64_t size, bool shrink);
 

@@ -22,6 +22,11 @@ struct blk_driver {
 	int (*read)(struct blk *b, void *buf, size_t len, uint64_t off);
 	int (*write)(struct blk *b, const void *buf, size_t len, uint64_t off);
 	int (*write_compressed)(struct blk *b, const void *buf, size_t len, uint64_t off);
+	/* thread-safe: compresses one cluster into out (cluster-sized); 0 length: no gain */
+	int (*compress)(const struct blk *b, const void *buf, size_t len, void *out,
+			size_t *outlen);
+	/* stores data compressed by ->compress for the cluster at off */
+	int (*write_precompressed)(struct blk *b, const void *cdata, size_t clen, uint64_t off);
 	int (*flush)(struct blk *b);
 	int (*discard)(struct blk *b, uint64_t off, uint64_t len);
 	int (*zero)(struct blk *b, uint64_t off, uint64_t len, unsigned flags);

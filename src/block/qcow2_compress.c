@@ -29,8 +29,7 @@ void qcow2_compress_free(struct qcow2 *q)
 	free(q->cz_in);
 	q->cz_buf = q->cz_in = NULL;
 	ZSTD_freeDCtx(q->zstd_d);
-	ZSTD_freeCCtx(q->zstd_c);
-	q->zstd_d = q->zstd_c = NULL;
+	q->zstd_d = NULL;
 }
 
 static int inflate_cluster(const uint8_t *in, size_t inlen, uint8_t *out, size_t outlen)
@@ -104,14 +103,15 @@ int qcow2_read_compressed(struct blk *b, uint64_t e, uint8_t *unused)
 	return 0;
 }
 
-/* Compressed size, or 0 when compression does not shrink the cluster. */
-static size_t compress_cluster(struct qcow2 *q, const uint8_t *in, size_t len, uint8_t *out,
-			       size_t outlen)
+/* Compressed size, or 0 when compression does not shrink the cluster. Thread-safe: the
+ * zstd context is per thread. */
+static size_t compress_cluster(int type, const uint8_t *in, size_t len, uint8_t *out, size_t outlen)
 {
-	if (q->compression_type == 1) {
-		if (!q->zstd_c && !(q->zstd_c = ZSTD_createCCtx()))
+	if (type == 1) {
+		static __thread ZSTD_CCtx *cctx;
+		if (!cctx && !(cctx = ZSTD_createCCtx()))
 			return 0;
-		size_t r = ZSTD_compressCCtx(q->zstd_c, out, outlen, in, len, ZSTD_CLEVEL_DEFAULT);
+		size_t r = ZSTD_compressCCtx(cctx, out, outlen, in, len, ZSTD_CLEVEL_DEFAULT);
 		return ZSTD_isError(r) || r >= len ? 0 : r;
 	}
 	z_stream s;
@@ -126,6 +126,27 @@ static size_t compress_cluster(struct qcow2 *q, const uint8_t *in, size_t len, u
 	size_t n = outlen - s.avail_out;
 	deflateEnd(&s);
 	return ret == Z_STREAM_END && n < len ? n : 0;
+}
+
+int qcow2_compress(const struct blk *b, const void *buf, size_t len, void *out, size_t *outlen)
+{
+	const struct qcow2 *q = b->opaque;
+	size_t cs = q->cluster_size;
+	*outlen = 0;
+	if (len > cs)
+		return kite_error("%s: compressed writes must cover one whole cluster",
+				  b->filename);
+	if (len == cs) {
+		*outlen = compress_cluster(q->compression_type, buf, cs, out, cs);
+		return 0;
+	}
+	uint8_t *in = calloc(1, cs); /* the tail cluster, padded with zeros */
+	if (!in)
+		return kite_error("out of memory");
+	memcpy(in, buf, len);
+	*outlen = compress_cluster(q->compression_type, in, cs, out, cs);
+	free(in);
+	return 0;
 }
 
 /* Host bytes for compressed data, packed after the previous compressed cluster. */
@@ -162,6 +183,43 @@ static int64_t alloc_bytes(struct blk *b, uint64_t len)
 	return h;
 }
 
+int qcow2_write_precompressed(struct blk *b, const void *cdata, size_t clen, uint64_t off)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size;
+	if (off % cs || clen == 0 || clen >= cs)
+		return kite_error("%s: bad compressed cluster write", b->filename);
+	if (qcow2_mark_dirty(b) < 0)
+		return -1;
+	uint64_t per_l1 = q->l2_entries * cs;
+	uint8_t *l2;
+	if (qcow2_get_l2(b, off / per_l1, true, &l2) < 0)
+		return -1;
+	uint64_t l2off = q->l1[off / per_l1] & L1E_OFFSET_MASK;
+	int64_t h = alloc_bytes(b, clen);
+	if (h < 0 || qcow2_check_overlap(b, (uint64_t)h, clen, "compressed cluster") < 0 ||
+	    blk_file_pwrite(b->fd, cdata, clen, (uint64_t)h, b->filename) < 0)
+		return -1;
+	l2 = mcache_get(b, &q->l2c, l2off, true);
+	if (!l2)
+		return -1;
+	uint64_t i = (off % per_l1) / cs;
+	uint64_t old = qcow2_l2_get(q, l2, i, NULL);
+	if (old & OFLAG_COMPRESSED) {
+		uint64_t co, cl;
+		if (qcow2_compressed_range(q, old, &co, &cl) == 0 &&
+		    qcow2_free_later(b, co, cl) < 0)
+			return -1;
+	} else if ((old & L2E_OFFSET_MASK) && qcow2_free_later(b, old & L2E_OFFSET_MASK, cs) < 0) {
+		return -1;
+	}
+	uint64_t nb = (((uint64_t)h + clen - 1) >> 9) - ((uint64_t)h >> 9);
+	qcow2_l2_set(q, l2, i, OFLAG_COMPRESSED | (nb << csize_shift(q)) | (uint64_t)h, 0);
+	mcache_dirty(&q->l2c, l2);
+	q->cz_off = 0;
+	return 0;
+}
+
 int qcow2_write_compressed(struct blk *b, const void *buf, size_t len, uint64_t off)
 {
 	struct qcow2 *q = Q(b);
@@ -169,50 +227,14 @@ int qcow2_write_compressed(struct blk *b, const void *buf, size_t len, uint64_t 
 	if (off % cs || (len != cs && off + len != q->size) || len > cs)
 		return kite_error("%s: compressed writes must cover one whole cluster",
 				  b->filename);
-	uint8_t *in = calloc(1, cs), *out = malloc(cs);
-	if (!in || !out) {
-		free(in);
-		free(out);
+	uint8_t *out = malloc(cs);
+	if (!out)
 		return kite_error("out of memory");
-	}
-	memcpy(in, buf, len);
-	size_t clen = compress_cluster(q, in, cs, out, cs);
-	int r = -1;
-	if (!clen) { /* incompressible: store it plainly */
-		r = qcow2_write(b, buf, len, off);
-		goto out;
-	}
-	if (qcow2_mark_dirty(b) < 0)
-		goto out;
-	uint64_t per_l1 = q->l2_entries * cs;
-	uint8_t *l2;
-	if (qcow2_get_l2(b, off / per_l1, true, &l2) < 0)
-		goto out;
-	uint64_t l2off = q->l1[off / per_l1] & L1E_OFFSET_MASK;
-	int64_t h = alloc_bytes(b, clen);
-	if (h < 0 || qcow2_check_overlap(b, (uint64_t)h, clen, "compressed cluster") < 0 ||
-	    blk_file_pwrite(b->fd, out, clen, (uint64_t)h, b->filename) < 0)
-		goto out;
-	l2 = mcache_get(b, &q->l2c, l2off, true);
-	if (!l2)
-		goto out;
-	uint64_t i = (off % per_l1) / cs;
-	uint64_t old = qcow2_l2_get(q, l2, i, NULL);
-	if (old & OFLAG_COMPRESSED) {
-		uint64_t co, cl;
-		if (qcow2_compressed_range(q, old, &co, &cl) == 0 &&
-		    qcow2_free_later(b, co, cl) < 0)
-			goto out;
-	} else if ((old & L2E_OFFSET_MASK) && qcow2_free_later(b, old & L2E_OFFSET_MASK, cs) < 0) {
-		goto out;
-	}
-	uint64_t nb = (((uint64_t)h + clen - 1) >> 9) - ((uint64_t)h >> 9);
-	qcow2_l2_set(q, l2, i, OFLAG_COMPRESSED | (nb << csize_shift(q)) | (uint64_t)h, 0);
-	mcache_dirty(&q->l2c, l2);
-	q->cz_off = 0;
-	r = 0;
-out:
-	free(in);
+	size_t clen;
+	int r = qcow2_compress(b, buf, len, out, &clen);
+	if (r == 0)
+		r = clen ? qcow2_write_precompressed(b, out, clen, off)
+			 : qcow2_write(b, buf, len, off); /* incompressible: store it plainly */
 	free(out);
 	return r;
 }

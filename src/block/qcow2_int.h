@@ -127,7 +127,7 @@ struct qcow2 {
 	uint64_t cz_off; /* last decompressed cluster (host offset), 0: none */
 	uint8_t *cz_buf;
 	uint8_t *cz_in;
-	void *zstd_d, *zstd_c;
+	void *zstd_d;
 
 	bool header_dirty_set; /* the dirty bit has been written (lazy refcounts) */
 	uint64_t file_end;     /* cached end of the image file, grows with allocations */
@@ -187,6 +187,8 @@ int qcow2_preallocate(struct blk *b, enum blk_prealloc mode);
 int qcow2_read_compressed(struct blk *b, uint64_t entry, uint8_t *out);
 int qcow2_compressed_range(const struct qcow2 *q, uint64_t entry, uint64_t *off, uint64_t *len);
 int qcow2_write_compressed(struct blk *b, const void *buf, size_t len, uint64_t off);
+int qcow2_compress(const struct blk *b, const void *buf, size_t len, void *out, size_t *outlen);
+int qcow2_write_precompressed(struct blk *b, const void *cdata, size_t clen, uint64_t off);
 void qcow2_compress_free(struct qcow2 *q);
 
 /* qcow2_snapshot.c */

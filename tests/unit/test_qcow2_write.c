@@ -3,6 +3,8 @@
  * and qemu-img compare finds the bytes written. */
 #include "test_qcow2_util.h"
 
+#include <pthread.h>
+
 #define SIZE  (8u << 20)
 #define TWO_M (2u << 20)
 
@@ -217,6 +219,65 @@ static void resize(void **state)
 	    qt_sh("! qemu-io -c 'read -P 3 0 512k' z.qcow2 | grep -q -e Pattern -e failed"), 0);
 }
 
+struct ctask {
+	struct blk *b;
+	const uint8_t *raw;
+	uint8_t *out;
+	size_t outlen;
+	int rc;
+};
+
+static void *compress_task(void *arg)
+{
+	struct ctask *t = arg;
+	t->rc = blk_compress_cluster(t->b, t->raw, 65536, t->out, &t->outlen);
+	return NULL;
+}
+
+/* Clusters compressed in parallel threads, then stored in order (convert -c's way). */
+static void parallel_compression(void **state)
+{
+	for (int type = 0; type < 2; type++) {
+		struct blk_create_opts o = {.size = 1 << 20,
+					    .size_set = true,
+					    .compression_type =
+						type ? BLK_COMP_ZSTD : BLK_COMP_ZLIB};
+		assert_int_equal(blk_create(qt_path("pc.qcow2"), "qcow2", &o), 0);
+		struct blk *b = blk_open(qt_path("pc.qcow2"), NULL, BLK_O_RDWR);
+		assert_non_null(b);
+		static uint8_t raw[16][65536], out[16][65536];
+		struct ctask t[16];
+		pthread_t th[16];
+		for (int i = 0; i < 16; i++) {
+			if (i % 4 == 3)
+				for (int k = 0; k < 65536; k++) /* incompressible */
+					raw[i][k] = (uint8_t)(rand() >> 7);
+			else
+				memset(raw[i], 'a' + i, 65536);
+			t[i] = (struct ctask){.b = b, .raw = raw[i], .out = out[i]};
+			assert_int_equal(pthread_create(&th[i], NULL, compress_task, &t[i]), 0);
+		}
+		for (int i = 0; i < 16; i++) {
+			assert_int_equal(pthread_join(th[i], NULL), 0);
+			assert_int_equal(t[i].rc, 0);
+			assert_int_equal(t[i].outlen == 0, i % 4 == 3);
+			assert_int_equal(blk_pwrite_precompressed(b, out[i], t[i].outlen, raw[i],
+								  65536, (uint64_t)i * 65536),
+					 0);
+		}
+		blk_close(b);
+		qt_assert_clean("pc.qcow2");
+		FILE *f = fopen(qt_path("pc.raw"), "wb");
+		assert_non_null(f);
+		assert_int_equal(fwrite(raw, 1, sizeof(raw), f), sizeof(raw));
+		fclose(f);
+		assert_int_equal(qt_sh("qemu-img compare -f raw pc.raw pc.qcow2"), 0);
+		assert_int_equal(qt_sh("qemu-img check pc.qcow2 | grep -q '12.*compressed' || "
+				       "qemu-img check pc.qcow2 | grep -q '75.00%% compressed'"),
+				 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -227,6 +288,7 @@ int main(void)
 	    cmocka_unit_test(options_qemu_reports),
 	    cmocka_unit_test(writes_over_backing_chain),
 	    cmocka_unit_test(resize),
+	    cmocka_unit_test(parallel_compression),
 	};
 	return cmocka_run_group_tests(tests, qt_setup, qt_teardown);
 }
