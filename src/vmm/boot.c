@@ -38,8 +38,12 @@ static const uint8_t *bzimage_vmlinux(const struct boot_file *kf, const struct b
 	}
 	size_t expect = get_le32(bz->payload + bz->payload_len - 4);
 	if (bzcache_lookup(&kf->st, expect, cached) == 0) {
-		*len = cached->len;
-		return cached->data;
+		if (elf_is_elf(cached->data, cached->len)) {
+			*len = cached->len;
+			return cached->data;
+		}
+		kite_warn("%s: the cached kernel is damaged: decompressing again", name);
+		boot_file_unmap(cached);
 	}
 	if (decompress_payload(bz->payload, bz->payload_len, name, owned, len) < 0)
 		return NULL;

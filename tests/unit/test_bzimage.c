@@ -360,6 +360,15 @@ static void second_load_uses_the_cache(void **state)
 	assert_int_equal(fclose(f), 0);
 	assert_int_equal(kernel_load(&m, k, NULL, NULL, &bi), 0);
 	assert_int_equal(rd(&m, 0x1000000, 1), elf[0x1000]);
+	/* A damaged cache file (not an ELF) is replaced, not trusted. */
+	f = fopen(cpath, "r+b");
+	assert_non_null(f);
+	assert_int_equal(fwrite("JUNK", 1, 4, f), 4);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(kernel_load(&m, k, NULL, NULL, &bi), 0);
+	assert_int_equal(rd(&m, 0x1000000, 1), elf[0x1000] ^ 0xff);
+	assert_int_equal(kernel_load(&m, k, NULL, NULL, &bi), 0); /* from the rewritten cache */
+	assert_int_equal(rd(&m, 0x1000000, 1), elf[0x1000] ^ 0xff);
 	/* A cache file of the wrong size is ignored. */
 	assert_int_equal(truncate(cpath, 100), 0);
 	assert_int_equal(kernel_load(&m, k, NULL, NULL, &bi), 0);
