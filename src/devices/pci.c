@@ -203,6 +203,11 @@ static void cfg_write_locked(struct pci_device *d, unsigned off, uint32_t val, u
 	}
 }
 
+static bool in_window(const struct pci_device *d, unsigned off, unsigned len)
+{
+	return d->cfg_window && off < d->window_off + d->window_len && d->window_off < off + len;
+}
+
 uint32_t pci_cfg_read(struct pci_bus *bus, unsigned slot, unsigned off, unsigned len)
 {
 	uint32_t all_ones = len >= 4 ? 0xffffffffu : (1u << (8 * len)) - 1;
@@ -212,6 +217,8 @@ uint32_t pci_cfg_read(struct pci_bus *bus, unsigned slot, unsigned off, unsigned
 	struct pci_device *d = bus->slots[slot];
 	uint32_t v = d ? cfg_read_locked(d, off, len) : all_ones;
 	pthread_mutex_unlock(&bus->lock);
+	if (d && in_window(d, off, len))
+		d->cfg_window(d, off, len, false, &v);
 	return v;
 }
 
@@ -224,6 +231,8 @@ void pci_cfg_write(struct pci_bus *bus, unsigned slot, unsigned off, uint32_t va
 	if (d)
 		cfg_write_locked(d, off, val, len);
 	pthread_mutex_unlock(&bus->lock);
+	if (d && in_window(d, off, len))
+		d->cfg_window(d, off, len, true, &val);
 }
 
 uint64_t pci_bar_addr(struct pci_device *d, int bar)

@@ -83,6 +83,13 @@ struct pci_device {
 	int msix_bar;
 	uint8_t msix_table[PCI_MSIX_MAX_VECTORS * 16];
 	uint64_t msix_pending; /* one bit per vector, mirrored into the PBA */
+
+	/* Optional: config accesses overlapping [window_off, window_off + window_len) also go
+	 * here, without the bus lock: after a write was stored in cfg[], before a read returns
+	 * (the hook may replace *val). virtio's PCI configuration access capability uses it. */
+	void (*cfg_window)(struct pci_device *d, unsigned off, unsigned len, bool is_write,
+			   uint32_t *val);
+	uint16_t window_off, window_len;
 };
 
 struct pci_bus_ops {

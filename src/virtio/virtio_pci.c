@@ -219,6 +219,58 @@ static int add_virtio_cap(struct pci_device *d, uint8_t type, uint32_t off, uint
 	return pci_add_cap(d, PCI_CAP_ID_VENDOR, cap, n) ? 0 : -1;
 }
 
+static void pci_cfg_window(struct pci_device *d, unsigned off, unsigned len, bool is_write,
+			   uint32_t *val);
+
+static int add_pci_cfg_cap(struct virtio_pci *vp)
+{
+	struct pci_device *d = &vp->pci;
+	uint8_t cap[20] = {0};
+	cap[2] = sizeof(cap);
+	cap[3] = VIRTIO_PCI_CAP_PCI_CFG;
+	uint8_t off = pci_add_cap(d, PCI_CAP_ID_VENDOR, cap, sizeof(cap));
+	if (!off)
+		return -1;
+	d->wmask[off + 4] = 0xff;	      /* bar */
+	memset(d->wmask + off + 8, 0xff, 12); /* offset, length, pci_cfg_data */
+	vp->pci_cfg_cap = off;
+	d->cfg_window = pci_cfg_window;
+	d->window_off = off + 16;
+	d->window_len = 4;
+	return 0;
+}
+
+/* VIRTIO_PCI_CAP_PCI_CFG (4.1.4.9): firmware reaches BAR0 through config space. The
+ * driver sets bar, offset and length in the capability, then reads or writes
+ * pci_cfg_data; the device performs the BAR access. */
+static void pci_cfg_window(struct pci_device *d, unsigned off, unsigned len, bool is_write,
+			   uint32_t *val)
+{
+	struct virtio_pci *vp = virtio_pci_of(d);
+	if (!vp)
+		return;
+	unsigned cap = vp->pci_cfg_cap, data_off = cap + 16;
+	if (off < data_off || off + len > data_off + 4)
+		return;
+	uint32_t bar = pci_cfg_read(d->bus, d->slot, cap + 4, 1);
+	uint32_t boff = pci_cfg_read(d->bus, d->slot, cap + 8, 4);
+	uint32_t blen = pci_cfg_read(d->bus, d->slot, cap + 12, 4);
+	if (bar != VIRTIO_PCI_BAR || (blen != 1 && blen != 2 && blen != 4) || boff % blen ||
+	    boff > VIRTIO_PCI_BAR_SIZE - blen)
+		return;
+	uint8_t buf[4] = {0};
+	if (is_write) {
+		/* The driver writes pci_cfg_data with the access width it set in length. */
+		if (off == data_off && len == blen) {
+			put_le(buf, len, *val);
+			bar_write(vp, boff, buf, blen);
+		}
+		return;
+	}
+	bar_read(vp, boff, buf, blen);
+	*val = (uint32_t)get_le(buf + (off - data_off), len);
+}
+
 int virtio_pci_init(struct virtio_pci *vp, struct pci_bus *bus, struct virtio_dev *vd)
 {
 	const struct virtio_device_ops *ops = vd->ops;
@@ -243,6 +295,7 @@ int virtio_pci_init(struct virtio_pci *vp, struct pci_bus *bus, struct virtio_de
 						ops->config_size, false) < 0) ||
 	    add_virtio_cap(d, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFF,
 			   ops->nqueues * VIRTIO_PCI_NOTIFY_MULT, true) < 0 ||
+	    add_pci_cfg_cap(vp) < 0 ||
 	    pci_msix_init(d, ops->nqueues + 1, VIRTIO_PCI_MSIX_BAR) < 0) {
 		pthread_mutex_destroy(&vp->isr_lock);
 		return kite_error("virtio %s: cannot build the PCI function", ops->name);

@@ -44,6 +44,7 @@
 #define VIRTIO_PCI_CAP_NOTIFY_CFG 2
 #define VIRTIO_PCI_CAP_ISR_CFG	  3
 #define VIRTIO_PCI_CAP_DEVICE_CFG 4
+#define VIRTIO_PCI_CAP_PCI_CFG	  5
 
 struct virtio_pci {
 	struct pci_device pci;
@@ -52,6 +53,7 @@ struct virtio_pci {
 	uint8_t isr;
 	uint32_t dfselect, gfselect;
 	uint16_t queue_sel;
+	uint8_t pci_cfg_cap; /* config offset of the PCI configuration access capability */
 };
 
 /* Creates the PCI function for `vd` and plugs it into `bus` (first free slot). Returns the

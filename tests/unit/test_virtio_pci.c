@@ -190,6 +190,38 @@ static void test_stray_accesses(void **state)
 	assert_true(vd_status(&f->d) & VIRTIO_STATUS_DRIVER_OK);
 }
 
+/* The PCI configuration access capability: BAR0 through config space only. */
+static void test_pci_cfg_window(void **state)
+{
+	struct fx *f = *state;
+	unsigned cap = 0;
+	for (unsigned c = vd_cfg_rd(&f->d, PCI_CAP_PTR, 1); c; c = vd_cfg_rd(&f->d, c + 1, 1))
+		if (vd_cfg_rd(&f->d, c, 1) == PCI_CAP_ID_VENDOR &&
+		    vd_cfg_rd(&f->d, c + 3, 1) == VIRTIO_PCI_CAP_PCI_CFG)
+			cap = c;
+	assert_true(cap);
+	assert_int_equal(vd_cfg_rd(&f->d, cap + 2, 1), 20);
+	/* read num_queues (2 bytes at common + 0x12) */
+	vd_cfg_wr(&f->d, cap + 4, VIRTIO_PCI_BAR, 1);
+	vd_cfg_wr(&f->d, cap + 8, VIRTIO_PCI_COMMON_NUMQ, 4);
+	vd_cfg_wr(&f->d, cap + 12, 2, 4);
+	assert_int_equal(vd_cfg_rd(&f->d, cap + 16, 2), 1);
+	/* write device_status = ACKNOWLEDGE through it */
+	vd_cfg_wr(&f->d, cap + 8, VIRTIO_PCI_COMMON_STATUS, 4);
+	vd_cfg_wr(&f->d, cap + 12, 1, 4);
+	vd_cfg_wr(&f->d, cap + 16, VIRTIO_STATUS_ACKNOWLEDGE, 1);
+	assert_int_equal(vd_status(&f->d), VIRTIO_STATUS_ACKNOWLEDGE);
+	assert_int_equal(vd_cfg_rd(&f->d, cap + 16, 1), VIRTIO_STATUS_ACKNOWLEDGE);
+	/* bad window settings do nothing */
+	vd_cfg_wr(&f->d, cap + 8, VIRTIO_PCI_BAR_SIZE - 1, 4);
+	vd_cfg_wr(&f->d, cap + 12, 4, 4);
+	vd_cfg_wr(&f->d, cap + 16, 0xffffffff, 4);
+	vd_cfg_wr(&f->d, cap + 4, 3, 1); /* not our BAR */
+	vd_cfg_wr(&f->d, cap + 8, 0, 4);
+	vd_cfg_wr(&f->d, cap + 16, 0xffffffff, 4);
+	assert_int_equal(vd_status(&f->d), VIRTIO_STATUS_ACKNOWLEDGE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -201,6 +233,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_msix_vectors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stray_accesses, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
