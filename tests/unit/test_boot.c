@@ -275,6 +275,35 @@ static void bad_input_gives_errors(void **state)
 	tremove(k);
 }
 
+/* 5 GiB of RAM (mapped, not touched): a kernel that may be loaded above 4 GiB gets its initrd at
+ * the top of high RAM through the ext_ramdisk fields; one with a PVH entry keeps it below 4 GiB. */
+static void initrd_above_4g(void **state)
+{
+	struct guest_mem m;
+	struct boot_info bi;
+	assert_int_equal(gmem_init(&m, 5 * GIB), 0);
+	char *ird = twrite_temp("HIGH-INITRD", 11);
+	char *k = write_vmlinux(0);
+	assert_int_equal(kernel_load(&m, k, ird, NULL, &bi), 0);
+	assert_int_equal(bi.initrd_addr, (6 * GIB - 11) & ~4095ULL);
+	uint64_t bp = BOOT_PARAMS_ADDR;
+	assert_int_equal(rd(&m, bp + 0x218, 4), (uint32_t)bi.initrd_addr);
+	assert_int_equal(rd(&m, bp + 0x0c0, 4), 1); /* ext_ramdisk_image: bits 32-63 */
+	assert_int_equal(rd(&m, bp + 0x21c, 4), 11);
+	assert_memory_equal(gmem_ptr(&m, bi.initrd_addr, 11), "HIGH-INITRD", 11);
+	assert_int_equal(rd(&m, bp + 0x1e8, 1), 4);
+	assert_int_equal(rd(&m, bp + 0x2d0 + 3 * 20, 8), 4 * GIB);
+	assert_int_equal(rd(&m, bp + 0x2d0 + 3 * 20 + 8, 8), 2 * GIB);
+	tremove(k);
+	k = write_vmlinux(1);
+	assert_int_equal(kernel_load(&m, k, ird, NULL, &bi), 0);
+	assert_int_equal(bi.initrd_addr, (0x80000000ULL - 11) & ~4095ULL);
+	assert_int_equal(rd(&m, bp + 0x0c0, 4), 0);
+	tremove(k);
+	tremove(ird);
+	gmem_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -284,6 +313,7 @@ int main(void)
 	    cmocka_unit_test(pvh_guest),
 	    cmocka_unit_test(linux_with_pvh_note_can_switch),
 	    cmocka_unit_test(bad_input_gives_errors),
+	    cmocka_unit_test(initrd_above_4g),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
