@@ -3,6 +3,7 @@
 #include "block/qcow2_int.h"
 #include "util/err.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -103,13 +104,40 @@ int qcow2_read_compressed(struct blk *b, uint64_t e, uint8_t *unused)
 	return 0;
 }
 
-/* Compressed size, or 0 when compression does not shrink the cluster. Thread-safe: the
- * zstd context is per thread. */
+/* One zstd context per thread, freed when the thread exits. */
+static pthread_key_t cctx_key;
+static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
+
+static void free_cctx(void *p)
+{
+	ZSTD_freeCCtx(p);
+}
+
+static void make_key(void)
+{
+	pthread_key_create(&cctx_key, free_cctx);
+}
+
+static ZSTD_CCtx *thread_cctx(void)
+{
+	pthread_once(&cctx_once, make_key);
+	ZSTD_CCtx *c = pthread_getspecific(cctx_key);
+	if (!c) {
+		c = ZSTD_createCCtx();
+		if (c && pthread_setspecific(cctx_key, c)) {
+			ZSTD_freeCCtx(c);
+			c = NULL;
+		}
+	}
+	return c;
+}
+
+/* Compressed size, or 0 when compression does not shrink the cluster. Thread-safe. */
 static size_t compress_cluster(int type, const uint8_t *in, size_t len, uint8_t *out, size_t outlen)
 {
 	if (type == 1) {
-		static __thread ZSTD_CCtx *cctx;
-		if (!cctx && !(cctx = ZSTD_createCCtx()))
+		ZSTD_CCtx *cctx = thread_cctx();
+		if (!cctx)
 			return 0;
 		size_t r = ZSTD_compressCCtx(cctx, out, outlen, in, len, ZSTD_CLEVEL_DEFAULT);
 		return ZSTD_isError(r) || r >= len ? 0 : r;
