@@ -412,6 +412,15 @@ int cmd_undefine(int argc, char **argv)
 	}
 	if (def_remove(&cli.dirs, name) < 0)
 		goto out_def;
+	/* A crash record or a stale pid file would greet a new machine of the same name. */
+	static const char *const leftovers[] = {"status",     "pid",	    "sock",
+						"destroying", "status.tmp", "pid.tmp"};
+	for (size_t i = 0; i < sizeof(leftovers) / sizeof(leftovers[0]); i++) {
+		char path[PATH_MAX];
+		if (runtime_path(&cli.dirs, name, leftovers[i], path, sizeof(path)) == 0 &&
+		    unlink(path) < 0 && errno != ENOENT)
+			kite_warn("cannot remove %s: %s", path, strerror(errno));
+	}
 	printf("Machine '%s' has been undefined\n", name);
 	rc = 0;
 out_def:

@@ -342,7 +342,22 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int 
 	char **argv = machine_runner_argv(d, def);
 	if (!argv)
 		return -1;
+	char pidpath[PATH_MAX];
+	if (runtime_path(d, name, "pid", pidpath, sizeof(pidpath)) < 0) {
+		argv_free(argv);
+		return -1;
+	}
+	/* Leftovers of a run that ended badly (the caller checked that nothing runs), including
+	 * the temp files of a supervisor killed while it wrote them. */
+	static const char *const temps[] = {"status.tmp", "pid.tmp"};
+	for (size_t i = 0; i < sizeof(temps) / sizeof(temps[0]); i++) {
+		char tmp[PATH_MAX];
+		if (runtime_path(d, name, temps[i], tmp, sizeof(tmp)) == 0 && unlink(tmp) < 0 &&
+		    errno != ENOENT)
+			kite_warn("cannot remove %s: %s", tmp, strerror(errno));
+	}
 	if ((unlink(statuspath) < 0 && errno != ENOENT) ||
+	    (unlink(pidpath) < 0 && errno != ENOENT) ||
 	    (unlink(destroying) < 0 && errno != ENOENT) ||
 	    (unlink(sockpath) < 0 && errno != ENOENT)) {
 		kite_error_errno(errno, "machine %s: cannot clear old runtime files", name);
