@@ -80,29 +80,43 @@ enum def_load_result def_load(const struct mgmt_dirs *d, const char *name, bool 
 		return DEF_CORRUPT;
 	}
 	free(data);
-	/* Validation errors are printed by the parser; when quiet they go nowhere, and the
-	 * reason is the generic one. */
+	/* The parser prints what is wrong; when quiet, that message is captured (stderr
+	 * briefly points at a temp file) to become the reason list and autostart show. */
 	int saved = -1;
+	FILE *cap = NULL;
 	if (quiet) {
 		fflush(stderr);
-		saved = dup(STDERR_FILENO);
-		FILE *null = fopen("/dev/null", "w");
-		if (saved >= 0 && null) {
-			dup2(fileno(null), STDERR_FILENO);
+		cap = tmpfile();
+		saved = cap ? dup(STDERR_FILENO) : -1;
+		if (saved >= 0 && dup2(fileno(cap), STDERR_FILENO) < 0) {
+			close(saved);
+			saved = -1;
 		}
-		if (null)
-			fclose(null);
 	}
 	int r = machine_def_from_json(root, path, def);
+	char reason[300] = "";
 	if (saved >= 0) {
 		fflush(stderr);
 		dup2(saved, STDERR_FILENO);
 		close(saved);
+		rewind(cap);
+		if (fgets(reason, sizeof(reason), cap)) {
+			reason[strcspn(reason, "\n")] = '\0';
+			/* "kite: error: PATH: why" -> "why" */
+			const char *p = reason, *prefix = "kite: error: ";
+			if (!strncmp(p, prefix, strlen(prefix)))
+				p += strlen(prefix);
+			if (!strncmp(p, path, strlen(path)) && !strncmp(p + strlen(path), ": ", 2))
+				p += strlen(path) + 2;
+			memmove(reason, p, strlen(p) + 1);
+		}
 	}
+	if (cap)
+		fclose(cap);
 	json_decref(root);
 	if (r < 0) {
 		if (why)
-			*why = strdup("invalid definition (kite dumpjson NAME shows why)");
+			*why = strdup(reason[0] ? reason : "invalid definition");
 		if (!quiet)
 			kite_error("definition %s is invalid", path);
 		return DEF_CORRUPT;

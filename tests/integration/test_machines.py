@@ -275,6 +275,20 @@ def test_truncated_definition_is_reported_never_replaced(m, tmp_path):
     assert [x[1] for x in list_rows(m.ok("list", "--all").stdout)] == ["ok1"]
 
 
+def test_hand_edited_invalid_definition_is_reported_with_its_reason(m):
+    m.create("hand")
+    path = os.path.join(m.state, "hand.json")
+    d = json.load(open(path))
+    d["vcpus"] = 0
+    with open(path, "w") as f:
+        json.dump(d, f)
+    r = m.ok("list", "--all")
+    assert ("-", "hand", "corrupt") in list_rows(r.stdout)
+    assert "definition of hand is corrupt: vcpus must be a number from 1 to 255" in r.stderr
+    r = m("dominfo", "hand")
+    assert r.returncode == 1 and "vcpus must be a number from 1 to 255" in r.stderr
+
+
 # ---- lifecycle with the fake runner ---------------------------------------------------------
 
 def test_state_transitions(m):
