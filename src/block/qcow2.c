@@ -12,7 +12,8 @@
 
 static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
 {
-	if (len >= 8 && get_be32(buf) == QCOW2_MAGIC && get_be32(buf + 4) >= 2)
+	/* any version: open names the unsupported ones rather than reading them as raw */
+	if (len >= 4 && get_be32(buf) == QCOW2_MAGIC)
 		return 100;
 	return 0;
 }

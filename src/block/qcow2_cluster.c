@@ -630,8 +630,21 @@ int qcow2_resize(struct blk *b, uint64_t size, bool shrink)
 	}
 	if (qcow2_flush_all(b) < 0 || write_size(b, size) < 0)
 		return -1;
+	uint64_t old = q->size;
 	q->size = size;
 	b->size = size;
+	if (size > old) {
+		/* The grown area reads as zeros: not stale bytes of the old last cluster, not
+		 * the data of a longer backing file. */
+		uint64_t to = (old + cs - 1) / cs * cs;
+		if (q->backing_file && b->backing && blk_size(b->backing) > to)
+			to = blk_size(b->backing);
+		if (to > size)
+			to = size;
+		if (to > old && qcow2_zero(b, old, to - old, BLK_ZERO_MAY_UNMAP) < 0)
+			return -1;
+		return qcow2_flush_all(b);
+	}
 	return 0;
 }
 
