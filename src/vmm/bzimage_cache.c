@@ -1,11 +1,15 @@
 #include "vmm/bzimage_cache.h"
 #include "util/err.h"
 
+#include <stdbool.h>
+
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int cache_dir(char *buf, size_t size)
@@ -48,6 +52,8 @@ int bzcache_lookup(const struct stat *st, size_t expect_len, struct boot_file *o
 		boot_file_unmap(out);
 		return -1;
 	}
+	/* Mark it used, so that pruning keeps it (best effort: a read-only cache is fine). */
+	(void)utimensat(AT_FDCWD, path, NULL, 0);
 	return 0;
 }
 
@@ -83,6 +89,66 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
 	return 0;
 }
 
+struct cached {
+	char name[256];
+	struct timespec mtime;
+};
+
+static int newest_first(const void *a, const void *b)
+{
+	const struct timespec *x = &((const struct cached *)a)->mtime;
+	const struct timespec *y = &((const struct cached *)b)->mtime;
+	if (x->tv_sec != y->tv_sec)
+		return x->tv_sec < y->tv_sec ? 1 : -1;
+	return x->tv_nsec < y->tv_nsec ? 1 : x->tv_nsec > y->tv_nsec ? -1 : 0;
+}
+
+#define STALE_TMP_SECONDS 3600
+
+static void prune(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct cached *list = NULL;
+	size_t n = 0, cap = 0;
+	time_t now = time(NULL);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		bool is_kernel = strncmp(e->d_name, "vmlinux-", 8) == 0;
+		bool is_tmp = strncmp(e->d_name, ".tmp-", 5) == 0;
+		struct stat st;
+		if ((!is_kernel && !is_tmp) || strlen(e->d_name) >= sizeof(list->name) ||
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		if (is_tmp) {
+			if (now - st.st_mtim.tv_sec > STALE_TMP_SECONDS)
+				(void)unlinkat(dirfd(d), e->d_name, 0);
+			continue;
+		}
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			struct cached *nl = realloc(list, ncap * sizeof(*list));
+			if (!nl)
+				break;
+			list = nl;
+			cap = ncap;
+		}
+		snprintf(list[n].name, sizeof(list[n].name), "%s", e->d_name);
+		list[n++].mtime = st.st_mtim;
+	}
+	if (n > BZCACHE_KEEP) {
+		qsort(list, n, sizeof(*list), newest_first);
+		for (size_t i = BZCACHE_KEEP; i < n; i++)
+			if (unlinkat(dirfd(d), list[i].name, 0) < 0 && errno != ENOENT)
+				kite_warn("cannot remove %s/%s: %s", dir, list[i].name,
+					  strerror(errno));
+	}
+	free(list);
+	closedir(d);
+}
+
 void bzcache_store(const struct stat *st, const uint8_t *data, size_t len)
 {
 	char dir[4096], path[4200], tmp[4300];
@@ -112,5 +178,7 @@ void bzcache_store(const struct stat *st, const uint8_t *data, size_t len)
 		kite_warn("cannot write the kernel cache %s: %s", path, strerror(err));
 		if (unlink(tmp) < 0 && errno != ENOENT)
 			kite_warn("cannot remove %s: %s", tmp, strerror(errno));
+		return;
 	}
+	prune(dir);
 }

@@ -16,7 +16,11 @@
  * counts as a hit. */
 int bzcache_lookup(const struct stat *st, size_t expect_len, struct boot_file *out);
 
-/* Stores the decompressed payload; warns and carries on when it cannot. */
+#define BZCACHE_KEEP 4 /* cached kernels kept; older ones are removed when a new one is stored */
+
+/* Stores the decompressed payload; warns and carries on when it cannot. Then removes all but
+ * the BZCACHE_KEEP most recently used cached kernels, and temporary files left by a kite that
+ * was killed while writing. */
 void bzcache_store(const struct stat *st, const uint8_t *data, size_t len);
 
 /* The cache file name for `st` (exported for tests); returns 0, or -1 when no cache directory

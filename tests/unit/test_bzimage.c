@@ -411,6 +411,78 @@ static void payload_that_is_not_elf(void **state)
 	tmem_free(&m);
 }
 
+static void make_file_with_mtime(const char *dir, const char *name, time_t mtime)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fclose(f), 0);
+	struct timespec ts[2] = {{mtime, 0}, {mtime, 0}};
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+static int exists_in(const char *dir, const char *name)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+/* Storing a kernel keeps the BZCACHE_KEEP most recent and removes stale temporary files. */
+static void cache_keeps_the_newest(void **state)
+{
+	char home[] = "/tmp/kite-bz-prune-XXXXXX", dir[64];
+	assert_non_null(mkdtemp(home));
+	snprintf(dir, sizeof(dir), "%s/kite", home);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	setenv("XDG_CACHE_HOME", home, 1);
+	time_t now = time(NULL);
+	const char *old[] = {"vmlinux-a", "vmlinux-b", "vmlinux-c", "vmlinux-d", "vmlinux-e"};
+	for (int i = 0; i < 5; i++)
+		make_file_with_mtime(dir, old[i], now - 1000 + i * 10); /* a oldest, e newest */
+	make_file_with_mtime(dir, ".tmp-stale", now - 7200);
+	make_file_with_mtime(dir, ".tmp-fresh", now);
+	make_file_with_mtime(dir, "unrelated", now - 99999);
+
+	size_t elen;
+	uint8_t *elf = tvmlinux(0, &elen);
+	char *k = write_bzimage(COMP_LZ4, elf, elen);
+	struct guest_mem m;
+	struct boot_info bi;
+	tmem(&m, 64 * MIB);
+	assert_int_equal(kernel_load(&m, k, NULL, NULL, &bi), 0);
+	struct stat st;
+	char cpath[4200];
+	assert_int_equal(stat(k, &st), 0);
+	assert_int_equal(bzcache_path(&st, cpath, sizeof(cpath)), 0);
+	assert_int_equal(access(cpath, F_OK), 0);
+	assert_false(exists_in(dir, "vmlinux-a"));
+	assert_false(exists_in(dir, "vmlinux-b"));
+	assert_true(exists_in(dir, "vmlinux-c"));
+	assert_true(exists_in(dir, "vmlinux-d"));
+	assert_true(exists_in(dir, "vmlinux-e"));
+	assert_false(exists_in(dir, ".tmp-stale"));
+	assert_true(exists_in(dir, ".tmp-fresh"));
+	assert_true(exists_in(dir, "unrelated"));
+
+	/* A cache hit marks the file used, so pruning keeps the kernels in use. */
+	struct timespec past[2] = {{now - 5000, 0}, {now - 5000, 0}};
+	assert_int_equal(utimensat(AT_FDCWD, cpath, past, 0), 0);
+	assert_int_equal(kernel_load(&m, k, NULL, NULL, &bi), 0);
+	struct stat cst;
+	assert_int_equal(stat(cpath, &cst), 0);
+	assert_true(cst.st_mtim.tv_sec >= now);
+
+	setenv("XDG_CACHE_HOME", cache_dir, 1);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
+	assert_int_equal(system(cmd), 0);
+	tremove(k);
+	tmem_free(&m);
+	free(elf);
+}
+
 /* The Debian kernel, when one has been fetched (make guest, or KITE_TEST_BZIMAGE=path). */
 static void real_debian_kernel(void **state)
 {
@@ -457,6 +529,7 @@ int main(void)
 	    cmocka_unit_test(kernel_load_each_format),
 	    cmocka_unit_test(second_load_uses_the_cache),
 	    cmocka_unit_test(unwritable_cache_is_only_a_warning),
+	    cmocka_unit_test(cache_keeps_the_newest),
 	    cmocka_unit_test(payload_that_is_not_elf),
 	    cmocka_unit_test(real_debian_kernel),
 	};
