@@ -63,6 +63,15 @@ bool img_is_zero(const void *buf, size_t len);
 /* Verb usage error: "kite: error: <verb>: <msg>" plus a hint; returns 1. */
 int img_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Writes [0, total) of a source into `dst` as compressed clusters of `cluster` bytes,
+ * compressing on all CPUs (cmd_img_compress.c). read_fn reads source bytes; zero_fn says
+ * whether a whole range reads as zeros without reading it; progress is told the bytes
+ * done. Clusters of zeros are not written. */
+typedef int (*img_read_fn)(void *ctx, void *buf, uint64_t len, uint64_t off);
+typedef int (*img_zero_fn)(void *ctx, uint64_t off, uint64_t len, bool *zero);
+int img_copy_compressed(struct blk *dst, uint64_t total, uint32_t cluster, img_read_fn read_fn,
+			img_zero_fn zero_fn, void *ctx, void (*progress)(void *ctx, uint64_t done));
+
 /* Snapshot list of a qcow2 image as QEMU's "snapshots" JSON array (NULL when the format
  * has none or the image has no snapshots), and its human table (cmd_img_snapshot.c). */
 

@@ -146,25 +146,30 @@ static int copy_plain(struct convert *cv)
 }
 
 /* -c: whole clusters, each written compressed unless it is all zeros. */
+static int cc_read(void *ctx, void *buf, uint64_t len, uint64_t off)
+{
+	return read_out(ctx, buf, len, off);
+}
+
+static int cc_zero(void *ctx, uint64_t off, uint64_t len, bool *zero)
+{
+	uint64_t run;
+	if (status_out(ctx, off, len, zero, &run) < 0)
+		return -1;
+	*zero = *zero && run == len;
+	return 0;
+}
+
+static void cc_progress(void *ctx, uint64_t done)
+{
+	struct convert *cv = ctx;
+	progress_update(&cv->prog, done, cv->total);
+}
+
 static int copy_compressed(struct convert *cv)
 {
-	uint64_t cs = cv->dst_cluster;
-	for (uint64_t off = 0; off < cv->total; off += cs) {
-		uint64_t n = cv->total - off < cs ? cv->total - off : cs;
-		bool zero;
-		uint64_t run;
-		if (status_out(cv, off, n, &zero, &run) < 0)
-			return -1;
-		if (!(zero && run == n)) {
-			if (read_out(cv, cv->buf, n, off) < 0)
-				return -1;
-			if (!img_is_zero(cv->buf, (size_t)n) &&
-			    blk_pwrite_compressed(cv->dst, cv->buf, (size_t)n, off) < 0)
-				return -1;
-		}
-		progress_update(&cv->prog, off + n, cv->total);
-	}
-	return 0;
+	return img_copy_compressed(cv->dst, cv->total, cv->dst_cluster, cc_read, cc_zero, cv,
+				   cc_progress);
 }
 
 static int open_target(struct convert *cv, const char *path, const char *fmt, bool no_create,
