@@ -22,6 +22,15 @@ static void usage(FILE *out)
 	    "  -m, --memory SIZE        guest RAM, K/M/G suffixes, bare number in MiB (default "
 	    "512M)\n"
 	    "  -c, --cpus N             number of vCPUs (default 1)\n"
+	    "  -d, --disk FILE[,format=raw|qcow2|vmdk][,readonly=on][,cache=writeback|none]\n"
+	    "           [,serial=ID]    a virtio-blk disk (vda, vdb, ... in order); repeatable\n"
+	    "  -n, --net user[,hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-:GUESTPORT][,mac=MAC]\n"
+	    "      --net tap=IFNAME     a virtio-net card: NAT (guest 10.0.2.15, gateway "
+	    "10.0.2.2,\n"
+	    "                           DNS 10.0.2.3; card n on 10.0.(2+n).0/24) or a tap; "
+	    "repeatable\n"
+	    "      --rng                a virtio-rng entropy device\n"
+	    "      --balloon            a virtio-balloon device\n"
 	    "      --console KIND       stdio (default), none, or file:PATH\n"
 	    "      --name NAME          machine name (shown in messages)\n"
 	    "      --no-reboot          exit instead of rebooting when the guest resets\n"
@@ -44,7 +53,15 @@ static int check_readable(const char *what, const char *path)
 
 int cmd_run(int argc, char **argv)
 {
-	enum { OPT_CONSOLE = 256, OPT_NAME, OPT_NO_REBOOT, OPT_STATS, OPT_NO_PVM };
+	enum {
+		OPT_CONSOLE = 256,
+		OPT_NAME,
+		OPT_NO_REBOOT,
+		OPT_STATS,
+		OPT_NO_PVM,
+		OPT_RNG,
+		OPT_BALLOON,
+	};
 	static const struct option longopts[] = {
 	    {"kernel", required_argument, NULL, 'k'},
 	    {"initrd", required_argument, NULL, 'i'},
@@ -56,17 +73,22 @@ int cmd_run(int argc, char **argv)
 	    {"name", required_argument, NULL, OPT_NAME},
 	    {"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
 	    {"stats", no_argument, NULL, OPT_STATS},
+	    {"disk", required_argument, NULL, 'd'},
+	    {"net", required_argument, NULL, 'n'},
+	    {"rng", no_argument, NULL, OPT_RNG},
+	    {"balloon", no_argument, NULL, OPT_BALLOON},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct machine_options opt = {
+	static struct machine_options opt; /* large (disk paths): not on the stack */
+	opt = (struct machine_options){
 	    .vm = {.mem_size = 512ULL << 20, .ncpus = 1, .append = ""},
 	    .console = CONSOLE_STDIO,
 	};
 	int c;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "k:i:p:m:c:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:i:p:m:c:d:n:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
 			opt.vm.kernel = optarg;
@@ -108,6 +130,34 @@ int cmd_run(int argc, char **argv)
 			break;
 		case OPT_NO_PVM:
 			opt.vm.pvm_defaults = false;
+			break;
+		case 'd': {
+			struct virtio_devices_config *dc = &opt.vm.devices;
+			if (dc->ndisks == VIRTIO_MAX_DISKS) {
+				kite_error("--disk: at most %d disks", VIRTIO_MAX_DISKS);
+				return 1;
+			}
+			if (disk_opts_parse(optarg, &dc->disks[dc->ndisks]) < 0)
+				return 1;
+			dc->ndisks++;
+			break;
+		}
+		case 'n': {
+			struct virtio_devices_config *dc = &opt.vm.devices;
+			if (dc->nnets == VIRTIO_MAX_NICS) {
+				kite_error("--net: at most %d network cards", VIRTIO_MAX_NICS);
+				return 1;
+			}
+			if (net_opts_parse(optarg, &dc->nets[dc->nnets]) < 0)
+				return 1;
+			dc->nnets++;
+			break;
+		}
+		case OPT_RNG:
+			opt.vm.devices.rng = true;
+			break;
+		case OPT_BALLOON:
+			opt.vm.devices.balloon = true;
 			break;
 		case 'h':
 			usage(stdout);

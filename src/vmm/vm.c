@@ -28,6 +28,33 @@ static void platform_event(void *opaque, enum machine_event ev)
 	vm_request_exit(opaque, ev == MACHINE_POWEROFF ? VM_POWEROFF : VM_RESET);
 }
 
+static void platform_msi_send(void *opaque, uint64_t addr, uint32_t data)
+{
+	struct vm *vm = opaque;
+	struct kvm_msi msi = {
+	    .address_lo = (uint32_t)addr,
+	    .address_hi = (uint32_t)(addr >> 32),
+	    .data = data,
+	};
+	if (ioctl(vm->fd, KVM_SIGNAL_MSI, &msi) < 0)
+		kite_warn("KVM_SIGNAL_MSI: %s", strerror(errno));
+}
+
+/* The PCI bus and its virtio devices: opened here, before KVM, so that a missing disk image
+ * or a bad network option is found before any guest runs. */
+static int add_virtio(struct vm *vm, const struct vm_config *cfg)
+{
+	struct pci_bus_ops ops = {
+	    .msi_send = platform_msi_send,
+	    .set_irq = platform_set_irq,
+	    .opaque = vm,
+	};
+	if (virtio_devices_create(&vm->virtio, &cfg->devices, &vm->mem, &vm->bus, &ops) < 0)
+		return -1;
+	vm->virtio_ready = true;
+	return 0;
+}
+
 static int check_memory_size(uint64_t size)
 {
 	if (size < VM_MIN_MEMORY)
@@ -84,6 +111,8 @@ int vm_prepare(struct vm *vm, const struct vm_config *cfg)
 	if (cfg->pvm_defaults && vm->boot.kind != KERNEL_ELF_PVH && add_pvm_cmdline(vm, cfg) < 0)
 		return -1;
 	if (acpi_build(&vm->mem, cfg->ncpus) < 0)
+		return -1;
+	if (add_virtio(vm, cfg) < 0)
 		return -1;
 	return 0;
 }
@@ -211,6 +240,10 @@ void vm_destroy(struct vm *vm)
 		}
 		free(vm->vcpus);
 		vm->vcpus = NULL;
+	}
+	if (vm->virtio_ready) {
+		virtio_devices_destroy(&vm->virtio);
+		vm->virtio_ready = false;
 	}
 	if (vm->platform.opaque) {
 		serial_destroy(&vm->serial);

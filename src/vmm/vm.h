@@ -10,6 +10,7 @@
 #include "devices/platform.h"
 #include "devices/rtc.h"
 #include "devices/serial.h"
+#include "virtio/virtio_devices.h"
 #include "vmm/boot.h"
 #include "vmm/iobus.h"
 #include "vmm/kvm.h"
@@ -63,6 +64,8 @@ struct vm {
 	struct i8042 i8042;
 	struct rtc rtc;
 	struct acpi_pm pm;
+	struct virtio_devices virtio;
+	bool virtio_ready;
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -77,6 +80,7 @@ struct vm_config {
 	bool no_reboot;
 	bool stats;
 	bool pvm_defaults; /* add PVM_LINUX_CMDLINE to the command line */
+	struct virtio_devices_config devices;
 };
 
 /* Lays out memory and loads the kernel (no KVM needed: bad input is found before KVM is

@@ -96,3 +96,22 @@ def test_unknown_option(kite):
 def test_no_kvm_is_a_clear_error(kite, tmp_path):
     elf = tiny_elf(str(tmp_path / "k.elf"))
     assert_input_error(run([kite, "run", "--kernel", elf, "--console", "none"]), "/dev/kvm")
+
+
+def test_missing_disk_image(kite, tmp_path):
+    elf = tiny_elf(str(tmp_path / "k.elf"))
+    assert_input_error(run([kite, "run", "--kernel", elf, "--disk", str(tmp_path / "none.img")]),
+                       "none.img")
+
+
+def test_corrupt_qcow2_disk(kite, tmp_path):
+    elf = tiny_elf(str(tmp_path / "k.elf"))
+    bad = tmp_path / "bad.qcow2"
+    bad.write_bytes(b"QFI\xfb" + b"\xff" * 508)
+    assert_input_error(run([kite, "run", "--kernel", elf, "--disk", f"{bad},format=qcow2"]))
+
+
+@pytest.mark.parametrize("spec", ["user,hostfwd=tcp::notaport-:22", "bogus", "user,mac=zz"])
+def test_bad_net_option(kite, tmp_path, spec):
+    elf = tiny_elf(str(tmp_path / "k.elf"))
+    assert_input_error(run([kite, "run", "--kernel", elf, "--net", spec]))
