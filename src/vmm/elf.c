@@ -181,6 +181,21 @@ static uint64_t entry_to_phys(const struct elf_file *f, uint64_t e)
 	return 0;
 }
 
+/* Zeroes [p, p+len) (the .bss), but writes only pages that hold something: reading a page of a
+ * fresh anonymous mapping maps the shared zero page, writing it costs resident memory, and a
+ * guest's .bss can be far larger than what it ever touches. */
+static void zero_untouched(uint8_t *p, uint64_t len)
+{
+	static const uint8_t zero[4096];
+	while (len) {
+		uint64_t n = len < sizeof(zero) ? len : sizeof(zero);
+		if (memcmp(p, zero, n) != 0)
+			memset(p, 0, n);
+		p += n;
+		len -= n;
+	}
+}
+
 int elf_load(struct guest_mem *m, const uint8_t *buf, size_t len, const char *name,
 	     uint64_t min_addr, struct elf_image *out)
 {
@@ -221,7 +236,7 @@ int elf_load(struct guest_mem *m, const uint8_t *buf, size_t len, const char *na
 			continue;
 		uint8_t *dst = gmem_ptr(m, h.paddr, h.memsz);
 		memcpy(dst, buf + h.offset, h.filesz);
-		memset(dst + h.filesz, 0, h.memsz - h.filesz);
+		zero_untouched(dst + h.filesz, h.memsz - h.filesz);
 	}
 	return 0;
 }
