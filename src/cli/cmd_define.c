@@ -84,12 +84,9 @@ int cmd_define(int argc, char **argv)
 	    .verb = "define",
 	    .usage = "usage: kite define FILE.json   (FILE '-' reads standard input)\n"
 		     "Defines a machine, or replaces the definition of the machine it names.\n"};
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1)
-		return c == 'H' ? 0 : 1;
-	if (machine_positional(&cli, argc, argv, 1, "FILE.json") < 0 || machine_cli_dirs(&cli) < 0)
-		return 1;
+	int pr = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "FILE.json");
+	if (pr >= 0)
+		return pr;
 	const char *file = argv[optind];
 	char *text;
 	size_t len;
@@ -364,16 +361,10 @@ int cmd_undefine(int argc, char **argv)
 					   "Removes a shut off machine's definition; with "
 					   "--remove-all-storage, its disk images too.\n"};
 	bool storage = false;
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
-		if (c == O_STORAGE)
-			storage = true;
-		else
-			return c == 'H' ? 0 : 1;
-	}
-	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
-		return 1;
+	const struct machine_flag flags[] = {{O_STORAGE, &storage, NULL}, {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
+	if (pr >= 0)
+		return pr;
 	const char *name = argv[optind];
 	if (machine_name_check(name) < 0)
 		return 1;
@@ -438,12 +429,9 @@ int cmd_dumpjson(int argc, char **argv)
 	struct machine_cli cli = {.verb = "dumpjson",
 				  .usage = "usage: kite dumpjson NAME\n"
 					   "Prints a machine's definition (JSON).\n"};
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1)
-		return c == 'H' ? 0 : 1;
-	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
-		return 1;
+	int pr = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
+	if (pr >= 0)
+		return pr;
 	struct machine_def def;
 	if (machine_load(&cli, argv[optind], &def) < 0)
 		return 1;
@@ -499,12 +487,9 @@ int cmd_edit(int argc, char **argv)
 	    .usage = "usage: kite edit NAME\n"
 		     "Opens the definition in $VISUAL/$EDITOR (vi); the result replaces it only "
 		     "when it is valid.\n"};
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1)
-		return c == 'H' ? 0 : 1;
-	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
-		return 1;
+	int pr = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
+	if (pr >= 0)
+		return pr;
 	const char *name = argv[optind];
 	char path[PATH_MAX];
 	if (machine_name_check(name) < 0 || def_path(&cli.dirs, name, path, sizeof(path)) < 0)

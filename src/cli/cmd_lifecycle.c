@@ -72,17 +72,6 @@ out:
 	return r;
 }
 
-static int one_name(struct machine_cli *cli, int argc, char **argv, const struct option *opts)
-{
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(cli, argc, argv, "", opts)) != -1)
-		return c == 'H' ? 0 : 1;
-	if (machine_positional(cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(cli) < 0)
-		return 1;
-	return -1; /* go on */
-}
-
 int cmd_start(int argc, char **argv)
 {
 	static const struct option opts[] = {MACHINE_COMMON_OPTIONS{NULL, 0, NULL, 0}};
@@ -92,7 +81,7 @@ int cmd_start(int argc, char **argv)
 		     "Boots a defined machine in the background (its own supervised `kite run`)\n"
 		     "and returns once it answers on its control socket. KITE_RUNNER replaces\n"
 		     "'kite run' (tests use 'kite _fake-run').\n"};
-	int r = one_name(&cli, argc, argv, opts);
+	int r = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
 	if (r >= 0)
 		return r;
 	return start_one(&cli, argv[optind], false) < 0;
@@ -104,7 +93,7 @@ static int simple_command(int argc, char **argv, const char *verb, const char *u
 {
 	static const struct option opts[] = {MACHINE_COMMON_OPTIONS{NULL, 0, NULL, 0}};
 	struct machine_cli cli = {.verb = verb, .usage = usage};
-	int r = one_name(&cli, argc, argv, opts);
+	int r = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
 	if (r >= 0)
 		return r;
 	const char *name = argv[optind];
@@ -153,24 +142,21 @@ int cmd_shutdown(int argc, char **argv)
 	    .usage = "usage: kite shutdown NAME [--timeout SECONDS]\n"
 		     "Presses the ACPI power button: the guest shuts itself down. With --timeout,\n"
 		     "waits for it and fails when the machine still runs after SECONDS.\n"};
+	const char *timeout_arg = NULL;
+	const struct machine_flag flags[] = {{O_TIMEOUT, NULL, &timeout_arg}, {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
+	if (pr >= 0)
+		return pr;
 	int timeout = -1;
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
-		if (c == O_TIMEOUT) {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (!*optarg || *end || v < 0 || v > 86400) {
-				kite_error("--timeout %s: not a number of seconds", optarg);
-				return 1;
-			}
-			timeout = (int)v;
-		} else {
-			return c == 'H' ? 0 : 1;
+	if (timeout_arg) {
+		char *end;
+		long v = strtol(timeout_arg, &end, 10);
+		if (!*timeout_arg || *end || v < 0 || v > 86400) {
+			kite_error("--timeout %s: not a number of seconds", timeout_arg);
+			return 1;
 		}
+		timeout = (int)v;
 	}
-	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
-		return 1;
 	const char *name = argv[optind];
 	struct control_client *cc;
 	if (machine_connect(&cli.dirs, name, &cc) < 0)
@@ -212,7 +198,7 @@ int cmd_destroy(int argc, char **argv)
 	struct machine_cli cli = {.verb = "destroy",
 				  .usage = "usage: kite destroy NAME\n"
 					   "Stops a machine immediately (no guest shutdown).\n"};
-	int r = one_name(&cli, argc, argv, opts);
+	int r = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
 	if (r >= 0)
 		return r;
 	const char *name = argv[optind];
@@ -241,17 +227,12 @@ int cmd_console(int argc, char **argv)
 	    .usage = "usage: kite console NAME [--no-replay]\n"
 		     "Attaches to a running machine's serial console, showing its recent output\n"
 		     "first (--no-replay: only new output). Ctrl-] detaches.\n"};
-	bool replay = true;
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
-		if (c == O_NO_REPLAY)
-			replay = false;
-		else
-			return c == 'H' ? 0 : 1;
-	}
-	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
-		return 1;
+	bool no_replay = false;
+	const struct machine_flag flags[] = {{O_NO_REPLAY, &no_replay, NULL}, {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
+	if (pr >= 0)
+		return pr;
+	bool replay = !no_replay;
 	const char *name = argv[optind];
 	struct control_client *cc;
 	if (machine_connect(&cli.dirs, name, &cc) < 0)
@@ -345,28 +326,21 @@ int cmd_autostart(int argc, char **argv)
 		"Marks a machine to start at host boot (--disable: unmarks it). --boot starts\n"
 		"every marked machine that is not running (contrib/kite-autostart.service).\n"};
 	bool disable = false, boot = false;
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
-		if (c == O_DISABLE)
-			disable = true;
-		else if (c == O_BOOT)
-			boot = true;
-		else
-			return c == 'H' ? 0 : 1;
-	}
-	if (boot) {
-		if (disable) {
-			kite_error("autostart: --boot and --disable exclude each other");
-			return 1;
-		}
-		if (machine_positional(&cli, argc, argv, 0, "no NAME with --boot") < 0 ||
-		    machine_cli_dirs(&cli) < 0)
-			return 1;
-		return autostart_boot(&cli);
-	}
-	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
+	const struct machine_flag flags[] = {
+	    {O_DISABLE, &disable, NULL}, {O_BOOT, &boot, NULL}, {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 0, 1, "NAME");
+	if (pr >= 0)
+		return pr;
+	if (boot && (disable || argc - optind != 0)) {
+		kite_error("autostart: --boot takes no NAME and no --disable");
 		return 1;
+	}
+	if (boot)
+		return autostart_boot(&cli);
+	if (argc - optind != 1) {
+		machine_positional(&cli, argc, argv, 1, "NAME");
+		return 1;
+	}
 	const char *name = argv[optind];
 	if (set_autostart(&cli, name, !disable) < 0)
 		return 1;

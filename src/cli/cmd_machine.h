@@ -41,6 +41,20 @@ struct machine_cli {
 int machine_getopt(struct machine_cli *cli, int argc, char **argv, const char *shortopts,
 		   const struct option *longopts);
 
+/* What machine_parse does with an option: sets *flag, or points *value at its argument. */
+struct machine_flag {
+	int code;
+	bool *flag;
+	const char **value;
+};
+
+/* The whole command line of a verb: options (common ones, then `flags`, a list ended by
+ * code 0), then between `min` and `max` positional arguments (named in `what` for the usage
+ * error; they are argv[optind...]), then the directories. Returns -1 when the verb should go
+ * on, else the exit code (0 after --help, 1 after an error). */
+int machine_parse(struct machine_cli *cli, int argc, char **argv, const struct option *opts,
+		  const struct machine_flag *flags, int min, int max, const char *what);
+
 /* After option parsing: resolves the directories. Returns 0 or -1. */
 int machine_cli_dirs(struct machine_cli *cli);
 

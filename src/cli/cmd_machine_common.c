@@ -59,6 +59,30 @@ int machine_positional(struct machine_cli *cli, int argc, char **argv, int n, co
 	return 0;
 }
 
+int machine_parse(struct machine_cli *cli, int argc, char **argv, const struct option *opts,
+		  const struct machine_flag *flags, int min, int max, const char *what)
+{
+	int c;
+	optind = 1;
+	while ((c = machine_getopt(cli, argc, argv, "", opts)) != -1) {
+		const struct machine_flag *f = flags;
+		while (f && f->code && f->code != c)
+			f++;
+		if (!f || !f->code)
+			return c == 'H' ? 0 : 1;
+		if (f->flag)
+			*f->flag = true;
+		if (f->value)
+			*f->value = optarg;
+	}
+	int n = argc - optind;
+	if (n < min || n > max) {
+		machine_positional(cli, argc, argv, n < min ? min : max, what);
+		return 1;
+	}
+	return machine_cli_dirs(cli) < 0 ? 1 : -1;
+}
+
 int machine_load(struct machine_cli *cli, const char *name, struct machine_def *def)
 {
 	enum def_load_result r = def_load(&cli->dirs, name, false, def, NULL);

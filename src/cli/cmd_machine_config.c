@@ -36,18 +36,11 @@ struct scope {
 	bool config, live, current;
 };
 
-static bool scope_opt(int c, struct scope *s)
-{
-	if (c == O_CONFIG)
-		s->config = true;
-	else if (c == O_LIVE)
-		s->live = true;
-	else if (c == O_CURRENT)
-		s->current = true;
-	else
-		return false;
-	return true;
-}
+#define SCOPE_FLAGS(s)                                                                             \
+	{O_CONFIG, &(s).config, NULL}, {O_LIVE, &(s).live, NULL},                                  \
+	{                                                                                          \
+		O_CURRENT, &(s).current, NULL                                                      \
+	}
 
 /* Decides what to change: returns 0 with s->config/s->live final, or -1. */
 static int scope_resolve(struct machine_cli *cli, const char *name, struct scope *s)
@@ -136,13 +129,10 @@ int cmd_setmem(int argc, char **argv)
 		     "Sets the memory the guest may use (live: through the balloon). A bare SIZE "
 		     "is in KiB.\n"};
 	struct scope s = {0};
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1)
-		if (!scope_opt(c, &s))
-			return c == 'H' ? 0 : 1;
-	if (machine_positional(&cli, argc, argv, 2, "NAME SIZE") < 0 || machine_cli_dirs(&cli) < 0)
-		return 1;
+	const struct machine_flag flags[] = {SCOPE_FLAGS(s), {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 2, "NAME SIZE");
+	if (pr >= 0)
+		return pr;
 	const char *name = argv[optind];
 	uint64_t bytes;
 	if (parse_mem_arg("setmem", argv[optind + 1], &bytes) < 0)
@@ -198,13 +188,10 @@ int cmd_setmaxmem(int argc, char **argv)
 					   "Sets the machine's RAM size (its balloon ceiling) for "
 					   "the next start. A bare SIZE is in KiB.\n"};
 	struct scope s = {0};
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1)
-		if (!scope_opt(c, &s))
-			return c == 'H' ? 0 : 1;
-	if (machine_positional(&cli, argc, argv, 2, "NAME SIZE") < 0 || machine_cli_dirs(&cli) < 0)
-		return 1;
+	const struct machine_flag flags[] = {SCOPE_FLAGS(s), {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 2, "NAME SIZE");
+	if (pr >= 0)
+		return pr;
 	const char *name = argv[optind];
 	uint64_t bytes;
 	if (parse_mem_arg("setmaxmem", argv[optind + 1], &bytes) < 0)
@@ -229,13 +216,10 @@ int cmd_setvcpus(int argc, char **argv)
 				  .usage = "usage: kite setvcpus NAME N [--config]\n"
 					   "Sets the number of vCPUs for the next start.\n"};
 	struct scope s = {0};
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1)
-		if (!scope_opt(c, &s))
-			return c == 'H' ? 0 : 1;
-	if (machine_positional(&cli, argc, argv, 2, "NAME N") < 0 || machine_cli_dirs(&cli) < 0)
-		return 1;
+	const struct machine_flag flags[] = {SCOPE_FLAGS(s), {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 2, "NAME N");
+	if (pr >= 0)
+		return pr;
 	const char *name = argv[optind];
 	char *end;
 	long n = strtol(argv[optind + 1], &end, 10);
@@ -299,31 +283,22 @@ int cmd_attach_disk(int argc, char **argv)
 		     "Adds disk image SOURCE as TARGET (vdb, ...) to the definition.\n"};
 	struct scope s = {0};
 	struct disk_args a = {0};
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
-		if (scope_opt(c, &s) || c == O_DRIVER)
-			continue;
-		if (c == O_FORMAT) {
-			a.format = optarg;
-		} else if (c == O_MODE) {
-			if (strcmp(optarg, "readonly") && strcmp(optarg, "shareable")) {
-				kite_error("--mode %s: expected readonly", optarg);
-				return 1;
-			}
-			a.readonly = !strcmp(optarg, "readonly");
-		} else if (c == O_TARGETBUS) {
-			if (strcmp(optarg, "virtio")) {
-				kite_error("--targetbus %s: only virtio disks exist here", optarg);
-				return 1;
-			}
-		} else {
-			return c == 'H' ? 0 : 1;
-		}
-	}
-	if (machine_positional(&cli, argc, argv, 3, "NAME SOURCE TARGET") < 0 ||
-	    machine_cli_dirs(&cli) < 0)
+	const char *mode = NULL, *bus = NULL, *driver = NULL;
+	const struct machine_flag flags[] = {
+	    SCOPE_FLAGS(s),	   {O_FORMAT, NULL, &a.format}, {O_DRIVER, NULL, &driver},
+	    {O_MODE, NULL, &mode}, {O_TARGETBUS, NULL, &bus},	{0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 3, 3, "NAME SOURCE TARGET");
+	if (pr >= 0)
+		return pr;
+	if (mode && strcmp(mode, "readonly") && strcmp(mode, "shareable")) {
+		kite_error("--mode %s: expected readonly", mode);
 		return 1;
+	}
+	a.readonly = mode && !strcmp(mode, "readonly");
+	if (bus && strcmp(bus, "virtio")) {
+		kite_error("--targetbus %s: only virtio disks exist here", bus);
+		return 1;
+	}
 	const char *name = argv[optind];
 	a.path = argv[optind + 1];
 	a.target = argv[optind + 2];
@@ -343,14 +318,10 @@ int cmd_detach_disk(int argc, char **argv)
 					   "Removes the disk with TARGET (or SOURCE path) from the "
 					   "definition.\n"};
 	struct scope s = {0};
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1)
-		if (!scope_opt(c, &s))
-			return c == 'H' ? 0 : 1;
-	if (machine_positional(&cli, argc, argv, 2, "NAME TARGET") < 0 ||
-	    machine_cli_dirs(&cli) < 0)
-		return 1;
+	const struct machine_flag flags[] = {SCOPE_FLAGS(s), {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 2, "NAME TARGET");
+	if (pr >= 0)
+		return pr;
 	const char *name = argv[optind];
 	if (hotplug_refused(&cli, name, &s, "disk") < 0 ||
 	    modify_def(&cli, name, do_detach_disk, argv[optind + 1]) < 0)
@@ -397,30 +368,20 @@ int cmd_attach_interface(int argc, char **argv)
 		     "Adds a NIC to the definition: user (NAT) or a host tap device.\n"};
 	struct scope s = {0};
 	struct nic_args a = {0};
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
-		if (scope_opt(c, &s))
-			continue;
-		if (c == O_MAC)
-			a.mac = optarg;
-		else if (c == O_TARGET)
-			a.ifname = optarg;
-		else if (c == O_MODEL) {
-			if (strcmp(optarg, "virtio")) {
-				kite_error("--model %s: only virtio NICs exist here", optarg);
-				return 1;
-			}
-		} else
-			return c == 'H' ? 0 : 1;
+	const char *model = NULL;
+	const struct machine_flag flags[] = {SCOPE_FLAGS(s),
+					     {O_MAC, NULL, &a.mac},
+					     {O_TARGET, NULL, &a.ifname},
+					     {O_MODEL, NULL, &model},
+					     {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 3, "NAME TYPE [SOURCE]");
+	if (pr >= 0)
+		return pr;
+	if (model && strcmp(model, "virtio")) {
+		kite_error("--model %s: only virtio NICs exist here", model);
+		return 1;
 	}
 	int npos = argc - optind;
-	if (npos != 2 && npos != 3) {
-		machine_positional(&cli, argc, argv, 2, "NAME TYPE [SOURCE]");
-		return 1;
-	}
-	if (machine_cli_dirs(&cli) < 0)
-		return 1;
 	const char *name = argv[optind];
 	a.type = nic_type(argv[optind + 1]);
 	if (npos == 3) {
@@ -449,18 +410,11 @@ int cmd_detach_interface(int argc, char **argv)
 					   "MAC) from the definition.\n"};
 	struct scope s = {0};
 	struct nic_args a = {0};
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
-		if (scope_opt(c, &s))
-			continue;
-		if (c == O_MAC)
-			a.mac = optarg;
-		else
-			return c == 'H' ? 0 : 1;
-	}
-	if (machine_positional(&cli, argc, argv, 2, "NAME TYPE") < 0 || machine_cli_dirs(&cli) < 0)
-		return 1;
+	const struct machine_flag flags[] = {
+	    SCOPE_FLAGS(s), {O_MAC, NULL, &a.mac}, {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 2, "NAME TYPE");
+	if (pr >= 0)
+		return pr;
 	const char *name = argv[optind];
 	a.type = nic_type(argv[optind + 1]);
 	if (hotplug_refused(&cli, name, &s, "interface") < 0 ||

@@ -75,52 +75,26 @@ int cmd_list(int argc, char **argv)
 		     "crashed machines. A definition that is corrupt on disk is listed as such.\n"};
 	bool all = false, inactive = false, names_only = false, uuids_only = false, json = false;
 	bool f_run = false, f_off = false, f_paused = false, f_other = false;
-	int autostart_filter = -1;
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
-		switch (c) {
-		case O_ALL:
-			all = true;
-			break;
-		case O_INACTIVE:
-			inactive = true;
-			break;
-		case O_NAME:
-			names_only = true;
-			break;
-		case O_UUID:
-			uuids_only = true;
-			break;
-		case O_RUNNING:
-			f_run = true;
-			break;
-		case O_SHUTOFF:
-			f_off = true;
-			break;
-		case O_PAUSED:
-			f_paused = true;
-			break;
-		case O_OTHER:
-			f_other = true;
-			break;
-		case O_AUTOSTART:
-			autostart_filter = 1;
-			break;
-		case O_NO_AUTOSTART:
-			autostart_filter = 0;
-			break;
-		case O_OUTPUT:
-			if (parse_output(optarg, &json) < 0)
-				return 1;
-			break;
-		default:
-			return c == 'H' ? 0 : 1;
-		}
-	}
-	if (machine_positional(&cli, argc, argv, 0, "no arguments") < 0 ||
-	    machine_cli_dirs(&cli) < 0)
+	bool only_auto = false, only_noauto = false;
+	const char *output = NULL;
+	const struct machine_flag flags[] = {{O_ALL, &all, NULL},
+					     {O_INACTIVE, &inactive, NULL},
+					     {O_NAME, &names_only, NULL},
+					     {O_UUID, &uuids_only, NULL},
+					     {O_RUNNING, &f_run, NULL},
+					     {O_SHUTOFF, &f_off, NULL},
+					     {O_PAUSED, &f_paused, NULL},
+					     {O_OTHER, &f_other, NULL},
+					     {O_AUTOSTART, &only_auto, NULL},
+					     {O_NO_AUTOSTART, &only_noauto, NULL},
+					     {O_OUTPUT, NULL, &output},
+					     {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 0, 0, "no arguments");
+	if (pr >= 0)
+		return pr;
+	if (output && parse_output(output, &json) < 0)
 		return 1;
+	int autostart_filter = only_auto ? 1 : only_noauto ? 0 : -1;
 	bool state_filter = f_run || f_off || f_paused || f_other;
 	char **names;
 	int n = def_list_names(&cli.dirs, &names);
@@ -252,12 +226,9 @@ int cmd_dominfo(int argc, char **argv)
 				  .usage =
 				      "usage: kite dominfo NAME\n"
 				      "Basic information about a machine, as virsh dominfo.\n"};
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1)
-		return c == 'H' ? 0 : 1;
-	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
-		return 1;
+	int pr = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
+	if (pr >= 0)
+		return pr;
 	const char *name = argv[optind];
 	struct machine_def def;
 	if (machine_load(&cli, name, &def) < 0)
@@ -315,16 +286,10 @@ int cmd_domstate(int argc, char **argv)
 				  .usage = "usage: kite domstate NAME [--reason]\n"
 					   "Prints running, paused, shut off or crashed.\n"};
 	bool reason = false;
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
-		if (c == O_REASON)
-			reason = true;
-		else
-			return c == 'H' ? 0 : 1;
-	}
-	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
-		return 1;
+	const struct machine_flag flags[] = {{O_REASON, &reason, NULL}, {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
+	if (pr >= 0)
+		return pr;
 	const char *name = argv[optind];
 	/* The machine must be defined; a corrupt definition still has a state. */
 	struct machine_def def;
@@ -355,6 +320,24 @@ int cmd_domstate(int argc, char **argv)
 	return 0;
 }
 
+/* The end of domblklist and domiflist: the table (or, with --output=json, the definition's
+ * `key` list). Frees `t` and `def`; returns the exit code. */
+static int print_devices(struct machine_def *def, const char *key, bool json, struct table *t,
+			 int rc)
+{
+	if (rc == 0 && json) {
+		json_t *j = machine_def_to_json(def);
+		rc = print_json(j ? json_incref(json_object_get(j, key)) : NULL) < 0;
+		json_decref(j);
+	} else if (rc == 0) {
+		table_print(t, stdout);
+		putchar('\n');
+	}
+	table_free(t);
+	machine_def_free(def);
+	return rc;
+}
+
 int cmd_domblklist(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -366,50 +349,31 @@ int cmd_domblklist(int argc, char **argv)
 				  .usage =
 				      "usage: kite domblklist NAME [--details] [--output=json]\n"
 				      "Lists a machine's disks.\n"};
-	bool details = false, json = false;
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
-		if (c == O_DETAILS)
-			details = true;
-		else if (c == O_INACTIVE)
-			continue;
-		else if (c == O_OUTPUT) {
-			if (parse_output(optarg, &json) < 0)
-				return 1;
-		} else
-			return c == 'H' ? 0 : 1;
-	}
-	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
+	bool details = false, json = false, inactive = false;
+	const char *output = NULL;
+	const struct machine_flag flags[] = {{O_DETAILS, &details, NULL},
+					     {O_INACTIVE, &inactive, NULL},
+					     {O_OUTPUT, NULL, &output},
+					     {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
+	if (pr >= 0)
+		return pr;
+	if (output && parse_output(output, &json) < 0)
 		return 1;
 	struct machine_def def;
 	if (machine_load(&cli, argv[optind], &def) < 0)
 		return 1;
-	int rc = 0;
-	if (json) {
-		json_t *j = machine_def_to_json(&def);
-		rc = print_json(j ? json_incref(json_object_get(j, "disks")) : NULL) < 0;
-		json_decref(j);
-	} else {
-		static const char *const h1[] = {"Target", "Source"};
-		static const char *const h2[] = {"Type", "Device", "Target", "Source"};
-		struct table *t = details ? table_new(4, h2) : table_new(2, h1);
-		for (size_t i = 0; t && i < def.ndisks; i++) {
-			const char *r1[] = {def.disks[i].target, def.disks[i].path};
-			const char *r2[] = {"file", "disk", def.disks[i].target, def.disks[i].path};
-			if (table_add(t, details ? r2 : r1) < 0)
-				rc = 1;
-		}
-		if (t && rc == 0) {
-			table_print(t, stdout);
-			putchar('\n');
-		}
-		if (!t)
+	static const char *const h1[] = {"Target", "Source"};
+	static const char *const h2[] = {"Type", "Device", "Target", "Source"};
+	struct table *t = details ? table_new(4, h2) : table_new(2, h1);
+	int rc = t ? 0 : 1;
+	for (size_t i = 0; t && i < def.ndisks; i++) {
+		const char *r1[] = {def.disks[i].target, def.disks[i].path};
+		const char *r2[] = {"file", "disk", def.disks[i].target, def.disks[i].path};
+		if (table_add(t, details ? r2 : r1) < 0)
 			rc = 1;
-		table_free(t);
 	}
-	machine_def_free(&def);
-	return rc;
+	return print_devices(&def, "disks", json, t, rc);
 }
 
 int cmd_domiflist(int argc, char **argv)
@@ -421,47 +385,27 @@ int cmd_domiflist(int argc, char **argv)
 	struct machine_cli cli = {.verb = "domiflist",
 				  .usage = "usage: kite domiflist NAME [--output=json]\n"
 					   "Lists a machine's network interfaces.\n"};
-	bool json = false;
-	int c;
-	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "", opts)) != -1) {
-		if (c == O_INACTIVE)
-			continue;
-		else if (c == O_OUTPUT) {
-			if (parse_output(optarg, &json) < 0)
-				return 1;
-		} else
-			return c == 'H' ? 0 : 1;
-	}
-	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 || machine_cli_dirs(&cli) < 0)
+	bool json = false, inactive = false;
+	const char *output = NULL;
+	const struct machine_flag flags[] = {
+	    {O_INACTIVE, &inactive, NULL}, {O_OUTPUT, NULL, &output}, {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
+	if (pr >= 0)
+		return pr;
+	if (output && parse_output(output, &json) < 0)
 		return 1;
 	struct machine_def def;
 	if (machine_load(&cli, argv[optind], &def) < 0)
 		return 1;
-	int rc = 0;
-	if (json) {
-		json_t *j = machine_def_to_json(&def);
-		rc = print_json(j ? json_incref(json_object_get(j, "nics")) : NULL) < 0;
-		json_decref(j);
-	} else {
-		static const char *const h[] = {"Interface", "Type", "Source", "Model", "MAC"};
-		struct table *t = table_new(5, h);
-		for (size_t i = 0; t && i < def.nnics; i++) {
-			const struct machine_nic *n = &def.nics[i];
-			const char *row[] = {n->ifname ? n->ifname : "-", n->type,
-					     !strcmp(n->type, "user") ? "nat" : "-", n->model,
-					     n->mac};
-			if (table_add(t, row) < 0)
-				rc = 1;
-		}
-		if (t && rc == 0) {
-			table_print(t, stdout);
-			putchar('\n');
-		}
-		if (!t)
+	static const char *const h[] = {"Interface", "Type", "Source", "Model", "MAC"};
+	struct table *t = table_new(5, h);
+	int rc = t ? 0 : 1;
+	for (size_t i = 0; t && i < def.nnics; i++) {
+		const struct machine_nic *n = &def.nics[i];
+		const char *row[] = {n->ifname ? n->ifname : "-", n->type,
+				     !strcmp(n->type, "user") ? "nat" : "-", n->model, n->mac};
+		if (table_add(t, row) < 0)
 			rc = 1;
-		table_free(t);
 	}
-	machine_def_free(&def);
-	return rc;
+	return print_devices(&def, "nics", json, t, rc);
 }

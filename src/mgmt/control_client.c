@@ -1,5 +1,6 @@
 #include "mgmt/control_client.h"
 #include "mgmt/control_server.h"
+#include "mgmt/fileutil.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -24,13 +25,6 @@ struct control_client {
 	char err[512];
 	char err_class[64];
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int set_err(struct control_client *c, const char *cls, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -65,7 +59,7 @@ static int read_line(struct control_client *c, int64_t deadline, json_t **msg)
 		}
 		if (c->inlen >= CLIENT_LINE_MAX)
 			return set_err(c, "ProtocolError", "the VM sent a line over 1 MiB");
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - mono_ms();
 		if (left <= 0)
 			return set_err(c, "Timeout", "no answer from the VM");
 		struct pollfd p = {.fd = c->fd, .events = POLLIN};
@@ -148,7 +142,7 @@ int control_client_connect(const char *path, int timeout_ms, struct control_clie
 		goto fail;
 	}
 	json_t *g;
-	if (read_line(c, now_ms() + timeout_ms, &g) < 0) {
+	if (read_line(c, mono_ms() + timeout_ms, &g) < 0) {
 		reason = strdup(c->err);
 		goto fail;
 	}
@@ -187,7 +181,7 @@ int control_client_send_raw(struct control_client *c, const void *data, size_t l
 
 int control_client_read_message(struct control_client *c, int timeout_ms, json_t **msg)
 {
-	return read_line(c, now_ms() + timeout_ms, msg);
+	return read_line(c, mono_ms() + timeout_ms, msg);
 }
 
 int control_client_execute(struct control_client *c, const char *cmd, json_t *args, json_t **ret,
@@ -216,7 +210,7 @@ int control_client_execute(struct control_client *c, const char *cmd, json_t *ar
 	free(line);
 	if (r < 0)
 		return -1;
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = mono_ms() + timeout_ms;
 	for (;;) {
 		json_t *msg;
 		if (read_line(c, deadline, &msg) < 0) {
@@ -258,7 +252,7 @@ int control_client_next_event(struct control_client *c, int timeout_ms, json_t *
 		json_array_remove(c->events, 0);
 		return 0;
 	}
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = mono_ms() + timeout_ms;
 	for (;;) {
 		json_t *msg;
 		if (read_line(c, deadline, &msg) < 0)
@@ -271,24 +265,10 @@ int control_client_next_event(struct control_client *c, int timeout_ms, json_t *
 	}
 }
 
-static int write_all_fd(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int control_client_console(struct control_client *c, int in_fd, int out_fd, int linger_ms)
 {
 	/* Bytes that arrived with the reply to "console" are console output already. */
-	if (c->inlen && write_all_fd(out_fd, c->in, c->inlen) < 0)
+	if (c->inlen && write_all(out_fd, c->in, c->inlen) < 0)
 		return set_err(c, "GenericError", "write: %s", strerror(errno));
 	c->inlen = 0;
 	bool in_open = true;
@@ -309,7 +289,7 @@ int control_client_console(struct control_client *c, int in_fd, int out_fd, int 
 				continue;
 			if (n <= 0)
 				return 1;
-			if (write_all_fd(out_fd, buf, (size_t)n) < 0)
+			if (write_all(out_fd, buf, (size_t)n) < 0)
 				return set_err(c, "GenericError", "write: %s", strerror(errno));
 		}
 		if (in_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {

@@ -1,6 +1,7 @@
 #include "mgmt/control_server.h"
 #include "mgmt/console_ring.h"
 #include "mgmt/peercred.h"
+#include "mgmt/fileutil.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -78,13 +79,6 @@ void control_set_error(const char *cls, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(tls_err_desc, sizeof(tls_err_desc), fmt, ap);
 	va_end(ap);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void wake(struct control_server *s)
@@ -411,7 +405,7 @@ static void handle_line(struct control_server *s, struct client *c, const char *
 	snprintf(req->cmd, sizeof(req->cmd), "%s", cmd);
 	req->id = id ? json_incref(id) : NULL;
 	req->args = args ? json_incref(args) : NULL;
-	req->deadline = now_ms() + s->timeout_ms;
+	req->deadline = mono_ms() + s->timeout_ms;
 	if (!strcmp(cmd, "quit")) {
 		/* The reply goes out before the VMM is asked to end, as QMP does. */
 		json_t *reply = json_pack("{s:{}}", "return");
@@ -568,7 +562,7 @@ static void free_client(struct control_server *s, struct client *c)
  * deadline still pending, or -1. */
 static int64_t settle_requests(struct control_server *s)
 {
-	int64_t now = now_ms(), next = -1;
+	int64_t now = mono_ms(), next = -1;
 	for (struct client *c = s->clients; c; c = c->next) {
 		struct request *req = c->req;
 		if (!req)
@@ -642,7 +636,7 @@ static void *server_thread(void *arg)
 		}
 		int timeout = -1;
 		if (deadline >= 0) {
-			int64_t d = deadline - now_ms();
+			int64_t d = deadline - mono_ms();
 			timeout = d < 0 ? 0 : (int)d + 1;
 		}
 		pthread_mutex_unlock(&s->lock);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int fsync_parent_dir(const char *path)
@@ -38,18 +39,9 @@ int write_file_atomic(const char *path, const void *data, size_t len, unsigned m
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
 		return kite_error_errno(errno, "cannot create %s", tmp);
-	const char *p = data;
-	size_t left = len;
-	while (left > 0) {
-		ssize_t n = write(fd, p, left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			kite_error_errno(errno, "write %s", tmp);
-			goto fail;
-		}
-		p += n;
-		left -= (size_t)n;
+	if (write_all(fd, data, len) < 0) {
+		kite_error_errno(errno, "write %s", tmp);
+		goto fail;
 	}
 	if (fsync(fd) < 0) {
 		kite_error_errno(errno, "fsync %s", tmp);
@@ -150,4 +142,33 @@ int lock_file(const char *path)
 		return kite_error_errno(e, "cannot lock %s", path);
 	}
 	return fd;
+}
+
+int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sleep_ms(int ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }

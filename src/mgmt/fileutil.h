@@ -3,6 +3,7 @@
 #define KITE_MGMT_FILEUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Replaces `path` with `len` bytes atomically: writes PATH.tmp.PID, fsyncs it, renames it
  * over `path` and fsyncs the directory, so a reader sees the old or the new file, never a
@@ -20,5 +21,14 @@ int lock_file(const char *path);
 
 /* fsyncs the directory that holds `path`. Returns 0 or -1 (reported). */
 int fsync_parent_dir(const char *path);
+
+/* Writes all `len` bytes (retrying short writes and EINTR). 0, or -1 with errno set. */
+int write_all(int fd, const void *data, size_t len);
+
+/* Milliseconds of CLOCK_MONOTONIC, for deadlines. */
+int64_t mono_ms(void);
+
+/* Sleeps `ms` milliseconds (resuming after signals). */
+void sleep_ms(int ms);
 
 #endif

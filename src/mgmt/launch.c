@@ -1,5 +1,6 @@
 #include "mgmt/launch.h"
 #include "mgmt/runstate.h"
+#include "mgmt/fileutil.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -14,20 +15,6 @@
 #include <poll.h>
 #include <time.h>
 #include <unistd.h>
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 void argv_free(char **argv)
 {
@@ -210,20 +197,6 @@ char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *
 		return NULL;
 	}
 	return b.v;
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* The supervisor's record of how the VMM ended. */
@@ -416,7 +389,7 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int 
 		;
 	/* Wait for the pid file (the supervisor writes it right after forking the VMM). */
 	struct pollfd p = {.fd = ready[0], .events = POLLIN};
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = mono_ms() + timeout_ms;
 	int r;
 	do {
 		r = poll(&p, 1, 5000);
@@ -430,7 +403,7 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int 
 				  last[0] ? ": " : "", last);
 	}
 	close(ready[0]);
-	while (now_ms() < deadline) {
+	while (mono_ms() < deadline) {
 		struct machine_status st;
 		if (status_now(d, name, &st) < 0)
 			return -1;
@@ -459,14 +432,14 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int 
 
 int machine_wait_stopped(const struct mgmt_dirs *d, const char *name, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = mono_ms() + timeout_ms;
 	for (;;) {
 		struct machine_status st;
 		if (status_now(d, name, &st) < 0)
 			return -1;
 		if (st.state == MACHINE_SHUTOFF || st.state == MACHINE_CRASHED)
 			return 0;
-		if (now_ms() >= deadline)
+		if (mono_ms() >= deadline)
 			return 1;
 		sleep_ms(10);
 	}
@@ -492,14 +465,14 @@ int machine_destroy(const struct mgmt_dirs *d, const char *name)
 		control_client_execute(c, "quit", NULL, NULL, 300);
 		control_client_close(c);
 	}
-	int64_t kill_at = now_ms() + 400;
-	while (process_alive(runner, rstart) && now_ms() < kill_at)
+	int64_t kill_at = mono_ms() + 400;
+	while (process_alive(runner, rstart) && mono_ms() < kill_at)
 		sleep_ms(5);
 	if (process_alive(runner, rstart) && kill(runner, SIGKILL) < 0 && errno != ESRCH)
 		return kite_error_errno(errno, "cannot kill VM process %d", (int)runner);
 	/* The supervisor removes the pid file once it has reaped the VMM. */
-	int64_t deadline = now_ms() + 2000;
-	while (access(pidpath, F_OK) == 0 && now_ms() < deadline) {
+	int64_t deadline = mono_ms() + 2000;
+	while (access(pidpath, F_OK) == 0 && mono_ms() < deadline) {
 		if (!process_alive(sup, sstart) && !process_alive(runner, rstart)) {
 			/* No supervisor left to clean up: do it here. */
 			unlink(sockpath);

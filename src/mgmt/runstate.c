@@ -127,13 +127,6 @@ static void read_status_file(const char *path, struct machine_status *st)
 	json_decref(j);
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 int machine_status_get(const struct mgmt_dirs *d, const char *name, bool query,
 		       struct machine_status *st)
 {

@@ -168,6 +168,24 @@ def test_invalid_definitions_are_refused_with_clear_errors(m, tmp_path, spec, me
     assert list_rows(m.ok("list", "--all").stdout) == []
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["list", "--bogus"], "option --bogus is unknown"),
+    (["setmem"], "setmem: expected NAME SIZE"),
+    (["setmem", "x", "lots", "--config"], "'lots' is not a size"),
+    (["start", "a", "b"], "unexpected argument 'b'"),
+    (["dominfo", "nosuch"], "no machine named 'nosuch'"),
+    (["start", "../etc"], "character '/' is not allowed"),
+    (["autostart", "--boot", "x"], "--boot takes no NAME"),
+    (["shutdown", "x", "--timeout", "soon"], "--timeout soon: not a number"),
+    (["list", "--output=xml"], "expected json or table"),
+])
+def test_bad_command_lines_are_clear_errors(m, argv, message):
+    r = m(*argv)
+    assert r.returncode == 1
+    assert r.stderr.startswith("kite: error: ")
+    assert message in r.stderr
+
+
 def test_define_rejects_malformed_json(m, tmp_path):
     f = tmp_path / "bad.json"
     f.write_text('{"name": "x", "kernel": ')
