@@ -6,5 +6,4 @@
 		kite_error("not implemented yet");                                                 \
 		return 1;                                                                          \
 	}
-STUB(guest_init)
 STUB(guest_mount)
