@@ -148,7 +148,8 @@ static int add_disk_spec(struct machine_def *def, const char *spec)
 	return r;
 }
 
-/* "user[,mac=M]" or "tap,ifname=IF[,mac=M]". */
+/* As kite run takes it: "user[,mac=M][,hostfwd=RULE]..." or "tap=IF[,mac=M]" (also
+ * "tap,ifname=IF"). */
 static int add_net_spec(struct machine_def *def, const char *spec)
 {
 	char *copy = strdup(spec), *save = NULL;
@@ -156,17 +157,28 @@ static int add_net_spec(struct machine_def *def, const char *spec)
 		return kite_error("out of memory");
 	char *type = strtok_r(copy, ",", &save);
 	char *ifname = NULL, *mac = NULL;
+	if (type && !strncmp(type, "tap=", 4)) {
+		ifname = type + 4;
+		type[3] = '\0';
+	}
 	int r = 0;
+	/* hostfwd rules wait until the NIC exists. */
+	char *rules[MACHINE_MAX_DEVICES];
+	size_t nrules = 0;
 	for (char *kv = strtok_r(NULL, ",", &save); kv && r == 0; kv = strtok_r(NULL, ",", &save)) {
 		if (!strncmp(kv, "ifname=", 7))
 			ifname = kv + 7;
 		else if (!strncmp(kv, "mac=", 4))
 			mac = kv + 4;
+		else if (!strncmp(kv, "hostfwd=", 8) && nrules < MACHINE_MAX_DEVICES)
+			rules[nrules++] = kv + 8;
 		else if (strcmp(kv, "model=virtio"))
-			r = kite_error("--net %s: unknown option '%s' (ifname=, mac=)", spec, kv);
+			r = kite_error("--net %s: unknown option '%s' (mac=, hostfwd=)", spec, kv);
 	}
 	if (r == 0)
 		r = machine_def_add_nic(def, type ? type : "", ifname, mac, NULL);
+	for (size_t i = 0; r == 0 && i < nrules; i++)
+		r = machine_nic_add_hostfwd(&def->nics[def->nnics - 1], rules[i]);
 	free(copy);
 	return r;
 }
@@ -221,7 +233,7 @@ static const char create_usage[] =
     "  -m, --memory SIZE        RAM (bare number: MiB; default 512M)\n"
     "  -c, --cpus N             vCPUs (default 1)\n"
     "      --disk SPEC          PATH[,target=vdX][,format=raw|qcow2|vmdk][,readonly=on]\n"
-    "      --net SPEC           user[,mac=M] or tap,ifname=IF[,mac=M]\n"
+    "      --net SPEC           user[,mac=M][,hostfwd=tcp::2222-:22]... or tap=IF[,mac=M]\n"
     "      --share SPEC         PATH,tag=TAG[,readonly=on]\n"
     "      --console KIND       serial (default) or none\n"
     "      --uuid UUID          instead of a random one\n"

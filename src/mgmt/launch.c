@@ -160,10 +160,22 @@ char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *
 	for (size_t i = 0; i < def->nnics; i++) {
 		const struct machine_nic *nic = &def->nics[i];
 		push(&b, strdup("--net"));
-		if (nic->ifname)
-			pushf(&b, "%s,ifname=%s,mac=%s", nic->type, nic->ifname, nic->mac);
-		else
-			pushf(&b, "%s,mac=%s", nic->type, nic->mac);
+		char *spec = NULL;
+		if (nic->ifname) {
+			if (asprintf(&spec, "tap=%s,mac=%s", nic->ifname, nic->mac) < 0)
+				spec = NULL;
+		} else {
+			if (asprintf(&spec, "user,mac=%s", nic->mac) < 0)
+				spec = NULL;
+			for (size_t k = 0; spec && k < nic->nhostfwd; k++) {
+				char *longer = NULL;
+				if (asprintf(&longer, "%s,hostfwd=%s", spec, nic->hostfwd[k]) < 0)
+					longer = NULL;
+				free(spec);
+				spec = longer;
+			}
+		}
+		push(&b, spec);
 	}
 	for (size_t i = 0; i < def->nshares; i++) {
 		char *path = escape_commas(def->shares[i].path);
@@ -181,6 +193,8 @@ char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *
 		argv_free(b.v);
 		return NULL;
 	}
+	/* A balloon always, as libvirt adds one: setmem works on every machine. */
+	push(&b, strdup("--balloon"));
 	push(&b, strdup("--name"));
 	push(&b, strdup(def->name));
 	push(&b, strdup("--control-socket"));

@@ -1,4 +1,5 @@
 #include "mgmt/machine_def.h"
+#include "net/net.h"
 #include "util/err.h"
 #include "util/size.h"
 
@@ -162,7 +163,7 @@ static int parse_disks(json_t *root, const char *where, struct machine_def *def)
 
 static int parse_nics(json_t *root, const char *where, struct machine_def *def)
 {
-	static const char *const keys[] = {"type", "ifname", "mac", "model", NULL};
+	static const char *const keys[] = {"type", "ifname", "mac", "model", "hostfwd", NULL};
 	int err;
 	json_t *arr = get_array(root, "nics", where, &err);
 	if (!arr)
@@ -184,6 +185,24 @@ static int parse_nics(json_t *root, const char *where, struct machine_def *def)
 		    get_string(e, "mac", where, ctx, false, &mac) == 0 &&
 		    get_string(e, "model", where, ctx, false, &model) == 0) {
 			r = machine_def_add_nic(def, type ? type : "user", ifname, mac, model);
+			json_t *fwd = json_object_get(e, "hostfwd");
+			if (r == 0 && fwd && !json_is_array(fwd))
+				r = kite_error("%s: %shostfwd must be a list of strings", where,
+					       ctx);
+			size_t k;
+			json_t *rule;
+			if (r == 0 && fwd)
+				json_array_foreach(fwd, k, rule)
+				{
+					if (r == 0 && !json_is_string(rule))
+						r = kite_error(
+						    "%s: %shostfwd[%zu] must be a string", where,
+						    ctx, k);
+					if (r == 0)
+						r = machine_nic_add_hostfwd(
+						    &def->nics[def->nnics - 1],
+						    json_string_value(rule));
+				}
 			if (r < 0)
 				kite_error("%s: %s is invalid", where, ctx);
 		}
@@ -462,6 +481,37 @@ int machine_def_add_nic(struct machine_def *def, const char *type, const char *i
 	return 0;
 }
 
+int machine_nic_add_hostfwd(struct machine_nic *nic, const char *rule)
+{
+	struct net_hostfwd check;
+	if (strcmp(nic->type, "user"))
+		return kite_error("hostfwd needs a user (NAT) interface");
+	if (strchr(rule, ','))
+		return kite_error("hostfwd rule '%s' contains a comma", rule);
+	if (net_hostfwd_parse(rule, &check) < 0)
+		return -1;
+	if (nic->nhostfwd >= MACHINE_MAX_DEVICES)
+		return kite_error("too many hostfwd rules (at most %d)", MACHINE_MAX_DEVICES);
+	char **n = realloc(nic->hostfwd, (nic->nhostfwd + 1) * sizeof(*n));
+	if (!n)
+		return kite_error("out of memory");
+	nic->hostfwd = n;
+	if (!(n[nic->nhostfwd] = strdup(rule)))
+		return kite_error("out of memory");
+	nic->nhostfwd++;
+	return 0;
+}
+
+static void nic_free(struct machine_nic *n)
+{
+	free(n->type);
+	free(n->ifname);
+	free(n->model);
+	for (size_t i = 0; i < n->nhostfwd; i++)
+		free(n->hostfwd[i]);
+	free(n->hostfwd);
+}
+
 int machine_def_remove_nic(struct machine_def *def, const char *mac_or_type)
 {
 	size_t match = def->nnics, count = 0;
@@ -482,9 +532,7 @@ int machine_def_remove_nic(struct machine_def *def, const char *mac_or_type)
 	if (count > 1)
 		return kite_error("%zu interfaces match '%s': name one by its MAC", count,
 				  mac_or_type);
-	free(def->nics[match].type);
-	free(def->nics[match].ifname);
-	free(def->nics[match].model);
+	nic_free(&def->nics[match]);
 	memmove(&def->nics[match], &def->nics[match + 1],
 		(def->nnics - match - 1) * sizeof(def->nics[0]));
 	def->nnics--;
@@ -509,7 +557,11 @@ json_t *machine_def_to_json(const struct machine_def *def)
 		const struct machine_nic *n = &def->nics[i];
 		json_t *o =
 		    json_pack("{s:s, s:s, s:s}", "type", n->type, "mac", n->mac, "model", n->model);
+		json_t *fwd = n->nhostfwd ? json_array() : NULL;
+		for (size_t k = 0; fwd && k < n->nhostfwd; k++)
+			json_array_append_new(fwd, json_string(n->hostfwd[k]));
 		if (!o || (n->ifname && json_object_set_new(o, "ifname", json_string(n->ifname))) ||
+		    (n->nhostfwd && json_object_set_new(o, "hostfwd", fwd)) ||
 		    json_array_append_new(nics, o))
 			goto fail;
 	}
@@ -558,11 +610,8 @@ void machine_def_free(struct machine_def *def)
 		free(def->disks[i].format);
 	}
 	free(def->disks);
-	for (size_t i = 0; i < def->nnics; i++) {
-		free(def->nics[i].type);
-		free(def->nics[i].ifname);
-		free(def->nics[i].model);
-	}
+	for (size_t i = 0; i < def->nnics; i++)
+		nic_free(&def->nics[i]);
 	free(def->nics);
 	for (size_t i = 0; i < def->nshares; i++) {
 		free(def->shares[i].path);

@@ -24,7 +24,9 @@ struct machine_nic {
 	char *type;   /* "user" (NAT) or "tap" */
 	char *ifname; /* tap only */
 	char mac[18];
-	char *model; /* "virtio" */
+	char *model;	/* "virtio" */
+	char **hostfwd; /* user only: "tcp::2222-:22" rules, as kite run --net takes them */
+	size_t nhostfwd;
 };
 
 struct machine_share {
@@ -74,6 +76,8 @@ int machine_def_add_disk(struct machine_def *def, const char *path, const char *
 int machine_def_remove_disk(struct machine_def *def, const char *target_or_path);
 int machine_def_add_nic(struct machine_def *def, const char *type, const char *ifname,
 			const char *mac, const char *model);
+/* Adds a port forward (kite run's hostfwd syntax, checked) to a user NIC. 0 or -1. */
+int machine_nic_add_hostfwd(struct machine_nic *nic, const char *rule);
 int machine_def_remove_nic(struct machine_def *def, const char *mac_or_type);
 
 /* Random identifiers. */
