@@ -108,10 +108,12 @@ static void net_start(void *dev)
 static void net_reset(void *dev)
 {
 	struct virtio_net *n = dev;
-	pthread_mutex_lock(&n->rx_lock);
+	/* tx before rx: sending a frame can deliver a reply (slirp answers inside
+	 * slirp_input), so the transmit path takes rx_lock while holding tx_lock. */
 	pthread_mutex_lock(&n->tx_lock);
-	pthread_mutex_unlock(&n->tx_lock);
+	pthread_mutex_lock(&n->rx_lock);
 	pthread_mutex_unlock(&n->rx_lock);
+	pthread_mutex_unlock(&n->tx_lock);
 }
 
 static void net_config_read(void *dev, uint32_t off, uint8_t *data, unsigned len)

@@ -157,8 +157,13 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
 	uint16_t head;
 	memcpy(&head, q->avail + 4 + 2u * (q->last_avail & (q->size - 1)), 2);
 	q->last_avail++;
-	if (q->event_idx) /* ask for a notification as soon as the driver adds more */
+	if (q->event_idx) {
+		/* Ask for a notification as soon as the driver adds more. The fence orders this
+		 * store before our next read of avail->idx: without it (x86 lets loads pass
+		 * stores) the driver could skip the kick while we see no new entry. */
 		store16_release(q->used + 4 + 8u * q->size, q->last_avail);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	}
 	return walk_chain(q, head, e) < 0 ? -1 : 1;
 }
 
