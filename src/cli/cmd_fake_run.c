@@ -3,7 +3,8 @@
  * (KITE_RUNNER="kite _fake-run"). It takes the options `kite start` passes to `kite run`,
  * checks that the kernel is readable (as kite run does), and then behaves like a tiny
  * guest: prints a boot line on its console, echoes console input, powers off on the ACPI
- * power button, "reboots" on reset, and has a balloon. Hidden: not in `kite --help`.
+ * power button, "reboots" on reset, and has a balloon with --balloon. Hidden: not in
+ * `kite --help`.
  *
  * Test knobs (environment): KITE_FAKE_IGNORE_POWERDOWN=1 (a guest without ACPI support),
  * KITE_FAKE_NO_BALLOON=1 (no balloon driver), KITE_FAKE_HANG=CMD (that handler never
@@ -189,7 +190,18 @@ static void on_term(int sig)
 
 int cmd_fake_run(int argc, char **argv)
 {
-	enum { O_CONSOLE = 1, O_NAME, O_SOCK, O_CLOG, O_DISK, O_NET, O_SHARE, O_NOREBOOT };
+	enum {
+		O_CONSOLE = 1,
+		O_NAME,
+		O_SOCK,
+		O_CLOG,
+		O_DISK,
+		O_NET,
+		O_SHARE,
+		O_NOREBOOT,
+		O_BALLOON,
+		O_RNG
+	};
 	static const struct option opts[] = {{"kernel", required_argument, NULL, 'k'},
 					     {"initrd", required_argument, NULL, 'i'},
 					     {"append", required_argument, NULL, 'p'},
@@ -203,9 +215,12 @@ int cmd_fake_run(int argc, char **argv)
 					     {"net", required_argument, NULL, O_NET},
 					     {"share", required_argument, NULL, O_SHARE},
 					     {"no-reboot", no_argument, NULL, O_NOREBOOT},
+					     {"balloon", no_argument, NULL, O_BALLOON},
+					     {"rng", no_argument, NULL, O_RNG},
 					     {NULL, 0, NULL, 0}};
 	const char *kernel = NULL, *sock = NULL, *clog = NULL, *name = "fake";
 	uint64_t memory = 512ULL << 20;
+	bool balloon = false;
 	int c;
 	optind = 1;
 	opterr = 0;
@@ -229,9 +244,13 @@ int cmd_fake_run(int argc, char **argv)
 		case O_CLOG:
 			clog = optarg;
 			break;
+		case O_BALLOON:
+			balloon = true;
+			break;
 		case 'i':
 		case 'p':
 		case 'c':
+		case O_RNG:
 		case O_CONSOLE:
 		case O_DISK:
 		case O_NET:
@@ -279,7 +298,9 @@ int cmd_fake_run(int argc, char **argv)
 			return 1;
 		}
 	}
-	bool balloon = getenv("KITE_FAKE_NO_BALLOON") == NULL;
+	/* A balloon as kite run has one: with --balloon (a guest without the driver: the
+	 * KITE_FAKE_NO_BALLOON knob). */
+	balloon = balloon && getenv("KITE_FAKE_NO_BALLOON") == NULL;
 	struct control_handlers h = {
 	    .query_status = fake_query_status,
 	    .stop = fake_stop,

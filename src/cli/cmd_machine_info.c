@@ -51,6 +51,41 @@ static int print_json(json_t *j)
 	return 0;
 }
 
+struct list_order {
+	char *name;
+	pid_t pid; /* 0 when not running */
+};
+
+static int cmp_order(const void *a, const void *b)
+{
+	const struct list_order *x = a, *y = b;
+	if ((x->pid > 0) != (y->pid > 0))
+		return x->pid > 0 ? -1 : 1;
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* virsh's order: running machines by Id, then the others by name. */
+static int sort_as_virsh(struct machine_cli *cli, char **names, int n)
+{
+	struct list_order *o = calloc((size_t)n + 1, sizeof(*o));
+	if (!o)
+		return kite_error("out of memory");
+	for (int i = 0; i < n; i++) {
+		struct machine_status st;
+		o[i].name = names[i];
+		if (machine_status_get(&cli->dirs, names[i], false, &st) == 0 &&
+		    st.state == MACHINE_RUNNING)
+			o[i].pid = st.pid;
+	}
+	qsort(o, (size_t)n, sizeof(*o), cmp_order);
+	for (int i = 0; i < n; i++)
+		names[i] = o[i].name;
+	free(o);
+	return 0;
+}
+
 int cmd_list(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -100,6 +135,10 @@ int cmd_list(int argc, char **argv)
 	int n = def_list_names(&cli.dirs, &names);
 	if (n < 0)
 		return 1;
+	if (sort_as_virsh(&cli, names, n) < 0) {
+		def_free_names(names, n);
+		return 1;
+	}
 	static const char *const header[] = {"Id", "Name", "State"};
 	struct table *t = table_new(3, header);
 	json_t *arr = json_array();
