@@ -1,0 +1,146 @@
+"""Guest programs with our virtio-pci driver (tests/guests/virtio_*.c, lib/pci.c, lib/virtio.c)
+against QEMU's virtio-pci devices: QEMU referees the driver, so that the same programs under
+kite (test_guest_virtio_kite.py, which imports the helpers below) check kite's devices.
+QEMU runs with -accel kvm when /dev/kvm exists, else TCG."""
+import hashlib
+import os
+import socket
+import threading
+
+import pytest
+
+from test_guest_programs import boot, qemu_argv
+
+# Disk layout shared with tests/guests/virtio_blk.c.
+SECTOR = 512
+DISK_SIZE = 8 << 20
+HOST_OFF, GUEST_OFF, IO_LEN = 1 << 20, 2 << 20, 16 * SECTOR
+DISCARD_OFF, DISCARD_LEN = 4 << 20, 1 << 20
+HOST_SEED, GUEST_SEED, RO_SEED = 0x11, 0x22, 0x33
+FILLER = 0xab
+SERIAL = "kite-vd-0042"
+
+
+def pattern(off, length, seed):
+    return bytes((((o >> 9) * 31 + (o & 511) * 7 + seed) & 0xff) for o in range(off, off + length))
+
+
+def make_disk(path, ro=False):
+    """A fully allocated raw disk: FILLER everywhere, the host's pattern at HOST_OFF and, for
+    the read-only run, RO_SEED's pattern where the guest will try to write."""
+    data = bytearray([FILLER]) * DISK_SIZE
+    data[HOST_OFF:HOST_OFF + IO_LEN] = pattern(HOST_OFF, IO_LEN, HOST_SEED)
+    if ro:
+        data[GUEST_OFF:GUEST_OFF + IO_LEN] = pattern(GUEST_OFF, IO_LEN, RO_SEED)
+    with open(path, "wb") as f:
+        f.write(data)
+        os.fsync(f.fileno())
+    return bytes(data)
+
+
+def blk_append(ro=False, extra=""):
+    a = f"serial={SERIAL} sectors={DISK_SIZE // SECTOR}" + (" ro=1" if ro else "")
+    return a + (" " + extra if extra else "")
+
+
+BLK_EXPECTED = ["virtio-blk: VERSION_1 negotiated", f"capacity {DISK_SIZE // SECTOR} sectors",
+                "read: the host's pattern", "read at sector 16384 (the capacity) fails with IOERR",
+                "read across the end", "write at sector 16384 fails with IOERR",
+                "device status"]
+BLK_RW_EXPECTED = BLK_EXPECTED + ["write: 16 sectors", "read back: the written pattern",
+                                  "flush (status 0)", f'get-id: serial "{SERIAL}"',
+                                  "discard: 2048 sectors"]
+BLK_RO_EXPECTED = BLK_EXPECTED + ["read-only: the device offers VIRTIO_BLK_F_RO",
+                                  "read-only: a write fails with IOERR",
+                                  "read-only: the data is unchanged"]
+
+
+def check_blk_rw(r, path, before):
+    """The guest's writes landed where it wrote them and nowhere else; the discarded range is
+    a hole in the host file."""
+    r.assert_all_passed(BLK_RW_EXPECTED)
+    with open(path, "rb") as f:
+        after = f.read()
+    assert len(after) == DISK_SIZE
+    assert after[GUEST_OFF:GUEST_OFF + IO_LEN] == pattern(GUEST_OFF, IO_LEN, GUEST_SEED)
+    # Everything outside the written and discarded ranges is as the host left it.
+    assert after[:GUEST_OFF] == before[:GUEST_OFF]
+    assert after[GUEST_OFF + IO_LEN:DISCARD_OFF] == before[GUEST_OFF + IO_LEN:DISCARD_OFF]
+    assert after[DISCARD_OFF + DISCARD_LEN:] == before[DISCARD_OFF + DISCARD_LEN:]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert os.lseek(fd, DISCARD_OFF, os.SEEK_HOLE) == DISCARD_OFF, "no hole where discarded"
+        assert os.lseek(fd, DISCARD_OFF, os.SEEK_DATA) >= DISCARD_OFF + DISCARD_LEN
+    finally:
+        os.close(fd)
+    assert os.stat(path).st_blocks * 512 <= DISK_SIZE - DISCARD_LEN  # what du reports
+
+
+def check_blk_ro(r, path, before):
+    r.assert_all_passed(BLK_RO_EXPECTED)
+    with open(path, "rb") as f:
+        assert hashlib.sha256(f.read()).digest() == hashlib.sha256(before).digest()
+
+
+def qemu_blk(path, ro=False, modern_only=False):
+    drive = f"file={path},if=none,id=d0,format=raw,discard=unmap"
+    dev = f"virtio-blk-pci,drive=d0,serial={SERIAL}"
+    if ro:
+        drive += ",readonly=on"
+    if modern_only:
+        dev += ",disable-legacy=on"
+    return ["-drive", drive, "-device", dev]
+
+
+@pytest.mark.parametrize("bars", ["firmware", "assign"])
+def test_virtio_blk_write_read_flush_id_discard_qemu(tmp_path, bars):
+    """bars=assign: the program ignores what SeaBIOS assigned and places every BAR itself at
+    0xC0000000+, as it must under kite, which runs no firmware."""
+    disk = tmp_path / "disk.raw"
+    before = make_disk(disk)
+    extra = "pci=assign" if bars == "assign" else ""
+    r = boot(qemu_argv("virtio_blk", blk_append(extra=extra),
+                       extra=qemu_blk(disk, modern_only=bars == "assign")))
+    check_blk_rw(r, disk, before)
+    if bars == "assign":
+        assert any(l.startswith("pci: 00:") and " assigned at 0xc" in l for l in r.lines), \
+            r.output()
+
+
+def test_virtio_blk_read_only_refuses_writes_qemu(tmp_path):
+    disk = tmp_path / "disk.raw"
+    before = make_disk(disk, ro=True)
+    r = boot(qemu_argv("virtio_blk", blk_append(ro=True), extra=qemu_blk(disk, ro=True)))
+    check_blk_ro(r, disk, before)
+
+
+def test_virtio_blk_wrong_serial_is_reported_qemu(tmp_path):
+    """The program's get-id check can fail: a serial other than the one expected."""
+    disk = tmp_path / "disk.raw"
+    make_disk(disk)
+    r = boot(qemu_argv("virtio_blk", blk_append().replace(SERIAL, "other-serial"),
+                       extra=qemu_blk(disk)))
+    assert any(f.startswith(f'get-id: serial "{SERIAL}"') for f in r.failed), r.output()
+
+
+RNG_EXPECTED = ["virtio-rng: VERSION_1 negotiated", "64-byte request: 64 bytes",
+                "4096-byte request: 4096 bytes", "two requests return different bytes"]
+MSIX_EXPECTED = ["MSI-X capability", "virtio-rng: VERSION_1 negotiated",
+                 "queue 0 MSI-X vector reads back 0",
+                 "one MSI-X interrupt for one used-ring update (1)",
+                 "the used ring was updated when the interrupt arrived"]
+
+
+def test_virtio_rng_returns_bytes_qemu():
+    boot(qemu_argv("virtio_rng", extra=["-device", "virtio-rng-pci"])).assert_all_passed(
+        RNG_EXPECTED)
+
+
+def test_virtio_msix_interrupt_for_used_ring_qemu():
+    boot(qemu_argv("virtio_msix", extra=["-device", "virtio-rng-pci"])).assert_all_passed(
+        MSIX_EXPECTED)
+
+
+def test_virtio_programs_report_a_missing_device_qemu():
+    r = boot(qemu_argv("virtio_rng"))
+    assert "virtio-rng device found" in r.failed, r.output()
