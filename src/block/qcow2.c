@@ -269,6 +269,7 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 	if (parse_header(b, hdr, fsize) < 0 || load_tables(b) < 0)
 		goto out;
 	q->file_end = fsize;
+	q->meta_prealloc = -1;
 	mcache_init(&q->l2c, true);
 	mcache_init(&q->rbc, false);
 	if (qcow2_read_snapshots(b) < 0)

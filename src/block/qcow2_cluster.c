@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PENDING_FLUSH_LIMIT 16384
@@ -55,7 +56,7 @@ static int sub_type(struct blk *b, uint64_t e, uint64_t bitmap, unsigned sc, enu
 		return kite_error("%s: corrupt image: allocated subcluster without an offset",
 				  b->filename);
 	else
-		*t = alloc ? QC_NORMAL : QC_UNALLOC;
+		*t = alloc ? QC_NORMAL : off ? QC_UNALLOC_ALLOC : QC_UNALLOC;
 	return 0;
 }
 
@@ -110,7 +111,8 @@ static int lookup(struct blk *b, uint64_t off, uint64_t max, struct extent *x)
 	if (sub_type(b, e, bitmap, sc, &x->t) < 0)
 		return -1;
 	uint64_t hoff = e & L2E_OFFSET_MASK;
-	if ((x->t == QC_NORMAL || x->t == QC_ZERO_ALLOC) && (hoff & (cs - 1)))
+	bool has_host = x->t == QC_NORMAL || x->t == QC_ZERO_ALLOC || x->t == QC_UNALLOC_ALLOC;
+	if (has_host && (hoff & (cs - 1)))
 		return kite_error("%s: corrupt image: L2 entry 0x%llx has a misaligned cluster "
 				  "offset",
 				  b->filename, (unsigned long long)e);
@@ -135,8 +137,7 @@ static int lookup(struct blk *b, uint64_t off, uint64_t max, struct extent *x)
 			return -1;
 		if (t2 != x->t)
 			break;
-		if ((t2 == QC_NORMAL || t2 == QC_ZERO_ALLOC) &&
-		    (e2 & L2E_OFFSET_MASK) + pos % cs != x->host + len)
+		if (has_host && (e2 & L2E_OFFSET_MASK) + pos % cs != x->host + len)
 			break;
 		len += sub;
 		pos += sub;
@@ -160,6 +161,7 @@ int qcow2_read(struct blk *b, void *buf, size_t len, uint64_t off)
 				return -1;
 			break;
 		case QC_UNALLOC:
+		case QC_UNALLOC_ALLOC:
 			if (blk_read_backing(b, p, n, off) < 0)
 				return -1;
 			break;
@@ -412,6 +414,57 @@ int qcow2_write(struct blk *b, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* QEMU's heuristic: more clusters in use (by refcount) than the file has blocks for,
+ * by over a ninth, means preallocation=metadata. */
+static int looks_metadata_preallocated(struct blk *b)
+{
+	struct qcow2 *q = Q(b);
+	if (q->meta_prealloc >= 0)
+		return q->meta_prealloc;
+	struct stat st;
+	if (fstat(b->fd, &st) < 0)
+		return kite_error_errno(errno, "%s: stat", b->filename);
+	uint64_t real = (uint64_t)st.st_blocks * 512 / q->cluster_size;
+	uint64_t threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
+	uint64_t last = 0;
+	for (uint64_t c = (q->file_end + q->cluster_size - 1) / q->cluster_size; c > 0; c--) {
+		uint64_t rc;
+		if (qcow2_get_refcount(b, c - 1, &rc) < 0)
+			return -1;
+		if (rc) {
+			last = c - 1;
+			break;
+		}
+	}
+	q->meta_prealloc = last > threshold;
+	return q->meta_prealloc;
+}
+
+/* Adds BLK_STATUS_ZERO when the file has a hole at host offset `host`, shortening *pnum
+ * to the run of the same file status. */
+static int file_zero_status(struct blk *b, uint64_t host, uint64_t *pnum, unsigned *flags)
+{
+	struct qcow2 *q = Q(b);
+	if (host >= q->file_end) {
+		*flags |= BLK_STATUS_ZERO;
+		return 0;
+	}
+	off_t data = lseek(b->fd, (off_t)host, SEEK_DATA);
+	if (data < 0 && errno != ENXIO)
+		return 0; /* no SEEK_DATA: all data */
+	if (data < 0 || (uint64_t)data > host) {
+		uint64_t hole_end = data < 0 ? UINT64_MAX : (uint64_t)data;
+		*flags |= BLK_STATUS_ZERO;
+		if (hole_end - host < *pnum)
+			*pnum = hole_end - host;
+		return 0;
+	}
+	off_t hole = lseek(b->fd, (off_t)host, SEEK_HOLE);
+	if (hole > (off_t)host && (uint64_t)hole - host < *pnum)
+		*pnum = (uint64_t)hole - host;
+	return 0;
+}
+
 int qcow2_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum, unsigned *flags,
 		       uint64_t *host_off)
 {
@@ -424,6 +477,10 @@ int qcow2_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum
 	case QC_UNALLOC:
 		*flags = b->backing ? 0 : BLK_STATUS_ZERO;
 		break;
+	case QC_UNALLOC_ALLOC:
+		*flags = (b->backing ? 0 : BLK_STATUS_ZERO) | BLK_STATUS_OFFSET_VALID;
+		*host_off = x.host;
+		break;
 	case QC_ZERO_PLAIN:
 		*flags = BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED;
 		break;
@@ -434,6 +491,10 @@ int qcow2_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum
 	case QC_NORMAL:
 		*flags = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET_VALID;
 		*host_off = x.host;
+		/* As QEMU: in an image that looks metadata-preallocated, holes of the file
+		 * under allocated clusters read as zeros. */
+		if (looks_metadata_preallocated(b) > 0)
+			return file_zero_status(b, x.host, pnum, flags);
 		break;
 	case QC_COMPRESSED:
 		*flags = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_COMPRESSED;

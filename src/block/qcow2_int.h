@@ -49,11 +49,12 @@
 
 /* What one L2 entry (or one subcluster of an extended entry) says. */
 enum qcow2_ctype {
-	QC_UNALLOC,    /* read from the backing file (or zeros) */
-	QC_ZERO_PLAIN, /* reads as zeros, no host cluster */
-	QC_ZERO_ALLOC, /* reads as zeros, host cluster kept */
-	QC_NORMAL,     /* data at a host offset */
-	QC_COMPRESSED, /* compressed data at a host byte offset */
+	QC_UNALLOC,	  /* read from the backing file (or zeros) */
+	QC_UNALLOC_ALLOC, /* same, in a cluster that has a host offset (subclusters) */
+	QC_ZERO_PLAIN,	  /* reads as zeros, no host cluster */
+	QC_ZERO_ALLOC,	  /* reads as zeros, host cluster kept */
+	QC_NORMAL,	  /* data at a host offset */
+	QC_COMPRESSED,	  /* compressed data at a host byte offset */
 };
 
 struct qcow2_ext {
@@ -129,6 +130,7 @@ struct qcow2 {
 	uint8_t *cz_in;
 	void *zstd_d;
 
+	int meta_prealloc;     /* -1 unknown; 1: looks like preallocation=metadata */
 	bool header_dirty_set; /* the dirty bit has been written (lazy refcounts) */
 	uint64_t file_end;     /* cached end of the image file, grows with allocations */
 };
