@@ -144,3 +144,123 @@ def test_virtio_msix_interrupt_for_used_ring_qemu():
 def test_virtio_programs_report_a_missing_device_qemu():
     r = boot(qemu_argv("virtio_rng"))
     assert "virtio-rng device found" in r.failed, r.output()
+
+
+# ---- virtio-net behind user-mode NAT ----
+
+ECHO_PORT = 7777
+GUEST_LINE = b"hello from the guest\n"
+ECHO_LINE = b"echo me through hostfwd: kite\n"
+NET_EXPECTED = ["virtio-net: VERSION_1 negotiated", "DHCP offer: 10.0.2.15 from 10.0.2.2",
+                "DHCP ack: 10.0.2.15", "ARP: gateway 10.0.2.2 is at",
+                "DNS: a reply from 10.0.2.3", "TCP: connected to 10.0.2.2:",
+                "TCP: 21 bytes sent and acknowledged",
+                'TCP: the host\'s reply "hello from the host: hello from the guest"',
+                "TCP: the host closed (FIN)", "TCP: our FIN acknowledged",
+                f"hostfwd: a SYN for port {ECHO_PORT} arrived",
+                f"hostfwd: echoed {len(ECHO_LINE)} bytes", "hostfwd: the host closed (FIN)",
+                "hostfwd: our FIN acknowledged"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HostService:
+    """A TCP service on the host's 127.0.0.1: reads one line, answers "hello from the host: "
+    plus that line, closes."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.sock.settimeout(120)
+        self.port = self.sock.getsockname()[1]
+        self.received = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(30)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+            self.received = data
+            conn.sendall(b"hello from the host: " + data)
+
+    def close(self):
+        self.sock.close()
+
+
+class EchoClient:
+    """Connects to the forwarded host port once the guest says it listens; keeps the echo."""
+
+    def __init__(self, port):
+        self.port = port
+        self.echo = None
+        self.thread = None
+
+    def __call__(self, lines):
+        if lines[-1] == "READY: hostfwd" and self.thread is None:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        return False
+
+    def _run(self):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as c:
+            c.sendall(ECHO_LINE)
+            buf = b""
+            while len(buf) < len(ECHO_LINE):
+                chunk = c.recv(256)
+                if not chunk:
+                    break
+                buf += chunk
+            self.echo = buf
+
+
+def run_net(argv_for):
+    """Boots argv_for(tcp_port, host_fwd_port, append) with a host service and an echo client;
+    checks what both ends saw."""
+    service, host_port = HostService(), free_port()
+    client = EchoClient(host_port)
+    try:
+        append = f"tcp_port={service.port} echo_port={ECHO_PORT}"
+        r = boot(argv_for(service.port, host_port, append), stop=client, timeout=120)
+    finally:
+        service.close()
+    r.assert_all_passed(NET_EXPECTED)
+    service.thread.join(timeout=10)
+    assert service.received == GUEST_LINE, r.output()
+    assert client.thread is not None, r.output()
+    client.thread.join(timeout=30)
+    assert client.echo == ECHO_LINE, r.output()
+    return r
+
+
+def qemu_net(host_port):
+    return ["-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{host_port}-:{ECHO_PORT}",
+            "-device", "virtio-net-pci,netdev=n0"]
+
+
+def test_virtio_net_dhcp_dns_tcp_hostfwd_qemu():
+    run_net(lambda tcp_port, host_port, append:
+            qemu_argv("virtio_net", append, extra=qemu_net(host_port)))
+
+
+def test_virtio_net_closed_host_port_is_reported_qemu():
+    """Nothing listens on the host port: the guest's connection attempt must fail visibly."""
+    port = free_port()
+    r = boot(qemu_argv("virtio_net", f"tcp_port={port}",
+                       extra=qemu_net(free_port())), timeout=120)
+    assert f"TCP: connected to 10.0.2.2:{port} (the host's 127.0.0.1)" in r.failed, r.output()
+    assert "DHCP offer: 10.0.2.15 from 10.0.2.2" in r.passed, r.output()

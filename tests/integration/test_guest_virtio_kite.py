@@ -7,8 +7,8 @@ import os
 import pytest
 
 from test_guest_programs import boot, guest_elf
-from test_guest_virtio import (MSIX_EXPECTED, RNG_EXPECTED, SERIAL,
-                               blk_append, check_blk_ro, check_blk_rw, make_disk)
+from test_guest_virtio import (ECHO_PORT, MSIX_EXPECTED, RNG_EXPECTED, SERIAL, blk_append,
+                               check_blk_ro, check_blk_rw, make_disk, run_net)
 
 if not os.path.exists("/dev/kvm"):
     pytestmark = pytest.mark.skip(reason="no /dev/kvm on this host")
@@ -44,3 +44,9 @@ def test_virtio_rng_returns_bytes_kite(kite):
 
 def test_virtio_msix_interrupt_for_used_ring_kite(kite):
     boot(kite_argv(kite, "virtio_msix", devices=["--rng"])).assert_all_passed(MSIX_EXPECTED)
+
+
+def test_virtio_net_dhcp_dns_tcp_hostfwd_kite(kite):
+    run_net(lambda tcp_port, host_port, append:
+            kite_argv(kite, "virtio_net", append,
+                      ["--net", f"user,hostfwd=tcp:127.0.0.1:{host_port}-:{ECHO_PORT}"]))
