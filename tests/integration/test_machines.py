@@ -392,6 +392,17 @@ def test_state_transitions(m):
     m.ok("destroy", "vm1")
 
 
+def test_list_orders_running_first_as_virsh(m):
+    for n in ("a", "b", "c"):
+        m.create(n)
+    m.ok("start", "c")
+    m.ok("start", "b")
+    rows = list_rows(m.ok("list", "--all").stdout)
+    running = sorted([("b", m.pid("b")), ("c", m.pid("c"))], key=lambda x: x[1])
+    assert [r[1] for r in rows] == [running[0][0], running[1][0], "a"]
+    assert m.ok("list", "--all", "--name").stdout.split() == [running[0][0], running[1][0], "a"]
+
+
 def test_destroy_within_one_second(m):
     m.create("d1")
     m.ok("start", "d1")
