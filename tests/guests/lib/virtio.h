@@ -1,7 +1,7 @@
 /* A minimal modern (virtio 1.x) virtio-pci driver for guest programs: finds a device by
  * type, negotiates features (VERSION_1 required), sets up split virtqueues in guest RAM and
- * polls their used rings. Everything but virtio_msix_* works in ring 3 (run_user), where the
- * data-path loops belong. */
+ * polls their used rings. All of it works in ring 3 (run_user), where the data-path loops
+ * belong. */
 #pragma once
 #include "pci.h"
 #include <stdbool.h>
@@ -114,9 +114,9 @@ bool virtq_get_used(struct virtq *vq, uint32_t *id, uint32_t *len);
 int64_t virtq_transfer(struct virtio_dev *vd, struct virtq *vq, const struct vbuf *bufs, int n,
 		       uint64_t timeout_ms);
 
-/* MSI-X (ring 0: the table is MMIO, but the capability's enable bit is config space, which
- * works in ring 3 too). Points table entry `entry` at LAPIC `apic_id`, vector `vector`, and
- * enables MSI-X on the function. */
+/* MSI-X (MMIO and config space: ring 3 is fine). Points table entry `entry` at LAPIC
+ * `apic_id` (physical destination), vector `vector`, fixed delivery, unmasked, and enables
+ * MSI-X on the function. */
 bool virtio_msix_setup(struct virtio_dev *vd, unsigned entry, uint32_t apic_id, uint8_t vector);
 /* Reads back the vector the device accepted for queue q (0xffff: refused). */
 uint16_t virtio_queue_msix(struct virtio_dev *vd, uint16_t q);
