@@ -416,12 +416,18 @@ static void handle_line(struct control_server *s, struct client *c, const char *
 	} else {
 		req->client = c;
 	}
-	if (!start_worker(s, req)) {
+	/* Hung handlers keep their threads: a client retrying a command that hangs must not
+	 * pile them up without end. */
+	bool busy = s->workers >= CONTROL_MAX_WORKERS;
+	if (busy || !start_worker(s, req)) {
 		req->client = NULL;
 		json_decref(req->id);
 		json_decref(req->args);
 		free(req);
-		send_json(c, error_reply("GenericError", "cannot start a handler thread", id));
+		send_json(c, error_reply("GenericError",
+					 busy ? "too many commands still running in this VM"
+					      : "cannot start a handler thread",
+					 id));
 		goto out;
 	}
 	if (req->client)

@@ -20,6 +20,8 @@
 #define CONTROL_DEFAULT_TIMEOUT_MS 5000
 #define CONTROL_CONSOLE_RING_SIZE  (64 * 1024)
 #define CONTROL_MAX_CLIENTS	   64
+/* Handlers running at once, hung ones included: beyond it, requests get an error. */
+#define CONTROL_MAX_WORKERS 32
 
 struct control_handlers {
 	/* Fills *out with an object holding at least "status": "running" | "paused" (more

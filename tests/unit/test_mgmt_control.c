@@ -299,6 +299,28 @@ static void hanging_handler_times_out_on_the_server(void **state)
 	control_client_close(c);
 }
 
+static void hung_handlers_are_bounded(void **state)
+{
+	struct fixture *fx = *state;
+	control_server_set_timeout(fx->fake.server, 20);
+	struct control_client *c = connect_ok(fx);
+	int timeouts = 0, refused = 0;
+	for (int i = 0; i < CONTROL_MAX_WORKERS + 5; i++) {
+		assert_int_equal(control_client_execute(c, "system_reset", NULL, NULL, 5000), -1);
+		if (!strcmp(control_client_error_class(c), "Timeout"))
+			timeouts++;
+		else if (strstr(control_client_error(c), "too many commands"))
+			refused++;
+	}
+	assert_int_equal(timeouts, CONTROL_MAX_WORKERS);
+	assert_int_equal(refused, 5);
+	/* Commands the server answers itself still work. */
+	json_t *ret = NULL;
+	assert_int_equal(control_client_execute(c, "query-version", NULL, &ret, 2000), 0);
+	json_decref(ret);
+	control_client_close(c);
+}
+
 static void client_gives_up_after_its_own_timeout(void **state)
 {
 	struct fixture *fx = *state;
@@ -445,6 +467,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(unknown_command_and_handler_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(hanging_handler_times_out_on_the_server, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(hung_handlers_are_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(client_gives_up_after_its_own_timeout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(quit_replies_before_the_vmm_ends, setup, teardown),
 	    cmocka_unit_test_setup_teardown(console_replays_then_streams_both_ways, setup,
