@@ -164,8 +164,20 @@ void console_kick(struct console *c)
 	}
 }
 
+int console_add_observer(struct console *c, console_observer_fn fn, void *opaque)
+{
+	if (c->nobservers == CONSOLE_MAX_OBSERVERS)
+		return kite_error("console: too many output observers");
+	c->observers[c->nobservers].fn = fn;
+	c->observers[c->nobservers].opaque = opaque;
+	c->nobservers++;
+	return 0;
+}
+
 void console_write(struct console *c, const uint8_t *buf, size_t len)
 {
+	for (int i = 0; i < c->nobservers; i++)
+		c->observers[i].fn(c->observers[i].opaque, buf, len);
 	while (c->out_fd >= 0 && len > 0) {
 		ssize_t w = write(c->out_fd, buf, len);
 		if (w < 0) {

@@ -16,6 +16,10 @@ enum console_kind { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
 /* Receives input bytes; returns how many it took (the rest is offered again later). */
 typedef size_t (*console_input_fn)(void *opaque, const uint8_t *buf, size_t len);
 typedef void (*console_quit_fn)(void *opaque);
+/* Sees every byte the guest writes (a log ring, boot milestones). Called on vCPU threads. */
+typedef void (*console_observer_fn)(void *opaque, const uint8_t *buf, size_t len);
+
+#define CONSOLE_MAX_OBSERVERS 4
 
 struct console {
 	enum console_kind kind;
@@ -35,6 +39,11 @@ struct console {
 	bool escape; /* previous key was Ctrl-A */
 	uint8_t pending[256];
 	size_t npending;
+	int nobservers;
+	struct {
+		console_observer_fn fn;
+		void *opaque;
+	} observers[CONSOLE_MAX_OBSERVERS];
 };
 
 /* Parses "stdio", "none" or "file:PATH". Returns 0 or -1 with an error printed. */
@@ -45,6 +54,8 @@ int console_open(struct console *c, enum console_kind kind, const char *path);
 void console_attach(struct console *c, console_input_fn input, void *opaque);
 /* Sets what Ctrl-A x does (the machine ends the run). */
 void console_on_quit(struct console *c, console_quit_fn quit, void *opaque);
+/* Adds an observer of guest output; call before the guest runs. Returns 0 or -1 when full. */
+int console_add_observer(struct console *c, console_observer_fn fn, void *opaque);
 /* Tells the reader the receiver has room again. */
 void console_kick(struct console *c);
 void console_write(struct console *c, const uint8_t *buf, size_t len);

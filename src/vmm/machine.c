@@ -1,5 +1,6 @@
 #include "vmm/machine.h"
 #include "util/err.h"
+#include "vmm/milestones.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -94,6 +95,7 @@ int machine_run(const struct machine_options *opt)
 	struct kvm_host kvm = {.fd = -1};
 	struct vm vm;
 	struct vm_stats stats = {0};
+	struct milestones milestones;
 	double start = now_s();
 	int code = KITE_EXIT_ERROR;
 
@@ -116,6 +118,9 @@ int machine_run(const struct machine_options *opt)
 		return KITE_EXIT_ERROR;
 	}
 	console_on_quit(&console, console_quit, NULL);
+	milestones_init(&milestones);
+	if (opt->vm.stats)
+		(void)console_add_observer(&console, milestones_observe, &milestones);
 
 	for (bool first = true;; first = false) {
 		if (!first && vm_prepare(&vm, &opt->vm) < 0) {
@@ -152,7 +157,10 @@ int machine_run(const struct machine_options *opt)
 	}
 	console_close(&console);
 	kvm_host_close(&kvm);
-	if (opt->vm.stats)
+	if (opt->vm.stats) {
 		print_stats(&stats, now_s() - start);
+		milestones_print(&milestones, stderr);
+	}
+	milestones_destroy(&milestones);
 	return code;
 }
