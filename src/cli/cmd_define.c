@@ -377,7 +377,7 @@ int cmd_undefine(int argc, char **argv)
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
 	if (pr >= 0)
 		return pr;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	if (machine_name_check(name) < 0)
 		return 1;
 	int lock = def_lock(&cli.dirs, name);
@@ -445,7 +445,7 @@ int cmd_dumpjson(int argc, char **argv)
 	if (pr >= 0)
 		return pr;
 	struct machine_def def;
-	if (machine_load(&cli, argv[optind], &def) < 0)
+	if (machine_load(&cli, machine_resolve(&cli, argv[optind]), &def) < 0)
 		return 1;
 	json_t *j = machine_def_to_json(&def);
 	machine_def_free(&def);
@@ -502,7 +502,7 @@ int cmd_edit(int argc, char **argv)
 	int pr = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
 	if (pr >= 0)
 		return pr;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	char path[PATH_MAX];
 	if (machine_name_check(name) < 0 || def_path(&cli.dirs, name, path, sizeof(path)) < 0)
 		return 1;

@@ -84,7 +84,7 @@ int cmd_start(int argc, char **argv)
 	int r = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
 	if (r >= 0)
 		return r;
-	return start_one(&cli, argv[optind], false) < 0;
+	return start_one(&cli, machine_resolve(&cli, argv[optind]), false) < 0;
 }
 
 /* Sends one command to NAME; prints `done` (with %s for the name) on success. */
@@ -96,7 +96,7 @@ static int simple_command(int argc, char **argv, const char *verb, const char *u
 	int r = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
 	if (r >= 0)
 		return r;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	struct control_client *c;
 	if (machine_connect(&cli.dirs, name, &c) < 0)
 		return 1;
@@ -157,7 +157,7 @@ int cmd_shutdown(int argc, char **argv)
 		}
 		timeout = (int)v;
 	}
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	struct control_client *cc;
 	if (machine_connect(&cli.dirs, name, &cc) < 0)
 		return 1;
@@ -201,7 +201,7 @@ int cmd_destroy(int argc, char **argv)
 	int r = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
 	if (r >= 0)
 		return r;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	if (machine_name_check(name) < 0)
 		return 1;
 	struct machine_status st;
@@ -233,7 +233,7 @@ int cmd_console(int argc, char **argv)
 	if (pr >= 0)
 		return pr;
 	bool replay = !no_replay;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	struct control_client *cc;
 	if (machine_connect(&cli.dirs, name, &cc) < 0)
 		return 1;
@@ -341,7 +341,7 @@ int cmd_autostart(int argc, char **argv)
 		machine_positional(&cli, argc, argv, 1, "NAME");
 		return 1;
 	}
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	if (set_autostart(&cli, name, !disable) < 0)
 		return 1;
 	if (disable)

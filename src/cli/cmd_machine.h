@@ -4,6 +4,7 @@
 #define KITE_CLI_CMD_MACHINE_H
 
 #include "mgmt/def_store.h"
+#include "mgmt/machine_def.h"
 #include "mgmt/paths.h"
 
 #include <getopt.h>
@@ -33,6 +34,7 @@ struct machine_cli {
 	const char *usage; /* the full help text */
 	const char *state_opt, *run_opt;
 	struct mgmt_dirs dirs;
+	char resolved[MACHINE_NAME_MAX + 1];
 };
 
 /* getopt_long over argv with `longopts` (which include MACHINE_COMMON_OPTIONS). Returns the
@@ -61,6 +63,11 @@ int machine_cli_dirs(struct machine_cli *cli);
 /* Takes exactly `n` positional arguments starting at optind (their names for the usage
  * error in `what`, e.g. "NAME SIZE"). Returns 0 or -1 (reported). */
 int machine_positional(struct machine_cli *cli, int argc, char **argv, int n, const char *what);
+
+/* As virsh, a machine may be named by its name, its Id (the VMM's pid while it runs) or its
+ * UUID: returns the name (in cli->resolved when looked up), or `arg` itself when nothing
+ * matches, so that the caller's error names what the user typed. */
+const char *machine_resolve(struct machine_cli *cli, const char *arg);
 
 /* Loads a definition, printing an error (corrupt files named as such). Returns 0 or -1. */
 int machine_load(struct machine_cli *cli, const char *name, struct machine_def *def);

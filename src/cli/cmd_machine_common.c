@@ -1,7 +1,10 @@
 #include "cli/cmd_machine.h"
+#include "mgmt/runstate.h"
 #include "util/err.h"
 
 #include <stdlib.h>
+#include <strings.h>
+#include <unistd.h>
 #include <string.h>
 
 int machine_getopt(struct machine_cli *cli, int argc, char **argv, const char *shortopts,
@@ -81,6 +84,52 @@ int machine_parse(struct machine_cli *cli, int argc, char **argv, const struct o
 		return 1;
 	}
 	return machine_cli_dirs(cli) < 0 ? 1 : -1;
+}
+
+static bool all_digits(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+const char *machine_resolve(struct machine_cli *cli, const char *arg)
+{
+	char path[PATH_MAX];
+	bool by_uuid = uuid_valid(arg), by_id = all_digits(arg);
+	/* A definition by that name wins (a machine may well be called "42"). */
+	if (machine_name_check_quiet(arg) && (def_path(&cli->dirs, arg, path, sizeof(path)) < 0 ||
+					      access(path, F_OK) == 0 || (!by_uuid && !by_id)))
+		return arg;
+	char **names;
+	int n = def_list_names(&cli->dirs, &names);
+	if (n < 0)
+		return arg;
+	const char *found = NULL;
+	for (int i = 0; i < n && !found; i++) {
+		if (by_id) {
+			struct machine_status st;
+			if (machine_status_get(&cli->dirs, names[i], false, &st) == 0 &&
+			    st.state == MACHINE_RUNNING && st.pid == (pid_t)atol(arg))
+				found = names[i];
+		} else if (by_uuid) {
+			struct machine_def def;
+			if (def_load(&cli->dirs, names[i], true, &def, NULL) == DEF_OK) {
+				if (!strcasecmp(def.uuid, arg))
+					found = names[i];
+				machine_def_free(&def);
+			}
+		}
+	}
+	if (found) {
+		snprintf(cli->resolved, sizeof(cli->resolved), "%s", found);
+		arg = cli->resolved;
+	}
+	def_free_names(names, n);
+	return arg;
 }
 
 int machine_load(struct machine_cli *cli, const char *name, struct machine_def *def)

@@ -133,7 +133,7 @@ int cmd_setmem(int argc, char **argv)
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 2, "NAME SIZE");
 	if (pr >= 0)
 		return pr;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	uint64_t bytes;
 	if (parse_mem_arg("setmem", argv[optind + 1], &bytes) < 0)
 		return 1;
@@ -192,7 +192,7 @@ int cmd_setmaxmem(int argc, char **argv)
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 2, "NAME SIZE");
 	if (pr >= 0)
 		return pr;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	uint64_t bytes;
 	if (parse_mem_arg("setmaxmem", argv[optind + 1], &bytes) < 0)
 		return 1;
@@ -220,7 +220,7 @@ int cmd_setvcpus(int argc, char **argv)
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 2, "NAME N");
 	if (pr >= 0)
 		return pr;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	char *end;
 	long n = strtol(argv[optind + 1], &end, 10);
 	if (!*argv[optind + 1] || *end || n < 1 || n > 255) {
@@ -299,7 +299,7 @@ int cmd_attach_disk(int argc, char **argv)
 		kite_error("--targetbus %s: only virtio disks exist here", bus);
 		return 1;
 	}
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	a.path = argv[optind + 1];
 	a.target = argv[optind + 2];
 	if (hotplug_refused(&cli, name, &s, "disk") < 0 ||
@@ -322,7 +322,7 @@ int cmd_detach_disk(int argc, char **argv)
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 2, "NAME TARGET");
 	if (pr >= 0)
 		return pr;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	if (hotplug_refused(&cli, name, &s, "disk") < 0 ||
 	    modify_def(&cli, name, do_detach_disk, argv[optind + 1]) < 0)
 		return 1;
@@ -382,7 +382,7 @@ int cmd_attach_interface(int argc, char **argv)
 		return 1;
 	}
 	int npos = argc - optind;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	a.type = nic_type(argv[optind + 1]);
 	if (npos == 3) {
 		if (!strcmp(a.type, "user")) {
@@ -415,7 +415,7 @@ int cmd_detach_interface(int argc, char **argv)
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 2, "NAME TYPE");
 	if (pr >= 0)
 		return pr;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	a.type = nic_type(argv[optind + 1]);
 	if (hotplug_refused(&cli, name, &s, "interface") < 0 ||
 	    modify_def(&cli, name, do_detach_nic, &a) < 0)

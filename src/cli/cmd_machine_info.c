@@ -268,7 +268,7 @@ int cmd_dominfo(int argc, char **argv)
 	int pr = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
 	if (pr >= 0)
 		return pr;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	struct machine_def def;
 	if (machine_load(&cli, name, &def) < 0)
 		return 1;
@@ -329,7 +329,7 @@ int cmd_domstate(int argc, char **argv)
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
 	if (pr >= 0)
 		return pr;
-	const char *name = argv[optind];
+	const char *name = machine_resolve(&cli, argv[optind]);
 	/* The machine must be defined; a corrupt definition still has a state. */
 	struct machine_def def;
 	char *why = NULL;
@@ -400,7 +400,7 @@ int cmd_domblklist(int argc, char **argv)
 	if (output && parse_output(output, &json) < 0)
 		return 1;
 	struct machine_def def;
-	if (machine_load(&cli, argv[optind], &def) < 0)
+	if (machine_load(&cli, machine_resolve(&cli, argv[optind]), &def) < 0)
 		return 1;
 	static const char *const h1[] = {"Target", "Source"};
 	static const char *const h2[] = {"Type", "Device", "Target", "Source"};
@@ -434,7 +434,7 @@ int cmd_domiflist(int argc, char **argv)
 	if (output && parse_output(output, &json) < 0)
 		return 1;
 	struct machine_def def;
-	if (machine_load(&cli, argv[optind], &def) < 0)
+	if (machine_load(&cli, machine_resolve(&cli, argv[optind]), &def) < 0)
 		return 1;
 	static const char *const h[] = {"Interface", "Type", "Source", "Model", "MAC"};
 	struct table *t = table_new(5, h);

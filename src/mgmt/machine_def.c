@@ -28,6 +28,15 @@ int machine_name_check(const char *name)
 	return 0;
 }
 
+bool machine_name_check_quiet(const char *name)
+{
+	size_t len = strlen(name);
+	if (len == 0 || len > MACHINE_NAME_MAX || name[0] == '.')
+		return false;
+	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+	       len;
+}
+
 static char *dup_or_null(const char *s)
 {
 	return s ? strdup(s) : NULL;

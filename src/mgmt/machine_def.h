@@ -55,6 +55,8 @@ struct machine_def {
 /* Returns 0 when `name` is a valid machine name ([A-Za-z0-9._-], 1..64 chars, no leading
  * dot), else -1 with an error. */
 int machine_name_check(const char *name);
+/* The same test, printing nothing. */
+bool machine_name_check_quiet(const char *name);
 
 /* Fills `def` from JSON. `where` prefixes error messages (a file name). A missing uuid is
  * generated, a missing MAC too; memory defaults to 512 MiB, vcpus to 1. Returns 0 or -1

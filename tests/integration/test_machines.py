@@ -403,6 +403,20 @@ def test_list_orders_running_first_as_virsh(m):
     assert m.ok("list", "--all", "--name").stdout.split() == [running[0][0], running[1][0], "a"]
 
 
+def test_machines_by_id_or_uuid_as_virsh(m):
+    m.create("byid")
+    uuid = json.loads(m.ok("dumpjson", "byid").stdout)["uuid"]
+    assert m.ok("domstate", uuid).stdout.strip() == "shut off"
+    m.ok("start", uuid.upper())
+    pid = str(m.pid("byid"))
+    assert "Name:           byid" in m.ok("dominfo", pid).stdout
+    m.ok("suspend", pid)
+    assert m.state_of("byid") == "paused"
+    m.ok("destroy", pid)
+    r = m("dominfo", "424242")
+    assert r.returncode == 1 and "no machine named '424242'" in r.stderr
+
+
 def test_destroy_within_one_second(m):
     m.create("d1")
     m.ok("start", "d1")
