@@ -1,182 +1,164 @@
-/* Compressed output for kite img convert -c. Clusters go through two batch slots: while
- * worker threads compress one batch (blk_compress_cluster is thread-safe), this thread
- * writes the other batch's results in order (blk_pwrite_precompressed) and reads the next
- * clusters into it. The output is the same as a serial run. */
+/* Compressed output for kite img convert -c, as a pipeline over a ring of cluster slots:
+ * this thread reads source clusters into free slots (in order), worker threads compress
+ * filled slots (blk_compress_cluster is thread-safe), and this thread writes finished
+ * slots in order (blk_pwrite_precompressed). Reading, compressing and writing overlap with
+ * no barrier between batches; the output is the same as a serial run. */
 #include "cli/cmd_img.h"
 #include "util/err.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define BATCH_BYTES (8u << 20)
+#define RING_BYTES  (16u << 20)
 #define MAX_THREADS 16
 
-struct job {
+enum slot_state { SLOT_FREE, SLOT_FILLED, SLOT_BUSY, SLOT_DONE };
+
+struct slot {
+	enum slot_state state;
 	uint64_t off;
 	size_t len;
-	bool skip; /* all zeros: nothing to write */
+	bool skip; /* all zeros: nothing to compress or write */
 	size_t clen;
 	int err;
 };
 
-struct batch {
+struct ring {
 	struct blk *dst;
-	size_t cs;
-	uint8_t *raw, *out; /* room for `cap` clusters each */
-	struct job *jobs;
-	size_t n, cap;
-	atomic_size_t next;
-	pthread_t tid[MAX_THREADS];
-	int started;
+	size_t cs, n;	    /* cluster size, number of slots */
+	uint8_t *raw, *out; /* n clusters each */
+	struct slot *s;
+	uint64_t filled; /* slots handed out so far (slot index = count % n) */
+	uint64_t taken;	 /* slots a worker has started */
+	bool stop;
+	pthread_mutex_t lock;
+	pthread_cond_t work; /* a slot was filled, or stop */
+	pthread_cond_t done; /* a slot was compressed */
 };
 
-struct copy {
-	struct blk *dst;
-	uint64_t total;
-	size_t cs;
-	img_read_fn read_fn;
-	img_zero_fn zero_fn;
-	void *ctx;
-};
-
-static void *compress_worker(void *arg)
+static void *worker(void *arg)
 {
-	struct batch *bt = arg;
+	struct ring *r = arg;
+	pthread_mutex_lock(&r->lock);
 	for (;;) {
-		size_t i = atomic_fetch_add(&bt->next, 1);
-		if (i >= bt->n)
-			return NULL;
-		struct job *j = &bt->jobs[i];
-		if (j->skip)
-			continue;
-		j->err = blk_compress_cluster(bt->dst, bt->raw + i * bt->cs, j->len,
-					      bt->out + i * bt->cs, &j->clen);
+		while (!r->stop && r->taken == r->filled)
+			pthread_cond_wait(&r->work, &r->lock);
+		if (r->stop && r->taken == r->filled)
+			break;
+		size_t i = (size_t)(r->taken++ % r->n);
+		struct slot *s = &r->s[i];
+		s->state = SLOT_BUSY;
+		pthread_mutex_unlock(&r->lock);
+		int err = 0;
+		size_t clen = 0;
+		if (!s->skip)
+			err = blk_compress_cluster(r->dst, r->raw + i * r->cs, s->len,
+						   r->out + i * r->cs, &clen);
+		pthread_mutex_lock(&r->lock);
+		s->clen = clen;
+		s->err = err;
+		s->state = SLOT_DONE;
+		pthread_cond_signal(&r->done);
 	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
 }
 
-/* One thread per CPU, and at least 8 as qemu-img keeps 8 requests in flight (-m 8): on a
- * busy host that keeps our share of the CPUs comparable. */
+/* One compressing thread per CPU: more only adds switches (measured: 16 threads on 2 CPUs
+ * were 1.5x slower than 2). */
 static int nthreads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n < 8)
-		n = 8;
+	if (n < 1)
+		n = 1;
 	return n > MAX_THREADS ? MAX_THREADS : (int)n;
-}
-
-static void compress_start(struct batch *bt, int threads)
-{
-	atomic_store(&bt->next, 0);
-	bt->started = 0;
-	for (int t = 0; t < threads && (size_t)t < bt->n; t++) {
-		if (pthread_create(&bt->tid[bt->started], NULL, compress_worker, bt) != 0)
-			break;
-		bt->started++;
-	}
-	if (bt->started == 0) /* no thread could start: compress here */
-		compress_worker(bt);
-}
-
-static int compress_wait(struct batch *bt)
-{
-	for (int t = 0; t < bt->started; t++)
-		pthread_join(bt->tid[t], NULL);
-	bt->started = 0;
-	for (size_t i = 0; i < bt->n; i++)
-		if (bt->jobs[i].err)
-			return -1;
-	return 0;
-}
-
-/* Reads the clusters from *off into the batch, skipping those that are zero. */
-static int fill(struct copy *c, struct batch *bt, uint64_t *off)
-{
-	bt->n = 0;
-	while (bt->n < bt->cap && *off < c->total) {
-		struct job *j = &bt->jobs[bt->n];
-		uint8_t *buf = bt->raw + bt->n * c->cs;
-		memset(j, 0, sizeof(*j));
-		j->off = *off;
-		j->len = c->total - *off < c->cs ? (size_t)(c->total - *off) : c->cs;
-		bool zero;
-		if (c->zero_fn(c->ctx, *off, j->len, &zero) < 0)
-			return -1;
-		if (zero) {
-			j->skip = true;
-		} else {
-			if (c->read_fn(c->ctx, buf, j->len, *off) < 0)
-				return -1;
-			j->skip = img_is_zero(buf, j->len);
-		}
-		*off += j->len;
-		bt->n++;
-	}
-	return 0;
-}
-
-static int drain(struct copy *c, struct batch *bt)
-{
-	for (size_t i = 0; i < bt->n; i++) {
-		struct job *j = &bt->jobs[i];
-		if (!j->skip && blk_pwrite_precompressed(c->dst, bt->out + i * c->cs, j->clen,
-							 bt->raw + i * c->cs, j->len, j->off) < 0)
-			return -1;
-	}
-	bt->n = 0;
-	return 0;
 }
 
 int img_copy_compressed(struct blk *dst, uint64_t total, uint32_t cluster, img_read_fn read_fn,
 			img_zero_fn zero_fn, void *ctx, void (*progress)(void *ctx, uint64_t done))
 {
-	struct copy c = {dst, total, cluster, read_fn, zero_fn, ctx};
-	struct batch slot[2] = {{.dst = dst, .cs = cluster}, {.dst = dst, .cs = cluster}};
 	int threads = nthreads();
-	size_t cap = BATCH_BYTES / cluster;
-	if (cap < (size_t)threads * 2)
-		cap = (size_t)threads * 2;
-	int rc = -1;
-	for (int s = 0; s < 2; s++) {
-		slot[s].cap = cap;
-		slot[s].raw = malloc(cap * cluster);
-		slot[s].out = malloc(cap * cluster);
-		slot[s].jobs = calloc(cap, sizeof(*slot[s].jobs));
-		if (!slot[s].raw || !slot[s].out || !slot[s].jobs) {
-			kite_error("out of memory");
-			goto out;
-		}
-	}
-	uint64_t off = 0, written = 0;
-	int cur = 0;
-	if (fill(&c, &slot[cur], &off) < 0)
+	struct ring r = {.dst = dst, .cs = cluster};
+	r.n = RING_BYTES / cluster;
+	if (r.n < (size_t)threads * 4)
+		r.n = (size_t)threads * 4;
+	r.raw = malloc(r.n * cluster);
+	r.out = malloc(r.n * cluster);
+	r.s = calloc(r.n, sizeof(*r.s));
+	pthread_mutex_init(&r.lock, NULL);
+	pthread_cond_init(&r.work, NULL);
+	pthread_cond_init(&r.done, NULL);
+	pthread_t tid[MAX_THREADS];
+	int started = 0, rc = -1;
+	if (!r.raw || !r.out || !r.s) {
+		kite_error("out of memory");
 		goto out;
-	compress_start(&slot[cur], threads);
-	while (slot[cur].n > 0) {
-		struct batch *busy = &slot[cur], *next = &slot[!cur];
-		/* while `busy` compresses, read the next clusters; while `next` compresses,
-		 * write `busy`'s results */
-		int r = fill(&c, next, &off);
-		if (compress_wait(busy) < 0 || r < 0)
+	}
+	for (; started < threads; started++)
+		if (pthread_create(&tid[started], NULL, worker, &r) != 0)
+			break;
+	if (started == 0) {
+		kite_error("could not start compression threads");
+		goto out;
+	}
+	uint64_t rd = 0, written = 0, next_write = 0;
+	while (written < total) {
+		/* fill free slots while there is input */
+		while (rd < total && r.filled - next_write < r.n) {
+			size_t i = (size_t)(r.filled % r.n);
+			struct slot *s = &r.s[i];
+			uint8_t *buf = r.raw + i * cluster;
+			s->off = rd;
+			s->len = total - rd < cluster ? (size_t)(total - rd) : cluster;
+			s->err = 0;
+			bool zero;
+			if (zero_fn(ctx, rd, s->len, &zero) < 0)
+				goto out;
+			if (!zero && read_fn(ctx, buf, s->len, rd) < 0)
+				goto out;
+			s->skip = zero || img_is_zero(buf, s->len);
+			rd += s->len;
+			pthread_mutex_lock(&r.lock);
+			s->state = SLOT_FILLED;
+			r.filled++;
+			pthread_cond_signal(&r.work);
+			pthread_mutex_unlock(&r.lock);
+			/* write what is already finished before reading on */
+			if (r.s[next_write % r.n].state == SLOT_DONE)
+				break;
+		}
+		/* write the oldest slot once it is compressed */
+		struct slot *s = &r.s[next_write % r.n];
+		pthread_mutex_lock(&r.lock);
+		while (s->state != SLOT_DONE)
+			pthread_cond_wait(&r.done, &r.lock);
+		pthread_mutex_unlock(&r.lock);
+		if (s->err)
 			goto out;
-		if (next->n > 0)
-			compress_start(next, threads);
-		for (size_t i = 0; i < busy->n; i++)
-			written += busy->jobs[i].len;
-		if (drain(&c, busy) < 0)
+		size_t i = (size_t)(next_write % r.n);
+		if (!s->skip && blk_pwrite_precompressed(dst, r.out + i * cluster, s->clen,
+							 r.raw + i * cluster, s->len, s->off) < 0)
 			goto out;
+		s->state = SLOT_FREE;
+		written += s->len;
+		next_write++;
 		progress(ctx, written);
-		cur = !cur;
 	}
 	rc = 0;
 out:
-	for (int s = 0; s < 2; s++) {
-		compress_wait(&slot[s]);
-		free(slot[s].raw);
-		free(slot[s].out);
-		free(slot[s].jobs);
-	}
+	pthread_mutex_lock(&r.lock);
+	r.stop = true;
+	pthread_cond_broadcast(&r.work);
+	pthread_mutex_unlock(&r.lock);
+	for (int t = 0; t < started; t++)
+		pthread_join(tid[t], NULL);
+	pthread_mutex_destroy(&r.lock);
+	pthread_cond_destroy(&r.work);
+	pthread_cond_destroy(&r.done);
+	free(r.raw);
+	free(r.out);
+	free(r.s);
 	return rc;
 }

@@ -26,6 +26,10 @@ struct convert {
 	bool dst_has_data; /* -n: the target may hold old data, so zeros must be written */
 	struct progress prog;
 	uint8_t *buf;
+	/* last block status answer, [st_off, st_end) in output offsets: asked once per run,
+	 * not once per cluster (status calls can cost a seek each) */
+	uint64_t st_off, st_end;
+	bool st_zero;
 };
 
 /* Which source holds output offset `off`, and where in it. */
@@ -66,11 +70,16 @@ static int status_out(struct convert *cv, uint64_t off, uint64_t len, bool *zero
 		*pnum = len;
 		return 0;
 	}
-	struct blk_map m;
-	if (blk_map_status(cv->src[i], so, len < avail ? len : avail, &m) < 0)
-		return -1;
-	*zero = (m.flags & BLK_STATUS_ZERO) || !(m.flags & BLK_STATUS_ALLOCATED);
-	*pnum = m.pnum;
+	if (off < cv->st_off || off >= cv->st_end) {
+		struct blk_map m;
+		if (blk_map_status(cv->src[i], so, avail, &m) < 0)
+			return -1;
+		cv->st_off = off;
+		cv->st_end = off + m.pnum;
+		cv->st_zero = (m.flags & BLK_STATUS_ZERO) || !(m.flags & BLK_STATUS_ALLOCATED);
+	}
+	*zero = cv->st_zero;
+	*pnum = cv->st_end - off < len ? cv->st_end - off : len;
 	return 0;
 }
 
