@@ -12,7 +12,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-enum { O_DISABLE = 1, O_BOOT, O_TIMEOUT, O_NO_REPLAY };
+enum { O_DISABLE = 1, O_BOOT, O_TIMEOUT, O_NO_REPLAY, O_CONSOLE };
 
 static bool is_active(const struct machine_status *st)
 {
@@ -72,19 +72,60 @@ out:
 	return r;
 }
 
+/* kite console's session: Ctrl-] ends it. Returns the exit code. */
+static int attach_console(struct machine_cli *cli, const char *name, bool replay)
+{
+	struct control_client *cc;
+	if (machine_connect(&cli->dirs, name, &cc) < 0)
+		return 1;
+	if (control_client_execute(cc, "console", json_pack("{s:b}", "replay", replay), NULL,
+				   CONTROL_CLIENT_TIMEOUT_MS) < 0) {
+		kite_error("machine %s: console: %s", name, control_client_error(cc));
+		control_client_close(cc);
+		return 1;
+	}
+	fprintf(stderr, "Connected to machine '%s'\nEscape character is ^] (Ctrl + ])\n", name);
+	struct termios saved, raw;
+	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+	if (tty) {
+		raw = saved;
+		cfmakeraw(&raw);
+		if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) < 0)
+			tty = false;
+	}
+	int r = control_client_console(cc, STDIN_FILENO, STDOUT_FILENO, 500);
+	if (tty)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+	if (r < 0)
+		kite_error("machine %s: console: %s", name, control_client_error(cc));
+	else if (r == 1)
+		fprintf(stderr, "\nkite: machine '%s' stopped\n", name);
+	else
+		fputc('\n', stderr);
+	control_client_close(cc);
+	return r < 0;
+}
+
 int cmd_start(int argc, char **argv)
 {
-	static const struct option opts[] = {MACHINE_COMMON_OPTIONS{NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    MACHINE_COMMON_OPTIONS{"console", no_argument, NULL, O_CONSOLE}, {NULL, 0, NULL, 0}};
 	struct machine_cli cli = {
 	    .verb = "start",
-	    .usage = "usage: kite start NAME\n"
-		     "Boots a defined machine in the background (its own supervised `kite run`)\n"
-		     "and returns once it answers on its control socket. KITE_RUNNER replaces\n"
-		     "'kite run' (tests use 'kite _fake-run').\n"};
-	int r = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
+	    .usage =
+		"usage: kite start NAME [--console]\n"
+		"Boots a defined machine in the background (its own supervised `kite run`)\n"
+		"and returns once it answers on its control socket; --console then attaches\n"
+		"to its console. KITE_RUNNER replaces 'kite run' (tests use 'kite _fake-run').\n"};
+	bool console = false;
+	const struct machine_flag flags[] = {{O_CONSOLE, &console, NULL}, {0, NULL, NULL}};
+	int r = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
 	if (r >= 0)
 		return r;
-	return start_one(&cli, machine_resolve(&cli, argv[optind]), false) < 0;
+	const char *name = machine_resolve(&cli, argv[optind]);
+	if (start_one(&cli, name, false) < 0)
+		return 1;
+	return console ? attach_console(&cli, name, true) : 0;
 }
 
 /* Sends one command to NAME; prints `done` (with %s for the name) on success. */
@@ -232,37 +273,7 @@ int cmd_console(int argc, char **argv)
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
 	if (pr >= 0)
 		return pr;
-	bool replay = !no_replay;
-	const char *name = machine_resolve(&cli, argv[optind]);
-	struct control_client *cc;
-	if (machine_connect(&cli.dirs, name, &cc) < 0)
-		return 1;
-	if (control_client_execute(cc, "console", json_pack("{s:b}", "replay", replay), NULL,
-				   CONTROL_CLIENT_TIMEOUT_MS) < 0) {
-		kite_error("machine %s: console: %s", name, control_client_error(cc));
-		control_client_close(cc);
-		return 1;
-	}
-	fprintf(stderr, "Connected to machine '%s'\nEscape character is ^] (Ctrl + ])\n", name);
-	struct termios saved, raw;
-	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
-	if (tty) {
-		raw = saved;
-		cfmakeraw(&raw);
-		if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) < 0)
-			tty = false;
-	}
-	int r = control_client_console(cc, STDIN_FILENO, STDOUT_FILENO, 500);
-	if (tty)
-		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
-	if (r < 0)
-		kite_error("machine %s: console: %s", name, control_client_error(cc));
-	else if (r == 1)
-		fprintf(stderr, "\nkite: machine '%s' stopped\n", name);
-	else
-		fputc('\n', stderr);
-	control_client_close(cc);
-	return r < 0;
+	return attach_console(&cli, machine_resolve(&cli, argv[optind]), !no_replay);
 }
 
 static int set_autostart(struct machine_cli *cli, const char *name, bool on)

@@ -546,6 +546,20 @@ def test_console_replays_output_and_sends_input(m):
     assert m.state_of("con") == "running"
 
 
+def test_start_console_boots_and_attaches(m):
+    m.create("sc")
+    p = subprocess.Popen([m.kite, "start", "sc", "--console"], env=m.env, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    p.stdin.write(b"\x1d")
+    p.stdin.flush()
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert out.startswith(b"Machine 'sc' started\n")
+    assert b"fake guest sc booted" in out
+    assert m.state_of("sc") == "running"
+
+
 def test_console_of_a_stopped_machine_is_an_error(m):
     m.create("off")
     r = m("console", "off")
