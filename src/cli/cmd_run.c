@@ -32,6 +32,7 @@ static void usage(FILE *out)
 	    "      --rng                a virtio-rng entropy device\n"
 	    "      --balloon            a virtio-balloon device\n"
 	    "      --console KIND       stdio (default), none, or file:PATH\n"
+	    "      --control-socket PATH  serve the control protocol (docs/control-protocol.md)\n"
 	    "      --name NAME          machine name (shown in messages)\n"
 	    "      --no-reboot          exit instead of rebooting when the guest resets\n"
 	    "      --stats              print KVM exit counts when the VM ends\n"
@@ -61,6 +62,7 @@ int cmd_run(int argc, char **argv)
 		OPT_NO_PVM,
 		OPT_RNG,
 		OPT_BALLOON,
+		OPT_CONTROL,
 	};
 	static const struct option longopts[] = {
 	    {"kernel", required_argument, NULL, 'k'},
@@ -77,6 +79,7 @@ int cmd_run(int argc, char **argv)
 	    {"net", required_argument, NULL, 'n'},
 	    {"rng", no_argument, NULL, OPT_RNG},
 	    {"balloon", no_argument, NULL, OPT_BALLOON},
+	    {"control-socket", required_argument, NULL, OPT_CONTROL},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -153,6 +156,9 @@ int cmd_run(int argc, char **argv)
 			dc->nnets++;
 			break;
 		}
+		case OPT_CONTROL:
+			opt.control_socket = optarg;
+			break;
 		case OPT_RNG:
 			opt.vm.devices.rng = true;
 			break;

@@ -1,5 +1,6 @@
 #include "vmm/machine.h"
 #include "util/err.h"
+#include "vmm/machine_control.h"
 #include "vmm/milestones.h"
 
 #include <errno.h>
@@ -121,6 +122,16 @@ int machine_run(const struct machine_options *opt)
 	milestones_init(&milestones);
 	if (opt->vm.stats)
 		(void)console_add_observer(&console, milestones_observe, &milestones);
+	struct control_server *control = NULL;
+	if (opt->control_socket &&
+	    machine_control_start(opt->control_socket, opt->vm.name, &console, &current_lock,
+				  &current_vm, request_quit, &control) < 0) {
+		vm_destroy(&vm);
+		console_close(&console);
+		kvm_host_close(&kvm);
+		milestones_destroy(&milestones);
+		return KITE_EXIT_ERROR;
+	}
 
 	for (bool first = true;; first = false) {
 		if (!first && vm_prepare(&vm, &opt->vm) < 0) {
@@ -134,6 +145,8 @@ int machine_run(const struct machine_options *opt)
 			why = vm_wait(&vm);
 		set_current(NULL);
 		vm_destroy(&vm);
+		if (control)
+			machine_control_boot_ended(control, why);
 		if (why == VM_RESET && !opt->vm.no_reboot)
 			continue;
 		switch (why) {
@@ -155,6 +168,8 @@ int machine_run(const struct machine_options *opt)
 		}
 		break;
 	}
+	if (control)
+		machine_control_stop(control);
 	console_close(&console);
 	kvm_host_close(&kvm);
 	if (opt->vm.stats) {

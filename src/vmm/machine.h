@@ -16,6 +16,7 @@ struct machine_options {
 	struct vm_config vm;
 	enum console_kind console;
 	const char *console_path;
+	const char *control_socket; /* --control-socket PATH, or NULL */
 };
 
 int machine_run(const struct machine_options *opt);

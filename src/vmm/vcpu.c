@@ -291,18 +291,10 @@ static enum vm_exit handle_exit(struct vcpu *v)
 	}
 }
 
-static bool vm_stopping(struct vm *vm)
-{
-	pthread_mutex_lock(&vm->lock);
-	bool stop = vm->exit != VM_RUNNING;
-	pthread_mutex_unlock(&vm->lock);
-	return stop;
-}
-
 static void *vcpu_main(void *arg)
 {
 	struct vcpu *v = arg;
-	while (!vm_stopping(v->vm)) {
+	while (!vm_vcpu_checkpoint(v->vm)) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				v->run->immediate_exit = 0;

@@ -192,9 +192,13 @@ int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console)
 	for (int i = 0; i < vm->ncpus; i++)
 		if (vcpu_create(vm, &vm->vcpus[i], i) < 0)
 			return -1;
-	for (int i = 0; i < vm->ncpus; i++)
+	for (int i = 0; i < vm->ncpus; i++) {
 		if (vcpu_start(&vm->vcpus[i]) < 0)
 			return -1;
+		pthread_mutex_lock(&vm->lock);
+		vm->nstarted++;
+		pthread_mutex_unlock(&vm->lock);
+	}
 	return 0;
 }
 
@@ -206,6 +210,50 @@ void vm_request_exit(struct vm *vm, enum vm_exit why)
 		pthread_cond_broadcast(&vm->cond);
 	}
 	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->paused = true;
+	pthread_mutex_unlock(&vm->lock);
+	for (int i = 0; i < vm->ncpus && vm->vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->paused && vm->exit == VM_RUNNING && vm->nparked < vm->nstarted)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->paused = false;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+bool vm_is_paused(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	bool p = vm->paused;
+	pthread_mutex_unlock(&vm->lock);
+	return p;
+}
+
+bool vm_vcpu_checkpoint(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->paused && vm->exit == VM_RUNNING) {
+		vm->nparked++;
+		pthread_cond_broadcast(&vm->cond);
+		while (vm->paused && vm->exit == VM_RUNNING)
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		vm->nparked--;
+	}
+	bool ending = vm->exit != VM_RUNNING;
+	pthread_mutex_unlock(&vm->lock);
+	return ending;
 }
 
 enum vm_exit vm_wait(struct vm *vm)

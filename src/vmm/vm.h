@@ -70,6 +70,9 @@ struct vm {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	enum vm_exit exit;
+	bool paused;		/* requested: vCPUs park before their next KVM_RUN */
+	int nparked;		/* vCPUs parked */
+	int nstarted;		/* vCPU threads running */
 	struct vm_stats *stats; /* totals that vm_destroy adds this boot's counts to, or NULL */
 };
 
@@ -95,6 +98,13 @@ void vm_destroy(struct vm *vm);
 
 /* Ends this boot (first reason wins). Callable from any thread. */
 void vm_request_exit(struct vm *vm, enum vm_exit why);
+/* Parks every vCPU (returns once all are parked) / lets them run again. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+bool vm_is_paused(struct vm *vm);
+/* vCPU side: parks while paused; returns true when the boot is ending. */
+bool vm_vcpu_checkpoint(struct vm *vm);
+
 /* Raises or lowers an interrupt line of the in-kernel IOAPIC/PIC. */
 void vm_set_irq(struct vm *vm, unsigned gsi, int level);
 

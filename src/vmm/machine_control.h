@@ -1,0 +1,21 @@
+/* The control socket of a running `kite run` (--control-socket): the VMM side of the
+ * protocol in docs/control-protocol.md. It outlives guest reboots; every handler acts on
+ * the boot in progress. */
+#ifndef KITE_VMM_MACHINE_CONTROL_H
+#define KITE_VMM_MACHINE_CONTROL_H
+
+#include "devices/console.h"
+#include "vmm/vm.h"
+
+struct control_server;
+
+/* Starts the server at `path`; its handlers find the running boot through `current`
+ * (guarded by `lock`) and end the run through `quit`. Returns 0 or -1. */
+int machine_control_start(const char *path, const char *name, struct console *console,
+			  pthread_mutex_t *lock, struct vm **current, void (*quit)(int sig),
+			  struct control_server **out);
+/* Reports how a boot ended (RESET, SHUTDOWN events). */
+void machine_control_boot_ended(struct control_server *s, enum vm_exit why);
+void machine_control_stop(struct control_server *s);
+
+#endif
