@@ -94,6 +94,12 @@ def test_check_corruption_exit_code(kite, tmp_path):
     assert q.returncode == 2
     assert r.returncode == 2
     assert "errors were found on the image" in r.stdout
+    want = as_raw(img, tmp_path / "before.raw")
+    r = run([kite, "img", "check", "-r", "all", str(img)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 corruptions" in r.stdout
+    check_clean(img)
+    assert as_raw(img, tmp_path / "after.raw") == want
 
 
 def test_check_raw_is_63(kite, tmp_path):
