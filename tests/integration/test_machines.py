@@ -650,6 +650,20 @@ def test_socket_errors_and_the_vm_keeps_running(m):
     assert m.state_of("sk") == "running"
 
 
+def test_a_hanging_vmm_command_times_out_and_the_vm_keeps_answering(m):
+    m.create("hang")
+    m.ok("start", "hang", env={"KITE_FAKE_HANG": "stop", "KITE_FAKE_TIMEOUT_MS": "300"})
+    t0 = time.monotonic()
+    r = m("suspend", "hang")
+    assert time.monotonic() - t0 < 5
+    assert r.returncode == 1 and "stop did not complete within 300 ms" in r.stderr
+    assert m.state_of("hang") == "running"
+    t0 = time.monotonic()
+    m.ok("destroy", "hang")
+    assert time.monotonic() - t0 < 1.0
+    assert m.state_of("hang") == "shut off"
+
+
 def test_socket_refuses_a_user_outside_the_group(m):
     if os.geteuid() != 0:
         pytest.skip("needs root to act as a throwaway user")
