@@ -1,8 +1,9 @@
 /* ACPI tables, laid out from ACPI_RSDP_ADDR upwards, each 64-byte aligned:
- *   RSDP (v2) -> XSDT and RSDT -> FADT, MADT;  FADT -> FACS, DSDT.
+ *   RSDP (v2) -> XSDT and RSDT -> FADT, MADT, MCFG;  FADT -> FACS, DSDT.
  * Field offsets follow the ACPI 6.x specification, chapter 5.2. */
 #include "vmm/acpi.h"
 #include "util/err.h"
+#include "devices/pci.h"
 #include "vmm/acpi_dsdt.h"
 #include "vmm/boot_bytes.h"
 
@@ -14,6 +15,8 @@
 #define FADT_REV   6
 #define FACS_LEN   64
 #define RSDP_LEN   36
+#define MCFG_LEN   (SDT_HEADER + 8 + 16)
+#define NTABLES	   3 /* in the XSDT/RSDT: FADT, MADT, MCFG */
 
 /* FADT flags (table 5.10) */
 #define FADT_WBINVD	   (1u << 0)
@@ -169,41 +172,70 @@ static void build_madt(uint8_t *t, int ncpus)
 	sdt_finish(t);
 }
 
+/* PCI ECAM: one allocation for segment 0, buses 0-255 (devices/pci.h). */
+static void build_mcfg(uint8_t *t)
+{
+	sdt_header(t, "MCFG", MCFG_LEN, 1);
+	uint8_t *e = t + SDT_HEADER + 8;
+	put_le64(e, PCI_ECAM_BASE);
+	put_le16(e + 8, 0);
+	e[10] = 0;
+	e[11] = (uint8_t)(PCI_ECAM_SIZE / (1u << 20) - 1); /* 1 MiB per bus */
+	sdt_finish(t);
+}
+
 int acpi_build(struct guest_mem *m, int ncpus)
 {
 	if (ncpus < 1 || ncpus > ACPI_MAX_CPUS)
 		return kite_error("%d vCPUs: kite's ACPI tables describe 1 to %d", ncpus,
 				  ACPI_MAX_CPUS);
+	struct aml aml = {0};
+	if (acpi_dsdt_build(&aml) < 0) {
+		aml_free(&aml);
+		return kite_error("out of memory for the ACPI tables");
+	}
 	struct acpi_buf b = {.cap = ACPI_AREA_END - ACPI_RSDP_ADDR};
 	b.p = calloc(1, b.cap);
-	if (!b.p)
+	if (!b.p) {
+		aml_free(&aml);
 		return kite_error("out of memory for the ACPI tables");
+	}
 	uint64_t rsdp = reserve(&b, RSDP_LEN);
-	uint64_t xsdt = reserve(&b, SDT_HEADER + 2 * 8);
-	uint64_t rsdt = reserve(&b, SDT_HEADER + 2 * 4);
+	uint64_t xsdt = reserve(&b, SDT_HEADER + NTABLES * 8);
+	uint64_t rsdt = reserve(&b, SDT_HEADER + NTABLES * 4);
 	uint64_t fadt = reserve(&b, FADT_LEN);
 	uint64_t facs = reserve(&b, FACS_LEN);
-	uint64_t dsdt = reserve(&b, SDT_HEADER + acpi_dsdt_aml_len());
+	uint64_t dsdt = reserve(&b, SDT_HEADER + aml.len);
 	uint64_t madt = reserve(&b, madt_len(ncpus));
+	uint64_t mcfg = reserve(&b, MCFG_LEN);
 	const uint64_t base = ACPI_RSDP_ADDR;
+	int ret = 0;
+	if (b.used > b.cap) {
+		ret = kite_error("ACPI tables (%llu bytes) exceed the 0x%llx-0x%llx area",
+				 (unsigned long long)b.used, (unsigned long long)ACPI_RSDP_ADDR,
+				 (unsigned long long)ACPI_AREA_END);
+		goto out;
+	}
 
 	uint8_t *d = b.p + dsdt;
-	sdt_header(d, "DSDT", (uint32_t)(SDT_HEADER + acpi_dsdt_aml_len()), 2);
-	memcpy(d + SDT_HEADER, acpi_dsdt_aml(), acpi_dsdt_aml_len());
+	sdt_header(d, "DSDT", (uint32_t)(SDT_HEADER + aml.len), 2);
+	memcpy(d + SDT_HEADER, aml.p, aml.len);
 	sdt_finish(d);
 	build_facs(b.p + facs);
 	build_fadt(b.p + fadt, base + facs, base + dsdt);
 	build_madt(b.p + madt, ncpus);
+	build_mcfg(b.p + mcfg);
 
+	const uint64_t tables[NTABLES] = {base + fadt, base + madt, base + mcfg};
 	uint8_t *x = b.p + xsdt;
-	sdt_header(x, "XSDT", SDT_HEADER + 2 * 8, 1);
-	put_le64(x + SDT_HEADER, base + fadt);
-	put_le64(x + SDT_HEADER + 8, base + madt);
-	sdt_finish(x);
 	uint8_t *r = b.p + rsdt;
-	sdt_header(r, "RSDT", SDT_HEADER + 2 * 4, 1);
-	put_le32(r + SDT_HEADER, (uint32_t)(base + fadt));
-	put_le32(r + SDT_HEADER + 4, (uint32_t)(base + madt));
+	sdt_header(x, "XSDT", SDT_HEADER + NTABLES * 8, 1);
+	sdt_header(r, "RSDT", SDT_HEADER + NTABLES * 4, 1);
+	for (int i = 0; i < NTABLES; i++) {
+		put_le64(x + SDT_HEADER + 8 * i, tables[i]);
+		put_le32(r + SDT_HEADER + 4 * i, (uint32_t)tables[i]);
+	}
+	sdt_finish(x);
 	sdt_finish(r);
 
 	uint8_t *p = b.p + rsdp;
@@ -216,10 +248,11 @@ int acpi_build(struct guest_mem *m, int ncpus)
 	p[8] = checksum(p, 20);	       /* ACPI 1.0 part */
 	p[32] = checksum(p, RSDP_LEN); /* whole structure */
 
-	int ret = 0;
 	if (gmem_write(m, base, b.p, b.used) < 0)
 		ret = kite_error("ACPI tables at 0x%llx do not fit in guest RAM (%llu KiB)",
 				 (unsigned long long)base, (unsigned long long)(m->ram_size >> 10));
+out:
 	free(b.p);
+	aml_free(&aml);
 	return ret;
 }

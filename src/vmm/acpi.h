@@ -1,5 +1,8 @@
-/* ACPI tables for the guest: RSDP, XSDT (and RSDT), FADT, DSDT, MADT, written into guest memory
- * between ACPI_RSDP_ADDR and 1 MiB, where a guest's scan of 0xE0000-0xFFFFF finds the RSDP.
+/* ACPI tables for the guest: RSDP, XSDT (and RSDT), FADT, FACS, DSDT, MADT, MCFG, written into
+ * guest memory between ACPI_RSDP_ADDR and 1 MiB, where a guest's scan of 0xE0000-0xFFFFF finds
+ * the RSDP. The DSDT describes the PCI host bridge of devices/pci.h (\_SB.PCI0: bus 0-255, the
+ * MMIO window, _PRT: INTx pin p of slot s on GSI 16 + ((s + p) & 3)) and reserves its ECAM
+ * window as a motherboard resource (\_SB.MRES); the MCFG announces that ECAM window.
  *
  * Platform contract (the ACPI PM device in src/devices/ must match these ports):
  *   0x600  PM1a event block, 4 bytes: PM1_STS (16 bit) at 0x600, PM1_EN (16 bit) at 0x602.

@@ -1,11 +1,11 @@
-/* The DSDT's AML body, assembled by hand (no iasl in the build). */
+/* The DSDT's AML body: the sleep-state packages and the PCI host bridge. */
 #ifndef KITE_VMM_ACPI_DSDT_H
 #define KITE_VMM_ACPI_DSDT_H
 
-#include <stddef.h>
-#include <stdint.h>
+#include "vmm/acpi_aml.h"
 
-const uint8_t *acpi_dsdt_aml(void);
-size_t acpi_dsdt_aml_len(void);
+/* Appends the DSDT body (everything after the table header) to `out`. Returns 0, or -1 when
+ * memory ran out. */
+int acpi_dsdt_build(struct aml *out);
 
 #endif

@@ -51,20 +51,30 @@ static void check_tables(int ncpus)
 	const uint8_t *xsdt = table(&m, tget(rsdp + 24, 8), "XSDT");
 	const uint8_t *rsdt = table(&m, tget(rsdp + 16, 4), "RSDT");
 	int n = (int)(tget(xsdt + 4, 4) - 36) / 8;
-	assert_int_equal(n, 2);
-	assert_int_equal((tget(rsdt + 4, 4) - 36) / 4, 2);
-	const uint8_t *fadt = NULL, *madt = NULL;
+	assert_int_equal(n, 3);
+	assert_int_equal((tget(rsdt + 4, 4) - 36) / 4, 3);
+	const uint8_t *fadt = NULL, *madt = NULL, *mcfg = NULL;
 	for (int i = 0; i < n; i++) {
 		uint64_t a = tget(xsdt + 36 + 8 * i, 8);
 		assert_int_equal(tget(rsdt + 36 + 4 * i, 4), a);
 		const uint8_t *t = gmem_ptr(&m, a, 4);
 		if (memcmp(t, "FACP", 4) == 0)
 			fadt = table(&m, a, "FACP");
+		else if (memcmp(t, "MCFG", 4) == 0)
+			mcfg = table(&m, a, "MCFG");
 		else
 			madt = table(&m, a, "APIC");
 	}
 	assert_non_null(fadt);
 	assert_non_null(madt);
+	assert_non_null(mcfg);
+
+	/* MCFG: ECAM of devices/pci.h for segment 0, buses 0-255 */
+	assert_int_equal(tget(mcfg + 4, 4), 60);
+	assert_int_equal(tget(mcfg + 44, 8), 0xE0000000u);
+	assert_int_equal(tget(mcfg + 52, 2), 0);
+	assert_int_equal(mcfg[54], 0);
+	assert_int_equal(mcfg[55], 255);
 
 	/* FADT: the PM ports the ACPI PM device implements, the reset register, no HW_REDUCED. */
 	assert_int_equal(fadt[8], 6);
@@ -207,7 +217,7 @@ static void acpica_accepts_the_tables(void **state)
 	assert_non_null(mkdtemp(dir));
 	const uint8_t *rsdp = gmem_ptr(&m, ACPI_RSDP_ADDR, 36);
 	uint64_t xsdt = tget(rsdp + 24, 8);
-	const uint8_t *x = gmem_ptr(&m, xsdt, 52);
+	const uint8_t *x = gmem_ptr(&m, xsdt, 60);
 	uint64_t fadt = tget(x + 36, 8), madt = tget(x + 44, 8);
 	const uint8_t *f = gmem_ptr(&m, fadt, 276);
 	uint64_t dsdt = tget(f + 140, 8);
@@ -218,7 +228,9 @@ static void acpica_accepts_the_tables(void **state)
 	dump_table(&m, madt, (uint32_t)tget(gmem_ptr(&m, madt, 8) + 4, 4), dir, "apic");
 	dump_table(&m, dsdt, (uint32_t)tget(gmem_ptr(&m, dsdt, 8) + 4, 4), dir, "dsdt");
 	dump_table(&m, tget(f + 132, 8), 64, dir, "facs");
-	const char *tables[] = {"xsdt", "rsdt", "facp", "apic", "dsdt", "facs"};
+	uint64_t mcfg = tget(x + 52, 8);
+	dump_table(&m, mcfg, 60, dir, "mcfg");
+	const char *tables[] = {"xsdt", "rsdt", "facp", "apic", "dsdt", "facs", "mcfg"};
 	char cmd[512];
 	int status;
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
@@ -234,6 +246,33 @@ static void acpica_accepts_the_tables(void **state)
 			   "    [Integer] = 0000000000000000\n    [Integer] = 0000000000000000";
 	if (status != 0 || !strstr(out, want) || strstr(out, "Error"))
 		fail_msg("acpiexec evaluate \\_S5_:\n%s", out);
+	free(out);
+
+	/* The host bridge: _PRT has an entry per slot and pin (INTA of slot 1 on GSI 17), and the
+	 * disassembled resources are the windows of devices/pci.h. */
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "cd %s && acpiexec -b 'evaluate \\_SB.PCI0._HID;evaluate \\_SB.PCI0._PRT' dsdt.dat "
+	    "2>&1 && cat dsdt.dsl",
+	    dir);
+	out = run_capture(cmd, &status);
+	const char *wants[] = {
+	    "[Integer] = 00000000030AD041", /* EISAID("PNP0A03") */
+	    "[Package] Contains 128 Elements:",
+	    "[Integer] = 000000000001FFFF\n      [Integer] = 0000000000000000\n"
+	    "      [Integer] = 0000000000000000\n      [Integer] = 0000000000000011",
+	    "Device (PCI0)",
+	    "0x0CF8,             // Range Minimum",
+	    "0xC0000000,         // Range Minimum\n                    0xDFFFFFFF,",
+	    "EisaId (\"PNP0C02\")",
+	    "Memory32Fixed (ReadWrite,\n                    0xE0000000,         // Address Base\n"
+	    "                    0x10000000,",
+	};
+	for (size_t i = 0; i < sizeof(wants) / sizeof(wants[0]); i++)
+		if (status != 0 || !strstr(out, wants[i]) || strstr(out, "Error"))
+			fail_msg("acpiexec/iasl on the DSDT lack \"%s\" (status %d, %zu bytes of "
+				 "output)",
+				 wants[i], status, strlen(out));
 	free(out);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
