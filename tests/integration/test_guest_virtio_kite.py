@@ -8,7 +8,8 @@ import pytest
 
 from test_guest_programs import boot, guest_elf
 from test_guest_virtio import (ECHO_PORT, MSIX_EXPECTED, RNG_EXPECTED, SERIAL, blk_append,
-                               check_blk_ro, check_blk_rw, make_disk, run_net)
+                               check_blk_ro, check_blk_rw, check_hostile, make_disk,
+                               run_net)
 
 if not os.path.exists("/dev/kvm"):
     pytestmark = pytest.mark.skip(reason="no /dev/kvm on this host")
@@ -36,6 +37,16 @@ def test_virtio_blk_read_only_refuses_writes_kite(kite, tmp_path):
     r = boot(kite_argv(kite, "virtio_blk", blk_append(ro=True),
                        ["--disk", f"{disk},format=raw,readonly=on,serial={SERIAL}"]))
     check_blk_ro(r, disk, before)
+
+
+def test_virtio_hostile_driver_kite(kite, tmp_path):
+    """Issue 3: every malformed chain ends in an error status or NEEDS_RESET (strict=1), guest
+    RAM stays untouched where a wrapped buffer would land, and kite (ASan build included)
+    survives to the guest's power-off."""
+    disk = tmp_path / "disk.raw"
+    before = make_disk(disk)
+    r = boot(kite_argv(kite, "virtio_hostile", "strict=1", ["--disk", f"{disk},format=raw"]))
+    check_hostile(r, disk, before, strict=True)
 
 
 def test_virtio_rng_returns_bytes_kite(kite):
