@@ -414,8 +414,8 @@ int qcow2_write(struct blk *b, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-/* QEMU's heuristic: more clusters in use (by refcount) than the file has blocks for,
- * by over a ninth, means preallocation=metadata. */
+/* QEMU's heuristic: when more clusters are in use (nonzero refcount) than the file has
+ * blocks for, by a ninth or two clusters, the image was preallocated with metadata. */
 static int looks_metadata_preallocated(struct blk *b)
 {
 	struct qcow2 *q = Q(b);
@@ -426,17 +426,14 @@ static int looks_metadata_preallocated(struct blk *b)
 		return kite_error_errno(errno, "%s: stat", b->filename);
 	uint64_t real = (uint64_t)st.st_blocks * 512 / q->cluster_size;
 	uint64_t threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
-	uint64_t last = 0;
-	for (uint64_t c = (q->file_end + q->cluster_size - 1) / q->cluster_size; c > 0; c--) {
+	uint64_t used = 0, end = ((uint64_t)st.st_size + q->cluster_size - 1) / q->cluster_size;
+	for (uint64_t c = 0; c < end && used < threshold; c++) {
 		uint64_t rc;
-		if (qcow2_get_refcount(b, c - 1, &rc) < 0)
+		if (qcow2_get_refcount(b, c, &rc) < 0)
 			return -1;
-		if (rc) {
-			last = c - 1;
-			break;
-		}
+		used += rc != 0;
 	}
-	q->meta_prealloc = last > threshold;
+	q->meta_prealloc = used >= threshold;
 	return q->meta_prealloc;
 }
 
