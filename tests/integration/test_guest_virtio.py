@@ -168,6 +168,20 @@ def test_virtio_hostile_strict_checks_can_fail_qemu(tmp_path):
         assert f"{case}: the device completed OK" in r.failed, r.output()
 
 
+PCI_EXPECTED = ["config mechanism #1: a host bridge at 00:00.0", "memory BARs (",
+                "MCFG: segment 0 from bus 0", "ECAM shows the same IDs",
+                "ECAM: an absent function", "interrupt line of 00:"]
+
+
+@pytest.mark.parametrize("bars", ["firmware", "assign"])
+def test_pci_bus_ecam_and_bars_qemu(bars):
+    # q35 brings 00:00.0, 00:1f.0, 00:1f.2 and 00:1f.3; two virtio-rng functions on top.
+    append = "functions=6" + (" pci=assign" if bars == "assign" else "")
+    r = boot(qemu_argv("pci_bus", append, extra=["-device", "virtio-rng-pci", "-device",
+                                                  "virtio-rng-pci,disable-legacy=on"]))
+    r.assert_all_passed(PCI_EXPECTED + ["6 functions on bus 0"])
+
+
 RNG_EXPECTED = ["virtio-rng: VERSION_1 negotiated", "64-byte request: 64 bytes",
                 "4096-byte request: 4096 bytes", "two requests return different bytes"]
 MSIX_EXPECTED = ["MSI-X capability", "virtio-rng: VERSION_1 negotiated",

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from test_guest_programs import boot, guest_elf
-from test_guest_virtio import (ECHO_PORT, MSIX_EXPECTED, RNG_EXPECTED, SERIAL, blk_append,
+from test_guest_virtio import (ECHO_PORT, MSIX_EXPECTED, PCI_EXPECTED, RNG_EXPECTED, SERIAL,
+                               blk_append,
                                check_blk_ro, check_blk_rw, check_hostile, make_disk,
                                run_net)
 
@@ -47,6 +48,16 @@ def test_virtio_hostile_driver_kite(kite, tmp_path):
     before = make_disk(disk)
     r = boot(kite_argv(kite, "virtio_hostile", "strict=1", ["--disk", f"{disk},format=raw"]))
     check_hostile(r, disk, before, strict=True)
+
+
+def test_pci_bus_ecam_and_bars_kite(kite, tmp_path):
+    """Host bridge, a disk and an rng: three functions, BARs placed by the program (kite runs
+    no firmware), ECAM at the MCFG's address agreeing with 0xCF8/0xCFC."""
+    disk = tmp_path / "disk.raw"
+    make_disk(disk)
+    r = boot(kite_argv(kite, "pci_bus", "functions=3", ["--disk", f"{disk},format=raw", "--rng"]))
+    r.assert_all_passed(PCI_EXPECTED + ["3 functions on bus 0"])
+    assert "PASS: MCFG: segment 0 from bus 0, ECAM at 0xe0000000" in r.lines, r.output()
 
 
 def test_virtio_rng_returns_bytes_kite(kite):
