@@ -20,8 +20,8 @@ static void walk(struct blk *b)
 {
 	static uint8_t buf[1 << 16];
 	uint64_t sz = blk_size(b);
-	/* the first 1 MiB, then a few far offsets */
-	for (uint64_t o = 0; o < sz && o < (1 << 20); o += sizeof(buf)) {
+	/* the first 256 KiB, then a few far offsets */
+	for (uint64_t o = 0; o < sz && o < (1 << 18); o += sizeof(buf)) {
 		size_t n = sz - o < sizeof(buf) ? (size_t)(sz - o) : sizeof(buf);
 		if (blk_pread(b, buf, n, o) < 0)
 			break;
