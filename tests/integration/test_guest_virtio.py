@@ -180,6 +180,8 @@ def test_pci_bus_ecam_and_bars_qemu(bars):
     r = boot(qemu_argv("pci_bus", append, extra=["-device", "virtio-rng-pci", "-device",
                                                   "virtio-rng-pci,disable-legacy=on"]))
     r.assert_all_passed(PCI_EXPECTED + ["6 functions on bus 0"])
+    assigned = [l for l in r.lines if l.startswith("pci: 00:") and " assigned at 0xc" in l]
+    assert len(assigned) == (5 if bars == "assign" else 0), r.output()
 
 
 RNG_EXPECTED = ["virtio-rng: VERSION_1 negotiated", "64-byte request: 64 bytes",
