@@ -65,9 +65,10 @@ bool virtio_find(uint16_t type, int index, struct virtio_dev *vd)
 		scanned = true;
 	}
 	memset(vd, 0, sizeof(*vd));
+	int skip = index;
 	for (int n = 0; n < pci_ndevs; n++) {
 		struct pci_dev *d = &pci_devs[n];
-		if (device_type(d) != type || index-- > 0)
+		if (device_type(d) != type || skip-- > 0)
 			continue;
 		vd->pci = d;
 		vd->type = type;
