@@ -2,17 +2,19 @@
  * life, over its control socket. */
 #include "cli/cmd_machine.h"
 #include "mgmt/control_client.h"
+#include "mgmt/fileutil.h"
 #include "mgmt/launch.h"
 #include "mgmt/runstate.h"
 #include "util/err.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
 
-enum { O_DISABLE = 1, O_BOOT, O_TIMEOUT, O_NO_REPLAY, O_CONSOLE };
+enum { O_DISABLE = 1, O_BOOT, O_TIMEOUT, O_NO_REPLAY, O_CONSOLE, O_LOOP };
 
 static bool is_active(const struct machine_status *st)
 {
@@ -359,5 +361,68 @@ int cmd_autostart(int argc, char **argv)
 		printf("Machine '%s' unmarked as autostarted\n\n", name);
 	else
 		printf("Machine '%s' marked as autostarted\n\n", name);
+	return 0;
+}
+
+int cmd_event(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    MACHINE_COMMON_OPTIONS{"loop", no_argument, NULL, O_LOOP},
+	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {NULL, 0, NULL, 0}};
+	struct machine_cli cli = {
+	    .verb = "event",
+	    .usage =
+		"usage: kite event NAME [--loop] [--timeout SECONDS]\n"
+		"Prints the machine's events (STOP, RESUME, RESET, POWERDOWN, SHUTDOWN, ...):\n"
+		"the next one, or all of them with --loop, until the timeout or the machine\n"
+		"stops.\n"};
+	bool loop = false;
+	const char *timeout_arg = NULL;
+	const struct machine_flag flags[] = {
+	    {O_LOOP, &loop, NULL}, {O_TIMEOUT, NULL, &timeout_arg}, {0, NULL, NULL}};
+	int pr = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
+	if (pr >= 0)
+		return pr;
+	long timeout = -1;
+	if (timeout_arg) {
+		char *end;
+		timeout = strtol(timeout_arg, &end, 10);
+		if (!*timeout_arg || *end || timeout < 1 || timeout > 86400) {
+			kite_error("--timeout %s: not a number of seconds", timeout_arg);
+			return 1;
+		}
+	}
+	const char *name = machine_resolve(&cli, argv[optind]);
+	struct control_client *cc;
+	if (machine_connect(&cli.dirs, name, &cc) < 0)
+		return 1;
+	int64_t deadline = timeout > 0 ? mono_ms() + timeout * 1000 : INT64_MAX;
+	int count = 0;
+	for (;;) {
+		int64_t left = deadline - mono_ms();
+		if (left <= 0)
+			break;
+		json_t *ev;
+		if (control_client_next_event(cc, left > 60000 ? 60000 : (int)left, &ev) < 0) {
+			if (!strcmp(control_client_error_class(cc), "Timeout"))
+				continue;
+			printf("machine '%s' stopped\n", name);
+			break;
+		}
+		json_t *data = json_object_get(ev, "data");
+		char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
+		printf("event '%s' for machine '%s'%s%s\n",
+		       json_string_value(json_object_get(ev, "event")), name, text ? ": " : "",
+		       text ? text : "");
+		fflush(stdout);
+		free(text);
+		json_decref(ev);
+		count++;
+		if (!loop)
+			break;
+	}
+	control_client_close(cc);
+	printf("events received: %d\n", count);
 	return 0;
 }

@@ -104,6 +104,7 @@ int cmd_reboot(int argc, char **argv);
 int cmd_shutdown(int argc, char **argv);
 int cmd_destroy(int argc, char **argv);
 int cmd_console(int argc, char **argv);
+int cmd_event(int argc, char **argv);
 int cmd_fake_run(int argc, char **argv);
 
 #endif

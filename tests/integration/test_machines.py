@@ -560,6 +560,25 @@ def test_start_console_boots_and_attaches(m):
     assert m.state_of("sc") == "running"
 
 
+def test_event_loop_shows_lifecycle_events(m):
+    m.create("ev")
+    m.ok("start", "ev")
+    p = subprocess.Popen([m.kite, "event", "ev", "--loop", "--timeout", "20"], env=m.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # connected
+    m.ok("suspend", "ev")
+    m.ok("resume", "ev")
+    m.ok("reboot", "ev")
+    m.ok("shutdown", "ev", "--timeout", "10")
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[:5] == ["event 'STOP' for machine 'ev'", "event 'RESUME' for machine 'ev'",
+                         "event 'RESET' for machine 'ev'", "event 'POWERDOWN' for machine 'ev'",
+                         "event 'SHUTDOWN' for machine 'ev'"]
+    assert lines[-2:] == ["machine 'ev' stopped", "events received: 5"]
+
+
 def test_console_of_a_stopped_machine_is_an_error(m):
     m.create("off")
     r = m("console", "off")
