@@ -21,7 +21,7 @@
 /* One program header, widened to 64 bits whatever the class. */
 struct phdr {
 	uint32_t type;
-	uint64_t offset, vaddr, paddr, filesz, memsz;
+	uint64_t offset, vaddr, paddr, filesz, memsz, align;
 };
 
 struct elf_file {
@@ -44,6 +44,7 @@ static struct phdr phdr_at(const struct elf_file *f, unsigned i)
 		h.paddr = get_le64(p + 24);
 		h.filesz = get_le64(p + 32);
 		h.memsz = get_le64(p + 40);
+		h.align = get_le64(p + 48);
 	} else {
 		const uint8_t *p = f->buf + f->phoff + (uint64_t)i * PHDR32_SIZE;
 		h.type = get_le32(p);
@@ -52,6 +53,7 @@ static struct phdr phdr_at(const struct elf_file *f, unsigned i)
 		h.paddr = get_le32(p + 12);
 		h.filesz = get_le32(p + 16);
 		h.memsz = get_le32(p + 20);
+		h.align = get_le32(p + 28);
 	}
 	return h;
 }
@@ -100,20 +102,23 @@ static int parse_header(struct elf_file *f)
 	return 0;
 }
 
-/* Walks the notes of one PT_NOTE segment (4-byte aligned name and descriptor). */
+/* Walks the notes of one PT_NOTE segment. The descriptor and the next note start at the
+ * segment's alignment: 4, or 8 in segments aligned to 8 (what newer linkers emit for some
+ * notes). All sizes come from the file: every step is bounded by what is left. */
 static int scan_notes(const struct elf_file *f, const struct phdr *h, struct elf_image *out)
 {
 	if (h->offset > f->len || h->filesz > f->len - h->offset)
 		return kite_error("%s: ELF note segment lies beyond the end of the file", f->name);
 	const uint8_t *p = f->buf + h->offset;
-	uint64_t left = h->filesz;
+	uint64_t left = h->filesz, a = h->align == 8 ? 8 : 4;
 	while (left >= 12) {
 		uint64_t namesz = get_le32(p), descsz = get_le32(p + 4);
 		uint32_t type = get_le32(p + 8);
-		uint64_t name_pad = (namesz + 3) & ~3ULL, desc_pad = (descsz + 3) & ~3ULL;
-		if (name_pad > left - 12 || desc_pad > left - 12 - name_pad)
+		uint64_t desc_off = (12 + namesz + a - 1) & ~(a - 1);
+		uint64_t next = (desc_off + descsz + a - 1) & ~(a - 1);
+		if (desc_off > left || descsz > left - desc_off)
 			return kite_error("%s: malformed ELF note", f->name);
-		const uint8_t *name = p + 12, *desc = p + 12 + name_pad;
+		const uint8_t *name = p + 12, *desc = p + desc_off;
 		if (namesz == 4 && memcmp(name, "Xen", 4) == 0 &&
 		    type == ELF_NOTE_XEN_PHYS32_ENTRY) {
 			if (descsz == 4)
@@ -126,8 +131,10 @@ static int scan_notes(const struct elf_file *f, const struct phdr *h, struct elf
 		}
 		if (namesz == 6 && memcmp(name, "Linux", 6) == 0)
 			out->linux_note = true;
-		p += 12 + name_pad + desc_pad;
-		left -= 12 + name_pad + desc_pad;
+		if (next >= left)
+			break; /* the last note may omit its trailing padding */
+		p += next;
+		left -= next;
 	}
 	return 0;
 }

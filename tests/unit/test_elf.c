@@ -66,6 +66,37 @@ static void pvh_note_64_and_32(void **state)
 	tmem_free(&m);
 }
 
+/* Notes in a segment aligned to 8: a "Linux" note (name of 6 bytes: descriptor at 24, not 20),
+ * then the PVH note, found only when the 8-byte layout is followed. */
+static void notes_aligned_to_8(void **state)
+{
+	struct guest_mem m;
+	tmem(&m, 8 * MIB);
+	uint8_t code[64] = {0xf4};
+	struct tseg s = {0x100000, 0x100000, code, sizeof(code), sizeof(code)};
+	uint8_t notes[56];
+	memset(notes, 0, sizeof(notes));
+	tput(notes, 6, 4);
+	tput(notes + 4, 4, 4);
+	tput(notes + 8, 0x100, 4);
+	memcpy(notes + 12, "Linux", 6);
+	memcpy(notes + 24, "salt", 4);
+	tput(notes + 32, 4, 4);
+	tput(notes + 36, 4, 4);
+	tput(notes + 40, 18, 4);
+	memcpy(notes + 44, "Xen", 4);
+	tput(notes + 48, 0x100008, 4);
+	size_t len;
+	uint8_t *elf = telf(1, 0x100000, &s, 1, notes, sizeof(notes), &len);
+	tput(elf + 64 + 56 + 48, 8, 8); /* p_align of the PT_NOTE header */
+	struct elf_image img;
+	assert_int_equal(elf_load(&m, elf, len, "n8", MIB, &img), 0);
+	assert_true(img.linux_note);
+	assert_int_equal(img.pvh_entry, 0x100008);
+	free(elf);
+	tmem_free(&m);
+}
+
 /* Each malformed variant must fail with -1 and leave guest memory untouched. */
 static void expect_reject(uint8_t *elf, size_t len, uint64_t ram)
 {
@@ -201,6 +232,7 @@ int main(void)
 	    cmocka_unit_test(loads_segments_at_paddr_and_zeroes_bss),
 	    cmocka_unit_test(virtual_entry_becomes_physical),
 	    cmocka_unit_test(pvh_note_64_and_32),
+	    cmocka_unit_test(notes_aligned_to_8),
 	    cmocka_unit_test(rejects_malformed),
 	    cmocka_unit_test(survives_random_corruption),
 	    cmocka_unit_test(loads_built_test_guests),
