@@ -4,6 +4,7 @@
 #include "virtio/virtio_devices.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 static void test_disk_opts(void **state)
@@ -37,9 +38,11 @@ static void test_disk_opts(void **state)
 		assert_int_equal(disk_opts_parse(bad[i], &o), -1);
 }
 
-static void make_file(const char *path, size_t size)
+/* A fresh file of `size` bytes; its name goes to `path` (a private name per run). */
+static void make_file(char *path, size_t size)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	strcpy(path, "/tmp/kite-vsetup-XXXXXX");
+	int fd = mkstemp(path);
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, size), 0);
 	close(fd);
@@ -51,12 +54,14 @@ static void test_create_all(void **state)
 	vd_init(&d);
 	/* vd_init registered its own bus: build the machine's on a fresh iobus */
 	struct iobus io = {0};
-	make_file("/tmp/kite-vsetup-a.img", 1 << 20);
-	make_file("/tmp/kite-vsetup-b.img", 2 << 20);
+	char a_img[64], b_img[64], opt[128];
+	make_file(a_img, 1 << 20);
+	make_file(b_img, 2 << 20);
 	struct virtio_devices_config *cfg = calloc(1, sizeof(*cfg));
-	assert_int_equal(disk_opts_parse("/tmp/kite-vsetup-a.img,format=raw", &cfg->disks[0]), 0);
-	assert_int_equal(
-	    disk_opts_parse("/tmp/kite-vsetup-b.img,format=raw,readonly=on", &cfg->disks[1]), 0);
+	snprintf(opt, sizeof(opt), "%s,format=raw", a_img);
+	assert_int_equal(disk_opts_parse(opt, &cfg->disks[0]), 0);
+	snprintf(opt, sizeof(opt), "%s,format=raw,readonly=on", b_img);
+	assert_int_equal(disk_opts_parse(opt, &cfg->disks[1]), 0);
 	cfg->ndisks = 2;
 	assert_int_equal(net_opts_parse("user", &cfg->nets[0]), 0);
 	cfg->nnets = 1;
@@ -89,13 +94,14 @@ static void test_create_all(void **state)
 
 	/* a missing disk fails cleanly */
 	struct iobus io2 = {0};
-	assert_int_equal(disk_opts_parse("/tmp/kite-vsetup-missing.img", &cfg->disks[1]), 0);
+	snprintf(opt, sizeof(opt), "%s.missing", b_img);
+	assert_int_equal(disk_opts_parse(opt, &cfg->disks[1]), 0);
 	assert_int_equal(virtio_devices_create(v, cfg, &d.mem, &io2, &ops), -1);
 	assert_int_equal(io2.n, 0);
 	free(v);
 	free(cfg);
-	unlink("/tmp/kite-vsetup-a.img");
-	unlink("/tmp/kite-vsetup-b.img");
+	unlink(a_img);
+	unlink(b_img);
 	vd_fini(&d);
 }
 
