@@ -288,6 +288,21 @@ def test_kite_run_accepts_what_start_passes(m, tmp_path):
     assert r.returncode == 1
 
 
+def test_concurrent_changes_are_all_kept(m):
+    """Each change is load-modify-save under the machine's lock: none is lost."""
+    m.create("busy")
+    targets = [f"vd{c}" for c in "bcdefghijk"]
+    procs = [subprocess.Popen([m.kite, "attach-disk", "busy", f"/img/{t}.raw", t, "--config"],
+                              env=m.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for t in targets]
+    for p in procs:
+        assert p.wait(timeout=60) == 0, p.stderr.read()
+        p.stderr.close()
+    disks = json.loads(m.ok("dumpjson", "busy").stdout)["disks"]
+    assert sorted(d["target"] for d in disks) == targets
+    assert not [f for f in os.listdir(m.state) if ".tmp." in f]
+
+
 def test_undefine_remove_all_storage(m, tmp_path):
     img = tmp_path / "disk.raw"
     img.write_bytes(b"\0" * 4096)
