@@ -1,17 +1,20 @@
-/* virtio_net: the first virtio-net card behind user-mode NAT (QEMU -netdev user, kite --net
- * user; both libslirp). DHCP discover/request gets 10.0.2.15 from 10.0.2.2; ARP finds the
- * gateway; a DNS query to 10.0.2.3 gets an answer; a TCP connection to the host service on
+/* virtio_net: a virtio-net card behind user-mode NAT (QEMU -netdev user, kite --net user;
+ * both libslirp). DHCP discover/request gets 10.0.2.15 from 10.0.2.2; ARP finds the gateway;
+ * a DNS query to 10.0.2.3 gets an answer; a TCP connection to the host service on
  * 127.0.0.1:tcp_port (reached as 10.0.2.2) exchanges lines; then the program listens on
  * echo_port, prints "READY: hostfwd", and echoes what arrives through the host's forwarded
- * port. All of it runs in ring 3 on a tiny IPv4 stack (lib/net.c). */
+ * port. nic=N uses the Nth card (from 0), subnet=S expects 10.0.S.0/24 instead of 10.0.2.0/24
+ * (kite puts its second card on 10.0.3.0/24). All of it runs in ring 3 on a tiny IPv4 stack
+ * (lib/net.c). */
 #include "libguest.h"
 #include "net.h"
 
 const char guest_name[] = "virtio_net";
 
-#define GUEST_IP   IP4(10, 0, 2, 15)
-#define GATEWAY_IP IP4(10, 0, 2, 2)
-#define DNS_IP	   IP4(10, 0, 2, 3)
+static unsigned subnet = 2; /* 10.0.subnet.0/24 */
+#define GUEST_IP   IP4(10, 0, subnet, 15)
+#define GATEWAY_IP IP4(10, 0, subnet, 2)
+#define DNS_IP	   IP4(10, 0, subnet, 3)
 #define DHCP_XID   0x6b697465 /* "kite" */
 #define GUEST_MSG  "hello from the guest\n"
 
@@ -126,7 +129,7 @@ static void dns(void)
 {
 	uint8_t mac[6];
 	if (!net_arp(&net, DNS_IP, mac, 3000)) {
-		report(false, "ARP: 10.0.2.3 (DNS) answers");
+		report(false, "ARP: 10.0.%u.3 (DNS) answers", subnet);
 		return;
 	}
 	static const uint8_t q[] = {
@@ -144,12 +147,12 @@ static void dns(void)
 		}
 	}
 	if (!got) {
-		report(false, "DNS: a reply from 10.0.2.3 to a query for localhost");
+		report(false, "DNS: a reply from 10.0.%u.3 to a query for localhost", subnet);
 		return;
 	}
 	unsigned rcode = p.data[3] & 0xf, answers = (unsigned)(p.data[6] << 8 | p.data[7]);
-	report(true, "DNS: a reply from 10.0.2.3 to a query for localhost (rcode %u, %u answers)",
-	       rcode, answers);
+	report(true, "DNS: a reply from 10.0.%u.3 to a query for localhost (rcode %u, %u answers)",
+	       subnet, rcode, answers);
 }
 
 /* ---- TCP ---- */
@@ -277,7 +280,7 @@ static void tcp_client(uint16_t port)
 			}
 		}
 	}
-	report(est, "TCP: connected to 10.0.2.2:%u (the host's 127.0.0.1)", port);
+	report(est, "TCP: connected to 10.0.%u.2:%u (the host's 127.0.0.1)", subnet, port);
 	if (!est)
 		return;
 	static uint8_t in[512];
@@ -338,7 +341,9 @@ static void tcp_echo_server(uint16_t port)
 
 static uint64_t body(uint64_t arg)
 {
-	bool up = net_init(&net);
+	subnet = (unsigned)cmdline_u64("subnet", 2);
+	int nic = (int)cmdline_u64("nic", 0);
+	bool up = net_init(&net, nic);
 	report(up, "virtio-net: VERSION_1 negotiated, receive and transmit queues ready");
 	if (!up)
 		return 0;
@@ -347,7 +352,7 @@ static uint64_t body(uint64_t arg)
 	if (!dhcp())
 		return 0;
 	bool gw = net_arp(&net, GATEWAY_IP, gw_mac, 3000);
-	report(gw, "ARP: gateway 10.0.2.2 is at %02x:%02x:%02x:%02x:%02x:%02x", gw_mac[0],
+	report(gw, "ARP: gateway 10.0.%u.2 is at %02x:%02x:%02x:%02x:%02x:%02x", subnet, gw_mac[0],
 	       gw_mac[1], gw_mac[2], gw_mac[3], gw_mac[4], gw_mac[5]);
 	dns();
 	uint64_t port = cmdline_u64("tcp_port", 0);

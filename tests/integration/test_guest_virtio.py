@@ -308,6 +308,26 @@ def run_net(argv_for):
     return r
 
 
+SECOND_NIC_EXPECTED = ["virtio-net: VERSION_1 negotiated", "DHCP offer: 10.0.3.15 from 10.0.3.2",
+                       "DHCP ack: 10.0.3.15", "ARP: gateway 10.0.3.2 is at",
+                       "DNS: a reply from 10.0.3.3", "TCP: connected to 10.0.3.2:",
+                       'TCP: the host\'s reply "hello from the host: hello from the guest"',
+                       "TCP: our FIN acknowledged"]
+
+
+def run_second_nic(argv_for):
+    """The second card (nic=1) on 10.0.3.0/24: DHCP, DNS, TCP to the host service."""
+    service = HostService()
+    try:
+        r = boot(argv_for(f"nic=1 subnet=3 tcp_port={service.port}"), timeout=120)
+    finally:
+        service.close()
+    r.assert_all_passed(SECOND_NIC_EXPECTED)
+    service.thread.join(timeout=10)
+    assert service.received == GUEST_LINE, r.output()
+    return r
+
+
 def qemu_net(host_port):
     return ["-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{host_port}-:{ECHO_PORT}",
             "-device", "virtio-net-pci,netdev=n0"]
@@ -316,6 +336,13 @@ def qemu_net(host_port):
 def test_virtio_net_dhcp_dns_tcp_hostfwd_qemu():
     run_net(lambda tcp_port, host_port, append:
             qemu_argv("virtio_net", append, extra=qemu_net(host_port)))
+
+
+def test_virtio_net_second_nic_on_10_0_3_qemu():
+    run_second_nic(lambda append: qemu_argv(
+        "virtio_net", append,
+        extra=["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
+               "-netdev", "user,id=n1,net=10.0.3.0/24", "-device", "virtio-net-pci,netdev=n1"]))
 
 
 def test_virtio_net_closed_host_port_is_reported_qemu():

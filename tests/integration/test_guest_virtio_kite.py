@@ -10,7 +10,7 @@ from test_guest_programs import boot, guest_elf
 from test_guest_virtio import (ECHO_PORT, MSIX_EXPECTED, PCI_EXPECTED, RNG_EXPECTED, SERIAL,
                                blk_append,
                                check_blk_ro, check_blk_rw, check_hostile, make_disk,
-                               run_net)
+                               run_net, run_second_nic)
 
 if not os.path.exists("/dev/kvm"):
     pytestmark = pytest.mark.skip(reason="no /dev/kvm on this host")
@@ -72,3 +72,9 @@ def test_virtio_net_dhcp_dns_tcp_hostfwd_kite(kite):
     run_net(lambda tcp_port, host_port, append:
             kite_argv(kite, "virtio_net", append,
                       ["--net", f"user,hostfwd=tcp:127.0.0.1:{host_port}-:{ECHO_PORT}"]))
+
+
+def test_virtio_net_second_nic_on_10_0_3_kite(kite):
+    """README: the second card's NAT is 10.0.3.0/24."""
+    run_second_nic(lambda append: kite_argv(kite, "virtio_net", append,
+                                            ["--net", "user", "--net", "user"]))

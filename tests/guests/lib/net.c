@@ -67,10 +67,10 @@ static bool post_rx(struct net *n, uint8_t *buf)
 	return true;
 }
 
-bool net_init(struct net *n)
+bool net_init(struct net *n, int index)
 {
 	memset(n, 0, sizeof(*n));
-	if (!virtio_find(VIRTIO_ID_NET, 0, &n->vd))
+	if (!virtio_find(VIRTIO_ID_NET, index, &n->vd))
 		return false;
 	if (!virtio_negotiate(&n->vd, 1ull << VIRTIO_NET_F_MAC) ||
 	    !virtio_queue_setup(&n->vd, RXQ, 64, VIRTIO_MSI_NO_VECTOR) ||

@@ -37,8 +37,9 @@ struct net {
 	uint32_t ip; /* 0 until configured */
 };
 
-/* Finds the first virtio-net card, negotiates (MAC when offered), fills the receive queue. */
-bool net_init(struct net *n);
+/* Finds virtio-net card `index` (0 = first), negotiates (MAC when offered), fills the
+ * receive queue. One card per program. */
+bool net_init(struct net *n, int index);
 /* Sends an Ethernet frame whose 14-byte header we build: payload of `len` bytes. */
 bool net_send_eth(struct net *n, const uint8_t dst[6], uint16_t type, const void *payload,
 		  uint32_t len);
