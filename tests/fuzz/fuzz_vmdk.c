@@ -1,6 +1,7 @@
 /* libFuzzer target for the vmdk open and read path (src/block/vmdk.c): any input must give
  * either an image whose every byte and block status can be read, or a clean error.
- * Build and run (tests/fuzz/README.md):
+ * Build and run (seeds: qemu-img convert -O vmdk [-o subformat=streamOptimized] of a small
+ * raw image):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc \
  *     tests/fuzz/fuzz_vmdk.c src/block/vmdk.c src/util/err.c -lz -o build/fuzz_vmdk
  *   build/fuzz_vmdk -close_fd_mask=2 -max_total_time=600 corpus/ */
