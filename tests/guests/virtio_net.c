@@ -3,9 +3,9 @@
  * a DNS query to 10.0.2.3 gets an answer; a TCP connection to the host service on
  * 127.0.0.1:tcp_port (reached as 10.0.2.2) exchanges lines; then the program listens on
  * echo_port, prints "READY: hostfwd", and echoes what arrives through the host's forwarded
- * port. nic=N uses the Nth card (from 0), subnet=S expects 10.0.S.0/24 instead of 10.0.2.0/24
- * (kite puts its second card on 10.0.3.0/24). All of it runs in ring 3 on a tiny IPv4 stack
- * (lib/net.c). */
+ * port; with udp_port it then prints "READY: udp" and echoes one datagram. nic=N uses the Nth card
+ * (from 0), subnet=S expects 10.0.S.0/24 instead of 10.0.2.0/24 (kite puts its second card
+ * on 10.0.3.0/24). All of it runs in ring 3 on a tiny IPv4 stack (lib/net.c). */
 #include "libguest.h"
 #include "net.h"
 
@@ -339,6 +339,30 @@ static void tcp_echo_server(uint16_t port)
 	report(tcp_close(&t), "hostfwd: our FIN acknowledged");
 }
 
+/* Echoes one UDP datagram that arrives on `port` through the host's forwarded port. */
+static void udp_echo(uint16_t port)
+{
+	printf("READY: udp\n");
+	struct net_pkt p;
+	bool got = false;
+	uint64_t end = deadline_ms(30000);
+	while (!got && !deadline_passed(end)) {
+		got = net_recv(&net, &p, 100) && p.proto == IPPROTO_UDP && p.dport == port &&
+		      p.dst_ip == net.ip;
+	}
+	report(got, "UDP hostfwd: a datagram for port %u arrived (%u bytes)", port,
+	       got ? p.len : 0);
+	if (!got)
+		return;
+	static uint8_t data[ETH_MTU];
+	uint32_t len = p.len < sizeof(data) ? p.len : (uint32_t)sizeof(data);
+	memcpy(data, p.data, len);
+	uint8_t mac[6];
+	memcpy(mac, p.src_mac, 6);
+	report(net_send_udp(&net, mac, net.ip, p.src_ip, port, p.sport, data, len),
+	       "UDP hostfwd: echoed %u bytes", len);
+}
+
 static uint64_t body(uint64_t arg)
 {
 	subnet = (unsigned)cmdline_u64("subnet", 2);
@@ -365,6 +389,9 @@ static uint64_t body(uint64_t arg)
 		tcp_echo_server((uint16_t)port);
 	else
 		report_skip("hostfwd echo (no echo_port=)");
+	port = cmdline_u64("udp_port", 0);
+	if (port)
+		udp_echo((uint16_t)port);
 	return 0;
 }
 

@@ -212,6 +212,8 @@ def test_virtio_programs_report_a_missing_device_qemu():
 ECHO_PORT = 7777
 GUEST_LINE = b"hello from the guest\n"
 ECHO_LINE = b"echo me through hostfwd: kite\n"
+UDP_PORT = 7778
+UDP_DATAGRAM = b"udp datagram through hostfwd"
 NET_EXPECTED = ["virtio-net: VERSION_1 negotiated", "DHCP offer: 10.0.2.15 from 10.0.2.2",
                 "DHCP ack: 10.0.2.15", "ARP: gateway 10.0.2.2 is at",
                 "DNS: a reply from 10.0.2.3", "TCP: connected to 10.0.2.2:",
@@ -220,11 +222,19 @@ NET_EXPECTED = ["virtio-net: VERSION_1 negotiated", "DHCP offer: 10.0.2.15 from 
                 "TCP: the host closed (FIN)", "TCP: our FIN acknowledged",
                 f"hostfwd: a SYN for port {ECHO_PORT} arrived",
                 f"hostfwd: echoed {len(ECHO_LINE)} bytes", "hostfwd: the host closed (FIN)",
-                "hostfwd: our FIN acknowledged"]
+                "hostfwd: our FIN acknowledged",
+                f"UDP hostfwd: a datagram for port {UDP_PORT} arrived ({len(UDP_DATAGRAM)} bytes)",
+                f"UDP hostfwd: echoed {len(UDP_DATAGRAM)} bytes"]
 
 
 def free_port():
     with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -264,17 +274,21 @@ class HostService:
 
 
 class EchoClient:
-    """Connects to the forwarded host port once the guest says it listens; keeps the echo."""
+    """Once the guest says it listens, connects to the forwarded TCP host port (READY: hostfwd)
+    or sends a datagram to the forwarded UDP one (READY: udp); keeps what comes back."""
 
-    def __init__(self, port):
-        self.port = port
-        self.echo = None
-        self.thread = None
+    def __init__(self, port, udp_port):
+        self.port, self.udp_port = port, udp_port
+        self.echo = self.udp_echo = None
+        self.thread = self.udp_thread = None
 
     def __call__(self, lines):
         if lines[-1] == "READY: hostfwd" and self.thread is None:
             self.thread = threading.Thread(target=self._run, daemon=True)
             self.thread.start()
+        if lines[-1] == "READY: udp" and self.udp_thread is None:
+            self.udp_thread = threading.Thread(target=self._run_udp, daemon=True)
+            self.udp_thread.start()
         return False
 
     def _run(self):
@@ -288,15 +302,26 @@ class EchoClient:
                 buf += chunk
             self.echo = buf
 
+    def _run_udp(self):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.settimeout(1)
+            for _ in range(20):
+                u.sendto(UDP_DATAGRAM, ("127.0.0.1", self.udp_port))
+                try:
+                    self.udp_echo = u.recv(2048)
+                    return
+                except socket.timeout:
+                    continue
+
 
 def run_net(argv_for):
-    """Boots argv_for(tcp_port, host_fwd_port, append) with a host service and an echo client;
-    checks what both ends saw."""
-    service, host_port = HostService(), free_port()
-    client = EchoClient(host_port)
+    """Boots argv_for(host TCP port, host UDP port, append) with a host service and echo
+    clients for both forwarded ports; checks what every end saw."""
+    service, host_port, host_udp_port = HostService(), free_port(), free_udp_port()
+    client = EchoClient(host_port, host_udp_port)
     try:
-        append = f"tcp_port={service.port} echo_port={ECHO_PORT}"
-        r = boot(argv_for(service.port, host_port, append), stop=client, timeout=120)
+        append = f"tcp_port={service.port} echo_port={ECHO_PORT} udp_port={UDP_PORT}"
+        r = boot(argv_for(host_port, host_udp_port, append), stop=client, timeout=120)
     finally:
         service.close()
     r.assert_all_passed(NET_EXPECTED)
@@ -305,6 +330,9 @@ def run_net(argv_for):
     assert client.thread is not None, r.output()
     client.thread.join(timeout=30)
     assert client.echo == ECHO_LINE, r.output()
+    assert client.udp_thread is not None, r.output()
+    client.udp_thread.join(timeout=30)
+    assert client.udp_echo == UDP_DATAGRAM, r.output()
     return r
 
 
@@ -328,14 +356,16 @@ def run_second_nic(argv_for):
     return r
 
 
-def qemu_net(host_port):
-    return ["-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{host_port}-:{ECHO_PORT}",
-            "-device", "virtio-net-pci,netdev=n0"]
+def qemu_net(host_port, host_udp_port=None):
+    fwd = f"hostfwd=tcp:127.0.0.1:{host_port}-:{ECHO_PORT}"
+    if host_udp_port:
+        fwd += f",hostfwd=udp:127.0.0.1:{host_udp_port}-:{UDP_PORT}"
+    return ["-netdev", f"user,id=n0,{fwd}", "-device", "virtio-net-pci,netdev=n0"]
 
 
 def test_virtio_net_dhcp_dns_tcp_hostfwd_qemu():
-    run_net(lambda tcp_port, host_port, append:
-            qemu_argv("virtio_net", append, extra=qemu_net(host_port)))
+    run_net(lambda host_port, host_udp_port, append:
+            qemu_argv("virtio_net", append, extra=qemu_net(host_port, host_udp_port)))
 
 
 def test_virtio_net_second_nic_on_10_0_3_qemu():

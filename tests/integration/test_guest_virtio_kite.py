@@ -8,7 +8,7 @@ import pytest
 
 from test_guest_programs import boot, guest_elf
 from test_guest_virtio import (ECHO_PORT, MSIX_EXPECTED, PCI_EXPECTED, RNG_EXPECTED, SERIAL,
-                               blk_append,
+                               UDP_PORT, blk_append,
                                check_blk_ro, check_blk_rw, check_hostile, make_disk,
                                run_net, run_second_nic)
 
@@ -69,9 +69,10 @@ def test_virtio_msix_interrupt_for_used_ring_kite(kite):
 
 
 def test_virtio_net_dhcp_dns_tcp_hostfwd_kite(kite):
-    run_net(lambda tcp_port, host_port, append:
+    run_net(lambda host_port, host_udp_port, append:
             kite_argv(kite, "virtio_net", append,
-                      ["--net", f"user,hostfwd=tcp:127.0.0.1:{host_port}-:{ECHO_PORT}"]))
+                      ["--net", f"user,hostfwd=tcp:127.0.0.1:{host_port}-:{ECHO_PORT},"
+                                f"hostfwd=udp:127.0.0.1:{host_udp_port}-:{UDP_PORT}"]))
 
 
 def test_virtio_net_second_nic_on_10_0_3_kite(kite):
