@@ -45,6 +45,8 @@ static void console_notify(void *dev, unsigned q)
 	if (q == TX_Q)
 		console_tx(c);
 	pthread_mutex_unlock(&c->lock);
+	if (q == RX_Q && c->be.rx_ready)
+		c->be.rx_ready(c->be.opaque);
 }
 
 size_t virtio_console_input(struct virtio_console *c, const uint8_t *buf, size_t len)

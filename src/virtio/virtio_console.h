@@ -12,6 +12,9 @@ struct virtio_console_backend {
 	/* Guest output; called on the vCPU thread that kicked the transmit queue. */
 	void (*write)(void *opaque, const uint8_t *buf, size_t len);
 	void *opaque;
+	/* Optional: the guest posted receive buffers, input held back may go now (wire it to
+	 * console_kick). vCPU thread. */
+	void (*rx_ready)(void *opaque);
 };
 
 struct virtio_console;
@@ -22,8 +25,8 @@ void virtio_console_destroy(struct virtio_console *c); /* NULL is fine */
 struct virtio_dev *virtio_console_dev(struct virtio_console *c);
 
 /* Copies up to `len` bytes of input into the guest's receive buffers; returns how many
- * were taken (0 when the driver has no buffer posted: retry after its next kick). Any
- * thread. */
+ * were taken (0 when the driver has no buffer posted: retry after rx_ready). Any thread.
+ * Has the shape of console_input_fn (devices/console.h) with the device as opaque. */
 size_t virtio_console_input(struct virtio_console *c, const uint8_t *buf, size_t len);
 
 #endif

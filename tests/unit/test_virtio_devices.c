@@ -84,10 +84,16 @@ static void con_write(void *opaque, const uint8_t *buf, size_t len)
 	}
 }
 
+static int rx_ready_calls;
+static void con_rx(void *opaque)
+{
+	rx_ready_calls++;
+}
+
 static void test_console(void **state)
 {
 	struct fx *f = *state;
-	struct virtio_console_backend be = {con_write, f};
+	struct virtio_console_backend be = {.write = con_write, .opaque = f, .rx_ready = con_rx};
 	struct virtio_console *c = virtio_console_create(&f->d.mem, &be);
 	start(f, virtio_console_dev(c), 3, 2);
 	/* input before any receive buffer: nothing taken */
@@ -108,6 +114,7 @@ static void test_console(void **state)
 	tq_avail(rx, 0);
 	tq_avail(rx, 1);
 	vd_kick(&f->d, 0);
+	assert_int_equal(rx_ready_calls, 1); /* the backend hears of the new buffers */
 	assert_int_equal(virtio_console_input(c, (const uint8_t *)"0123456789", 10), 8);
 	assert_memory_equal(f->d.ram + 0x210000, "0123", 4);
 	assert_memory_equal(f->d.ram + 0x210010, "4567", 4);
