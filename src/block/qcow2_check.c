@@ -263,6 +263,8 @@ int qcow2_check(struct blk *b, unsigned fix, struct qcow2_check_result *res)
 			res->image_end_offset = k * cs;
 			break;
 		}
+	if (fix)
+		qcow2_meta_invalidate(q);
 	r = 0;
 out:
 	free(c.ref);

@@ -238,6 +238,7 @@ int qcow2_get_l2(struct blk *b, uint64_t l1i, bool alloc, uint8_t **l2)
 		free(copy);
 		return -1;
 	}
+	qcow2_meta_mark(q, (uint64_t)n, true);
 	uint8_t *t = mcache_get(b, &q->l2c, (uint64_t)n, false);
 	if (!t) {
 		free(copy);

@@ -130,9 +130,11 @@ struct qcow2 {
 	uint8_t *cz_in;
 	void *zstd_d;
 
-	int meta_prealloc;     /* -1 unknown; 1: looks like preallocation=metadata */
-	bool header_dirty_set; /* the dirty bit has been written (lazy refcounts) */
-	uint64_t file_end;     /* cached end of the image file, grows with allocations */
+	uint8_t *meta_map;	    /* bit per host cluster: an L2 table or refcount block */
+	uint64_t meta_map_clusters; /* 0: not built yet */
+	int meta_prealloc;	    /* -1 unknown; 1: looks like preallocation=metadata */
+	bool header_dirty_set;	    /* the dirty bit has been written (lazy refcounts) */
+	uint64_t file_end;	    /* cached end of the image file, grows with allocations */
 };
 
 static inline struct qcow2 *Q(struct blk *b)
@@ -146,8 +148,12 @@ static inline struct qcow2 *Q(struct blk *b)
 /* qcow2.c */
 int qcow2_write_header(struct blk *b);
 int qcow2_set_incompat(struct blk *b, uint64_t incompat);
-int qcow2_check_overlap(struct blk *b, uint64_t off, uint64_t len, const char *what);
 int qcow2_mark_dirty(struct blk *b);
+
+/* qcow2_overlap.c */
+int qcow2_check_overlap(struct blk *b, uint64_t off, uint64_t len, const char *what);
+void qcow2_meta_mark(struct qcow2 *q, uint64_t off, bool is_meta);
+void qcow2_meta_invalidate(struct qcow2 *q);
 
 /* qcow2_cache.c */
 void mcache_init(struct mcache *c, bool is_l2);

@@ -136,6 +136,7 @@ static int grow_rt(struct blk *b, uint64_t min_idx)
 		if (i < old && (q->rt[i] & RTE_OFFSET_MASK))
 			continue;
 		nrt[i] = next * cs;
+		qcow2_meta_mark(q, next * cs, true);
 		memset(buf, 0, cs);
 		for (uint64_t c = first; c < endc; c++)
 			if (c / q->rb_entries == i)
@@ -228,6 +229,7 @@ static int ensure_block(struct blk *b, uint64_t idx, int depth)
 	if (qcow2_sync_refcounts(b) < 0)
 		return -1;
 	q->rt[idx] = rc * cs;
+	qcow2_meta_mark(q, rc * cs, true);
 	if (write_rt_entry(b, idx) < 0)
 		return -1;
 	return 1;
@@ -267,6 +269,7 @@ int qcow2_update_refcount(struct blk *b, uint64_t off, uint64_t len, int64_t del
 			if (c < q->free_hint)
 				q->free_hint = c;
 			/* A freed cluster must not be served from the caches later. */
+			qcow2_meta_mark(q, c << q->cluster_bits, false);
 			mcache_forget(&q->l2c, c << q->cluster_bits);
 			if (q->cz_off >> q->cluster_bits == c)
 				q->cz_off = 0;

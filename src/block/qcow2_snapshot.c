@@ -426,6 +426,7 @@ int qcow2_snapshot_apply(struct blk *b, const char *name_or_id)
 	free(old);
 	free(sl1);
 	q->cz_off = 0;
+	qcow2_meta_invalidate(q);
 	if (r == 0)
 		r = qcow2_update_copied(b);
 	return r;
@@ -458,6 +459,7 @@ int qcow2_snapshot_delete(struct blk *b, const char *name_or_id)
 	free(gone.id);
 	free(gone.name);
 	free(gone.extra);
+	qcow2_meta_invalidate(q);
 	if (r == 0)
 		r = qcow2_update_copied(b);
 	return r;

@@ -170,6 +170,16 @@ static void bad_tables(void **state)
 	assert_int_equal(qt_sh("head -c 65536 bad.qcow2 | cmp - hdr.before"), 0);
 	assert_int_equal(read_be64(l1off) & 0x00fffffffffffe00ull, l2off);
 
+	/* data cluster pointing at its own L2 table: refused, the table intact */
+	make_base();
+	patch_be64(l2off + 8, l2off | (1ull << 63));
+	uint64_t e0 = read_be64(l2off);
+	b = blk_open(qt_path("bad.qcow2"), NULL, BLK_O_RDWR);
+	assert_non_null(b);
+	assert_int_equal(blk_pwrite(b, buf, 4096, 65536), -1);
+	blk_close(b);
+	assert_int_equal(read_be64(l2off), e0);
+
 	/* L2 table beyond the end of the file */
 	make_base();
 	patch_be64(l1off, (1ull << 40) | (1ull << 63));
