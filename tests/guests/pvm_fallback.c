@@ -1,0 +1,63 @@
+/* pvm_fallback: the instructions a KVM-PVM host's emulator fails on and that kite carries out
+ * itself (README "KVM-PVM hosts"), executed in ring 0 where PVM emulates them: `int3` must
+ * deliver #BP with RIP just past it, `fwait` must simply retire. On QEMU and on hosts with
+ * hardware virtualization the CPU does the same, which keeps the expectations honest. With
+ * `pvm=1` on the command line (the host test passes it on a PVM host) the program also checks
+ * that CPUID hides CX16, POPCNT, XSAVE, SMEP and SMAP, which that host cannot emulate. */
+#include "libguest.h"
+
+const char guest_name[] = "pvm_fallback";
+
+static volatile uint64_t bp_hits, bp_rip;
+
+static void on_breakpoint(struct intr_frame *f)
+{
+	bp_hits++;
+	bp_rip = f->rip;
+}
+
+static void check_int3(void)
+{
+	uint64_t after;
+	set_intr_handler(3, on_breakpoint);
+	__asm__ volatile("int3\n\t"
+			 "1: lea 1b(%%rip), %0"
+			 : "=r"(after)
+			 :
+			 : "memory");
+	report(bp_hits == 1, "int3 delivers #BP once (%lu)", (unsigned long)bp_hits);
+	report(bp_rip == after, "#BP saves the RIP after the int3 (%#lx, expected %#lx)",
+	       (unsigned long)bp_rip, (unsigned long)after);
+	__asm__ volatile("int3; int3" ::: "memory");
+	report(bp_hits == 3, "two more int3 give two more #BP (%lu)", (unsigned long)bp_hits);
+}
+
+static void check_fwait(void)
+{
+	uint16_t status = 0xffff;
+	__asm__ volatile("fninit\n\tfwait\n\tfnstsw %0\n\tfwait" : "=m"(status) : : "memory");
+	/* Reaching this line is the test (an unhandled emulation failure ends the VM); after
+	 * fninit the x87 status word is clear. */
+	report(status == 0, "fwait retires and the x87 state is intact (status %#x)", status);
+}
+
+static void check_hidden_features(void)
+{
+	uint32_t a, b, c, d;
+	cpuid(1, 0, &a, &b, &c, &d);
+	report(!(c & (1u << 13)), "CPUID hides CX16 (cmpxchg16b fails emulation)");
+	report(!(c & (1u << 23)), "CPUID hides POPCNT");
+	report(!(c & (1u << 26)), "CPUID hides XSAVE (xrstor fails emulation)");
+	cpuid(7, 0, &a, &b, &c, &d);
+	report(!(b & (1u << 7)) && !(b & (1u << 20)), "CPUID hides SMEP and SMAP (clac fails)");
+}
+
+void guest_main(void)
+{
+	check_int3();
+	check_fwait();
+	if (cmdline_u64("pvm", 0))
+		check_hidden_features();
+	else
+		report_skip("CPUID on a PVM host (pass pvm=1 there)");
+}

@@ -1,0 +1,29 @@
+"""The PVM fallback program (tests/guests/pvm_fallback.c): int3 and fwait executed in ring 0
+work as on real hardware. Under QEMU (referee) everywhere; under kite where /dev/kvm exists,
+with pvm=1 on a KVM-PVM host so that the hidden CPUID features are checked too."""
+import os
+
+import pytest
+
+from test_guest_programs import boot, qemu_argv
+
+PVM_HOST = os.path.exists("/sys/module/kvm_pvm")
+EXPECTED = ["int3 delivers #BP once (1)", "two more int3 give two more #BP (3)"]
+
+
+def check(r):
+    r.assert_all_passed(EXPECTED)
+    assert r.returncode == 0, r.output()
+
+
+def test_pvm_fallback_program_qemu():
+    check(boot(qemu_argv("pvm_fallback", "")))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/kvm"), reason="no /dev/kvm on this host")
+def test_pvm_fallback_program_kite(kite):
+    from test_guest_programs_kite import kite_argv
+    r = boot(kite_argv(kite, "pvm_fallback", "pvm=1" if PVM_HOST else ""))
+    check(r)
+    if PVM_HOST:
+        assert "PASS: CPUID hides CX16 (cmpxchg16b fails emulation)" in r.lines, r.output()
