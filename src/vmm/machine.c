@@ -60,6 +60,9 @@ static int start_signal_thread(void)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	/* A console reader that goes away must not kill the VM: writes just fail. */
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		return kite_error_errno(errno, "signal(SIGPIPE)");
 	int err = pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (err)
 		return kite_error_errno(err, "pthread_sigmask");
