@@ -283,6 +283,119 @@ static void test_hostile_buffers(void **state)
 	assert_true(vd_status(&f->d) & VIRTIO_STATUS_NEEDS_RESET);
 }
 
+/* Ethernet + IPv4 + UDP from the guest (10.0.2.15) to `dst`:`dport`, via the gateway's MAC
+ * (slirp's 52:55:0a:00:02:02). */
+static size_t build_udp(uint8_t *fr, const uint8_t dst[4], uint16_t sport, uint16_t dport,
+			const char *payload)
+{
+	size_t plen = strlen(payload), udp_len = 8 + plen, ip_len = 20 + udp_len;
+	static const uint8_t gw_mac[6] = {0x52, 0x55, 10, 0, 2, 2};
+	memset(fr, 0, 14 + ip_len);
+	memcpy(fr, gw_mac, 6);
+	memcpy(fr + 6, MAC, 6);
+	fr[12] = 0x08;
+	uint8_t *ip = fr + 14;
+	ip[0] = 0x45;
+	ip[2] = ip_len >> 8;
+	ip[3] = ip_len & 0xff;
+	ip[8] = 64;
+	ip[9] = 17;
+	memcpy(ip + 12, (uint8_t[]){10, 0, 2, 15}, 4);
+	memcpy(ip + 16, dst, 4);
+	uint16_t cs = ip_checksum(ip, 20);
+	ip[10] = cs >> 8;
+	ip[11] = cs & 0xff;
+	uint8_t *udp = ip + 20;
+	udp[0] = sport >> 8;
+	udp[1] = sport & 0xff;
+	udp[2] = dport >> 8;
+	udp[3] = dport & 0xff;
+	udp[4] = udp_len >> 8;
+	udp[5] = udp_len & 0xff;
+	memcpy(udp + 8, payload, plen); /* UDP checksum 0: none */
+	return 14 + ip_len;
+}
+
+static uint16_t want_dport;
+static bool is_udp_to_guest(const uint8_t *fr, uint32_t len)
+{
+	if (len < 42 || fr[12] != 0x08 || fr[13] != 0x00 || fr[14 + 9] != 17)
+		return false;
+	const uint8_t *udp = fr + 14 + (fr[14] & 15) * 4;
+	return (udp[2] << 8 | udp[3]) == want_dport;
+}
+
+static int udp_socket(uint16_t *port)
+{
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	assert_true(s >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(*port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	socklen_t al = sizeof(a);
+	assert_int_equal(getsockname(s, (struct sockaddr *)&a, &al), 0);
+	*port = ntohs(a.sin_port);
+	struct timeval tv = {.tv_sec = 5};
+	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return s;
+}
+
+/* The gateway 10.0.2.2 is the host's loopback: a datagram to 10.0.2.2:P reaches a host
+ * socket on 127.0.0.1:P, and its answer comes back to the guest. */
+static void test_udp_to_host_via_gateway(void **state)
+{
+	struct fx *f = *state;
+	uint16_t port = 0;
+	int s = udp_socket(&port);
+	start(f, "user", 0);
+	expect_offer(f, "10.0.2.15");
+	uint8_t fr[256];
+	send_frame(f, fr, build_udp(fr, (uint8_t[]){10, 0, 2, 2}, 4444, port, "ping from guest"));
+	char buf[64];
+	struct sockaddr_in from;
+	socklen_t fl = sizeof(from);
+	ssize_t n = recvfrom(s, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+	assert_int_equal(n, 15);
+	assert_memory_equal(buf, "ping from guest", 15);
+	assert_int_equal(sendto(s, "pong", 4, 0, (struct sockaddr *)&from, fl), 4);
+	want_dport = 4444;
+	uint32_t len;
+	const uint8_t *r = recv_frame(f, is_udp_to_guest, &len);
+	assert_non_null(r);
+	const uint8_t *ip = r + 14;
+	assert_memory_equal(ip + 12, ((uint8_t[]){10, 0, 2, 2}), 4); /* from the gateway */
+	assert_memory_equal(ip + 16, ((uint8_t[]){10, 0, 2, 15}), 4);
+	assert_memory_equal(ip + (ip[0] & 15) * 4 + 8, "pong", 4);
+	close(s);
+}
+
+/* hostfwd=udp: a datagram to the host port arrives at the guest's port. */
+static void test_udp_hostfwd(void **state)
+{
+	struct fx *f = *state;
+	uint16_t port = 0;
+	int probe = udp_socket(&port); /* find a free port, then free it for slirp */
+	close(probe);
+	char opts[96];
+	snprintf(opts, sizeof(opts), "user,hostfwd=udp:127.0.0.1:%u-:5353", port);
+	start(f, opts, 0);
+	expect_offer(f, "10.0.2.15");
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(sendto(s, "to the guest", 12, 0, (struct sockaddr *)&a, sizeof(a)), 12);
+	want_dport = 5353;
+	uint32_t len;
+	const uint8_t *r = recv_frame(f, is_udp_to_guest, &len);
+	assert_non_null(r);
+	const uint8_t *ip = r + 14;
+	assert_memory_equal(ip + 16, ((uint8_t[]){10, 0, 2, 15}), 4);
+	assert_memory_equal(ip + (ip[0] & 15) * 4 + 8, "to the guest", 12);
+	close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -290,6 +403,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_dhcp_second_nic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostfwd_reaches_guest, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_buffers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_udp_to_host_via_gateway, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_udp_hostfwd, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
