@@ -46,6 +46,9 @@ void img_opts_free(struct img_opts *o);
  * for format `fmt`. Unknown keys are an error. Strings point into `o`. */
 int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts *c);
 
+/* `-o help` (or `-o ?`): prints the options format `fmt` takes and returns true. */
+bool img_opts_help(struct img_opts *o, const char *fmt);
+
 /* Prints qemu-img's "Formatting 'x', fmt=... " line for these options. */
 void img_print_formatting(const char *path, const char *fmt, const struct blk_create_opts *c,
 			  bool prealloc_given);

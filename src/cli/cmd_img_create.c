@@ -72,6 +72,10 @@ int img_create(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (img_opts_help(&o, fmt)) {
+		rc = 0;
+		goto out;
+	}
 	if (optind >= argc) {
 		img_usage_error("create", "expecting a filename");
 		goto out;

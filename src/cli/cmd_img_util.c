@@ -141,6 +141,33 @@ static bool key_allowed(const char *fmt, const char *key)
 	return false;
 }
 
+bool img_opts_help(struct img_opts *o, const char *fmt)
+{
+	static const char *const lines[] = {
+	    "backing_file=<str>     - File name of a base image",
+	    "backing_fmt=<str>      - Image format of the base image",
+	    "cluster_size=<size>    - qcow2 cluster size",
+	    "compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])",
+	    "compression_type=<str> - Compression method used for image cluster compression",
+	    "extended_l2=<bool (on/off)> - Extended L2 tables",
+	    "lazy_refcounts=<bool (on/off)> - Postpone refcount updates",
+	    "preallocation=<str>    - Preallocation mode (allowed values: off, metadata, falloc, "
+	    "full)",
+	    "refcount_bits=<num>    - Width of a reference count entry in bits",
+	    "size=<size>            - Virtual disk size",
+	};
+	if (!img_opts_get(o, "help") && !img_opts_get(o, "?"))
+		return false;
+	printf("Supported options:\n");
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		char key[64];
+		snprintf(key, sizeof(key), "%.*s", (int)strcspn(lines[i], "="), lines[i]);
+		if (key_allowed(fmt, key))
+			printf("  %s\n", lines[i]);
+	}
+	return true;
+}
+
 int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts *c)
 {
 	for (size_t i = 0; i < o->n; i++)

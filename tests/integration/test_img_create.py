@@ -123,3 +123,21 @@ def test_resize_shrink_needs_flag(kite, tmp_path, fmt):
         assert run(["qemu-img", "check", str(img)]).returncode == 0
     r = run([kite, "img", "resize", "-f", fmt, str(img), "2Q"])
     assert r.returncode == 1 and r.stderr.startswith("kite: error: ")
+
+
+def test_help(kite, tmp_path):
+    r = run([kite, "img", "--help"])
+    assert r.returncode == 0
+    for verb in ("create", "info", "convert", "resize", "check", "snapshot", "compare", "map",
+                 "rebase", "commit", "measure"):
+        assert f"  {verb} " in r.stdout
+    r = run([kite, "img", "create", "-f", "qcow2", "-o", "help"])
+    assert r.returncode == 0
+    assert r.stdout.startswith("Supported options:\n")
+    assert "  cluster_size=<size>" in r.stdout
+    r = run([kite, "img", "create", "-f", "raw", "-o", "help"])
+    assert "cluster_size" not in r.stdout and "  size=<size>" in r.stdout
+    r = run([kite, "img"])
+    assert r.returncode == 1 and "usage: kite img" in r.stderr
+    r = run([kite, "img", "frobnicate"])
+    assert r.returncode == 1 and r.stderr.startswith("kite: error: img: unknown verb")

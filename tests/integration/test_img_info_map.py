@@ -84,30 +84,9 @@ KINDS = ["raw", "qcow2-default", "qcow2-v2", "qcow2-512", "qcow2-4k-rc1", "qcow2
          "qcow2-prealloc-falloc", "compressed", "chain", "snapshots", "resized"]
 
 
-# Known gaps of the block layer's qcow2 block status, reported to its owner: the map tests
-# of these kinds are expected to fail until it reports them as QEMU does.
-MAP_GAPS = {
-    "qcow2-extl2": "block status is per cluster, QEMU's is per subcluster (extended L2)",
-    "qcow2-prealloc-metadata": "holes of the file under allocated clusters are not "
-                               "reported as zero (QEMU recurses into the file's status)",
-}
-
-
 @pytest.fixture(scope="module", params=KINDS)
 def image(request, tmp_path_factory):
-    path = build(request.param, tmp_path_factory.mktemp(request.param))
-    KIND_OF[path] = request.param
-    return path
-
-
-KIND_OF = {}
-
-
-@pytest.fixture
-def map_gap(request, image):
-    kind = KIND_OF[image]
-    if kind in MAP_GAPS:
-        request.applymarker(pytest.mark.xfail(reason=MAP_GAPS[kind], strict=False))
+    return build(request.param, tmp_path_factory.mktemp(request.param))
 
 
 def test_info_json_matches_qemu(kite, image):
@@ -124,13 +103,13 @@ def test_info_human_matches_qemu(kite, image):
     assert r.stdout == sh("qemu-img", "info", str(image))
 
 
-def test_map_json_matches_qemu(kite, image, map_gap):
+def test_map_json_matches_qemu(kite, image):
     r = run([kite, "img", "map", "--output=json", str(image)])
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == json.loads(sh("qemu-img", "map", "--output=json", str(image)))
 
 
-def test_map_human_matches_qemu(kite, image, map_gap):
+def test_map_human_matches_qemu(kite, image):
     r = run([kite, "img", "map", str(image)])
     q = run(["qemu-img", "map", str(image)])
     assert r.returncode == q.returncode, r.stderr + q.stderr
