@@ -2,33 +2,26 @@
 #include "util/err.h"
 
 #include <zstd.h>
+#include <zstd_errors.h>
 
+/* One call into the exact-size output buffer: that buffer is the window, so no window size
+ * limit applies (kernels use --ultra -22) and nothing else is allocated for it. */
 int decompress_zstd(const uint8_t *in, size_t len, uint8_t *out, size_t cap, size_t *produced,
 		    const char *name)
 {
+	*produced = 0;
 	ZSTD_DCtx *d = ZSTD_createDCtx();
 	if (!d)
 		return kite_error("%s: cannot initialise libzstd", name);
-	/* Kernels are compressed with --ultra -22: allow windows up to 2^31. */
-	ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 31);
-	ZSTD_inBuffer ib = {in, len, 0};
-	ZSTD_outBuffer ob = {out, cap, 0};
-	size_t r;
-	for (;;) {
-		size_t in_before = ib.pos, out_before = ob.pos;
-		r = ZSTD_decompressStream(d, &ob, &ib);
-		if (ZSTD_isError(r) || r == 0 || ob.pos == ob.size)
-			break;
-		if (ib.pos == in_before && ob.pos == out_before)
-			break; /* input used up (or stuck) before the frame ended */
-	}
+	size_t r = ZSTD_decompressDCtx(d, out, cap, in, len);
 	ZSTD_freeDCtx(d);
-	*produced = ob.pos;
-	if (ZSTD_isError(r))
-		return kite_error("%s: corrupt zstd payload: %s", name, ZSTD_getErrorName(r));
-	if (r == 0)
+	if (!ZSTD_isError(r)) {
+		*produced = r;
 		return 0;
-	if (ob.pos == ob.size)
+	}
+	if (ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall)
 		return kite_error("%s: corrupt zstd payload: larger than its recorded size", name);
-	return kite_error("%s: truncated zstd payload", name);
+	if (ZSTD_getErrorCode(r) == ZSTD_error_srcSize_wrong)
+		return kite_error("%s: truncated zstd payload", name);
+	return kite_error("%s: corrupt zstd payload: %s", name, ZSTD_getErrorName(r));
 }
