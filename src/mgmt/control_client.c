@@ -310,6 +310,26 @@ int control_client_console(struct control_client *c, int in_fd, int out_fd, int 
 	}
 }
 
+ssize_t control_client_read_raw(struct control_client *c, void *buf, size_t len)
+{
+	if (c->inlen > 0) {
+		size_t n = c->inlen < len ? c->inlen : len;
+		memcpy(buf, c->in, n);
+		memmove(c->in, c->in + n, c->inlen - n);
+		c->inlen -= n;
+		return (ssize_t)n;
+	}
+	for (;;) {
+		ssize_t n = recv(c->fd, buf, len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			set_err(c, "Disconnected", "connection to the VM failed: %s",
+				strerror(errno));
+		return n;
+	}
+}
+
 json_t *control_client_greeting(struct control_client *c)
 {
 	return c->greeting;

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #define CONTROL_CLIENT_TIMEOUT_MS 10000
 #define CONSOLE_ESCAPE		  0x1d /* Ctrl-] */
@@ -38,6 +39,10 @@ int control_client_next_event(struct control_client *c, int timeout_ms, json_t *
  * in_fd bytes to the socket until Ctrl-] is read from in_fd (returns 0), the VM closes the
  * connection (returns 1), or in_fd ends and output has been quiet for `linger_ms` (0). */
 int control_client_console(struct control_client *c, int in_fd, int out_fd, int linger_ms);
+
+/* Console mode, one chunk at a time: bytes the VM sent (those already buffered first).
+ * Blocks. Returns the count, 0 when the VM closed the connection, -1 on error. */
+ssize_t control_client_read_raw(struct control_client *c, void *buf, size_t len);
 
 json_t *control_client_greeting(struct control_client *c);
 const char *control_client_error(struct control_client *c);

@@ -1,4 +1,5 @@
 #include "mgmt/launch.h"
+#include "mgmt/console_log.h"
 #include "mgmt/runstate.h"
 #include "mgmt/fileutil.h"
 #include "util/err.h"
@@ -187,9 +188,8 @@ char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *
 			b.failed = true;
 		free(path);
 	}
-	char sock[PATH_MAX], console[PATH_MAX];
-	if (runtime_path(d, def->name, "sock", sock, sizeof(sock)) < 0 ||
-	    runtime_path(d, def->name, "console", console, sizeof(console)) < 0) {
+	char sock[PATH_MAX];
+	if (runtime_path(d, def->name, "sock", sock, sizeof(sock)) < 0) {
 		argv_free(b.v);
 		return NULL;
 	}
@@ -200,11 +200,7 @@ char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *
 	push(&b, strdup("--control-socket"));
 	push(&b, strdup(sock));
 	push(&b, strdup("--console"));
-	push(&b, strdup("none"));
-	if (!strcmp(def->console, "serial")) {
-		push(&b, strdup("--console-log"));
-		push(&b, strdup(console));
-	}
+	push(&b, strdup("none")); /* the console is on the socket (and in NAME.console) */
 	if (b.failed) {
 		argv_free(b.v);
 		kite_error("out of memory");
@@ -256,7 +252,7 @@ static void record_end(const char *name, int ws, const char *statuspath, const c
 }
 
 /* Runs in the supervisor: never returns. fd 3 is the readiness pipe to `kite start`. */
-static void supervise(const struct mgmt_dirs *d, const char *name, char **argv)
+static void supervise(const struct mgmt_dirs *d, const char *name, char **argv, bool console)
 {
 	char pidpath[PATH_MAX], statuspath[PATH_MAX], logpath[PATH_MAX], destroying[PATH_MAX],
 	    sockpath[PATH_MAX];
@@ -282,10 +278,14 @@ static void supervise(const struct mgmt_dirs *d, const char *name, char **argv)
 		kite_error_errno(errno, "cannot execute %s", argv[0]);
 		_exit(127);
 	}
+	uint64_t cstart = process_start_time(c);
 	char line[128];
-	int n = snprintf(line, sizeof(line), "%d %llu %d %llu\n", (int)c,
-			 (unsigned long long)process_start_time(c), (int)getpid(),
-			 (unsigned long long)process_start_time(getpid()));
+	int n =
+	    snprintf(line, sizeof(line), "%d %llu %d %llu\n", (int)c, (unsigned long long)cstart,
+		     (int)getpid(), (unsigned long long)process_start_time(getpid()));
+	char consolepath[PATH_MAX];
+	if (console && runtime_path(d, name, "console", consolepath, sizeof(consolepath)) == 0)
+		console_log_start(sockpath, consolepath, c, cstart);
 	char tmp[PATH_MAX + 16];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", pidpath);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -393,7 +393,7 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int 
 		pid_t b = fork();
 		if (b != 0)
 			_exit(b < 0 ? 1 : 0);
-		supervise(d, name, argv);
+		supervise(d, name, argv, !strcmp(def->console, "serial"));
 	}
 	close(ready[1]);
 	close(logfd);

@@ -86,6 +86,17 @@ def m(kite):
     machines.cleanup()
 
 
+def console_text(m, name, needle, timeout=5):
+    """NAME.console (kept by the supervisor) once it holds `needle`, or as it is then."""
+    path = os.path.join(m.run_dir, f"{name}.console")
+    deadline = time.monotonic() + timeout
+    while True:
+        text = open(path).read() if os.path.exists(path) else ""
+        if needle in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
+
+
 def list_rows(out):
     """Rows of virsh's table: [(id, name, state), ...], checking the header and the rule."""
     lines = out.rstrip("\n").split("\n")
@@ -269,8 +280,7 @@ def test_start_passes_the_definition_to_kite_run(m, tmp_path):
         "--kernel", m.kernel, "--append", "console=ttyS0 quiet", "--memory", "98304K",
         "--cpus", "3", "--disk", "/img/a.qcow2", "--disk", "/img/b,,x.raw,readonly=on",
         "--net", "user,mac=52:54:00:00:00:05,hostfwd=tcp::2222-:22", "--balloon",
-        "--name", "args", "--control-socket", sock, "--console", "none",
-        "--console-log", os.path.join(m.run_dir, "args.console")]
+        "--name", "args", "--control-socket", sock, "--console", "none"]
 
 
 def test_kite_run_accepts_what_start_passes(m, tmp_path):
@@ -281,9 +291,6 @@ def test_kite_run_accepts_what_start_passes(m, tmp_path):
     argv = runner_argv(m, "acc", tmp_path)
     r = run([m.kite, "run", *argv], timeout=60)
     unknown = "unknown or needs a value" in r.stderr or "unknown option" in r.stderr
-    if unknown and any(o in r.stderr for o in ("--control-socket", "--console-log")):
-        pytest.skip("kite run has no --control-socket/--console-log yet (asked of its owner "
-                    "in issue 6)")
     assert not unknown, r.stderr
     assert r.returncode == 1
 
@@ -483,6 +490,20 @@ def test_kill_9_shows_crashed_and_restart_works(m):
     assert m.state_of("c1") == "running"
 
 
+def test_console_output_is_kept_after_a_crash(m):
+    m.create("pm")
+    m.ok("start", "pm")
+    m.ok("reboot", "pm")
+    console_text(m, "pm", "fake guest: reset")
+    os.kill(m.pid("pm"), signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while m.state_of("pm") != "crashed" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    text = open(os.path.join(m.run_dir, "pm.console")).read()
+    assert text.startswith("fake guest pm booted\n")
+    assert "fake guest: reset\n" in text
+
+
 def test_start_failure_reports_the_reason(m):
     m.create("nokernel")
     os.unlink(m.kernel)
@@ -538,8 +559,7 @@ def test_shutdown_timeout_reports_a_guest_that_ignores_it(m):
     assert "still running 1 s after the power button" in r.stderr
     assert m.state_of("stubborn") == "running"
     # The power button did reach the guest.
-    console = open(os.path.join(m.run_dir, "stubborn.console")).read()
-    assert "power button pressed" in console
+    assert "power button pressed" in console_text(m, "stubborn", "power button pressed")
 
 
 def test_console_replays_output_and_sends_input(m):
@@ -607,8 +627,7 @@ def test_setmem_live_goes_through_the_balloon(m):
     info = m.ok("dominfo", "bal").stdout
     assert "Used memory:    262144 KiB" in info
     assert "Max memory:     524288 KiB" in info
-    console = open(os.path.join(m.run_dir, "bal.console")).read()
-    assert "MemTotal 262144 kB" in console
+    assert "MemTotal 262144 kB" in console_text(m, "bal", "MemTotal 262144 kB")
     r = m("setmem", "bal", "1G")
     assert r.returncode == 1 and "maximum memory" in r.stderr
     m.ok("destroy", "bal")
