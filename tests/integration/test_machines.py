@@ -751,6 +751,19 @@ def guest(name):
     return path
 
 
+@pytest.mark.skipif(HAVE_KVM, reason="this host has /dev/kvm: the VM would start")
+def test_real_kite_run_failure_is_reported_with_its_reason(m):
+    """With the real `kite run` on a host without /dev/kvm, start fails with the VMM's own
+    error, and the machine reads as crashed with it."""
+    del m.env["KITE_RUNNER"]
+    m.ok("create", "nokvm", "--kernel", guest("serial"), "-m", "64M")
+    r = m("start", "nokvm")
+    assert r.returncode == 1
+    assert "failed to start" in r.stderr and "/dev/kvm" in r.stderr
+    assert "/dev/kvm" in m.ok("domstate", "nokvm", "--reason").stdout
+    assert list_rows(m.ok("list", "--all").stdout) == [("-", "nokvm", "crashed")]
+
+
 @needs_kvm
 def test_real_vm_lifecycle(m):
     del m.env["KITE_RUNNER"]
