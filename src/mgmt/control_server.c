@@ -35,6 +35,7 @@ struct client {
 	bool stream;	     /* console mode: raw bytes both ways */
 	uint64_t ring_pos;
 	bool closing; /* close once `out` is flushed */
+	bool eof;     /* the peer shut down its sending side: answer what it sent, then close */
 	bool dead;
 	struct client *next;
 };
@@ -467,6 +468,8 @@ static void process_input(struct control_server *s, struct client *c)
 		s->h.console_input(s->h.opaque, c->in, c->inlen);
 		c->inlen = 0;
 	}
+	if (c->eof && !c->stream && !c->req && !memchr(c->in, '\n', c->inlen))
+		c->closing = true;
 }
 
 static void read_client(struct control_server *s, struct client *c)
@@ -489,10 +492,12 @@ static void read_client(struct control_server *s, struct client *c)
 	ssize_t n = recv(c->fd, c->in + c->inlen, CONTROL_LINE_MAX - c->inlen, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0) {
+	if (n < 0) {
 		c->dead = true;
 		return;
 	}
+	if (n == 0)
+		c->eof = true; /* `echo '{...}' | socat - UNIX:...` still gets its answers */
 	c->inlen += (size_t)n;
 	process_input(s, c);
 }
@@ -630,7 +635,8 @@ static void *server_thread(void *arg)
 			if (c->stream)
 				flush_stream(s, c);
 			short ev = 0;
-			if (c->stream || (!c->req && !c->closing && c->inlen < CONTROL_LINE_MAX))
+			if (c->stream ||
+			    (!c->req && !c->closing && !c->eof && c->inlen < CONTROL_LINE_MAX))
 				ev |= POLLIN;
 			if (c->outlen > 0)
 				ev |= POLLOUT;
@@ -665,9 +671,10 @@ static void *server_thread(void *arg)
 			accept_client(s);
 		for (size_t i = 2; i < n; i++) {
 			struct client *c = map[i];
-			if (pfd[i].revents & (POLLERR | POLLNVAL))
+			/* POLLHUP: both directions are gone, nothing more can be said to it. */
+			if (pfd[i].revents & (POLLERR | POLLNVAL | POLLHUP))
 				c->dead = true;
-			if (!c->dead && (pfd[i].revents & (POLLIN | POLLHUP)))
+			if (!c->dead && (pfd[i].revents & POLLIN))
 				read_client(s, c);
 			if (!c->dead && (pfd[i].revents & POLLOUT))
 				flush_out(c);

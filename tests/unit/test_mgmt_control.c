@@ -227,6 +227,30 @@ static void malformed_json_gets_error_and_connection_lives(void **state)
 	control_client_close(c);
 }
 
+static void half_closed_client_still_gets_its_answers(void **state)
+{
+	struct fixture *fx = *state;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, fx->path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	const char *req = "{\"execute\": \"query-status\", \"id\": 1}\n"
+			  "{\"execute\": \"query-balloon\", \"id\": 2}\n";
+	assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	assert_int_equal(shutdown(fd, SHUT_WR), 0); /* as `echo ... | socat` does */
+	char buf[4096];
+	size_t len = 0;
+	ssize_t n;
+	while ((n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	close(fd);
+	/* Greeting, both answers, then the server closed (read returned 0). */
+	assert_non_null(strstr(buf, "\"status\":\"running\""));
+	assert_non_null(strstr(buf, "\"actual\":268435456"));
+	assert_int_equal(n, 0);
+}
+
 static void oversized_line_is_refused_and_closed(void **state)
 {
 	struct fixture *fx = *state;
@@ -462,6 +486,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(greeting_and_status, setup, teardown),
 	    cmocka_unit_test_setup_teardown(stop_emits_event_and_changes_status, setup, teardown),
 	    cmocka_unit_test_setup_teardown(malformed_json_gets_error_and_connection_lives, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(half_closed_client_still_gets_its_answers, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(oversized_line_is_refused_and_closed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unknown_command_and_handler_errors, setup, teardown),
