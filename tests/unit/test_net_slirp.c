@@ -396,6 +396,126 @@ static void test_udp_hostfwd(void **state)
 	close(s);
 }
 
+/* A TCP segment from the guest 10.0.2.15:40000 to 10.0.2.2:`dport`, checksummed. */
+static size_t build_tcp(uint8_t *fr, uint16_t dport, uint32_t seq, uint32_t ack, uint8_t flags,
+			const char *payload)
+{
+	size_t plen = strlen(payload), tcp_len = 20 + plen, ip_len = 20 + tcp_len;
+	static const uint8_t gw_mac[6] = {0x52, 0x55, 10, 0, 2, 2};
+	memset(fr, 0, 14 + ip_len);
+	memcpy(fr, gw_mac, 6);
+	memcpy(fr + 6, MAC, 6);
+	fr[12] = 0x08;
+	uint8_t *ip = fr + 14;
+	ip[0] = 0x45;
+	ip[2] = ip_len >> 8;
+	ip[3] = ip_len & 0xff;
+	ip[8] = 64;
+	ip[9] = 6;
+	memcpy(ip + 12, (uint8_t[]){10, 0, 2, 15}, 4);
+	memcpy(ip + 16, (uint8_t[]){10, 0, 2, 2}, 4);
+	uint16_t cs = ip_checksum(ip, 20);
+	ip[10] = cs >> 8;
+	ip[11] = cs & 0xff;
+	uint8_t *tcp = ip + 20;
+	tcp[0] = 40000 >> 8;
+	tcp[1] = 40000 & 0xff;
+	tcp[2] = dport >> 8;
+	tcp[3] = dport & 0xff;
+	for (int i = 0; i < 4; i++) {
+		tcp[4 + i] = seq >> (24 - 8 * i);
+		tcp[8 + i] = ack >> (24 - 8 * i);
+	}
+	tcp[12] = 5 << 4;
+	tcp[13] = flags;
+	tcp[14] = 0xff; /* window 65535 */
+	tcp[15] = 0xff;
+	memcpy(tcp + 20, payload, plen);
+	/* checksum over the pseudo header (addresses, protocol, length) and the segment */
+	uint8_t pseudo[12 + 1500];
+	memcpy(pseudo, ip + 12, 8);
+	pseudo[8] = 0;
+	pseudo[9] = 6;
+	pseudo[10] = tcp_len >> 8;
+	pseudo[11] = tcp_len & 0xff;
+	memcpy(pseudo + 12, tcp, tcp_len);
+	size_t n = 12 + tcp_len;
+	if (n & 1)
+		pseudo[n++] = 0;
+	cs = ip_checksum(pseudo, n);
+	tcp[16] = cs >> 8;
+	tcp[17] = cs & 0xff;
+	return 14 + ip_len;
+}
+
+static uint8_t want_tcp_flags;
+static bool is_tcp_to_guest(const uint8_t *fr, uint32_t len)
+{
+	if (len < 54 || fr[12] != 0x08 || fr[13] != 0x00 || fr[14 + 9] != 6)
+		return false;
+	const uint8_t *tcp = fr + 14 + (fr[14] & 15) * 4;
+	return (tcp[2] << 8 | tcp[3]) == 40000 && (tcp[13] & want_tcp_flags) == want_tcp_flags;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
+}
+
+/* A TCP connection from the guest to a host service on 127.0.0.1 through 10.0.2.2: the
+ * handshake, bytes each way. */
+static void test_tcp_to_host_via_gateway(void **state)
+{
+	struct fx *f = *state;
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(ls >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+	socklen_t al = sizeof(a);
+	assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &al), 0);
+	assert_int_equal(listen(ls, 1), 0);
+	uint16_t port = ntohs(a.sin_port);
+	start(f, "user", 0);
+	expect_offer(f, "10.0.2.15");
+
+	uint8_t fr[256];
+	send_frame(f, fr, build_tcp(fr, port, 1000, 0, 0x02 /* SYN */, ""));
+	want_tcp_flags = 0x12; /* SYN+ACK */
+	uint32_t len;
+	const uint8_t *r = recv_frame(f, is_tcp_to_guest, &len);
+	assert_non_null(r);
+	const uint8_t *tcp = r + 14 + (r[14] & 15) * 4;
+	uint32_t server_seq = be32(tcp + 4);
+	assert_int_equal(be32(tcp + 8), 1001);
+
+	send_frame(f, fr,
+		   build_tcp(fr, port, 1001, server_seq + 1, 0x18 /* PSH+ACK */, "hello over NAT"));
+	struct timeval tv = {.tv_sec = 5};
+	setsockopt(ls, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	int cs = accept(ls, NULL, NULL);
+	assert_true(cs >= 0);
+	setsockopt(cs, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char buf[64];
+	assert_int_equal(recv(cs, buf, sizeof(buf), 0), 14);
+	assert_memory_equal(buf, "hello over NAT", 14);
+	assert_int_equal(send(cs, "reply", 5, 0), 5);
+	want_tcp_flags = 0x10; /* ACK, with data */
+	for (;;) {
+		r = recv_frame(f, is_tcp_to_guest, &len);
+		assert_non_null(r);
+		const uint8_t *ip = r + 14;
+		tcp = ip + (ip[0] & 15) * 4;
+		size_t data = (ip[2] << 8 | ip[3]) - (ip[0] & 15) * 4 - (tcp[12] >> 4) * 4;
+		if (data) {
+			assert_int_equal(data, 5);
+			assert_memory_equal(tcp + (tcp[12] >> 4) * 4, "reply", 5);
+			break;
+		}
+	}
+	close(cs);
+	close(ls);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -405,6 +525,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_hostile_buffers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_udp_to_host_via_gateway, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_udp_hostfwd, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tcp_to_host_via_gateway, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
