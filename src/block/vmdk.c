@@ -489,3 +489,26 @@ int vmdk_block_status(struct vmdk *v, uint64_t off, uint64_t len, uint64_t *pnum
 	*pnum = done < len ? done : len;
 	return st;
 }
+
+int vmdk_check(struct vmdk *v, uint64_t *corruptions)
+{
+	*corruptions = 0;
+	uint64_t grains = (v->size + v->grain - 1) / v->grain;
+	for (uint64_t g = 0; g < grains; g++) {
+		uint64_t sector = g * v->grain / SECTOR;
+		uint32_t e;
+		if (grain_entry(v, g * v->grain, &e) < 0) {
+			fprintf(stderr, "ERROR: could not get cluster_offset for sector %llu\n",
+				(unsigned long long)sector);
+			*corruptions = 1;
+			return 0;
+		}
+		if (e != 0 && !is_zero_entry(v, e) && (uint64_t)e * SECTOR >= v->file_size) {
+			fprintf(stderr, "ERROR: cluster offset for sector %llu points after EOF\n",
+				(unsigned long long)sector);
+			*corruptions = 1;
+			return 0;
+		}
+	}
+	return 0;
+}

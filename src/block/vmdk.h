@@ -42,4 +42,12 @@ int vmdk_pread(struct vmdk *v, void *buf, uint64_t len, uint64_t off);
  * (UINT64_MAX otherwise). Returns -1 on error. */
 int vmdk_block_status(struct vmdk *v, uint64_t off, uint64_t len, uint64_t *pnum, uint64_t *host);
 
+/* qemu-img check for vmdk: every allocated grain must start inside the file. Prints
+ * "ERROR: ..." for the first that does not (as QEMU) and sets *corruptions to 1. */
+int vmdk_check(struct vmdk *v, uint64_t *corruptions);
+
+struct blk;
+/* vmdk_check() on a struct blk opened with the vmdk driver; -1 on another format. */
+int vmdk_blk_check(struct blk *b, uint64_t *corruptions);
+
 #endif

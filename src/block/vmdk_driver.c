@@ -74,6 +74,15 @@ static uint32_t vmdk_drv_cluster_size(const struct blk *b)
 	return vmdk_grain_size(b->opaque);
 }
 
+static const struct blk_driver vmdk_driver;
+
+int vmdk_blk_check(struct blk *b, uint64_t *corruptions)
+{
+	if (b->drv != &vmdk_driver)
+		return kite_error("%s: not a vmdk image", b->filename);
+	return vmdk_check(b->opaque, corruptions);
+}
+
 static const struct blk_driver vmdk_driver = {
     .name = "vmdk",
     .probe = vmdk_drv_probe,

@@ -175,3 +175,17 @@ def test_info_human_and_qcow2_overlay(kite, vmdk, tmp_path):
     assert run([kite, "img", "convert", "-O", "raw", str(top), str(mine)]).returncode == 0
     qemu_img("convert", "-O", "raw", str(top), str(theirs))
     assert mine.read_bytes() == theirs.read_bytes()
+
+
+def test_check_like_qemu(kite, vmdk, tmp_path):
+    _, disk = vmdk
+    for extra in ([], ["--output=json"]):
+        r = run([kite, "img", "check", *extra, str(disk)])
+        q = run(["qemu-img", "check", *extra, str(disk)])
+        assert (r.returncode, r.stdout) == (q.returncode, q.stdout) == (0, q.stdout)
+    cut = tmp_path / "cut.vmdk"
+    cut.write_bytes(disk.read_bytes()[:70000])  # grains now point past the end
+    r = run([kite, "img", "check", str(cut)])
+    q = run(["qemu-img", "check", str(cut)])
+    assert r.returncode == q.returncode == 1
+    assert "points after EOF" in r.stderr and "points after EOF" in q.stderr

@@ -129,6 +129,24 @@ static void grain_beyond_eof_is_an_error(void **state)
 	vmdk_close(v);
 }
 
+static void check_finds_grains_past_eof(void **state)
+{
+	static uint8_t img[24 * S];
+	uint64_t bad;
+	write_file(img, build_sparse(img, GRAIN_SECTORS, 16));
+	struct vmdk *v = vmdk_open(path);
+	assert_non_null(v);
+	assert_int_equal(vmdk_check(v, &bad), 0);
+	assert_int_equal(bad, 0);
+	vmdk_close(v);
+	write_file(img, build_sparse(img, GRAIN_SECTORS, 1000000));
+	v = vmdk_open(path);
+	assert_non_null(v);
+	assert_int_equal(vmdk_check(v, &bad), 0);
+	assert_int_equal(bad, 1);
+	vmdk_close(v);
+}
+
 static void bad_headers_refuse_to_open(void **state)
 {
 	static uint8_t img[24 * S];
@@ -225,6 +243,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(sparse_reads_and_status, setup, teardown),
 	    cmocka_unit_test_setup_teardown(grain_beyond_eof_is_an_error, setup, teardown),
+	    cmocka_unit_test_setup_teardown(check_finds_grains_past_eof, setup, teardown),
 	    cmocka_unit_test_setup_teardown(bad_headers_refuse_to_open, setup, teardown),
 	    cmocka_unit_test_setup_teardown(stream_optimized_footer, setup, teardown),
 	};
