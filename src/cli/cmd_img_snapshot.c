@@ -106,8 +106,10 @@ int img_snapshot(int argc, char **argv)
 		return img_usage_error("snapshot", "expecting one filename");
 	if (!action)
 		action = 'l';
+	/* snapshots never read guest data: the backing chain is not needed (nor opened by
+	 * qemu-img snapshot) */
 	struct blk *b = blk_open(argv[optind], fmt,
-				 action == 'l' ? BLK_O_RDONLY | BLK_O_NO_BACKING : BLK_O_RDWR);
+				 (action == 'l' ? BLK_O_RDONLY : BLK_O_RDWR) | BLK_O_NO_BACKING);
 	if (!b)
 		return 1;
 	int r = 0;
