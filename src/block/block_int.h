@@ -79,6 +79,10 @@ int blk_file_pread(int fd, void *buf, size_t len, uint64_t off, const char *what
 int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off, const char *what);
 int blk_file_size(int fd, uint64_t *size, const char *what);
 
+/* fdatasync of the image file (a barrier between dependent metadata writes); nothing with
+ * BLK_O_UNSAFE. */
+int blk_sync(struct blk *b);
+
 /* Fills [from, to) of fd with zeros: written (full) or reserved (falloc); off/metadata
  * do nothing. Used by raw and qcow2 create. */
 int raw_preallocate(int fd, uint64_t from, uint64_t to, enum blk_prealloc mode, const char *path);

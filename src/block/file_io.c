@@ -65,3 +65,12 @@ int blk_file_size(int fd, uint64_t *size, const char *what)
 	*size = (uint64_t)st.st_size;
 	return 0;
 }
+
+int blk_sync(struct blk *b)
+{
+	if (b->flags & BLK_O_UNSAFE)
+		return 0;
+	if (fdatasync(b->fd) < 0)
+		return kite_error_errno(errno, "%s: flush", b->filename);
+	return 0;
+}

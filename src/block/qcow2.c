@@ -228,7 +228,7 @@ static void qcow2_close(struct blk *b)
 	    q->nb_pending == 0) {
 		/* Lazy refcounts: the refcounts are whole again, clear the dirty bit. */
 		if (qcow2_set_incompat(b, q->incompat & ~QCOW2_INCOMPAT_DIRTY) == 0)
-			fdatasync(b->fd);
+			blk_sync(b);
 	}
 	mcache_free(&q->l2c);
 	mcache_free(&q->rbc);
@@ -408,8 +408,8 @@ int qcow2_mark_dirty(struct blk *b)
 		return 0;
 	if (qcow2_set_incompat(b, q->incompat | QCOW2_INCOMPAT_DIRTY) < 0)
 		return -1;
-	if (fdatasync(b->fd) < 0)
-		return kite_error_errno(errno, "%s: flush", b->filename);
+	if (blk_sync(b) < 0)
+		return -1;
 	q->header_dirty_set = true;
 	return 0;
 }
@@ -464,8 +464,8 @@ static int qcow2_change_backing(struct blk *b, const char *file, const char *fmt
 		return -1;
 	}
 	free(old);
-	if (fdatasync(b->fd) < 0)
-		return kite_error_errno(errno, "%s: flush", b->filename);
+	if (blk_sync(b) < 0)
+		return -1;
 	return 0;
 }
 

@@ -31,8 +31,8 @@ int qcow2_sync_refcounts(struct blk *b)
 	if (mcache_flush(b, &q->rbc) < 0)
 		return -1;
 	if (q->rb_unsynced) {
-		if (fdatasync(b->fd) < 0)
-			return kite_error_errno(errno, "%s: flush", b->filename);
+		if (blk_sync(b) < 0)
+			return -1;
 		q->rb_unsynced = false;
 	}
 	return 0;

@@ -189,8 +189,8 @@ int qcow2_flush_all(struct blk *b)
 		return 0;
 	if (qcow2_sync_refcounts(b) < 0 || mcache_flush(b, &q->l2c) < 0)
 		return -1;
-	if (fdatasync(b->fd) < 0)
-		return kite_error_errno(errno, "%s: flush", b->filename);
+	if (blk_sync(b) < 0)
+		return -1;
 	if (q->nb_pending) {
 		if (qcow2_apply_pending_frees(b) < 0 || qcow2_sync_refcounts(b) < 0)
 			return -1;
@@ -251,8 +251,8 @@ int qcow2_get_l2(struct blk *b, uint64_t l1i, bool alloc, uint8_t **l2)
 	if (qcow2_sync_refcounts(b) < 0 ||
 	    blk_file_pwrite(b->fd, t, cs, (uint64_t)n, b->filename) < 0)
 		return -1;
-	if (fdatasync(b->fd) < 0)
-		return kite_error_errno(errno, "%s: flush", b->filename);
+	if (blk_sync(b) < 0)
+		return -1;
 	q->l1[l1i] = (uint64_t)n | OFLAG_COPIED;
 	if (write_l1_entry(b, l1i) < 0)
 		return -1;
@@ -620,16 +620,16 @@ int qcow2_grow_l1(struct blk *b, uint64_t min_size)
 		r = qcow2_sync_refcounts(b);
 	if (r == 0)
 		r = blk_file_pwrite(b->fd, disk, bytes, (uint64_t)n, b->filename);
-	if (r == 0 && fdatasync(b->fd) < 0)
-		r = kite_error_errno(errno, "%s: flush", b->filename);
+	if (r == 0 && blk_sync(b) < 0)
+		r = -1;
 	if (r == 0) {
 		uint8_t h[12];
 		put_be32(h, (uint32_t)min_size);
 		put_be64(h + 4, (uint64_t)n);
 		r = blk_file_pwrite(b->fd, h, 12, 36, b->filename);
 	}
-	if (r == 0 && fdatasync(b->fd) < 0)
-		r = kite_error_errno(errno, "%s: flush", b->filename);
+	if (r == 0 && blk_sync(b) < 0)
+		r = -1;
 	free(disk);
 	if (r < 0) {
 		free(nl1);
@@ -649,8 +649,8 @@ static int write_size(struct blk *b, uint64_t size)
 	put_be64(v, size);
 	if (blk_file_pwrite(b->fd, v, 8, 24, b->filename) < 0)
 		return -1;
-	if (fdatasync(b->fd) < 0)
-		return kite_error_errno(errno, "%s: flush", b->filename);
+	if (blk_sync(b) < 0)
+		return -1;
 	return 0;
 }
 

@@ -165,16 +165,16 @@ static int grow_rt(struct blk *b, uint64_t min_idx)
 			put_be64(buf + i * 8, nrt[i]);
 		r = blk_file_pwrite(b->fd, buf, tc * cs, (e + k) * cs, b->filename);
 	}
-	if (r == 0 && fdatasync(b->fd) < 0)
-		r = kite_error_errno(errno, "%s: flush", b->filename);
+	if (r == 0 && blk_sync(b) < 0)
+		r = -1;
 	if (r == 0) {
 		uint8_t h[12];
 		put_be64(h, (e + k) * cs);
 		put_be32(h + 8, (uint32_t)tc);
 		r = blk_file_pwrite(b->fd, h, 12, 48, b->filename);
 	}
-	if (r == 0 && fdatasync(b->fd) < 0)
-		r = kite_error_errno(errno, "%s: flush", b->filename);
+	if (r == 0 && blk_sync(b) < 0)
+		r = -1;
 	free(buf);
 	if (r < 0) {
 		free(nrt);
@@ -197,8 +197,12 @@ static int ensure_block(struct blk *b, uint64_t idx, int depth)
 	uint64_t cs = q->cluster_size;
 	if (depth > 8)
 		return kite_error("%s: cannot place a new refcount block", b->filename);
-	if (idx >= q->rt_entries && grow_rt(b, idx) < 0)
-		return -1;
+	if (idx >= q->rt_entries) {
+		if (grow_rt(b, idx) < 0)
+			return -1;
+		if (q->rt[idx] & RTE_OFFSET_MASK)
+			return 1; /* new blocks were placed: callers must look again */
+	}
 	if (q->rt[idx] & RTE_OFFSET_MASK)
 		return 0;
 	int64_t r = find_free(b, 1);

@@ -235,8 +235,8 @@ static int write_table(struct blk *b, struct qcow2_snapshot *snaps, uint32_t n)
 			r = qcow2_sync_refcounts(b);
 		if (r == 0)
 			r = blk_file_pwrite(b->fd, t, size, (uint64_t)off, b->filename);
-		if (r == 0 && fdatasync(b->fd) < 0)
-			r = kite_error_errno(errno, "%s: flush", b->filename);
+		if (r == 0 && blk_sync(b) < 0)
+			r = -1;
 	}
 	free(t);
 	if (r < 0)
@@ -246,8 +246,8 @@ static int write_table(struct blk *b, struct qcow2_snapshot *snaps, uint32_t n)
 	put_be64(h + 4, (uint64_t)off);
 	if (blk_file_pwrite(b->fd, h, 12, 60, b->filename) < 0)
 		return -1;
-	if (fdatasync(b->fd) < 0)
-		return kite_error_errno(errno, "%s: flush", b->filename);
+	if (blk_sync(b) < 0)
+		return -1;
 	uint64_t old = q->snapshots_offset, oldsize = q->snapshots_size;
 	q->snapshots_offset = (uint64_t)off;
 	q->snapshots_size = size;
@@ -408,8 +408,8 @@ int qcow2_snapshot_apply(struct blk *b, const char *name_or_id)
 		if (r == 0)
 			r = blk_file_pwrite(b->fd, disk, (size_t)old_size * 8, q->l1_offset,
 					    b->filename);
-		if (r == 0 && fdatasync(b->fd) < 0)
-			r = kite_error_errno(errno, "%s: flush", b->filename);
+		if (r == 0 && blk_sync(b) < 0)
+			r = -1;
 		free(disk);
 	}
 	if (r == 0)

@@ -278,6 +278,40 @@ static void parallel_compression(void **state)
 	}
 }
 
+/* 512-byte clusters filled sequentially: thousands of L2 tables, a refcount table that
+ * grows many times; with BLK_O_UNSAFE (convert's mode) as well as safe mode. */
+static void many_small_clusters(void **state)
+{
+	for (int unsafe = 0; unsafe < 2; unsafe++) {
+		for (int bits = 1; bits <= 64; bits *= 8) {
+			struct blk_create_opts o = {.size = 64 << 20,
+						    .size_set = true,
+						    .cluster_size = 512,
+						    .refcount_bits = bits};
+			assert_int_equal(blk_create(qt_path("small.qcow2"), "qcow2", &o), 0);
+			struct blk *b = blk_open(qt_path("small.qcow2"), NULL,
+						 BLK_O_RDWR | (unsafe ? BLK_O_UNSAFE : 0));
+			assert_non_null(b);
+			static uint8_t buf[1 << 20];
+			uint64_t total = unsafe ? 24 << 20 : 3 << 20;
+			for (uint64_t off = 0; off < total; off += sizeof(buf)) {
+				qt_fill(buf, sizeof(buf), (unsigned)(off >> 20));
+				assert_int_equal(blk_pwrite(b, buf, sizeof(buf), off), 0);
+			}
+			blk_close(b);
+			qt_assert_clean("small.qcow2");
+			assert_int_equal(qt_sh("qemu-img convert -O raw small.qcow2 small.raw"), 0);
+			size_t n;
+			uint8_t *got = qt_slurp(qt_path("small.raw"), &n);
+			for (uint64_t off = 0; off < total; off += sizeof(buf)) {
+				qt_fill(buf, sizeof(buf), (unsigned)(off >> 20));
+				assert_memory_equal(got + off, buf, sizeof(buf));
+			}
+			free(got);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -289,6 +323,7 @@ int main(void)
 	    cmocka_unit_test(writes_over_backing_chain),
 	    cmocka_unit_test(resize),
 	    cmocka_unit_test(parallel_compression),
+	    cmocka_unit_test(many_small_clusters),
 	};
 	return cmocka_run_group_tests(tests, qt_setup, qt_teardown);
 }
