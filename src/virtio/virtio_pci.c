@@ -161,6 +161,8 @@ static void common_write(struct virtio_pci *vp, uint64_t off, const uint8_t *dat
 	pthread_mutex_unlock(&vd->lock);
 	if (status_written)
 		virtio_dev_set_status(vd, new_status);
+	if (status_written && new_status == 0)
+		(void)isr_read_clear(vp); /* a reset also drops a pending INTx */
 }
 
 static void bar_read(void *opaque, uint64_t off, uint8_t *data, unsigned len)

@@ -131,6 +131,15 @@ static void test_intx_and_isr(void **state)
 	assert_int_equal(vd_rd(&f->d, IOBUS_MMIO, f->d.isr, 1), 1); /* queue interrupt */
 	assert_int_equal(f->d.irq_level, 0);			    /* read clears */
 	assert_int_equal(vd_rd(&f->d, IOBUS_MMIO, f->d.isr, 1), 0);
+	/* a reset lowers a pending INTx too (used_event = 1: interrupt me for the next one) */
+	uint16_t used_event = 1;
+	memcpy(f->d.ram + f->d.q[0].avail + 4 + 2 * f->d.q[0].size, &used_event, 2);
+	post_buffer(f, 1);
+	vd_kick(&f->d, 0);
+	assert_int_equal(f->d.irq_level, 1);
+	vd_common_wr(&f->d, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	assert_int_equal(f->d.irq_level, 0);
+	assert_int_equal(vd_rd(&f->d, IOBUS_MMIO, f->d.isr, 1), 0);
 }
 
 static void test_msix_vectors(void **state)
