@@ -76,8 +76,9 @@ static int nthreads(void)
 	return n > MAX_THREADS ? MAX_THREADS : (int)n;
 }
 
-int img_copy_compressed(struct blk *dst, uint64_t total, uint32_t cluster, img_read_fn read_fn,
-			img_zero_fn zero_fn, void *ctx, void (*progress)(void *ctx, uint64_t done))
+int img_copy_compressed(struct blk *dst, uint64_t total, uint32_t cluster, bool zero_old,
+			img_read_fn read_fn, img_zero_fn zero_fn, void *ctx,
+			void (*progress)(void *ctx, uint64_t done))
 {
 	int threads = nthreads();
 	struct ring r = {.dst = dst, .cs = cluster};
@@ -138,9 +139,14 @@ int img_copy_compressed(struct blk *dst, uint64_t total, uint32_t cluster, img_r
 		if (s->err)
 			goto out;
 		size_t i = (size_t)(next_write % r.n);
-		if (!s->skip && blk_pwrite_precompressed(dst, r.out + i * cluster, s->clen,
-							 r.raw + i * cluster, s->len, s->off) < 0)
+		if (s->skip) {
+			if (zero_old &&
+			    blk_write_zeroes(dst, s->off, s->len, BLK_ZERO_MAY_UNMAP) < 0)
+				goto out;
+		} else if (blk_pwrite_precompressed(dst, r.out + i * cluster, s->clen,
+						    r.raw + i * cluster, s->len, s->off) < 0) {
 			goto out;
+		}
 		s->state = SLOT_FREE;
 		written += s->len;
 		next_write++;

@@ -177,8 +177,8 @@ static void cc_progress(void *ctx, uint64_t done)
 
 static int copy_compressed(struct convert *cv)
 {
-	return img_copy_compressed(cv->dst, cv->total, cv->dst_cluster, cc_read, cc_zero, cv,
-				   cc_progress);
+	return img_copy_compressed(cv->dst, cv->total, cv->dst_cluster, cv->dst_has_data, cc_read,
+				   cc_zero, cv, cc_progress);
 }
 
 static int open_target(struct convert *cv, const char *path, const char *fmt, bool no_create,

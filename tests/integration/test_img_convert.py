@@ -135,6 +135,12 @@ def test_existing_target_with_n(kite, src, tmp_path):
     assert r.returncode == 0, r.stderr
     check_clean(out)
     assert run(["qemu-img", "compare", str(src), str(out)]).returncode == 0
+    # the same with -c: zero clusters of the source must not keep the old data
+    sh("qemu-io", "-c", f"write -P 0xee 0 {SIZE}", str(out))
+    r = run([kite, "img", "convert", "-n", "-c", "-O", "qcow2", str(src), str(out)])
+    assert r.returncode == 0, r.stderr
+    check_clean(out)
+    assert run(["qemu-img", "compare", str(src), str(out)]).returncode == 0
     small = tmp_path / "small.qcow2"
     sh("qemu-img", "create", "-q", "-f", "qcow2", str(small), "1M")
     r = run([kite, "img", "convert", "-n", "-O", "qcow2", str(src), str(small)])
