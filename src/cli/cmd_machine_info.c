@@ -448,3 +448,50 @@ int cmd_domiflist(int argc, char **argv)
 	}
 	return print_devices(&def, "nics", json, t, rc);
 }
+
+/* domid, domuuid, domname: one field of a machine named any way (virsh's trio). */
+static int print_field(int argc, char **argv, const char *verb, const char *usage, char field)
+{
+	static const struct option opts[] = {MACHINE_COMMON_OPTIONS{NULL, 0, NULL, 0}};
+	struct machine_cli cli = {.verb = verb, .usage = usage};
+	int pr = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME, ID or UUID");
+	if (pr >= 0)
+		return pr;
+	const char *name = machine_resolve(&cli, argv[optind]);
+	struct machine_def def;
+	if (machine_load(&cli, name, &def) < 0)
+		return 1;
+	struct machine_status st;
+	int rc = machine_status_get(&cli.dirs, name, false, &st) < 0;
+	if (rc == 0) {
+		bool active = st.state == MACHINE_RUNNING || st.state == MACHINE_PAUSED;
+		if (field == 'i' && active)
+			printf("%d\n\n", (int)st.pid);
+		else if (field == 'i')
+			printf("-\n\n");
+		else
+			printf("%s\n\n", field == 'u' ? def.uuid : def.name);
+	}
+	machine_def_free(&def);
+	return rc;
+}
+
+int cmd_domid(int argc, char **argv)
+{
+	return print_field(argc, argv, "domid",
+			   "usage: kite domid NAME|UUID\nPrints a machine's Id ('-' when it is "
+			   "not running).\n",
+			   'i');
+}
+
+int cmd_domuuid(int argc, char **argv)
+{
+	return print_field(argc, argv, "domuuid",
+			   "usage: kite domuuid NAME|ID\nPrints a machine's UUID.\n", 'u');
+}
+
+int cmd_domname(int argc, char **argv)
+{
+	return print_field(argc, argv, "domname",
+			   "usage: kite domname ID|UUID\nPrints a machine's name.\n", 'n');
+}

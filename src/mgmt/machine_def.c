@@ -7,8 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
+bool machine_name_check_quiet(const char *name)
+{
+	size_t len = strlen(name);
+	if (len == 0 || len > MACHINE_NAME_MAX || name[0] == '.')
+		return false;
+	return strspn(name, NAME_CHARS) == len;
+}
+
 int machine_name_check(const char *name)
 {
+	if (machine_name_check_quiet(name))
+		return 0;
+	/* Say what is wrong with it. */
 	size_t len = strlen(name);
 	if (len == 0)
 		return kite_error("machine name is empty");
@@ -17,24 +30,10 @@ int machine_name_check(const char *name)
 				  MACHINE_NAME_MAX);
 	if (name[0] == '.')
 		return kite_error("machine name '%s' starts with a dot", name);
-	for (size_t i = 0; i < len; i++) {
-		char c = name[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return kite_error("machine name '%s': character '%c' is not allowed (use "
-					  "letters, digits, '.', '_', '-')",
-					  name, c);
-	}
-	return 0;
-}
-
-bool machine_name_check_quiet(const char *name)
-{
-	size_t len = strlen(name);
-	if (len == 0 || len > MACHINE_NAME_MAX || name[0] == '.')
-		return false;
-	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
-	       len;
+	char c = name[strspn(name, NAME_CHARS)];
+	return kite_error("machine name '%s': character '%c' is not allowed (use letters, digits, "
+			  "'.', '_', '-')",
+			  name, c);
 }
 
 static char *dup_or_null(const char *s)

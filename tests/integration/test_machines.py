@@ -434,7 +434,12 @@ def test_machines_by_id_or_uuid_as_virsh(m):
     assert "Name:           byid" in m.ok("dominfo", pid).stdout
     m.ok("suspend", pid)
     assert m.state_of("byid") == "paused"
+    assert m.ok("domname", pid).stdout.strip() == "byid"
+    assert m.ok("domname", uuid).stdout.strip() == "byid"
+    assert m.ok("domuuid", pid).stdout.strip() == uuid
+    assert m.ok("domid", "byid").stdout.strip() == pid
     m.ok("destroy", pid)
+    assert m.ok("domid", "byid").stdout.strip() == "-"
     r = m("dominfo", "424242")
     assert r.returncode == 1 and "no machine named '424242'" in r.stderr
 
