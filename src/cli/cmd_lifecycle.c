@@ -55,10 +55,17 @@ static int start_one(struct machine_cli *cli, const char *name, bool autostart_o
 		/* The VM boots with all of `memory`; the balloon takes it down to the target. */
 		struct control_client *c;
 		if (machine_connect(&cli->dirs, name, &c) == 0) {
-			if (control_client_execute(
-				c, "balloon",
-				json_pack("{s:I}", "value", (json_int_t)def.current_memory), NULL,
-				CONTROL_CLIENT_TIMEOUT_MS) < 0)
+			/* The socket may answer before the VMM has its devices: retry a while. */
+			int64_t until = mono_ms() + 2000;
+			int br;
+			while ((br = control_client_execute(
+				    c, "balloon",
+				    json_pack("{s:I}", "value", (json_int_t)def.current_memory),
+				    NULL, CONTROL_CLIENT_TIMEOUT_MS)) < 0 &&
+			       strcmp(control_client_error_class(c), "Disconnected") &&
+			       mono_ms() < until)
+				sleep_ms(50);
+			if (br < 0)
 				kite_warn("machine %s: cannot set its memory to %llu KiB: %s", name,
 					  (unsigned long long)(def.current_memory >> 10),
 					  control_client_error(c));

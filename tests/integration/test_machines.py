@@ -642,6 +642,17 @@ def test_setmem_live_goes_through_the_balloon(m):
     assert r.returncode == 1 and "no balloon device" in r.stderr
 
 
+def test_start_applies_the_defined_balloon_target(m):
+    m.create("small", "-m", "512M")
+    m.ok("setmem", "small", "128M", "--config")
+    m.ok("start", "small")
+    assert "Used memory:    131072 KiB" in m.ok("dominfo", "small").stdout
+    # Without a balloon driver, start still works and says why the target was not set.
+    m.ok("destroy", "small")
+    r = m.ok("start", "small", env={"KITE_FAKE_NO_BALLOON": "1"})
+    assert "cannot set its memory to 131072 KiB" in r.stderr
+
+
 def test_live_changes_that_need_hotplug_say_so(m):
     m.create("hp")
     m.ok("start", "hp")
