@@ -69,14 +69,17 @@ void virtio_dev_config_changed(struct virtio_dev *vd)
 		raise_irq(vd, vector, 2);
 }
 
-void virtio_dev_needs_reset(struct virtio_dev *vd)
+#define FAILURES_LOGGED 8
+
+void virtio_dev_fail(struct virtio_dev *vd, const char *why)
 {
+	unsigned n = __atomic_fetch_add(&vd->failures, 1, __ATOMIC_RELAXED);
+	if (n < FAILURES_LOGGED)
+		kite_warn("%s: %s: the guest driver broke the protocol, the device needs a reset%s",
+			  vd->ops->name, why,
+			  n + 1 == FAILURES_LOGGED ? " (further errors not shown)" : "");
 	uint8_t old = __atomic_fetch_or(&vd->status, VIRTIO_STATUS_NEEDS_RESET, __ATOMIC_ACQ_REL);
-	if (old & VIRTIO_STATUS_NEEDS_RESET)
-		return;
-	kite_warn("virtio %s: the guest driver broke the protocol; device needs a reset",
-		  vd->ops->name);
-	if (old & VIRTIO_STATUS_DRIVER_OK)
+	if (!(old & VIRTIO_STATUS_NEEDS_RESET) && (old & VIRTIO_STATUS_DRIVER_OK))
 		raise_irq(vd, vd->config_vector, 2);
 }
 
@@ -135,8 +138,8 @@ void virtio_dev_enable_queue_locked(struct virtio_dev *vd, unsigned q)
 	vq->event_idx = vd->driver_features >> VIRTIO_F_EVENT_IDX & 1;
 	vq->indirect = vd->driver_features >> VIRTIO_F_INDIRECT_DESC & 1;
 	if (virtq_enable(vq) < 0) {
-		pthread_mutex_unlock(&vd->lock); /* needs_reset may raise an interrupt */
-		virtio_dev_needs_reset(vd);
+		pthread_mutex_unlock(&vd->lock); /* virtio_dev_fail may raise an interrupt */
+		virtio_dev_fail(vd, vq->error);
 		pthread_mutex_lock(&vd->lock);
 	}
 }

@@ -67,6 +67,7 @@ struct virtio_dev {
 	unsigned nvqs;
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
 	uint32_t pending_notify; /* queues kicked before DRIVER_OK, replayed at DRIVER_OK */
+	unsigned failures;	 /* protocol errors seen (atomic), for the log limit */
 
 	/* Installed by the transport: raise the interrupt of `vector` (queue or config),
 	 * `isr` is 1 for a used-buffer interrupt, 2 for a config change. */
@@ -88,8 +89,10 @@ bool virtio_dev_has_feature(struct virtio_dev *vd, unsigned bit);
 void virtio_dev_queue_done(struct virtio_dev *vd, unsigned q);
 /* Device configuration changed (e.g. balloon target): new generation, config interrupt. */
 void virtio_dev_config_changed(struct virtio_dev *vd);
-/* The guest broke the protocol: set NEEDS_RESET and tell the driver. */
-void virtio_dev_needs_reset(struct virtio_dev *vd);
+/* The guest broke the protocol (`why`, e.g. a virtq's error): set NEEDS_RESET and tell the
+ * driver. The first few are logged as warnings, later ones are not (a hostile guest could
+ * otherwise flood the host's log). */
+void virtio_dev_fail(struct virtio_dev *vd, const char *why);
 
 /* ---- for transports ---- */
 uint8_t virtio_dev_get_status(struct virtio_dev *vd);

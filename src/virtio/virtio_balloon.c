@@ -91,7 +91,7 @@ static void balloon_notify(void *dev, unsigned qi)
 		if (got == 0)
 			break;
 		if (got < 0) {
-			virtio_dev_needs_reset(&b->vd);
+			virtio_dev_fail(&b->vd, q->error);
 			break;
 		}
 		if (qi == STATS_Q) {

@@ -208,9 +208,8 @@ static void process_queue(struct virtio_blk *b)
 			break;
 		int64_t used = r < 0 ? -1 : handle(b, &b->elem);
 		if (used < 0) {
-			if (r > 0)
-				kite_error("virtio-blk: request without header or status");
-			virtio_dev_needs_reset(&b->vd);
+			virtio_dev_fail(&b->vd,
+					r < 0 ? q->error : "request without header or status");
 			break;
 		}
 		virtq_push(q, b->elem.head, (uint32_t)used);

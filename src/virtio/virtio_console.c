@@ -25,7 +25,7 @@ static void console_tx(struct virtio_console *c)
 		if (got == 0)
 			break;
 		if (got < 0) {
-			virtio_dev_needs_reset(&c->vd);
+			virtio_dev_fail(&c->vd, q->error);
 			break;
 		}
 		for (unsigned i = 0; i < c->elem.n_out; i++)
@@ -59,7 +59,7 @@ size_t virtio_console_input(struct virtio_console *c, const uint8_t *buf, size_t
 		if (got == 0)
 			break;
 		if (got < 0) {
-			virtio_dev_needs_reset(&c->vd);
+			virtio_dev_fail(&c->vd, q->error);
 			break;
 		}
 		size_t n = virtq_elem_write(&c->elem, 0, buf + done, len - done);

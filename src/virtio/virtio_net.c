@@ -34,7 +34,7 @@ static int net_receive(void *opaque, const uint8_t *frame, size_t len)
 		goto out;
 	int got = virtq_pop(q, &n->rx_elem);
 	if (got < 0)
-		virtio_dev_needs_reset(&n->vd);
+		virtio_dev_fail(&n->vd, q->error);
 	if (got <= 0)
 		goto out;
 	uint32_t used = 0;
@@ -73,7 +73,7 @@ static void net_flush_tx(void *opaque)
 		if (got == 0)
 			break;
 		if (got < 0) {
-			virtio_dev_needs_reset(&n->vd);
+			virtio_dev_fail(&n->vd, q->error);
 			break;
 		}
 		uint64_t len = n->tx_elem.out_len;

@@ -38,7 +38,7 @@ static void rng_notify(void *dev, unsigned qi)
 		if (got == 0)
 			break;
 		if (got < 0) {
-			virtio_dev_needs_reset(&r->vd);
+			virtio_dev_fail(&r->vd, q->error);
 			break;
 		}
 		uint32_t done = 0;

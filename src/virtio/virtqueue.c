@@ -1,7 +1,20 @@
 #include "virtio/virtqueue.h"
-#include "util/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+
+/* Records why the guest's queue is unusable (the device reports it, rate-limited: a hostile
+ * guest must not flood the host's log). Returns -1. */
+static int vq_fail(struct virtq *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int vq_fail(struct virtq *q, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(q->error, sizeof(q->error), fmt, ap);
+	va_end(ap);
+	return -1;
+}
 
 /* Ring layouts (virtio 1.x 2.7): all little-endian, which is the host's order on x86. */
 #define DESC_SIZE 16
@@ -41,16 +54,15 @@ int virtq_enable(struct virtq *q)
 {
 	uint16_t n = q->size;
 	if (n == 0 || (n & (n - 1)) || n > q->max_size)
-		return kite_error("virtqueue: size %u is not a power of two up to %u", n,
-				  q->max_size);
+		return vq_fail(q, "size %u is not a power of two up to %u", n, q->max_size);
 	if ((q->desc_gpa & 15) || (q->avail_gpa & 1) || (q->used_gpa & 3))
-		return kite_error("virtqueue: ring address not aligned");
+		return vq_fail(q, "ring address not aligned");
 	q->desc = gmem_ptr(q->mem, q->desc_gpa, desc_table_bytes(n));
 	q->avail = gmem_ptr(q->mem, q->avail_gpa, avail_bytes(n));
 	q->used = gmem_ptr(q->mem, q->used_gpa, used_bytes(n));
 	if (!q->desc || !q->avail || !q->used) {
 		q->desc = q->avail = q->used = NULL;
-		return kite_error("virtqueue: ring outside guest RAM");
+		return vq_fail(q, "ring outside guest RAM");
 	}
 	q->last_avail = 0; /* a driver starts its rings at index 0 after a reset */
 	q->used_idx = 0;
@@ -94,20 +106,20 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_elem *e)
 	for (;;) {
 		struct desc d;
 		if (idx >= tsize)
-			return kite_error("virtqueue: descriptor index %u out of range", idx);
+			return vq_fail(q, "descriptor index %u out of range", idx);
 		/* A chain visits each descriptor of its table at most once: more steps is a loop.
 		 */
 		if (++steps > tsize)
-			return kite_error("virtqueue: descriptor chain loops");
+			return vq_fail(q, "descriptor chain loops");
 		read_desc(table, idx, &d);
 		if (d.flags & VIRTQ_DESC_F_INDIRECT) {
 			if (!q->indirect || in_indirect || (d.flags & VIRTQ_DESC_F_NEXT))
-				return kite_error("virtqueue: misplaced indirect descriptor");
+				return vq_fail(q, "misplaced indirect descriptor");
 			if (d.len == 0 || d.len % DESC_SIZE || d.len / DESC_SIZE > VIRTQ_MAX_SEGS)
-				return kite_error("virtqueue: bad indirect table length %u", d.len);
+				return vq_fail(q, "bad indirect table length %u", d.len);
 			table = gmem_ptr(q->mem, d.addr, d.len);
 			if (!table)
-				return kite_error("virtqueue: indirect table outside guest RAM");
+				return vq_fail(q, "indirect table outside guest RAM");
 			tsize = d.len / DESC_SIZE;
 			idx = 0;
 			steps = 0;
@@ -117,22 +129,21 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_elem *e)
 		if (d.len) {
 			uint8_t *p = gmem_ptr(q->mem, d.addr, d.len);
 			if (!p)
-				return kite_error("virtqueue: buffer 0x%llx+%u outside guest RAM",
-						  (unsigned long long)d.addr, d.len);
+				return vq_fail(q, "buffer 0x%llx+%u outside guest RAM",
+					       (unsigned long long)d.addr, d.len);
 			if (e->n_out + e->n_in >= VIRTQ_MAX_SEGS)
-				return kite_error("virtqueue: chain has too many buffers");
+				return vq_fail(q, "chain has too many buffers");
 			if (d.flags & VIRTQ_DESC_F_WRITE) {
 				if (e->in_len + d.len > UINT32_MAX)
-					return kite_error("virtqueue: chain too long");
+					return vq_fail(q, "chain too long");
 				e->in[e->n_in++] = (struct virtq_iov){p, d.len};
 				e->in_len += d.len;
 			} else {
 				/* Device-readable buffers come first (2.7.4.2). */
 				if (e->n_in)
-					return kite_error("virtqueue: readable buffer after a "
-							  "writable one");
+					return vq_fail(q, "readable buffer after a writable one");
 				if (e->out_len + d.len > UINT32_MAX)
-					return kite_error("virtqueue: chain too long");
+					return vq_fail(q, "chain too long");
 				e->out[e->n_out++] = (struct virtq_iov){p, d.len};
 				e->out_len += d.len;
 			}
@@ -152,8 +163,7 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
 	if (pending == 0)
 		return 0;
 	if (pending > q->size)
-		return kite_error("virtqueue: available index moved by %u on a queue of %u",
-				  pending, q->size);
+		return vq_fail(q, "available index moved by %u on a queue of %u", pending, q->size);
 	uint16_t head;
 	memcpy(&head, q->avail + 4 + 2u * (q->last_avail & (q->size - 1)), 2);
 	q->last_avail++;

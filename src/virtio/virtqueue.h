@@ -5,7 +5,8 @@
  * Everything the guest wrote is hostile: ring indexes, descriptor indexes, lengths and
  * addresses are checked, chains are walked with a step limit, and a chain is seen only as
  * host pointers that gmem_ptr() returned for the exact ranges the guest described. A chain
- * that breaks a rule makes virtq_pop() fail; the device then marks itself NEEDS_RESET. */
+ * that breaks a rule makes virtq_pop() fail; the device then marks itself NEEDS_RESET
+ * (virtio_dev_fail). */
 #ifndef KITE_VIRTIO_VIRTQUEUE_H
 #define KITE_VIRTIO_VIRTQUEUE_H
 
@@ -63,18 +64,19 @@ struct virtq {
 	uint16_t used_idx;   /* our copy of used->idx */
 	uint16_t signalled_used;
 	bool signalled_valid;
+	char error[96]; /* why the last virtq_enable() or virtq_pop() failed */
 };
 
 /* Resets the queue to its power-on state (size = max_size, disabled, addresses 0). */
 void virtq_reset(struct virtq *q, const struct guest_mem *mem, uint16_t max_size);
 
 /* Checks the size and the three ring addresses (RAM, alignment) and maps them. Returns 0, or
- * -1 with an error printed: the queue stays disabled. */
+ * -1 with the reason in q->error (nothing printed): the queue stays disabled. */
 int virtq_enable(struct virtq *q);
 
 /* Pops the next available chain into *e. Returns 1 when a chain was popped, 0 when the ring
- * is empty, -1 (error printed) when the guest broke the rules: the queue is then unusable
- * until a reset. */
+ * is empty, -1 (reason in q->error, nothing printed) when the guest broke the rules: the
+ * queue is then unusable until a reset. */
 int virtq_pop(struct virtq *q, struct virtq_elem *e);
 
 /* Returns a chain to the driver with `len` bytes written into its `in` buffers. */

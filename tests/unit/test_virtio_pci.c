@@ -5,6 +5,7 @@
 #include "vpci_driver.h"
 #include "virtio/virtio_rng.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 struct fx {
@@ -199,6 +200,39 @@ static void test_stray_accesses(void **state)
 	assert_true(vd_status(&f->d) & VIRTIO_STATUS_DRIVER_OK);
 }
 
+/* A guest that breaks the rules over and over gets NEEDS_RESET each time, but the host's
+ * log sees only the first few. */
+static void test_failures_log_limited(void **state)
+{
+	struct fx *f = *state;
+	char path[] = "/tmp/kite-vpci-log-XXXXXX";
+	int log = mkstemp(path);
+	assert_true(log >= 0);
+	fflush(stderr);
+	int saved = dup(2);
+	dup2(log, 2);
+	for (int i = 0; i < 50; i++) {
+		assert_true(vd_negotiate(&f->d, ~0ull));
+		vd_common_wr(&f->d, VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
+		vd_common_wr(&f->d, VIRTIO_PCI_COMMON_Q_SIZE, 3, 2);
+		vd_common_wr(&f->d, VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
+		assert_true(vd_status(&f->d) & VIRTIO_STATUS_NEEDS_RESET);
+	}
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	char buf[8192] = {0};
+	assert_true(pread(log, buf, sizeof(buf) - 1, 0) > 0);
+	close(log);
+	unlink(path);
+	int lines = 0;
+	for (char *p = buf; (p = strchr(p, '\n')); p++)
+		lines++;
+	assert_int_equal(lines, 8);
+	assert_non_null(strstr(buf, "not a power of two"));
+	assert_non_null(strstr(buf, "further errors not shown"));
+}
+
 /* The PCI configuration access capability: BAR0 through config space only. */
 static void test_pci_cfg_window(void **state)
 {
@@ -243,6 +277,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stray_accesses, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failures_log_limited, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

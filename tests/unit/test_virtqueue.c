@@ -3,10 +3,7 @@
 #include "vdriver.h"
 #include "virtio/virtqueue.h"
 
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #define RAM (1u << 20)
 
@@ -97,7 +94,9 @@ static void test_indirect(void **state)
 static void expect_refused(struct fx *f, uint16_t head)
 {
 	tq_avail(&f->t, head);
+	f->q.error[0] = 0;
 	assert_int_equal(virtq_pop(&f->q, &f->e), -1);
+	assert_true(f->q.error[0]); /* a reason for the device's log */
 }
 
 static void test_loop(void **state)
@@ -211,11 +210,6 @@ static void test_random_tables(void **state)
 	struct fx *f = *state;
 	uint32_t seed = 12345;
 	int popped = 0, refused = 0;
-	/* thousands of refusals, each with its error line: keep the test output readable */
-	fflush(stderr);
-	int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
-	assert_true(saved >= 0 && devnull >= 0);
-	dup2(devnull, 2);
 	for (int round = 0; round < 20000; round++) {
 		for (int i = 0; i < 16; i++) {
 			seed = seed * 1103515245 + 12345;
@@ -248,10 +242,6 @@ static void test_random_tables(void **state)
 		}
 		virtq_push(&f->q, f->e.head, 0);
 	}
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	close(devnull);
 	assert_true(popped > 100 && refused > 100); /* both paths exercised */
 }
 
