@@ -33,6 +33,7 @@ struct net_slirp {
 	struct slirp_timer *timers;
 	struct pollfd *pfds;
 	int npfds, cap_pfds;
+	unsigned guest_errors; /* slirp thread only */
 };
 
 static int64_t now_ns(void)
@@ -54,7 +55,12 @@ static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
 
 static void cb_guest_error(const char *msg, void *opaque)
 {
-	kite_warn("user network: %s", msg);
+	/* The guest controls how often this happens: log the first few only. */
+	struct net_slirp *s = opaque;
+	if (s->guest_errors < 8)
+		kite_warn("user network: %s%s", msg,
+			  s->guest_errors == 7 ? " (further guest errors not shown)" : "");
+	s->guest_errors++;
 }
 
 static int64_t cb_clock_get_ns(void *opaque)
