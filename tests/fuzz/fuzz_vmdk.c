@@ -37,6 +37,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (uint64_t off = 0, pnum, host; off < end; off += pnum)
 			if (vmdk_block_status(v, off, end - off, &pnum, &host) < 0 || pnum == 0)
 				break;
+		uint64_t corrupt;
+		if (vmdk_size(v) <= (64u << 20)) /* check walks every grain */
+			vmdk_check(v, &corrupt);
 		vmdk_close(v);
 	}
 	close(fd);
