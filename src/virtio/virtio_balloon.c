@@ -11,6 +11,10 @@
 #define INFLATE_Q		  0
 #define DEFLATE_Q		  1
 #define STATS_Q			  2
+/* Bounds on one request (Linux sends at most 256 PFNs and ~10 statistics): a guest that
+ * sends more only gets them ignored, and cannot hold a vCPU thread here for long. */
+#define MAX_PFNS_PER_REQ  4096
+#define MAX_STATS_PER_REQ 64
 
 struct virtio_balloon {
 	struct virtio_dev vd;
@@ -36,7 +40,10 @@ static void discard_range(struct virtio_balloon *b, uint64_t gpa, uint64_t len)
 static void handle_pages(struct virtio_balloon *b, bool inflate)
 {
 	uint64_t run_start = 0, run_len = 0, count = 0;
-	for (uint64_t off = 0; off + 4 <= b->elem.out_len; off += 4) {
+	uint64_t end = b->elem.out_len;
+	if (end > 4ull * MAX_PFNS_PER_REQ)
+		end = 4ull * MAX_PFNS_PER_REQ;
+	for (uint64_t off = 0; off + 4 <= end; off += 4) {
 		uint32_t pfn;
 		virtq_elem_read(&b->elem, off, &pfn, 4);
 		uint64_t gpa = (uint64_t)pfn * BALLOON_PAGE;
@@ -65,7 +72,10 @@ static void handle_stats(struct virtio_balloon *b)
 	/* An array of packed { le16 tag; le64 val; }. */
 	memset(b->stats.val, 0, sizeof(b->stats.val));
 	b->stats.valid = 0;
-	for (uint64_t off = 0; off + 10 <= b->elem.out_len; off += 10) {
+	uint64_t end = b->elem.out_len;
+	if (end > 10ull * MAX_STATS_PER_REQ)
+		end = 10ull * MAX_STATS_PER_REQ;
+	for (uint64_t off = 0; off + 10 <= end; off += 10) {
 		uint8_t ent[10];
 		virtq_elem_read(&b->elem, off, ent, 10);
 		uint16_t tag;

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <sys/random.h>
 
+#define RNG_MAX_PER_REQ (64u << 10)
+
 struct virtio_rng {
 	struct virtio_dev vd;
 	pthread_mutex_t lock;
@@ -41,11 +43,16 @@ static void rng_notify(void *dev, unsigned qi)
 			virtio_dev_fail(&r->vd, q->error);
 			break;
 		}
+		/* The device may fill less than offered (5.4.6): at most RNG_MAX_PER_REQ
+		 * bytes, so that a huge buffer does not hold the vCPU thread. */
 		uint32_t done = 0;
-		for (unsigned i = 0; i < r->elem.n_in; i++) {
-			if (fill(r->elem.in[i].base, r->elem.in[i].len) < 0)
+		for (unsigned i = 0; i < r->elem.n_in && done < RNG_MAX_PER_REQ; i++) {
+			uint32_t n = r->elem.in[i].len;
+			if (n > RNG_MAX_PER_REQ - done)
+				n = RNG_MAX_PER_REQ - done;
+			if (fill(r->elem.in[i].base, n) < 0)
 				break;
-			done += r->elem.in[i].len;
+			done += n;
 		}
 		virtq_push(q, r->elem.head, done);
 		pushed = true;

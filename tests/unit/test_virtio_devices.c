@@ -72,6 +72,15 @@ static void test_rng_fills(void **state)
 	assert_memory_not_equal(f->d.ram + 0x201000, f->d.ram + 0x202000, 1024);
 	assert_int_equal(f->d.ram[0x201000 + 3000], 0); /* nothing past the buffer */
 	assert_true(f->d.msis >= 1);
+	/* a 4 MiB request gets at most 64 KiB: the used length says how much */
+	memset(f->d.ram + 0x400000, 0, 4 << 20);
+	tq_desc(q, 3, 0x400000, 4 << 20, VIRTQ_DESC_F_WRITE, 0);
+	tq_avail(q, 3);
+	vd_kick(&f->d, 0);
+	assert_int_equal(tq_used_idx(q), 3);
+	tq_used_elem(q, 2, &id, &len);
+	assert_int_equal(len, 64 << 10);
+	assert_int_equal(f->d.ram[0x400000 + (64 << 10) + 10], 0);
 	virtio_rng_destroy(r);
 }
 
