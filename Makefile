@@ -84,6 +84,14 @@ guest: build/guest/vmlinuz build/guest/initramfs.cpio.gz
 build/guest/vmlinuz build/guest/initramfs.cpio.gz &: scripts/make-guest
 	./scripts/make-guest build/guest
 
+# Minimal Linux guest built from Debian's linux-source (scripts/make-guest-min, docs/guest-min.md).
+# Slow (10-30 minutes): not part of check; test_guest_min.py skips without it.
+.PHONY: guest-min
+guest-min: build/guest-min/vmlinux build/guest-min/bzImage build/guest-min/initramfs.cpio.gz
+build/guest-min/vmlinux build/guest-min/bzImage build/guest-min/initramfs.cpio.gz &: \
+		scripts/make-guest-min $(wildcard scripts/guest-min/*)
+	./scripts/make-guest-min build/guest-min
+
 run: build/kite guest
 	./build/kite run --kernel build/guest/vmlinuz --initrd build/guest/initramfs.cpio.gz \
 	  --append "console=ttyS0" -m 512M
