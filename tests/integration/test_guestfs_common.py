@@ -59,7 +59,7 @@ def mkfs(path, tree=None, size=64 * MiB, fstype="ext4", opts=(), label=None):
         argv += ["-L", label]
     if tree:
         argv += ["-d", tree]
-    sh(argv + [path])
+    sh(argv + [path], timeout=600)  # -d with thousands of files is slow on a busy host
     return path
 
 

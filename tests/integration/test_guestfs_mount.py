@@ -89,6 +89,8 @@ def test_changes_through_the_mount_are_clean_and_visible(kite, tree, tmp_path):
             f.truncate(3)
         with open(mnt + "/etc/new.bin", "rb") as f:
             assert f.read() == data
+        r = fails(kite, "write", img, "/other", input="x")  # the mount holds the image
+        assert "in use" in r.stderr
     e2fsck_clean(img)
     assert run(["debugfs", "-R", "cat /srv/hard", img], text=False).stdout == data
     srv = debugfs_ls(img, "/srv")

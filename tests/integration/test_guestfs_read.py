@@ -376,15 +376,24 @@ def test_every_variant_reads_back_exactly(kite, tree, tmp_path, fstype, opts):
         assert set(ok(kite, "ls", img, d).stdout.split()) == set(debugfs_ls(img, d)), d
 
 
-def test_htree_directory_with_10000_entries(kite, tmp_path):
-    src = str(tmp_path / "src")
+@pytest.fixture(scope="module")
+def htree_img(tmp_path_factory):
+    """10,000 names in one directory, indexed (mke2fs -d writes linear directories; e2fsck -D
+    builds the hash tree), built once for both builds."""
+    tmp = tmp_path_factory.mktemp("htree")
+    src = str(tmp / "src")
     os.makedirs(src + "/big")
     names = [f"file-{i:05d}-{'x' * (i % 40)}" for i in range(10000)]
     for n in names:
         with open(f"{src}/big/{n}", "w") as f:
             f.write(n)
-    img = mkfs(str(tmp_path / "h.img"), src, size=64 * MiB)
-    run(["e2fsck", "-fyD", img])  # mke2fs -d writes linear directories; -D indexes them
+    img = mkfs(str(tmp / "h.img"), src, size=64 * MiB)
+    run(["e2fsck", "-fyD", img], timeout=600)
+    return img, names
+
+
+def test_htree_directory_with_10000_entries(kite, htree_img):
+    img, names = htree_img
     assert "Root node dump" in debugfs(img, "htree /big")
     got = ok(kite, "ls", img, "/big").stdout.split("\n")[:-1]
     assert got == sorted(names)
