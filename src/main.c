@@ -45,7 +45,7 @@ static void usage(FILE *out)
 	fprintf(out, "usage: kite <command> [options]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (commands[i].summary) /* hidden commands have none */
-			fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+			fprintf(out, "  %-17s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\n'kite <command> --help' describes a command's options.\n");
 }
 
