@@ -264,15 +264,20 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 		kite_error("out of memory");
 		goto out;
 	}
+	/* The header cluster: its size is in the first bytes (invalid sizes fail later). */
 	if (blk_file_size(b->fd, &fsize, b->filename) < 0 ||
-	    blk_file_pread(b->fd, hdr, 1u << QCOW2_MAX_CLUSTER, 0, b->filename) < 0)
+	    blk_file_pread(b->fd, hdr, 512, 0, b->filename) < 0)
+		goto out;
+	uint32_t bits = get_be32(hdr + 20);
+	if (bits > QCOW2_MIN_CLUSTER && bits <= QCOW2_MAX_CLUSTER &&
+	    blk_file_pread(b->fd, hdr, 1u << bits, 0, b->filename) < 0)
 		goto out;
 	if (parse_header(b, hdr, fsize) < 0 || load_tables(b) < 0)
 		goto out;
 	q->file_end = fsize;
 	q->meta_prealloc = -1;
-	mcache_init(&q->l2c, true);
-	mcache_init(&q->rbc, false);
+	mcache_init(&q->l2c, true, q->cluster_size);
+	mcache_init(&q->rbc, false, q->cluster_size);
 	if (qcow2_read_snapshots(b) < 0)
 		goto out;
 	if (b->flags & BLK_O_RDWR) {

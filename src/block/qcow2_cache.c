@@ -9,10 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
-void mcache_init(struct mcache *c, bool is_l2)
+void mcache_init(struct mcache *c, bool is_l2, uint64_t cluster_size)
 {
 	memset(c, 0, sizeof(*c));
-	c->slots = MCACHE_SLOTS;
+	uint64_t n = MCACHE_BYTES / cluster_size;
+	c->slots = n < 2 ? 2 : n > MCACHE_SLOTS ? MCACHE_SLOTS : (int)n;
 	c->is_l2 = is_l2;
 }
 

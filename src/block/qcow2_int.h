@@ -70,7 +70,9 @@ struct mcache_entry {
 	uint64_t used;
 };
 
-#define MCACHE_SLOTS 16
+/* Up to 64 tables, about 2 MiB of them: 32 for 64 KiB clusters, 2 for 2 MiB ones. */
+#define MCACHE_SLOTS 64
+#define MCACHE_BYTES (2u << 20)
 struct mcache {
 	struct mcache_entry e[MCACHE_SLOTS];
 	int slots;
@@ -156,7 +158,7 @@ void qcow2_meta_mark(struct qcow2 *q, uint64_t off, bool is_meta);
 void qcow2_meta_invalidate(struct qcow2 *q);
 
 /* qcow2_cache.c */
-void mcache_init(struct mcache *c, bool is_l2);
+void mcache_init(struct mcache *c, bool is_l2, uint64_t cluster_size);
 void mcache_free(struct mcache *c);
 uint8_t *mcache_get(struct blk *b, struct mcache *c, uint64_t off, bool read);
 void mcache_dirty(struct mcache *c, const uint8_t *buf);

@@ -403,7 +403,7 @@ int qcow2_snapshot_apply(struct blk *b, const char *name_or_id)
 			q->l1[i] = i < s->l1_size ? sl1[i] : 0;
 			put_be64(disk + i * 8, q->l1[i]);
 		}
-		for (uint64_t i = 0; r == 0 && i < MCACHE_SLOTS; i++)
+		for (int i = 0; r == 0 && i < q->l2c.slots; i++)
 			mcache_forget(&q->l2c, q->l2c.e[i].off);
 		if (r == 0)
 			r = blk_file_pwrite(b->fd, disk, (size_t)old_size * 8, q->l1_offset,
