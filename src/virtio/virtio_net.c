@@ -4,14 +4,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VIRTIO_NET_F_MAC     5
-#define VIRTIO_NET_F_STATUS  16
-#define VIRTIO_NET_S_LINK_UP 1
+#define VIRTIO_NET_F_MAC       5
+#define VIRTIO_NET_F_MRG_RXBUF 15
+#define VIRTIO_NET_F_STATUS    16
+#define VIRTIO_NET_S_LINK_UP   1
 
-#define RX_Q	    0
-#define TX_Q	    1
-#define HDR_LEN	    12 /* struct virtio_net_hdr with num_buffers: always, with VERSION_1 */
-#define CONFIG_SIZE 10 /* mac[6], status, max_virtqueue_pairs */
+#define RX_Q	      0
+#define TX_Q	      1
+#define HDR_LEN	      12 /* struct virtio_net_hdr with num_buffers: always, with VERSION_1 */
+#define CONFIG_SIZE   10 /* mac[6], status, max_virtqueue_pairs */
+#define MAX_RX_CHAINS 64 /* chains one received frame may take with MRG_RXBUF */
 
 struct virtio_net {
 	struct virtio_dev vd;
@@ -24,19 +26,15 @@ struct virtio_net {
 
 /* ---- frontend callbacks: backend thread ---- */
 
-static int net_receive(void *opaque, const uint8_t *frame, size_t len)
+/* Without VIRTIO_NET_F_MRG_RXBUF: the frame and its header in one chain. */
+static int receive_one(struct virtio_net *n, struct virtq *q, const uint8_t *frame, size_t len)
 {
-	struct virtio_net *n = opaque;
-	struct virtq *q = &n->vd.vqs[RX_Q];
-	int ret = -1;
-	pthread_mutex_lock(&n->rx_lock);
-	if (!virtio_dev_live(&n->vd))
-		goto out;
 	int got = virtq_pop(q, &n->rx_elem);
 	if (got < 0)
 		virtio_dev_fail(&n->vd, q->error);
 	if (got <= 0)
-		goto out;
+		return -1;
+	int ret = -1;
 	uint32_t used = 0;
 	if (n->rx_elem.in_len >= HDR_LEN + len) {
 		uint8_t hdr[HDR_LEN] = {0}; /* no checksum offload, GSO_NONE */
@@ -47,8 +45,74 @@ static int net_receive(void *opaque, const uint8_t *frame, size_t len)
 		ret = 0;
 	} /* else: a buffer too small for the frame is returned empty; the driver drops it */
 	virtq_push(q, n->rx_elem.head, used);
-	virtio_dev_queue_done(&n->vd, RX_Q);
-out:
+	return ret;
+}
+
+/* With VIRTIO_NET_F_MRG_RXBUF: as many chains as the frame needs (5.1.6.4.2), the header's
+ * num_buffers saying how many. Nothing is returned to the driver unless all of it fits. */
+static int receive_merged(struct virtio_net *n, struct virtq *q, const uint8_t *frame, size_t len)
+{
+	uint16_t heads[MAX_RX_CHAINS];
+	uint32_t lens[MAX_RX_CHAINS];
+	uint8_t *num_buffers[2] = {NULL, NULL}; /* where header bytes 10 and 11 landed */
+	uint8_t hdr[HDR_LEN] = {0};
+	size_t total = HDR_LEN + len, done = 0;
+	unsigned nb = 0;
+	while (done < total) {
+		int got = nb < MAX_RX_CHAINS ? virtq_pop(q, &n->rx_elem) : 0;
+		if (got < 0)
+			virtio_dev_fail(&n->vd, q->error);
+		if (got <= 0) {
+			virtq_unpop(q, nb); /* not enough room: the frame is dropped */
+			return -1;
+		}
+		const struct virtq_elem *e = &n->rx_elem;
+		uint32_t w = 0;
+		/* The header first (it may straddle buffers), then frame bytes. */
+		while (w < e->in_len && done < total) {
+			size_t chunk = e->in_len - w;
+			if (done < HDR_LEN) {
+				if (chunk > HDR_LEN - done)
+					chunk = HDR_LEN - done;
+				for (size_t i = 0; i < chunk; i++) {
+					size_t hb = done + i;
+					if (hb == 10 || hb == 11)
+						num_buffers[hb - 10] = virtq_elem_ptr(e, w + i);
+				}
+				virtq_elem_write(e, w, hdr + done, chunk);
+			} else {
+				if (chunk > total - done)
+					chunk = total - done;
+				virtq_elem_write(e, w, frame + (done - HDR_LEN), chunk);
+			}
+			w += chunk;
+			done += chunk;
+		}
+		heads[nb] = e->head;
+		lens[nb] = w;
+		nb++;
+	}
+	*num_buffers[0] = nb & 0xff;
+	*num_buffers[1] = nb >> 8;
+	for (unsigned i = 0; i < nb; i++)
+		virtq_push(q, heads[i], lens[i]);
+	return 0;
+}
+
+static int net_receive(void *opaque, const uint8_t *frame, size_t len)
+{
+	struct virtio_net *n = opaque;
+	struct virtq *q = &n->vd.vqs[RX_Q];
+	int ret = -1;
+	pthread_mutex_lock(&n->rx_lock);
+	if (virtio_dev_live(&n->vd)) {
+		uint16_t before = q->used_idx;
+		ret = virtio_dev_has_feature(&n->vd, VIRTIO_NET_F_MRG_RXBUF)
+			  ? receive_merged(n, q, frame, len)
+			  : receive_one(n, q, frame, len);
+		if (q->used_idx != before)
+			virtio_dev_queue_done(&n->vd, RX_Q);
+	}
 	pthread_mutex_unlock(&n->rx_lock);
 	return ret;
 }
@@ -154,7 +218,8 @@ struct virtio_net *virtio_net_create(const struct guest_mem *mem, struct net_bac
 		return NULL;
 	}
 	if (virtio_dev_init(&n->vd, &net_ops, n, mem,
-			    1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_STATUS) < 0)
+			    1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_STATUS |
+				1ull << VIRTIO_NET_F_MRG_RXBUF) < 0)
 		goto fail;
 	struct net_frontend fe = {net_receive, net_can_receive, net_flush_tx, n};
 	if (be->ops->start(be, &fe) < 0) {

@@ -177,6 +177,11 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
 	return walk_chain(q, head, e) < 0 ? -1 : 1;
 }
 
+void virtq_unpop(struct virtq *q, uint16_t n)
+{
+	q->last_avail -= n;
+}
+
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 {
 	if (!q->enabled)
@@ -244,4 +249,14 @@ size_t virtq_elem_write(const struct virtq_elem *e, uint64_t off, const void *sr
 		off = 0;
 	}
 	return done;
+}
+
+uint8_t *virtq_elem_ptr(const struct virtq_elem *e, uint64_t off)
+{
+	for (unsigned i = 0; i < e->n_in; i++) {
+		if (off < e->in[i].len)
+			return e->in[i].base + off;
+		off -= e->in[i].len;
+	}
+	return NULL;
 }

@@ -79,6 +79,10 @@ int virtq_enable(struct virtq *q);
  * queue is then unusable until a reset. */
 int virtq_pop(struct virtq *q, struct virtq_elem *e);
 
+/* Gives back the last `n` popped chains, not yet pushed: the next pops return them again
+ * (a device that needs several chains for one item and ran out). */
+void virtq_unpop(struct virtq *q, uint16_t n);
+
 /* Returns a chain to the driver with `len` bytes written into its `in` buffers. */
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
 
@@ -92,6 +96,8 @@ bool virtq_has_avail(struct virtq *q);
 /* Copies from the chain's device-readable buffers, starting `off` bytes in. Returns the
  * bytes copied (less than len when the buffers end). */
 size_t virtq_elem_read(const struct virtq_elem *e, uint64_t off, void *dst, size_t len);
+/* Host address of byte `off` of the chain's device-writable buffers, or NULL past them. */
+uint8_t *virtq_elem_ptr(const struct virtq_elem *e, uint64_t off);
 /* Copies into the chain's device-writable buffers, starting `off` bytes in. Returns the
  * bytes copied. */
 size_t virtq_elem_write(const struct virtq_elem *e, uint64_t off, const void *src, size_t len);

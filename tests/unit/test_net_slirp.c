@@ -22,9 +22,15 @@ struct fx {
 	struct virtio_pci vp;
 	struct virtio_net *net;
 	uint16_t rx_seen;
+	uint64_t features;
 };
 
-static void start(struct fx *f, const char *opts, unsigned index)
+#define F_MRG_RXBUF (1ull << 15)
+
+/* The NIC with features `want` (masked by what it offers) and `nrx` receive buffers of
+ * `rxlen` bytes posted. */
+static void start_with(struct fx *f, const char *opts, unsigned index, uint64_t want, int nrx,
+		       uint32_t rxlen)
 {
 	vd_init(&f->d);
 	struct net_opts o;
@@ -36,18 +42,24 @@ static void start(struct fx *f, const char *opts, unsigned index)
 	assert_int_equal(virtio_pci_init(&f->vp, &f->d.bus, virtio_net_dev(f->net)), 1);
 	assert_int_equal(vd_probe(&f->d, 1), 1);
 	vd_enable_msix(&f->d);
-	assert_true(vd_negotiate(&f->d, ~0ull) >> 5 & 1); /* VIRTIO_NET_F_MAC */
+	f->features = vd_negotiate(&f->d, want);
+	assert_true(f->features >> 5 & 1); /* VIRTIO_NET_F_MAC */
 	vd_setup_queue(&f->d, 0, 64, 0x10000);
 	vd_setup_queue(&f->d, 1, 64, 0x20000);
 	vd_driver_ok(&f->d);
 	for (int i = 0; i < 6; i++) /* the MAC in config space */
 		assert_int_equal(vd_rd(&f->d, IOBUS_MMIO, f->d.device + i, 1), MAC[i]);
 	assert_int_equal(vd_rd(&f->d, IOBUS_MMIO, f->d.device + 6, 2), 1); /* link up */
-	for (int i = 0; i < NRX; i++) {
-		tq_desc(&f->d.q[0], i, RXBUF_GPA + RXBUF_LEN * i, RXBUF_LEN, VIRTQ_DESC_F_WRITE, 0);
+	for (int i = 0; i < nrx; i++) {
+		tq_desc(&f->d.q[0], i, RXBUF_GPA + RXBUF_LEN * i, rxlen, VIRTQ_DESC_F_WRITE, 0);
 		tq_avail(&f->d.q[0], i);
 	}
 	vd_kick(&f->d, 0);
+}
+
+static void start(struct fx *f, const char *opts, unsigned index)
+{
+	start_with(f, opts, index, ~0ull, NRX, RXBUF_LEN);
 }
 
 static int teardown(void **state)
@@ -255,7 +267,7 @@ static void test_hostfwd_reaches_guest(void **state)
 static void test_hostile_buffers(void **state)
 {
 	struct fx *f = *state;
-	start(f, "user", 0);
+	start_with(f, "user", 0, ~F_MRG_RXBUF, NRX, RXBUF_LEN);
 	expect_offer(f, "10.0.2.15");
 	/* the next posted receive buffer shrinks to 8 bytes: the offer cannot fit */
 	uint16_t next = tq_used_idx(&f->d.q[0]);
@@ -516,6 +528,48 @@ static void test_tcp_to_host_via_gateway(void **state)
 	close(ls);
 }
 
+/* With MRG_RXBUF a frame spreads over several small buffers, num_buffers saying how many;
+ * when too few are posted, nothing is used and the frame is dropped. */
+static void test_mergeable_rx_buffers(void **state)
+{
+	struct fx *f = *state;
+	start_with(f, "user", 0, ~0ull, 2, 256); /* 512 bytes posted: an offer needs more */
+	assert_true(f->features & F_MRG_RXBUF);
+	uint8_t fr[1500];
+	send_frame(f, fr, build_discover(fr, 0x11111111));
+	assert_int_equal(vd_wait_used(&f->d, 1, 1), 0); /* sent */
+	usleep(200000);
+	assert_int_equal(tq_used_idx(&f->d.q[0]), 0); /* dropped whole, no buffer used */
+	for (int i = 2; i < 8; i++) {
+		tq_desc(&f->d.q[0], i, RXBUF_GPA + RXBUF_LEN * i, 256, VIRTQ_DESC_F_WRITE, 0);
+		tq_avail(&f->d.q[0], i);
+	}
+	vd_kick(&f->d, 0);
+	want_xid = 0x22222222;
+	send_frame(f, fr, build_discover(fr, want_xid));
+	for (int i = 0; i < 5000 && tq_used_idx(&f->d.q[0]) < 3; i++)
+		usleep(1000);
+	uint16_t used = tq_used_idx(&f->d.q[0]);
+	assert_true(used >= 3);
+	/* first buffer: header with num_buffers, then the frame continues in the next ones */
+	uint32_t id, len;
+	tq_used_elem(&f->d.q[0], 0, &id, &len);
+	const uint8_t *first = f->d.ram + RXBUF_GPA + RXBUF_LEN * id;
+	uint16_t nbuf = first[10] | first[11] << 8;
+	assert_true(nbuf >= 3 && nbuf <= used);
+	uint8_t whole[2048];
+	size_t n = 0;
+	for (uint16_t k = 0; k < nbuf; k++) {
+		tq_used_elem(&f->d.q[0], k, &id, &len);
+		assert_true(len <= 256 && (k + 1 == nbuf || len == 256));
+		memcpy(whole + n, f->d.ram + RXBUF_GPA + RXBUF_LEN * id, len);
+		n += len;
+	}
+	assert_true(is_dhcp_reply(whole + 12, n - 12));
+	const uint8_t *b = whole + 12 + 14 + ((whole[12 + 14] & 15) * 4) + 8;
+	assert_memory_equal(b + 16, ((uint8_t[]){10, 0, 2, 15}), 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -526,6 +580,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_udp_to_host_via_gateway, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_udp_hostfwd, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tcp_to_host_via_gateway, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mergeable_rx_buffers, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
