@@ -312,6 +312,63 @@ static void many_small_clusters(void **state)
 	}
 }
 
+struct wtask {
+	struct blk *b;
+	unsigned id;
+	int failures;
+};
+
+/* Each thread owns every 4th 192 KiB stripe: writes, reads back, rewrites a part. */
+static void *writer_task(void *arg)
+{
+	struct wtask *t = arg;
+	static __thread uint8_t buf[196608], back[196608];
+	for (uint64_t s = t->id; (s + 1) * sizeof(buf) <= (16u << 20); s += 4) {
+		qt_fill(buf, sizeof(buf), (unsigned)s);
+		if (blk_pwrite(t->b, buf, sizeof(buf), s * sizeof(buf)) < 0 ||
+		    blk_pread(t->b, back, sizeof(back), s * sizeof(buf)) < 0 ||
+		    memcmp(buf, back, sizeof(buf)))
+			t->failures++;
+		if (blk_write_zeroes(t->b, s * sizeof(buf) + 1000, 70000, BLK_ZERO_MAY_UNMAP) < 0)
+			t->failures++;
+	}
+	return NULL;
+}
+
+/* One struct blk shared by four threads (the hypervisor's I/O workers). */
+static void concurrent_writers(void **state)
+{
+	struct blk_create_opts o = {.size = 16 << 20, .size_set = true, .cluster_size = 4096};
+	assert_int_equal(blk_create(qt_path("mt.qcow2"), "qcow2", &o), 0);
+	struct blk *b = blk_open(qt_path("mt.qcow2"), NULL, BLK_O_RDWR);
+	assert_non_null(b);
+	pthread_t th[4];
+	struct wtask t[4];
+	for (unsigned i = 0; i < 4; i++) {
+		t[i] = (struct wtask){.b = b, .id = i};
+		assert_int_equal(pthread_create(&th[i], NULL, writer_task, &t[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(t[i].failures, 0);
+	}
+	blk_close(b);
+	qt_assert_clean("mt.qcow2");
+	size_t n;
+	assert_int_equal(qt_sh("qemu-img convert -O raw mt.qcow2 mt.raw"), 0);
+	uint8_t *got = qt_slurp(qt_path("mt.raw"), &n);
+	static uint8_t exp[196608];
+	uint64_t s = 0;
+	for (; (s + 1) * sizeof(exp) <= (16u << 20); s++) {
+		qt_fill(exp, sizeof(exp), (unsigned)s);
+		memset(exp + 1000, 0, 70000);
+		assert_memory_equal(got + s * sizeof(exp), exp, sizeof(exp));
+	}
+	for (uint64_t o = s * sizeof(exp); o < n; o++) /* the tail nobody wrote */
+		assert_int_equal(got[o], 0);
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +381,7 @@ int main(void)
 	    cmocka_unit_test(resize),
 	    cmocka_unit_test(parallel_compression),
 	    cmocka_unit_test(many_small_clusters),
+	    cmocka_unit_test(concurrent_writers),
 	};
 	return cmocka_run_group_tests(tests, qt_setup, qt_teardown);
 }
