@@ -22,7 +22,7 @@ struct blk;
 #define BLK_O_RDONLY	    0u
 #define BLK_O_RDWR	    (1u << 0) /* writable (the backing chain stays read-only) */
 #define BLK_O_NO_BACKING    (1u << 1) /* do not open backing files: unallocated reads as zeros */
-#define BLK_O_NOCACHE	    (1u << 2) /* cache=none: O_DIRECT on the image file */
+#define BLK_O_NOCACHE	    (1u << 2) /* cache=none: O_DIRECT (raw; qcow2 keeps the page cache) */
 #define BLK_O_NO_PROBE_WARN (1u << 3) /* do not print the raw-probing warning */
 /* cache=unsafe (qemu-img convert's default for its target): never sync, not even between
  * dependent metadata writes. Much faster with small clusters; a crash (not a clean exit)
