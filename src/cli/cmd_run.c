@@ -31,7 +31,7 @@ static void usage(FILE *out)
 	    "repeatable\n"
 	    "      --rng                a virtio-rng entropy device\n"
 	    "      --balloon            a virtio-balloon device\n"
-	    "      --console KIND       stdio (default), none, or file:PATH\n"
+	    "      --console KIND       stdio (default), virtio (hvc0), none, file:PATH\n"
 	    "      --control-socket PATH  serve the control protocol (docs/control-protocol.md)\n"
 	    "      --name NAME          machine name (shown in messages)\n"
 	    "      --no-reboot          exit instead of rebooting when the guest resets\n"

@@ -14,13 +14,15 @@ int console_parse(const char *spec, enum console_kind *kind, const char **path)
 	*path = NULL;
 	if (!strcmp(spec, "stdio"))
 		*kind = CONSOLE_STDIO;
+	else if (!strcmp(spec, "virtio"))
+		*kind = CONSOLE_VIRTIO;
 	else if (!strcmp(spec, "none"))
 		*kind = CONSOLE_NONE;
 	else if (!strncmp(spec, "file:", 5) && spec[5]) {
 		*kind = CONSOLE_FILE;
 		*path = spec + 5;
 	} else
-		return kite_error("--console: '%s' is not stdio, none or file:PATH", spec);
+		return kite_error("--console: '%s' is not stdio, virtio, none or file:PATH", spec);
 	return 0;
 }
 
@@ -119,6 +121,7 @@ int console_open(struct console *c, enum console_kind kind, const char *path)
 			return kite_error_errno(errno, "--console: cannot open %s", path);
 		return 0;
 	}
+	c->kind = CONSOLE_STDIO; /* virtio only changes which device it is wired to */
 	c->out_fd = STDOUT_FILENO;
 	c->in_fd = STDIN_FILENO;
 	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &c->saved_tty) == 0) {

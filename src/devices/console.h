@@ -11,7 +11,8 @@
 #include <stdint.h>
 #include <termios.h>
 
-enum console_kind { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
+/* CONSOLE_VIRTIO is stdio wired to a virtio-console port (hvc0) instead of the UART. */
+enum console_kind { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE, CONSOLE_VIRTIO };
 
 /* Receives input bytes; returns how many it took (the rest is offered again later). */
 typedef size_t (*console_input_fn)(void *opaque, const uint8_t *buf, size_t len);
@@ -46,7 +47,7 @@ struct console {
 	} observers[CONSOLE_MAX_OBSERVERS];
 };
 
-/* Parses "stdio", "none" or "file:PATH". Returns 0 or -1 with an error printed. */
+/* Parses "stdio", "virtio", "none" or "file:PATH". Returns 0 or -1 with an error printed. */
 int console_parse(const char *spec, enum console_kind *kind, const char **path);
 
 int console_open(struct console *c, enum console_kind kind, const char *path);

@@ -103,8 +103,12 @@ int machine_run(const struct machine_options *opt)
 	double start = now_s();
 	int code = KITE_EXIT_ERROR;
 
+	/* The console's address is known before it opens: --console virtio wires it now. */
+	struct vm_config cfg = opt->vm;
+	if (opt->console == CONSOLE_VIRTIO)
+		cfg.virtio_console = &console;
 	/* Everything that can be wrong with the input is found before KVM is touched. */
-	if (vm_prepare(&vm, &opt->vm) < 0) {
+	if (vm_prepare(&vm, &cfg) < 0) {
 		vm_destroy(&vm);
 		return KITE_EXIT_ERROR;
 	}
@@ -137,7 +141,7 @@ int machine_run(const struct machine_options *opt)
 	}
 
 	for (bool first = true;; first = false) {
-		if (!first && vm_prepare(&vm, &opt->vm) < 0) {
+		if (!first && vm_prepare(&vm, &cfg) < 0) {
 			vm_destroy(&vm);
 			break;
 		}

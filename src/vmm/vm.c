@@ -42,14 +42,35 @@ static void platform_msi_send(void *opaque, uint64_t addr, uint32_t data)
 
 /* The PCI bus and its virtio devices: opened here, before KVM, so that a missing disk image
  * or a bad network option is found before any guest runs. */
+static void hvc_write(void *opaque, const uint8_t *buf, size_t len)
+{
+	console_write(opaque, buf, len);
+}
+
+static void hvc_rx_ready(void *opaque)
+{
+	console_kick(opaque);
+}
+
+static size_t hvc_input(void *opaque, const uint8_t *buf, size_t len)
+{
+	return virtio_console_input(opaque, buf, len);
+}
+
 static int add_virtio(struct vm *vm, const struct vm_config *cfg)
 {
+	struct virtio_devices_config devices = cfg->devices;
+	if (cfg->virtio_console) {
+		devices.console = true;
+		devices.console_be = (struct virtio_console_backend){
+		    .write = hvc_write, .rx_ready = hvc_rx_ready, .opaque = cfg->virtio_console};
+	}
 	struct pci_bus_ops ops = {
 	    .msi_send = platform_msi_send,
 	    .set_irq = platform_set_irq,
 	    .opaque = vm,
 	};
-	if (virtio_devices_create(&vm->virtio, &cfg->devices, &vm->mem, &vm->bus, &ops) < 0)
+	if (virtio_devices_create(&vm->virtio, &devices, &vm->mem, &vm->bus, &ops) < 0)
 		return -1;
 	vm->virtio_ready = true;
 	return 0;
@@ -151,7 +172,10 @@ static int create_irqchip(struct vm *vm)
 static int add_devices(struct vm *vm, struct console *console)
 {
 	vm->platform = (struct platform_ops){platform_set_irq, platform_event, vm};
-	serial_init(&vm->serial, &vm->platform, SERIAL_COM1_IRQ, console);
+	bool hvc = vm->virtio_ready && vm->virtio.console;
+	serial_init(&vm->serial, &vm->platform, SERIAL_COM1_IRQ, hvc ? NULL : console);
+	if (hvc)
+		console_attach(console, hvc_input, vm->virtio.console);
 	i8042_init(&vm->i8042, &vm->platform);
 	rtc_init(&vm->rtc);
 	acpi_pm_init(&vm->pm, &vm->platform);

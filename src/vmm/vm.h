@@ -84,6 +84,8 @@ struct vm_config {
 	bool stats;
 	bool pvm_defaults; /* add PVM_LINUX_CMDLINE to the command line */
 	struct virtio_devices_config devices;
+	/* --console virtio: the console goes to a virtio-console port, the UART to nowhere */
+	struct console *virtio_console;
 };
 
 /* Lays out memory and loads the kernel (no KVM needed: bad input is found before KVM is
