@@ -22,7 +22,7 @@ static const struct {
     {"mkdir", guest_mkdir, "IMAGE [-p] PATH..."},
     {"rm", guest_rm, "IMAGE [-r] [-f] PATH..."},
     {"chmod", guest_chmod, "IMAGE MODE PATH..."},
-    {"chown", guest_chown, "IMAGE UID[:GID] PATH..."},
+    {"chown", guest_chown, "IMAGE OWNER[:GROUP] PATH... (names from the image)"},
     {"ln", guest_ln, "IMAGE [-s] TARGET LINKPATH"},
     {"init", guest_init, "IMAGE [--ssh-port N] [--user NAME [--group G]] [...]"},
     {"mount", guest_mount, "IMAGE MOUNTPOINT [--ro] [-f]"},

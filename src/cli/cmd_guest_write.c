@@ -1,6 +1,8 @@
 /* kite guest write / mkdir / rm / chmod / chown / ln: small changes to a filesystem. */
 #include "cli/cmd_guest.h"
+#include "guestfs/fsread.h"
 #include "guestfs/fswrite.h"
+#include "guestfs/textedit.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -244,23 +246,52 @@ static int parse_id(const char *s, size_t len, uint32_t *out)
 	return 0;
 }
 
+/* A user or group name looked up in the image's own /etc/passwd or /etc/group (not the
+ * host's), or a number. */
+static int resolve_id(struct gfs *g, const char *s, size_t len, const char *db, uint32_t *out)
+{
+	if (parse_id(s, len, out) == 0)
+		return 0;
+	char name[64], *text;
+	size_t tl;
+	ext2_ino_t ino;
+	if (len >= sizeof(name))
+		return kite_error("bad owner name '%.*s'", (int)len, s);
+	memcpy(name, s, len);
+	name[len] = 0;
+	int err;
+	if (gfs_lookup_q(g, db, true, &ino, &err) < 0)
+		return kite_error("'%s' is not a number and the image has no readable %s", name,
+				  db);
+	if (gfs_read_file(g, ino, &text, &tl, 16u << 20) < 0)
+		return -1;
+	bool found = db_find(text, name, out, NULL) && *out != UINT32_MAX;
+	free(text);
+	if (!found)
+		return kite_error("'%s' is not in the image's %s", name, db);
+	return 0;
+}
+
 int guest_chown(int argc, char **argv)
 {
-	static const char use[] = "IMAGE UID[:GID] PATH...";
+	static const char use[] = "IMAGE OWNER[:GROUP] PATH...";
 	struct guest_common c = {0};
 	if (parse(argc, argv, "", &c, NULL, NULL) < 0 || argc - optind < 3)
 		return guest_usage_error("chown", use);
 	const char *spec = argv[optind + 1], *colon = strchr(spec, ':');
-	uint32_t uid = 0, gid = 0;
-	bool set_gid = colon != NULL;
-	if (parse_id(spec, colon ? (size_t)(colon - spec) : strlen(spec), &uid) < 0 ||
-	    (colon && parse_id(colon + 1, strlen(colon + 1), &gid) < 0)) {
-		kite_error("bad owner '%s' (expected numeric UID or UID:GID)", spec);
+	size_t ulen = colon ? (size_t)(colon - spec) : strlen(spec);
+	if (!ulen) {
+		kite_error("bad owner '%s' (expected USER, UID, USER:GROUP or UID:GID)", spec);
 		return 1;
 	}
 	struct gfs g;
 	if (guest_open(&g, argv[optind], &c, true) < 0)
 		return 1;
+	uint32_t uid = 0, gid = 0;
+	bool set_gid = colon && colon[1];
+	if (resolve_id(&g, spec, ulen, "/etc/passwd", &uid) < 0 ||
+	    (set_gid && resolve_id(&g, colon + 1, strlen(colon + 1), "/etc/group", &gid) < 0))
+		return guest_finish(&g, 1);
 	int rc = 0;
 	for (int i = optind + 2; i < argc && !rc; i++) {
 		ext2_ino_t ino;

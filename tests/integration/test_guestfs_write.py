@@ -44,6 +44,9 @@ def test_small_changes_are_clean_and_visible_to_debugfs(kite, tree, tmp_path, fs
     ok(kite, "ln", img, "/etc/motd", "/srv/motd-hard")
     ok(kite, "chmod", img, "0640", "/etc/motd")
     ok(kite, "chown", img, "1234:5678", "/opt/x")
+    ok(kite, "write", img, "/etc/passwd", input="root:x:0:0::/root:/bin/sh\nbob:x:1500:1500::/:/bin/sh\n")
+    ok(kite, "write", img, "/etc/group", input="root:x:0:\nstaff:x:50:\n")
+    ok(kite, "chown", img, "bob:staff", "/hard-link")
     ok(kite, "rm", img, "/random.bin", "/rel-link")
     ok(kite, "rm", img, "-r", "/a")
     e2fsck_clean(img)
@@ -56,6 +59,7 @@ def test_small_changes_are_clean_and_visible_to_debugfs(kite, tree, tmp_path, fs
     assert srv["motd-link"][0] == 0o120777 and srv["motd-hard"][0] == 0o100640
     assert "Links: 2" in debugfs(img, "stat /etc/motd")
     assert debugfs_ls(img, "/opt")["x"][1:3] == (1234, 5678)
+    assert debugfs_ls(img, "/")["hard-link"][1:3] == (1500, 50)
     assert debugfs_ls(img, "/opt/x/y") == {"z": (0o40755, 0, 0, debugfs_ls(img, "/opt/x/y")["z"][3])}
     assert ok(kite, "cat", img, "/srv/motd-link", text=False).stdout == data
 
@@ -71,7 +75,8 @@ def test_rm_refuses_a_non_empty_directory_and_the_root(kite, tree, tmp_path):
     fails(kite, "mkdir", img, "/no/such/parent")
     fails(kite, "write", img, "/etc", input="x")
     fails(kite, "chmod", img, "999", "/etc")
-    fails(kite, "chown", img, "bob", "/etc")
+    r = fails(kite, "chown", img, "bob", "/etc")  # no /etc/passwd entry in the image
+    assert "bob" in r.stderr
     ok(kite, "rm", img, "-f", "/nope")
     assert sha(img) == before  # refused changes wrote nothing
 
