@@ -188,7 +188,8 @@ static int validate(struct vmdk *v, const struct vmdk_header *h)
 {
 	if (h->version < 1 || h->version > 3)
 		return kite_error("%s: unsupported vmdk version %u", v->name, h->version);
-	if (h->grain == 0 || (h->grain & (h->grain - 1)) || h->grain * SECTOR > MAX_GRAIN)
+	/* compare in sectors: grain * SECTOR could wrap around (found by fuzz_vmdk) */
+	if (h->grain == 0 || (h->grain & (h->grain - 1)) || h->grain > MAX_GRAIN / SECTOR)
 		return kite_error("%s: invalid grain size %llu sectors", v->name,
 				  (unsigned long long)h->grain);
 	if (h->gtes == 0 || h->gtes > MAX_GTES)
@@ -202,7 +203,7 @@ static int validate(struct vmdk *v, const struct vmdk_header *h)
 	uint64_t span = h->grain * h->gtes; /* sectors per grain table */
 	uint64_t count = (h->capacity + span - 1) / span;
 	/* The directory must lie inside the file: this also bounds what we allocate. */
-	if (h->gd_off == 0 || h->gd_off > v->file_size / SECTOR ||
+	if (h->gd_off == 0 || h->gd_off > v->file_size / SECTOR || count > UINT32_MAX ||
 	    count > (v->file_size - h->gd_off * SECTOR) / 4)
 		return kite_error("%s: grain directory lies beyond the end of the file", v->name);
 	v->gd_count = (uint32_t)count;

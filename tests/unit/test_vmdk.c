@@ -154,6 +154,10 @@ static void bad_headers_refuse_to_open(void **state)
 	write_file(img, len);
 	assert_null(vmdk_open(path));
 
+	build_sparse(img, 1ULL << 55, 16); /* grain * 512 wraps to 0 (found by fuzz_vmdk) */
+	write_file(img, len);
+	assert_null(vmdk_open(path));
+
 	build_sparse(img, GRAIN_SECTORS, 16);
 	put64(img, 56, 1ULL << 40); /* grain directory far past the end */
 	write_file(img, len);
