@@ -496,6 +496,10 @@ int vmdk_check(struct vmdk *v, uint64_t *corruptions)
 	*corruptions = 0;
 	uint64_t grains = (v->size + v->grain - 1) / v->grain;
 	for (uint64_t g = 0; g < grains; g++) {
+		if (v->gd[g / v->gtes] == 0) { /* no grain table: skip all of it */
+			g = (g / v->gtes + 1) * v->gtes - 1;
+			continue;
+		}
 		uint64_t sector = g * v->grain / SECTOR;
 		uint32_t e;
 		if (grain_entry(v, g * v->grain, &e) < 0) {
