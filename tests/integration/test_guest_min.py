@@ -82,7 +82,7 @@ def test_qemu_tcg_virtio_blk_and_net_checks(tmp_path):
     r = run(qemu_argv(VMLINUX, "console=ttyS0 kite.check kite.poweroff", [
         "-drive", f"file={disk},format=raw,if=none,id=d0,cache=writethrough",
         "-device", "virtio-blk-pci,drive=d0",
-        "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"]), timeout=300)
+        "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile="]), timeout=300)
     assert_marker_and_poweroff(r)
     assert_checks(r, disk)
 
