@@ -160,6 +160,68 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int id)
 	return 0;
 }
 
+/* Reads or writes guest-virtual memory through the vCPU's page tables (KVM_TRANSLATE), page
+ * by page. Returns 0, or -1 when an address is not mapped or not RAM. */
+static int guest_virt_rw(struct vcpu *v, uint64_t gva, void *buf, size_t len, bool write)
+{
+	uint8_t *p = buf;
+	while (len > 0) {
+		struct kvm_translation t = {.linear_address = gva};
+		if (ioctl(v->fd, KVM_TRANSLATE, &t) < 0 || !t.valid || (write && !t.writeable))
+			return -1;
+		size_t chunk = 4096 - (gva & 4095);
+		if (chunk > len)
+			chunk = len;
+		int r = write ? gmem_write(&v->vm->mem, t.physical_address, p, chunk)
+			      : gmem_read(&v->vm->mem, t.physical_address, p, chunk);
+		if (r < 0)
+			return -1;
+		gva += chunk;
+		p += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+static int inject_exception(struct vcpu *v, unsigned vector, bool has_error, uint32_t error)
+{
+	struct kvm_vcpu_events ev;
+	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return -1;
+	ev.exception.injected = 1;
+	ev.exception.nr = (uint8_t)vector;
+	ev.exception.has_error_code = has_error;
+	ev.exception.error_code = error;
+	ev.flags = 0;
+	return ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev);
+}
+
+/* ldmxcsr/stmxcsr on the vCPU's state. Returns 0 when done (RIP to advance), 1 when an
+ * exception was injected instead (RIP stays), -1 when it cannot be carried out. */
+static int do_mxcsr(struct vcpu *v, const struct kvm_regs *regs, unsigned len,
+		    const struct pvm_mem_operand *mem, bool load)
+{
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0 || ioctl(v->fd, KVM_GET_FPU, &fpu) < 0)
+		return -1;
+	const uint64_t r[16] = {regs->rax, regs->rcx, regs->rdx, regs->rbx, regs->rsp, regs->rbp,
+				regs->rsi, regs->rdi, regs->r8,	 regs->r9,  regs->r10, regs->r11,
+				regs->r12, regs->r13, regs->r14, regs->r15};
+	uint64_t gva = pvm_operand_address(mem, r, regs->rip + len, sregs.fs.base, sregs.gs.base);
+	uint32_t value;
+	if (!load) {
+		value = fpu.mxcsr;
+		return guest_virt_rw(v, gva, &value, 4, true);
+	}
+	if (guest_virt_rw(v, gva, &value, 4, false) < 0)
+		return -1;
+	if (value & 0xffff0000u) /* reserved MXCSR bits: #GP(0), as the CPU does */
+		return inject_exception(v, 13, true, 0) < 0 ? -1 : 1;
+	fpu.mxcsr = value;
+	return ioctl(v->fd, KVM_SET_FPU, &fpu) < 0 ? -1 : 0;
+}
+
 /* On a PVM host, carries out the fallback for an instruction the host cannot emulate.
  * Returns true when the vCPU can go on. */
 static bool pvm_fallback(struct vcpu *v)
@@ -170,25 +232,24 @@ static bool pvm_fallback(struct vcpu *v)
 		return false;
 	const uint8_t *p = (const uint8_t *)&run->internal.data[1];
 	unsigned n = p[0] > 15 ? 15 : p[0], len = 0;
-	enum pvm_fallback action = pvm_fallback_decide(p + 1, n, &len);
+	struct pvm_mem_operand mem;
+	enum pvm_fallback action = pvm_fallback_decide(p + 1, n, &len, &mem);
 	if (action == PVM_FALLBACK_NONE)
 		return false;
 	struct kvm_regs regs;
 	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
 		return false;
-	regs.rip += len;
-	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+	int done = 0;
+	if (action == PVM_FALLBACK_LDMXCSR || action == PVM_FALLBACK_STMXCSR)
+		done = do_mxcsr(v, &regs, len, &mem, action == PVM_FALLBACK_LDMXCSR);
+	if (done < 0)
 		return false;
-	if (action == PVM_FALLBACK_INJECT_BP) {
-		struct kvm_vcpu_events ev;
-		if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+	if (done == 0) {
+		regs.rip += len;
+		if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
 			return false;
-		ev.exception.injected = 1;
-		ev.exception.nr = 3; /* #BP: a trap, so RIP already points past the int3 */
-		ev.exception.has_error_code = 0;
-		ev.exception.error_code = 0;
-		ev.flags = 0;
-		if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+		/* #BP is a trap: RIP already points past the int3. */
+		if (action == PVM_FALLBACK_INJECT_BP && inject_exception(v, 3, false, 0) < 0)
 			return false;
 	}
 	v->pvm_fallbacks++;

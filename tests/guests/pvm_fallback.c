@@ -1,9 +1,10 @@
 /* pvm_fallback: the instructions a KVM-PVM host's emulator fails on and that kite carries out
  * itself (README "KVM-PVM hosts"), executed in ring 0 where PVM emulates them: `int3` must
- * deliver #BP with RIP just past it, `fwait` must simply retire. On QEMU and on hosts with
- * hardware virtualization the CPU does the same, which keeps the expectations honest. With
- * `pvm=1` on the command line (the host test passes it on a PVM host) the program also checks
- * that CPUID hides CX16, POPCNT, XSAVE, SMEP and SMAP, which that host cannot emulate. */
+ * deliver #BP with RIP just past it, `fwait` must simply retire, and ldmxcsr/stmxcsr must move
+ * MXCSR through memory. On QEMU and on hosts with hardware virtualization the CPU does the same,
+ * which keeps the expectations honest. With `pvm=1` on the command line (the host test passes it on
+ * a PVM host) the program also checks that CPUID hides CX16, POPCNT, XSAVE, SMEP and SMAP, which
+ * that host cannot emulate. */
 #include "libguest.h"
 
 const char guest_name[] = "pvm_fallback";
@@ -41,6 +42,27 @@ static void check_fwait(void)
 	report(status == 0, "fwait retires and the x87 state is intact (status %#x)", status);
 }
 
+/* ldmxcsr/stmxcsr with memory operands (PVM's emulator lacks ldmxcsr; kite loads MXCSR
+ * itself). SSE is enabled here first: CR4.OSFXSR (bit 9), CR0.MP set and EM clear. */
+static void check_mxcsr(void)
+{
+	uint64_t cr0, cr4;
+	__asm__ volatile("mov %%cr0, %0" : "=r"(cr0));
+	__asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
+	cr0 = (cr0 & ~(1ull << 2)) | (1ull << 1);
+	cr4 |= 1ull << 9;
+	__asm__ volatile("mov %0, %%cr0" ::"r"(cr0));
+	__asm__ volatile("mov %0, %%cr4" ::"r"(cr4));
+	struct {
+		uint32_t pad, in, out, out2;
+	} m = {0, 0x7f80, 0, 0}; /* all exceptions masked, round toward zero */
+	__asm__ volatile("ldmxcsr 4(%0)\n\tstmxcsr 8(%0)" : : "r"(&m) : "memory");
+	report(m.out == 0x7f80, "ldmxcsr then stmxcsr round-trips MXCSR (%#x)", m.out);
+	m.in = 0x1f80;
+	__asm__ volatile("ldmxcsr %1\n\tstmxcsr %0" : "=m"(m.out2) : "m"(m.in) : "memory");
+	report(m.out2 == 0x1f80, "MXCSR back to its default (%#x)", m.out2);
+}
+
 static void check_hidden_features(void)
 {
 	uint32_t a, b, c, d;
@@ -56,6 +78,7 @@ void guest_main(void)
 {
 	check_int3();
 	check_fwait();
+	check_mxcsr();
 	if (cmdline_u64("pvm", 0))
 		check_hidden_features();
 	else

@@ -8,7 +8,8 @@ import pytest
 from test_guest_programs import boot, qemu_argv
 
 PVM_HOST = os.path.exists("/sys/module/kvm_pvm")
-EXPECTED = ["int3 delivers #BP once (1)", "two more int3 give two more #BP (3)"]
+EXPECTED = ["int3 delivers #BP once (1)", "two more int3 give two more #BP (3)",
+            "ldmxcsr then stmxcsr round-trips MXCSR (0x7f80)", "MXCSR back to its default (0x1f80)"]
 
 
 def check(r):
