@@ -30,7 +30,8 @@ static int map_grow(struct qcow2 *q, uint64_t clusters)
 static void map_set(struct qcow2 *q, uint64_t off)
 {
 	uint64_t c = off >> q->cluster_bits;
-	if (!off || map_grow(q, c + 1) < 0)
+	/* A table past the end of the file is no table (reading it fails): no bit. */
+	if (!off || c > (q->file_end >> q->cluster_bits) || map_grow(q, c + 1) < 0)
 		return;
 	q->meta_map[c / 8] |= (uint8_t)(1u << (c % 8));
 }

@@ -130,6 +130,7 @@ static int grow_rt(struct blk *b, uint64_t min_idx)
 	memcpy(nrt, q->rt, old * 8);
 	uint64_t first = e, endc = e + k + tc;
 	int r = 0;
+	note_end(q, endc * cs);
 	/* New refcount blocks at e.., each holding the refcounts of the new clusters. */
 	uint64_t next = e;
 	for (uint64_t i = first / q->rb_entries; r == 0 && i <= (endc - 1) / q->rb_entries; i++) {
