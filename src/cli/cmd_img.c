@@ -18,7 +18,8 @@ static const struct {
     {"info", img_info, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename"},
     {"convert", img_convert,
      "convert [-c] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] "
-     "[-o options] [-S sparse_size] [-W] filename [filename2 [...]] output_filename"},
+     "[-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] [-W] filename "
+     "[filename2 [...]] output_filename"},
     {"resize", img_resize, "resize [-q] [-f fmt] [--shrink] filename [+ | -]size"},
     {"check", img_check, "check [-q] [-f fmt] [--output=human|json] [-r [leaks | all]] filename"},
     {"snapshot", img_snapshot,

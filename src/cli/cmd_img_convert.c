@@ -154,6 +154,49 @@ static int copy_plain(struct convert *cv)
 	return 0;
 }
 
+/* -B: the output shows its backing file wherever it is unallocated, so every piece (one
+ * output cluster) whose source content differs from the backing file's is written, zeros
+ * included; pieces equal to the backing are left unallocated. */
+static int copy_over_backing(struct convert *cv)
+{
+	struct blk *bk = blk_backing(cv->dst);
+	uint64_t g = cv->dst_cluster ? cv->dst_cluster : 4096;
+	uint8_t *old = malloc(CHUNK);
+	int rc = -1;
+	if (!old)
+		return kite_error("out of memory");
+	for (uint64_t off = 0; off < cv->total;) {
+		uint64_t n = cv->total - off < CHUNK ? cv->total - off : CHUNK;
+		uint64_t have = 0;
+		if (bk && off < blk_size(bk))
+			have = blk_size(bk) - off < n ? blk_size(bk) - off : n;
+		if (read_out(cv, cv->buf, n, off) < 0 ||
+		    (have && blk_pread(bk, old, (size_t)have, off) < 0))
+			goto out;
+		memset(old + have, 0, (size_t)(n - have));
+		for (uint64_t pos = 0; pos < n;) {
+			uint64_t piece = g - (off + pos) % g;
+			if (piece > n - pos)
+				piece = n - pos;
+			if (memcmp(cv->buf + pos, old + pos, (size_t)piece)) {
+				int r = img_is_zero(cv->buf + pos, (size_t)piece)
+					    ? blk_write_zeroes(cv->dst, off + pos, piece, 0)
+					    : blk_pwrite(cv->dst, cv->buf + pos, (size_t)piece,
+							 off + pos);
+				if (r < 0)
+					goto out;
+			}
+			pos += piece;
+		}
+		off += n;
+		progress_update(&cv->prog, off, cv->total);
+	}
+	rc = 0;
+out:
+	free(old);
+	return rc;
+}
+
 /* -c: whole clusters, each written compressed unless it is all zeros. */
 static int cc_read(void *ctx, void *buf, uint64_t len, uint64_t off)
 {
@@ -182,7 +225,8 @@ static int copy_compressed(struct convert *cv)
 }
 
 static int open_target(struct convert *cv, const char *path, const char *fmt, bool no_create,
-		       struct img_opts *o, unsigned flags, bool quiet)
+		       struct img_opts *o, unsigned flags, const char *backing,
+		       const char *backing_fmt)
 {
 	if (!no_create) {
 		if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2"))
@@ -192,14 +236,45 @@ static int open_target(struct convert *cv, const char *path, const char *fmt, bo
 		struct blk_create_opts c = {0};
 		if (img_create_opts(o, fmt, &c) < 0)
 			return -1;
-		if (c.backing_file)
-			return kite_error("convert: backing_file is not supported for the output");
+		if (c.backing_file && !backing) {
+			backing = c.backing_file;
+			backing_fmt = c.backing_fmt;
+		}
+		if (backing && strcmp(fmt, "qcow2"))
+			return kite_error("format '%s' does not support backing files", fmt);
+		char *probed = NULL;
+		if (backing && !backing_fmt) {
+			/* the header records the backing format: take the one it has */
+			const char *slash = strrchr(path, '/');
+			char *full = NULL;
+			if (backing[0] == '/' || !slash)
+				full = strdup(backing);
+			else if (asprintf(&full, "%.*s/%s", (int)(slash - path), path, backing) < 0)
+				full = NULL;
+			struct blk *bb =
+			    full ? blk_open(full, NULL,
+					    BLK_O_RDONLY | BLK_O_NO_BACKING | BLK_O_NO_PROBE_WARN)
+				 : NULL;
+			if (!bb) {
+				free(full);
+				return kite_error("could not open backing file '%s'", backing);
+			}
+			probed = strdup(blk_format_name(bb));
+			blk_close(bb);
+			free(full);
+			if (!probed)
+				return kite_error("out of memory");
+			backing_fmt = probed;
+		}
+		c.backing_file = backing;
+		c.backing_fmt = backing_fmt;
 		c.size = cv->total;
 		if (!strcmp(fmt, "qcow2")) /* qcow2 sizes are whole sectors, as in QEMU */
 			c.size = (c.size + 511) & ~511ULL;
 		c.size_set = true;
-		(void)quiet;
-		if (blk_create(path, fmt, &c) < 0)
+		int r = blk_create(path, fmt, &c);
+		free(probed);
+		if (r < 0)
 			return -1;
 	}
 	cv->dst = blk_open(path, no_create ? NULL : fmt, flags | BLK_O_RDWR);
@@ -244,7 +319,8 @@ int img_convert(int argc, char **argv)
 	static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
 						 {"force-share", no_argument, NULL, 'U'},
 						 {NULL, 0, NULL, 0}};
-	const char *fmt = NULL, *out_fmt = "raw", *cache = NULL;
+	const char *fmt = NULL, *out_fmt = "raw", *cache = NULL, *backing = NULL,
+		   *backing_fmt = NULL;
 	bool quiet = false, progress = false, no_create = false;
 	struct convert cv = {0};
 	struct img_opts o = {0};
@@ -252,13 +328,19 @@ int img_convert(int argc, char **argv)
 	cv.sparse = 4096;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":f:O:o:cpqnS:t:T:WUm:C", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":f:O:o:B:F:cpqnS:t:T:WUm:C", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			fmt = optarg;
 			break;
 		case 'O':
 			out_fmt = optarg;
+			break;
+		case 'B':
+			backing = optarg;
+			break;
+		case 'F':
+			backing_fmt = optarg;
 			break;
 		case 'o':
 			if (img_opts_parse(&o, optarg))
@@ -334,14 +416,26 @@ int img_convert(int argc, char **argv)
 	const char *out_path = argv[argc - 1];
 	if (same_file_as_source(cv.src, cv.nsrc, out_path))
 		goto out;
-	if (open_target(&cv, out_path, out_fmt, no_create, &o, dst_flags, quiet) < 0)
+	if (backing && no_create) {
+		kite_error(
+		    "convert: -B (a backing file for a new output) and -n do not go together");
 		goto out;
+	}
+	if (open_target(&cv, out_path, out_fmt, no_create, &o, dst_flags, backing, backing_fmt) < 0)
+		goto out;
+	if (blk_backing(cv.dst) && cv.compress) {
+		kite_error("convert: -c with a backing file for the output is not supported");
+		goto out;
+	}
 	if (cv.compress && cv.dst_cluster > CHUNK) {
 		kite_error("cluster size too large for compression");
 		goto out;
 	}
 	progress_init(&cv.prog, progress && !quiet);
-	if ((cv.compress ? copy_compressed(&cv) : copy_plain(&cv)) < 0)
+	int r = blk_backing(cv.dst) ? copy_over_backing(&cv)
+		: cv.compress	    ? copy_compressed(&cv)
+				    : copy_plain(&cv);
+	if (r < 0)
 		goto out;
 	if (blk_flush(cv.dst) < 0)
 		goto out;

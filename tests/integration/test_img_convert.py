@@ -212,3 +212,38 @@ def test_bad_input(kite, src, tmp_path, args, what):
     assert r.stderr.startswith("kite: error: "), r.stderr
     assert what in r.stderr
     assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+
+
+def test_backing_file_for_output(kite, tmp_path):
+    base, top = tmp_path / "base.qcow2", tmp_path / "top.qcow2"
+    sh("qemu-img", "create", "-q", "-f", "qcow2", str(base), "8M")
+    sh("qemu-io", "-c", "write -P 1 0 4M", "-c", "write -P 5 6M 1M", str(base))
+    sh("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", str(top))
+    sh("qemu-io", "-c", "write -P 2 1M 64k", "-c", "write -z 2M 64k", str(top))
+    # -B with the source's own backing file: only what the top changes is written
+    out = tmp_path / "out.qcow2"
+    r = run([kite, "img", "convert", "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2",
+             str(top), str(out)])
+    assert r.returncode == 0, r.stderr
+    check_clean(out)
+    info = json.loads(sh("qemu-img", "info", "--output=json", str(out)))
+    assert info["backing-filename"] == "base.qcow2"
+    assert info["backing-filename-format"] == "qcow2"
+    assert digest(out) == digest(top)
+    present = [e for e in json.loads(sh("qemu-img", "map", "--output=json", str(out)))
+               if e["present"] and e["depth"] == 0]
+    assert sum(e["length"] for e in present) == 128 << 10
+    # -B with another file (probed format): still the source's content
+    other = tmp_path / "other.img"
+    sh("qemu-img", "create", "-q", "-f", "raw", str(other), "8M")
+    sh("qemu-io", "-f", "raw", "-c", "write -P 9 0 8M", str(other))
+    out2 = tmp_path / "out2.qcow2"
+    r = run([kite, "img", "convert", "-O", "qcow2", "-B", "other.img", str(top), str(out2)])
+    assert r.returncode == 0, r.stderr
+    check_clean(out2)
+    assert json.loads(sh("qemu-img", "info", "--output=json",
+                         str(out2)))["backing-filename-format"] == "raw"
+    assert digest(out2) == digest(top)
+    r = run([kite, "img", "convert", "-O", "raw", "-B", "base.qcow2", str(top),
+             str(tmp_path / "x.img")])
+    assert r.returncode == 1 and r.stderr.startswith("kite: error: ")
