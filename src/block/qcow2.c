@@ -121,6 +121,12 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 			return kite_error("%s: invalid header length %u", fn, q->header_length);
 		if (q->header_length > 104)
 			q->compression_type = h[104];
+		if (q->header_length > 105) {
+			q->hdr_tail = malloc(q->header_length - 105);
+			if (!q->hdr_tail)
+				return kite_error("out of memory");
+			memcpy(q->hdr_tail, h + 105, q->header_length - 105);
+		}
 	}
 	if (q->refcount_order > 6)
 		return kite_error("%s: invalid refcount order %u", fn, q->refcount_order);
@@ -238,6 +244,7 @@ static void qcow2_close(struct blk *b)
 		free(q->exts[i].data);
 	free(q->exts);
 	free(q->feature_names);
+	free(q->hdr_tail);
 	free(q->backing_file);
 	free(q->pending_free);
 	free(q->l1);
@@ -350,6 +357,8 @@ int qcow2_write_header(struct blk *b)
 		uint32_t hl = q->header_length < 112 ? 112 : q->header_length;
 		put_be32(h + 100, hl);
 		h[104] = q->compression_type;
+		if (q->hdr_tail && q->header_length > 105)
+			memcpy(h + 105, q->hdr_tail, q->header_length - 105);
 		off = hl;
 	}
 	int r = -1;

@@ -88,6 +88,7 @@ struct qcow2 {
 	uint32_t header_length;
 	uint64_t incompat, compat, autoclear;
 	uint8_t compression_type; /* 0 zlib, 1 zstd */
+	uint8_t *hdr_tail;	  /* header bytes 105..header_length we do not know, kept as read */
 	bool extended_l2;
 	uint32_t l2_entry_bytes; /* 8 or 16 */
 	uint64_t l2_entries;	 /* entries per L2 table */

@@ -135,6 +135,23 @@ static void unknown_features(void **state)
 	assert_non_null(b);
 	blk_close(b);
 	qt_assert_clean("bad.qcow2");
+	/* a longer header (fields from a future version) and unknown extensions survive a
+	 * header rewrite */
+	make_base();
+	assert_int_equal(
+	    qt_sh("python3 -c \"import struct;f=open('bad.qcow2','r+b');h=bytearray(f."
+		  "read(65536));h[112:112]=b'KITETEST';h[100:104]=struct.pack('>I',120);"
+		  "h[120:120]=struct.pack('>II',0x12345678,4)+b'abcd'+bytes(4);"
+		  "f.seek(0);f.write(h[:65536])\""),
+	    0);
+	b = blk_open(qt_path("bad.qcow2"), NULL, BLK_O_RDWR);
+	assert_non_null(b);
+	assert_int_equal(blk_change_backing(b, "some/backing.qcow2", "qcow2"), 0);
+	blk_close(b);
+	assert_int_equal(qt_sh("head -c 65536 bad.qcow2 | grep -q KITETEST && head -c 65536 "
+			       "bad.qcow2 | grep -q abcd && qemu-img info bad.qcow2 | grep -q "
+			       "'backing file: some/backing.qcow2'"),
+			 0);
 }
 
 /* Reads and writes touching broken tables fail cleanly; nothing lands on metadata. */
