@@ -87,6 +87,13 @@ int cmd_guest(int argc, char **argv)
 	}
 	for (size_t i = 0; i < NVERBS; i++) {
 		if (!strcmp(argv[1], verbs[i].name)) {
+			for (int a = 2; a < argc && strcmp(argv[a], "--"); a++) {
+				if (!strcmp(argv[a], "--help")) {
+					printf("usage: kite guest %s %s\n", verbs[i].name,
+					       verbs[i].usage);
+					return 0;
+				}
+			}
 			optind = 0; /* each verb parses its own options with getopt_long */
 			return verbs[i].fn(argc - 1, argv + 1);
 		}

@@ -518,3 +518,5 @@ def test_usage_errors(kite, ext4):
     fails(kite, "partitions", ext4, "--output=xml")
     r = guest(kite, "--help")
     assert r.returncode == 0 and "copy-out" in r.stdout
+    r = guest(kite, "init", "--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: kite guest init IMAGE")
