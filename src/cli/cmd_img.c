@@ -32,7 +32,7 @@ static const struct {
     {"rebase", img_rebase,
      "rebase [-q] [-f fmt] [-p] [-u] -b backing_file [-F backing_fmt] "
      "filename"},
-    {"commit", img_commit, "commit [-q] [-f fmt] [-p] [-d] filename"},
+    {"commit", img_commit, "commit [-q] [-f fmt] [-p] [-d] [-b base] filename"},
     {"measure", img_measure,
      "measure [--output=human|json] [-O output_fmt] [-o options] "
      "[--size N | [-f fmt] filename]"},

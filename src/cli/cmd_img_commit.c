@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define COMMIT_CHUNK (2u << 20)
 
@@ -61,18 +62,95 @@ static int make_empty(const char *path, const struct blk_info *in)
 	return blk_create(path, "qcow2", &c);
 }
 
+/* commit -b BASE: everything the layers above BASE allocate goes into BASE (read through
+ * the chain); the layers above are kept, as QEMU does (-b implies -d). */
+static int commit_to_base(const char *path, const char *fmt, const char *base_name, bool quiet,
+			  bool progress)
+{
+	struct blk *top = blk_open(path, fmt, BLK_O_RDONLY | BLK_O_NO_PROBE_WARN);
+	if (!top)
+		return 1;
+	struct stat want;
+	int depth = 0, found = -1;
+	if (stat(base_name, &want) == 0) {
+		for (struct blk *l = top; l; l = blk_backing(l), depth++) {
+			struct stat st;
+			if (depth > 0 && stat(blk_filename(l), &st) == 0 &&
+			    st.st_dev == want.st_dev && st.st_ino == want.st_ino) {
+				found = depth;
+				break;
+			}
+		}
+	}
+	struct blk *layer = top;
+	for (int i = 0; i < found; i++)
+		layer = blk_backing(layer);
+	struct blk *base = NULL;
+	uint8_t *buf = NULL;
+	int rc = 1;
+	if (found < 0) {
+		kite_error("'%s' is not in the backing chain of '%s'", base_name, path);
+		goto out;
+	}
+	/* with its own backing chain: partial cluster writes copy from it */
+	base =
+	    blk_open(blk_filename(layer), blk_format_name(layer), BLK_O_RDWR | BLK_O_NO_PROBE_WARN);
+	buf = malloc(COMMIT_CHUNK);
+	if (!base || !buf) {
+		if (!buf)
+			kite_error("out of memory");
+		goto out;
+	}
+	uint64_t size = blk_size(top);
+	if (size > blk_size(base) && blk_resize(base, size, false) < 0)
+		goto out;
+	struct progress prog;
+	progress_init(&prog, progress && !quiet);
+	for (uint64_t off = 0; off < size;) {
+		uint64_t want_len = size - off < COMMIT_CHUNK ? size - off : COMMIT_CHUNK;
+		struct blk_map m;
+		if (blk_map_status(top, off, want_len, &m) < 0)
+			goto out;
+		if ((m.flags & BLK_STATUS_ALLOCATED) && m.depth < found) {
+			if (m.flags & BLK_STATUS_ZERO) {
+				if (blk_write_zeroes(base, off, m.pnum, 0) < 0)
+					goto out;
+			} else if (blk_pread(top, buf, (size_t)m.pnum, off) < 0 ||
+				   blk_pwrite(base, buf, (size_t)m.pnum, off) < 0) {
+				goto out;
+			}
+		}
+		off += m.pnum;
+		progress_update(&prog, off, size);
+	}
+	if (blk_flush(base) < 0)
+		goto out;
+	progress_finish(&prog);
+	if (!quiet)
+		printf("Image committed.\n");
+	rc = 0;
+out:
+	free(buf);
+	blk_close(base);
+	blk_close(top);
+	return rc;
+}
+
 int img_commit(int argc, char **argv)
 {
 	static const struct option longopts[] = {{NULL, 0, NULL, 0}};
-	const char *fmt = NULL;
+	const char *fmt = NULL, *base_name = NULL;
 	bool keep = false, quiet = false, progress = false;
 	int c;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":f:dpqt:r:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":f:b:dpqt:r:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			fmt = optarg;
+			break;
+		case 'b':
+			base_name = optarg;
 			break;
 		case 'd':
 			keep = true;
@@ -96,6 +174,8 @@ int img_commit(int argc, char **argv)
 	if (argc - optind != 1)
 		return img_usage_error("commit", "expecting one filename");
 	const char *path = argv[optind];
+	if (base_name)
+		return commit_to_base(path, fmt, base_name, quiet, progress);
 	struct blk *top =
 	    blk_open(path, fmt, BLK_O_RDONLY | BLK_O_NO_BACKING | BLK_O_NO_PROBE_WARN);
 	if (!top)

@@ -291,3 +291,29 @@ def test_bad_input(kite, tmp_path, argv, code):
     assert r.stderr.startswith("kite: error: "), r.stderr
     assert "Traceback" not in r.stderr and "runtime error" not in r.stderr
     assert good.read_bytes() == before
+
+
+def test_commit_to_a_deeper_base(kite, tmp_path):
+    base = qcow2(tmp_path / "base.qcow2", "8M", ["write -P 1 0 8M"])
+    mid = qcow2(tmp_path / "mid.qcow2", None, ["write -P 2 1M 1M", "write -P 6 7M 4k"],
+                backing="base.qcow2")
+    top = qcow2(tmp_path / "top.qcow2", None, ["write -P 3 1536k 1M", "write -z 5M 100k",
+                                               "write -P 4 6M 1000"], backing="mid.qcow2")
+    want = as_raw(top, tmp_path / "want.raw")
+    mid_before = as_raw(mid, tmp_path / "mid0.raw")
+    r = run([kite, "img", "commit", "-b", str(base), str(top)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Image committed.\n"
+    for img in (base, mid, top):
+        check_clean(img)
+    assert as_raw(base, tmp_path / "b.raw") == want
+    assert as_raw(top, tmp_path / "t.raw") == want  # the chain above is kept (-b implies -d)
+    r = run([kite, "img", "commit", "-b", str(tmp_path / "top.qcow2"), str(top)])
+    assert r.returncode == 1 and r.stderr.startswith("kite: error: ")
+    # committing the top into its middle layer keeps the middle's COW right
+    top2 = qcow2(tmp_path / "top2.qcow2", None, ["write -P 8 1000 10"], backing="mid.qcow2")
+    want2 = as_raw(top2, tmp_path / "want2.raw")
+    assert run([kite, "img", "commit", "-b", str(mid), str(top2)]).returncode == 0
+    check_clean(mid)
+    assert as_raw(mid, tmp_path / "m.raw") == want2
+    assert mid_before != want2
