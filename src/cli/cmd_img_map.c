@@ -140,8 +140,13 @@ int img_map(int argc, char **argv)
 	}
 	if (rc == 0 && have)
 		print_entry(&cur, out, first);
+	if (rc == 0 && !have && out == IMG_OUT_JSON) {
+		/* an empty range: QEMU prints one entry of length 0 */
+		struct entry e = {.start = start, .depth = 0};
+		print_entry(&e, out, true);
+	}
 	if (rc == 0 && out == IMG_OUT_JSON)
-		printf(have ? "]\n" : "[]\n");
+		printf("]\n");
 	blk_close(b);
 	return rc;
 }

@@ -141,3 +141,26 @@ def test_help(kite, tmp_path):
     assert r.returncode == 1 and "usage: kite img" in r.stderr
     r = run([kite, "img", "frobnicate"])
     assert r.returncode == 1 and r.stderr.startswith("kite: error: img: unknown verb")
+
+
+def test_empty_images(kite, tmp_path):
+    raw = tmp_path / "empty.img"
+    raw.write_bytes(b"")
+    for args in (["map", "--output=json"], ["map"], ["info", "--output=json"]):
+        r = run([kite, "img", *args, str(raw)])
+        q = run(["qemu-img", *args, str(raw)])
+        assert r.returncode == q.returncode == 0, r.stderr
+        if args[0] == "map":
+            assert r.stdout == q.stdout
+        else:
+            assert json.loads(r.stdout) == json.loads(q.stdout)
+
+
+@pytest.mark.xfail(reason="block layer: qcow2 create of size 0 leaks one cluster "
+                          "(reported to the block layer's owner)", strict=False)
+def test_zero_size_qcow2_is_clean(kite, tmp_path):
+    img = tmp_path / "zero.qcow2"
+    r = run([kite, "img", "create", "-f", "qcow2", str(img), "0"])
+    assert r.returncode == 0, r.stderr
+    c = run(["qemu-img", "check", str(img)])
+    assert c.returncode == 0, c.stdout + c.stderr
