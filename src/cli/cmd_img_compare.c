@@ -16,8 +16,8 @@ struct side {
 	uint8_t *buf;
 };
 
-/* Status word used by strict mode: allocation, zero, data, and whether the run reaches the
- * end of the image (QEMU compares its EOF bit too). */
+/* Status word used by strict mode: allocation, zero, data, offset-valid, and whether the
+ * run reaches the end of the image (QEMU compares its EOF bit too). */
 static int status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum, unsigned *word,
 		  bool *zero)
 {
@@ -26,8 +26,8 @@ static int status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum, uns
 		return -1;
 	*pnum = m.pnum;
 	*zero = (m.flags & BLK_STATUS_ZERO) || !(m.flags & BLK_STATUS_ALLOCATED);
-	*word =
-	    (m.flags & (BLK_STATUS_ALLOCATED | BLK_STATUS_DATA)) | (*zero ? BLK_STATUS_ZERO : 0);
+	*word = (m.flags & (BLK_STATUS_ALLOCATED | BLK_STATUS_DATA | BLK_STATUS_OFFSET_VALID)) |
+		(*zero ? BLK_STATUS_ZERO : 0);
 	if (off + m.pnum == blk_size(b))
 		*word |= 1u << 16;
 	return 0;

@@ -189,3 +189,19 @@ def test_check_like_qemu(kite, vmdk, tmp_path):
     q = run(["qemu-img", "check", str(cut)])
     assert r.returncode == q.returncode == 1
     assert "points after EOF" in r.stderr and "points after EOF" in q.stderr
+
+
+def test_compare_sparse_and_stream_like_qemu(kite, tmp_path):
+    raw = tmp_path / "src.img"
+    make_raw(raw)
+    paths = []
+    for sub in ("monolithicSparse", "streamOptimized"):
+        p = tmp_path / f"{sub}.vmdk"
+        qemu_img("convert", "-f", "raw", "-O", "vmdk", "-o", f"subformat={sub}", str(raw),
+                 str(p))
+        paths.append(str(p))
+    for args in ([], ["-s"]):
+        for pair in (paths, [str(raw)] + paths[:1]):
+            r = run([kite, "img", "compare", *args, *pair])
+            q = run(["qemu-img", "compare", *args, *pair])
+            assert (r.returncode, r.stdout) == (q.returncode, q.stdout), (args, pair)
