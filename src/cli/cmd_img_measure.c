@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static uint64_t div_up(uint64_t a, uint64_t b)
@@ -145,9 +146,19 @@ int img_measure(int argc, char **argv)
 		full = qcow2_full_size(size, cs, rbits, copts.extended_l2);
 		required = full - div_up(size, cs) * cs + data;
 	}
-	/* qemu-img reports the (persistent bitmap) space too when both sides are qcow2; kite
-	 * copies no bitmaps, so it is 0 */
-	bool bitmaps = src && !strcmp(blk_format_name(src), "qcow2") && !strcmp(out_fmt, "qcow2");
+	/* qemu-img reports the (persistent bitmap) space too when both sides are qcow2 and the
+	 * source can hold bitmaps (compat 1.1); kite copies no bitmaps, so it is 0 */
+	bool bitmaps = false;
+	if (src && !strcmp(blk_format_name(src), "qcow2") && !strcmp(out_fmt, "qcow2")) {
+		struct blk_info *in = calloc(1, sizeof(*in));
+		if (!in || blk_get_info(src, in) < 0) {
+			free(in);
+			blk_close(src);
+			goto out;
+		}
+		bitmaps = strcmp(in->compat, "0.10") != 0;
+		free(in);
+	}
 	blk_close(src);
 	if (out == IMG_OUT_JSON) {
 		printf("{\n");

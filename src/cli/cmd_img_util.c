@@ -223,6 +223,9 @@ int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts 
 		c->backing_file = v;
 	if ((v = img_opts_get(o, "backing_fmt")))
 		c->backing_fmt = v;
+	if (c->extended_l2 && c->cluster_size && c->cluster_size < 16384)
+		return kite_error("Extended L2 entries are only supported with cluster sizes of at "
+				  "least 16384 bytes");
 	return 0;
 }
 

@@ -317,3 +317,15 @@ def test_commit_to_a_deeper_base(kite, tmp_path):
     check_clean(mid)
     assert as_raw(mid, tmp_path / "m.raw") == want2
     assert mid_before != want2
+
+
+def test_measure_v2_source_and_bad_options(kite, tmp_path):
+    img = qcow2(tmp_path / "v2.qcow2", "16M", ["write -P 1 0 1M"], opts="compat=0.10")
+    for out in ([], ["--output=json"]):
+        r = run([kite, "img", "measure", *out, "-O", "qcow2", str(img)])
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == sh("qemu-img", "measure", *out, "-O", "qcow2", img)
+    r = run([kite, "img", "measure", "-O", "qcow2", "-o", "cluster_size=4k,extended_l2=on",
+             "--size", "1G"])
+    assert r.returncode == 1
+    assert "Extended L2 entries are only supported" in r.stderr
