@@ -113,8 +113,13 @@ int gfs_read_data(struct gfs *g, ext2_ino_t ino, gfs_data_cb cb, void *ctx)
 		return kite_error("inode %u is encrypted", ino);
 	uint64_t bs = g->fs->blocksize;
 	uint64_t nblocks = (size + bs - 1) / bs, fs_blocks = ext2fs_blocks_count(g->fs->super);
-	size_t run_max = RUN_MAX / bs;
-	char *buf = malloc(RUN_MAX);
+	/* small files get a small buffer: copy-out of many files would otherwise map and
+	 * fault in a fresh RUN_MAX buffer for each */
+	uint64_t cap = nblocks * bs < RUN_MAX ? nblocks * bs : RUN_MAX;
+	size_t run_max = (size_t)(cap / bs);
+	if (!nblocks)
+		return 0;
+	char *buf = malloc((size_t)cap);
 	if (!buf)
 		return kite_error("out of memory");
 	int ret = 0;
