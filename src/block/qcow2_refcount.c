@@ -100,6 +100,11 @@ static int grow_rt(struct blk *b, uint64_t min_idx)
 	uint64_t e = (q->file_end + cs - 1) / cs; /* first cluster certainly unused */
 	uint64_t old = q->rt_entries;
 	uint64_t n = 0, k = 0, tc = 0;
+	uint64_t max_entries = QCOW2_MAX_RT_BYTES / 8;
+	if (min_idx >= max_entries || e / q->rb_entries >= max_entries)
+		return kite_error("%s: refcount table would exceed %u bytes (cluster offset too "
+				  "large)",
+				  b->filename, QCOW2_MAX_RT_BYTES);
 	for (int iter = 0; iter < 64; iter++) {
 		uint64_t last = (e + k + tc) / q->rb_entries;
 		n = old * 2;
@@ -109,6 +114,9 @@ static int grow_rt(struct blk *b, uint64_t min_idx)
 			n = last + 1;
 		tc = (n * 8 + cs - 1) / cs;
 		n = tc * cs / 8;
+		if (n > max_entries)
+			return kite_error("%s: refcount table would exceed %u bytes", b->filename,
+					  QCOW2_MAX_RT_BYTES);
 		uint64_t need = 0;
 		for (uint64_t i = e / q->rb_entries; i <= (e + k + tc - 1) / q->rb_entries; i++)
 			if (i >= old || !(q->rt[i] & RTE_OFFSET_MASK))

@@ -125,22 +125,26 @@ static int l1_refcounts(struct blk *b, const uint64_t *l1, uint32_t l1_size, int
 		uint64_t l2off = l1[i] & L1E_OFFSET_MASK;
 		if (!l2off)
 			continue;
-		if (l2off & (cs - 1))
-			return kite_error("%s: corrupt image: misaligned L2 table offset",
-					  b->filename);
+		if ((l2off & (cs - 1)) || l2off >= q->file_end)
+			return kite_error("%s: corrupt image: L2 table offset 0x%llx misaligned or "
+					  "beyond the end of the file",
+					  b->filename, (unsigned long long)l2off);
 		for (uint64_t j = 0; j < q->l2_entries; j++) {
 			uint8_t *l2 = mcache_get(b, &q->l2c, l2off, true);
 			if (!l2)
 				return -1;
 			uint64_t e = qcow2_l2_get(q, l2, j, NULL);
 			int r = 0;
-			if (e & OFLAG_COMPRESSED) {
-				uint64_t co, cl;
-				if (qcow2_compressed_range(q, e, &co, &cl) == 0)
-					r = qcow2_update_refcount(b, co, cl, delta);
-			} else if (e & L2E_OFFSET_MASK) {
-				r = qcow2_update_refcount(b, e & L2E_OFFSET_MASK, cs, delta);
-			}
+			uint64_t co = e & L2E_OFFSET_MASK, cl = cs;
+			if ((e & OFLAG_COMPRESSED) && qcow2_compressed_range(q, e, &co, &cl) < 0)
+				co = 0;
+			if (co && co >= q->file_end)
+				return kite_error(
+				    "%s: corrupt image: cluster at 0x%llx is beyond the "
+				    "end of the file",
+				    b->filename, (unsigned long long)co);
+			if (co)
+				r = qcow2_update_refcount(b, co, cl, delta);
 			if (r < 0)
 				return -1;
 		}
