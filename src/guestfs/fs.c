@@ -118,6 +118,11 @@ static bool has_os_release(struct gfs *g)
 	return yes;
 }
 
+static const char *what(const struct fsinfo *fi)
+{
+	return strcmp(fi->type, "unknown") ? fi->type : "no filesystem kite recognises";
+}
+
 static int choose(struct gfs *g, const struct part_table *t, const struct gfs_opts *o)
 {
 	if (o->partition) {
@@ -148,7 +153,7 @@ static int choose(struct gfs *g, const struct part_table *t, const struct gfs_op
 		if (!fi.supported)
 			return kite_error("partition %d holds %s, which kite guest cannot read (it "
 					  "reads ext2, ext3 and ext4)",
-					  n, fi.type);
+					  n, what(&fi));
 		g->partno = n;
 		return 0;
 	}
@@ -160,7 +165,7 @@ static int choose(struct gfs *g, const struct part_table *t, const struct gfs_op
 		if (!fi.supported)
 			return kite_error("the disk has no partition table and holds %s, not an "
 					  "ext2/3/4 filesystem",
-					  fi.type);
+					  what(&fi));
 		return 0;
 	}
 	int best = -1, os = -1;
