@@ -181,3 +181,32 @@ def test_paths_cannot_escape_when_writing(kite, tree, tmp_path):
     assert debugfs_cat(img, "/etc/via-link") == b"inside\n"
     assert not os.path.exists("/etc/via-link")
     e2fsck_clean(img)
+
+
+def test_writes_stay_inside_the_chosen_partition(kite, tree, tmp_path):
+    from test_guestfs_common import extract, place
+    disk = str(tmp_path / "gpt.img")
+    with open(disk, "wb") as f:
+        f.truncate(64 * MiB)
+    sh(["sgdisk", "-n", "1:2048:+20M", "-n", "2:0:+20M", "-n", "3:0:0", disk])
+    p1, p2 = 2048 * 512, (2048 + 40960) * 512
+    place(disk, mkfs(str(tmp_path / "a.img"), tree, size=20 * MiB), p1)
+    place(disk, mkfs(str(tmp_path / "b.img"), tree, size=20 * MiB), p2)
+    q = str(tmp_path / "gpt.qcow2")
+    sh(["qemu-img", "convert", "-O", "qcow2", disk, q])
+    flat = str(tmp_path / "before.img")
+    sh(["qemu-img", "convert", "-O", "raw", q, flat])
+    before_p1 = sha(extract(flat, p1, 20 * MiB, str(tmp_path / "p1-before")))
+    data = os.urandom(3 * MiB)
+    ok(kite, "write", q, "/big.bin", "-a", "2", input=data, text=False)
+    ok(kite, "copy-in", q, tree + "/a", "/etc", "-a", "/dev/sda2")
+    after = str(tmp_path / "after.img")
+    sh(["qemu-img", "convert", "-O", "raw", q, after])
+    assert sha(extract(after, p1, 20 * MiB, str(tmp_path / "p1-after"))) == before_p1
+    part2 = extract(after, p2, 20 * MiB, str(tmp_path / "p2-after"))
+    e2fsck_clean(part2)
+    assert debugfs_cat(part2, "/big.bin") == data
+    # the space after partition 2 (partition 3, never formatted) is still zeros
+    with open(after, "rb") as f:
+        f.seek(p2 + 20 * MiB)
+        assert f.read(4 * MiB) == bytes(4 * MiB)
