@@ -2,6 +2,7 @@
  * interrupt controllers and PIT, the platform devices and the vCPU threads. */
 #include "vmm/vm.h"
 #include "util/err.h"
+#include "guestfs/imglock.h"
 #include "vmm/acpi.h"
 #include "vmm/pvm.h"
 
@@ -70,6 +71,14 @@ static int add_virtio(struct vm *vm, const struct vm_config *cfg)
 	    .set_irq = platform_set_irq,
 	    .opaque = vm,
 	};
+	/* Locked as QEMU locks its images: `kite guest`, qemu-img and QEMU see the VM's disks in
+	 * use, and a disk another VM writes is refused. */
+	for (int i = 0; i < devices.ndisks; i++) {
+		vm->disk_locks[i] =
+		    imglock_acquire(devices.disks[i].path, !devices.disks[i].readonly);
+		if (vm->disk_locks[i] < 0)
+			return -1;
+	}
 	if (virtio_devices_create(&vm->virtio, &devices, &vm->mem, &vm->bus, &ops) < 0)
 		return -1;
 	vm->virtio_ready = true;
@@ -118,6 +127,8 @@ int vm_prepare(struct vm *vm, const struct vm_config *cfg)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->fd = -1;
+	for (int i = 0; i < VIRTIO_MAX_DISKS; i++)
+		vm->disk_locks[i] = -1;
 	vm->ncpus = cfg->ncpus;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
@@ -316,6 +327,11 @@ void vm_destroy(struct vm *vm)
 	if (vm->virtio_ready) {
 		virtio_devices_destroy(&vm->virtio);
 		vm->virtio_ready = false;
+	}
+	for (int i = 0; i < VIRTIO_MAX_DISKS; i++) {
+		if (vm->disk_locks[i] >= 0)
+			imglock_release(vm->disk_locks[i]);
+		vm->disk_locks[i] = -1;
 	}
 	if (vm->platform.opaque) {
 		serial_destroy(&vm->serial);

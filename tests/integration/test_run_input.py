@@ -115,3 +115,23 @@ def test_corrupt_qcow2_disk(kite, tmp_path):
 def test_bad_net_option(kite, tmp_path, spec):
     elf = tiny_elf(str(tmp_path / "k.elf"))
     assert_input_error(run([kite, "run", "--kernel", elf, "--net", spec]))
+
+
+def test_disk_in_use_is_refused(kite, tmp_path):
+    """A disk another process writes (qemu-io here, a VM in life) is locked as QEMU locks it."""
+    import subprocess
+    elf = tiny_elf(str(tmp_path / "k.elf"))
+    img = tmp_path / "busy.img"
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    holder = subprocess.Popen(["qemu-io", "-f", "raw", str(img)], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import time
+        time.sleep(0.5)  # qemu-io takes its locks when it opens the image
+        assert holder.poll() is None
+        assert_input_error(run([kite, "run", "--kernel", elf, "--disk", f"{img},format=raw"]),
+                           "in use")
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
