@@ -125,11 +125,12 @@ def test_disk_in_use_is_refused(kite, tmp_path):
     with open(img, "wb") as f:
         f.truncate(16 << 20)
     holder = subprocess.Popen(["qemu-io", "-f", "raw", str(img)], stdin=subprocess.PIPE,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        import time
-        time.sleep(0.5)  # qemu-io takes its locks when it opens the image
-        assert holder.poll() is None
+        # Once qemu-io answers a command it has opened (and locked) the image.
+        holder.stdin.write("help\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline(), "qemu-io did not start"
         assert_input_error(run([kite, "run", "--kernel", elf, "--disk", f"{img},format=raw"]),
                            "in use")
     finally:
