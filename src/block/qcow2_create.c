@@ -83,9 +83,7 @@ int qcow2_create(const char *path, const struct blk_create_opts *o)
 	uint64_t l1_size = (o->size + l2_entries * cs - 1) / (l2_entries * cs);
 	if (l1_size * 8 > QCOW2_MAX_L1_BYTES)
 		return kite_error("%s: image size too large for this cluster size", path);
-	uint64_t l1_clusters = (l1_size * 8 + cs - 1) / cs;
-	if (!l1_clusters)
-		l1_clusters = 1;
+	uint64_t l1_clusters = (l1_size * 8 + cs - 1) / cs; /* none for an empty image */
 	uint64_t rb_entries = cs * 8 / (1u << rorder);
 	/* header + refcount table + refcount blocks + L1, all counted by the blocks */
 	uint64_t rt_clusters = 1, rb_clusters = 1, total;
@@ -99,7 +97,7 @@ int qcow2_create(const char *path, const struct blk_create_opts *o)
 		rt_clusters = need_rt;
 	}
 	uint64_t rt_off = cs, rb_off = cs * (1 + rt_clusters);
-	uint64_t l1_off = rb_off + rb_clusters * cs;
+	uint64_t l1_off = l1_clusters ? rb_off + rb_clusters * cs : 0;
 
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
