@@ -135,6 +135,18 @@ static void options_qemu_reports(void **state)
 			       "'compression type: zstd' info.txt && grep -q 'extended l2: true' "
 			       "info.txt && grep -q 'compat: 1.1' info.txt"),
 			 0);
+	/* an empty image has no L1 table at all (as qemu-img makes it), and can grow */
+	struct blk_create_opts empty = {.size = 0, .size_set = true};
+	assert_int_equal(blk_create(qt_path("empty.qcow2"), "qcow2", &empty), 0);
+	qt_assert_clean("empty.qcow2");
+	struct blk *e = blk_open(qt_path("empty.qcow2"), NULL, BLK_O_RDWR);
+	assert_non_null(e);
+	assert_int_equal(blk_resize(e, 3 << 20, false), 0);
+	uint8_t one[4096];
+	memset(one, 1, sizeof(one));
+	assert_int_equal(blk_pwrite(e, one, sizeof(one), 2 << 20), 0);
+	blk_close(e);
+	qt_assert_clean("empty.qcow2");
 	struct blk_create_opts bad = {
 	    .size = 1 << 20, .size_set = true, .compat = 2, .refcount_bits = 64};
 	assert_int_equal(blk_create(qt_path("bad.qcow2"), "qcow2", &bad), -1);
