@@ -388,7 +388,9 @@ int img_convert(int argc, char **argv)
 		img_usage_error("convert", "expecting a source and an output filename");
 		goto out;
 	}
-	unsigned dst_flags = 0;
+	/* As qemu-img: the target's default cache mode is "unsafe" (no syncs between dependent
+	 * metadata writes: a convert that dies leaves a file to delete, not data to lose). */
+	unsigned dst_flags = (!cache || !strcmp(cache, "unsafe")) ? BLK_O_UNSAFE : 0;
 	if (cache) {
 		if (!strcmp(cache, "none") || !strcmp(cache, "directsync")) {
 			dst_flags |= BLK_O_NOCACHE;
