@@ -156,8 +156,6 @@ def test_empty_images(kite, tmp_path):
             assert json.loads(r.stdout) == json.loads(q.stdout)
 
 
-@pytest.mark.xfail(reason="block layer: qcow2 create of size 0 leaks one cluster "
-                          "(reported to the block layer's owner)", strict=False)
 def test_zero_size_qcow2_is_clean(kite, tmp_path):
     img = tmp_path / "zero.qcow2"
     r = run([kite, "img", "create", "-f", "qcow2", str(img), "0"])
