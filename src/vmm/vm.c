@@ -185,8 +185,10 @@ static int add_devices(struct vm *vm, struct console *console)
 	vm->platform = (struct platform_ops){platform_set_irq, platform_event, vm};
 	bool hvc = vm->virtio_ready && vm->virtio.console;
 	serial_init(&vm->serial, &vm->platform, SERIAL_COM1_IRQ, hvc ? NULL : console);
-	if (hvc)
+	if (hvc) {
 		console_attach(console, hvc_input, vm->virtio.console);
+		vm->hvc_console = console; /* detached in vm_destroy, before the device goes */
+	}
 	i8042_init(&vm->i8042, &vm->platform);
 	rtc_init(&vm->rtc);
 	acpi_pm_init(&vm->pm, &vm->platform);
@@ -323,6 +325,10 @@ void vm_destroy(struct vm *vm)
 		}
 		free(vm->vcpus);
 		vm->vcpus = NULL;
+	}
+	if (vm->hvc_console) {
+		console_attach(vm->hvc_console, NULL, NULL);
+		vm->hvc_console = NULL;
 	}
 	if (vm->virtio_ready) {
 		virtio_devices_destroy(&vm->virtio);

@@ -66,6 +66,7 @@ struct vm {
 	struct acpi_pm pm;
 	struct virtio_devices virtio;
 	bool virtio_ready;
+	struct console *hvc_console;	  /* the console whose input goes to virtio-console */
 	int disk_locks[VIRTIO_MAX_DISKS]; /* QEMU-compatible image locks, -1 when none */
 
 	pthread_mutex_t lock;
