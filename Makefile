@@ -37,6 +37,9 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 SAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/san/tests/%)
 
 .PHONY: all check unit integration san run guest guests format clean
+# Keep intermediate files (the guest programs' objects): nothing to delete, and pytest's summary
+# stays the last line of `make check`.
+.SECONDARY:
 all: build/kite
 
 build/kite: $(OBJS)
@@ -68,7 +71,7 @@ san: build/san/kite
 guests: $(GUEST_ELFS)
 
 unit: $(UNIT_BINS) $(SAN_UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS) $(SAN_UNIT_BINS); do echo "== $$t"; $$t; done
+	@set -e; for t in $(UNIT_BINS) $(SAN_UNIT_BINS); do echo "== $$t"; timeout 600 $$t; done
 
 integration: build/kite build/san/kite $(GUEST_ELFS)
 	KITE=$(abspath build/kite) KITE_SAN=$(abspath build/san/kite) \

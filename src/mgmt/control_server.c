@@ -57,7 +57,6 @@ struct control_server {
 	pthread_t thread;
 	int listen_fd;
 	int wake[2];
-	atomic_int wake_pending;
 	atomic_int nstream;
 	bool quit;
 	int workers;
@@ -82,10 +81,12 @@ void control_set_error(const char *cls, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Always writes: a "wake-up already pending" flag can be cleared after the server drained
+ * the byte that belonged to a later wake-up, and then every wake-up is lost (seen as a hang
+ * in control_server_stop). The server re-reads its state after each drain, and a full pipe
+ * (EAGAIN) already guarantees a wake-up. */
 static void wake(struct control_server *s)
 {
-	if (atomic_exchange(&s->wake_pending, 1))
-		return;
 	char b = 1;
 	/* EAGAIN means a wake-up is already queued, which is all we need. */
 	if (write(s->wake[1], &b, 1) < 0 && errno != EAGAIN)
@@ -663,7 +664,6 @@ static void *server_thread(void *arg)
 		}
 		if (pfd[0].revents & POLLIN) {
 			char buf[64];
-			atomic_store(&s->wake_pending, 0);
 			while (read(s->wake[0], buf, sizeof(buf)) > 0)
 				;
 		}
