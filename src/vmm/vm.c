@@ -4,6 +4,7 @@
 #include "util/err.h"
 #include "guestfs/imglock.h"
 #include "vmm/acpi.h"
+#include "vmm/irq_routing.h"
 #include "vmm/pvm.h"
 
 #include <errno.h>
@@ -177,7 +178,7 @@ static int create_irqchip(struct vm *vm)
 	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0)
 		return kite_error_errno(errno, "KVM_CREATE_PIT2");
-	return 0;
+	return irq_routing_install(vm->fd);
 }
 
 static int add_devices(struct vm *vm, struct console *console)
