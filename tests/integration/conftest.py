@@ -30,3 +30,22 @@ def run(argv, **kw):
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     kw.setdefault("env", env)
     return subprocess.run(argv, **kw)
+
+
+HAVE_KVM = os.path.exists("/dev/kvm")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "kvm: boots a guest under KVM. Where there is no /dev/kvm these skip here and "
+        "`make check` runs them inside a KVM host VM (scripts/run-in-kvm-host).")
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAVE_KVM:
+        return
+    skip = pytest.mark.skip(reason="no /dev/kvm on this host (make check runs these in "
+                            "scripts/run-in-kvm-host)")
+    for item in items:
+        if "kvm" in item.keywords:
+            item.add_marker(skip)

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
            "does not)")
 
 needs_qemu = pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed")
-needs_kvm = pytest.mark.skipif(not os.path.exists("/dev/kvm"), reason="no /dev/kvm on this host")
+needs_kvm = pytest.mark.kvm
 
 
 def qemu_argv(kernel, append, devices=()):

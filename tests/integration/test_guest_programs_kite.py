@@ -1,7 +1,6 @@
 """The guest test programs of tests/guests/ booted by `kite run` (PVH entry, -m 64M), on the
 release and the ASan+UBSan build. The same checks as under QEMU in test_guest_programs.py.
 They need KVM: without /dev/kvm the whole module skips, saying so; with it, every test runs."""
-import os
 
 import pytest
 
@@ -10,8 +9,7 @@ from test_guest_programs import (PVH_APPEND, SERIAL_APPEND, TIMER_EXPECTED, boot
                                  check_reset_exits, check_serial, check_smp, guest_elf,
                                  serial_replies)
 
-if not os.path.exists("/dev/kvm"):
-    pytestmark = pytest.mark.skip(reason="no /dev/kvm on this host")
+pytestmark = pytest.mark.kvm
 
 
 def kite_argv(kite, name, append="", mem="64M", cpus=1, reboot=False):

@@ -21,7 +21,7 @@ def test_pvm_fallback_program_qemu():
     check(boot(qemu_argv("pvm_fallback", "")))
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/kvm"), reason="no /dev/kvm on this host")
+@pytest.mark.kvm
 def test_pvm_fallback_program_kite(kite):
     from test_guest_programs_kite import kite_argv
     r = boot(kite_argv(kite, "pvm_fallback", "pvm=1" if PVM_HOST else ""))

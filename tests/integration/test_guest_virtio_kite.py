@@ -2,7 +2,6 @@
 devices, on the release and the ASan+UBSan build: the same checks as against QEMU's devices
 in test_guest_virtio.py. kite runs no firmware, so the programs assign the BARs themselves.
 They need KVM: without /dev/kvm the whole module skips, saying so; with it, every test runs."""
-import os
 
 import pytest
 
@@ -12,8 +11,7 @@ from test_guest_virtio import (ECHO_PORT, MSIX_EXPECTED, PCI_EXPECTED, RNG_EXPEC
                                check_blk_ro, check_blk_rw, check_hostile, make_disk,
                                run_net, run_second_nic)
 
-if not os.path.exists("/dev/kvm"):
-    pytestmark = pytest.mark.skip(reason="no /dev/kvm on this host")
+pytestmark = pytest.mark.kvm
 
 
 def kite_argv(kite, name, append="", devices=()):

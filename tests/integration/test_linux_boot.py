@@ -15,8 +15,7 @@ GUEST = os.path.join(ROOT, "build", "guest")
 KERNEL = os.path.join(GUEST, "vmlinuz")
 INITRD = os.path.join(GUEST, "initramfs.cpio.gz")
 
-if not os.path.exists("/dev/kvm"):
-    pytestmark = pytest.mark.skip(reason="no /dev/kvm on this host")
+pytestmark = pytest.mark.kvm
 
 E820_RE = re.compile(r"BIOS-e820: \[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\] (\w+)")
 

@@ -757,7 +757,7 @@ def test_socket_refuses_a_user_outside_the_group(m):
 
 # ---- the real kite run ----------------------------------------------------------------------
 
-needs_kvm = pytest.mark.skipif(not HAVE_KVM, reason="no /dev/kvm on this host")
+needs_kvm = pytest.mark.kvm
 
 
 def guest(name):
