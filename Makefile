@@ -77,9 +77,24 @@ integration: build/kite build/san/kite $(GUEST_ELFS)
 	KITE=$(abspath build/kite) KITE_SAN=$(abspath build/san/kite) \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
+# The tests marked kvm, on a host without /dev/kvm: inside a KVM host VM under QEMU's software
+# CPU with nested SVM (scripts/make-kvm-host, scripts/run-in-kvm-host). Where /dev/kvm exists
+# they run in `integration` instead.
+integration-kvm: build/kite build/san/kite $(GUEST_ELFS) guest
+	@if [ -e /dev/kvm ]; then echo "integration-kvm: /dev/kvm is here: integration runs them"; \
+	else $(MAKE) --no-print-directory kvm-host && \
+	  KITE=$(abspath build/kite) KITE_SAN=$(abspath build/san/kite) ./scripts/run-in-kvm-host \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider -m kvm tests/integration; fi
+
+.PHONY: kvm-host integration-kvm
+kvm-host: build/kvm-host/vmlinuz build/kvm-host/initramfs.cpio.gz
+build/kvm-host/vmlinuz build/kvm-host/initramfs.cpio.gz &: scripts/make-kvm-host
+	./scripts/make-kvm-host build/kvm-host
+
 # Unit tests first; pytest's own summary line ends the run.
 check: all san $(GUEST_ELFS) guest
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration-kvm
 	@$(MAKE) --no-print-directory integration
 
 # Real Linux guest from Debian packages (scripts/make-guest).
