@@ -118,13 +118,18 @@ const struct acpi_header *acpi_find_table(const char sig[4], int index)
 }
 
 /* FADT field offsets (ACPI 6.x, table 5.9). */
-#define FADT_DSDT	40
-#define FADT_PM1A_CNT	64
-#define FADT_PM1B_CNT	68
-#define FADT_FLAGS	112
-#define FADT_X_DSDT	140
-#define FADT_SLEEP_CTL	244
-#define FADT_HW_REDUCED (1u << 20)
+#define FADT_DSDT	 40
+#define FADT_SCI_INT	 46
+#define FADT_SMI_CMD	 48
+#define FADT_ACPI_EN	 52
+#define FADT_PM1A_EVT	 56
+#define FADT_PM1_EVT_LEN 88
+#define FADT_PM1A_CNT	 64
+#define FADT_PM1B_CNT	 68
+#define FADT_FLAGS	 112
+#define FADT_X_DSDT	 140
+#define FADT_SLEEP_CTL	 244
+#define FADT_HW_REDUCED	 (1u << 20)
 
 static uint32_t get32(const void *t, size_t off)
 {
@@ -146,6 +151,12 @@ bool acpi_fadt(struct fadt_info *out)
 		if (x)
 			out->dsdt = x;
 	}
+	const uint8_t *b = (const uint8_t *)f;
+	out->sci_int = (uint16_t)(b[FADT_SCI_INT] | b[FADT_SCI_INT + 1] << 8);
+	out->smi_cmd = get32(f, FADT_SMI_CMD);
+	out->acpi_enable = b[FADT_ACPI_EN];
+	out->pm1a_evt = get32(f, FADT_PM1A_EVT);
+	out->pm1_evt_len = b[FADT_PM1_EVT_LEN];
 	out->pm1a_cnt = get32(f, FADT_PM1A_CNT);
 	out->pm1b_cnt = get32(f, FADT_PM1B_CNT);
 	out->flags = get32(f, FADT_FLAGS);

@@ -138,6 +138,11 @@ struct madt_info {
 };
 
 struct fadt_info {
+	uint16_t sci_int; /* the SCI's ISA IRQ (a GSI where there is no 8259) */
+	uint32_t smi_cmd; /* port the OS writes acpi_enable to for SCI_EN; 0: already ACPI */
+	uint8_t acpi_enable;
+	uint32_t pm1a_evt; /* PM1a event block: status, then enable at pm1a_evt + evt_len/2 */
+	uint8_t pm1_evt_len;
 	uint32_t pm1a_cnt; /* I/O port, 0 if none */
 	uint32_t pm1b_cnt;
 	uint32_t flags;
