@@ -419,7 +419,7 @@ static void msix_send_locked(struct pci_device *d, unsigned v)
 	const uint8_t *e = d->msix_table + v * 16;
 	uint64_t addr = get32(e) | (uint64_t)get32(e + 4) << 32;
 	if (d->bus->ops.msi_send)
-		d->bus->ops.msi_send(d->bus->ops.opaque, addr, get32(e + 8));
+		d->bus->ops.msi_send(d->bus->ops.opaque, d, v, addr, get32(e + 8));
 }
 
 static void msix_deliver_pending_locked(struct pci_device *d)

@@ -4,10 +4,10 @@
  * dispatched here, so the machine registers three fixed ranges with its iobus and nothing
  * moves when the guest reprograms a BAR.
  *
- * Interrupts leave through callbacks: MSI-X messages through msi_send(addr, data) (KVM irq
- * routing / KVM_SIGNAL_MSI on the machine side), INTx through set_irq(gsi, level) with the
- * lines of one GSI ORed here. INTA of slot s is wired to GSI PCI_INTX_GSI(s): the ACPI _PRT
- * must say the same. */
+ * Interrupts leave through callbacks: MSI-X messages through msi_send(d, vector, addr, data)
+ * (an irqfd per vector, or KVM_SIGNAL_MSI, on the machine side), INTx through set_irq(gsi, level)
+ * with the lines of one GSI ORed here. INTA of slot s is wired to GSI PCI_INTX_GSI(s): the ACPI
+ * _PRT must say the same. */
 #ifndef KITE_DEVICES_PCI_H
 #define KITE_DEVICES_PCI_H
 
@@ -93,7 +93,11 @@ struct pci_device {
 };
 
 struct pci_bus_ops {
-	void (*msi_send)(void *opaque, uint64_t addr, uint32_t data);
+	/* MSI-X `vector` of `d` fires with message addr/data (called with the bus locked; it
+	 * must not call back into the bus). The vector lets the machine keep one irqfd per
+	 * vector (vmm/irqfd.h). */
+	void (*msi_send)(void *opaque, struct pci_device *d, unsigned vector, uint64_t addr,
+			 uint32_t data);
 	void (*set_irq)(void *opaque, unsigned gsi, int level);
 	void *opaque;
 	/* Optional: the guest moved BAR `bar` of `d` or switched its decoding; an address of

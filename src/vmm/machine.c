@@ -88,6 +88,11 @@ static void print_stats(const struct vm_stats *st, double seconds)
 		if (st->exits[i])
 			fprintf(stderr, "kite: stats:   %-16s %llu\n", kvm_exit_name(i),
 				(unsigned long long)st->exits[i]);
+	if (st->msix_irqfd || st->msix_ioctl)
+		fprintf(stderr,
+			"kite: stats: MSI-X messages through irqfd: %llu, through KVM_SIGNAL_MSI: "
+			"%llu\n",
+			(unsigned long long)st->msix_irqfd, (unsigned long long)st->msix_ioctl);
 	if (st->pvm_fallbacks)
 		fprintf(stderr, "kite: stats:   PVM fallbacks    %llu\n",
 			(unsigned long long)st->pvm_fallbacks);

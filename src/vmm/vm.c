@@ -4,7 +4,6 @@
 #include "util/err.h"
 #include "guestfs/imglock.h"
 #include "vmm/acpi.h"
-#include "vmm/irq_routing.h"
 #include "vmm/pvm.h"
 
 #include <errno.h>
@@ -30,16 +29,13 @@ static void platform_event(void *opaque, enum machine_event ev)
 	vm_request_exit(opaque, ev == MACHINE_POWEROFF ? VM_POWEROFF : VM_RESET);
 }
 
-static void platform_msi_send(void *opaque, uint64_t addr, uint32_t data)
+/* Device threads and vCPUs (an unmask) send; only while the VM runs. */
+static void platform_msi_send(void *opaque, struct pci_device *d, unsigned vector, uint64_t addr,
+			      uint32_t data)
 {
 	struct vm *vm = opaque;
-	struct kvm_msi msi = {
-	    .address_lo = (uint32_t)addr,
-	    .address_hi = (uint32_t)(addr >> 32),
-	    .data = data,
-	};
-	if (ioctl(vm->fd, KVM_SIGNAL_MSI, &msi) < 0)
-		kite_warn("KVM_SIGNAL_MSI: %s", strerror(errno));
+	if (vm->irqfds_ready)
+		irqfds_send(&vm->irqfds, (unsigned)d->slot, vector, addr, data);
 }
 
 /* The PCI bus and its virtio devices: opened here, before KVM, so that a missing disk image
@@ -178,7 +174,11 @@ static int create_irqchip(struct vm *vm)
 	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0)
 		return kite_error_errno(errno, "KVM_CREATE_PIT2");
-	return irq_routing_install(vm->fd);
+	/* The PC routes, and MSI routes for irqfds later. */
+	if (irqfds_init(&vm->irqfds, vm->kvm, vm->fd) < 0)
+		return -1;
+	vm->irqfds_ready = true;
+	return 0;
 }
 
 static int add_devices(struct vm *vm, struct console *console)
@@ -334,6 +334,15 @@ void vm_destroy(struct vm *vm)
 	if (vm->virtio_ready) {
 		virtio_devices_destroy(&vm->virtio);
 		vm->virtio_ready = false;
+	}
+	/* After the device threads, which send MSI-X messages. */
+	if (vm->irqfds_ready) {
+		if (vm->stats) {
+			vm->stats->msix_irqfd += vm->irqfds.via_irqfd;
+			vm->stats->msix_ioctl += vm->irqfds.via_ioctl;
+		}
+		vm->irqfds_ready = false;
+		irqfds_destroy(&vm->irqfds);
 	}
 	for (int i = 0; i < VIRTIO_MAX_DISKS; i++) {
 		if (vm->disk_locks[i] >= 0)

@@ -13,6 +13,7 @@
 #include "virtio/virtio_devices.h"
 #include "vmm/boot.h"
 #include "vmm/iobus.h"
+#include "vmm/irqfd.h"
 #include "vmm/kvm.h"
 #include "vmm/memory.h"
 
@@ -36,6 +37,7 @@ enum vm_exit {
 struct vm_stats {
 	uint64_t exits[VCPU_EXIT_COUNTERS];
 	uint64_t pvm_fallbacks;
+	uint64_t msix_irqfd, msix_ioctl; /* MSI-X messages by irqfd / by KVM_SIGNAL_MSI */
 };
 
 struct vcpu {
@@ -68,6 +70,8 @@ struct vm {
 	bool virtio_ready;
 	struct console *hvc_console;	  /* the console whose input goes to virtio-console */
 	int disk_locks[VIRTIO_MAX_DISKS]; /* QEMU-compatible image locks, -1 when none */
+	struct irqfds irqfds;		  /* GSI routes, MSI-X irqfds */
+	bool irqfds_ready;
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

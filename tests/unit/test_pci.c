@@ -12,6 +12,8 @@ struct fx {
 	int msis;
 	uint64_t msi_addr;
 	uint32_t msi_data;
+	struct pci_device *msi_dev;
+	unsigned msi_vector;
 	unsigned irq_gsi;
 	int moves;
 	uint64_t moved_old, moved_new;
@@ -20,12 +22,15 @@ struct fx {
 
 static struct fx F;
 
-static void msi_send(void *opaque, uint64_t addr, uint32_t data)
+static void msi_send(void *opaque, struct pci_device *d, unsigned vector, uint64_t addr,
+		     uint32_t data)
 {
 	struct fx *f = opaque;
 	f->msis++;
 	f->msi_addr = addr;
 	f->msi_data = data;
+	f->msi_dev = d;
+	f->msi_vector = vector;
 }
 
 static void set_irq(void *opaque, unsigned gsi, int level)
@@ -197,6 +202,8 @@ static void test_msix(void **state)
 	assert_int_equal(F.msis, 1);
 	assert_int_equal(F.msi_addr, 0xfee00000);
 	assert_int_equal(F.msi_data, 0x4041);
+	assert_ptr_equal(F.msi_dev, &F.dev); /* which vector: the machine's irqfd for it */
+	assert_int_equal(F.msi_vector, 2);
 	assert_int_equal(mmio_rd(bar1 + 2048, 4), 0);
 	pci_msix_notify(&F.dev, 2);
 	assert_int_equal(F.msis, 2);

@@ -28,7 +28,8 @@ struct vdrv {
 	struct tq q[VIRTIO_MAX_QUEUES];
 };
 
-static void vd_msi(void *opaque, uint64_t addr, uint32_t data)
+static void vd_msi(void *opaque, struct pci_device *dev, unsigned vector, uint64_t addr,
+		   uint32_t data)
 {
 	struct vdrv *d = opaque;
 	__atomic_fetch_add(&d->msis, 1, __ATOMIC_SEQ_CST);
