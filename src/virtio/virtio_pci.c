@@ -75,6 +75,32 @@ static void common_image(struct virtio_pci *vp, uint8_t *img)
 	}
 }
 
+/* Tells the hook which queues a notify can reach now. Under vd->lock, so that two vCPUs
+ * changing queues report in the order the changes happened. */
+static void queues_changed(struct virtio_pci *vp)
+{
+	struct virtio_dev *vd = vp->vd;
+	pthread_mutex_lock(&vd->lock);
+	if (vp->queues_changed) {
+		uint32_t enabled = 0;
+		for (unsigned q = 0; q < vd->nvqs; q++)
+			if (vd->vqs[q].enabled)
+				enabled |= 1u << q;
+		vp->queues_changed(vp->queues_opaque, vp, enabled);
+	}
+	pthread_mutex_unlock(&vd->lock);
+}
+
+void virtio_pci_set_queue_hook(struct virtio_pci *vp,
+			       void (*fn)(void *opaque, struct virtio_pci *vp, uint32_t enabled),
+			       void *opaque)
+{
+	pthread_mutex_lock(&vp->vd->lock);
+	vp->queues_changed = fn;
+	vp->queues_opaque = opaque;
+	pthread_mutex_unlock(&vp->vd->lock);
+}
+
 static uint16_t checked_vector(struct virtio_pci *vp, uint64_t v)
 {
 	/* A vector the function does not have reads back as NO_VECTOR (4.1.5.1.2). */
@@ -90,7 +116,7 @@ static void common_write(struct virtio_pci *vp, uint64_t off, const uint8_t *dat
 	pthread_mutex_lock(&vd->lock);
 	common_image(vp, img);
 	memcpy(img + off, data, len);
-	bool status_written = false;
+	bool status_written = false, enable_written = false;
 	uint8_t new_status = 0;
 	/* Apply every field the write touched, at the offset where it (or, for 64-bit
 	 * addresses, either 32-bit half) starts. */
@@ -133,8 +159,10 @@ static void common_write(struct virtio_pci *vp, uint64_t off, const uint8_t *dat
 				q->msix_vector = checked_vector(vp, get_le(img + o, 2));
 			break;
 		case VIRTIO_PCI_COMMON_Q_ENABLE:
-			if (q && get_le(img + o, 2) == 1)
+			if (q && get_le(img + o, 2) == 1) {
 				virtio_dev_enable_queue_locked(vd, vp->queue_sel);
+				enable_written = true;
+			}
 			break;
 		case VIRTIO_PCI_COMMON_Q_DESCLO:
 			if (q_writable)
@@ -163,6 +191,8 @@ static void common_write(struct virtio_pci *vp, uint64_t off, const uint8_t *dat
 		virtio_dev_set_status(vd, new_status);
 	if (status_written && new_status == 0)
 		(void)isr_read_clear(vp); /* a reset also drops a pending INTx */
+	if (enable_written || (status_written && new_status == 0))
+		queues_changed(vp);
 }
 
 static void bar_read(void *opaque, uint64_t off, uint8_t *data, unsigned len)

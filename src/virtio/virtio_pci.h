@@ -54,6 +54,11 @@ struct virtio_pci {
 	uint32_t dfselect, gfselect;
 	uint16_t queue_sel;
 	uint8_t pci_cfg_cap; /* config offset of the PCI configuration access capability */
+	/* Optional (vmm/ioevent.h): told which queues are enabled (bit q) after the driver
+	 * enabled one or reset the device. Called with vd->lock held: it must not call into
+	 * the device or the bus. */
+	void (*queues_changed)(void *opaque, struct virtio_pci *vp, uint32_t enabled);
+	void *queues_opaque;
 };
 
 /* Creates the PCI function for `vd` and plugs it into `bus` (first free slot). Returns the
@@ -66,6 +71,10 @@ void virtio_pci_destroy(struct virtio_pci *vp);
  * reprograms BAR0: see pci_bus_ops.bar_moved. Queue q's notify address within BAR0 is
  * VIRTIO_PCI_NOTIFY_OFF + q * VIRTIO_PCI_NOTIFY_MULT. */
 uint64_t virtio_pci_notify_addr(struct virtio_pci *vp, unsigned q);
+/* Installs (or, with NULL, removes) the queues_changed hook. */
+void virtio_pci_set_queue_hook(struct virtio_pci *vp,
+			       void (*fn)(void *opaque, struct virtio_pci *vp, uint32_t enabled),
+			       void *opaque);
 /* The virtio transport behind a PCI function, or NULL when it is not one of ours. */
 struct virtio_pci *virtio_pci_of(struct pci_device *d);
 

@@ -88,6 +88,9 @@ static void print_stats(const struct vm_stats *st, double seconds)
 		if (st->exits[i])
 			fprintf(stderr, "kite: stats:   %-16s %llu\n", kvm_exit_name(i),
 				(unsigned long long)st->exits[i]);
+	if (st->ioeventfd_notifies)
+		fprintf(stderr, "kite: stats: virtio notifications through ioeventfd: %llu\n",
+			(unsigned long long)st->ioeventfd_notifies);
 	if (st->msix_irqfd || st->msix_ioctl)
 		fprintf(stderr,
 			"kite: stats: MSI-X messages through irqfd: %llu, through KVM_SIGNAL_MSI: "

@@ -29,13 +29,21 @@ static void platform_event(void *opaque, enum machine_event ev)
 	vm_request_exit(opaque, ev == MACHINE_POWEROFF ? VM_POWEROFF : VM_RESET);
 }
 
-/* Device threads and vCPUs (an unmask) send; only while the VM runs. */
+/* Device threads, the io event thread and vCPUs (an unmask) send; only while the VM runs. */
 static void platform_msi_send(void *opaque, struct pci_device *d, unsigned vector, uint64_t addr,
 			      uint32_t data)
 {
 	struct vm *vm = opaque;
 	if (vm->irqfds_ready)
 		irqfds_send(&vm->irqfds, (unsigned)d->slot, vector, addr, data);
+}
+
+static void platform_bar_moved(void *opaque, struct pci_device *d, int bar, uint64_t old_addr,
+			       uint64_t new_addr)
+{
+	struct vm *vm = opaque;
+	if (vm->ioevent_ready)
+		ioevent_bar_moved(&vm->ioevent, d, bar, new_addr);
 }
 
 /* The PCI bus and its virtio devices: opened here, before KVM, so that a missing disk image
@@ -67,6 +75,7 @@ static int add_virtio(struct vm *vm, const struct vm_config *cfg)
 	    .msi_send = platform_msi_send,
 	    .set_irq = platform_set_irq,
 	    .opaque = vm,
+	    .bar_moved = platform_bar_moved,
 	};
 	/* Locked as QEMU locks its images: `kite guest`, qemu-img and QEMU see the VM's disks in
 	 * use, and a disk another VM writes is refused. */
@@ -219,6 +228,11 @@ int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console)
 		return kite_error_errno(errno, "KVM_CREATE_VM");
 	if (create_irqchip(vm) < 0 || set_memory(vm) < 0 || add_devices(vm, console) < 0)
 		return -1;
+	if (vm->virtio_ready) {
+		if (ioevent_start(&vm->ioevent, kvm, vm->fd, &vm->virtio) < 0)
+			return -1;
+		vm->ioevent_ready = true;
+	}
 	vm->cpuid = cpuid_build(kvm);
 	if (!vm->cpuid)
 		return -1;
@@ -326,6 +340,14 @@ void vm_destroy(struct vm *vm)
 		}
 		free(vm->vcpus);
 		vm->vcpus = NULL;
+	}
+	/* The io event thread calls into the devices: it stops before they go. */
+	if (vm->ioevent_ready) {
+		if (vm->stats)
+			vm->stats->ioeventfd_notifies +=
+			    __atomic_load_n(&vm->ioevent.notifies, __ATOMIC_RELAXED);
+		ioevent_stop(&vm->ioevent);
+		vm->ioevent_ready = false;
 	}
 	if (vm->hvc_console) {
 		console_attach(vm->hvc_console, NULL, NULL);

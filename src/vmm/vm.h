@@ -13,6 +13,7 @@
 #include "virtio/virtio_devices.h"
 #include "vmm/boot.h"
 #include "vmm/iobus.h"
+#include "vmm/ioevent.h"
 #include "vmm/irqfd.h"
 #include "vmm/kvm.h"
 #include "vmm/memory.h"
@@ -37,6 +38,7 @@ enum vm_exit {
 struct vm_stats {
 	uint64_t exits[VCPU_EXIT_COUNTERS];
 	uint64_t pvm_fallbacks;
+	uint64_t ioeventfd_notifies;	 /* virtio kicks that did not exit to kite */
 	uint64_t msix_irqfd, msix_ioctl; /* MSI-X messages by irqfd / by KVM_SIGNAL_MSI */
 };
 
@@ -72,6 +74,8 @@ struct vm {
 	int disk_locks[VIRTIO_MAX_DISKS]; /* QEMU-compatible image locks, -1 when none */
 	struct irqfds irqfds;		  /* GSI routes, MSI-X irqfds */
 	bool irqfds_ready;
+	struct ioevent ioevent; /* virtio notifications through ioeventfds */
+	bool ioevent_ready;
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

@@ -178,6 +178,44 @@ static void test_reset(void **state)
 	assert_int_equal(tq_used_idx(&f->d.q[0]), 0);
 }
 
+struct hook_log {
+	int calls;
+	uint32_t enabled;
+	struct virtio_pci *vp;
+};
+
+static void record_queues(void *opaque, struct virtio_pci *vp, uint32_t enabled)
+{
+	struct hook_log *h = opaque;
+	h->calls++;
+	h->enabled = enabled;
+	h->vp = vp;
+}
+
+/* The VMM's ioeventfds follow the enabled queues: told at enable and at reset. */
+static void test_queue_hook(void **state)
+{
+	struct fx *f = *state;
+	struct hook_log h = {0};
+	virtio_pci_set_queue_hook(&f->vp, record_queues, &h);
+	assert_true(vd_negotiate(&f->d, ~0ull)); /* begins with a reset: nothing enabled */
+	assert_int_equal(h.enabled, 0);
+	int calls = h.calls;
+	vd_setup_queue(&f->d, 0, 64, 0x10000);
+	assert_int_equal(h.calls, calls + 1); /* the enable; the address writes say nothing */
+	assert_int_equal(h.enabled, 1);
+	assert_ptr_equal(h.vp, &f->vp);
+	vd_driver_ok(&f->d);
+	assert_int_equal(h.calls, calls + 1);
+	vd_common_wr(&f->d, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	assert_int_equal(h.calls, calls + 2);
+	assert_int_equal(h.enabled, 0);
+	virtio_pci_set_queue_hook(&f->vp, NULL, NULL);
+	assert_true(vd_negotiate(&f->d, ~0ull));
+	vd_setup_queue(&f->d, 0, 64, 0x10000);
+	assert_int_equal(h.calls, calls + 2);
+}
+
 static void test_stray_accesses(void **state)
 {
 	struct fx *f = *state;
@@ -275,6 +313,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_intx_and_isr, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_msix_vectors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_queue_hook, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stray_accesses, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failures_log_limited, setup, teardown),
