@@ -3,6 +3,8 @@ devices, on the release and the ASan+UBSan build: the same checks as against QEM
 in test_guest_virtio.py. kite runs no firmware, so the programs assign the BARs themselves.
 They need KVM: without /dev/kvm the whole module skips, saying so; with it, every test runs."""
 
+import re
+
 import pytest
 
 from test_guest_programs import boot, guest_elf
@@ -77,3 +79,48 @@ def test_virtio_net_second_nic_on_10_0_3_kite(kite):
     """README: the second card's NAT is 10.0.3.0/24."""
     run_second_nic(lambda append: kite_argv(kite, "virtio_net", append,
                                             ["--net", "user", "--net", "user"]))
+
+
+def kite_stats(stderr):
+    """`kite run --stats`: KVM exits by reason, and where notifications and MSI-X went."""
+    s = {"ioeventfd": 0, "irqfd": 0, "signal_msi": 0}
+    for line in stderr.splitlines():
+        m = re.match(r"kite: stats:   (\w+) +(\d+)$", line)
+        if m:
+            s[m.group(1)] = int(m.group(2))
+        m = re.match(r"kite: stats: virtio notifications through ioeventfd: (\d+)$", line)
+        if m:
+            s["ioeventfd"] = int(m.group(1))
+        m = re.match(r"kite: stats: MSI-X messages through irqfd: (\d+), "
+                     r"through KVM_SIGNAL_MSI: (\d+)$", line)
+        if m:
+            s["irqfd"], s["signal_msi"] = int(m.group(1)), int(m.group(2))
+    return s
+
+
+ROUNDS = 300
+MOVE_TO = 0xD0000000  # inside kite's PCI MMIO window, above the BARs it pre-assigns
+
+
+def test_virtio_notifications_do_not_exit_to_kite(kite):
+    """ioeventfd: the rng's 2 + 2 x ROUNDS queue notifications reach the device without an
+    MMIO exit each, also after the guest moved BAR0 (the ioeventfds follow it); MMIO exits
+    are left to the driver's setup, far fewer than the notifications."""
+    r = boot(kite_argv(kite, "virtio_rng", f"rounds={ROUNDS} move={MOVE_TO}",
+                       ["--rng", "--stats"]), timeout=300)
+    r.assert_all_passed(RNG_EXPECTED + [f"{ROUNDS} more requests answered",
+                                        "BAR with the virtio structures moved to 0xd0000000",
+                                        f"after the move: {ROUNDS} more requests answered"])
+    s = kite_stats(r.stderr)
+    kicks = 2 + 2 * ROUNDS
+    assert s["ioeventfd"] == kicks, r.stderr
+    assert s.get("MMIO", 0) < kicks // 4, r.stderr
+
+
+def test_virtio_msix_goes_through_an_irqfd_kite(kite):
+    """irqfd: the one MSI-X message of virtio_msix is a write to the vector's eventfd, routed
+    by an MSI route at GSI 24 and up, not a KVM_SIGNAL_MSI."""
+    r = boot(kite_argv(kite, "virtio_msix", devices=["--rng", "--stats"]))
+    r.assert_all_passed(MSIX_EXPECTED)
+    s = kite_stats(r.stderr)
+    assert (s["irqfd"], s["signal_msi"]) == (1, 0), r.stderr
