@@ -8,13 +8,15 @@
 #define RXQ		 0
 #define TXQ		 1
 #define RX_BUFS		 32
+#define TX_BUFS		 16
 #define ETH_ARP		 0x0806
 #define ETH_IP		 0x0800
 
 const uint8_t net_broadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 
 static uint8_t *rx_of_desc[VIRTQ_MAX_SIZE];
-static uint8_t *txbuf;
+static uint8_t *tx_of_desc[VIRTQ_MAX_SIZE], *tx_free[TX_BUFS];
+static int ntx_free;
 static uint8_t frame[2048]; /* the frame net_recv() returns data from */
 static uint16_t ip_ident;
 
@@ -69,12 +71,17 @@ static bool post_rx(struct net *n, uint8_t *buf)
 
 bool net_init(struct net *n, int index)
 {
+	return net_init_features(n, index, 0);
+}
+
+bool net_init_features(struct net *n, int index, uint64_t features)
+{
 	memset(n, 0, sizeof(*n));
 	if (!virtio_find(VIRTIO_ID_NET, index, &n->vd))
 		return false;
-	if (!virtio_negotiate(&n->vd, 1ull << VIRTIO_NET_F_MAC) ||
+	if (!virtio_negotiate(&n->vd, 1ull << VIRTIO_NET_F_MAC | features) ||
 	    !virtio_queue_setup(&n->vd, RXQ, 64, VIRTIO_MSI_NO_VECTOR) ||
-	    !virtio_queue_setup(&n->vd, TXQ, 16, VIRTIO_MSI_NO_VECTOR))
+	    !virtio_queue_setup(&n->vd, TXQ, TX_BUFS, VIRTIO_MSI_NO_VECTOR))
 		return false;
 	if (virtio_has(&n->vd, VIRTIO_NET_F_MAC)) {
 		for (int i = 0; i < 6; i++)
@@ -84,14 +91,31 @@ bool net_init(struct net *n, int index)
 		memcpy(n->mac, def, 6);
 	}
 	virtio_driver_ok(&n->vd);
-	txbuf = page_alloc();
+	ntx_free = 0;
+	for (int i = 0; i < n->vd.vq[TXQ].size; i++) {
+		if (!(tx_free[ntx_free++] = page_alloc()))
+			return false;
+	}
 	for (int i = 0; i < RX_BUFS; i++) {
 		uint8_t *b = page_alloc();
-		if (!txbuf || !b || !post_rx(n, b))
+		if (!b || !post_rx(n, b))
 			return false;
 	}
 	virtq_kick(&n->vd, &n->vd.vq[RXQ]);
 	return true;
+}
+
+/* Takes back the transmit buffers the device has used. */
+static void reclaim_tx(struct net *n)
+{
+	struct virtq *vq = &n->vd.vq[TXQ];
+	uint32_t id, len;
+	while (virtq_get_used(vq, &id, &len)) {
+		if (id < vq->size && tx_of_desc[id]) {
+			tx_free[ntx_free++] = tx_of_desc[id];
+			tx_of_desc[id] = NULL;
+		}
+	}
 }
 
 bool net_send_eth(struct net *n, const uint8_t dst[6], uint16_t type, const void *payload,
@@ -99,6 +123,14 @@ bool net_send_eth(struct net *n, const uint8_t dst[6], uint16_t type, const void
 {
 	if (len > ETH_MTU - 14)
 		return false;
+	struct virtq *vq = &n->vd.vq[TXQ];
+	uint64_t end = deadline_ms(5000);
+	for (reclaim_tx(n); !ntx_free; reclaim_tx(n)) {
+		if (deadline_passed(end))
+			return false;
+		cpu_relax();
+	}
+	uint8_t *txbuf = tx_free[--ntx_free];
 	memset(txbuf, 0, NET_HDR_LEN + 60);
 	uint8_t *eth = txbuf + NET_HDR_LEN;
 	memcpy(eth, dst, 6);
@@ -107,7 +139,25 @@ bool net_send_eth(struct net *n, const uint8_t dst[6], uint16_t type, const void
 	memcpy(eth + 14, payload, len);
 	uint32_t flen = 14 + len < 60 ? 60 : 14 + len; /* minimum frame, zero padded */
 	struct vbuf b = {txbuf, NET_HDR_LEN + flen, false};
-	return virtq_transfer(&n->vd, &n->vd.vq[TXQ], &b, 1, 5000) >= 0;
+	uint16_t old = vq->avail->idx;
+	int head = virtq_add(vq, &b, 1);
+	if (head < 0) {
+		tx_free[ntx_free++] = txbuf;
+		return false;
+	}
+	tx_of_desc[head] = txbuf;
+	if (!n->tx_nowait) {
+		virtq_kick(&n->vd, vq);
+		while (tx_of_desc[head] == txbuf) { /* until the device has sent it */
+			if (deadline_passed(end))
+				return false;
+			cpu_relax();
+			reclaim_tx(n);
+		}
+	} else if (virtq_kick_needed(vq, old)) {
+		virtq_kick(&n->vd, vq);
+	}
+	return true;
 }
 
 static bool send_ip(struct net *n, const uint8_t dst_mac[6], uint32_t src, uint32_t dst,
@@ -212,8 +262,10 @@ static uint32_t take_frame(struct net *n)
 			flen = sizeof(frame);
 		memcpy(frame, b + NET_HDR_LEN, flen);
 	}
+	uint16_t old = vq->avail->idx;
 	post_rx(n, b);
-	virtq_kick(&n->vd, vq);
+	if (!n->tx_nowait || virtq_kick_needed(vq, old))
+		virtq_kick(&n->vd, vq);
 	return flen ? flen : 1; /* 1: a runt, skipped by the callers' length checks */
 }
 
@@ -278,6 +330,7 @@ static bool parse(struct net *n, uint32_t flen, struct net_pkt *p)
 		p->seq = get32(l4 + 4);
 		p->ack = get32(l4 + 8);
 		p->flags = l4[13];
+		p->window = get16(l4 + 14);
 		p->data = l4 + doff;
 		p->len = l4len - doff;
 		return true;

@@ -27,6 +27,7 @@ struct net_pkt {
 	uint16_t sport, dport;
 	uint32_t seq, ack;   /* TCP */
 	uint8_t flags;	     /* TCP */
+	uint16_t window;     /* TCP, unscaled (we never offer window scaling) */
 	const uint8_t *data; /* UDP/TCP payload */
 	uint32_t len;
 };
@@ -35,11 +36,17 @@ struct net {
 	struct virtio_dev vd;
 	uint8_t mac[6];
 	uint32_t ip; /* 0 until configured */
+	/* false: net_send_*() return once the device has taken the frame, and every buffer
+	 * handed back is notified. true (bulk senders): they return once the frame is queued,
+	 * and both queues notify only when the device asks (virtq_kick_needed). */
+	bool tx_nowait;
 };
 
 /* Finds virtio-net card `index` (0 = first), negotiates (MAC when offered), fills the
  * receive queue. One card per program. */
 bool net_init(struct net *n, int index);
+/* The same, also negotiating `features` (e.g. 1 << VIRTIO_F_EVENT_IDX) when offered. */
+bool net_init_features(struct net *n, int index, uint64_t features);
 /* Sends an Ethernet frame whose 14-byte header we build: payload of `len` bytes. */
 bool net_send_eth(struct net *n, const uint8_t dst[6], uint16_t type, const void *payload,
 		  uint32_t len);

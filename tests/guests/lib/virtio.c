@@ -199,6 +199,7 @@ bool virtio_queue_setup(struct virtio_dev *vd, uint16_t q, uint16_t max_size, ui
 	mmio_write16(vd->common + COMMON_Q_MSIX, msix);
 	uint16_t noff = mmio_read16(vd->common + COMMON_Q_NOFF);
 	vq->notify_addr = vd->notify_base + (uint64_t)noff * vd->notify_mult;
+	vq->event_idx = virtio_has(vd, VIRTIO_F_EVENT_IDX);
 	mmio_write16(vd->common + COMMON_Q_ENABLE, 1);
 	return mmio_read16(vd->common + COMMON_Q_ENABLE) == 1;
 }
@@ -267,6 +268,18 @@ void virtq_kick(struct virtio_dev *vd, struct virtq *vq)
 {
 	mb(); /* the index before the notification */
 	mmio_write16(vq->notify_addr, vq->index);
+}
+
+bool virtq_kick_needed(struct virtq *vq, uint16_t old)
+{
+	mb(); /* our index before the device's wishes */
+	if (!vq->event_idx)
+		return !(vq->used->flags & VIRTQ_USED_F_NO_NOTIFY);
+	/* avail_event: the 16 bits after the used ring's last element */
+	const volatile uint8_t *ev = (const volatile uint8_t *)vq->used + 4 + 8u * vq->size;
+	uint16_t event = (uint16_t)(ev[0] | ev[1] << 8);
+	uint16_t new = vq->avail->idx;
+	return (uint16_t)(new - event - 1) < (uint16_t)(new - old); /* vring_need_event */
 }
 
 bool virtq_get_used(struct virtq *vq, uint32_t *id, uint32_t *len)

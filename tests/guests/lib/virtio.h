@@ -11,6 +11,7 @@
 #define VIRTIO_ID_BLOCK	  2
 #define VIRTIO_ID_ENTROPY 4
 
+#define VIRTIO_F_EVENT_IDX 29
 #define VIRTIO_F_VERSION_1 32
 
 #define VIRTIO_STATUS_ACKNOWLEDGE 1
@@ -24,6 +25,9 @@
 
 #define VIRTQ_DESC_F_NEXT  1
 #define VIRTQ_DESC_F_WRITE 2
+
+#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+#define VIRTQ_USED_F_NO_NOTIFY	   1
 
 #define VIRTIO_MAX_QUEUES 4
 #define VIRTQ_MAX_SIZE	  256
@@ -60,6 +64,7 @@ struct virtq {
 	uint16_t free_head, num_free;
 	uint16_t last_used;
 	uint64_t notify_addr;
+	bool event_idx; /* VIRTIO_F_EVENT_IDX negotiated when the queue was set up */
 };
 
 struct virtio_dev {
@@ -107,6 +112,10 @@ uint64_t virtio_cfg64(struct virtio_dev *vd, unsigned off);
  * when the queue has too few free descriptors. */
 int virtq_add(struct virtq *vq, const struct vbuf *bufs, int n);
 void virtq_kick(struct virtio_dev *vd, struct virtq *vq);
+/* Whether the device wants a notification for what was added since the available index was
+ * `old`: its avail_event with VIRTIO_F_EVENT_IDX, else its VIRTQ_USED_F_NO_NOTIFY flag (as
+ * Linux's virtqueue_kick_prepare). virtq_kick() itself always notifies. */
+bool virtq_kick_needed(struct virtq *vq, uint16_t old);
 /* Takes the next used element, if any: its head id and written length; frees the chain. */
 bool virtq_get_used(struct virtq *vq, uint32_t *id, uint32_t *len);
 /* Adds, kicks and polls until the device returns the chain (or `timeout_ms` passes).
