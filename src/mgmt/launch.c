@@ -474,12 +474,17 @@ int machine_destroy(const struct mgmt_dirs *d, const char *name)
 	if (fd < 0)
 		return kite_error_errno(errno, "cannot create %s", destroying);
 	close(fd);
+	/* One deadline for the whole polite attempt, connect and quit included: a VMM that is
+	 * slow to accept or to answer must not push the SIGKILL past it (destroy ends a machine
+	 * within a second, whatever state its VMM is in). */
+	int64_t kill_at = mono_ms() + DESTROY_KILL_MS;
 	struct control_client *c;
-	if (control_client_connect(sockpath, 300, &c, NULL) == 0) {
-		control_client_execute(c, "quit", NULL, NULL, 300);
+	if (control_client_connect(sockpath, DESTROY_KILL_MS, &c, NULL) == 0) {
+		int64_t left = kill_at - mono_ms();
+		if (left > 0)
+			control_client_execute(c, "quit", NULL, NULL, (int)left);
 		control_client_close(c);
 	}
-	int64_t kill_at = mono_ms() + 400;
 	while (process_alive(runner, rstart) && mono_ms() < kill_at)
 		sleep_ms(5);
 	if (process_alive(runner, rstart) && kill(runner, SIGKILL) < 0 && errno != ESRCH)

@@ -13,6 +13,7 @@
 #include "mgmt/paths.h"
 
 #define START_TIMEOUT_MS 30000
+#define DESTROY_KILL_MS	 400 /* destroy's SIGKILL, counted from its start */
 
 /* The VMM's argv (NULL-terminated; free with argv_free). NULL on error. */
 char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *def);
@@ -23,8 +24,9 @@ void argv_free(char **argv);
  * with the reason from the VMM's log when it died). */
 int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int timeout_ms);
 
-/* Ends NAME's VMM now: "quit" on the socket, SIGKILL when that does not end it within
- * 400 ms; recorded as shut off, not crashed. Returns 0 or -1. */
+/* Ends NAME's VMM now: "quit" on the socket, SIGKILL when that has not ended it
+ * DESTROY_KILL_MS after the start (connecting included); recorded as shut off, not crashed.
+ * Returns 0 or -1. */
 int machine_destroy(const struct mgmt_dirs *d, const char *name);
 
 /* Connects to a running machine's socket, printing a clear error when it is not running.
