@@ -110,9 +110,12 @@ build/guest-min/vmlinux build/guest-min/bzImage build/guest-min/initramfs.cpio.g
 		scripts/make-guest-min $(wildcard scripts/guest-min/*)
 	./scripts/make-guest-min build/guest-min
 
-run: build/kite guest
-	./build/kite run --kernel build/guest/vmlinuz --initrd build/guest/initramfs.cpio.gz \
+# Without /dev/kvm here, the guest boots inside the KVM host VM (slow: QEMU TCG, nested SVM).
+RUN_GUEST = ./build/kite run --kernel build/guest/vmlinuz --initrd build/guest/initramfs.cpio.gz \
 	  --append "console=ttyS0" -m 512M
+run: build/kite guest
+	@if [ -e /dev/kvm ]; then $(RUN_GUEST); \
+	else $(MAKE) --no-print-directory kvm-host && ./scripts/run-in-kvm-host -i $(RUN_GUEST); fi
 
 format:
 	clang-format -i $(shell find src tests/unit tests/guests -name '*.[ch]')
