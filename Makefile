@@ -99,7 +99,7 @@ check: all san $(GUEST_ELFS) guest
 
 # Real Linux guest from Debian packages (scripts/make-guest).
 guest: build/guest/vmlinuz build/guest/initramfs.cpio.gz
-build/guest/vmlinuz build/guest/initramfs.cpio.gz &: scripts/make-guest
+build/guest/vmlinuz build/guest/initramfs.cpio.gz &: scripts/make-guest $(wildcard scripts/guest/*)
 	./scripts/make-guest build/guest
 
 # Minimal Linux guest built from Debian's linux-source (scripts/make-guest-min, docs/guest-min.md).
@@ -107,7 +107,7 @@ build/guest/vmlinuz build/guest/initramfs.cpio.gz &: scripts/make-guest
 .PHONY: guest-min
 guest-min: build/guest-min/vmlinux build/guest-min/bzImage build/guest-min/initramfs.cpio.gz
 build/guest-min/vmlinux build/guest-min/bzImage build/guest-min/initramfs.cpio.gz &: \
-		scripts/make-guest-min $(wildcard scripts/guest-min/*)
+		scripts/make-guest-min $(wildcard scripts/guest-min/* scripts/guest/*)
 	./scripts/make-guest-min build/guest-min
 
 # Without /dev/kvm here, the guest boots inside the KVM host VM (slow: QEMU TCG, nested SVM).

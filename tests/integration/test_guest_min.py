@@ -19,7 +19,7 @@ INITRD = os.path.join(GUEST, "initramfs.cpio.gz")
 QEMU = shutil.which("qemu-system-x86_64")
 MARKER = "KITE-GUEST-UP uptime="
 MIB = 1 << 20
-# What the init writes to the first MiB of /dev/vda (scripts/guest-min/init).
+# What the init writes to the first MiB of /dev/vda (scripts/guest/init).
 GUEST_PATTERN = (b"kite-guest-min-pattern\n" * (MIB // 23 + 1))[:MIB]
 # What the host puts in the second MiB for the guest to read.
 HOST_PATTERN = bytes((i * 7 + 3) & 0xFF for i in range(MIB))
