@@ -3,11 +3,12 @@
  * and embeds a `struct virtio_dev`; a transport (virtio_pci.c) drives the virtio_dev and
  * installs the interrupt hook. Neither knows the other.
  *
- * Threads: the transport's MMIO handlers run on vCPU threads and take vd->lock. A device
- * processes its queues on whatever thread it likes (vCPU thread, worker, event loop) under
- * its own lock, checking virtio_dev_live() before each chain: the transport clears the
- * status before calling ops->reset(), and reset() returns only once the device no longer
- * touches its queues. */
+ * Threads: the transport's MMIO handlers run on vCPU threads and take vd->lock; queue
+ * notifications arrive on the VMM's io event thread (ioeventfds, vmm/ioevent.h) or, when a
+ * notify still traps, on the vCPU thread that wrote it. A device processes its queues on
+ * whatever thread it likes (that one, a worker, an event loop) under its own lock, checking
+ * virtio_dev_live() before each chain: the transport clears the status before calling
+ * ops->reset(), and reset() returns only once the device no longer touches its queues. */
 #ifndef KITE_VIRTIO_VIRTIO_H
 #define KITE_VIRTIO_VIRTIO_H
 

@@ -9,11 +9,12 @@
 #include <stddef.h>
 
 struct virtio_console_backend {
-	/* Guest output; called on the vCPU thread that kicked the transmit queue. */
+	/* Guest output; called on the thread that delivers the transmit queue's kick (the io
+	 * event thread, or a vCPU thread whose notify trapped). */
 	void (*write)(void *opaque, const uint8_t *buf, size_t len);
 	void *opaque;
 	/* Optional: the guest posted receive buffers, input held back may go now (wire it to
-	 * console_kick). vCPU thread. */
+	 * console_kick). Same thread as write. */
 	void (*rx_ready)(void *opaque);
 };
 

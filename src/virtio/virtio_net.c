@@ -154,7 +154,7 @@ static void net_flush_tx(void *opaque)
 	pthread_mutex_unlock(&n->tx_lock);
 }
 
-/* ---- device ops: vCPU threads ---- */
+/* ---- device ops: the io event thread, or vCPU threads whose notify trapped ---- */
 
 static void net_notify(void *dev, unsigned q)
 {

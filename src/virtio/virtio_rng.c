@@ -28,7 +28,8 @@ static int fill(uint8_t *p, size_t len)
 	return 0;
 }
 
-/* Runs on the vCPU thread that kicked: getrandom on the non-blocking pool is quick. */
+/* Runs on the thread that delivers the kick (the io event thread, or the vCPU thread whose
+ * notify trapped): getrandom on the non-blocking pool is quick. */
 static void rng_notify(void *dev, unsigned qi)
 {
 	struct virtio_rng *r = dev;
@@ -44,7 +45,7 @@ static void rng_notify(void *dev, unsigned qi)
 			break;
 		}
 		/* The device may fill less than offered (5.4.6): at most RNG_MAX_PER_REQ
-		 * bytes, so that a huge buffer does not hold the vCPU thread. */
+		 * bytes, so that a huge buffer does not hold the thread. */
 		uint32_t done = 0;
 		for (unsigned i = 0; i < r->elem.n_in && done < RNG_MAX_PER_REQ; i++) {
 			uint32_t n = r->elem.in[i].len;
