@@ -25,6 +25,8 @@ struct virtio_balloon {
 	uint16_t stats_head;
 	struct virtio_balloon_stats stats;
 	struct virtq_elem elem;
+	void (*on_actual)(void *opaque, uint32_t actual);
+	void *on_actual_opaque;
 };
 
 /* Drops the host memory behind [gpa, gpa + len) when it is RAM. */
@@ -147,6 +149,15 @@ void virtio_balloon_set_target(struct virtio_balloon *b, uint32_t pages)
 	virtio_dev_config_changed(&b->vd);
 }
 
+void virtio_balloon_on_actual(struct virtio_balloon *b, void (*fn)(void *opaque, uint32_t actual),
+			      void *opaque)
+{
+	pthread_mutex_lock(&b->lock);
+	b->on_actual = fn;
+	b->on_actual_opaque = opaque;
+	pthread_mutex_unlock(&b->lock);
+}
+
 uint32_t virtio_balloon_actual(struct virtio_balloon *b)
 {
 	pthread_mutex_lock(&b->lock);
@@ -182,8 +193,14 @@ static void balloon_config_write(void *dev, uint32_t off, const uint8_t *data, u
 	memcpy(cfg, &b->num_pages, 4);
 	memcpy(cfg + 4, &b->actual, 4);
 	memcpy(cfg + off, data, len);
+	uint32_t before = b->actual;
 	memcpy(&b->actual, cfg + 4, 4); /* num_pages is the host's to set */
+	uint32_t now = b->actual;
+	void (*fn)(void *, uint32_t) = b->on_actual;
+	void *opaque = b->on_actual_opaque;
 	pthread_mutex_unlock(&b->lock);
+	if (fn && now != before)
+		fn(opaque, now);
 }
 
 static void balloon_reset(void *dev)

@@ -36,6 +36,10 @@ struct virtio_dev *virtio_balloon_dev(struct virtio_balloon *b);
 
 /* Asks the guest to hold `pages` 4 KiB pages in the balloon (config interrupt). */
 void virtio_balloon_set_target(struct virtio_balloon *b, uint32_t pages);
+/* Calls fn (on the thread of the guest's config write) each time the driver changes
+ * `actual`, as QEMU's BALLOON_CHANGE event follows it. */
+void virtio_balloon_on_actual(struct virtio_balloon *b, void (*fn)(void *opaque, uint32_t actual),
+			      void *opaque);
 /* Pages the driver says it holds (its `actual` field). */
 uint32_t virtio_balloon_actual(struct virtio_balloon *b);
 /* Pages inflated minus pages deflated, as counted by the device. */

@@ -154,6 +154,8 @@ int machine_run(const struct machine_options *opt)
 			break;
 		}
 		vm.stats = &stats;
+		if (control)
+			machine_control_boot_started(control, &vm);
 		set_current(&vm);
 		enum vm_exit why = VM_ERROR;
 		if (vm_start(&vm, &kvm, &console) == 0)

@@ -188,6 +188,23 @@ int machine_control_start(const char *path, const char *name, struct console *co
 	return 0;
 }
 
+/* The driver moved `actual`: BALLOON_CHANGE with the guest's memory in bytes, as QEMU. */
+static void balloon_changed(void *opaque, uint32_t actual)
+{
+	struct vm *vm = opaque;
+	uint64_t held = (uint64_t)actual << 12;
+	uint64_t bytes = held < vm->mem.ram_size ? vm->mem.ram_size - held : 0;
+	control_server_emit_event(ctl.server, "BALLOON_CHANGE",
+				  json_pack("{s:I}", "actual", (json_int_t)bytes));
+}
+
+void machine_control_boot_started(struct control_server *s, struct vm *vm)
+{
+	(void)s;
+	if (vm->virtio_ready && vm->virtio.balloon)
+		virtio_balloon_on_actual(vm->virtio.balloon, balloon_changed, vm);
+}
+
 void machine_control_boot_ended(struct control_server *s, enum vm_exit why)
 {
 	if (why == VM_RESET)

@@ -14,6 +14,8 @@ struct control_server;
 int machine_control_start(const char *path, const char *name, struct console *console,
 			  pthread_mutex_t *lock, struct vm **current, void (*quit)(int sig),
 			  struct control_server **out);
+/* Hooks a boot's devices to the socket (BALLOON_CHANGE); before its vCPUs run. */
+void machine_control_boot_started(struct control_server *s, struct vm *vm);
 /* Reports how a boot ended (RESET, SHUTDOWN events). */
 void machine_control_boot_ended(struct control_server *s, enum vm_exit why);
 void machine_control_stop(struct control_server *s);
