@@ -144,10 +144,10 @@ void virtio_dev_enable_queue_locked(struct virtio_dev *vd, unsigned q)
 	}
 }
 
-void virtio_dev_notify(struct virtio_dev *vd, unsigned q)
+bool virtio_dev_kick_ok(struct virtio_dev *vd, unsigned q)
 {
 	if (q >= vd->nvqs)
-		return;
+		return false;
 	pthread_mutex_lock(&vd->lock);
 	bool enabled = vd->vqs[q].enabled;
 	bool ok = vd->status & VIRTIO_STATUS_DRIVER_OK;
@@ -156,6 +156,11 @@ void virtio_dev_notify(struct virtio_dev *vd, unsigned q)
 	if (enabled && !ok)
 		vd->pending_notify |= 1u << q;
 	pthread_mutex_unlock(&vd->lock);
-	if (enabled && ok && virtio_dev_live(vd))
+	return enabled && ok && virtio_dev_live(vd);
+}
+
+void virtio_dev_notify(struct virtio_dev *vd, unsigned q)
+{
+	if (virtio_dev_kick_ok(vd, q))
 		vd->ops->queue_notify(vd->dev, q);
 }

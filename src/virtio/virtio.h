@@ -4,8 +4,9 @@
  * installs the interrupt hook. Neither knows the other.
  *
  * Threads: the transport's MMIO handlers run on vCPU threads and take vd->lock; queue
- * notifications arrive on the VMM's io event thread (ioeventfds, vmm/ioevent.h) or, when a
- * notify still traps, on the vCPU thread that wrote it. A device processes its queues on
+ * notifications arrive on the VMM's io event thread (ioeventfds, vmm/ioevent.h), or straight
+ * on the device's own thread for a queue whose eventfd it owns (ops->queue_eventfd), or, when
+ * a notify still traps, on the vCPU thread that wrote it. A device processes its queues on
  * whatever thread it likes (that one, a worker, an event loop) under its own lock, checking
  * virtio_dev_live() before each chain: the transport clears the status before calling
  * ops->reset(), and reset() returns only once the device no longer touches its queues. */
@@ -54,6 +55,11 @@ struct virtio_device_ops {
 	void (*start)(void *dev);
 	/* Device reset: stop touching the queues, drop state. Returns when quiescent. */
 	void (*reset)(void *dev);
+	/* Optional: an eventfd the device itself waits on for kicks of queue `q`, or -1. It
+	 * must stay open for the device's life: the VMM then has KVM signal it directly (no
+	 * hop through the io event thread), and the device treats each wakeup as a notify
+	 * that still has to pass virtio_dev_kick_ok(). */
+	int (*queue_eventfd)(void *dev, unsigned q);
 };
 
 struct virtio_dev {
@@ -94,6 +100,11 @@ void virtio_dev_config_changed(struct virtio_dev *vd);
  * driver. The first few are logged as warnings, later ones are not (a hostile guest could
  * otherwise flood the host's log). */
 void virtio_dev_fail(struct virtio_dev *vd, const char *why);
+
+/* A kick of queue `q` that reached the device directly (ops->queue_eventfd): true when it
+ * may be processed now (queue enabled, DRIVER_OK); one that came before DRIVER_OK is
+ * remembered and replayed through ops->queue_notify() then, as virtio_dev_notify() does. */
+bool virtio_dev_kick_ok(struct virtio_dev *vd, unsigned q);
 
 /* ---- for transports ---- */
 uint8_t virtio_dev_get_status(struct virtio_dev *vd);

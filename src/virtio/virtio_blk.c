@@ -1,8 +1,11 @@
 #include "virtio/virtio_blk.h"
 #include "util/err.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 /* Request types and status values (5.2.6). */
 #define VIRTIO_BLK_T_IN		  0
@@ -41,9 +44,11 @@ struct virtio_blk {
 
 	pthread_t thread;
 	bool thread_started;
-	pthread_mutex_t kick_lock; /* kicked, stop */
-	pthread_cond_t kick_cond;
-	bool kicked, stop;
+	/* The worker blocks reading this eventfd. KVM signals it for a guest kick (via
+	 * queue_eventfd, so a kick is one thread crossing), a trapped notify and stop write
+	 * it. Open for the device's life, so no registration ever sees it closed. */
+	int kick_fd;
+	bool stop;		    /* atomic */
 	pthread_mutex_t queue_lock; /* held while the worker touches the queue */
 	struct virtq_elem elem;
 };
@@ -220,31 +225,44 @@ static void process_queue(struct virtio_blk *b)
 	pthread_mutex_unlock(&b->queue_lock);
 }
 
+static void kick(struct virtio_blk *b)
+{
+	uint64_t one = 1;
+	if (write(b->kick_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+		kite_warn("virtio-blk: cannot wake the I/O thread: %s", strerror(errno));
+}
+
 static void *worker(void *arg)
 {
 	struct virtio_blk *b = arg;
-	pthread_mutex_lock(&b->kick_lock);
 	for (;;) {
-		while (!b->kicked && !b->stop)
-			pthread_cond_wait(&b->kick_cond, &b->kick_lock);
-		if (b->stop)
+		uint64_t count;
+		ssize_t n = read(b->kick_fd, &count, sizeof(count));
+		if (__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE))
 			break;
-		b->kicked = false;
-		pthread_mutex_unlock(&b->kick_lock);
-		process_queue(b);
-		pthread_mutex_lock(&b->kick_lock);
+		if (n != (ssize_t)sizeof(count)) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			kite_error_errno(n < 0 ? errno : EIO, "virtio-blk: I/O thread: read");
+			break;
+		}
+		/* A KVM-signalled kick skipped virtio_dev_notify()'s checks: make them here. */
+		if (virtio_dev_kick_ok(&b->vd, 0))
+			process_queue(b);
 	}
-	pthread_mutex_unlock(&b->kick_lock);
 	return NULL;
 }
 
 static void blk_notify(void *dev, unsigned q)
 {
+	(void)q;
+	kick(dev);
+}
+
+static int blk_queue_eventfd(void *dev, unsigned q)
+{
 	struct virtio_blk *b = dev;
-	pthread_mutex_lock(&b->kick_lock);
-	b->kicked = true;
-	pthread_cond_signal(&b->kick_cond);
-	pthread_mutex_unlock(&b->kick_lock);
+	return q == 0 ? b->kick_fd : -1;
 }
 
 static void blk_reset(void *dev)
@@ -271,6 +289,7 @@ static const struct virtio_device_ops blk_ops = {
     .config_read = blk_config_read,
     .queue_notify = blk_notify,
     .reset = blk_reset,
+    .queue_eventfd = blk_queue_eventfd,
 };
 
 struct virtio_blk *virtio_blk_create(const struct guest_mem *mem, struct blk *blk, bool readonly,
@@ -304,20 +323,24 @@ struct virtio_blk *virtio_blk_create(const struct guest_mem *mem, struct blk *bl
 	put_le(b->config + 52, 4, MAX_DWZ_SEGS);     /* max_write_zeroes_seg */
 	b->config[56] = 1;			     /* write_zeroes_may_unmap */
 
-	if (virtio_dev_init(&b->vd, &blk_ops, b, mem, features) < 0) {
+	b->kick_fd = eventfd(0, EFD_CLOEXEC);
+	if (b->kick_fd < 0) {
+		kite_error_errno(errno, "virtio-blk: eventfd");
 		free(b);
 		return NULL;
 	}
-	int err = pthread_mutex_init(&b->kick_lock, NULL);
-	if (!err)
-		err = pthread_cond_init(&b->kick_cond, NULL);
-	if (!err)
-		err = pthread_mutex_init(&b->queue_lock, NULL);
+	if (virtio_dev_init(&b->vd, &blk_ops, b, mem, features) < 0) {
+		close(b->kick_fd);
+		free(b);
+		return NULL;
+	}
+	int err = pthread_mutex_init(&b->queue_lock, NULL);
 	if (!err)
 		err = pthread_create(&b->thread, NULL, worker, b);
 	if (err) {
 		kite_error_errno(err, "virtio-blk: cannot start the I/O thread");
 		virtio_dev_destroy(&b->vd);
+		close(b->kick_fd);
 		free(b);
 		return NULL;
 	}
@@ -330,16 +353,13 @@ void virtio_blk_destroy(struct virtio_blk *b)
 	if (!b)
 		return;
 	if (b->thread_started) {
-		pthread_mutex_lock(&b->kick_lock);
-		b->stop = true;
-		pthread_cond_signal(&b->kick_cond);
-		pthread_mutex_unlock(&b->kick_lock);
+		__atomic_store_n(&b->stop, true, __ATOMIC_RELEASE);
+		kick(b);
 		pthread_join(b->thread, NULL);
 	}
 	pthread_mutex_destroy(&b->queue_lock);
-	pthread_cond_destroy(&b->kick_cond);
-	pthread_mutex_destroy(&b->kick_lock);
 	virtio_dev_destroy(&b->vd);
+	close(b->kick_fd);
 	free(b);
 }
 

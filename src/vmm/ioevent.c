@@ -149,6 +149,14 @@ static int add_dev(struct ioevent *io, struct virtio_pci *vp)
 		struct ioevent_queue *iq = &d->queues[q];
 		iq->vp = vp;
 		iq->q = q;
+		/* A device that waits on its own eventfd gets KVM's signal first hand. */
+		const struct virtio_device_ops *ops = vp->vd->ops;
+		int own = ops->queue_eventfd ? ops->queue_eventfd(vp->vd->dev, q) : -1;
+		if (own >= 0) {
+			iq->fd = own;
+			iq->device_owned = true;
+			continue;
+		}
 		iq->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (iq->fd < 0)
 			return kite_error_errno(errno, "eventfd");
@@ -224,7 +232,7 @@ void ioevent_stop(struct ioevent *io)
 	pthread_mutex_unlock(&io->lock);
 	for (int i = 0; i < IOEVENT_MAX_DEVS; i++)
 		for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
-			if (io->devs[i].queues[q].fd >= 0)
+			if (io->devs[i].queues[q].fd >= 0 && !io->devs[i].queues[q].device_owned)
 				close(io->devs[i].queues[q].fd);
 	if (io->stopfd >= 0)
 		close(io->stopfd);

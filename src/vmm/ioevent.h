@@ -7,7 +7,12 @@
  * an eventfd, and KVM is asked (KVM_IOEVENTFD, MMIO, no datamatch; length 0 = any size where
  * KVM has KVM_CAP_IOEVENTFD_ANY_LENGTH, else 2) to signal that eventfd instead of exiting:
  * the vCPU goes straight back to the guest, and one thread, epoll over all the eventfds,
- * calls the same virtio_dev_notify().
+ * calls the same virtio_dev_notify(). A device with its own thread may instead hand over an
+ * eventfd it waits on itself (virtio_device_ops.queue_eventfd, e.g. virtio-blk's worker):
+ * KVM then signals that one, it stays out of the epoll set, and a kick wakes the device's
+ * thread directly, one thread crossing instead of two. It is the device's, open for the
+ * device's life (longer than ours: ioevent_stop() comes first), so registering, moving and
+ * dropping it with KVM never races a close. Such kicks are not in `notifies`.
  *
  * A queue's ioeventfd is registered while the queue is enabled and BAR0 decodes (memory
  * decoding on, an address programmed): set at queue enable, dropped at a device reset, moved
@@ -36,7 +41,8 @@
 struct ioevent_queue {
 	struct virtio_pci *vp;
 	unsigned q;
-	int fd;		   /* eventfd, for the life of the ioevent */
+	int fd;		   /* eventfd, for the life of the ioevent (or the device's) */
+	bool device_owned; /* fd is the device's (ops->queue_eventfd): not polled, not closed */
 	uint64_t assigned; /* guest address KVM signals fd for; 0 = not registered */
 };
 
