@@ -21,6 +21,10 @@ MARKER = "KITE-GUEST-UP uptime="
 BLOB = bytes((i * 131 + 17) & 0xFF for i in range(3 * MIB // 2))
 
 pytestmark = pytest.mark.kvm
+# On a KVM-PVM host the stock kernel takes many minutes to reach userspace (issue "stock Linux
+# on PVM"; README "KVM-PVM hosts"): there this runs when asked, and otherwise says why not.
+PVM_SLOW = os.path.exists("/sys/module/kvm_pvm") and os.path.exists("/dev/kvm") and \
+    os.environ.get("KITE_PVM_SLOW") != "1"
 
 
 @pytest.fixture
@@ -45,6 +49,8 @@ def http_blob(tmp_path):
     server.server_close()
 
 
+@pytest.mark.skipif(PVM_SLOW, reason="KVM-PVM host: the stock kernel's boot to userspace takes "
+                    "many minutes here; KITE_PVM_SLOW=1 runs it")
 def test_stock_kernel_userspace_virtio_blk_net_wget(kite, tmp_path, http_blob):
     for path in (KERNEL, INITRD):
         if not os.path.exists(path):
