@@ -349,7 +349,7 @@ int cmd_domstate(int argc, char **argv)
 	const char *s = machine_state_name(st.state);
 	if (!reason)
 		printf("%s\n\n", s);
-	else if (st.state == MACHINE_CRASHED)
+	else if (st.state == MACHINE_CRASHED || (st.state == MACHINE_SHUTOFF && st.reason[0]))
 		printf("%s (%s)\n\n", s, st.reason);
 	else
 		printf("%s (%s)\n\n", s,

@@ -209,13 +209,40 @@ char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *
 	return b.v;
 }
 
-/* The supervisor's record of how the VMM ended. */
+/* Replaces the status file atomically with {"state", "reason", "time"}; best effort. */
+static void write_status(const char *statuspath, const char *state, const char *reason)
+{
+	json_t *j = json_pack("{s:s, s:s, s:I}", "state", state, "reason", reason, "time",
+			      (json_int_t)time(NULL));
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!text) {
+		unlink(statuspath);
+		return;
+	}
+	char tmp[PATH_MAX + 16];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", statuspath);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		bool ok = write_all(fd, text, strlen(text)) == 0 && fsync(fd) == 0;
+		close(fd);
+		if (!ok || rename(tmp, statuspath) < 0)
+			unlink(tmp);
+	}
+	free(text);
+}
+
+/* The supervisor's record of how the VMM ended: a clean end is "shut off" for virsh's reason
+ * "destroyed" or "shutdown", anything else "crashed" with why. */
 static void record_end(const char *name, int ws, const char *statuspath, const char *destroying,
 		       const char *logpath)
 {
-	bool clean = access(destroying, F_OK) == 0 || (WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
-	if (clean) {
-		unlink(statuspath);
+	if (access(destroying, F_OK) == 0) {
+		write_status(statuspath, "shut off", "destroyed");
+		return;
+	}
+	if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) {
+		write_status(statuspath, "shut off", "shutdown");
 		return;
 	}
 	char reason[600], last[400];
@@ -233,22 +260,7 @@ static void record_end(const char *name, int ws, const char *statuspath, const c
 	/* The reason also goes to the log, where `kite list` users will look. */
 	fprintf(stderr, "kite: machine %s crashed: %s\n", name, reason);
 	fflush(stderr);
-	json_t *j = json_pack("{s:s, s:s, s:I}", "state", "crashed", "reason", reason, "time",
-			      (json_int_t)time(NULL));
-	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (text) {
-		char tmp[PATH_MAX + 16];
-		snprintf(tmp, sizeof(tmp), "%s.tmp", statuspath);
-		int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd >= 0) {
-			bool ok = write_all(fd, text, strlen(text)) == 0 && fsync(fd) == 0;
-			close(fd);
-			if (!ok || rename(tmp, statuspath) < 0)
-				unlink(tmp);
-		}
-		free(text);
-	}
+	write_status(statuspath, "crashed", reason);
 }
 
 /* Runs in the supervisor: never returns. fd 3 is the readiness pipe to `kite start`. */

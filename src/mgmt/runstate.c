@@ -123,6 +123,8 @@ static void read_status_file(const char *path, struct machine_status *st)
 		st->state = MACHINE_CRASHED;
 		snprintf(st->reason, sizeof(st->reason), "%s",
 			 reason ? reason : "status file unreadable");
+	} else if (state && !strcmp(state, "shut off") && reason) {
+		snprintf(st->reason, sizeof(st->reason), "%s", reason); /* shutdown, destroyed */
 	}
 	json_decref(j);
 }

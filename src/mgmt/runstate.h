@@ -2,7 +2,8 @@
  * directory (no daemon holds it in memory):
  *   NAME.pid        "RUNNER_PID RUNNER_START SUPERVISOR_PID SUPERVISOR_START" while it runs
  *                   (START: process start time from /proc, so a reused pid is not mistaken)
- *   NAME.status     {"state": "crashed", "reason": ...} after an unclean end
+ *   NAME.status     {"state": "crashed"|"shut off", "reason": ...} after the VMM ended
+ *                   (shut off: "shutdown" or "destroyed", as virsh's domstate --reason)
  *   NAME.log        the VMM's stdout/stderr and the supervisor's notes
  *   NAME.console    everything the guest wrote to its serial console
  *   NAME.sock       the control socket
@@ -27,7 +28,8 @@ struct machine_status {
 	enum machine_state state;
 	pid_t pid;	      /* the VMM process while running */
 	pid_t supervisor_pid; /* its supervisor */
-	char reason[512];     /* crashed: why; running: a note when the socket did not answer */
+	char reason[512];     /* crashed: why; shut off: shutdown/destroyed (or empty); running:
+			       * a note when the socket did not answer */
 };
 
 /* virsh's words: "running", "paused", "shut off", "crashed". */

@@ -407,6 +407,7 @@ def test_state_transitions(m):
     r = m.ok("shutdown", "vm1", "--timeout", "10")
     assert "shut off" in r.stdout
     assert m.state_of("vm1") == "shut off"
+    assert m.ok("domstate", "vm1", "--reason").stdout.strip() == "shut off (shutdown)"
     assert [x[1] for x in list_rows(m.ok("list", "--state-shutoff").stdout)] == ["vm1"]
     assert not os.path.exists(os.path.join(m.run_dir, "vm1.sock"))
     # And up again.
@@ -454,6 +455,7 @@ def test_destroy_within_one_second(m):
     assert elapsed < 1.0, elapsed
     assert vm_gone(pid)
     assert m.state_of("d1") == "shut off"  # destroyed is not crashed
+    assert m.ok("domstate", "d1", "--reason").stdout.strip() == "shut off (destroyed)"
     r = m("destroy", "d1")
     assert r.returncode == 1 and "not running" in r.stderr
 
@@ -958,7 +960,7 @@ def test_real_vm_shutdown_is_the_acpi_power_button(m):
     assert "fallbacks" not in text, text
     log = open(os.path.join(m.run_dir, "pb.log")).read()
     assert "crashed" not in log, log
-    assert m.ok("domstate", "pb", "--reason").stdout.startswith("shut off")
+    assert m.ok("domstate", "pb", "--reason").stdout.strip() == "shut off (shutdown)"
 
 
 @needs_kvm
