@@ -662,6 +662,18 @@ def test_live_changes_that_need_hotplug_say_so(m):
 
 # ---- the socket itself ----------------------------------------------------------------------
 
+def event_client(m, name):
+    """A client on NAME's control socket that has had an answer, so it gets events from here
+    on: (socket, line iterator, query-status's return)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(60)
+    s.connect(os.path.join(m.run_dir, f"{name}.sock"))
+    lines = sock_lines(s)
+    next(lines)  # greeting
+    s.sendall(b'{"execute": "query-status"}\n')
+    return s, lines, json.loads(next(lines))["return"]
+
+
 def sock_lines(s):
     buf = b""
     while True:
@@ -935,13 +947,8 @@ def test_real_vm_shutdown_is_the_acpi_power_button(m):
     m.ok("start", "pb")
     console_text(m, "pb", "READY: power button", timeout=60)
     # A client on the socket sees the events: registered once it has an answer.
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(60)
-    s.connect(os.path.join(m.run_dir, "pb.sock"))
-    lines = sock_lines(s)
-    next(lines)  # greeting
-    s.sendall(b'{"execute": "query-status"}\n')
-    assert json.loads(next(lines))["return"]["status"] == "running"
+    s, lines, status = event_client(m, "pb")
+    assert status["status"] == "running"
     r = m.ok("shutdown", "pb")
     assert r.stdout == "Machine 'pb' is being shutdown\n"
     assert wait_state(m, "pb", "shut off", timeout=60) == "shut off"
@@ -1076,13 +1083,7 @@ def test_real_vm_setmem_changes_what_the_guest_sees(m):
     assert wait_used(m, "bal", 196608) == 196608
 
     # The VMM reports the driver's progress as QEMU does: BALLOON_CHANGE, the guest's memory.
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(60)
-    s.connect(os.path.join(m.run_dir, "bal.sock"))
-    lines = sock_lines(s)
-    next(lines)  # greeting
-    s.sendall(b'{"execute": "query-status"}\n')
-    assert "return" in json.loads(next(lines))  # registered for events from here on
+    s, lines, _ = event_client(m, "bal")
     m.ok("setmem", "bal", "128M")
     changes = []
     deadline = time.monotonic() + 120
