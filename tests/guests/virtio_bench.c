@@ -35,29 +35,10 @@ const char guest_name[] = "virtio_bench";
 #define GATEWAY_IP IP4(10, 0, 2, 2)
 #define LOCAL_PORT 40001
 
-#define PIT_HZ	     1193182
 #define CALIBRATIONS 5
 #define CALIBRATE_MS 20
 
 static uint64_t bench_khz;
-
-/* TSC ticks over CALIBRATE_MS of PIT channel 2 (one-shot, polled through port 0x61). */
-static uint64_t pit_window(void)
-{
-	uint8_t gate = inb(0x61);
-	outb(0x61, (gate & ~0x02) | 0x01); /* gate on, speaker off */
-	outb(0x43, 0xb0);		   /* channel 2, lo/hi byte, mode 0 */
-	uint16_t count = PIT_HZ * CALIBRATE_MS / 1000;
-	outb(0x42, count & 0xff);
-	outb(0x42, count >> 8);
-	uint64_t t0 = rdtsc(), t = 0;
-	for (int i = 0; i < 2000000 && !t; i++) {
-		if (inb(0x61) & 0x20)
-			t = rdtsc() - t0;
-	}
-	outb(0x61, gate);
-	return t;
-}
 
 /* The library's 10 ms calibration is off by whatever delay the host adds to one poll of the
  * PIT, and a busy host (nested KVM under TCG) adds a lot now and then: the rates would be off
@@ -66,7 +47,7 @@ static void calibrate(void)
 {
 	uint64_t w[CALIBRATIONS];
 	for (int i = 0; i < CALIBRATIONS; i++) {
-		w[i] = pit_window();
+		w[i] = pit_tsc_window(CALIBRATE_MS);
 		for (int j = i; j > 0 && w[j] < w[j - 1]; j--) {
 			uint64_t x = w[j];
 			w[j] = w[j - 1];

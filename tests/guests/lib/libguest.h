@@ -103,6 +103,8 @@ uint64_t run_user(uint64_t (*fn)(uint64_t), uint64_t arg);
 
 /* time.c: TSC calibrated against PIT channel 2. Usable in ring 3. */
 uint64_t tsc_khz(void);
+/* TSC ticks over a `ms` one-shot of PIT channel 2 (at most 54 ms), 0 if it never fires. */
+uint64_t pit_tsc_window(unsigned ms);
 uint64_t deadline_ms(uint64_t ms);
 bool deadline_passed(uint64_t deadline);
 void udelay(uint64_t us);
