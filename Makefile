@@ -73,9 +73,13 @@ guests: $(GUEST_ELFS)
 unit: $(UNIT_BINS) $(SAN_UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS) $(SAN_UNIT_BINS); do echo "== $$t"; timeout 600 $$t; done
 
+# Every test has a time limit (pytest-timeout): a hang fails that test, with its traceback,
+# instead of the whole run.
+PYTEST := $(PYTHON) -m pytest -p no:cacheprovider --timeout=900
+
 integration: build/kite build/san/kite $(GUEST_ELFS)
 	KITE=$(abspath build/kite) KITE_SAN=$(abspath build/san/kite) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	  $(PYTEST) -q tests/integration
 
 # The tests marked kvm, on a host without /dev/kvm: inside a KVM host VM under QEMU's software
 # CPU with nested SVM (scripts/make-kvm-host, scripts/run-in-kvm-host). Where /dev/kvm exists
@@ -84,7 +88,7 @@ integration-kvm: build/kite build/san/kite $(GUEST_ELFS) guest
 	@if [ -e /dev/kvm ]; then echo "integration-kvm: /dev/kvm is here: integration runs them"; \
 	else $(MAKE) --no-print-directory kvm-host && \
 	  KITE=$(abspath build/kite) KITE_SAN=$(abspath build/san/kite) ./scripts/run-in-kvm-host \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider -m kvm tests/integration; fi
+	    $(PYTEST) -v --durations=10 -m kvm tests/integration; fi
 
 .PHONY: kvm-host integration-kvm
 kvm-host: build/kvm-host/vmlinuz build/kvm-host/initramfs.cpio.gz

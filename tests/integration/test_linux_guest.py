@@ -51,6 +51,7 @@ def http_blob(tmp_path):
 
 @pytest.mark.skipif(PVM_SLOW, reason="KVM-PVM host: the stock kernel's boot to userspace takes "
                     "many minutes here; KITE_PVM_SLOW=1 runs it")
+@pytest.mark.timeout(1500)
 def test_stock_kernel_userspace_virtio_blk_net_wget(kite, tmp_path, http_blob):
     for path in (KERNEL, INITRD):
         if not os.path.exists(path):
