@@ -1068,8 +1068,6 @@ def wait_used(m, name, kib, timeout=60):
 
 
 @needs_kvm
-@pytest.mark.xfail(reason="hung twice in the KVM host VM waiting for the BALLOON_CHANGE of the "
-                   "final size (release build); under investigation", strict=False)
 def test_real_vm_setmem_changes_what_the_guest_sees(m):
     """kite setmem through the balloon: the guest's driver inflates to the target and has that
     much less RAM; dominfo shows the memory the guest confirmed; setmem back up deflates."""
