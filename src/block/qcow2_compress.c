@@ -3,6 +3,8 @@
 #include "block/qcow2_int.h"
 #include "util/err.h"
 
+#include <lz4.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,9 +134,45 @@ static ZSTD_CCtx *thread_cctx(void)
 	return c;
 }
 
+/* True when the cluster is certainly not worth compressing: its bytes are so evenly spread
+ * that an ideal order-0 code (what deflate's Huffman stage and zstd's literal coding can
+ * reach at best) saves under 1/256 of it, and LZ4 finds too few repeats to save 1/256 of
+ * it either. Random or already compressed/encrypted data then costs a histogram and a
+ * fast LZ4 pass instead of a full zlib/zstd run (many times slower on such data) that
+ * would end with the cluster stored plainly anyway. Thread-safe. */
+static bool incompressible(const uint8_t *in, size_t len, uint8_t *scratch, size_t room)
+{
+	uint32_t h[4][256] = {{0}};
+	size_t i = 0;
+	for (; i + 4 <= len; i += 4) {
+		h[0][in[i]]++;
+		h[1][in[i + 1]]++;
+		h[2][in[i + 2]]++;
+		h[3][in[i + 3]]++;
+	}
+	for (; i < len; i++)
+		h[0][in[i]]++;
+	double bits = 0;
+	for (int c = 0; c < 256; c++) {
+		uint32_t n = h[0][c] + h[1][c] + h[2][c] + h[3][c];
+		if (n)
+			bits += n * log2((double)len / n);
+	}
+	size_t margin = len / 256;
+	if (margin == 0 || bits / 8 < (double)(len - margin) || len > INT32_MAX)
+		return false;
+	/* dstCapacity below the input: 0 means LZ4 could not get that small */
+	int r = LZ4_compress_default((const char *)in, (char *)scratch, (int)len,
+				     (int)(room < len - margin ? room : len - margin));
+	return r == 0;
+}
+
 /* Compressed size, or 0 when compression does not shrink the cluster. Thread-safe. */
 static size_t compress_cluster(int type, const uint8_t *in, size_t len, uint8_t *out, size_t outlen)
 {
+	/* `out` has room for the whole cluster: scratch space for the LZ4 probe */
+	if (incompressible(in, len, out, outlen))
+		return 0;
 	if (type == 1) {
 		ZSTD_CCtx *cctx = thread_cctx();
 		if (!cctx)
