@@ -29,5 +29,6 @@ build/guests/obj/%.S.o: $(GUEST_DIR)/%.S
 	$(GUEST_CC) $(GUEST_CFLAGS) -MMD -MP -c -o $@ $<
 
 -include $(wildcard build/guests/obj/*.d build/guests/obj/lib/*.d)
-# Keep the programs' objects (make would delete them as intermediates of the pattern chain).
-.SECONDARY: $(GUEST_PROG_SRCS:$(GUEST_DIR)/%.c=build/guests/obj/%.c.o)
+# The Makefile's bare .SECONDARY keeps every object of the pattern chain; a .SECONDARY with a
+# list here would replace that with the list, and make would delete the library's objects at the
+# end of `make check`, after pytest's summary line.
