@@ -207,6 +207,14 @@ static int collect(struct check *c)
 		free(l1);
 	}
 	inc(c, q->snapshots_offset, q->snapshots_size, "snapshot table");
+	uint64_t *bm;
+	size_t nbm;
+	int r = qcow2_bitmap_clusters(b, q->file_end, &bm, &nbm);
+	if (r < 0)
+		return -1;
+	for (size_t i = 0; i < nbm; i++)
+		inc(c, bm[i], cs, "bitmap");
+	free(bm);
 	inc(c, q->rt_offset, (uint64_t)q->rt_clusters * cs, "refcount table");
 	for (uint64_t i = 0; i < q->rt_entries; i++) {
 		uint64_t off = q->rt[i] & RTE_OFFSET_MASK;

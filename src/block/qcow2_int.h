@@ -173,6 +173,7 @@ int qcow2_update_refcount(struct blk *b, uint64_t off, uint64_t len, int64_t del
 int64_t qcow2_alloc_clusters(struct blk *b, uint64_t n);
 int64_t qcow2_alloc_clusters_at(struct blk *b, uint64_t off, uint64_t n);
 int qcow2_free_later(struct blk *b, uint64_t off, uint64_t len);
+int qcow2_bitmap_clusters(struct blk *b, uint64_t fsize, uint64_t **out, size_t *out_n);
 int qcow2_apply_pending_frees(struct blk *b);
 int qcow2_set_refcount(struct blk *b, uint64_t cluster, uint64_t v);
 uint64_t qcow2_rb_get(const struct qcow2 *q, const uint8_t *blk, uint64_t i);
