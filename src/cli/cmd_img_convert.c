@@ -27,6 +27,7 @@ struct convert {
 	struct blk *dst;
 	uint32_t dst_cluster;
 	uint64_t sparse;   /* -S: zero-detection granularity, 0 = write everything */
+	bool no_zero_scan; /* -C: data extents copied whole, as qemu-img's copy offloading */
 	bool compress;	   /* -c */
 	bool dst_has_data; /* -n: the target may hold old data, so zeros must be written */
 	struct progress prog;
@@ -110,7 +111,7 @@ static int write_zero_run(struct convert *cv, uint64_t off, uint64_t len)
 /* Writes buf (data for [off, off+len)) skipping all-zero pieces of cv->sparse bytes. */
 static int write_data(struct convert *cv, const uint8_t *buf, uint64_t off, uint64_t len)
 {
-	if (cv->sparse == 0)
+	if (cv->sparse == 0 || cv->no_zero_scan)
 		return blk_pwrite(cv->dst, buf, (size_t)len, off);
 	uint64_t g = cv->sparse;
 	uint64_t pos = 0;
@@ -327,8 +328,9 @@ int img_convert(int argc, char **argv)
 						 {"force-share", no_argument, NULL, 'U'},
 						 {NULL, 0, NULL, 0}};
 	const char *fmt = NULL, *out_fmt = "raw", *cache = NULL, *backing = NULL,
-		   *backing_fmt = NULL;
-	bool quiet = false, progress = false, no_create = false;
+		   *backing_fmt = NULL, *src_cache = NULL;
+	bool quiet = false, progress = false, no_create = false, copy_offload = false,
+	     have_opts = false;
 	struct convert cv = {0};
 	struct img_opts o = {0};
 	int rc = 1, c;
@@ -352,6 +354,7 @@ int img_convert(int argc, char **argv)
 		case 'o':
 			if (img_opts_parse(&o, optarg))
 				goto out;
+			have_opts = true;
 			break;
 		case 'c':
 			cv.compress = true;
@@ -368,19 +371,38 @@ int img_convert(int argc, char **argv)
 		case 'S':
 			if (img_parse_size(optarg, &cv.sparse))
 				goto out;
-			if (cv.sparse % 512 || cv.sparse > (1ULL << 30)) {
-				kite_error("invalid -S '%s': a multiple of 512 up to 1G", optarg);
+			if (cv.sparse % 512 || cv.sparse > (16ULL << 20)) {
+				kite_error(
+				    "invalid -S '%s': a multiple of 512 up to 16M (as qemu-img), "
+				    "or 0 to allocate everything",
+				    optarg);
 				goto out;
 			}
 			break;
 		case 't':
 			cache = optarg;
 			break;
-		case 'T': /* source cache mode: reads are uncached either way */
+		case 'T': /* source cache mode: only how fast reads are */
+			src_cache = optarg;
+			break;
+		case 'm': { /* parallel requests: only how fast the copy is */
+			char *end;
+			long m = strtol(optarg, &end, 10);
+			if (*end || m < 1 || m > 16) {
+				kite_error("invalid -m '%s': the number of coroutines is between 1 "
+					   "and 16 (as qemu-img)",
+					   optarg);
+				goto out;
+			}
+			break;
+		}
+		case 'C': /* copy offloading: data extents copied as they are, zeros in them
+			   * included (no zero detection), as qemu-img's copy_range does */
+			copy_offload = true;
+			cv.no_zero_scan = true;
+			break;
 		case 'W': /* out-of-order writes: ours are in order, which is allowed */
-		case 'U':
-		case 'm':
-		case 'C':
+		case 'U': /* force-share: kite img takes no image locks */
 			break;
 		case ':':
 			img_usage_error("convert", "option '%s' needs an argument",
@@ -393,6 +415,24 @@ int img_convert(int argc, char **argv)
 	}
 	if (argc - optind < 2) {
 		img_usage_error("convert", "expecting a source and an output filename");
+		goto out;
+	}
+	if (copy_offload && cv.compress) {
+		kite_error("convert: -C (copy offloading) and -c do not go together");
+		goto out;
+	}
+	if (no_create && have_opts) {
+		kite_error("convert: -o has no effect with -n (the output is not created)");
+		goto out;
+	}
+	if (backing && argc - optind > 2) {
+		kite_error("convert: -B makes no sense when concatenating several inputs");
+		goto out;
+	}
+	if (src_cache && strcmp(src_cache, "none") && strcmp(src_cache, "directsync") &&
+	    strcmp(src_cache, "writeback") && strcmp(src_cache, "writethrough") &&
+	    strcmp(src_cache, "unsafe")) {
+		kite_error("invalid source cache option '%s'", src_cache);
 		goto out;
 	}
 	/* As qemu-img: the target's default cache mode is "unsafe" (no syncs between dependent

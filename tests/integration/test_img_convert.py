@@ -273,3 +273,50 @@ def test_backing_file_for_output(kite, tmp_path):
     r = run([kite, "img", "convert", "-O", "raw", "-B", "base.qcow2", str(top),
              str(tmp_path / "x.img")])
     assert r.returncode == 1 and r.stderr.startswith("kite: error: ")
+
+
+@pytest.mark.parametrize("args", [
+    ["-m", "0"], ["-m", "17"], ["-m", "x"], ["-C", "-c"], ["-T", "bogus"], ["-S", "32M"],
+    ["-n", "-o", "cluster_size=4k"],
+])
+def test_options_qemu_img_refuses(kite, src, tmp_path, args):
+    """Options qemu-img rejects are rejected, not ignored: same exit code, nothing written."""
+    out = tmp_path / "o.qcow2"
+    sh("qemu-img", "create", "-q", "-f", "qcow2", str(out), str(SIZE))
+    before = out.read_bytes()
+    cmd = ["convert", *args, "-O", "qcow2", "vm01.img", "o.qcow2"]
+    q = run(["qemu-img", *cmd], cwd=tmp_path)
+    r = run([kite, "img", *cmd], cwd=tmp_path)
+    assert q.returncode == r.returncode == 1, q.stderr + r.stderr
+    assert r.stderr.startswith("kite: error: "), r.stderr
+    assert out.read_bytes() == before
+
+
+def test_backing_with_several_inputs_refused(kite, src, tmp_path):
+    cmd = ["convert", "-B", "vm01.img", "-F", "raw", "-O", "qcow2", "vm01.img", "vm01.img",
+           "o.qcow2"]
+    q, r = run(["qemu-img", *cmd], cwd=tmp_path), run([kite, "img", *cmd], cwd=tmp_path)
+    assert q.returncode == r.returncode == 1, q.stderr + r.stderr
+    assert "-B" in r.stderr and not (tmp_path / "o.qcow2").exists()
+
+
+@pytest.mark.parametrize("args", [["-m", "4", "-W"], ["-C"], ["-T", "none"], ["-U"],
+                                  ["-S", "16M"], ["-t", "writeback", "-T", "writethrough"]])
+def test_options_without_visible_effect(kite, src, tmp_path, args):
+    """-m -W -C -T -U change only speed or locking in qemu-img: kite's output is the same
+    as without them, with the same allocation as qemu-img's map shows for its output."""
+    k, q = tmp_path / "k.qcow2", tmp_path / "q.qcow2"
+    sh(kite, "img", "convert", *args, "-O", "qcow2", str(src), str(k))
+    sh("qemu-img", "convert", *args, "-O", "qcow2", str(src), str(q))
+    check_clean(k)
+    assert run(["qemu-img", "compare", "-s", str(k), str(q)]).returncode == 0
+
+    def alloc(p):  # guest ranges by kind, whatever the host offsets (-m -W reorder them)
+        out = []
+        for e in json.loads(sh("qemu-img", "map", "--output=json", str(p))):
+            if out and out[-1][2:] == (e["data"], e["zero"]):
+                out[-1] = (out[-1][0], out[-1][1] + e["length"], e["data"], e["zero"])
+            else:
+                out.append((e["start"], e["length"], e["data"], e["zero"]))
+        return out
+    assert alloc(k) == alloc(q)
