@@ -1,5 +1,6 @@
 /* qcow2: opening (header, extensions, validation of every table location), the header
  * rewrite, overlap checks against metadata, info and the driver table. */
+#include "block/qcow2.h"
 #include "block/qcow2_int.h"
 #include "util/err.h"
 
@@ -350,6 +351,59 @@ out:
 	free(tbl);
 	free(dir);
 	return r;
+}
+
+int qcow2_bitmap_info(struct blk *b, struct qcow2_bitmap_info **list, int *count)
+{
+	*list = NULL;
+	*count = 0;
+	if (strcmp(blk_format_name(b), "qcow2"))
+		return 0;
+	struct qcow2 *q = Q(b);
+	const struct qcow2_ext *x = NULL;
+	for (int i = 0; i < q->nb_exts; i++)
+		if (q->exts[i].type == QCOW2_EXT_BITMAPS)
+			x = &q->exts[i];
+	if (!x || q->version < 3 || !(q->autoclear & QCOW2_AUTOCLEAR_BITMAPS) || x->len < 24)
+		return 0;
+	uint32_t nb = get_be32(x->data);
+	uint64_t dsize = get_be64(x->data + 8), doff = get_be64(x->data + 16);
+	if (!nb || nb > 65535 || !dsize || dsize > 64u << 20)
+		return kite_error("%s: invalid bitmaps extension", b->filename);
+	uint8_t *dir = malloc(dsize);
+	struct qcow2_bitmap_info *l = calloc(nb, sizeof(*l));
+	if (!dir || !l) {
+		free(dir);
+		free(l);
+		return kite_error("out of memory");
+	}
+	if (blk_file_pread(b->fd, dir, dsize, doff, b->filename) < 0)
+		goto fail;
+	uint64_t e = 0;
+	for (uint32_t i = 0; i < nb; i++) {
+		if (e + 24 > dsize)
+			goto bad;
+		uint32_t flags = get_be32(dir + e + 12), gbits = dir[e + 17];
+		uint32_t name = get_be16(dir + e + 18), extra = get_be32(dir + e + 20);
+		if (gbits > 63 || name >= sizeof(l[i].name) || extra > dsize ||
+		    e + 24 + extra + name > dsize)
+			goto bad;
+		memcpy(l[i].name, dir + e + 24 + extra, name);
+		l[i].granularity = 1ull << gbits;
+		l[i].in_use = flags & 1;
+		l[i].autoload = flags & 2;
+		e += (24 + (uint64_t)extra + name + 7) & ~7ull;
+	}
+	free(dir);
+	*list = l;
+	*count = (int)nb;
+	return 0;
+bad:
+	kite_error("%s: invalid bitmap directory", b->filename);
+fail:
+	free(dir);
+	free(l);
+	return -1;
 }
 
 /* Schedules the bitmaps' clusters to be freed after the next flush, if each has refcount 1

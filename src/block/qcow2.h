@@ -28,6 +28,16 @@ int qcow2_snapshot_create(struct blk *b, const char *name);
 int qcow2_snapshot_apply(struct blk *b, const char *name_or_id);
 int qcow2_snapshot_delete(struct blk *b, const char *name_or_id);
 
+/* One persistent dirty bitmap as qemu-img info lists it (kite reads, never maintains them). */
+struct qcow2_bitmap_info {
+	char name[1024];
+	uint64_t granularity;
+	bool in_use, autoload; /* flags "in-use", "auto" */
+};
+/* The bitmaps qemu would load (bitmaps extension with its autoclear bit set), in directory
+ * order; *list (to free) is NULL and *count 0 when there are none. */
+int qcow2_bitmap_info(struct blk *b, struct qcow2_bitmap_info **list, int *count);
+
 /* qemu-img check's counters (its JSON field names in comments). */
 struct qcow2_check_result {
 	uint64_t corruptions;	      /* "corruptions" */

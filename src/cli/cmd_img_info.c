@@ -1,10 +1,12 @@
 /* kite img info: qemu-img info's human and JSON output (same field names and layout). */
+#include "block/qcow2.h"
 #include "cli/cmd_img.h"
 #include "util/err.h"
 
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static json_t *format_specific(struct blk *b, const struct blk_info *in)
@@ -17,6 +19,30 @@ static json_t *format_specific(struct blk *b, const struct blk_info *in)
 		if (strcmp(in->compat, "0.10") != 0) {
 			json_object_set_new(data, "lazy-refcounts",
 					    json_boolean(in->lazy_refcounts));
+			struct qcow2_bitmap_info *bm;
+			int nbm;
+			if (qcow2_bitmap_info(b, &bm, &nbm) < 0) {
+				json_decref(data);
+				return NULL;
+			}
+			if (nbm) {
+				json_t *list = json_array();
+				for (int i = 0; i < nbm; i++) {
+					json_t *e = json_object(), *fl = json_array();
+					if (bm[i].in_use)
+						json_array_append_new(fl, json_string("in-use"));
+					if (bm[i].autoload)
+						json_array_append_new(fl, json_string("auto"));
+					json_object_set_new(e, "flags", fl);
+					json_object_set_new(e, "name", json_string(bm[i].name));
+					json_object_set_new(
+					    e, "granularity",
+					    json_integer((json_int_t)bm[i].granularity));
+					json_array_append_new(list, e);
+				}
+				json_object_set_new(data, "bitmaps", list);
+			}
+			free(bm);
 			json_object_set_new(data, "refcount-bits", json_integer(in->refcount_bits));
 			json_object_set_new(data, "corrupt", json_boolean(in->corrupt));
 			json_object_set_new(data, "extended-l2", json_boolean(in->extended_l2));

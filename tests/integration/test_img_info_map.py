@@ -72,6 +72,13 @@ def build(kind, d):
         sh("qemu-io", "-c", "write -P 2 512k 1M", str(p))
         sh("qemu-img", "snapshot", "-c", "second", str(p))
         return p
+    if kind == "bitmaps":  # persistent dirty bitmaps: listed by info, kept as they are
+        p = qcow2(d / "disk.qcow2", "8M", "", ["write -P 1 0 1M"])
+        sh("qemu-img", "bitmap", "--add", str(p), "b0")
+        sh("qemu-img", "bitmap", "--add", "-g", "4096", str(p), "second one")
+        sh("qemu-img", "bitmap", "--disable", str(p), "b0")
+        sh("qemu-io", "-c", "write -P 2 512k 1M", str(p))
+        return p
     if kind == "resized":
         p = qcow2(d / "disk.qcow2", "8M", "", ["write -P 9 7M 1M"])
         sh("qemu-img", "resize", str(p), "+5M")
@@ -81,7 +88,7 @@ def build(kind, d):
 
 KINDS = ["raw", "qcow2-default", "qcow2-v2", "qcow2-512", "qcow2-4k-rc1", "qcow2-2m-rc64",
          "qcow2-lazy", "qcow2-extl2", "qcow2-zstd", "qcow2-prealloc-metadata",
-         "qcow2-prealloc-falloc", "compressed", "chain", "snapshots", "resized"]
+         "qcow2-prealloc-falloc", "compressed", "chain", "snapshots", "bitmaps", "resized"]
 
 
 @pytest.fixture(scope="module", params=KINDS)
