@@ -121,15 +121,15 @@ int img_compare(int argc, char **argv)
 		case ':':
 			img_usage_error("compare", "option '%s' needs an argument",
 					argv[optind - 1]);
-			return 2;
+			return 1; /* usage errors: 1, as qemu-img (2 is for I/O errors) */
 		default:
 			img_usage_error("compare", "unknown option '%s'", argv[optind - 1]);
-			return 2;
+			return 1;
 		}
 	}
 	if (argc - optind != 2) {
 		img_usage_error("compare", "expecting two filenames");
-		return 2;
+		return 1;
 	}
 	if (!fmt2)
 		fmt2 = fmt1;

@@ -366,3 +366,14 @@ def test_writer_drops_bitmaps_cleanly(kite, tmp_path, verb):
     assert info.returncode == 0 and "warning" not in info.stderr, info.stderr
     assert "bitmaps" not in json.loads(info.stdout)["format-specific"]["data"]
     assert as_raw(img, tmp_path / "after.raw")[: len(before)] == before
+
+
+@pytest.mark.parametrize("args", [[], ["a.img"], ["a.img", "a.img", "a.img"], ["-f"],
+                                  ["--bogus", "a.img", "a.img"], ["-x", "a.img", "a.img"]])
+def test_compare_usage_errors_exit_1(kite, tmp_path, args):
+    """qemu-img compare exits 1 on a usage error (2 only when an image cannot be read)."""
+    sh("qemu-img", "create", "-q", "-f", "raw", tmp_path / "a.img", "1M")
+    q = run(["qemu-img", "compare", *args], cwd=tmp_path)
+    r = run([kite, "img", "compare", *args], cwd=tmp_path)
+    assert q.returncode == r.returncode == 1, q.stderr + r.stderr
+    assert r.stderr.startswith("kite: error: ")
