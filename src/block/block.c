@@ -41,6 +41,22 @@ struct blk_open_ctx {
 	ino_t ino[MAX_CHAIN_DEPTH];
 };
 
+static const struct blk_driver *probe_buf(const uint8_t *buf, size_t n, const char *path)
+{
+	const struct blk_driver *best = NULL;
+	int best_score = 0;
+	for (int i = 0; i < nb_drivers; i++) {
+		if (!drivers[i]->probe)
+			continue;
+		int s = drivers[i]->probe(buf, n, path);
+		if (s > best_score) {
+			best_score = s;
+			best = drivers[i];
+		}
+	}
+	return best;
+}
+
 static const struct blk_driver *probe_format(int fd, const char *path)
 {
 	uint8_t buf[PROBE_BYTES];
@@ -53,17 +69,7 @@ static const struct blk_driver *probe_format(int fd, const char *path)
 		kite_error_errno(errno, "%s: cannot read", path);
 		return NULL;
 	}
-	const struct blk_driver *best = NULL;
-	int best_score = 0;
-	for (int i = 0; i < nb_drivers; i++) {
-		if (!drivers[i]->probe)
-			continue;
-		int s = drivers[i]->probe(buf, (size_t)n, path);
-		if (s > best_score) {
-			best_score = s;
-			best = drivers[i];
-		}
-	}
+	const struct blk_driver *best = probe_buf(buf, (size_t)n, path);
 	if (!best)
 		kite_error("%s: could not determine the image format", path);
 	return best;
@@ -307,12 +313,40 @@ int blk_pread(struct blk *b, void *buf, size_t len, uint64_t off)
 	return r;
 }
 
+/* An image whose format was probed as raw: a write to its first bytes must not make it
+ * probe as another format next time (a guest could otherwise plant a qcow2 header naming
+ * any host file as its backing file). As QEMU, such writes are refused. */
+static int probed_raw_head_ok(struct blk *b, const void *buf, size_t len, uint64_t off)
+{
+	uint8_t head[PROBE_BYTES];
+	memset(head, 0, sizeof(head));
+	ssize_t n;
+	do
+		n = pread(b->fd, head, sizeof(head), 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return kite_error_errno(errno, "%s: cannot read", b->filename);
+	size_t end = off + len < PROBE_BYTES ? (size_t)(off + len) : PROBE_BYTES;
+	memcpy(head + off, buf, end - (size_t)off);
+	if ((size_t)n < end)
+		n = (ssize_t)end;
+	const struct blk_driver *d = probe_buf(head, (size_t)n, b->filename);
+	if (d && strcmp(d->name, "raw"))
+		return kite_error("%s: write to the start of the image refused: the format was "
+				  "probed as raw and the data would make it probe as %s (specify "
+				  "format=raw to lift the restriction)",
+				  b->filename, d->name);
+	return 0;
+}
+
 int blk_pwrite(struct blk *b, const void *buf, size_t len, uint64_t off)
 {
 	if (check_writable(b, "write") < 0 || check_range(b, off, len, "write") < 0)
 		return -1;
 	if (!len)
 		return 0;
+	if (b->probed_raw && off < PROBE_BYTES && probed_raw_head_ok(b, buf, len, off) < 0)
+		return -1;
 	if (b->drv->thread_safe)
 		return b->drv->write(b, buf, len, off);
 	lock(b);

@@ -160,6 +160,46 @@ static void probing_falls_back_to_raw(void **state)
 	assert_null(blk_open(tmp("probe.raw"), "nosuchformat", 0));
 }
 
+/* A probed raw image refuses writes that would make it probe as another format, as
+ * qemu-io on the same file does (its "write -s" of a qcow2 header fails with EPERM). */
+static void probed_raw_guards_its_head(void **state)
+{
+	char cmd[1024];
+	struct blk *b = create_raw("head.raw", 1 << 20, BLK_PREALLOC_OFF);
+	blk_close(b);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && qemu-img create -q -f qcow2 h.qcow2 1M && head -c 512 h.qcow2 > hdr.bin "
+		 "&& cp head.raw q.raw && ! qemu-io -c 'write -s hdr.bin 0 512' q.raw 2>/dev/null "
+		 "&& cmp -s head.raw q.raw && qemu-io -c 'write -P 7 0 512' q.raw >/dev/null 2>&1",
+		 dir);
+	assert_int_equal(system(cmd), 0); /* the referee refuses the header, allows data */
+	uint8_t hdr[512];
+	FILE *f = fopen(tmp("hdr.bin"), "rb");
+	assert_non_null(f);
+	assert_int_equal(fread(hdr, 1, sizeof(hdr), f), sizeof(hdr));
+	fclose(f);
+	b = blk_open(tmp("head.raw"), NULL, BLK_O_RDWR | BLK_O_NO_PROBE_WARN);
+	assert_non_null(b);
+	assert_true(blk_probed_raw(b));
+	assert_int_equal(blk_pwrite(b, hdr, sizeof(hdr), 0), -1);
+	assert_int_equal(blk_pwrite(b, hdr, 4, 0), -1); /* the magic alone, partial sector */
+	uint8_t data[4096];
+	memset(data, 7, sizeof(data));
+	assert_int_equal(blk_pwrite(b, data, sizeof(data), 0), 0);
+	assert_int_equal(blk_pwrite(b, hdr, sizeof(hdr), 4096), 0); /* not at the start */
+	blk_close(b);
+	b = blk_open(tmp("head.raw"), NULL, BLK_O_RDONLY | BLK_O_NO_PROBE_WARN);
+	assert_string_equal(blk_format_name(b), "raw");
+	blk_close(b);
+	/* format given explicitly: no restriction, as qemu-io -f raw */
+	b = blk_open(tmp("head.raw"), "raw", BLK_O_RDWR);
+	assert_int_equal(blk_pwrite(b, hdr, sizeof(hdr), 0), 0);
+	blk_close(b);
+	snprintf(cmd, sizeof(cmd), "cd %s && qemu-img info head.raw | grep -q 'format: qcow2'",
+		 dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void nocache_unaligned_io(void **state)
 {
 	struct blk *b = create_raw("direct.raw", 1 << 20, BLK_PREALLOC_OFF);
@@ -201,6 +241,7 @@ int main(void)
 	    cmocka_unit_test(resize_grows_and_shrinks),
 	    cmocka_unit_test(preallocation_full_allocates),
 	    cmocka_unit_test(probing_falls_back_to_raw),
+	    cmocka_unit_test(probed_raw_guards_its_head),
 	    cmocka_unit_test(nocache_unaligned_io),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
