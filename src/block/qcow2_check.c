@@ -102,7 +102,7 @@ static int walk_l1(struct check *c, const uint64_t *l1, uint32_t l1_size, bool a
 }
 
 /* Counts active entries whose COPIED flag disagrees with the stored refcount. */
-static int check_copied(struct check *c)
+static int check_copied(struct check *c, bool fixing)
 {
 	struct blk *b = c->b;
 	struct qcow2 *q = Q(b);
@@ -116,9 +116,10 @@ static int check_copied(struct check *c)
 		if ((rc == 1) != ((q->l1[i] & OFLAG_COPIED) != 0)) {
 			if (!c->quiet)
 				fprintf(stderr,
-					"ERROR OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%llx "
+					"%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%llx "
 					"refcount=%llu\n",
-					i, (unsigned long long)q->l1[i], (unsigned long long)rc);
+					fixing ? "Repairing" : "ERROR", i,
+					(unsigned long long)q->l1[i], (unsigned long long)rc);
 			c->res->corruptions++;
 		}
 		if (blk_file_pread(b->fd, c->l2buf, cs, l2off, b->filename) < 0)
@@ -133,8 +134,9 @@ static int check_copied(struct check *c)
 			if ((rc == 1) != ((e & OFLAG_COPIED) != 0)) {
 				if (!c->quiet)
 					fprintf(stderr,
-						"ERROR OFLAG_COPIED data cluster: l2_entry=%llx "
+						"%s OFLAG_COPIED data cluster: l2_entry=%llx "
 						"refcount=%llu\n",
+						fixing ? "Repairing" : "ERROR",
 						(unsigned long long)e, (unsigned long long)rc);
 				c->res->corruptions++;
 			}
@@ -147,6 +149,15 @@ static int compare(struct check *c, unsigned fix)
 {
 	struct blk *b = c->b;
 	struct qcow2 *q = Q(b);
+	/* As qemu-img check -r: what is found first, then what is repaired. */
+	for (uint64_t k = 0; fix && !c->quiet && k < c->nb; k++) {
+		uint64_t stored;
+		if (qcow2_get_refcount(b, k, &stored) < 0 || stored == c->ref[k])
+			continue;
+		fprintf(stderr, "%s cluster %llu refcount=%llu reference=%llu\n",
+			c->ref[k] < stored ? "Leaked" : "ERROR", (unsigned long long)k,
+			(unsigned long long)stored, (unsigned long long)c->ref[k]);
+	}
 	for (uint64_t k = 0; k < c->nb; k++) {
 		uint64_t stored;
 		if (qcow2_get_refcount(b, k, &stored) < 0) {
@@ -259,7 +270,7 @@ int qcow2_check(struct blk *b, unsigned fix, struct qcow2_check_result *res)
 		goto out;
 	q->free_hint = fix ? 0 : saved_hint;
 	uint64_t before = res->corruptions;
-	if (check_copied(&c) < 0)
+	if (check_copied(&c, (fix & QCOW2_FIX_ERRORS) != 0) < 0)
 		goto out;
 	if ((fix & QCOW2_FIX_ERRORS) && res->corruptions > before) {
 		if (qcow2_update_copied(b) < 0)
