@@ -17,8 +17,9 @@ static const struct {
      "[size]"},
     {"info", img_info, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename"},
     {"convert", img_convert,
-     "convert [-c] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] "
-     "[-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] [-W] filename "
+     "convert [-c] [-p] [-q] [-n] [-C] [-U] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] "
+     "[-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] [-m num_coroutines] [-W] "
+     "filename "
      "[filename2 [...]] output_filename"},
     {"resize", img_resize, "resize [-q] [-f fmt] [--shrink] filename [+ | -]size"},
     {"check", img_check, "check [-q] [-f fmt] [--output=human|json] [-r [leaks | all]] filename"},
