@@ -255,157 +255,6 @@ static void qcow2_close(struct blk *b)
 	b->opaque = NULL;
 }
 
-/* The host clusters of the persistent bitmaps (directory, tables, data), which QEMU
- * counts only while the bitmaps autoclear bit is set. Returns 1 with the list (to be
- * freed by the caller), 0 when there are none or the directory is not sound, -1 on error. */
-int qcow2_bitmap_clusters(struct blk *b, uint64_t fsize, uint64_t **out, size_t *out_n)
-{
-	struct qcow2 *q = Q(b);
-	uint64_t cs = q->cluster_size, cmask = cs - 1;
-	const struct qcow2_ext *x = NULL;
-	*out = NULL;
-	*out_n = 0;
-	for (int i = 0; i < q->nb_exts; i++)
-		if (q->exts[i].type == QCOW2_EXT_BITMAPS)
-			x = &q->exts[i];
-	if (!x || q->version < 3 || !(q->autoclear & QCOW2_AUTOCLEAR_BITMAPS) || x->len < 24)
-		return 0;
-	uint32_t nb = get_be32(x->data);
-	uint64_t dsize = get_be64(x->data + 8), doff = get_be64(x->data + 16);
-	if (!nb || nb > 65535 || !dsize || dsize > 64u << 20 || (doff & cmask) || doff > fsize ||
-	    dsize > fsize - doff)
-		return 0;
-	uint64_t *list = NULL;
-	size_t n = 0, cap = 0;
-	uint8_t *dir = malloc(dsize), *tbl = NULL;
-	int r = -1;
-	if (!dir) {
-		kite_error("out of memory");
-		goto out;
-	}
-	if (blk_file_pread(b->fd, dir, dsize, doff, b->filename) < 0)
-		goto out;
-#define ADD(o)                                                                                     \
-	do {                                                                                       \
-		if (n == cap) {                                                                    \
-			cap = cap ? cap * 2 : 64;                                                  \
-			uint64_t *nl = realloc(list, cap * 8);                                     \
-			if (!nl) {                                                                 \
-				kite_error("out of memory");                                       \
-				goto out;                                                          \
-			}                                                                          \
-			list = nl;                                                                 \
-		}                                                                                  \
-		list[n++] = (o);                                                                   \
-	} while (0)
-	for (uint64_t c = 0; c < (dsize + cmask) / cs; c++)
-		ADD(doff + c * cs);
-	uint64_t e = 0;
-	r = 0;
-	for (uint32_t i = 0; i < nb; i++) {
-		if (e + 24 > dsize)
-			goto out;
-		uint64_t toff = get_be64(dir + e);
-		uint32_t tsize = get_be32(dir + e + 8);
-		uint32_t name = get_be16(dir + e + 18), extra = get_be32(dir + e + 20);
-		if ((toff & cmask) || toff > fsize || (uint64_t)tsize * 8 > fsize - toff ||
-		    (uint64_t)tsize * 8 > 64u << 20 || extra > dsize)
-			goto out;
-		e += (24 + (uint64_t)extra + name + 7) & ~7ull;
-		if (e > dsize)
-			goto out;
-		if (!tsize)
-			continue;
-		free(tbl);
-		tbl = malloc((size_t)tsize * 8);
-		if (!tbl) {
-			r = kite_error("out of memory");
-			goto out;
-		}
-		if (blk_file_pread(b->fd, tbl, (size_t)tsize * 8, toff, b->filename) < 0) {
-			r = -1;
-			goto out;
-		}
-		r = -1;
-		for (uint64_t c = 0; c < ((uint64_t)tsize * 8 + cmask) / cs; c++)
-			ADD(toff + c * cs);
-		r = 0;
-		for (uint32_t j = 0; j < tsize; j++) {
-			uint64_t o = get_be64(tbl + (size_t)j * 8) & 0x00fffffffffffe00ull;
-			if (!o)
-				continue;
-			if ((o & cmask) || o >= fsize)
-				goto out;
-			r = -1;
-			ADD(o);
-			r = 0;
-		}
-	}
-#undef ADD
-	*out = list;
-	*out_n = n;
-	list = NULL;
-	r = 1;
-out:
-	free(list);
-	free(tbl);
-	free(dir);
-	return r;
-}
-
-int qcow2_bitmap_info(struct blk *b, struct qcow2_bitmap_info **list, int *count)
-{
-	*list = NULL;
-	*count = 0;
-	if (strcmp(blk_format_name(b), "qcow2"))
-		return 0;
-	struct qcow2 *q = Q(b);
-	const struct qcow2_ext *x = NULL;
-	for (int i = 0; i < q->nb_exts; i++)
-		if (q->exts[i].type == QCOW2_EXT_BITMAPS)
-			x = &q->exts[i];
-	if (!x || q->version < 3 || !(q->autoclear & QCOW2_AUTOCLEAR_BITMAPS) || x->len < 24)
-		return 0;
-	uint32_t nb = get_be32(x->data);
-	uint64_t dsize = get_be64(x->data + 8), doff = get_be64(x->data + 16);
-	if (!nb || nb > 65535 || !dsize || dsize > 64u << 20)
-		return kite_error("%s: invalid bitmaps extension", b->filename);
-	uint8_t *dir = malloc(dsize);
-	struct qcow2_bitmap_info *l = calloc(nb, sizeof(*l));
-	if (!dir || !l) {
-		free(dir);
-		free(l);
-		return kite_error("out of memory");
-	}
-	if (blk_file_pread(b->fd, dir, dsize, doff, b->filename) < 0)
-		goto fail;
-	uint64_t e = 0;
-	for (uint32_t i = 0; i < nb; i++) {
-		if (e + 24 > dsize)
-			goto bad;
-		uint32_t flags = get_be32(dir + e + 12), gbits = dir[e + 17];
-		uint32_t name = get_be16(dir + e + 18), extra = get_be32(dir + e + 20);
-		if (gbits > 63 || name >= sizeof(l[i].name) || extra > dsize ||
-		    e + 24 + extra + name > dsize)
-			goto bad;
-		memcpy(l[i].name, dir + e + 24 + extra, name);
-		l[i].granularity = 1ull << gbits;
-		l[i].in_use = flags & 1;
-		l[i].autoload = flags & 2;
-		e += (24 + (uint64_t)extra + name + 7) & ~7ull;
-	}
-	free(dir);
-	*list = l;
-	*count = (int)nb;
-	return 0;
-bad:
-	kite_error("%s: invalid bitmap directory", b->filename);
-fail:
-	free(dir);
-	free(l);
-	return -1;
-}
-
 /* Schedules the bitmaps' clusters to be freed after the next flush, if each has refcount 1
  * (not shared, not leaked and repaired already); otherwise they stay (leaked at worst). */
 static int free_bitmaps_later(struct blk *b, uint64_t fsize)
@@ -417,15 +266,13 @@ static int free_bitmaps_later(struct blk *b, uint64_t fsize)
 	if (r <= 0)
 		return r;
 	r = -1;
+	/* Sorted (as qcow2_bitmap_clusters returns it): a cluster listed twice is adjacent. */
 	for (size_t i = 0; i < n; i++) {
 		uint64_t rc;
 		if (qcow2_get_refcount(b, list[i] >> q->cluster_bits, &rc) < 0)
 			goto out;
-		if (rc != 1)
+		if (rc != 1 || (i && list[i - 1] == list[i]))
 			goto keep;
-		for (size_t k = 0; k < i; k++)
-			if (list[k] == list[i])
-				goto keep;
 	}
 	for (size_t i = 0; i < n; i++)
 		if (qcow2_free_later(b, list[i], q->cluster_size) < 0)
