@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from conftest import ROOT, run
-from test_guest_min import GUEST_PATTERN, HOST_PATTERN, MIB, make_disk
+from test_guest_min import GUEST_PATTERN, HOST_PATTERN, MIB, check_lines, make_disk
 
 GUEST = os.path.join(ROOT, "build", "guest")
 KERNEL = os.path.join(GUEST, "vmlinuz")
@@ -64,9 +64,9 @@ def test_stock_kernel_userspace_virtio_blk_net_wget(kite, tmp_path, http_blob):
              "--append", append, "--console", "stdio", "--disk", f"{disk},format=raw",
              "--net", "user"], timeout=1200)
     out = r.stdout + r.stderr
-    lines = [l.strip() for l in r.stdout.splitlines()]
+    lines = check_lines(r.stdout)
     assert r.returncode == 0, out
-    assert any(l.startswith(MARKER) for l in lines), out
+    assert any(l.strip().startswith(MARKER) for l in r.stdout.splitlines()), out
     assert "reboot: Power down" in r.stdout, out  # the guest's own ACPI power-off
     assert "CHECK vda ok" in lines, out
     assert f"CHECK vda-read md5={hashlib.md5(HOST_PATTERN).hexdigest()}" in lines, out
