@@ -33,6 +33,7 @@
 #define MAX_DWZ_SEGS	 32
 #define MAX_DWZ_SECTORS	 (1u << 22) /* 2 GiB per discard / write-zeroes segment */
 #define DISCARD_ALIGN_SZ 8	    /* sectors: 4 KiB, a file system block */
+#define IO_THREADS_MAX	 16	    /* requests in progress at once per disk */
 
 struct virtio_blk {
 	struct virtio_dev vd;
@@ -42,14 +43,26 @@ struct virtio_blk {
 	uint8_t config[CONFIG_SIZE];
 	uint64_t sectors;
 
-	pthread_t thread;
-	bool thread_started;
-	/* The worker blocks reading this eventfd. KVM signals it for a guest kick (via
-	 * queue_eventfd, so a kick is one thread crossing), a trapped notify and stop write
-	 * it. Open for the device's life, so no registration ever sees it closed. */
+	/* Requests run on a pool of I/O threads, several at once as QEMU's thread pool runs
+	 * them, so that a guest's queue depth reaches the disk. One idle thread at a time
+	 * blocks reading kick_fd (KVM signals it for a guest kick via queue_eventfd, a trapped
+	 * notify and stop write it; open for the device's life, so no registration ever sees
+	 * it closed); the others wait on work_cv. A thread that pops a chain and sees more
+	 * wakes or starts another, up to IO_THREADS_MAX. */
 	int kick_fd;
-	bool stop;		    /* atomic */
-	pthread_mutex_t queue_lock; /* held while the worker touches the queue */
+	pthread_mutex_t lock; /* the queue and everything below */
+	pthread_cond_t work_cv;
+	pthread_cond_t drained_cv; /* inflight dropped to 0 */
+	bool have_kick;		   /* a kick passed virtio_dev_kick_ok(): pop until empty */
+	bool polling;		   /* a thread is reading kick_fd */
+	bool stop;
+	unsigned inflight, idle, nthreads;
+	struct io_thread *threads[IO_THREADS_MAX];
+};
+
+struct io_thread {
+	struct virtio_blk *b;
+	pthread_t thread;
 	struct virtq_elem elem;
 };
 
@@ -202,29 +215,6 @@ static int64_t handle(struct virtio_blk *b, struct virtq_elem *e)
 	return (int64_t)written + 1;
 }
 
-static void process_queue(struct virtio_blk *b)
-{
-	struct virtq *q = &b->vd.vqs[0];
-	pthread_mutex_lock(&b->queue_lock);
-	bool pushed = false;
-	while (virtio_dev_live(&b->vd)) {
-		int r = virtq_pop(q, &b->elem);
-		if (r == 0)
-			break;
-		int64_t used = r < 0 ? -1 : handle(b, &b->elem);
-		if (used < 0) {
-			virtio_dev_fail(&b->vd,
-					r < 0 ? q->error : "request without header or status");
-			break;
-		}
-		virtq_push(q, b->elem.head, (uint32_t)used);
-		pushed = true;
-	}
-	if (pushed)
-		virtio_dev_queue_done(&b->vd, 0);
-	pthread_mutex_unlock(&b->queue_lock);
-}
-
 static void kick(struct virtio_blk *b)
 {
 	uint64_t one = 1;
@@ -232,24 +222,108 @@ static void kick(struct virtio_blk *b)
 		kite_warn("virtio-blk: cannot wake the I/O thread: %s", strerror(errno));
 }
 
-static void *worker(void *arg)
+static void *io_thread_main(void *arg);
+
+/* With b->lock held. Returns false when no thread could be started (the caller's request
+ * still runs; only the parallelism is lost). */
+static bool start_thread_locked(struct virtio_blk *b)
 {
-	struct virtio_blk *b = arg;
-	for (;;) {
-		uint64_t count;
-		ssize_t n = read(b->kick_fd, &count, sizeof(count));
-		if (__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE))
-			break;
-		if (n != (ssize_t)sizeof(count)) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			kite_error_errno(n < 0 ? errno : EIO, "virtio-blk: I/O thread: read");
-			break;
-		}
-		/* A KVM-signalled kick skipped virtio_dev_notify()'s checks: make them here. */
-		if (virtio_dev_kick_ok(&b->vd, 0))
-			process_queue(b);
+	if (b->stop || b->nthreads == IO_THREADS_MAX)
+		return false;
+	struct io_thread *t = calloc(1, sizeof(*t));
+	if (!t)
+		return false;
+	t->b = b;
+	int err = pthread_create(&t->thread, NULL, io_thread_main, t);
+	if (err) {
+		kite_warn("virtio-blk: cannot start an I/O thread: %s", strerror(err));
+		free(t);
+		return false;
 	}
+	b->threads[b->nthreads++] = t;
+	return true;
+}
+
+/* A thread popped a chain while more wait: another thread takes the next one. */
+static void share_work_locked(struct virtio_blk *b)
+{
+	if (!virtq_has_avail(&b->vd.vqs[0]))
+		return;
+	if (b->idle)
+		pthread_cond_signal(&b->work_cv);
+	else
+		start_thread_locked(b);
+}
+
+/* Runs one chain with the lock dropped, then returns it to the driver. */
+static void run_request_locked(struct virtio_blk *b, struct virtq_elem *e)
+{
+	struct virtq *q = &b->vd.vqs[0];
+	b->inflight++;
+	share_work_locked(b);
+	pthread_mutex_unlock(&b->lock);
+	int64_t used = handle(b, e);
+	pthread_mutex_lock(&b->lock);
+	if (used < 0) {
+		virtio_dev_fail(&b->vd, "request without header or status");
+		b->have_kick = false;
+	} else {
+		virtq_push(q, e->head, (uint32_t)used);
+		virtio_dev_queue_done(&b->vd, 0);
+	}
+	if (--b->inflight == 0)
+		pthread_cond_broadcast(&b->drained_cv);
+}
+
+/* With b->lock held, not polling: blocks for the next kick. False to end the thread. */
+static bool wait_kick_locked(struct virtio_blk *b)
+{
+	b->polling = true;
+	pthread_mutex_unlock(&b->lock);
+	uint64_t count;
+	ssize_t n = read(b->kick_fd, &count, sizeof(count));
+	int err = errno;
+	/* A KVM-signalled kick skipped virtio_dev_notify()'s checks: make them here. */
+	bool ok = n == (ssize_t)sizeof(count) && virtio_dev_kick_ok(&b->vd, 0);
+	pthread_mutex_lock(&b->lock);
+	b->polling = false;
+	if (n != (ssize_t)sizeof(count) && !(n < 0 && err == EINTR)) {
+		kite_error_errno(n < 0 ? err : EIO, "virtio-blk: I/O thread: read");
+		return false;
+	}
+	if (ok)
+		b->have_kick = true;
+	return true;
+}
+
+static void *io_thread_main(void *arg)
+{
+	struct io_thread *t = arg;
+	struct virtio_blk *b = t->b;
+	struct virtq *q = &b->vd.vqs[0];
+	pthread_mutex_lock(&b->lock);
+	while (!b->stop) {
+		if (b->have_kick && virtio_dev_live(&b->vd)) {
+			int r = virtq_pop(q, &t->elem);
+			if (r > 0) {
+				run_request_locked(b, &t->elem);
+				continue;
+			}
+			b->have_kick = false;
+			if (r < 0)
+				virtio_dev_fail(&b->vd, q->error);
+			continue;
+		}
+		if (!b->polling) {
+			if (!wait_kick_locked(b))
+				break;
+			continue;
+		}
+		b->idle++;
+		pthread_cond_wait(&b->work_cv, &b->lock);
+		b->idle--;
+	}
+	pthread_mutex_unlock(&b->lock);
 	return NULL;
 }
 
@@ -268,9 +342,13 @@ static int blk_queue_eventfd(void *dev, unsigned q)
 static void blk_reset(void *dev)
 {
 	struct virtio_blk *b = dev;
-	/* The status is already 0: once the worker's current pass ends it stays off. */
-	pthread_mutex_lock(&b->queue_lock);
-	pthread_mutex_unlock(&b->queue_lock);
+	/* The status is already 0, so nothing new is popped; requests in progress still
+	 * write into guest memory and the used ring: wait for them, as QEMU drains. */
+	pthread_mutex_lock(&b->lock);
+	while (b->inflight)
+		pthread_cond_wait(&b->drained_cv, &b->lock);
+	b->have_kick = false;
+	pthread_mutex_unlock(&b->lock);
 }
 
 static void blk_config_read(void *dev, uint32_t off, uint8_t *data, unsigned len)
@@ -334,17 +412,26 @@ struct virtio_blk *virtio_blk_create(const struct guest_mem *mem, struct blk *bl
 		free(b);
 		return NULL;
 	}
-	int err = pthread_mutex_init(&b->queue_lock, NULL);
+	int err = pthread_mutex_init(&b->lock, NULL);
 	if (!err)
-		err = pthread_create(&b->thread, NULL, worker, b);
+		err = pthread_cond_init(&b->work_cv, NULL);
+	if (!err)
+		err = pthread_cond_init(&b->drained_cv, NULL);
 	if (err) {
-		kite_error_errno(err, "virtio-blk: cannot start the I/O thread");
+		kite_error_errno(err, "virtio-blk: cannot set up the I/O threads");
 		virtio_dev_destroy(&b->vd);
 		close(b->kick_fd);
 		free(b);
 		return NULL;
 	}
-	b->thread_started = true;
+	pthread_mutex_lock(&b->lock);
+	bool started = start_thread_locked(b);
+	pthread_mutex_unlock(&b->lock);
+	if (!started) {
+		kite_error("virtio-blk: cannot start the I/O thread");
+		virtio_blk_destroy(b);
+		return NULL;
+	}
 	return b;
 }
 
@@ -352,12 +439,18 @@ void virtio_blk_destroy(struct virtio_blk *b)
 {
 	if (!b)
 		return;
-	if (b->thread_started) {
-		__atomic_store_n(&b->stop, true, __ATOMIC_RELEASE);
-		kick(b);
-		pthread_join(b->thread, NULL);
+	pthread_mutex_lock(&b->lock);
+	b->stop = true; /* no thread starts after this */
+	pthread_cond_broadcast(&b->work_cv);
+	pthread_mutex_unlock(&b->lock);
+	kick(b); /* the polling thread */
+	for (unsigned i = 0; i < b->nthreads; i++) {
+		pthread_join(b->threads[i]->thread, NULL);
+		free(b->threads[i]);
 	}
-	pthread_mutex_destroy(&b->queue_lock);
+	pthread_cond_destroy(&b->drained_cv);
+	pthread_cond_destroy(&b->work_cv);
+	pthread_mutex_destroy(&b->lock);
 	virtio_dev_destroy(&b->vd);
 	close(b->kick_fd);
 	free(b);

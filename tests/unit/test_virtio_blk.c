@@ -1,9 +1,11 @@
 /* virtio-blk through the PCI transport, driven as Linux's virtio_blk does, on a raw file. */
 #include "unit.h"
 #include "vpci_driver.h"
+#include "block/block_int.h"
 #include "virtio/virtio_blk.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -30,6 +32,76 @@ struct fx {
 	uint64_t features;
 };
 
+/* A format driver for these tests: a raw file whose reads wait at a gate, which opens when
+ * `want` reads are inside at once (the device overlaps requests) or when the test opens
+ * it. A read still waiting after 5 s fails, so a device that serves one request at a time
+ * sees I/O errors. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	unsigned inside, most_inside, want;
+	bool open;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, false};
+
+static void gate_set(unsigned want, bool open)
+{
+	pthread_mutex_lock(&gate.lock);
+	gate.want = want;
+	gate.open = open;
+	gate.most_inside = 0;
+	pthread_cond_broadcast(&gate.cv);
+	pthread_mutex_unlock(&gate.lock);
+}
+
+static unsigned gate_inside(void)
+{
+	pthread_mutex_lock(&gate.lock);
+	unsigned n = gate.inside;
+	pthread_mutex_unlock(&gate.lock);
+	return n;
+}
+
+static int gate_file_open(struct blk *b, struct blk_open_ctx *ctx)
+{
+	(void)ctx;
+	return blk_file_size(b->fd, &b->size, b->filename);
+}
+
+static int gate_read(struct blk *b, void *buf, size_t len, uint64_t off)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	int err = 0;
+	pthread_mutex_lock(&gate.lock);
+	if (++gate.inside > gate.most_inside)
+		gate.most_inside = gate.inside;
+	if (gate.inside >= gate.want)
+		gate.open = true;
+	pthread_cond_broadcast(&gate.cv);
+	while (!gate.open && !err)
+		err = pthread_cond_timedwait(&gate.cv, &gate.lock, &until);
+	gate.inside--;
+	pthread_mutex_unlock(&gate.lock);
+	if (err)
+		return -1;
+	return blk_file_pread(b->fd, buf, len, off, b->filename);
+}
+
+static int gate_write(struct blk *b, const void *buf, size_t len, uint64_t off)
+{
+	return blk_file_pwrite(b->fd, buf, len, off, b->filename);
+}
+
+static const struct blk_driver gate_driver = {
+    .name = "test-gate",
+    .thread_safe = true,
+    .open = gate_file_open,
+    .read = gate_read,
+    .write = gate_write,
+};
+BLK_DRIVER(gate_driver)
+
 static void fill_pattern(uint8_t *p, size_t n, unsigned seed)
 {
 	for (size_t i = 0; i < n; i++)
@@ -50,7 +122,7 @@ static int open_disk_fmt(void **state, unsigned flags, bool readonly, const char
 	strcpy(f->path, "/tmp/kite-vblk-XXXXXX");
 	int fd = mkstemp(f->path);
 	assert_true(fd >= 0);
-	if (!strcmp(fmt, "raw")) {
+	if (!strcmp(fmt, "raw") || !strcmp(fmt, "test-gate")) {
 		fill_pattern(f->orig, DISK_SIZE, 7);
 		assert_int_equal(pwrite(fd, f->orig, DISK_SIZE, 0), DISK_SIZE);
 	} else { /* an empty image made by the referee */
@@ -86,6 +158,12 @@ static int open_disk(void **state, unsigned flags, bool readonly)
 static int setup_qcow2(void **state)
 {
 	return open_disk_fmt(state, BLK_O_RDWR, false, "qcow2");
+}
+
+static int setup_gate(void **state)
+{
+	gate_set(1, true);
+	return open_disk_fmt(state, BLK_O_RDWR, false, "test-gate");
 }
 
 static int setup_rw(void **state)
@@ -456,6 +534,90 @@ static void test_qcow2_refereed_by_qemu(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Posts `n` 4 KiB reads at once (sectors 8 apart, each with its own header, buffer and
+ * status) and kicks once. Returns the used index to wait for. */
+#define PAR_HDR(i)  (0x400000 + 16 * (uint64_t)(i))
+#define PAR_ST(i)   (0x401000 + (uint64_t)(i))
+#define PAR_DATA(i) (0x410000 + 4096 * (uint64_t)(i))
+static uint16_t post_reads(struct fx *f, unsigned n)
+{
+	struct tq *q = &f->d.q[0];
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t type = T_IN;
+		uint64_t sector = 8 * i;
+		memset(f->d.ram + PAR_HDR(i), 0, 16);
+		memcpy(f->d.ram + PAR_HDR(i), &type, 4);
+		memcpy(f->d.ram + PAR_HDR(i) + 8, &sector, 8);
+		f->d.ram[PAR_ST(i)] = 0xee;
+		memset(f->d.ram + PAR_DATA(i), 0, 4096);
+		uint16_t head = 3 * i;
+		tq_desc(q, head, PAR_HDR(i), 16, VIRTQ_DESC_F_NEXT, head + 1);
+		tq_desc(q, head + 1, PAR_DATA(i), 4096, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
+			head + 2);
+		tq_desc(q, head + 2, PAR_ST(i), 1, VIRTQ_DESC_F_WRITE, 0);
+		tq_avail(q, head);
+	}
+	uint16_t want = tq_used_idx(q) + n;
+	vd_kick(&f->d, 0);
+	return want;
+}
+
+static void assert_reads_done(struct fx *f, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(f->d.ram[PAR_ST(i)], 0);
+		assert_memory_equal(f->d.ram + PAR_DATA(i), f->orig + 8 * 512 * i, 4096);
+	}
+}
+
+/* A guest's queue depth reaches the disk: 8 reads posted together are all in the block
+ * layer at the same time (each waits at the gate until the 8th arrives). */
+static void test_requests_overlap(void **state)
+{
+	struct fx *f = *state;
+	gate_set(8, false);
+	uint16_t want = post_reads(f, 8);
+	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
+	assert_reads_done(f, 8);
+	assert_int_equal(gate.most_inside, 8);
+}
+
+struct reset_call {
+	struct fx *f;
+	bool done; /* atomic */
+};
+
+static void *reset_device(void *arg)
+{
+	struct reset_call *c = arg;
+	vd_common_wr(&c->f->d, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	__atomic_store_n(&c->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* A device reset returns only once the requests in progress have finished: after it, the
+ * device never writes into guest memory the driver may be reusing. */
+static void test_reset_waits_for_requests(void **state)
+{
+	struct fx *f = *state;
+	gate_set(100, false); /* shut until the test opens it */
+	uint16_t want = post_reads(f, 2);
+	for (int i = 0; i < 5000 && gate_inside() < 2; i++)
+		usleep(1000);
+	assert_int_equal(gate_inside(), 2);
+	struct reset_call c = {f, false};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, reset_device, &c), 0);
+	usleep(200 * 1000);
+	bool early = __atomic_load_n(&c.done, __ATOMIC_ACQUIRE);
+	gate_set(100, true);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_false(early);
+	assert_int_equal(tq_used_idx(&f->d.q[0]), want); /* both completed before the reset */
+	assert_reads_done(f, 2);
+	assert_int_equal(vd_status(&f->d), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -474,6 +636,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_qcow2_refereed_by_qemu, setup_qcow2, teardown),
 	    cmocka_unit_test_setup_teardown(test_random_requests_rw, setup_rw, teardown),
 	    cmocka_unit_test_setup_teardown(test_random_requests_ro, setup_ro_flag, teardown),
+	    cmocka_unit_test_setup_teardown(test_requests_overlap, setup_gate, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_waits_for_requests, setup_gate, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
