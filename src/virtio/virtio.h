@@ -75,6 +75,7 @@ struct virtio_dev {
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
 	uint32_t pending_notify; /* queues kicked before DRIVER_OK, replayed at DRIVER_OK */
 	unsigned failures;	 /* protocol errors seen (atomic), for the log limit */
+	uint64_t eventfd_kicks;	 /* kicks read from its own queue eventfd (atomic), --stats */
 
 	/* Installed by the transport: raise the interrupt of `vector` (queue or config),
 	 * `isr` is 1 for a used-buffer interrupt, 2 for a config change. */

@@ -285,6 +285,8 @@ static bool wait_kick_locked(struct virtio_blk *b)
 	int err = errno;
 	/* A KVM-signalled kick skipped virtio_dev_notify()'s checks: make them here. */
 	bool ok = n == (ssize_t)sizeof(count) && virtio_dev_kick_ok(&b->vd, 0);
+	if (n == (ssize_t)sizeof(count))
+		__atomic_fetch_add(&b->vd.eventfd_kicks, count, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&b->lock);
 	b->polling = false;
 	if (n != (ssize_t)sizeof(count) && !(n < 0 && err == EINTR)) {
@@ -330,7 +332,11 @@ static void *io_thread_main(void *arg)
 static void blk_notify(void *dev, unsigned q)
 {
 	(void)q;
-	kick(dev);
+	struct virtio_blk *b = dev;
+	/* A notify that trapped (an MMIO exit, counted as such) is not one KVM signalled:
+	 * take back the count its eventfd write will add. */
+	__atomic_fetch_sub(&b->vd.eventfd_kicks, 1, __ATOMIC_RELAXED);
+	kick(b);
 }
 
 static int blk_queue_eventfd(void *dev, unsigned q)

@@ -12,7 +12,8 @@
  * KVM then signals that one, it stays out of the epoll set, and a kick wakes the device's
  * thread directly, one thread crossing instead of two. It is the device's, open for the
  * device's life (longer than ours: ioevent_stop() comes first), so registering, moving and
- * dropping it with KVM never races a close. Such kicks are not in `notifies`.
+ * dropping it with KVM never races a close. Such kicks are not in `notifies`: the device
+ * counts them (virtio_dev.eventfd_kicks).
  *
  * A queue's ioeventfd is registered while the queue is enabled and BAR0 decodes (memory
  * decoding on, an address programmed): set at queue enable, dropped at a device reset, moved

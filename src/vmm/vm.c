@@ -343,9 +343,15 @@ void vm_destroy(struct vm *vm)
 	}
 	/* The io event thread calls into the devices: it stops before they go. */
 	if (vm->ioevent_ready) {
-		if (vm->stats)
+		if (vm->stats) {
 			vm->stats->ioeventfd_notifies +=
 			    __atomic_load_n(&vm->ioevent.notifies, __ATOMIC_RELAXED);
+			/* Kicks KVM signalled straight to a disk's own eventfd. */
+			for (int d = 0; d < vm->virtio.ndisks; d++)
+				vm->stats->ioeventfd_notifies += __atomic_load_n(
+				    &virtio_blk_dev(vm->virtio.disks[d])->eventfd_kicks,
+				    __ATOMIC_RELAXED);
+		}
 		ioevent_stop(&vm->ioevent);
 		vm->ioevent_ready = false;
 	}

@@ -121,6 +121,18 @@ def test_virtio_notifications_do_not_exit_to_kite(kite):
     assert s.get("MMIO", 0) - s0.get("MMIO", 0) < kicks // 10, (base.stderr, r.stderr)
 
 
+def test_virtio_blk_kicks_are_counted_kite(kite, tmp_path):
+    """--stats counts the disk's kicks too, which KVM signals straight to the disk's own
+    eventfd: virtio_blk's 9 requests (read, write, read back, flush, get-id, discard, three
+    past the end) are 9 kicks, each one request."""
+    disk = tmp_path / "disk.raw"
+    before = make_disk(disk)
+    r = boot(kite_argv(kite, "virtio_blk", blk_append(),
+                       ["--disk", f"{disk},format=raw,serial={SERIAL}", "--stats"]))
+    check_blk_rw(r, disk, before)
+    assert kite_stats(r.stderr)["ioeventfd"] == 9, r.stderr
+
+
 def test_virtio_msix_goes_through_an_irqfd_kite(kite):
     """irqfd: the one MSI-X message of virtio_msix is a write to the vector's eventfd, routed
     by an MSI route at GSI 24 and up, not a KVM_SIGNAL_MSI."""
