@@ -48,7 +48,8 @@ struct virtio_blk {
 	 * blocks reading kick_fd (KVM signals it for a guest kick via queue_eventfd, a trapped
 	 * notify and stop write it; open for the device's life, so no registration ever sees
 	 * it closed); the others wait on work_cv. A thread that pops a chain and sees more
-	 * wakes or starts another, up to IO_THREADS_MAX. */
+	 * wakes or starts another, up to IO_THREADS_MAX, unless the next is a write that
+	 * continues this one (see next_continues_write). */
 	int kick_fd;
 	pthread_mutex_t lock; /* the queue and everything below */
 	pthread_cond_t work_cv;
@@ -58,6 +59,7 @@ struct virtio_blk {
 	bool stop;
 	unsigned inflight, idle, nthreads;
 	struct io_thread *threads[IO_THREADS_MAX];
+	struct virtq_elem peek; /* the next chain, looked at and given back */
 };
 
 struct io_thread {
@@ -244,10 +246,49 @@ static bool start_thread_locked(struct virtio_blk *b)
 	return true;
 }
 
-/* A thread popped a chain while more wait: another thread takes the next one. */
-static void share_work_locked(struct virtio_blk *b)
+/* Type, first sector and sectors of a chain's request, as far as they can be told; false
+ * for a chain too short to carry a header (handle() rejects it). */
+static bool request_extent(const struct virtq_elem *e, uint32_t *type, uint64_t *sector,
+			   uint64_t *sectors)
 {
-	if (!virtq_has_avail(&b->vd.vqs[0]))
+	uint8_t hdr[16];
+	if (e->out_len < 16 || e->in_len < 1)
+		return false;
+	virtq_elem_read(e, 0, hdr, 16);
+	memcpy(type, hdr, 4);
+	memcpy(sector, hdr + 8, 8);
+	*sectors = (e->out_len - 16) / SECTOR;
+	return true;
+}
+
+/* True when `e` is a write and the next available chain a write that starts where it ends
+ * (a sequential stream). Such a run stays with one thread, in order: buffered writes to
+ * one file serialize in the kernel anyway (the inode lock), so spreading them over threads
+ * only adds a context switch per request; QEMU merges them into one request for the same
+ * reason. Looks at the next chain by popping it and giving it back. */
+static bool next_continues_write(struct virtio_blk *b, const struct virtq_elem *e)
+{
+	uint32_t type, next_type;
+	uint64_t sector, sectors, next, next_sectors;
+	if (!request_extent(e, &type, &sector, &sectors) || type != VIRTIO_BLK_T_OUT)
+		return false;
+	struct virtq *q = &b->vd.vqs[0];
+	int r = virtq_pop(q, &b->peek);
+	if (r < 0) { /* the chain is consumed: report it as the pop loop would */
+		virtio_dev_fail(&b->vd, q->error);
+		b->have_kick = false;
+	}
+	if (r <= 0)
+		return false;
+	virtq_unpop(q, 1);
+	return request_extent(&b->peek, &next_type, &next, &next_sectors) &&
+	       next_type == VIRTIO_BLK_T_OUT && next == sector + sectors;
+}
+
+/* A thread popped a chain while more wait: another thread takes the next one. */
+static void share_work_locked(struct virtio_blk *b, const struct virtq_elem *e)
+{
+	if (!virtq_has_avail(&b->vd.vqs[0]) || next_continues_write(b, e))
 		return;
 	if (b->idle)
 		pthread_cond_signal(&b->work_cv);
@@ -260,7 +301,7 @@ static void run_request_locked(struct virtio_blk *b, struct virtq_elem *e)
 {
 	struct virtq *q = &b->vd.vqs[0];
 	b->inflight++;
-	share_work_locked(b);
+	share_work_locked(b, e);
 	pthread_mutex_unlock(&b->lock);
 	int64_t used = handle(b, e);
 	pthread_mutex_lock(&b->lock);

@@ -41,13 +41,15 @@ static struct {
 	pthread_cond_t cv;
 	unsigned inside, most_inside, want;
 	bool open;
-} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, false};
+	unsigned hold_ms; /* how long each request stays inside once through */
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, false, 0};
 
 static void gate_set(unsigned want, bool open)
 {
 	pthread_mutex_lock(&gate.lock);
 	gate.want = want;
 	gate.open = open;
+	gate.hold_ms = 0;
 	gate.most_inside = 0;
 	pthread_cond_broadcast(&gate.cv);
 	pthread_mutex_unlock(&gate.lock);
@@ -67,7 +69,8 @@ static int gate_file_open(struct blk *b, struct blk_open_ctx *ctx)
 	return blk_file_size(b->fd, &b->size, b->filename);
 }
 
-static int gate_read(struct blk *b, void *buf, size_t len, uint64_t off)
+/* Waits at the gate; false after 5 s. */
+static bool gate_pass(void)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -81,15 +84,27 @@ static int gate_read(struct blk *b, void *buf, size_t len, uint64_t off)
 	pthread_cond_broadcast(&gate.cv);
 	while (!gate.open && !err)
 		err = pthread_cond_timedwait(&gate.cv, &gate.lock, &until);
+	if (gate.hold_ms) {
+		pthread_mutex_unlock(&gate.lock);
+		usleep(gate.hold_ms * 1000);
+		pthread_mutex_lock(&gate.lock);
+	}
 	gate.inside--;
 	pthread_mutex_unlock(&gate.lock);
-	if (err)
+	return !err;
+}
+
+static int gate_read(struct blk *b, void *buf, size_t len, uint64_t off)
+{
+	if (!gate_pass())
 		return -1;
 	return blk_file_pread(b->fd, buf, len, off, b->filename);
 }
 
 static int gate_write(struct blk *b, const void *buf, size_t len, uint64_t off)
 {
+	if (!gate_pass())
+		return -1;
 	return blk_file_pwrite(b->fd, buf, len, off, b->filename);
 }
 
@@ -534,26 +549,27 @@ static void test_qcow2_refereed_by_qemu(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
-/* Posts `n` 4 KiB reads at once (sectors 8 apart, each with its own header, buffer and
- * status) and kicks once. Returns the used index to wait for. */
+/* Posts `n` 4 KiB requests of `type` at once, the i-th at sector `stride` * i, each with
+ * its own header, buffer (a write's filled with 0x40 + i) and status, and kicks once.
+ * Returns the used index to wait for. */
 #define PAR_HDR(i)  (0x400000 + 16 * (uint64_t)(i))
 #define PAR_ST(i)   (0x401000 + (uint64_t)(i))
 #define PAR_DATA(i) (0x410000 + 4096 * (uint64_t)(i))
-static uint16_t post_reads(struct fx *f, unsigned n)
+static uint16_t post_requests(struct fx *f, unsigned n, uint32_t type, uint64_t stride)
 {
 	struct tq *q = &f->d.q[0];
+	bool in = type == T_IN;
 	for (unsigned i = 0; i < n; i++) {
-		uint32_t type = T_IN;
-		uint64_t sector = 8 * i;
+		uint64_t sector = stride * i;
 		memset(f->d.ram + PAR_HDR(i), 0, 16);
 		memcpy(f->d.ram + PAR_HDR(i), &type, 4);
 		memcpy(f->d.ram + PAR_HDR(i) + 8, &sector, 8);
 		f->d.ram[PAR_ST(i)] = 0xee;
-		memset(f->d.ram + PAR_DATA(i), 0, 4096);
+		memset(f->d.ram + PAR_DATA(i), in ? 0 : 0x40 + i, 4096);
 		uint16_t head = 3 * i;
 		tq_desc(q, head, PAR_HDR(i), 16, VIRTQ_DESC_F_NEXT, head + 1);
-		tq_desc(q, head + 1, PAR_DATA(i), 4096, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
-			head + 2);
+		tq_desc(q, head + 1, PAR_DATA(i), 4096,
+			VIRTQ_DESC_F_NEXT | (in ? VIRTQ_DESC_F_WRITE : 0), head + 2);
 		tq_desc(q, head + 2, PAR_ST(i), 1, VIRTQ_DESC_F_WRITE, 0);
 		tq_avail(q, head);
 	}
@@ -576,10 +592,67 @@ static void test_requests_overlap(void **state)
 {
 	struct fx *f = *state;
 	gate_set(8, false);
-	uint16_t want = post_reads(f, 8);
+	uint16_t want = post_requests(f, 8, T_IN, 8);
 	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
 	assert_reads_done(f, 8);
 	assert_int_equal(gate.most_inside, 8);
+}
+
+/* Writes that follow each other on the disk (a sequential stream) run one after the other
+ * on one thread, in order; scattered writes run at once, as reads do. */
+static void test_sequential_writes_stay_in_order(void **state)
+{
+	struct fx *f = *state;
+	gate_set(1, true);
+	gate.hold_ms = 20; /* time enough to overlap, were they spread */
+	uint16_t want = post_requests(f, 8, T_OUT, 8); /* 4 KiB each, 8 sectors apart */
+	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
+	assert_int_equal(gate.most_inside, 1);
+	uint8_t file[DISK_SIZE];
+	file_contents(f, file);
+	for (unsigned i = 0; i < 8; i++) {
+		assert_int_equal(f->d.ram[PAR_ST(i)], 0);
+		assert_int_equal(file[8 * 512 * i], 0x40 + i);
+		assert_int_equal(file[8 * 512 * i + 4095], 0x40 + i);
+	}
+	gate_set(8, false);
+	want = post_requests(f, 8, T_OUT, 16); /* with gaps: all 8 in the block layer at once */
+	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
+	assert_int_equal(gate.most_inside, 8);
+	for (unsigned i = 0; i < 8; i++)
+		assert_int_equal(f->d.ram[PAR_ST(i)], 0);
+}
+
+/* The device looks at the chain after a write (is it the next write?); when that chain is
+ * broken, the device says so (NEEDS_RESET) and the write before it still completes. */
+static void test_broken_chain_after_a_write(void **state)
+{
+	struct fx *f = *state;
+	struct tq *q = &f->d.q[0];
+	gate_set(1, true);
+	uint32_t type = T_OUT;
+	uint64_t sector = 40;
+	memset(f->d.ram + PAR_HDR(0), 0, 16);
+	memcpy(f->d.ram + PAR_HDR(0), &type, 4);
+	memcpy(f->d.ram + PAR_HDR(0) + 8, &sector, 8);
+	memset(f->d.ram + PAR_DATA(0), 0x77, 512);
+	f->d.ram[PAR_ST(0)] = 0xee;
+	tq_desc(q, 0, PAR_HDR(0), 16, VIRTQ_DESC_F_NEXT, 1);
+	tq_desc(q, 1, PAR_DATA(0), 512, VIRTQ_DESC_F_NEXT, 2);
+	tq_desc(q, 2, PAR_ST(0), 1, VIRTQ_DESC_F_WRITE, 0);
+	tq_desc(q, 3, PAR_HDR(1), 16, VIRTQ_DESC_F_NEXT, 3); /* a loop */
+	tq_avail(q, 0);
+	tq_avail(q, 3);
+	vd_kick(&f->d, 0);
+	assert_int_equal(vd_wait_used(&f->d, 0, 1), 0);
+	for (int i = 0; i < 5000 && !(vd_status(&f->d) & VIRTIO_STATUS_NEEDS_RESET); i++)
+		usleep(1000);
+	assert_true(vd_status(&f->d) & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(f->d.ram[PAR_ST(0)], 0);
+	uint8_t file[DISK_SIZE];
+	file_contents(f, file);
+	assert_int_equal(file[40 * 512], 0x77);
+	assert_int_equal(file[40 * 512 + 511], 0x77);
 }
 
 struct reset_call {
@@ -601,7 +674,7 @@ static void test_reset_waits_for_requests(void **state)
 {
 	struct fx *f = *state;
 	gate_set(100, false); /* shut until the test opens it */
-	uint16_t want = post_reads(f, 2);
+	uint16_t want = post_requests(f, 2, T_IN, 8);
 	for (int i = 0; i < 5000 && gate_inside() < 2; i++)
 		usleep(1000);
 	assert_int_equal(gate_inside(), 2);
@@ -638,6 +711,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_random_requests_ro, setup_ro_flag, teardown),
 	    cmocka_unit_test_setup_teardown(test_requests_overlap, setup_gate, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_waits_for_requests, setup_gate, teardown),
+	    cmocka_unit_test_setup_teardown(test_sequential_writes_stay_in_order, setup_gate,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_broken_chain_after_a_write, setup_gate, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
