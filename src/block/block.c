@@ -355,6 +355,27 @@ int blk_pwrite(struct blk *b, const void *buf, size_t len, uint64_t off)
 	return r;
 }
 
+int blk_pwritev(struct blk *b, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	if (iovcnt < 0 || iovcnt > BLK_IOV_MAX)
+		return kite_error("%s: write of %d buffers at once (at most %d)", b->filename,
+				  iovcnt, BLK_IOV_MAX);
+	uint64_t len = 0;
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	if (check_writable(b, "write") < 0 || check_range(b, off, len, "write") < 0)
+		return -1;
+	/* A probed raw image checks what lands on its first bytes buffer by buffer. */
+	if (b->drv->writev && b->drv->thread_safe && !(b->probed_raw && off < PROBE_BYTES))
+		return b->drv->writev(b, iov, iovcnt, off);
+	for (int i = 0; i < iovcnt; i++) {
+		if (blk_pwrite(b, iov[i].iov_base, iov[i].iov_len, off) < 0)
+			return -1;
+		off += iov[i].iov_len;
+	}
+	return 0;
+}
+
 int blk_pwrite_compressed(struct blk *b, const void *buf, size_t len, uint64_t off)
 {
 	if (!b->drv->write_compressed)

@@ -52,6 +52,45 @@ int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off, const cha
 	return 0;
 }
 
+int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off, const char *what)
+{
+	struct iovec v[BLK_IOV_MAX];
+	if (iovcnt < 0 || iovcnt > BLK_IOV_MAX)
+		return kite_error("%s: write of %d buffers at once (at most %d)", what, iovcnt,
+				  BLK_IOV_MAX);
+	memcpy(v, iov, sizeof(*iov) * (size_t)iovcnt);
+	struct iovec *p = v;
+	int left = iovcnt;
+	while (left && !p->iov_len) { /* pwritev returns 0 for nothing to write */
+		p++;
+		left--;
+	}
+	while (left) {
+		ssize_t n = pwritev(fd, p, left, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return kite_error_errno(errno, "%s: write of %d buffers at %llu", what,
+						left, (unsigned long long)off);
+		}
+		if (n == 0)
+			return kite_error("%s: write at %llu made no progress", what,
+					  (unsigned long long)off);
+		off += (uint64_t)n;
+		size_t done = (size_t)n;
+		while (left && done >= p->iov_len) {
+			done -= p->iov_len;
+			p++;
+			left--;
+		}
+		if (left) {
+			p->iov_base = (uint8_t *)p->iov_base + done;
+			p->iov_len -= done;
+		}
+	}
+	return 0;
+}
+
 int blk_file_size(int fd, uint64_t *size, const char *what)
 {
 	struct stat st;

@@ -45,6 +45,51 @@ static void write_read_roundtrip(void **state)
 	blk_close(b);
 }
 
+/* blk_pwritev: the buffers land one after another (empty ones too, and the most allowed),
+ * ranges are checked, and a probed raw image still guards its first bytes. */
+static void pwritev_writes_buffers_in_order(void **state)
+{
+	struct blk *b = create_raw("vec.raw", 1 << 20, BLK_PREALLOC_OFF);
+	static uint8_t w[BLK_IOV_MAX * 3], r[BLK_IOV_MAX * 3];
+	static struct iovec iov[BLK_IOV_MAX + 1];
+	for (size_t i = 0; i < sizeof(w); i++)
+		w[i] = (uint8_t)(i * 13 + 1);
+	size_t off = 0;
+	for (int i = 0; i < BLK_IOV_MAX; i++) { /* lengths 0..5: 0 + 1 + 2 + ... */
+		size_t len = (size_t)(i % 6);
+		iov[i] = (struct iovec){w + off, len};
+		off += len;
+	}
+	assert_int_equal(blk_pwritev(b, iov, BLK_IOV_MAX, 3000), 0);
+	assert_int_equal(blk_pread(b, r, off, 3000), 0);
+	assert_memory_equal(w, r, off);
+	iov[BLK_IOV_MAX] = (struct iovec){w, 1};
+	assert_int_equal(blk_pwritev(b, iov, BLK_IOV_MAX + 1, 0), -1);
+	struct iovec past[2] = {{w, 100}, {w, 100}};
+	assert_int_equal(blk_pwritev(b, past, 2, (1 << 20) - 150), -1);
+	assert_int_equal(blk_pwritev(b, past, 0, 0), 0);
+	blk_close(b);
+
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "cd %s && qemu-img create -q -f qcow2 v.qcow2 1M", dir);
+	assert_int_equal(system(cmd), 0);
+	uint8_t hdr[512];
+	int fd = open(tmp("v.qcow2"), O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, hdr, sizeof(hdr)), sizeof(hdr));
+	close(fd);
+	b = blk_open(tmp("vec.raw"), NULL, BLK_O_RDWR | BLK_O_NO_PROBE_WARN);
+	assert_non_null(b);
+	assert_true(blk_probed_raw(b));
+	struct iovec head[2] = {{w, 512}, {hdr, sizeof(hdr)}}; /* the header in the 2nd */
+	assert_int_equal(blk_pwritev(b, head, 2, 0), 0);
+	struct iovec bad[2] = {{hdr, sizeof(hdr)}, {w, 512}};
+	assert_int_equal(blk_pwritev(b, bad, 2, 0), -1);
+	assert_int_equal(blk_pread(b, r, 512, 0), 0);
+	assert_memory_equal(r, w, 512);
+	blk_close(b);
+}
+
 static void short_file_reads_zeros(void **state)
 {
 	struct blk *b = create_raw("short.raw", 65536, BLK_PREALLOC_OFF);
@@ -236,6 +281,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(write_read_roundtrip),
 	    cmocka_unit_test(short_file_reads_zeros),
+	    cmocka_unit_test(pwritev_writes_buffers_in_order),
 	    cmocka_unit_test(block_status_sees_holes),
 	    cmocka_unit_test(write_zeroes_zeroes),
 	    cmocka_unit_test(resize_grows_and_shrinks),
