@@ -34,6 +34,8 @@
 #define MAX_DWZ_SECTORS	 (1u << 22) /* 2 GiB per discard / write-zeroes segment */
 #define DISCARD_ALIGN_SZ 8	    /* sectors: 4 KiB, a file system block */
 #define IO_THREADS_MAX	 16	    /* requests in progress at once per disk */
+#define RUN_MAX		 32	    /* writes one blk_pwritev carries */
+#define RUN_BYTES	 (4u << 20) /* ... and no more bytes than this */
 
 struct virtio_blk {
 	struct virtio_dev vd;
@@ -49,7 +51,7 @@ struct virtio_blk {
 	 * notify and stop write it; open for the device's life, so no registration ever sees
 	 * it closed); the others wait on work_cv. A thread that pops a chain and sees more
 	 * wakes or starts another, up to IO_THREADS_MAX, unless the next is a write that
-	 * continues this one (see next_continues_write). */
+	 * continues a run of writes this one has (see run_writes_locked). */
 	int kick_fd;
 	pthread_mutex_t lock; /* the queue and everything below */
 	pthread_cond_t work_cv;
@@ -57,7 +59,11 @@ struct virtio_blk {
 	bool have_kick;		   /* a kick passed virtio_dev_kick_ok(): pop until empty */
 	bool polling;		   /* a thread is reading kick_fd */
 	bool stop;
-	unsigned inflight, idle, nthreads;
+	unsigned inflight, nthreads;
+	/* Threads waiting on work_cv, and how many of them were signalled but have not run
+	 * yet: work goes to an idle thread not already called, else to a new thread, so that
+	 * every chain in flight has a thread however the host schedules them. */
+	unsigned idle, called;
 	struct io_thread *threads[IO_THREADS_MAX];
 	struct virtq_elem peek; /* the next chain, looked at and given back */
 };
@@ -66,6 +72,12 @@ struct io_thread {
 	struct virtio_blk *b;
 	pthread_t thread;
 	struct virtq_elem elem;
+	/* A run of writes that follow each other on the disk, written in one go. */
+	struct {
+		uint16_t head;
+		uint8_t *status;
+	} run[RUN_MAX];
+	struct iovec iov[BLK_IOV_MAX];
 };
 
 static void put_le(uint8_t *p, unsigned len, uint64_t v)
@@ -246,33 +258,50 @@ static bool start_thread_locked(struct virtio_blk *b)
 	return true;
 }
 
-/* Type, first sector and sectors of a chain's request, as far as they can be told; false
- * for a chain too short to carry a header (handle() rejects it). */
-static bool request_extent(const struct virtq_elem *e, uint32_t *type, uint64_t *sector,
-			   uint64_t *sectors)
+/* A write that can join a run: well formed, in range, on a writable disk. Sets its first
+ * sector and length in sectors. Anything else runs alone through handle(). */
+static bool plain_write(struct virtio_blk *b, const struct virtq_elem *e, uint64_t *sector,
+			uint64_t *sectors)
 {
 	uint8_t hdr[16];
-	if (e->out_len < 16 || e->in_len < 1)
+	uint32_t type;
+	if (b->readonly || e->out_len <= 16 || e->in_len != 1 || !virtq_elem_ptr(e, 0))
 		return false;
 	virtq_elem_read(e, 0, hdr, 16);
-	memcpy(type, hdr, 4);
+	memcpy(&type, hdr, 4);
 	memcpy(sector, hdr + 8, 8);
 	*sectors = (e->out_len - 16) / SECTOR;
+	return type == VIRTIO_BLK_T_OUT && range_ok(b, *sector, e->out_len - 16) >= 0;
+}
+
+/* Appends the write's data buffers (past its 16-byte header) to iov[*n]; false when they
+ * do not fit in `room` more entries. */
+static bool gather_write(const struct virtq_elem *e, struct iovec *iov, int *n, int room)
+{
+	uint64_t skip = 16;
+	int k = *n;
+	for (unsigned i = 0; i < e->n_out; i++) {
+		uint8_t *p = e->out[i].base;
+		size_t len = e->out[i].len;
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		if (k == room)
+			return false;
+		iov[k++] = (struct iovec){p + skip, len - skip};
+		skip = 0;
+	}
+	*n = k;
 	return true;
 }
 
-/* True when `e` is a write and the next available chain a write that starts where it ends
- * (a sequential stream). Such a run stays with one thread, in order: buffered writes to
- * one file serialize in the kernel anyway (the inode lock), so spreading them over threads
- * only adds a context switch per request; QEMU merges them into one request for the same
- * reason. Looks at the next chain by popping it and giving it back. */
-static bool next_continues_write(struct virtio_blk *b, const struct virtq_elem *e)
+/* True when the next available chain is a write starting at `sector`: the run goes on,
+ * and stays with this thread. Looks by popping the chain and giving it back. */
+static bool next_continues_run(struct virtio_blk *b, uint64_t sector)
 {
-	uint32_t type, next_type;
-	uint64_t sector, sectors, next, next_sectors;
-	if (!request_extent(e, &type, &sector, &sectors) || type != VIRTIO_BLK_T_OUT)
-		return false;
 	struct virtq *q = &b->vd.vqs[0];
+	uint64_t next, sectors;
 	int r = virtq_pop(q, &b->peek);
 	if (r < 0) { /* the chain is consumed: report it as the pop loop would */
 		virtio_dev_fail(&b->vd, q->error);
@@ -281,19 +310,29 @@ static bool next_continues_write(struct virtio_blk *b, const struct virtq_elem *
 	if (r <= 0)
 		return false;
 	virtq_unpop(q, 1);
-	return request_extent(&b->peek, &next_type, &next, &next_sectors) &&
-	       next_type == VIRTIO_BLK_T_OUT && next == sector + sectors;
+	return plain_write(b, &b->peek, &next, &sectors) && next == sector;
 }
 
-/* A thread popped a chain while more wait: another thread takes the next one. */
-static void share_work_locked(struct virtio_blk *b, const struct virtq_elem *e)
+/* A thread took work while more waits: another thread takes the next chain, unless it
+ * continues the run of writes this thread has (run_end: the sector after it, or 0). */
+static void share_work_locked(struct virtio_blk *b, uint64_t run_end)
 {
-	if (!virtq_has_avail(&b->vd.vqs[0]) || next_continues_write(b, e))
+	if (!virtq_has_avail(&b->vd.vqs[0]) || (run_end && next_continues_run(b, run_end)))
 		return;
-	if (b->idle)
+	if (b->idle > b->called) {
+		b->called++;
 		pthread_cond_signal(&b->work_cv);
-	else
+	} else {
 		start_thread_locked(b);
+	}
+}
+
+static void request_done_locked(struct virtio_blk *b, unsigned n)
+{
+	virtio_dev_queue_done(&b->vd, 0);
+	b->inflight -= n;
+	if (b->inflight == 0)
+		pthread_cond_broadcast(&b->drained_cv);
 }
 
 /* Runs one chain with the lock dropped, then returns it to the driver. */
@@ -301,7 +340,7 @@ static void run_request_locked(struct virtio_blk *b, struct virtq_elem *e)
 {
 	struct virtq *q = &b->vd.vqs[0];
 	b->inflight++;
-	share_work_locked(b, e);
+	share_work_locked(b, 0);
 	pthread_mutex_unlock(&b->lock);
 	int64_t used = handle(b, e);
 	pthread_mutex_lock(&b->lock);
@@ -310,10 +349,62 @@ static void run_request_locked(struct virtio_blk *b, struct virtq_elem *e)
 		b->have_kick = false;
 	} else {
 		virtq_push(q, e->head, (uint32_t)used);
-		virtio_dev_queue_done(&b->vd, 0);
 	}
-	if (--b->inflight == 0)
-		pthread_cond_broadcast(&b->drained_cv);
+	request_done_locked(b, 1);
+}
+
+/* t->elem holds a plain write at `sector`. Takes the writes that follow it on the disk
+ * from the ring (up to RUN_MAX, RUN_BYTES) and writes them all with one blk_pwritev, as
+ * QEMU merges such requests: a sequential stream costs one system call per run instead
+ * of one per request, and stays in order on one thread (buffered writes to one file
+ * serialize in the kernel anyway, on the inode lock). */
+static void run_writes_locked(struct virtio_blk *b, struct io_thread *t, uint64_t sector,
+			      uint64_t sectors)
+{
+	struct virtq *q = &b->vd.vqs[0];
+	uint64_t start = sector, end = sector + sectors;
+	unsigned n = 0;
+	int niov = 0;
+	for (;;) {
+		if (!gather_write(&t->elem, t->iov, &niov, BLK_IOV_MAX)) {
+			if (n) { /* no room left in this run: the next one takes it */
+				virtq_unpop(q, 1);
+				end = sector;
+				break;
+			}
+			/* a lone chain of more buffers than BLK_IOV_MAX: cannot be, seg_max */
+			run_request_locked(b, &t->elem);
+			return;
+		}
+		t->run[n].head = t->elem.head;
+		t->run[n].status = virtq_elem_ptr(&t->elem, 0);
+		n++;
+		if (n == RUN_MAX || (end - start) * SECTOR >= RUN_BYTES || !virtq_has_avail(q))
+			break;
+		int r = virtq_pop(q, &t->elem);
+		if (r < 0) {
+			virtio_dev_fail(&b->vd, q->error);
+			b->have_kick = false;
+		}
+		if (r <= 0)
+			break;
+		if (!plain_write(b, &t->elem, &sector, &sectors) || sector != end) {
+			virtq_unpop(q, 1);
+			break;
+		}
+		end += sectors;
+	}
+	b->inflight += n;
+	share_work_locked(b, end);
+	pthread_mutex_unlock(&b->lock);
+	uint8_t status = blk_pwritev(b->blk, t->iov, niov, start * SECTOR) < 0 ? VIRTIO_BLK_S_IOERR
+									       : VIRTIO_BLK_S_OK;
+	pthread_mutex_lock(&b->lock);
+	for (unsigned i = 0; i < n; i++) {
+		*t->run[i].status = status;
+		virtq_push(q, t->run[i].head, 1);
+	}
+	request_done_locked(b, n);
 }
 
 /* With b->lock held, not polling: blocks for the next kick. False to end the thread. */
@@ -348,6 +439,11 @@ static void *io_thread_main(void *arg)
 	while (!b->stop) {
 		if (b->have_kick && virtio_dev_live(&b->vd)) {
 			int r = virtq_pop(q, &t->elem);
+			uint64_t sector, sectors;
+			if (r > 0 && plain_write(b, &t->elem, &sector, &sectors)) {
+				run_writes_locked(b, t, sector, sectors);
+				continue;
+			}
 			if (r > 0) {
 				run_request_locked(b, &t->elem);
 				continue;
@@ -365,6 +461,8 @@ static void *io_thread_main(void *arg)
 		b->idle++;
 		pthread_cond_wait(&b->work_cv, &b->lock);
 		b->idle--;
+		if (b->called) /* else a spurious wakeup, or stop's broadcast */
+			b->called--;
 	}
 	pthread_mutex_unlock(&b->lock);
 	return NULL;
