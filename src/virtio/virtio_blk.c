@@ -116,31 +116,48 @@ static uint8_t do_read(struct virtio_blk *b, struct virtq_elem *e, uint64_t sect
 	return VIRTIO_BLK_S_OK;
 }
 
-static uint8_t do_write(struct virtio_blk *b, struct virtq_elem *e, uint64_t sector)
+/* Checks a write of chain `e` at `sector`: VIRTIO_BLK_S_OK when it may be carried out. */
+static uint8_t write_status(struct virtio_blk *b, const struct virtq_elem *e, uint64_t sector)
 {
 	if (b->readonly)
 		return VIRTIO_BLK_S_IOERR;
 	if (e->in_len != 1) /* data buffers must be device-readable */
 		return VIRTIO_BLK_S_IOERR;
-	uint64_t len = e->out_len - 16;
-	int64_t off = range_ok(b, sector, len);
-	if (off < 0)
-		return VIRTIO_BLK_S_IOERR;
-	uint64_t skip = 16, done = 0;
+	return range_ok(b, sector, e->out_len - 16) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+}
+
+/* Appends the write's data buffers (past its 16-byte header) to iov[*n]; false when they
+ * do not fit in `room` more entries. */
+static bool gather_write(const struct virtq_elem *e, struct iovec *iov, int *n, int room)
+{
+	uint64_t skip = 16;
+	int k = *n;
 	for (unsigned i = 0; i < e->n_out; i++) {
 		uint8_t *p = e->out[i].base;
-		size_t n = e->out[i].len;
-		if (skip >= n) {
-			skip -= n;
+		size_t len = e->out[i].len;
+		if (skip >= len) {
+			skip -= len;
 			continue;
 		}
-		p += skip;
-		n -= skip;
+		if (k == room)
+			return false;
+		iov[k++] = (struct iovec){p + skip, len - skip};
 		skip = 0;
-		if (blk_pwrite(b->blk, p, n, off + done) < 0)
-			return VIRTIO_BLK_S_IOERR;
-		done += n;
 	}
+	*n = k;
+	return true;
+}
+
+static uint8_t do_write(struct virtio_blk *b, struct virtq_elem *e, uint64_t sector)
+{
+	uint8_t status = write_status(b, e, sector);
+	if (status != VIRTIO_BLK_S_OK)
+		return status;
+	struct iovec iov[BLK_IOV_MAX];
+	int n = 0;
+	if (!gather_write(e, iov, &n, BLK_IOV_MAX) ||
+	    blk_pwritev(b->blk, iov, n, sector * SECTOR) < 0)
+		return VIRTIO_BLK_S_IOERR;
 	return VIRTIO_BLK_S_OK;
 }
 
@@ -265,35 +282,13 @@ static bool plain_write(struct virtio_blk *b, const struct virtq_elem *e, uint64
 {
 	uint8_t hdr[16];
 	uint32_t type;
-	if (b->readonly || e->out_len <= 16 || e->in_len != 1 || !virtq_elem_ptr(e, 0))
+	if (e->out_len <= 16 || e->in_len < 1)
 		return false;
 	virtq_elem_read(e, 0, hdr, 16);
 	memcpy(&type, hdr, 4);
 	memcpy(sector, hdr + 8, 8);
 	*sectors = (e->out_len - 16) / SECTOR;
-	return type == VIRTIO_BLK_T_OUT && range_ok(b, *sector, e->out_len - 16) >= 0;
-}
-
-/* Appends the write's data buffers (past its 16-byte header) to iov[*n]; false when they
- * do not fit in `room` more entries. */
-static bool gather_write(const struct virtq_elem *e, struct iovec *iov, int *n, int room)
-{
-	uint64_t skip = 16;
-	int k = *n;
-	for (unsigned i = 0; i < e->n_out; i++) {
-		uint8_t *p = e->out[i].base;
-		size_t len = e->out[i].len;
-		if (skip >= len) {
-			skip -= len;
-			continue;
-		}
-		if (k == room)
-			return false;
-		iov[k++] = (struct iovec){p + skip, len - skip};
-		skip = 0;
-	}
-	*n = k;
-	return true;
+	return type == VIRTIO_BLK_T_OUT && write_status(b, e, *sector) == VIRTIO_BLK_S_OK;
 }
 
 /* True when the next available chain is a write starting at `sector`: the run goes on,
@@ -314,7 +309,8 @@ static bool next_continues_run(struct virtio_blk *b, uint64_t sector)
 }
 
 /* A thread took work while more waits: another thread takes the next chain, unless it
- * continues the run of writes this thread has (run_end: the sector after it, or 0). */
+ * continues the run of writes this thread has (run_end: the sector after a run cut at a
+ * limit, or 0 when there is none to continue). */
 static void share_work_locked(struct virtio_blk *b, uint64_t run_end)
 {
 	if (!virtq_has_avail(&b->vd.vqs[0]) || (run_end && next_continues_run(b, run_end)))
@@ -365,11 +361,12 @@ static void run_writes_locked(struct virtio_blk *b, struct io_thread *t, uint64_
 	uint64_t start = sector, end = sector + sectors;
 	unsigned n = 0;
 	int niov = 0;
+	uint64_t cut_at = 0; /* the run was cut at a limit here: the rest may follow it */
 	for (;;) {
 		if (!gather_write(&t->elem, t->iov, &niov, BLK_IOV_MAX)) {
 			if (n) { /* no room left in this run: the next one takes it */
 				virtq_unpop(q, 1);
-				end = sector;
+				cut_at = end = sector;
 				break;
 			}
 			/* a lone chain of more buffers than BLK_IOV_MAX: cannot be, seg_max */
@@ -379,7 +376,11 @@ static void run_writes_locked(struct virtio_blk *b, struct io_thread *t, uint64_
 		t->run[n].head = t->elem.head;
 		t->run[n].status = virtq_elem_ptr(&t->elem, 0);
 		n++;
-		if (n == RUN_MAX || (end - start) * SECTOR >= RUN_BYTES || !virtq_has_avail(q))
+		if (n == RUN_MAX || (end - start) * SECTOR >= RUN_BYTES) {
+			cut_at = end;
+			break;
+		}
+		if (!virtq_has_avail(q))
 			break;
 		int r = virtq_pop(q, &t->elem);
 		if (r < 0) {
@@ -395,7 +396,7 @@ static void run_writes_locked(struct virtio_blk *b, struct io_thread *t, uint64_
 		end += sectors;
 	}
 	b->inflight += n;
-	share_work_locked(b, end);
+	share_work_locked(b, cut_at); /* else the next chain, if any, is known not to follow */
 	pthread_mutex_unlock(&b->lock);
 	uint8_t status = blk_pwritev(b->blk, t->iov, niov, start * SECTOR) < 0 ? VIRTIO_BLK_S_IOERR
 									       : VIRTIO_BLK_S_OK;
