@@ -313,6 +313,33 @@ int blk_pread(struct blk *b, void *buf, size_t len, uint64_t off)
 	return r;
 }
 
+/* Sums a vector's length; -1 (with an error) for a count beyond BLK_IOV_MAX. */
+static int64_t iov_bytes(const struct blk *b, const struct iovec *iov, int iovcnt, const char *what)
+{
+	if (iovcnt < 0 || iovcnt > BLK_IOV_MAX)
+		return kite_error("%s: %s of %d buffers at once (at most %d)", b->filename, what,
+				  iovcnt, BLK_IOV_MAX);
+	uint64_t len = 0;
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	return (int64_t)len;
+}
+
+int blk_preadv(struct blk *b, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	int64_t len = iov_bytes(b, iov, iovcnt, "read");
+	if (len < 0 || check_range(b, off, (uint64_t)len, "read") < 0)
+		return -1;
+	if (b->drv->readv && b->drv->thread_safe)
+		return b->drv->readv(b, iov, iovcnt, off);
+	for (int i = 0; i < iovcnt; i++) {
+		if (blk_pread(b, iov[i].iov_base, iov[i].iov_len, off) < 0)
+			return -1;
+		off += iov[i].iov_len;
+	}
+	return 0;
+}
+
 /* An image whose format was probed as raw: a write to its first bytes must not make it
  * probe as another format next time (a guest could otherwise plant a qcow2 header naming
  * any host file as its backing file). As QEMU, such writes are refused. */
@@ -357,13 +384,9 @@ int blk_pwrite(struct blk *b, const void *buf, size_t len, uint64_t off)
 
 int blk_pwritev(struct blk *b, const struct iovec *iov, int iovcnt, uint64_t off)
 {
-	if (iovcnt < 0 || iovcnt > BLK_IOV_MAX)
-		return kite_error("%s: write of %d buffers at once (at most %d)", b->filename,
-				  iovcnt, BLK_IOV_MAX);
-	uint64_t len = 0;
-	for (int i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
-	if (check_writable(b, "write") < 0 || check_range(b, off, len, "write") < 0)
+	int64_t len = iov_bytes(b, iov, iovcnt, "write");
+	if (len < 0 || check_writable(b, "write") < 0 ||
+	    check_range(b, off, (uint64_t)len, "write") < 0)
 		return -1;
 	/* A probed raw image checks what lands on its first bytes buffer by buffer. */
 	if (b->drv->writev && b->drv->thread_safe && !(b->probed_raw && off < PROBE_BYTES))

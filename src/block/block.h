@@ -46,9 +46,10 @@ uint32_t blk_cluster_size(const struct blk *b); /* allocation granularity; 0 if 
 
 int blk_pread(struct blk *b, void *buf, size_t len, uint64_t off);
 int blk_pwrite(struct blk *b, const void *buf, size_t len, uint64_t off);
-/* Writes the buffers one after another from `off` (at most BLK_IOV_MAX): one system call
- * for a raw file, one blk_pwrite per buffer otherwise. */
+/* Read / write the buffers one after another from `off` (at most BLK_IOV_MAX): one system
+ * call for a raw file, one blk_pread / blk_pwrite per buffer otherwise. */
 #define BLK_IOV_MAX 1024
+int blk_preadv(struct blk *b, const struct iovec *iov, int iovcnt, uint64_t off);
 int blk_pwritev(struct blk *b, const struct iovec *iov, int iovcnt, uint64_t off);
 int blk_flush(struct blk *b);
 /* Drops the range's data (reads may then return zeros or backing data; qcow2 v3 keeps

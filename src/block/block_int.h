@@ -21,7 +21,8 @@ struct blk_driver {
 	int (*create)(const char *path, const struct blk_create_opts *opts);
 	int (*read)(struct blk *b, void *buf, size_t len, uint64_t off);
 	int (*write)(struct blk *b, const void *buf, size_t len, uint64_t off);
-	/* optional, thread-safe drivers only: blk_pwritev's buffers in one go */
+	/* optional, thread-safe drivers only: blk_preadv's / blk_pwritev's buffers in one go */
+	int (*readv)(struct blk *b, const struct iovec *iov, int iovcnt, uint64_t off);
 	int (*writev)(struct blk *b, const struct iovec *iov, int iovcnt, uint64_t off);
 	int (*write_compressed)(struct blk *b, const void *buf, size_t len, uint64_t off);
 	/* thread-safe: compresses one cluster into out (cluster-sized); 0 length: no gain */
@@ -79,7 +80,9 @@ int blk_read_backing(struct blk *b, void *buf, size_t len, uint64_t off);
  * EOF zero-fills the rest. `what` names the file for error messages. */
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off, const char *what);
 int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off, const char *what);
-/* pwritev of all `iovcnt` (<= BLK_IOV_MAX) buffers, short writes resumed. */
+/* preadv / pwritev of all `iovcnt` (<= BLK_IOV_MAX) buffers, short transfers resumed; a
+ * read that hits EOF zero-fills the rest. */
+int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off, const char *what);
 int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off, const char *what);
 int blk_file_size(int fd, uint64_t *size, const char *what);
 

@@ -52,19 +52,67 @@ int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off, const cha
 	return 0;
 }
 
+/* Copies iov[0..iovcnt) into v (checked against BLK_IOV_MAX) and skips leading empty
+ * buffers (a vectored call returns 0 for nothing to move). Returns the count left. */
+static int iov_start(struct iovec *v, const struct iovec *iov, int iovcnt, struct iovec **p)
+{
+	memcpy(v, iov, sizeof(*iov) * (size_t)iovcnt);
+	*p = v;
+	while (iovcnt && !(*p)->iov_len) {
+		(*p)++;
+		iovcnt--;
+	}
+	return iovcnt;
+}
+
+/* Steps past `done` bytes of the buffers at *p; returns the count left. */
+static int iov_advance(struct iovec **p, int left, size_t done)
+{
+	while (left && done >= (*p)->iov_len) {
+		done -= (*p)->iov_len;
+		(*p)++;
+		left--;
+	}
+	if (left) {
+		(*p)->iov_base = (uint8_t *)(*p)->iov_base + done;
+		(*p)->iov_len -= done;
+	}
+	return left;
+}
+
+int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off, const char *what)
+{
+	struct iovec v[BLK_IOV_MAX], *p;
+	if (iovcnt < 0 || iovcnt > BLK_IOV_MAX)
+		return kite_error("%s: read of %d buffers at once (at most %d)", what, iovcnt,
+				  BLK_IOV_MAX);
+	int left = iov_start(v, iov, iovcnt, &p);
+	while (left) {
+		ssize_t n = preadv(fd, p, left, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return kite_error_errno(errno, "%s: read of %d buffers at %llu", what, left,
+						(unsigned long long)off);
+		}
+		if (n == 0) { /* EOF: the rest reads as zeros */
+			for (; left; p++, left--)
+				memset(p->iov_base, 0, p->iov_len);
+			return 0;
+		}
+		off += (uint64_t)n;
+		left = iov_advance(&p, left, (size_t)n);
+	}
+	return 0;
+}
+
 int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off, const char *what)
 {
-	struct iovec v[BLK_IOV_MAX];
+	struct iovec v[BLK_IOV_MAX], *p;
 	if (iovcnt < 0 || iovcnt > BLK_IOV_MAX)
 		return kite_error("%s: write of %d buffers at once (at most %d)", what, iovcnt,
 				  BLK_IOV_MAX);
-	memcpy(v, iov, sizeof(*iov) * (size_t)iovcnt);
-	struct iovec *p = v;
-	int left = iovcnt;
-	while (left && !p->iov_len) { /* pwritev returns 0 for nothing to write */
-		p++;
-		left--;
-	}
+	int left = iov_start(v, iov, iovcnt, &p);
 	while (left) {
 		ssize_t n = pwritev(fd, p, left, (off_t)off);
 		if (n < 0) {
@@ -77,16 +125,7 @@ int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off, 
 			return kite_error("%s: write at %llu made no progress", what,
 					  (unsigned long long)off);
 		off += (uint64_t)n;
-		size_t done = (size_t)n;
-		while (left && done >= p->iov_len) {
-			done -= p->iov_len;
-			p++;
-			left--;
-		}
-		if (left) {
-			p->iov_base = (uint8_t *)p->iov_base + done;
-			p->iov_len -= done;
-		}
+		left = iov_advance(&p, left, (size_t)n);
 	}
 	return 0;
 }

@@ -101,6 +101,19 @@ static int raw_write(struct blk *b, const void *buf, size_t len, uint64_t off)
 	return blk_file_pwrite(b->fd, buf, len, off, b->filename);
 }
 
+static int raw_readv(struct blk *b, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	if (b->flags & BLK_O_NOCACHE) { /* each buffer aligned or bounced, as raw_read does */
+		for (int i = 0; i < iovcnt; i++) {
+			if (raw_read(b, iov[i].iov_base, iov[i].iov_len, off) < 0)
+				return -1;
+			off += iov[i].iov_len;
+		}
+		return 0;
+	}
+	return blk_file_preadv(b->fd, iov, iovcnt, off, b->filename);
+}
+
 static int raw_writev(struct blk *b, const struct iovec *iov, int iovcnt, uint64_t off)
 {
 	if (b->flags & BLK_O_NOCACHE) { /* each buffer aligned or bounced, as raw_write does */
@@ -275,6 +288,7 @@ static const struct blk_driver raw_driver = {
     .create = raw_create,
     .read = raw_read,
     .write = raw_write,
+    .readv = raw_readv,
     .writev = raw_writev,
     .flush = raw_flush,
     .discard = raw_discard,

@@ -90,6 +90,47 @@ static void pwritev_writes_buffers_in_order(void **state)
 	blk_close(b);
 }
 
+/* blk_preadv: the buffers fill one after another (empty ones too, and the most allowed),
+ * ranges are checked, and what lies past a short file's end reads as zeros in every buffer
+ * it reaches. */
+static void preadv_reads_buffers_in_order(void **state)
+{
+	struct blk *b = create_raw("rvec.raw", 1 << 20, BLK_PREALLOC_OFF);
+	static uint8_t w[BLK_IOV_MAX * 3], r[BLK_IOV_MAX * 3];
+	static struct iovec iov[BLK_IOV_MAX + 1];
+	for (size_t i = 0; i < sizeof(w); i++)
+		w[i] = (uint8_t)(i * 11 + 5);
+	assert_int_equal(blk_pwrite(b, w, sizeof(w), 7000), 0);
+	memset(r, 0xee, sizeof(r));
+	size_t off = 0;
+	for (int i = 0; i < BLK_IOV_MAX; i++) { /* lengths 5..0: 5 + 4 + ... */
+		size_t len = (size_t)(5 - i % 6);
+		iov[i] = (struct iovec){r + off, len};
+		off += len;
+	}
+	assert_int_equal(blk_preadv(b, iov, BLK_IOV_MAX, 7000), 0);
+	assert_memory_equal(w, r, off);
+	assert_int_equal(r[off], 0xee); /* nothing past the last buffer */
+	iov[BLK_IOV_MAX] = (struct iovec){r, 1};
+	assert_int_equal(blk_preadv(b, iov, BLK_IOV_MAX + 1, 0), -1);
+	struct iovec past[2] = {{r, 100}, {r + 100, 100}};
+	assert_int_equal(blk_preadv(b, past, 2, (1 << 20) - 150), -1);
+	assert_int_equal(blk_preadv(b, past, 0, 0), 0);
+
+	int fd = open(tmp("rvec.raw"), O_RDWR); /* another program shrinks the file */
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 7003), 0);
+	close(fd);
+	memset(r, 0xee, sizeof(r));
+	struct iovec tail[3] = {{r, 2}, {r + 2, 2}, {r + 4, 4}};
+	assert_int_equal(blk_preadv(b, tail, 3, 7000), 0);
+	assert_memory_equal(r, w, 3);
+	for (int i = 3; i < 8; i++)
+		assert_int_equal(r[i], 0);
+	assert_int_equal(r[8], 0xee);
+	blk_close(b);
+}
+
 static void short_file_reads_zeros(void **state)
 {
 	struct blk *b = create_raw("short.raw", 65536, BLK_PREALLOC_OFF);
@@ -282,6 +323,7 @@ int main(void)
 	    cmocka_unit_test(write_read_roundtrip),
 	    cmocka_unit_test(short_file_reads_zeros),
 	    cmocka_unit_test(pwritev_writes_buffers_in_order),
+	    cmocka_unit_test(preadv_reads_buffers_in_order),
 	    cmocka_unit_test(block_status_sees_holes),
 	    cmocka_unit_test(write_zeroes_zeroes),
 	    cmocka_unit_test(resize_grows_and_shrinks),
