@@ -578,24 +578,78 @@ static uint16_t post_requests(struct fx *f, unsigned n, uint32_t type, uint64_t 
 	return want;
 }
 
-static void assert_reads_done(struct fx *f, unsigned n)
+/* The first `n` reads posted by post_requests() with `stride` completed with the file's
+ * bytes, each used length the 4 KiB and the status byte. */
+static void assert_reads_done(struct fx *f, unsigned n, uint64_t stride)
 {
+	struct tq *q = &f->d.q[0];
+	uint16_t first = tq_used_idx(q) - n;
 	for (unsigned i = 0; i < n; i++) {
 		assert_int_equal(f->d.ram[PAR_ST(i)], 0);
-		assert_memory_equal(f->d.ram + PAR_DATA(i), f->orig + 8 * 512 * i, 4096);
+		assert_memory_equal(f->d.ram + PAR_DATA(i), f->orig + stride * 512 * i, 4096);
+		uint32_t id, len;
+		tq_used_elem(q, (uint16_t)(first + i), &id, &len);
+		assert_int_equal(len, 4097);
 	}
 }
 
-/* A guest's queue depth reaches the disk: 8 reads posted together are all in the block
- * layer at the same time (each waits at the gate until the 8th arrives). */
+/* A guest's queue depth reaches the disk: 8 scattered reads posted together are all in
+ * the block layer at the same time (each waits at the gate until the 8th arrives). */
 static void test_requests_overlap(void **state)
 {
 	struct fx *f = *state;
 	gate_set(8, false);
-	uint16_t want = post_requests(f, 8, T_IN, 8);
+	uint16_t want = post_requests(f, 8, T_IN, 16);
 	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
-	assert_reads_done(f, 8);
+	assert_reads_done(f, 8, 16);
 	assert_int_equal(gate.most_inside, 8);
+}
+
+/* Reads that follow each other on the disk go out as one run on one thread, as writes do,
+ * and each gets its own bytes back. */
+static void test_sequential_reads_form_a_run(void **state)
+{
+	struct fx *f = *state;
+	gate_set(1, true);
+	gate.hold_ms = 20;			      /* time enough to overlap, were they spread */
+	uint16_t want = post_requests(f, 8, T_IN, 8); /* 4 KiB each, 8 sectors apart */
+	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
+	assert_int_equal(gate.most_inside, 1);
+	assert_reads_done(f, 8, 8);
+}
+
+/* A run of reads whose chains put the status byte in the same buffer as the last data
+ * bytes (the spec allows any split): the data lands, the status byte is the status. */
+static void test_reads_with_status_in_a_data_buffer(void **state)
+{
+	struct fx *f = *state;
+	struct tq *q = &f->d.q[0];
+	for (unsigned i = 0; i < 4; i++) {
+		uint32_t type = T_IN;
+		uint64_t sector = 100 + 2 * i;
+		memset(f->d.ram + PAR_HDR(i), 0, 16);
+		memcpy(f->d.ram + PAR_HDR(i), &type, 4);
+		memcpy(f->d.ram + PAR_HDR(i) + 8, &sector, 8);
+		memset(f->d.ram + PAR_DATA(i), 0xee, 4096);
+		uint16_t head = 3 * i;
+		tq_desc(q, head, PAR_HDR(i), 16, VIRTQ_DESC_F_NEXT, head + 1);
+		tq_desc(q, head + 1, PAR_DATA(i), 300, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
+			head + 2);
+		tq_desc(q, head + 2, PAR_DATA(i) + 300, 1024 - 300 + 1, VIRTQ_DESC_F_WRITE, 0);
+		tq_avail(q, head);
+	}
+	uint16_t want = tq_used_idx(q) + 4;
+	vd_kick(&f->d, 0);
+	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
+	for (unsigned i = 0; i < 4; i++) {
+		assert_memory_equal(f->d.ram + PAR_DATA(i), f->orig + (100 + 2 * i) * 512, 1024);
+		assert_int_equal(f->d.ram[PAR_DATA(i) + 1024], 0); /* the status */
+		assert_int_equal(f->d.ram[PAR_DATA(i) + 1025], 0xee);
+		uint32_t id, len;
+		tq_used_elem(q, (uint16_t)(want - 4 + i), &id, &len);
+		assert_int_equal(id, 3 * i);
+		assert_int_equal(len, 1025);
+	}
 }
 
 /* Writes that follow each other on the disk (a sequential stream) run one after the other
@@ -674,7 +728,7 @@ static void test_reset_waits_for_requests(void **state)
 {
 	struct fx *f = *state;
 	gate_set(100, false); /* shut until the test opens it */
-	uint16_t want = post_requests(f, 2, T_IN, 8);
+	uint16_t want = post_requests(f, 2, T_IN, 16);
 	for (int i = 0; i < 5000 && gate_inside() < 2; i++)
 		usleep(1000);
 	assert_int_equal(gate_inside(), 2);
@@ -687,7 +741,7 @@ static void test_reset_waits_for_requests(void **state)
 	assert_int_equal(pthread_join(t, NULL), 0);
 	assert_false(early);
 	assert_int_equal(tq_used_idx(&f->d.q[0]), want); /* both completed before the reset */
-	assert_reads_done(f, 2);
+	assert_reads_done(f, 2, 16);
 	assert_int_equal(vd_status(&f->d), 0);
 }
 
@@ -711,6 +765,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_random_requests_ro, setup_ro_flag, teardown),
 	    cmocka_unit_test_setup_teardown(test_requests_overlap, setup_gate, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_waits_for_requests, setup_gate, teardown),
+	    cmocka_unit_test_setup_teardown(test_sequential_reads_form_a_run, setup_gate, teardown),
+	    cmocka_unit_test_setup_teardown(test_reads_with_status_in_a_data_buffer, setup_rw,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_sequential_writes_stay_in_order, setup_gate,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_broken_chain_after_a_write, setup_gate, teardown),
