@@ -33,6 +33,26 @@ static void large_ram_skips_pci_hole(void **state)
 	assert_null(gmem_ptr(&m, GMEM_HIGH_START + (1ULL << 30), 1));
 }
 
+/* Guest RAM starts on a 2 MiB boundary whatever its size (KVM maps huge pages only there),
+ * and all of it can be written. */
+static void ram_is_huge_page_aligned(void **state)
+{
+	const uint64_t sizes[] = {16ULL << 20, (64ULL << 20) + 4096, (2ULL << 20) - 4096, 5000};
+	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct guest_mem m;
+		assert_int_equal(gmem_init(&m, sizes[i]), 0);
+		assert_int_equal((uintptr_t)m.base % (2u << 20), 0);
+		assert_int_equal(m.ram_size, sizes[i]);
+		uint8_t *first = gmem_ptr(&m, 0, 1), *last = gmem_ptr(&m, sizes[i] - 1, 1);
+		assert_non_null(first);
+		assert_non_null(last);
+		*first = 1;
+		*last = 2;
+		assert_int_equal(*first + *last, 3);
+		gmem_free(&m);
+	}
+}
+
 static void read_write_round_trip(void **state)
 {
 	static uint8_t buf[4096];
@@ -50,6 +70,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(small_ram_is_one_region),
 	    cmocka_unit_test(large_ram_skips_pci_hole),
+	    cmocka_unit_test(ram_is_huge_page_aligned),
 	    cmocka_unit_test(read_write_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
