@@ -605,19 +605,6 @@ static void test_requests_overlap(void **state)
 	assert_int_equal(gate.most_inside, 8);
 }
 
-/* Reads that follow each other on the disk go out as one run on one thread, as writes do,
- * and each gets its own bytes back. */
-static void test_sequential_reads_form_a_run(void **state)
-{
-	struct fx *f = *state;
-	gate_set(1, true);
-	gate.hold_ms = 20;			      /* time enough to overlap, were they spread */
-	uint16_t want = post_requests(f, 8, T_IN, 8); /* 4 KiB each, 8 sectors apart */
-	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
-	assert_int_equal(gate.most_inside, 1);
-	assert_reads_done(f, 8, 8);
-}
-
 /* Reads whose chains put the status byte in the same buffer as the last data bytes (the
  * spec allows any split): the data lands, the status byte is the status. */
 static void test_reads_with_status_in_a_data_buffer(void **state)
@@ -765,7 +752,6 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_random_requests_ro, setup_ro_flag, teardown),
 	    cmocka_unit_test_setup_teardown(test_requests_overlap, setup_gate, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_waits_for_requests, setup_gate, teardown),
-	    cmocka_unit_test_setup_teardown(test_sequential_reads_form_a_run, setup_gate, teardown),
 	    cmocka_unit_test_setup_teardown(test_reads_with_status_in_a_data_buffer, setup_rw,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_sequential_writes_stay_in_order, setup_gate,
