@@ -34,6 +34,7 @@
 #define MAX_DWZ_SECTORS	 (1u << 22) /* 2 GiB per discard / write-zeroes segment */
 #define DISCARD_ALIGN_SZ 8	    /* sectors: 4 KiB, a file system block */
 #define IO_THREADS_MAX	 16	    /* requests in progress at once per disk */
+#define IO_THREADS_START 2	    /* so that kicks can take turns from the start */
 #define RUN_MAX		 32	    /* writes one blk_pwritev carries */
 #define RUN_BYTES	 (4u << 20) /* ... and no more bytes than this */
 
@@ -51,7 +52,8 @@ struct virtio_blk {
 	 * notify and stop write it; open for the device's life, so no registration ever sees
 	 * it closed); the others wait on work_cv. A thread that pops a chain and sees more
 	 * wakes or starts another, up to IO_THREADS_MAX, unless the next is a write that
-	 * continues a run of writes this one has (see run_writes_locked). */
+	 * continues a run of writes this one has (see run_writes_locked). A thread that ran
+	 * requests and finds none left hands kick_fd to a waiting thread: kicks take turns. */
 	int kick_fd;
 	pthread_mutex_t lock; /* the queue and everything below */
 	pthread_cond_t work_cv;
@@ -480,6 +482,7 @@ static void *io_thread_main(void *arg)
 	struct io_thread *t = arg;
 	struct virtio_blk *b = t->b;
 	struct virtq *q = &b->vd.vqs[0];
+	bool worked = false; /* since this thread last waited */
 	pthread_mutex_lock(&b->lock);
 	while (!b->stop) {
 		if (b->have_kick && virtio_dev_live(&b->vd)) {
@@ -487,10 +490,12 @@ static void *io_thread_main(void *arg)
 			uint64_t sector, sectors;
 			if (r > 0 && plain_write(b, &t->elem, &sector, &sectors)) {
 				run_writes_locked(b, t, sector, sectors);
+				worked = true;
 				continue;
 			}
 			if (r > 0) {
 				run_request_locked(b, &t->elem);
+				worked = true;
 				continue;
 			}
 			b->have_kick = false;
@@ -498,12 +503,20 @@ static void *io_thread_main(void *arg)
 				virtio_dev_fail(&b->vd, q->error);
 			continue;
 		}
-		if (!b->polling) {
+		if (!b->polling && worked && b->idle > b->called) {
+			/* The next kick goes to a thread that has waited longer, not to the
+			 * one that just ran, as QEMU's pool wakes its workers in turn: on
+			 * a host CPU shared with a busy vCPU, the scheduler runs a thread
+			 * sooner the longer it slept, and the guest waits on this one. */
+			b->called++;
+			pthread_cond_signal(&b->work_cv);
+		} else if (!b->polling) {
 			if (!wait_kick_locked(b))
 				break;
 			continue;
 		}
 		b->idle++;
+		worked = false;
 		pthread_cond_wait(&b->work_cv, &b->lock);
 		b->idle--;
 		if (b->called) /* else a spurious wakeup, or stop's broadcast */
@@ -614,11 +627,13 @@ struct virtio_blk *virtio_blk_create(const struct guest_mem *mem, struct blk *bl
 		free(b);
 		return NULL;
 	}
-	pthread_mutex_lock(&b->lock);
-	bool reserved = reserve_thread_locked(b);
-	pthread_mutex_unlock(&b->lock);
-	if (reserved)
-		start_thread(b);
+	for (unsigned i = 0; i < IO_THREADS_START; i++) {
+		pthread_mutex_lock(&b->lock);
+		bool reserved = reserve_thread_locked(b);
+		pthread_mutex_unlock(&b->lock);
+		if (reserved)
+			start_thread(b);
+	}
 	if (b->nthreads == 0) {
 		kite_error("virtio-blk: cannot start the I/O thread");
 		virtio_blk_destroy(b);
