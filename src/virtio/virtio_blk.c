@@ -34,7 +34,6 @@
 #define MAX_DWZ_SECTORS	 (1u << 22) /* 2 GiB per discard / write-zeroes segment */
 #define DISCARD_ALIGN_SZ 8	    /* sectors: 4 KiB, a file system block */
 #define IO_THREADS_MAX	 16	    /* requests in progress at once per disk */
-#define IO_THREADS_START 2	    /* so that kicks can take turns from the start */
 #define RUN_MAX		 32	    /* writes one blk_pwritev carries */
 #define RUN_BYTES	 (4u << 20) /* ... and no more bytes than this */
 
@@ -53,7 +52,8 @@ struct virtio_blk {
 	 * it closed); the others wait on work_cv. A thread that pops a chain and sees more
 	 * wakes or starts another, up to IO_THREADS_MAX, unless the next is a write that
 	 * continues a run of writes this one has (see run_writes_locked). A thread that ran
-	 * requests and finds none left hands kick_fd to a waiting thread: kicks take turns. */
+	 * requests and finds none left hands kick_fd on (see hand_over_kicks_locked): the pool
+	 * grows to IO_THREADS_MAX as kicks come, and the kicks then take turns over it. */
 	int kick_fd;
 	pthread_mutex_t lock; /* the queue and everything below */
 	pthread_cond_t work_cv;
@@ -294,7 +294,7 @@ static bool reserve_thread_locked(struct virtio_blk *b)
 /* Starts the thread reserved by reserve_thread_locked(), without the lock: creating a
  * thread costs a stack and system calls, which the requests of the other threads need not
  * wait for. A failure only loses parallelism. */
-static void start_thread(struct virtio_blk *b)
+static bool start_thread(struct virtio_blk *b)
 {
 	struct io_thread *t = calloc(1, sizeof(*t));
 	int err = t ? 0 : ENOMEM;
@@ -313,6 +313,7 @@ static void start_thread(struct virtio_blk *b)
 	if (--b->starting == 0)
 		pthread_cond_broadcast(&b->drained_cv);
 	pthread_mutex_unlock(&b->lock);
+	return t != NULL;
 }
 
 /* A write that can join a run: well formed, in range, on a writable disk. Sets its first
@@ -348,20 +349,30 @@ static bool next_continues_run(struct virtio_blk *b, uint64_t sector)
 	return plain_write(b, &b->peek, &next, &sectors) && next == sector;
 }
 
+enum helper { HELPER_NONE, HELPER_WAKE, HELPER_START };
+
 /* A thread took work while more waits: another thread takes the next chain, unless it
  * continues the run of writes this thread has (run_end: the sector after a run cut at a
- * limit, or 0 when there is none to continue). True when that must be a new thread, which
- * the caller starts with start_thread() once it has dropped the lock. */
-static bool share_work_locked(struct virtio_blk *b, uint64_t run_end)
+ * limit, or 0 when there is none to continue). Says which other thread to call, which the
+ * caller does with call_helper() once it has dropped the lock. */
+static enum helper share_work_locked(struct virtio_blk *b, uint64_t run_end)
 {
 	if (!virtq_has_avail(&b->vd.vqs[0]) || (run_end && next_continues_run(b, run_end)))
-		return false;
+		return HELPER_NONE;
 	if (b->idle > b->called) {
 		b->called++;
-		pthread_cond_signal(&b->work_cv);
-		return false;
+		return HELPER_WAKE;
 	}
-	return reserve_thread_locked(b);
+	return reserve_thread_locked(b) ? HELPER_START : HELPER_NONE;
+}
+
+/* Without the lock: a thread woken while the lock is still held would only run to block
+ * on it, and on a host CPU it shares with others it would run first (it slept). */
+static bool call_helper(struct virtio_blk *b, enum helper h)
+{
+	if (h == HELPER_WAKE)
+		pthread_cond_signal(&b->work_cv);
+	return h == HELPER_WAKE || (h == HELPER_START && start_thread(b));
 }
 
 static void request_done_locked(struct virtio_blk *b, unsigned n)
@@ -377,10 +388,9 @@ static void run_request_locked(struct virtio_blk *b, struct virtq_elem *e)
 {
 	struct virtq *q = &b->vd.vqs[0];
 	b->inflight++;
-	bool helper = share_work_locked(b, 0);
+	enum helper helper = share_work_locked(b, 0);
 	pthread_mutex_unlock(&b->lock);
-	if (helper)
-		start_thread(b);
+	call_helper(b, helper);
 	int64_t used = handle(b, e);
 	pthread_mutex_lock(&b->lock);
 	if (used < 0) {
@@ -440,10 +450,9 @@ static void run_writes_locked(struct virtio_blk *b, struct io_thread *t, uint64_
 	}
 	b->inflight += n;
 	/* else the next chain, if any, is known not to follow */
-	bool helper = share_work_locked(b, cut_at);
+	enum helper helper = share_work_locked(b, cut_at);
 	pthread_mutex_unlock(&b->lock);
-	if (helper)
-		start_thread(b);
+	call_helper(b, helper);
 	uint8_t status = blk_pwritev(b->blk, t->iov, niov, start * SECTOR) < 0 ? VIRTIO_BLK_S_IOERR
 									       : VIRTIO_BLK_S_OK;
 	pthread_mutex_lock(&b->lock);
@@ -477,6 +486,29 @@ static bool wait_kick_locked(struct virtio_blk *b)
 	return true;
 }
 
+/* With b->lock held, by a thread that ran requests and found none left: starts a thread
+ * (up to IO_THREADS_MAX), else calls one that waited longer, to take the next kick, as
+ * QEMU's pool wakes its workers in turn. On a host CPU shared with a busy vCPU the
+ * scheduler runs a thread sooner the longer it slept (up to a limit), and the guest waits
+ * on this one: the more threads take turns, the longer each has slept. Drops the lock to
+ * do so; false when there was no thread to call. */
+static bool hand_over_kicks_locked(struct virtio_blk *b)
+{
+	enum helper h = HELPER_NONE;
+	if (reserve_thread_locked(b)) {
+		h = HELPER_START;
+	} else if (b->idle > b->called) {
+		b->called++;
+		h = HELPER_WAKE;
+	}
+	if (h == HELPER_NONE)
+		return false;
+	pthread_mutex_unlock(&b->lock);
+	bool called = call_helper(b, h);
+	pthread_mutex_lock(&b->lock);
+	return called;
+}
+
 static void *io_thread_main(void *arg)
 {
 	struct io_thread *t = arg;
@@ -503,13 +535,9 @@ static void *io_thread_main(void *arg)
 				virtio_dev_fail(&b->vd, q->error);
 			continue;
 		}
-		if (!b->polling && worked && b->idle > b->called) {
-			/* The next kick goes to a thread that has waited longer, not to the
-			 * one that just ran, as QEMU's pool wakes its workers in turn: on
-			 * a host CPU shared with a busy vCPU, the scheduler runs a thread
-			 * sooner the longer it slept, and the guest waits on this one. */
-			b->called++;
-			pthread_cond_signal(&b->work_cv);
+		if (!b->polling && worked && hand_over_kicks_locked(b)) {
+			if (b->stop)
+				break;
 		} else if (!b->polling) {
 			if (!wait_kick_locked(b))
 				break;
@@ -627,13 +655,11 @@ struct virtio_blk *virtio_blk_create(const struct guest_mem *mem, struct blk *bl
 		free(b);
 		return NULL;
 	}
-	for (unsigned i = 0; i < IO_THREADS_START; i++) {
-		pthread_mutex_lock(&b->lock);
-		bool reserved = reserve_thread_locked(b);
-		pthread_mutex_unlock(&b->lock);
-		if (reserved)
-			start_thread(b);
-	}
+	pthread_mutex_lock(&b->lock);
+	bool reserved = reserve_thread_locked(b);
+	pthread_mutex_unlock(&b->lock);
+	if (reserved)
+		start_thread(b);
 	if (b->nthreads == 0) {
 		kite_error("virtio-blk: cannot start the I/O thread");
 		virtio_blk_destroy(b);

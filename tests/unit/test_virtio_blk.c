@@ -716,10 +716,11 @@ static void *reset_device(void *arg)
 }
 
 /* Requests that come one at a time, each after the device went idle, are taken by the I/O
- * threads in turn, not always by the one that ran the last: on a host CPU shared with the
- * vCPU the scheduler runs a thread that slept sooner than one that just ran (as QEMU's pool
- * wakes its workers in turn). A thread still looking at the ring when the next request
- * comes may take it (the test's pause does not prove the device idle): at most 2 of 7. */
+ * threads in turn, not always by the one that ran the last, and over more than two of
+ * them: on a host CPU shared with the vCPU the scheduler runs a thread that slept sooner
+ * than one that just ran (as QEMU's pool wakes its workers in turn). A thread still looking
+ * at the ring when the next request comes may take it (the test's pause does not prove the
+ * device idle): at most 2 of 7. */
 static void test_threads_take_turns(void **state)
 {
 	struct fx *f = *state;
@@ -731,10 +732,16 @@ static void test_threads_take_turns(void **state)
 		usleep(10 * 1000);
 	}
 	assert_int_equal(gate.passes, 8);
-	unsigned same = 0;
-	for (unsigned i = 1; i < 8; i++)
-		same += pthread_equal(gate.passed_by[i], gate.passed_by[i - 1]) != 0;
+	unsigned same = 0, distinct = 0;
+	for (unsigned i = 0; i < 8; i++) {
+		unsigned seen = 0;
+		for (unsigned j = 0; j < i; j++)
+			seen += pthread_equal(gate.passed_by[i], gate.passed_by[j]) != 0;
+		distinct += seen == 0;
+		same += i && pthread_equal(gate.passed_by[i], gate.passed_by[i - 1]);
+	}
 	assert_in_range(same, 0, 2);
+	assert_in_range(distinct, 4, 8);
 }
 
 /* A device reset returns only once the requests in progress have finished: after it, the
