@@ -35,7 +35,7 @@
 #define DISCARD_ALIGN_SZ 8	    /* sectors: 4 KiB, a file system block */
 #define IO_THREADS_MAX	 16	    /* requests in progress at once per disk */
 #define RUN_MAX		 32	    /* writes one blk_pwritev carries */
-#define RUN_BYTES	 (4u << 20) /* ... and no more bytes than this */
+#define RUN_BYTES	 (1u << 20) /* ... and no more bytes than this */
 
 struct virtio_blk {
 	struct virtio_dev vd;
@@ -49,9 +49,9 @@ struct virtio_blk {
 	 * them, so that a guest's queue depth reaches the disk. One idle thread at a time
 	 * blocks reading kick_fd (KVM signals it for a guest kick via queue_eventfd, a trapped
 	 * notify and stop write it; open for the device's life, so no registration ever sees
-	 * it closed); the others wait on work_cv. A thread that pops a chain and sees more
-	 * wakes or starts another, up to IO_THREADS_MAX, unless the next is a write that
-	 * continues a run of writes this one has (see run_writes_locked). A thread that ran
+	 * it closed); the others wait on work_cv. A thread that pops a chain (or a run of
+	 * writes, see run_writes_locked) and sees more wakes or starts another, up to
+	 * IO_THREADS_MAX. A thread that ran
 	 * requests and finds none left hands kick_fd on (see hand_over_kicks_locked): the pool
 	 * grows to IO_THREADS_MAX as kicks come, and the kicks then take turns over it. */
 	int kick_fd;
@@ -68,7 +68,6 @@ struct virtio_blk {
 	 * every chain in flight has a thread however the host schedules them. */
 	unsigned idle, called;
 	struct io_thread *threads[IO_THREADS_MAX];
-	struct virtq_elem peek; /* the next chain, looked at and given back */
 };
 
 struct io_thread {
@@ -332,32 +331,13 @@ static bool plain_write(struct virtio_blk *b, const struct virtq_elem *e, uint64
 	return type == VIRTIO_BLK_T_OUT && write_status(b, e, *sector) == VIRTIO_BLK_S_OK;
 }
 
-/* True when the next available chain is a write starting at `sector`: the run goes on,
- * and stays with this thread. Looks by popping the chain and giving it back. */
-static bool next_continues_run(struct virtio_blk *b, uint64_t sector)
-{
-	struct virtq *q = &b->vd.vqs[0];
-	uint64_t next, sectors;
-	int r = virtq_pop(q, &b->peek);
-	if (r < 0) { /* the chain is consumed: report it as the pop loop would */
-		virtio_dev_fail(&b->vd, q->error);
-		b->have_kick = false;
-	}
-	if (r <= 0)
-		return false;
-	virtq_unpop(q, 1);
-	return plain_write(b, &b->peek, &next, &sectors) && next == sector;
-}
-
 enum helper { HELPER_NONE, HELPER_WAKE, HELPER_START };
 
-/* A thread took work while more waits: another thread takes the next chain, unless it
- * continues the run of writes this thread has (run_end: the sector after a run cut at a
- * limit, or 0 when there is none to continue). Says which other thread to call, which the
- * caller does with call_helper() once it has dropped the lock. */
-static enum helper share_work_locked(struct virtio_blk *b, uint64_t run_end)
+/* A thread took work while more waits: another thread takes the next chain. Says which
+ * thread to call, which the caller does with call_helper() once it has dropped the lock. */
+static enum helper share_work_locked(struct virtio_blk *b)
 {
-	if (!virtq_has_avail(&b->vd.vqs[0]) || (run_end && next_continues_run(b, run_end)))
+	if (!virtq_has_avail(&b->vd.vqs[0]))
 		return HELPER_NONE;
 	if (b->idle > b->called) {
 		b->called++;
@@ -388,7 +368,7 @@ static void run_request_locked(struct virtio_blk *b, struct virtq_elem *e)
 {
 	struct virtq *q = &b->vd.vqs[0];
 	b->inflight++;
-	enum helper helper = share_work_locked(b, 0);
+	enum helper helper = share_work_locked(b);
 	pthread_mutex_unlock(&b->lock);
 	call_helper(b, helper);
 	int64_t used = handle(b, e);
@@ -405,8 +385,9 @@ static void run_request_locked(struct virtio_blk *b, struct virtq_elem *e)
 /* t->elem holds a plain write at `sector`. Takes the writes that follow it on the disk
  * from the ring (up to RUN_MAX, RUN_BYTES) and writes them all with one blk_pwritev, as
  * QEMU merges such requests: a sequential stream costs one system call per run instead
- * of one per request, and stays in order on one thread (buffered writes to one file
- * serialize in the kernel anyway, on the inode lock). */
+ * of one per request. A longer stream goes on in another run on another thread, at the
+ * same time: a disk opened with cache=none sees the queue depth, and on a host CPU shared
+ * with the vCPU a thread woken for the next run is run sooner than one that ran on. */
 static void run_writes_locked(struct virtio_blk *b, struct io_thread *t, uint64_t sector,
 			      uint64_t sectors)
 {
@@ -414,12 +395,11 @@ static void run_writes_locked(struct virtio_blk *b, struct io_thread *t, uint64_
 	uint64_t start = sector, end = sector + sectors;
 	unsigned n = 0;
 	int niov = 0;
-	uint64_t cut_at = 0; /* the run was cut at a limit here: the rest may follow it */
 	for (;;) {
 		if (!gather_write(&t->elem, t->iov, &niov, BLK_IOV_MAX)) {
 			if (n) { /* no room left in this run: the next one takes it */
 				virtq_unpop(q, 1);
-				cut_at = end = sector;
+				end = sector;
 				break;
 			}
 			/* a lone chain of more buffers than BLK_IOV_MAX: cannot be, seg_max */
@@ -429,10 +409,8 @@ static void run_writes_locked(struct virtio_blk *b, struct io_thread *t, uint64_
 		t->run[n].head = t->elem.head;
 		t->run[n].status = virtq_elem_ptr(&t->elem, 0);
 		n++;
-		if (n == RUN_MAX || (end - start) * SECTOR >= RUN_BYTES) {
-			cut_at = end;
+		if (n == RUN_MAX || (end - start) * SECTOR >= RUN_BYTES)
 			break;
-		}
 		if (!virtq_has_avail(q))
 			break;
 		int r = virtq_pop(q, &t->elem);
@@ -449,8 +427,7 @@ static void run_writes_locked(struct virtio_blk *b, struct io_thread *t, uint64_
 		end += sectors;
 	}
 	b->inflight += n;
-	/* else the next chain, if any, is known not to follow */
-	enum helper helper = share_work_locked(b, cut_at);
+	enum helper helper = share_work_locked(b);
 	pthread_mutex_unlock(&b->lock);
 	call_helper(b, helper);
 	uint8_t status = blk_pwritev(b->blk, t->iov, niov, start * SECTOR) < 0 ? VIRTIO_BLK_S_IOERR

@@ -670,6 +670,25 @@ static void test_sequential_writes_stay_in_order(void **state)
 		assert_int_equal(f->d.ram[PAR_ST(i)], 0);
 }
 
+/* A sequential stream longer than one run (32 writes) goes on in a second run on another
+ * thread at the same time (each run waits at the gate until the other arrives), and every
+ * write lands where it belongs. */
+static void test_long_stream_runs_in_parallel(void **state)
+{
+	struct fx *f = *state;
+	gate_set(2, false);
+	uint16_t want = post_requests(f, 40, T_OUT, 8); /* 4 KiB each, back to back */
+	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
+	assert_int_equal(gate.most_inside, 2);
+	uint8_t file[DISK_SIZE];
+	file_contents(f, file);
+	for (unsigned i = 0; i < 40; i++) {
+		assert_int_equal(f->d.ram[PAR_ST(i)], 0);
+		assert_int_equal(file[8 * 512 * i], 0x40 + i);
+		assert_int_equal(file[8 * 512 * i + 4095], 0x40 + i);
+	}
+}
+
 /* The device looks at the chain after a write (is it the next write?); when that chain is
  * broken, the device says so (NEEDS_RESET) and the write before it still completes. */
 static void test_broken_chain_after_a_write(void **state)
@@ -793,6 +812,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_broken_chain_after_a_write, setup_gate, teardown),
 	    cmocka_unit_test_setup_teardown(test_threads_take_turns, setup_gate, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_stream_runs_in_parallel, setup_gate,
+					    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
