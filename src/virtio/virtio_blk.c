@@ -35,7 +35,7 @@
 #define DISCARD_ALIGN_SZ 8	    /* sectors: 4 KiB, a file system block */
 #define IO_THREADS_MAX	 16	    /* requests in progress at once per disk */
 #define RUN_MAX		 32	    /* writes one blk_pwritev carries */
-#define RUN_BYTES	 (1u << 20) /* ... and no more bytes than this */
+#define RUN_BYTES	 (512u << 10) /* ... and no more bytes than this */
 
 struct virtio_blk {
 	struct virtio_dev vd;
