@@ -4,8 +4,12 @@ stamps in the host file afterwards, and every byte of the TCP bulk send at the h
 kick=always the program notifies for every batch and sends one frame at a time (the driver
 library's default path) instead of as the device asks. QEMU runs with -accel kvm when /dev/kvm
 exists, else TCG; the kite tests need KVM."""
+import os
+import re
 import socket
 import struct
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -113,3 +117,23 @@ def test_virtio_bench_blk_kite(kite, tmp_path, kick):
 @pytest.mark.parametrize("kick", ["", "kick=always"])
 def test_virtio_bench_net_kite(kite, kick):
     run_net(lambda append: kite_argv(kite, append, ["--net", "user"]), kick)
+
+
+@pytest.mark.kvm
+def test_io_ab_compares_two_builds(kite, tmp_path):
+    """bench/io-ab runs each binary in both kick modes and prints a median for every row and
+    column (here the same build twice, one rep of 2 MiB: the figures are not compared)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, os.path.join(root, "bench", "io-ab"), "--reps", "1",
+                          "--mib", "2", "--qd", "4", "--dir", str(tmp_path), kite, kite],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert sum(l.startswith("rep 1/1 ") for l in lines) == 4, out.stdout
+    rows = {l.split()[0] + " " + l.split()[1]: l.split()[2:] for l in lines
+            if re.match(r"^(seqwrite|seqread|randread) qd=", l)}
+    assert sorted(rows) == sorted(f"{k} qd={q}" for k in ("seqwrite", "seqread", "randread")
+                                  for q in (1, 4)), out.stdout
+    for row, values in rows.items():
+        assert len(values) == 4 and all(float(v) > 0 for v in values), (row, out.stdout)
+    assert os.listdir(tmp_path) == [], "the disk is left behind"
