@@ -31,10 +31,10 @@
 #define QUEUE_SIZE	 256
 #define CONFIG_SIZE	 60
 #define MAX_DWZ_SEGS	 32
-#define MAX_DWZ_SECTORS	 (1u << 22) /* 2 GiB per discard / write-zeroes segment */
-#define DISCARD_ALIGN_SZ 8	    /* sectors: 4 KiB, a file system block */
-#define IO_THREADS_MAX	 16	    /* requests in progress at once per disk */
-#define RUN_MAX		 32	    /* writes one blk_pwritev carries */
+#define MAX_DWZ_SECTORS	 (1u << 22)   /* 2 GiB per discard / write-zeroes segment */
+#define DISCARD_ALIGN_SZ 8	      /* sectors: 4 KiB, a file system block */
+#define IO_THREADS_MAX	 16	      /* requests in progress at once per disk */
+#define RUN_MAX		 32	      /* writes one blk_pwritev carries */
 #define RUN_BYTES	 (512u << 10) /* ... and no more bytes than this */
 
 struct virtio_blk {
@@ -51,9 +51,9 @@ struct virtio_blk {
 	 * notify and stop write it; open for the device's life, so no registration ever sees
 	 * it closed); the others wait on work_cv. A thread that pops a chain (or a run of
 	 * writes, see run_writes_locked) and sees more wakes or starts another, up to
-	 * IO_THREADS_MAX. A thread that ran
-	 * requests and finds none left hands kick_fd on (see hand_over_kicks_locked): the pool
-	 * grows to IO_THREADS_MAX as kicks come, and the kicks then take turns over it. */
+	 * IO_THREADS_MAX. A thread that ran requests and finds none left hands kick_fd on
+	 * (see hand_over_kicks_locked): the pool grows to IO_THREADS_MAX as kicks come, and
+	 * the kicks then take turns over it. */
 	int kick_fd;
 	pthread_mutex_t lock; /* the queue and everything below */
 	pthread_cond_t work_cv;
@@ -333,17 +333,25 @@ static bool plain_write(struct virtio_blk *b, const struct virtq_elem *e, uint64
 
 enum helper { HELPER_NONE, HELPER_WAKE, HELPER_START };
 
-/* A thread took work while more waits: another thread takes the next chain. Says which
- * thread to call, which the caller does with call_helper() once it has dropped the lock. */
-static enum helper share_work_locked(struct virtio_blk *b)
+/* With b->lock held: picks the thread to call, an idle one not yet called or a new one
+ * (reserved), in the order `grow_first` says. The caller calls it with call_helper() once
+ * it has dropped the lock. */
+static enum helper pick_helper_locked(struct virtio_blk *b, bool grow_first)
 {
-	if (!virtq_has_avail(&b->vd.vqs[0]))
-		return HELPER_NONE;
+	if (grow_first && reserve_thread_locked(b))
+		return HELPER_START;
 	if (b->idle > b->called) {
 		b->called++;
 		return HELPER_WAKE;
 	}
-	return reserve_thread_locked(b) ? HELPER_START : HELPER_NONE;
+	return !grow_first && reserve_thread_locked(b) ? HELPER_START : HELPER_NONE;
+}
+
+/* A thread took work while more waits: another thread takes the next chain, an idle one
+ * if there is one (it is there already). */
+static enum helper share_work_locked(struct virtio_blk *b)
+{
+	return virtq_has_avail(&b->vd.vqs[0]) ? pick_helper_locked(b, false) : HELPER_NONE;
 }
 
 /* Without the lock: a thread woken while the lock is still held would only run to block
@@ -471,13 +479,7 @@ static bool wait_kick_locked(struct virtio_blk *b)
  * do so; false when there was no thread to call. */
 static bool hand_over_kicks_locked(struct virtio_blk *b)
 {
-	enum helper h = HELPER_NONE;
-	if (reserve_thread_locked(b)) {
-		h = HELPER_START;
-	} else if (b->idle > b->called) {
-		b->called++;
-		h = HELPER_WAKE;
-	}
+	enum helper h = pick_helper_locked(b, true);
 	if (h == HELPER_NONE)
 		return false;
 	pthread_mutex_unlock(&b->lock);

@@ -645,8 +645,21 @@ static void test_reads_with_status_in_a_data_buffer(void **state)
 	}
 }
 
-/* Writes that follow each other on the disk (a sequential stream) run one after the other
- * on one thread, in order; scattered writes run at once, as reads do. */
+/* The writes of `n` requests posted by post_requests(f, n, T_OUT, 8) (4 KiB each, back to
+ * back) completed and landed in the file, each at its place. */
+static void assert_writes_landed(struct fx *f, unsigned n)
+{
+	uint8_t file[DISK_SIZE];
+	file_contents(f, file);
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(f->d.ram[PAR_ST(i)], 0);
+		assert_int_equal(file[8 * 512 * i], 0x40 + i);
+		assert_int_equal(file[8 * 512 * i + 4095], 0x40 + i);
+	}
+}
+
+/* Writes that follow each other on the disk (a sequential stream within one run) go out
+ * together on one thread; scattered writes run at once, as reads do. */
 static void test_sequential_writes_stay_in_order(void **state)
 {
 	struct fx *f = *state;
@@ -655,13 +668,7 @@ static void test_sequential_writes_stay_in_order(void **state)
 	uint16_t want = post_requests(f, 8, T_OUT, 8); /* 4 KiB each, 8 sectors apart */
 	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
 	assert_int_equal(gate.most_inside, 1);
-	uint8_t file[DISK_SIZE];
-	file_contents(f, file);
-	for (unsigned i = 0; i < 8; i++) {
-		assert_int_equal(f->d.ram[PAR_ST(i)], 0);
-		assert_int_equal(file[8 * 512 * i], 0x40 + i);
-		assert_int_equal(file[8 * 512 * i + 4095], 0x40 + i);
-	}
+	assert_writes_landed(f, 8);
 	gate_set(8, false);
 	want = post_requests(f, 8, T_OUT, 16); /* with gaps: all 8 in the block layer at once */
 	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
@@ -680,13 +687,7 @@ static void test_long_stream_runs_in_parallel(void **state)
 	uint16_t want = post_requests(f, 40, T_OUT, 8); /* 4 KiB each, back to back */
 	assert_int_equal(vd_wait_used(&f->d, 0, want), 0);
 	assert_int_equal(gate.most_inside, 2);
-	uint8_t file[DISK_SIZE];
-	file_contents(f, file);
-	for (unsigned i = 0; i < 40; i++) {
-		assert_int_equal(f->d.ram[PAR_ST(i)], 0);
-		assert_int_equal(file[8 * 512 * i], 0x40 + i);
-		assert_int_equal(file[8 * 512 * i + 4095], 0x40 + i);
-	}
+	assert_writes_landed(f, 40);
 }
 
 /* The device looks at the chain after a write (is it the next write?); when that chain is
