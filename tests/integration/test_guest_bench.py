@@ -137,3 +137,18 @@ def test_io_ab_compares_two_builds(kite, tmp_path):
     for row, values in rows.items():
         assert len(values) == 4 and all(float(v) > 0 for v in values), (row, out.stdout)
     assert os.listdir(tmp_path) == [], "the disk is left behind"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["/nonexistent/kite"], "/nonexistent/kite: not an executable file"),
+    (["--reps", "0", "/bin/true"], "--reps 0 (want 1..1000)"),
+    (["--qd", "65", "/bin/true"], "--qd 65 (want 1..64)"),
+])
+def test_io_ab_refuses_bad_input(tmp_path, args, says):
+    """Bad arguments get one 'kite: error:' line and exit 2 before anything runs (no disk)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, os.path.join(root, "bench", "io-ab"), "--dir",
+                          str(tmp_path)] + args, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.startswith("kite: error: bench/io-ab: ") and says in out.stderr, out.stderr
+    assert os.listdir(tmp_path) == []
