@@ -1,6 +1,7 @@
 /* Generic block layer: driver registry, format probing, opening backing chains, and the
  * public entry points that check ranges and serialize calls before reaching a driver. */
 #include "block/block_int.h"
+#include "block/imglock.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -35,6 +36,7 @@ const struct blk_driver *blk_find_driver(const char *name)
 
 /* The files of the chain opened so far, to refuse a backing file that is already in it. */
 struct blk_open_ctx {
+	const char *top; /* the image blk_open was asked for, named in lock conflicts */
 	int depth;
 	bool reported; /* a failure deeper in the chain has been explained already */
 	dev_t dev[MAX_CHAIN_DEPTH];
@@ -73,6 +75,30 @@ static const struct blk_driver *probe_format(int fd, const char *path)
 	if (!best)
 		kite_error("%s: could not determine the image format", path);
 	return best;
+}
+
+/* Locks as QEMU does: a reader needs nobody writing; a writer also lets nobody else write
+ * or resize; -U (BLK_O_SHARE) lets others do anything. Backing files are read. */
+static struct imglock *lock_image(int fd, const char *path, unsigned flags,
+				  struct blk_open_ctx *ctx)
+{
+	unsigned use = IMGLOCK_READ, unshare = IMGLOCK_WRITE;
+	if (flags & BLK_O_RDWR) {
+		use |= IMGLOCK_WRITE | IMGLOCK_RESIZE;
+		unshare |= IMGLOCK_RESIZE;
+	}
+	if (flags & BLK_O_SHARE)
+		unshare = 0;
+	char *what = NULL;
+	if (asprintf(&what, "Could not open '%s'", ctx->top) < 0) {
+		kite_error("out of memory");
+		return NULL;
+	}
+	struct imglock *lk = imglock_take(fd, path, use, unshare, what, flags & BLK_O_RDWR);
+	free(what);
+	if (!lk)
+		ctx->reported = true;
+	return lk;
 }
 
 static struct blk *open_in_chain(const char *path, const char *fmt, unsigned flags,
@@ -120,11 +146,17 @@ static struct blk *open_in_chain(const char *path, const char *fmt, unsigned fla
 	ctx->dev[ctx->depth] = st.st_dev;
 	ctx->ino[ctx->depth] = st.st_ino;
 	ctx->depth++;
+	struct imglock *lk = lock_image(fd, path, flags, ctx);
+	if (!lk) {
+		close(fd);
+		return NULL;
+	}
 
 	bool probed = false;
 	if (!drv) {
 		drv = probe_format(fd, path);
 		if (!drv) {
+			imglock_drop(lk);
 			close(fd);
 			return NULL;
 		}
@@ -133,11 +165,13 @@ static struct blk *open_in_chain(const char *path, const char *fmt, unsigned fla
 	struct blk *b = calloc(1, sizeof(*b));
 	if (!b) {
 		kite_error("out of memory");
+		imglock_drop(lk);
 		close(fd);
 		return NULL;
 	}
 	b->drv = drv;
 	b->fd = fd;
+	b->lock_held = lk;
 	b->flags = flags;
 	b->filename = strdup(path);
 	b->probed_raw = probed && !strcmp(drv->name, "raw");
@@ -161,7 +195,13 @@ static struct blk *open_in_chain(const char *path, const char *fmt, unsigned fla
 
 struct blk *blk_open(const char *path, const char *fmt, unsigned flags)
 {
-	struct blk_open_ctx ctx = {0};
+	if ((flags & BLK_O_SHARE) && (flags & BLK_O_RDWR)) {
+		kite_error("Could not open '%s': force-share=on can only be used with read-only "
+			   "images",
+			   path);
+		return NULL;
+	}
+	struct blk_open_ctx ctx = {.top = path};
 	return open_in_chain(path, fmt, flags, &ctx);
 }
 
@@ -189,6 +229,8 @@ int blk_open_backing(struct blk *b, struct blk_open_ctx *ctx, const char *name, 
 	if (!path)
 		return -1;
 	unsigned flags = (b->flags & BLK_O_NOCACHE) | BLK_O_NO_PROBE_WARN;
+	if (b->flags & (BLK_O_SHARE | BLK_O_SHARE_BACKING))
+		flags |= BLK_O_SHARE;
 	b->backing = open_in_chain(path, (fmt && fmt[0]) ? fmt : NULL, flags, ctx);
 	if (!b->backing) {
 		if (!ctx->reported)
@@ -225,6 +267,7 @@ void blk_close(struct blk *b)
 			b->drv->close(b);
 	}
 	blk_close(b->backing);
+	imglock_drop(b->lock_held);
 	if (b->fd >= 0)
 		close(b->fd);
 	pthread_mutex_destroy(&b->lock);
@@ -596,7 +639,19 @@ int blk_create(const char *path, const char *fmt, const struct blk_create_opts *
 		o.size_set = true;
 		blk_close(bb);
 	}
-	return drv->create(path, &o);
+	/* An existing file is truncated by the driver: not while another process uses it. */
+	struct imglock *lk = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		lk = imglock_take(fd, path, IMGLOCK_READ | IMGLOCK_WRITE | IMGLOCK_RESIZE,
+				  IMGLOCK_WRITE | IMGLOCK_RESIZE, path, false);
+		close(fd);
+		if (!lk)
+			return -1;
+	}
+	int r = drv->create(path, &o);
+	imglock_drop(lk);
+	return r;
 }
 
 int blk_get_info(struct blk *b, struct blk_info *info)

@@ -29,8 +29,15 @@ struct blk;
  * dependent metadata writes. Much faster with small clusters; a crash (not a clean exit)
  * may leave a broken image. */
 #define BLK_O_UNSAFE (1u << 4)
+/* -U / --force-share: open a read-only image even while another process writes it (no
+ * lock keeps writers out; what is read may be mid-update). */
+#define BLK_O_SHARE (1u << 5)
+/* The same for the backing chain only (qemu-img rebase -U: the image itself is written). */
+#define BLK_O_SHARE_BACKING (1u << 6)
 
-/* Opens `path`. `fmt` is "raw", "qcow2", "vmdk" or NULL to probe the first bytes. When a raw
+/* Opens `path`. Every image of the chain is locked as QEMU locks it, so that no process
+ * writes an image another one uses (see BLK_O_SHARE); a conflict fails the open with
+ * QEMU's message. `fmt` is "raw", "qcow2", "vmdk" or NULL to probe the first bytes. When a raw
  * image was probed (not named), blk_open prints QEMU's warning unless BLK_O_NO_PROBE_WARN
  * is set, and blk_probed_raw() returns true so a caller can word its own. */
 struct blk *blk_open(const char *path, const char *fmt, unsigned flags);

@@ -50,6 +50,7 @@ struct blk {
 	unsigned flags; /* BLK_O_* */
 	uint64_t size;	/* virtual size */
 	bool probed_raw;
+	struct imglock *lock_held; /* QEMU-compatible image lock, held until blk_close */
 	struct blk *backing;
 	pthread_mutex_t lock;
 };

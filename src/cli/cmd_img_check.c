@@ -79,6 +79,7 @@ int img_check(int argc, char **argv)
 	enum img_output out = IMG_OUT_HUMAN;
 	unsigned fix = 0;
 	bool quiet = false;
+	unsigned share = 0;
 	int c;
 	optind = 1;
 	opterr = 0;
@@ -99,6 +100,7 @@ int img_check(int argc, char **argv)
 			quiet = true;
 			break;
 		case 'U':
+			share = BLK_O_SHARE;
 			break;
 		case OPT_OUTPUT:
 			if (img_parse_output(optarg, &out))
@@ -114,8 +116,9 @@ int img_check(int argc, char **argv)
 	if (argc - optind != 1)
 		return img_usage_error("check", "expecting one filename");
 	const char *path = argv[optind];
-	struct blk *b = blk_open(
-	    path, fmt, (fix ? BLK_O_RDWR : BLK_O_RDONLY) | BLK_O_NO_BACKING | BLK_O_NO_PROBE_WARN);
+	struct blk *b = blk_open(path, fmt,
+				 (fix ? BLK_O_RDWR : BLK_O_RDONLY) | share | BLK_O_NO_BACKING |
+				     BLK_O_NO_PROBE_WARN);
 	if (!b)
 		return 1;
 	struct qcow2_check_result r = {0};

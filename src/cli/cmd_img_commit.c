@@ -67,7 +67,8 @@ static int make_empty(const char *path, const struct blk_info *in)
 static int commit_to_base(const char *path, const char *fmt, const char *base_name, bool quiet,
 			  bool progress)
 {
-	struct blk *top = blk_open(path, fmt, BLK_O_RDONLY | BLK_O_NO_PROBE_WARN);
+	/* read-write, as qemu-img opens it: nobody else may use the image meanwhile */
+	struct blk *top = blk_open(path, fmt, BLK_O_RDWR | BLK_O_NO_PROBE_WARN);
 	if (!top)
 		return 1;
 	struct stat want;
@@ -176,8 +177,7 @@ int img_commit(int argc, char **argv)
 	const char *path = argv[optind];
 	if (base_name)
 		return commit_to_base(path, fmt, base_name, quiet, progress);
-	struct blk *top =
-	    blk_open(path, fmt, BLK_O_RDONLY | BLK_O_NO_BACKING | BLK_O_NO_PROBE_WARN);
+	struct blk *top = blk_open(path, fmt, BLK_O_RDWR | BLK_O_NO_BACKING | BLK_O_NO_PROBE_WARN);
 	if (!top)
 		return 1;
 	struct blk *base = NULL;

@@ -96,6 +96,7 @@ int img_compare(int argc, char **argv)
 						 {NULL, 0, NULL, 0}};
 	const char *fmt1 = NULL, *fmt2 = NULL;
 	bool strict = false, quiet = false, progress = false;
+	unsigned share = 0;
 	int c;
 	optind = 1;
 	opterr = 0;
@@ -117,6 +118,7 @@ int img_compare(int argc, char **argv)
 			quiet = true;
 			break;
 		case 'U':
+			share = BLK_O_SHARE;
 			break;
 		case ':':
 			img_usage_error("compare", "option '%s' needs an argument",
@@ -137,10 +139,10 @@ int img_compare(int argc, char **argv)
 	int rc = 2;
 	struct progress prog;
 	progress_init(&prog, progress && !quiet);
-	s1.b = blk_open(argv[optind], fmt1, BLK_O_RDONLY | BLK_O_NO_PROBE_WARN);
+	s1.b = blk_open(argv[optind], fmt1, BLK_O_RDONLY | share | BLK_O_NO_PROBE_WARN);
 	if (!s1.b)
 		goto out;
-	s2.b = blk_open(argv[optind + 1], fmt2, BLK_O_RDONLY | BLK_O_NO_PROBE_WARN);
+	s2.b = blk_open(argv[optind + 1], fmt2, BLK_O_RDONLY | share | BLK_O_NO_PROBE_WARN);
 	if (!s2.b)
 		goto out;
 	s1.buf = malloc(CMP_CHUNK);

@@ -331,6 +331,7 @@ int img_convert(int argc, char **argv)
 		   *backing_fmt = NULL, *src_cache = NULL;
 	bool quiet = false, progress = false, no_create = false, copy_offload = false,
 	     have_opts = false;
+	unsigned share = 0;
 	struct convert cv = {0};
 	struct img_opts o = {0};
 	int rc = 1, c;
@@ -402,7 +403,8 @@ int img_convert(int argc, char **argv)
 			cv.no_zero_scan = true;
 			break;
 		case 'W': /* out-of-order writes: ours are in order, which is allowed */
-		case 'U': /* force-share: kite img takes no image locks */
+		case 'U':
+			share = BLK_O_SHARE;
 			break;
 		case ':':
 			img_usage_error("convert", "option '%s' needs an argument",
@@ -456,7 +458,8 @@ int img_convert(int argc, char **argv)
 		goto out;
 	}
 	for (int i = 0; i < cv.nsrc; i++) {
-		cv.src[i] = blk_open(argv[optind + i], fmt, BLK_O_RDONLY | BLK_O_NO_PROBE_WARN);
+		cv.src[i] =
+		    blk_open(argv[optind + i], fmt, BLK_O_RDONLY | share | BLK_O_NO_PROBE_WARN);
 		if (!cv.src[i])
 			goto out;
 		cv.src_start[i] = cv.total;

@@ -203,6 +203,7 @@ int img_info(int argc, char **argv)
 	const char *fmt = NULL;
 	enum img_output out = IMG_OUT_HUMAN;
 	bool chain = false;
+	unsigned share = 0;
 	int c;
 	optind = 1;
 	opterr = 0;
@@ -212,6 +213,7 @@ int img_info(int argc, char **argv)
 			fmt = optarg;
 			break;
 		case 'U':
+			share = BLK_O_SHARE;
 			break;
 		case OPT_OUTPUT:
 			if (img_parse_output(optarg, &out))
@@ -229,8 +231,9 @@ int img_info(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return img_usage_error("info", "expecting one filename");
-	struct blk *b = blk_open(argv[optind], fmt,
-				 (chain ? BLK_O_RDONLY : BLK_O_NO_BACKING) | BLK_O_NO_PROBE_WARN);
+	struct blk *b =
+	    blk_open(argv[optind], fmt,
+		     (chain ? BLK_O_RDONLY : BLK_O_NO_BACKING) | share | BLK_O_NO_PROBE_WARN);
 	if (!b)
 		return 1;
 	json_t *list = json_array();

@@ -50,6 +50,7 @@ static bool can_merge(const struct entry *a, const struct entry *b)
 int img_map(int argc, char **argv)
 {
 	enum { OPT_OUTPUT = 256, OPT_START, OPT_MAX };
+	unsigned share = 0;
 	static const struct option longopts[] = {
 	    {"output", required_argument, NULL, OPT_OUTPUT},
 	    {"start-offset", required_argument, NULL, OPT_START},
@@ -68,6 +69,7 @@ int img_map(int argc, char **argv)
 			fmt = optarg;
 			break;
 		case 'U':
+			share = BLK_O_SHARE;
 			break;
 		case OPT_OUTPUT:
 			if (img_parse_output(optarg, &out))
@@ -90,7 +92,7 @@ int img_map(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return img_usage_error("map", "expecting one filename");
-	struct blk *b = blk_open(argv[optind], fmt, BLK_O_RDONLY | BLK_O_NO_PROBE_WARN);
+	struct blk *b = blk_open(argv[optind], fmt, BLK_O_RDONLY | share | BLK_O_NO_PROBE_WARN);
 	if (!b)
 		return 1;
 	int last_depth = chain_length(b) - 1;

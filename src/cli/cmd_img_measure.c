@@ -77,6 +77,7 @@ int img_measure(int argc, char **argv)
 	enum img_output out = IMG_OUT_HUMAN;
 	uint64_t size = 0;
 	bool size_set = false;
+	unsigned share = 0;
 	struct img_opts o = {0};
 	int rc = 1, c;
 	optind = 1;
@@ -94,6 +95,7 @@ int img_measure(int argc, char **argv)
 				goto out;
 			break;
 		case 'U':
+			share = BLK_O_SHARE;
 			break;
 		case OPT_OUTPUT:
 			if (img_parse_output(optarg, &out))
@@ -128,7 +130,7 @@ int img_measure(int argc, char **argv)
 	int rbits = copts.refcount_bits ? copts.refcount_bits : 16;
 	struct blk *src = NULL;
 	if (!size_set) {
-		src = blk_open(argv[optind], fmt, BLK_O_RDONLY | BLK_O_NO_PROBE_WARN);
+		src = blk_open(argv[optind], fmt, BLK_O_RDONLY | share | BLK_O_NO_PROBE_WARN);
 		if (!src)
 			goto out;
 		size = blk_size(src);

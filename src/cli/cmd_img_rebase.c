@@ -70,6 +70,7 @@ int img_rebase(int argc, char **argv)
 						 {NULL, 0, NULL, 0}};
 	const char *fmt = NULL, *backing = NULL, *backing_fmt = NULL;
 	bool unsafe = false, quiet = false, progress = false;
+	unsigned share = 0;
 	int c;
 	optind = 1;
 	opterr = 0;
@@ -97,6 +98,7 @@ int img_rebase(int argc, char **argv)
 		case 'T':
 		case 'c':
 		case 'U':
+			share = BLK_O_SHARE_BACKING;
 			break;
 		case ':':
 			return img_usage_error("rebase", "option '%s' needs an argument",
@@ -111,7 +113,7 @@ int img_rebase(int argc, char **argv)
 		return img_usage_error("rebase",
 				       "expecting a backing file (-b; -b \"\" removes it)");
 	const char *path = argv[optind];
-	struct blk *b = blk_open(path, fmt, BLK_O_RDWR | (unsafe ? BLK_O_NO_BACKING : 0));
+	struct blk *b = blk_open(path, fmt, BLK_O_RDWR | share | (unsafe ? BLK_O_NO_BACKING : 0));
 	if (!b)
 		return 1;
 	struct blk *newb = NULL;
@@ -127,7 +129,8 @@ int img_rebase(int argc, char **argv)
 			kite_error("out of memory");
 			goto out;
 		}
-		newb = blk_open(full, backing_fmt, BLK_O_RDONLY | BLK_O_NO_PROBE_WARN);
+		newb = blk_open(full, backing_fmt,
+				BLK_O_RDONLY | (share ? BLK_O_SHARE : 0) | BLK_O_NO_PROBE_WARN);
 		if (!newb)
 			kite_error("could not open new backing file '%s'", full);
 		free(full);

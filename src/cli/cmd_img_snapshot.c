@@ -72,6 +72,7 @@ int img_snapshot(int argc, char **argv)
 	const char *fmt = NULL, *name = NULL;
 	char action = 0;
 	bool quiet = false;
+	unsigned share = 0;
 	int c;
 	optind = 1;
 	opterr = 0;
@@ -93,6 +94,7 @@ int img_snapshot(int argc, char **argv)
 			quiet = true;
 			break;
 		case 'U':
+			share = BLK_O_SHARE;
 			break;
 		case ':':
 			return img_usage_error("snapshot", "option '%s' needs an argument",
@@ -108,8 +110,9 @@ int img_snapshot(int argc, char **argv)
 		action = 'l';
 	/* snapshots never read guest data: the backing chain is not needed (nor opened by
 	 * qemu-img snapshot) */
-	struct blk *b = blk_open(argv[optind], fmt,
-				 (action == 'l' ? BLK_O_RDONLY : BLK_O_RDWR) | BLK_O_NO_BACKING);
+	struct blk *b =
+	    blk_open(argv[optind], fmt,
+		     (action == 'l' ? BLK_O_RDONLY : BLK_O_RDWR) | share | BLK_O_NO_BACKING);
 	if (!b)
 		return 1;
 	int r = 0;

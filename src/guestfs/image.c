@@ -1,6 +1,5 @@
 #include "guestfs/image.h"
 #include "block/block.h"
-#include "guestfs/imglock.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -26,7 +25,6 @@ static int im_flush(void *opaque)
 int gimage_open(struct gimage *im, const char *path, const char *format, bool write)
 {
 	memset(im, 0, sizeof(*im));
-	im->lockfd = -1;
 	if (write) {
 		/* root may write anything; a file without write permission bits is still meant
 		 * to be read-only */
@@ -36,15 +34,9 @@ int gimage_open(struct gimage *im, const char *path, const char *format, bool wr
 		if (access(path, W_OK) < 0 || !(st.st_mode & 0222))
 			return kite_error("%s: the image is read-only: refusing to write", path);
 	}
-	im->lockfd = imglock_acquire(path, write);
-	if (im->lockfd < 0)
-		return -1;
 	im->blk = blk_open(path, format, (write ? BLK_O_RDWR : BLK_O_RDONLY) | BLK_O_NO_PROBE_WARN);
-	if (!im->blk) {
-		imglock_release(im->lockfd);
-		im->lockfd = -1;
+	if (!im->blk)
 		return -1;
-	}
 	im->dev.opaque = im->blk;
 	im->dev.pread = im_pread;
 	im->dev.pwrite = write ? im_pwrite : NULL;
@@ -62,7 +54,5 @@ int gimage_close(struct gimage *im)
 		blk_close(im->blk);
 		im->blk = NULL;
 	}
-	imglock_release(im->lockfd);
-	im->lockfd = -1;
 	return ret;
 }

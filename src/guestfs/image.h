@@ -1,5 +1,5 @@
-/* An image opened for kite guest: the block layer device, QEMU-compatible image locks, and the
- * struct gdev that partition and filesystem code reads through. */
+/* An image opened for kite guest: the block layer device (which locks the image as QEMU does)
+ * and the struct gdev that partition and filesystem code reads through. */
 #ifndef KITE_GUESTFS_IMAGE_H
 #define KITE_GUESTFS_IMAGE_H
 
@@ -11,7 +11,6 @@ struct blk;
 
 struct gimage {
 	struct blk *blk;
-	int lockfd;
 	struct gdev dev;
 };
 

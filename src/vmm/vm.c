@@ -2,7 +2,6 @@
  * interrupt controllers and PIT, the platform devices and the vCPU threads. */
 #include "vmm/vm.h"
 #include "util/err.h"
-#include "guestfs/imglock.h"
 #include "vmm/acpi.h"
 #include "vmm/pvm.h"
 
@@ -77,14 +76,8 @@ static int add_virtio(struct vm *vm, const struct vm_config *cfg)
 	    .opaque = vm,
 	    .bar_moved = platform_bar_moved,
 	};
-	/* Locked as QEMU locks its images: `kite guest`, qemu-img and QEMU see the VM's disks in
-	 * use, and a disk another VM writes is refused. */
-	for (int i = 0; i < devices.ndisks; i++) {
-		vm->disk_locks[i] =
-		    imglock_acquire(devices.disks[i].path, !devices.disks[i].readonly);
-		if (vm->disk_locks[i] < 0)
-			return -1;
-	}
+	/* The block layer locks the disks as QEMU locks its images: `kite guest`, qemu-img and
+	 * QEMU see them in use, and a disk another VM writes is refused. */
 	if (virtio_devices_create(&vm->virtio, &devices, &vm->mem, &vm->bus, &ops) < 0)
 		return -1;
 	vm->virtio_ready = true;
@@ -133,8 +126,6 @@ int vm_prepare(struct vm *vm, const struct vm_config *cfg)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->fd = -1;
-	for (int i = 0; i < VIRTIO_MAX_DISKS; i++)
-		vm->disk_locks[i] = -1;
 	vm->ncpus = cfg->ncpus;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
@@ -371,11 +362,6 @@ void vm_destroy(struct vm *vm)
 		}
 		vm->irqfds_ready = false;
 		irqfds_destroy(&vm->irqfds);
-	}
-	for (int i = 0; i < VIRTIO_MAX_DISKS; i++) {
-		if (vm->disk_locks[i] >= 0)
-			imglock_release(vm->disk_locks[i]);
-		vm->disk_locks[i] = -1;
 	}
 	if (vm->platform.opaque) {
 		serial_destroy(&vm->serial);

@@ -70,9 +70,8 @@ struct vm {
 	struct acpi_pm pm;
 	struct virtio_devices virtio;
 	bool virtio_ready;
-	struct console *hvc_console;	  /* the console whose input goes to virtio-console */
-	int disk_locks[VIRTIO_MAX_DISKS]; /* QEMU-compatible image locks, -1 when none */
-	struct irqfds irqfds;		  /* GSI routes, MSI-X irqfds */
+	struct console *hvc_console; /* the console whose input goes to virtio-console */
+	struct irqfds irqfds;	     /* GSI routes, MSI-X irqfds */
 	bool irqfds_ready;
 	struct ioevent ioevent; /* virtio notifications through ioeventfds */
 	bool ioevent_ready;

@@ -90,7 +90,7 @@ def test_changes_through_the_mount_are_clean_and_visible(kite, tree, tmp_path):
         with open(mnt + "/etc/new.bin", "rb") as f:
             assert f.read() == data
         r = fails(kite, "write", img, "/other", input="x")  # the mount holds the image
-        assert "in use" in r.stderr
+        assert "Is another process using the image" in r.stderr
         # and QEMU sees kite's lock as its own kind
         r = run(["qemu-io", "-f", "raw", "-c", "write 0 512", img])
         assert r.returncode != 0 and "lock" in r.stderr, r.stderr

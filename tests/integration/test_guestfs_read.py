@@ -502,9 +502,9 @@ def test_a_running_vm_locks_the_image(kite, ext4, tmp_path):
                 break
             time.sleep(0.2)
         assert qemu.poll() is None, qemu.stderr.read()
-        assert r.returncode == 1 and "in use" in r.stderr, r.stderr
+        assert r.returncode == 1 and "Failed to get \"write\" lock" in r.stderr, r.stderr
         r = fails(kite, "ls", img, "/")
-        assert "in use" in r.stderr
+        assert "Is another process using the image" in r.stderr
     finally:
         qemu.kill()
         qemu.wait()

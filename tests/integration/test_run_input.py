@@ -132,7 +132,7 @@ def test_disk_in_use_is_refused(kite, tmp_path):
         holder.stdin.flush()
         assert holder.stdout.readline(), "qemu-io did not start"
         assert_input_error(run([kite, "run", "--kernel", elf, "--disk", f"{img},format=raw"]),
-                           "in use")
+                           "Is another process using the image")
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
