@@ -711,7 +711,7 @@ int qcow2_resize(struct blk *b, uint64_t size, bool shrink)
 int qcow2_preallocate(struct blk *b, enum blk_prealloc mode)
 {
 	struct qcow2 *q = Q(b);
-	uint64_t cs = q->cluster_size, per_l1 = q->l2_entries * cs;
+	uint64_t cs = q->cluster_size;
 	uint64_t nclusters = (q->size + cs - 1) / cs;
 	for (uint64_t l1i = 0; l1i * q->l2_entries < nclusters; l1i++) {
 		uint64_t first = l1i * q->l2_entries;
@@ -729,11 +729,11 @@ int qcow2_preallocate(struct blk *b, enum blk_prealloc mode)
 		l2 = mcache_get(b, &q->l2c, l2off, true);
 		if (!l2)
 			return -1;
+		/* With subclusters, none is marked allocated (as QEMU does): reads still
+		 * come from the backing file, or are zeros without one. */
 		for (uint64_t k = 0; k < n; k++)
-			qcow2_l2_set(q, l2, k, ((uint64_t)h + k * cs) | OFLAG_COPIED,
-				     q->extended_l2 ? 0xffffffffu : 0);
+			qcow2_l2_set(q, l2, k, ((uint64_t)h + k * cs) | OFLAG_COPIED, 0);
 		mcache_dirty(&q->l2c, l2);
-		(void)per_l1;
 	}
 	return qcow2_flush_all(b);
 }

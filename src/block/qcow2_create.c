@@ -59,6 +59,11 @@ static int check_opts(const char *path, const struct blk_create_opts *o, int *ve
 		return kite_error("%s: backing format name too long", path);
 	if (o->backing_fmt && !o->backing_file)
 		return kite_error("%s: backing format given without a backing file", path);
+	/* a preallocated cluster without subclusters would hide the backing file's data */
+	if (o->backing_file && o->prealloc != BLK_PREALLOC_OFF && !o->extended_l2)
+		return kite_error("%s: Backing file and preallocation can only be used at the same "
+				  "time if extended_l2 is on",
+				  path);
 	return 0;
 }
 

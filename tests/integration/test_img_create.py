@@ -17,6 +17,7 @@ CREATE_CASES = [
     ["-f", "qcow2", "-o", "extended_l2=on,compression_type=zstd", "disk.qcow2", "1G"],
     ["-f", "qcow2", "-o", "preallocation=full,cluster_size=4K", "disk.qcow2", "2M"],
     ["-f", "qcow2", "-o", "preallocation=falloc", "disk.qcow2", "2M"],
+    ["-f", "qcow2", "-o", "extended_l2=on,preallocation=metadata", "disk.qcow2", "4M"],
 ]
 
 
@@ -67,6 +68,32 @@ def test_create_with_backing_takes_its_size(kite, tmp_path):
     assert info["backing-filename-format"] == "qcow2"
     assert info["virtual-size"] == 3 << 20
     assert run(["qemu-img", "check", str(tmp_path / "top.qcow2")]).returncode == 0
+
+
+@pytest.mark.parametrize("prealloc", ["metadata", "falloc", "full"])
+@pytest.mark.parametrize("extl2", ["on", "off"])
+def test_preallocation_over_a_backing_file(kite, tmp_path, prealloc, extl2):
+    """Preallocated clusters must not hide the backing file: with subclusters they are
+    allocated but marked unallocated (reads come from the backing file), without them
+    qemu-img refuses, and so does kite."""
+    run(["qemu-img", "create", "-q", "-f", "raw", str(tmp_path / "base.raw"), "4M"])
+    run(["qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 3M", str(tmp_path / "base.raw")])
+    args = ["-f", "qcow2", "-o", f"extended_l2={extl2},preallocation={prealloc}",
+            "-b", "base.raw", "-F", "raw"]
+    q = run(["qemu-img", "create", *args, "q.qcow2"], cwd=tmp_path)
+    k = run([kite, "img", "create", *args, "k.qcow2"], cwd=tmp_path)
+    assert k.returncode == q.returncode, k.stderr
+    if q.returncode:
+        assert k.stderr == q.stderr.replace("qemu-img: q.qcow2", "kite: error: k.qcow2")
+        assert not (tmp_path / "k.qcow2").exists()
+        return
+    r = run(["qemu-io", "-c", "read -P 0x5a 0 3M", "-c", "read -P 0 3M 1M",
+             str(tmp_path / "k.qcow2")])
+    assert r.returncode == 0 and "verification failed" not in r.stdout, r.stdout
+    strip = lambda m: [{k: v for k, v in e.items() if k != "offset"} for e in m]
+    assert strip(qemu_json("map", str(tmp_path / "k.qcow2"))) == \
+        strip(qemu_json("map", str(tmp_path / "q.qcow2")))
+    assert run(["qemu-img", "check", str(tmp_path / "k.qcow2")]).returncode == 0
 
 
 @pytest.mark.parametrize("args,what", [
