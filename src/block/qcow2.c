@@ -148,10 +148,15 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 	}
 	if (q->incompat & QCOW2_INCOMPAT_DATA_FILE)
 		return kite_error("%s: images with an external data file are not supported", fn);
+	/* QEMU's words: scripts match them */
 	if (q->compression_type > 1)
-		return kite_error("%s: unknown compression type %u", fn, q->compression_type);
-	if (q->compression_type != 0 && !(q->incompat & QCOW2_INCOMPAT_COMPRESSION))
-		return kite_error("%s: compression type set without its incompatible bit", fn);
+		return kite_error("Could not open '%s': qcow2: unknown compression type: %u", fn,
+				  q->compression_type);
+	bool comp_bit = q->incompat & QCOW2_INCOMPAT_COMPRESSION;
+	if (comp_bit != (q->compression_type != 0))
+		return kite_error("Could not open '%s': qcow2: Compression type incompatible "
+				  "feature bit must %sbe set",
+				  fn, comp_bit ? "not " : "");
 	if (q->extended_l2 && q->cluster_bits < 14)
 		return kite_error("%s: extended L2 entries need clusters of 16 KiB or more", fn);
 

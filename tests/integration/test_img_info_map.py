@@ -129,3 +129,23 @@ def test_reads_same_bytes(kite, image, tmp_path):
     assert r.returncode == 0, r.stderr
     sh("qemu-img", "convert", "-O", "raw", str(image), str(theirs))
     assert mine.read_bytes() == theirs.read_bytes()
+
+
+@pytest.mark.parametrize("ctype,incompat", [(0, 0x08), (1, 0x00), (7, 0x08)],
+                         ids=["zlib-with-bit", "zstd-without-bit", "unknown-type"])
+def test_compression_type_and_its_bit_must_agree(kite, tmp_path, ctype, incompat):
+    """The header's compression type and its incompatible feature bit are refused unless they
+    agree, with qemu-img's message, rather than read with the wrong decompressor."""
+    img = tmp_path / "c.qcow2"
+    qcow2(img, "1M", "compression_type=" + ("zstd" if ctype else "zlib"))
+    with open(img, "r+b") as f:
+        f.seek(72)
+        flags = int.from_bytes(f.read(8), "big") & ~0x08 | incompat
+        f.seek(72)
+        f.write(flags.to_bytes(8, "big"))
+        f.seek(104)
+        f.write(bytes([ctype]))
+    q = run(["qemu-img", "info", str(img)])
+    k = run([kite, "img", "info", str(img)])
+    assert q.returncode == k.returncode == 1
+    assert k.stderr == q.stderr.replace("qemu-img: ", "kite: error: ")
