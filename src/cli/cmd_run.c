@@ -134,7 +134,7 @@ int cmd_run(int argc, char **argv)
 			opt.vm.stats = true;
 			break;
 		case OPT_NO_PVM:
-			opt.vm.pvm_defaults = false;
+			opt.vm.no_pvm_defaults = true;
 			break;
 		case 'd': {
 			struct virtio_devices_config *dc = &opt.vm.devices;
