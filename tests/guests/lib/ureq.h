@@ -1,0 +1,17 @@
+/* Requests ring 3 makes of ring 0 (shared by user.S and C). Ring 3 runs with IOPL=0 and has
+ * no software-interrupt gate: it executes `ud2` followed by one of these bytes, and the #UD
+ * handler (ureq_entry in user.S) carries the request out in ring 0, interrupts off, and
+ * resumes ring 3 after the byte. Registers as the in/out instructions have them:
+ *   UREQ_IN{B,W,L}        %dx port                              -> %al/%ax/%eax
+ *   UREQ_OUT{B,W,L}       %dx port, %al/%ax/%eax value
+ *   UREQ_RETURN           %rdi the value run_user returns (does not come back) */
+#pragma once
+
+#define UREQ_RETURN 0
+#define UREQ_INB    1
+#define UREQ_INW    2
+#define UREQ_INL    3
+#define UREQ_OUTB   4
+#define UREQ_OUTW   5
+#define UREQ_OUTL   6
+#define UREQ_COUNT  7
