@@ -4,14 +4,17 @@
  * resumes ring 3 after the byte. Registers as the in/out instructions have them:
  *   UREQ_IN{B,W,L}        %dx port                              -> %al/%ax/%eax
  *   UREQ_OUT{B,W,L}       %dx port, %al/%ax/%eax value
+ *   UREQ_SERIAL_WRITE     %rdi bytes, %rsi count: serial_send() on COM1; clobbers what a C
+ *                         call may (but %rcx)
  *   UREQ_RETURN           %rdi the value run_user returns (does not come back) */
 #pragma once
 
-#define UREQ_RETURN 0
-#define UREQ_INB    1
-#define UREQ_INW    2
-#define UREQ_INL    3
-#define UREQ_OUTB   4
-#define UREQ_OUTW   5
-#define UREQ_OUTL   6
-#define UREQ_COUNT  7
+#define UREQ_RETURN	  0
+#define UREQ_INB	  1
+#define UREQ_INW	  2
+#define UREQ_INL	  3
+#define UREQ_OUTB	  4
+#define UREQ_OUTW	  5
+#define UREQ_OUTL	  6
+#define UREQ_SERIAL_WRITE 7
+#define UREQ_COUNT	  8

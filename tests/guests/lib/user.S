@@ -101,11 +101,18 @@ ureq_outl:
 	outl %eax, %dx
 	jmp ureq_done
 
+/* serial_send(bytes, count) is C: the stack is 16-byte aligned here (five words from the CPU,
+ * then %rcx), and ring 3 declared what a call may clobber. */
+ureq_serial_write:
+	call serial_send
+	jmp ureq_done
+
 	.section .rodata
 	.align 8
 ureq_table:
 	.quad ureq_return
 	.quad ureq_inb, ureq_inw, ureq_inl, ureq_outb, ureq_outw, ureq_outl
+	.quad ureq_serial_write
 	.if . - ureq_table != UREQ_COUNT * 8
 	.error "ureq_table does not match ureq.h"
 	.endif
