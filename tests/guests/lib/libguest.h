@@ -102,7 +102,7 @@ void set_intr_handler(int vector, intr_handler h);
 /* user.S: runs fn(arg) in ring 3 (IOPL=0, interrupts enabled) on the BSP and returns its value.
  * Anything that loops belongs there: on PVM hosts ring-0 code is emulated instruction by
  * instruction, ring 3 runs natively. Port I/O there goes through requests to ring 0 (ureq.h;
- * io.h and serial_write make them); cli, sti, hlt and MSRs are ring 0's. */
+ * io.h, serial_write and the PCI library make them); cli, sti, hlt and MSRs are ring 0's. */
 uint64_t run_user(uint64_t (*fn)(uint64_t), uint64_t arg);
 
 /* time.c: TSC calibrated against PIT channel 2. Usable in ring 3. */

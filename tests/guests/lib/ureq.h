@@ -6,7 +6,12 @@
  *   UREQ_OUT{B,W,L}       %dx port, %al/%ax/%eax value
  *   UREQ_SERIAL_WRITE     %rdi bytes, %rsi count: serial_send() on COM1; clobbers what a C
  *                         call may (but %rcx)
- *   UREQ_RETURN           %rdi the value run_user returns (does not come back) */
+ *   UREQ_CFG_INL          %edx PCI configuration address         -> %eax; %edx clobbered
+ *   UREQ_CFG_OUT{B,W,L}   %edx address, %al/%ax/%eax value;        %edx clobbered
+ *   UREQ_RETURN           %rdi the value run_user returns (does not come back)
+ * A configuration address is mechanism #1's (0x80000000 | bus << 16 | slot << 11 | fn << 8 |
+ * offset) with the offset's low two bits kept: ring 0 writes it to 0xCF8 with those bits
+ * clear, then accesses 0xCFC plus those bits. */
 #pragma once
 
 #define UREQ_RETURN	  0
@@ -17,4 +22,8 @@
 #define UREQ_OUTW	  5
 #define UREQ_OUTL	  6
 #define UREQ_SERIAL_WRITE 7
-#define UREQ_COUNT	  8
+#define UREQ_CFG_INL	  8
+#define UREQ_CFG_OUTB	  9
+#define UREQ_CFG_OUTW	  10
+#define UREQ_CFG_OUTL	  11
+#define UREQ_COUNT	  12

@@ -107,12 +107,40 @@ ureq_serial_write:
 	call serial_send
 	jmp ureq_done
 
+/* %edx: a configuration address. Selects its dword through 0xCF8 and leaves the data port in
+ * %edx: 0xCFC plus the address's low two bits. Keeps %eax; %ecx is scratch here. */
+cfg_select:
+	pushq %rax
+	movl %edx, %eax
+	andl $0xfffffffc, %eax
+	movl %edx, %ecx
+	movl $0xcf8, %edx
+	outl %eax, %dx
+	andl $3, %ecx
+	leal 0xcfc(%rcx), %edx
+	popq %rax
+	ret
+
+ureq_cfg_inl:
+	call cfg_select
+	jmp ureq_inl
+ureq_cfg_outb:
+	call cfg_select
+	jmp ureq_outb
+ureq_cfg_outw:
+	call cfg_select
+	jmp ureq_outw
+ureq_cfg_outl:
+	call cfg_select
+	jmp ureq_outl
+
 	.section .rodata
 	.align 8
 ureq_table:
 	.quad ureq_return
 	.quad ureq_inb, ureq_inw, ureq_inl, ureq_outb, ureq_outw, ureq_outl
 	.quad ureq_serial_write
+	.quad ureq_cfg_inl, ureq_cfg_outb, ureq_cfg_outw, ureq_cfg_outl
 	.if . - ureq_table != UREQ_COUNT * 8
 	.error "ureq_table does not match ureq.h"
 	.endif
