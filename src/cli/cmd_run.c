@@ -76,6 +76,7 @@ int cmd_run(int argc, char **argv)
 	    {"name", required_argument, NULL, OPT_NAME},
 	    {"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
 	    {"stats", no_argument, NULL, OPT_STATS},
+	    {"no-pvm-defaults", no_argument, NULL, OPT_NO_PVM},
 	    {"disk", required_argument, NULL, 'd'},
 	    {"net", required_argument, NULL, 'n'},
 	    {"rng", no_argument, NULL, OPT_RNG},
@@ -133,7 +134,7 @@ int cmd_run(int argc, char **argv)
 			opt.vm.stats = true;
 			break;
 		case OPT_NO_PVM:
-			opt.vm.pvm_defaults = false;
+			opt.vm.no_pvm_defaults = true;
 			break;
 		case 'd': {
 			struct virtio_devices_config *dc = &opt.vm.devices;

@@ -21,12 +21,14 @@ static const struct {
     {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
 };
 
-bool kvm_host_is_pvm(void)
+void kvm_host_probe(struct kvm_host_facts *facts)
 {
-	return access("/sys/module/kvm_pvm", F_OK) == 0;
+	*facts = (struct kvm_host_facts){
+	    .pvm = access("/sys/module/kvm_pvm", F_OK) == 0,
+	};
 }
 
-int kvm_host_open(struct kvm_host *k)
+int kvm_host_open(struct kvm_host *k, const struct kvm_host_facts *facts)
 {
 	k->fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (k->fd < 0)
@@ -53,7 +55,7 @@ int kvm_host_open(struct kvm_host *k)
 		kite_error_errno(errno, "KVM_GET_VCPU_MMAP_SIZE");
 		goto err;
 	}
-	k->pvm = kvm_host_is_pvm();
+	k->pvm = facts->pvm;
 	return 0;
 err:
 	close(k->fd);

@@ -4,6 +4,13 @@
 
 #include <stdbool.h>
 
+/* What kite must know about the host before it opens /dev/kvm. Probed once per `kite run`
+ * (kvm_host_probe) and handed to everything that depends on it, so that a test can hand in
+ * any kind of host. */
+struct kvm_host_facts {
+	bool pvm; /* KVM-PVM (/sys/module/kvm_pvm): guest CPL0 code is emulated, no VMX/SVM */
+};
+
 struct kvm_host {
 	int fd;
 	int max_vcpus;
@@ -12,12 +19,12 @@ struct kvm_host {
 	bool immediate_exit;
 };
 
-/* Opens /dev/kvm and checks the API version and every capability kite needs, naming a
- * missing one. Returns 0 or -1 with an error printed. */
-int kvm_host_open(struct kvm_host *k);
-void kvm_host_close(struct kvm_host *k);
+/* Looks at this host (without opening /dev/kvm). */
+void kvm_host_probe(struct kvm_host_facts *facts);
 
-/* True when the host runs KVM-PVM (/sys/module/kvm_pvm present). */
-bool kvm_host_is_pvm(void);
+/* Opens /dev/kvm and checks the API version and every capability kite needs, naming a
+ * missing one; `facts` from kvm_host_probe. Returns 0 or -1 with an error printed. */
+int kvm_host_open(struct kvm_host *k, const struct kvm_host_facts *facts);
+void kvm_host_close(struct kvm_host *k);
 
 #endif

@@ -2,6 +2,7 @@
 #include "util/err.h"
 #include "vmm/machine_control.h"
 #include "vmm/milestones.h"
+#include "vmm/pvm.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -104,6 +105,7 @@ static void print_stats(const struct vm_stats *st, double seconds)
 int machine_run(const struct machine_options *opt)
 {
 	struct console console;
+	struct kvm_host_facts host;
 	struct kvm_host kvm = {.fd = -1};
 	struct vm vm;
 	struct vm_stats stats = {0};
@@ -115,18 +117,21 @@ int machine_run(const struct machine_options *opt)
 	struct vm_config cfg = opt->vm;
 	if (opt->console == CONSOLE_VIRTIO)
 		cfg.virtio_console = &console;
+	/* The host is looked at once: every boot of this run sees the same facts. */
+	kvm_host_probe(&host);
 	/* Everything that can be wrong with the input is found before KVM is touched. */
-	if (vm_prepare(&vm, &cfg) < 0) {
+	if (vm_prepare(&vm, &cfg, &host) < 0) {
 		vm_destroy(&vm);
 		return KITE_EXIT_ERROR;
 	}
-	if (kvm_host_open(&kvm) < 0) {
+	if (kvm_host_open(&kvm, &host) < 0) {
 		vm_destroy(&vm);
 		return KITE_EXIT_ERROR;
 	}
 	if (kvm.pvm)
 		kite_notice("KVM-PVM host: guest kernel code runs emulated here (slow), guest user "
-			    "code natively");
+			    "code natively%s",
+			    vm.pvm_cmdline ? "; kernel command line + " PVM_LINUX_CMDLINE : "");
 	if (start_signal_thread() < 0 ||
 	    console_open(&console, opt->console, opt->console_path) < 0) {
 		vm_destroy(&vm);
@@ -149,7 +154,7 @@ int machine_run(const struct machine_options *opt)
 	}
 
 	for (bool first = true;; first = false) {
-		if (!first && vm_prepare(&vm, &cfg) < 0) {
+		if (!first && vm_prepare(&vm, &cfg, &host) < 0) {
 			vm_destroy(&vm);
 			break;
 		}

@@ -103,8 +103,16 @@ static int check_memory_size(uint64_t size)
 	return 0;
 }
 
-/* Linux kernels on a PVM host get PVM_LINUX_CMDLINE after the user's command line, in place
- * (our own test programs, entered through PVH, get the command line exactly as given). */
+/* The one place that decides about the PVM defaults: a Linux kernel (ELF vmlinux or bzImage)
+ * on a KVM-PVM host gets them unless the user said --no-pvm-defaults; PVH programs (our test
+ * programs) get their command line exactly as given. */
+static bool wants_pvm_cmdline(const struct vm *vm, const struct vm_config *cfg,
+			      const struct kvm_host_facts *host)
+{
+	return host->pvm && !cfg->no_pvm_defaults && vm->boot.kind != KERNEL_ELF_PVH;
+}
+
+/* PVM_LINUX_CMDLINE after the user's command line, in place. */
 static int add_pvm_cmdline(struct vm *vm, const struct vm_config *cfg)
 {
 	char *cmdline = pvm_cmdline(cfg->append, 1);
@@ -122,7 +130,7 @@ static int add_pvm_cmdline(struct vm *vm, const struct vm_config *cfg)
 	return r;
 }
 
-int vm_prepare(struct vm *vm, const struct vm_config *cfg)
+int vm_prepare(struct vm *vm, const struct vm_config *cfg, const struct kvm_host_facts *host)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->fd = -1;
@@ -137,8 +145,11 @@ int vm_prepare(struct vm *vm, const struct vm_config *cfg)
 		return -1;
 	if (kernel_load(&vm->mem, cfg->kernel, cfg->initrd, cfg->append, &vm->boot) < 0)
 		return -1;
-	if (cfg->pvm_defaults && vm->boot.kind != KERNEL_ELF_PVH && add_pvm_cmdline(vm, cfg) < 0)
-		return -1;
+	if (wants_pvm_cmdline(vm, cfg, host)) {
+		if (add_pvm_cmdline(vm, cfg) < 0)
+			return -1;
+		vm->pvm_cmdline = true;
+	}
 	if (acpi_build(&vm->mem, cfg->ncpus) < 0)
 		return -1;
 	if (add_virtio(vm, cfg) < 0)

@@ -59,6 +59,7 @@ struct vm {
 	struct guest_mem mem;
 	struct iobus bus;
 	struct boot_info boot;
+	bool pvm_cmdline; /* PVM_LINUX_CMDLINE went on the kernel command line */
 	int ncpus;
 	struct vcpu *vcpus;
 	struct kvm_cpuid2 *cpuid;
@@ -91,15 +92,17 @@ struct vm_config {
 	int ncpus;
 	bool no_reboot;
 	bool stats;
-	bool pvm_defaults; /* add PVM_LINUX_CMDLINE to the command line */
+	bool no_pvm_defaults; /* --no-pvm-defaults: never add PVM_LINUX_CMDLINE */
 	struct virtio_devices_config devices;
 	/* --console virtio: the console goes to a virtio-console port, the UART to nowhere */
 	struct console *virtio_console;
 };
 
 /* Lays out memory and loads the kernel (no KVM needed: bad input is found before KVM is
- * touched). Returns 0 or -1 with an error printed. */
-int vm_prepare(struct vm *vm, const struct vm_config *cfg);
+ * touched). `host` (kvm_host_probe) decides the PVM defaults: a Linux kernel on a KVM-PVM host
+ * gets PVM_LINUX_CMDLINE appended unless cfg->no_pvm_defaults. Returns 0 or -1 with an error
+ * printed. */
+int vm_prepare(struct vm *vm, const struct vm_config *cfg, const struct kvm_host_facts *host);
 /* Creates the KVM VM, devices and vCPUs and starts the vCPU threads. */
 int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console);
 /* Blocks until something ends this boot; returns why. */

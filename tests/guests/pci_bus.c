@@ -99,11 +99,9 @@ static void check_ecam(void)
 	uint8_t orig = pci_read8(ep, 0x3c);
 	mmio_write8(ecam(ep, 0x3c), 0x5a);
 	uint8_t via_cf8 = pci_read8(ep, 0x3c);
-	outl(0xcf8, 0x80000000u | (uint32_t)ep->slot << 11 | (uint32_t)ep->fn << 8 | 0x3c);
-	outb(0xcfc, 0xa5);
+	pci_write8(ep, 0x3c, 0xa5); /* a byte write through 0xCF8/0xCFC */
 	uint8_t via_ecam = mmio_read8(ecam(ep, 0x3c));
-	outl(0xcf8, 0x80000000u | (uint32_t)ep->slot << 11 | (uint32_t)ep->fn << 8 | 0x3c);
-	outb(0xcfc, orig);
+	pci_write8(ep, 0x3c, orig);
 	report(via_cf8 == 0x5a && via_ecam == 0xa5,
 	       "interrupt line of 00:%02x.%x: ECAM write seen through 0xCFC (%#x), and back (%#x)",
 	       ep->slot, ep->fn, via_cf8, via_ecam);

@@ -33,6 +33,16 @@ def run(argv, **kw):
 
 
 HAVE_KVM = os.path.exists("/dev/kvm")
+# kite's own test for a KVM-PVM host (src/vmm/kvm.c, kvm_host_probe), and what it then appends
+# to a Linux kernel's command line (src/vmm/pvm.h, PVM_LINUX_CMDLINE).
+PVM_HOST = os.path.exists("/sys/module/kvm_pvm")
+PVM_LINUX_CMDLINE = "noxsave nokaslr clearcpuid=308,295,151"
+
+
+def linux_cmdline(append):
+    """The command line a Linux kernel booted by `kite run --append APPEND` receives here: the
+    user's, plus the PVM defaults on a KVM-PVM host (README "KVM-PVM hosts")."""
+    return f"{append} {PVM_LINUX_CMDLINE}" if PVM_HOST else append
 
 
 def pytest_configure(config):

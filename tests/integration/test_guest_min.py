@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, run
+from conftest import ROOT, linux_cmdline, run
 
 GUEST = os.path.join(ROOT, "build", "guest-min")
 BZIMAGE = os.path.join(GUEST, "bzImage")
@@ -69,9 +69,10 @@ def check_lines(stdout):
     return lines
 
 
-def assert_checks(r, disk):
+def assert_checks(r, disk, cmdline):
     out = r.stdout + r.stderr
     lines = check_lines(r.stdout)
+    assert f"CHECK cmdline {cmdline}" in lines, out
     assert "CHECK vda ok" in lines, out
     assert f"CHECK vda-read md5={hashlib.md5(HOST_PATTERN).hexdigest()}" in lines, out
     assert "CHECK eth0 10.0.2.15" in lines, out
@@ -92,12 +93,13 @@ def test_qemu_tcg_boots_to_marker_and_powers_off(kernel):
 def test_qemu_tcg_virtio_blk_and_net_checks(tmp_path):
     disk = tmp_path / "disk.raw"
     make_disk(disk)
-    r = run(qemu_argv(VMLINUX, "console=ttyS0 kite.check kite.poweroff", [
+    append = "console=ttyS0 kite.check kite.poweroff"
+    r = run(qemu_argv(VMLINUX, append, [
         "-drive", f"file={disk},format=raw,if=none,id=d0,cache=writethrough",
         "-device", "virtio-blk-pci,drive=d0",
         "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile="]), timeout=300)
     assert_marker_and_poweroff(r)
-    assert_checks(r, disk)
+    assert_checks(r, disk, append)
 
 
 @needs_kvm
@@ -111,8 +113,9 @@ def test_kite_boots_to_marker_and_powers_off(kite):
 def test_kite_virtio_blk_and_net_checks(kite, tmp_path):
     disk = tmp_path / "disk.raw"
     make_disk(disk)
+    append = "console=ttyS0 kite.check kite.poweroff"
     r = run([kite, "run", "--kernel", VMLINUX, "--initrd", INITRD, "-m", "256M",
-             "--append", "console=ttyS0 kite.check kite.poweroff", "--console", "stdio",
+             "--append", append, "--console", "stdio",
              "--disk", f"{disk},format=raw", "--net", "user"], timeout=300)
     assert_marker_and_poweroff(r)
-    assert_checks(r, disk)
+    assert_checks(r, disk, linux_cmdline(append))

@@ -1,5 +1,6 @@
 """The Debian kernel (make guest) under kite run: the banner and the e820 map the kernel prints
-come from kite's boot parameters. On a KVM-PVM host the stock kernel's early boot takes tens of
+come from kite's boot parameters, and so does the command line (with the PVM defaults on a KVM-PVM
+host, without them elsewhere). On a KVM-PVM host the stock kernel's early boot takes tens of
 seconds (README "KVM-PVM hosts"), so this waits only for the lines it checks, with a generous
 limit, and does not wait for userspace (the 'stock Linux on PVM' issue's test does)."""
 import os
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, linux_cmdline
 
 GUEST = os.path.join(ROOT, "build", "guest")
 KERNEL = os.path.join(GUEST, "vmlinuz")
@@ -46,12 +47,17 @@ def boot_until(argv, done, timeout):
 def test_banner_and_e820_come_from_kite(kite):
     if not os.path.exists(KERNEL):
         pytest.fail(f"{KERNEL} is missing: run make guest")
+    append = "console=ttyS0 earlyprintk=serial,ttyS0"
     argv = [kite, "run", "--kernel", KERNEL, "--initrd", INITRD, "-m", "256M",
-            "--append", "console=ttyS0 earlyprintk=serial,ttyS0", "--console", "stdio"]
+            "--append", append, "--console", "stdio"]
     lines = boot_until(argv, lambda ls: any("BIOS-e820" in l and "0x000000000fffffff" in l
                                             for l in ls), timeout=600)
     text = "\n".join(lines)
     assert any(l.startswith("Linux version ") or "] Linux version " in l for l in lines), text
+    # The kernel's own record of its command line: the PVM defaults on a KVM-PVM host only.
+    got = [re.sub(r"^.*Command line: ", "", l).strip() for l in lines if "] Command line: " in l
+           or l.startswith("Command line: ")]
+    assert got and set(got) == {linux_cmdline(append)}, text
     e820 = [(int(a, 16), int(b, 16), t) for a, b, t in E820_RE.findall(text)]
     assert e820 == [(0, 0x9fbff, "usable"), (0x9fc00, 0xfffff, "reserved"),
                     (0x100000, 0xfffffff, "usable")], text

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import ROOT, run
+from conftest import ROOT, linux_cmdline, run
 from test_guest_min import GUEST_PATTERN, HOST_PATTERN, MIB, check_lines, make_disk
 
 GUEST = os.path.join(ROOT, "build", "guest")
@@ -68,6 +68,8 @@ def test_stock_kernel_userspace_virtio_blk_net_wget(kite, tmp_path, http_blob):
     assert r.returncode == 0, out
     assert any(l.strip().startswith(MARKER) for l in r.stdout.splitlines()), out
     assert "reboot: Power down" in r.stdout, out  # the guest's own ACPI power-off
+    # /proc/cmdline as the init printed it: the PVM defaults on a KVM-PVM host, else none
+    assert f"CHECK cmdline {linux_cmdline(append)}" in lines, out
     assert "CHECK vda ok" in lines, out
     assert f"CHECK vda-read md5={hashlib.md5(HOST_PATTERN).hexdigest()}" in lines, out
     assert "CHECK eth0 10.0.2.15" in lines, out

@@ -92,6 +92,11 @@ def test_unknown_option(kite):
     assert_input_error(run([kite, "run", "--frobnicate"]), "unknown option")
 
 
+def test_no_pvm_defaults_is_an_option(kite, tmp_path):
+    r = run([kite, "run", "--no-pvm-defaults", "--kernel", str(tmp_path / "nope")])
+    assert_input_error(r, "nope", "No such file")
+
+
 @pytest.mark.skipif(HAVE_KVM, reason="this host has /dev/kvm")
 def test_no_kvm_is_a_clear_error(kite, tmp_path):
     elf = tiny_elf(str(tmp_path / "k.elf"))

@@ -1,5 +1,7 @@
+#include "test_boot_fixture.h"
 #include "unit.h"
 #include "vmm/pvm.h"
+#include "vmm/vm.h"
 
 #include <stdlib.h>
 
@@ -109,6 +111,95 @@ static void cmdline_gets_pvm_defaults(void **state)
 	free(s);
 }
 
+/* The PVM defaults as vm_prepare decides them, with the host handed in: the command line the
+ * guest reads through its boot data (boot_params for Linux, hvm_start_info for PVH). */
+static const struct kvm_host_facts pvm_host = {.pvm = true}, other_host = {.pvm = false};
+
+static char *write_kernel(bool linux_kernel)
+{
+	size_t len;
+	uint8_t *elf;
+	if (linux_kernel) {
+		elf = tvmlinux(0, &len);
+	} else {
+		static uint8_t code[512];
+		struct tseg s = {0x100000, 0x100000, code, sizeof(code), sizeof(code)};
+		uint8_t notes[64];
+		size_t nl = tnotes(notes, 0x100000, 4, 0);
+		elf = telf(0, 0x100000, &s, 1, notes, nl, &len);
+	}
+	char *path = twrite_temp(elf, len);
+	free(elf);
+	return path;
+}
+
+static uint64_t rd(const struct vm *vm, uint64_t gpa, int n)
+{
+	const uint8_t *p = gmem_ptr(&vm->mem, gpa, (uint64_t)n);
+	assert_non_null(p);
+	return tget(p, n);
+}
+
+/* Boots nothing: prepares a VM for `host` and returns the command line the guest would see. */
+static char *prepared_cmdline(const struct kvm_host_facts *host, bool linux_kernel,
+			      bool no_pvm_defaults)
+{
+	char *kernel = write_kernel(linux_kernel);
+	struct vm_config cfg = {
+	    .kernel = kernel,
+	    .append = "console=ttyS0 quiet",
+	    .mem_size = 64ULL << 20,
+	    .ncpus = 1,
+	    .no_pvm_defaults = no_pvm_defaults,
+	};
+	struct vm vm;
+	assert_int_equal(vm_prepare(&vm, &cfg, host), 0);
+	uint64_t at;
+	if (vm.boot.kind == KERNEL_ELF_PVH)
+		at = rd(&vm, vm.boot.start_info_addr + 24, 8); /* cmdline_paddr */
+	else
+		at = rd(&vm, vm.boot.boot_params_addr + 0x228, 4); /* cmd_line_ptr */
+	const char *s = gmem_ptr(&vm.mem, at, 1);
+	assert_non_null(s);
+	char *copy = strdup(s);
+	assert_non_null(copy);
+	assert_int_equal(vm.pvm_cmdline, strcmp(copy, cfg.append) != 0);
+	vm_destroy(&vm);
+	tremove(kernel);
+	return copy;
+}
+
+static void linux_on_pvm_host_gets_pvm_defaults(void **state)
+{
+	char *s = prepared_cmdline(&pvm_host, true, false);
+	assert_string_equal(s, "console=ttyS0 quiet " PVM_LINUX_CMDLINE);
+	free(s);
+}
+
+static void pvh_program_on_pvm_host_gets_its_cmdline(void **state)
+{
+	char *s = prepared_cmdline(&pvm_host, false, false);
+	assert_string_equal(s, "console=ttyS0 quiet");
+	free(s);
+}
+
+static void no_pvm_defaults_on_pvm_host_is_obeyed(void **state)
+{
+	char *s = prepared_cmdline(&pvm_host, true, true);
+	assert_string_equal(s, "console=ttyS0 quiet");
+	free(s);
+}
+
+static void linux_on_other_hosts_gets_its_cmdline(void **state)
+{
+	char *s = prepared_cmdline(&other_host, true, false);
+	assert_string_equal(s, "console=ttyS0 quiet");
+	free(s);
+	s = prepared_cmdline(&other_host, false, false);
+	assert_string_equal(s, "console=ttyS0 quiet");
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -118,6 +209,10 @@ int main(void)
 	    cmocka_unit_test(ldmxcsr_operands_decode),
 	    cmocka_unit_test(other_0fae_forms_are_not_ours),
 	    cmocka_unit_test(cmdline_gets_pvm_defaults),
+	    cmocka_unit_test(linux_on_pvm_host_gets_pvm_defaults),
+	    cmocka_unit_test(pvh_program_on_pvm_host_gets_its_cmdline),
+	    cmocka_unit_test(no_pvm_defaults_on_pvm_host_is_obeyed),
+	    cmocka_unit_test(linux_on_other_hosts_gets_its_cmdline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
-/* IDT (every vector through isr.S stubs, 0x80 to user_return for run_user), the BSP's TSS
- * (RSP0 for interrupts taken in ring 3, no I/O bitmap: ring 3 gets ports through IOPL) and the
- * C interrupt dispatcher. */
+/* IDT (every vector through isr.S stubs but #UD, which goes to ureq_entry for the requests of
+ * ring 3, user.S), the BSP's TSS (RSP0 for interrupts taken in ring 3; no I/O bitmap and
+ * IOPL=0, so ring 3 touches no port itself) and the C interrupt dispatcher. */
 #include "libguest.h"
 
 struct idt_gate {
@@ -23,7 +23,7 @@ struct tss {
 	uint16_t iomap_base;
 } __attribute__((packed));
 
-extern char isr_stubs[], user_return[], intr_stack_top[];
+extern char isr_stubs[], ureq_entry[], intr_stack_top[];
 extern uint64_t gdt[];
 
 static struct idt_gate idt[256] __attribute__((aligned(16)));
@@ -59,7 +59,7 @@ void desc_init(void)
 {
 	for (int v = 0; v < 256; v++)
 		set_gate(v, isr_stubs + 16 * v, 0);
-	set_gate(0x80, user_return, 3);
+	set_gate(6, ureq_entry, 0);
 	/* The APIC spurious vector and the masked PICs' spurious IRQ 7/15 need no EOI. */
 	handlers[SPURIOUS_VEC] = ignore;
 	handlers[0x27] = ignore;

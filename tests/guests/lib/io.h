@@ -1,43 +1,53 @@
-/* Port I/O, MMIO, MSR and CPU helpers for guest programs. Port I/O also works in ring 3, because
- * run_user() enters it with IOPL=3; MMIO works there because every page is user-accessible. */
+/* Port I/O, MMIO, MSR and CPU helpers for guest programs. Port I/O works in ring 3 too: there
+ * (run_user, IOPL=0) each access is a request to ring 0 (ureq.h), one #UD, since ring 3 may
+ * not execute in/out itself. MMIO works there because every page is user-accessible. */
 #pragma once
+#include <stdbool.h>
 #include <stdint.h>
+#include "ureq.h"
 
-static inline void outb(uint16_t port, uint8_t v)
+/* True in ring 3 (the CPL is the low two bits of CS). Not volatile: no function changes its
+ * own ring (run_user returns in the ring it was called in), so the compiler may read CS once
+ * per function. */
+static inline bool in_user_mode(void)
 {
-	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+	uint16_t cs;
+	__asm__("mov %%cs, %0" : "=r"(cs));
+	return (cs & 3) != 0;
 }
 
-static inline void outw(uint16_t port, uint16_t v)
-{
-	__asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port));
-}
+/* `ud2` and the request byte: see ureq.h for the registers of each request. */
+#define UREQ_ASM "ud2\n\t.byte %c[req]"
 
-static inline void outl(uint16_t port, uint32_t v)
-{
-	__asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline uint8_t inb(uint16_t port)
-{
-	uint8_t v;
-	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
-static inline uint16_t inw(uint16_t port)
-{
-	uint16_t v;
-	__asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
-static inline uint32_t inl(uint16_t port)
-{
-	uint32_t v;
-	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
+/* outb/outw/outl(port, value) and inb/inw/inl(port): the instruction in ring 0, the request in
+ * ring 3. */
+#define PORT_IO(sfx, type, req_in, req_out)                                                        \
+	static inline void out##sfx(uint16_t port, type v)                                         \
+	{                                                                                          \
+		if (in_user_mode())                                                                \
+			__asm__ volatile(UREQ_ASM                                                  \
+					 :                                                         \
+					 : "a"(v), "d"(port), [req] "i"(req_out)                   \
+					 : "memory");                                              \
+		else                                                                               \
+			__asm__ volatile("out" #sfx " %0, %1" : : "a"(v), "Nd"(port));             \
+	}                                                                                          \
+	static inline type in##sfx(uint16_t port)                                                  \
+	{                                                                                          \
+		type v;                                                                            \
+		if (in_user_mode())                                                                \
+			__asm__ volatile(UREQ_ASM                                                  \
+					 : "=a"(v)                                                 \
+					 : "d"(port), [req] "i"(req_in)                            \
+					 : "memory");                                              \
+		else                                                                               \
+			__asm__ volatile("in" #sfx " %1, %0" : "=a"(v) : "Nd"(port));              \
+		return v;                                                                          \
+	}
+PORT_IO(b, uint8_t, UREQ_INB, UREQ_OUTB)
+PORT_IO(w, uint16_t, UREQ_INW, UREQ_OUTW)
+PORT_IO(l, uint32_t, UREQ_INL, UREQ_OUTL)
+#undef PORT_IO
 
 static inline uint16_t mmio_read16(uint64_t addr)
 {

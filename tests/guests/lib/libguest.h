@@ -35,8 +35,11 @@ int printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* serial.c: COM1 16550 at 0x3f8. */
 #define COM1_IRQ 4
 void serial_init(void);
-void serial_putc(char c);
+/* Writes N bytes, in either ring. */
 void serial_write(const char *s, size_t n);
+/* Ring 0 (serial_write and UREQ_SERIAL_WRITE call it): up to 16 bytes each time the
+ * transmitter reports empty, the FIFO's depth, so one status read per 16 bytes. */
+void serial_send(const char *s, size_t n);
 bool serial_try_getc(char *c);
 /* Reads one line (without its newline) by polling; false on timeout. */
 bool serial_read_line(char *buf, size_t size, uint64_t timeout_ms);
@@ -96,9 +99,10 @@ void desc_init(void);
 void idt_load(void);
 void set_intr_handler(int vector, intr_handler h);
 
-/* user.S: runs fn(arg) in ring 3 (IOPL=3, interrupts enabled) on the BSP and returns its value.
+/* user.S: runs fn(arg) in ring 3 (IOPL=0, interrupts enabled) on the BSP and returns its value.
  * Anything that loops belongs there: on PVM hosts ring-0 code is emulated instruction by
- * instruction, ring 3 runs natively. */
+ * instruction, ring 3 runs natively. Port I/O there goes through requests to ring 0 (ureq.h;
+ * io.h, serial_write and the PCI library make them); cli, sti, hlt and MSRs are ring 0's. */
 uint64_t run_user(uint64_t (*fn)(uint64_t), uint64_t arg);
 
 /* time.c: TSC calibrated against PIT channel 2. Usable in ring 3. */

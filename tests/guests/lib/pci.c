@@ -1,4 +1,5 @@
-/* PCI bus 0 through configuration mechanism #1; see pci.h. */
+/* PCI bus 0 through configuration mechanism #1; see pci.h. Each access from ring 3 is one
+ * request to ring 0 (ureq.h), address and data together. */
 #include "pci.h"
 #include "libguest.h"
 
@@ -8,16 +9,61 @@
 struct pci_dev pci_devs[PCI_MAX_DEVS];
 int pci_ndevs;
 
+/* Mechanism #1's address with the offset's low two bits kept (ureq.h). */
 static uint32_t cfg_addr(uint8_t bus, uint8_t slot, uint8_t fn, unsigned off)
 {
 	return 0x80000000u | (uint32_t)bus << 16 | (uint32_t)slot << 11 | (uint32_t)fn << 8 |
-	       (off & 0xfc);
+	       (off & 0xff);
+}
+
+/* The address to 0xCF8, then the data port: in ring 3 both in one request. */
+static uint32_t cfg_read32(uint32_t addr)
+{
+	uint32_t v;
+	if (in_user_mode()) {
+		__asm__ volatile(UREQ_ASM
+				 : "=a"(v), "+d"(addr)
+				 : [req] "i"(UREQ_CFG_INL)
+				 : "memory");
+		return v;
+	}
+	outl(CFG_ADDR, addr & ~3u);
+	return inl(CFG_DATA);
+}
+
+static void cfg_write(uint32_t addr, unsigned size, uint32_t v)
+{
+	if (in_user_mode()) {
+		if (size == 1)
+			__asm__ volatile(UREQ_ASM
+					 : "+d"(addr)
+					 : "a"(v), [req] "i"(UREQ_CFG_OUTB)
+					 : "memory");
+		else if (size == 2)
+			__asm__ volatile(UREQ_ASM
+					 : "+d"(addr)
+					 : "a"(v), [req] "i"(UREQ_CFG_OUTW)
+					 : "memory");
+		else
+			__asm__ volatile(UREQ_ASM
+					 : "+d"(addr)
+					 : "a"(v), [req] "i"(UREQ_CFG_OUTL)
+					 : "memory");
+		return;
+	}
+	outl(CFG_ADDR, addr & ~3u);
+	uint16_t port = (uint16_t)(CFG_DATA + (addr & 3));
+	if (size == 1)
+		outb(port, (uint8_t)v);
+	else if (size == 2)
+		outw(port, (uint16_t)v);
+	else
+		outl(port, v);
 }
 
 static uint32_t raw_read32(uint8_t bus, uint8_t slot, uint8_t fn, unsigned off)
 {
-	outl(CFG_ADDR, cfg_addr(bus, slot, fn, off));
-	return inl(CFG_DATA);
+	return cfg_read32(cfg_addr(bus, slot, fn, off & ~3u));
 }
 
 uint32_t pci_read32(const struct pci_dev *d, unsigned off)
@@ -37,14 +83,17 @@ uint8_t pci_read8(const struct pci_dev *d, unsigned off)
 
 void pci_write32(const struct pci_dev *d, unsigned off, uint32_t v)
 {
-	outl(CFG_ADDR, cfg_addr(d->bus, d->slot, d->fn, off));
-	outl(CFG_DATA, v);
+	cfg_write(cfg_addr(d->bus, d->slot, d->fn, off & ~3u), 4, v);
 }
 
 void pci_write16(const struct pci_dev *d, unsigned off, uint16_t v)
 {
-	outl(CFG_ADDR, cfg_addr(d->bus, d->slot, d->fn, off));
-	outw(CFG_DATA + (off & 2), v);
+	cfg_write(cfg_addr(d->bus, d->slot, d->fn, off & ~1u), 2, v);
+}
+
+void pci_write8(const struct pci_dev *d, unsigned off, uint8_t v)
+{
+	cfg_write(cfg_addr(d->bus, d->slot, d->fn, off), 1, v);
 }
 
 /* Sizes the BARs of `d` with decoding off (a BAR written with all ones would otherwise

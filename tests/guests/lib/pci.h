@@ -1,6 +1,7 @@
 /* PCI for guest programs: bus 0 through configuration mechanism #1 (ports 0xCF8/0xCFC),
  * BAR sizing, and BAR assignment for what firmware left unassigned (kite runs no firmware;
- * QEMU's SeaBIOS usually assigns everything). Port I/O and MMIO only: usable in ring 3. */
+ * QEMU's SeaBIOS usually assigns everything). Usable in ring 3: configuration accesses there
+ * are requests to ring 0 (ureq.h), one each. */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,6 +35,7 @@ uint16_t pci_read16(const struct pci_dev *d, unsigned off);
 uint8_t pci_read8(const struct pci_dev *d, unsigned off);
 void pci_write32(const struct pci_dev *d, unsigned off, uint32_t v);
 void pci_write16(const struct pci_dev *d, unsigned off, uint16_t v);
+void pci_write8(const struct pci_dev *d, unsigned off, uint8_t v);
 
 /* Enumerates bus 0 (every function of multi-function devices), sizes each memory BAR and
  * assigns those without a usable address below 4 GiB (0, or above 4 GiB where the guest's

@@ -1,4 +1,5 @@
-/* COM1 (16550 at 0x3f8): 115200 8N1, FIFOs on, polled output and input. */
+/* COM1 (16550 at 0x3f8): 115200 8N1, FIFOs on, polled output and input. Output from ring 3 is
+ * one request (UREQ_SERIAL_WRITE) per write, not one per port access. */
 #include "libguest.h"
 
 #define COM1	       0x3f8
@@ -10,6 +11,7 @@
 #define LSR	       5
 #define LSR_DATA_READY 0x01
 #define LSR_THR_EMPTY  0x20
+#define TX_FIFO	       16 /* bytes the transmitter takes once it reports empty */
 
 void serial_init(void)
 {
@@ -22,18 +24,27 @@ void serial_init(void)
 	outb(COM1 + MCR, 0x0b); /* DTR, RTS, OUT2 (routes the IRQ) */
 }
 
-void serial_putc(char c)
+void serial_send(const char *s, size_t n)
 {
-	/* Bounded: a VMM without a transmitter status must not hang the program. */
-	for (int i = 0; i < 100000 && !(inb(COM1 + LSR) & LSR_THR_EMPTY); i++)
-		cpu_relax();
-	outb(COM1 + RBR, (uint8_t)c);
+	for (size_t i = 0; i < n;) {
+		/* Bounded: a VMM without a transmitter status must not hang the program. */
+		for (int k = 0; k < 100000 && !(inb(COM1 + LSR) & LSR_THR_EMPTY); k++)
+			cpu_relax();
+		for (int k = 0; k < TX_FIFO && i < n; k++)
+			outb(COM1 + RBR, (uint8_t)s[i++]);
+	}
 }
 
 void serial_write(const char *s, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		serial_putc(s[i]);
+	if (!in_user_mode()) {
+		serial_send(s, n);
+		return;
+	}
+	__asm__ volatile(UREQ_ASM
+			 : "+D"(s), "+S"(n)
+			 : [req] "i"(UREQ_SERIAL_WRITE)
+			 : "rax", "rdx", "r8", "r9", "r10", "r11", "memory", "cc");
 }
 
 bool serial_try_getc(char *c)
