@@ -36,6 +36,9 @@ static int raw_open(struct blk *b, struct blk_open_ctx *ctx)
 		b->opaque = NULL;
 		return -1;
 	}
+	/* A disk is made of sectors: as QEMU does, a file's partial last sector counts whole
+	 * (the part past EOF reads as zeros). */
+	b->size = (b->size + 511) / 512 * 512;
 	return 0;
 }
 

@@ -39,6 +39,10 @@ def build(kind, d):
         sh("qemu-img", "create", "-q", "-f", "raw", str(p), "4M")
         sh("qemu-io", "-f", "raw", "-c", "write -P 0x44 1M 64k", str(p))
         return p
+    if kind == "raw-odd-size":  # not whole sectors: the last one counts whole, as zeros
+        p = d / "disk.img"
+        p.write_bytes(bytes(range(256)) * 4 + b"tail" * 52 + b"xx")  # 1234 bytes
+        return p
     if kind.startswith("qcow2-"):
         opts = {
             "qcow2-default": "",
@@ -86,7 +90,7 @@ def build(kind, d):
     raise ValueError(kind)
 
 
-KINDS = ["raw", "qcow2-default", "qcow2-v2", "qcow2-512", "qcow2-4k-rc1", "qcow2-2m-rc64",
+KINDS = ["raw", "raw-odd-size", "qcow2-default", "qcow2-v2", "qcow2-512", "qcow2-4k-rc1", "qcow2-2m-rc64",
          "qcow2-lazy", "qcow2-extl2", "qcow2-zstd", "qcow2-prealloc-metadata",
          "qcow2-prealloc-falloc", "compressed", "chain", "snapshots", "bitmaps", "resized"]
 
