@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -21,10 +23,30 @@ static const struct {
     {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
 };
 
+/* Whether the CPU offers hardware virtualization (a vmx or svm flag in /proc/cpuinfo). */
+static bool cpu_has_vmx_or_svm(void)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	if (!f)
+		return false;
+	char line[4096];
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "flags", 5))
+			continue;
+		found = strstr(line, " vmx") || strstr(line, " svm");
+		break; /* every CPU lists the same flags */
+	}
+	fclose(f);
+	return found;
+}
+
+/* KVM-PVM: its module is loaded and the CPU has no VMX/SVM, so /dev/kvm (if any) is PVM's. A
+ * hardware host that merely has the module loaded stays a hardware host. */
 void kvm_host_probe(struct kvm_host_facts *facts)
 {
 	*facts = (struct kvm_host_facts){
-	    .pvm = access("/sys/module/kvm_pvm", F_OK) == 0,
+	    .pvm = access("/sys/module/kvm_pvm", F_OK) == 0 && !cpu_has_vmx_or_svm(),
 	};
 }
 

@@ -35,7 +35,13 @@ def run(argv, **kw):
 HAVE_KVM = os.path.exists("/dev/kvm")
 # kite's own test for a KVM-PVM host (src/vmm/kvm.c, kvm_host_probe), and what it then appends
 # to a Linux kernel's command line (src/vmm/pvm.h, PVM_LINUX_CMDLINE).
-PVM_HOST = os.path.exists("/sys/module/kvm_pvm")
+def _cpu_has_vmx_or_svm():
+    with open("/proc/cpuinfo") as f:
+        flags = next((line for line in f if line.startswith("flags")), "").split()
+    return "vmx" in flags or "svm" in flags
+
+
+PVM_HOST = os.path.exists("/sys/module/kvm_pvm") and not _cpu_has_vmx_or_svm()
 PVM_LINUX_CMDLINE = "noxsave nokaslr clearcpuid=308,295,151"
 
 

@@ -1,13 +1,12 @@
 """The PVM fallback program (tests/guests/pvm_fallback.c): int3 and fwait executed in ring 0
 work as on real hardware. Under QEMU (referee) everywhere; under kite where /dev/kvm exists,
 with pvm=1 on a KVM-PVM host so that the hidden CPUID features are checked too."""
-import os
 
 import pytest
 
+from conftest import PVM_HOST
 from test_guest_programs import boot, qemu_argv
 
-PVM_HOST = os.path.exists("/sys/module/kvm_pvm")
 EXPECTED = ["int3 delivers #BP once (1)", "two more int3 give two more #BP (3)",
             "ldmxcsr then stmxcsr round-trips MXCSR (0x7f80)", "MXCSR back to its default (0x1f80)"]
 

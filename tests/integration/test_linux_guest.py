@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import ROOT, linux_cmdline, run
+from conftest import PVM_HOST, ROOT, linux_cmdline, run
 from test_guest_min import GUEST_PATTERN, HOST_PATTERN, MIB, check_lines, make_disk
 
 GUEST = os.path.join(ROOT, "build", "guest")
@@ -23,8 +23,7 @@ BLOB = bytes((i * 131 + 17) & 0xFF for i in range(3 * MIB // 2))
 pytestmark = pytest.mark.kvm
 # On a KVM-PVM host the stock kernel takes many minutes to reach userspace (issue "stock Linux
 # on PVM"; README "KVM-PVM hosts"): there this runs when asked, and otherwise says why not.
-PVM_SLOW = os.path.exists("/sys/module/kvm_pvm") and os.path.exists("/dev/kvm") and \
-    os.environ.get("KITE_PVM_SLOW") != "1"
+PVM_SLOW = PVM_HOST and os.path.exists("/dev/kvm") and os.environ.get("KITE_PVM_SLOW") != "1"
 
 
 @pytest.fixture
