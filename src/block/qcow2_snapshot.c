@@ -333,9 +333,9 @@ int qcow2_snapshot_create(struct blk *b, const char *name)
 	s->l1_offset = (uint64_t)l1off;
 	s->l1_size = q->l1_size;
 	s->date_sec = (uint32_t)now.tv_sec;
-	s->date_nsec = (uint32_t)now.tv_nsec;
+	s->date_nsec = (uint32_t)(now.tv_nsec / 1000 * 1000); /* QEMU's clock: microseconds */
 	s->disk_size = q->size;
-	s->icount = UINT64_MAX;
+	s->icount = 0; /* qemu-img snapshot -c records no instruction count: 0, not "none" */
 	s->extra_size = 24;
 	s->extra = calloc(1, 24);
 	if (!s->id || !s->name || !s->extra) {
@@ -346,7 +346,7 @@ int qcow2_snapshot_create(struct blk *b, const char *name)
 		return kite_error("out of memory");
 	}
 	put_be64(s->extra + 8, q->size);
-	put_be64(s->extra + 16, UINT64_MAX);
+	put_be64(s->extra + 16, s->icount);
 	if (write_table(b, ns, q->nb_snapshots + 1) < 0) {
 		free(s->id);
 		free(s->name);

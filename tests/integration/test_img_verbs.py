@@ -137,6 +137,23 @@ def test_snapshots(kite, tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("kite: error: ")
 
 
+def test_snapshot_records_what_qemu_img_records(kite, tmp_path):
+    """A snapshot taken by kite and one taken by qemu-img carry the same fields: icount 0 (not
+    "none"), the date in microseconds, no VM state."""
+    mine, theirs = qcow2(tmp_path / "k.qcow2"), qcow2(tmp_path / "q.qcow2")
+    assert run([kite, "img", "snapshot", "-c", "s", str(mine)]).returncode == 0
+    sh("qemu-img", "snapshot", "-c", "s", theirs)
+    def fields(img):
+        (sn,) = json.loads(sh("qemu-img", "info", "--output=json", img))["snapshots"]
+        assert sn.pop("date-nsec") % 1000 == 0
+        sn.pop("date-sec")
+        return sn
+    assert fields(mine) == fields(theirs)
+    strip_date = lambda out: [line[:40] + line[59:] for line in out.splitlines()]
+    assert strip_date(sh("qemu-img", "snapshot", "-l", mine)) == \
+        strip_date(sh("qemu-img", "snapshot", "-l", theirs))
+
+
 # ---- compare ----
 
 def compare_pair(kite, a, b, *opts):
