@@ -37,6 +37,8 @@ struct qcow2_bitmap_info {
 /* The bitmaps qemu would load (bitmaps extension with its autoclear bit set), in directory
  * order; *list (to free) is NULL and *count 0 when there are none. */
 int qcow2_bitmap_info(struct blk *b, struct qcow2_bitmap_info **list, int *count);
+/* The space qemu-img measure reports for copying b's bitmaps into clusters of `cs` bytes. */
+int qcow2_bitmaps_size(struct blk *b, uint64_t cs, uint64_t *out);
 
 /* qemu-img check's counters (its JSON field names in comments). */
 struct qcow2_check_result {

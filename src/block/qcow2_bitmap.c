@@ -200,3 +200,24 @@ int qcow2_bitmap_info(struct blk *b, struct qcow2_bitmap_info **list, int *count
 	*count = (int)x.nb;
 	return 0;
 }
+
+/* What the bitmaps of `b` take in a qcow2 image of clusters of `cs` bytes, as qemu-img
+ * measure reckons it: each bitmap whole (its table and data clusters), then the directory. */
+int qcow2_bitmaps_size(struct blk *b, uint64_t cs, uint64_t *out)
+{
+	struct qcow2_bitmap_info *l;
+	int n;
+	*out = 0;
+	if (qcow2_bitmap_info(b, &l, &n) < 0)
+		return -1;
+	uint64_t total = 0, dir = 0;
+	for (int i = 0; i < n; i++) {
+		uint64_t bits = (blk_size(b) + l[i].granularity - 1) / l[i].granularity;
+		uint64_t clusters = ((bits + 7) / 8 + cs - 1) / cs;
+		total += clusters * cs + (clusters * 8 + cs - 1) / cs * cs;
+		dir += (24 + strlen(l[i].name) + 7) / 8 * 8;
+	}
+	free(l);
+	*out = total + (dir + cs - 1) / cs * cs;
+	return 0;
+}

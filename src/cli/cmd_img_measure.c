@@ -1,6 +1,7 @@
 /* kite img measure: the file size an image needs when converted to (or created as) raw or
  * qcow2: "required size" for the data present, "fully allocated size" for all of it.
  * The qcow2 figures follow QEMU's formula (header, L1, L2 and refcount clusters). */
+#include "block/qcow2.h"
 #include "cli/cmd_img.h"
 #include "util/err.h"
 
@@ -148,10 +149,12 @@ int img_measure(int argc, char **argv)
 		full = qcow2_full_size(size, cs, rbits, copts.extended_l2);
 		required = full - div_up(size, cs) * cs + data;
 	}
-	/* qemu-img reports the (persistent bitmap) space too when both sides are qcow2 and the
-	 * source can hold bitmaps (compat 1.1); kite copies no bitmaps, so it is 0 */
+	/* qemu-img reports the (persistent bitmap) space too when both sides are qcow2 and both
+	 * can hold bitmaps (compat 1.1) */
 	bool bitmaps = false;
-	if (src && !strcmp(blk_format_name(src), "qcow2") && !strcmp(out_fmt, "qcow2")) {
+	uint64_t bitmaps_size = 0;
+	if (src && !strcmp(blk_format_name(src), "qcow2") && !strcmp(out_fmt, "qcow2") &&
+	    copts.compat != 2) {
 		struct blk_info *in = calloc(1, sizeof(*in));
 		if (!in || blk_get_info(src, in) < 0) {
 			free(in);
@@ -160,19 +163,23 @@ int img_measure(int argc, char **argv)
 		}
 		bitmaps = strcmp(in->compat, "0.10") != 0;
 		free(in);
+		if (bitmaps && qcow2_bitmaps_size(src, cs, &bitmaps_size) < 0) {
+			blk_close(src);
+			goto out;
+		}
 	}
 	blk_close(src);
 	if (out == IMG_OUT_JSON) {
 		printf("{\n");
 		if (bitmaps)
-			printf("    \"bitmaps\": 0,\n");
+			printf("    \"bitmaps\": %" PRIu64 ",\n", bitmaps_size);
 		printf("    \"required\": %" PRIu64 ",\n    \"fully-allocated\": %" PRIu64 "\n}\n",
 		       required, full);
 	} else {
 		printf("required size: %" PRIu64 "\nfully allocated size: %" PRIu64 "\n", required,
 		       full);
 		if (bitmaps)
-			printf("bitmaps size: 0\n");
+			printf("bitmaps size: %" PRIu64 "\n", bitmaps_size);
 	}
 	rc = 0;
 out:

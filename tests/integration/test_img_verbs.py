@@ -265,10 +265,18 @@ def test_rebase_unsafe_only_renames(kite, tmp_path):
     ["-O", "qcow2", "IMG"],
     ["-O", "raw", "IMG"],
     ["-O", "qcow2", "-o", "cluster_size=512", "IMG"],
+    ["-O", "qcow2", "-o", "compat=0.10", "IMG"],
+    ["-O", "qcow2", "BITMAPS"],
+    ["-O", "qcow2", "-o", "cluster_size=4K", "BITMAPS"],
+    ["-O", "qcow2", "-o", "compat=0.10", "BITMAPS"],
 ])
 def test_measure_matches_qemu(kite, tmp_path, args):
     img = qcow2(tmp_path / "m.qcow2", "64M", ["write -P 1 0 3M", "write -P 2 10M 100k",
                                               "write -z 20M 1M"])
+    if "BITMAPS" in args:  # the bitmaps' space is reported as qemu-img reckons it
+        sh("qemu-img", "bitmap", "--add", img, "b0")
+        sh("qemu-img", "bitmap", "--add", "-g", "4096", img, "a longer bitmap name")
+        args = ["IMG" if a == "BITMAPS" else a for a in args]
     args = [str(img) if a == "IMG" else a for a in args]
     for out in ([], ["--output=json"]):
         r = run([kite, "img", "measure", *out, *args])
