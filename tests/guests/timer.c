@@ -33,6 +33,13 @@ static uint64_t wait_ticks(uint64_t ms)
 	return ticks;
 }
 
+/* A periodic source keeps ticking while ring 3 returns to ring 0: more than asked for is
+ * the expected count, reported as such (the raw count in parentheses). */
+static unsigned at_most(unsigned got)
+{
+	return got < WANT ? got : WANT;
+}
+
 static unsigned wait_for(unsigned n, uint64_t ms)
 {
 	wait_ticks_n = n;
@@ -48,7 +55,8 @@ static void lapic_periodic(void)
 	unsigned got = wait_for(WANT, 5000);
 	lapic_write(LAPIC_LVT_TMR, 1 << 16);
 	lapic_write(LAPIC_TMR_INIT, 0);
-	report(got >= WANT, "LAPIC timer periodic: %u of %u interrupts", got, WANT);
+	report(got >= WANT, "LAPIC timer periodic: %u of %u interrupts (%u)", at_most(got), WANT,
+	       got);
 }
 
 static void lapic_oneshot(void)
@@ -97,8 +105,8 @@ static void pit_ioapic(const struct madt_info *m)
 	unsigned got = wait_for(WANT, 5000);
 	ioapic_mask(gsi);
 	outb(0x43, 0x30); /* mode 0 with no count loaded: the channel stops */
-	report(got >= WANT, "PIT via IOAPIC (IRQ 0 -> GSI %u): %u of %u interrupts", gsi, got,
-	       WANT);
+	report(got >= WANT, "PIT via IOAPIC (IRQ 0 -> GSI %u): %u of %u interrupts (%u)", gsi,
+	       at_most(got), WANT, got);
 }
 
 static void x2apic(void)
@@ -120,7 +128,8 @@ static void x2apic(void)
 	wrmsr(X2APIC_MSR(LAPIC_TMR_INIT), 100000);
 	unsigned got = wait_for(WANT, 5000);
 	wrmsr(X2APIC_MSR(LAPIC_LVT_TMR), 1 << 16);
-	report(got >= WANT, "x2APIC timer periodic: %u of %u interrupts", got, WANT);
+	report(got >= WANT, "x2APIC timer periodic: %u of %u interrupts (%u)", at_most(got), WANT,
+	       got);
 }
 
 void guest_main(void)
