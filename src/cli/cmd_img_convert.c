@@ -164,7 +164,7 @@ static int copy_plain(struct convert *cv)
 
 /* -B: the output shows its backing file wherever it is unallocated, so every piece (one
  * output cluster) whose source content differs from the backing file's is written, zeros
- * included; pieces equal to the backing are left unallocated. */
+ * included (compressed with -c); pieces equal to the backing are left unallocated. */
 static int copy_over_backing(struct convert *cv)
 {
 	struct blk *bk = blk_backing(cv->dst);
@@ -187,10 +187,13 @@ static int copy_over_backing(struct convert *cv)
 			if (piece > n - pos)
 				piece = n - pos;
 			if (memcmp(cv->buf + pos, old + pos, (size_t)piece)) {
-				int r = img_is_zero(cv->buf + pos, (size_t)piece)
+				const uint8_t *p = cv->buf + pos;
+				int r = img_is_zero(p, (size_t)piece)
 					    ? blk_write_zeroes(cv->dst, off + pos, piece, 0)
-					    : blk_pwrite(cv->dst, cv->buf + pos, (size_t)piece,
-							 off + pos);
+					: cv->compress
+					    ? blk_pwrite_compressed(cv->dst, p, (size_t)piece,
+								    off + pos)
+					    : blk_pwrite(cv->dst, p, (size_t)piece, off + pos);
 				if (r < 0)
 					goto out;
 			}
@@ -250,39 +253,16 @@ static int open_target(struct convert *cv, const char *path, const char *fmt, bo
 		}
 		if (backing && strcmp(fmt, "qcow2"))
 			return kite_error("format '%s' does not support backing files", fmt);
-		char *probed = NULL;
-		if (backing && !backing_fmt) {
-			/* the header records the backing format: take the one it has */
-			const char *slash = strrchr(path, '/');
-			char *full = NULL;
-			if (backing[0] == '/' || !slash)
-				full = strdup(backing);
-			else if (asprintf(&full, "%.*s/%s", (int)(slash - path), path, backing) < 0)
-				full = NULL;
-			struct blk *bb =
-			    full ? blk_open(full, NULL,
-					    BLK_O_RDONLY | BLK_O_NO_BACKING | BLK_O_NO_PROBE_WARN)
-				 : NULL;
-			if (!bb) {
-				free(full);
-				return kite_error("could not open backing file '%s'", backing);
-			}
-			probed = strdup(blk_format_name(bb));
-			blk_close(bb);
-			free(full);
-			if (!probed)
-				return kite_error("out of memory");
-			backing_fmt = probed;
-		}
+		/* qemu-img 7.2 no longer probes a new image's backing file */
+		if (backing && !backing_fmt)
+			return kite_error("Use of backing file requires explicit backing format");
 		c.backing_file = backing;
 		c.backing_fmt = backing_fmt;
 		c.size = cv->total;
 		if (!strcmp(fmt, "qcow2")) /* qcow2 sizes are whole sectors, as in QEMU */
 			c.size = (c.size + 511) & ~511ULL;
 		c.size_set = true;
-		int r = blk_create(path, fmt, &c);
-		free(probed);
-		if (r < 0)
+		if (blk_create(path, fmt, &c) < 0)
 			return -1;
 	}
 	cv->dst = blk_open(path, no_create ? NULL : fmt, flags | BLK_O_RDWR);
@@ -475,10 +455,6 @@ int img_convert(int argc, char **argv)
 	}
 	if (open_target(&cv, out_path, out_fmt, no_create, &o, dst_flags, backing, backing_fmt) < 0)
 		goto out;
-	if (blk_backing(cv.dst) && cv.compress) {
-		kite_error("convert: -c with a backing file for the output is not supported");
-		goto out;
-	}
 	if (cv.compress && cv.dst_cluster > CHUNK) {
 		kite_error("cluster size too large for compression");
 		goto out;

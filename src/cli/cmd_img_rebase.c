@@ -7,6 +7,7 @@
 #include "util/progress.h"
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,39 @@ static int read_or_zero(struct blk *b, uint8_t *buf, uint64_t len, uint64_t off)
 	if (have && blk_pread(b, buf, (size_t)have, off) < 0)
 		return -1;
 	memset(buf + have, 0, (size_t)(len - have));
+	return 0;
+}
+
+/* Writes into `b` at `off` the runs of sectors of `old` that differ from `new`, as qemu-img
+ * rebase does: as zeros (zero clusters) past the end of the old backing file, which has
+ * nothing there, else as data. */
+static int write_differing_sectors(struct blk *b, const uint8_t *old, const uint8_t *new,
+				   uint64_t len, uint64_t off)
+{
+	struct blk *old_backing = blk_backing(b);
+	uint64_t old_end = old_backing ? blk_size(old_backing) : 0;
+	for (uint64_t pos = 0; pos < len;) {
+		uint64_t sec = len - pos < 512 ? len - pos : 512;
+		if (off + pos < old_end && off + pos + sec > old_end)
+			sec = old_end - off - pos; /* runs end where the old backing file does */
+		bool differs = memcmp(old + pos, new + pos, (size_t)sec) != 0;
+		uint64_t run = sec;
+		while (pos + run < len && off + pos + run != old_end) {
+			uint64_t next = len - pos - run < 512 ? len - pos - run : 512;
+			if ((memcmp(old + pos + run, new + pos + run, (size_t)next) != 0) !=
+			    differs)
+				break;
+			run += next;
+		}
+		if (differs) {
+			int r = off + pos >= old_end
+				    ? blk_write_zeroes(b, off + pos, run, 0)
+				    : blk_pwrite(b, old + pos, (size_t)run, off + pos);
+			if (r < 0)
+				return -1;
+		}
+		pos += run;
+	}
 	return 0;
 }
 
@@ -48,8 +82,7 @@ static int copy_differences(struct blk *b, struct blk *newb, struct progress *pr
 				if (blk_pread(b, old, (size_t)n, o) < 0 ||
 				    read_or_zero(newb, new, n, o) < 0)
 					goto out;
-				if (memcmp(old, new, (size_t)n) &&
-				    blk_pwrite(b, old, (size_t)n, o) < 0)
+				if (write_differing_sectors(b, old, new, n, o) < 0)
 					goto out;
 				o += n;
 			}
@@ -116,6 +149,15 @@ int img_rebase(int argc, char **argv)
 	struct blk *b = blk_open(path, fmt, BLK_O_RDWR | share | (unsafe ? BLK_O_NO_BACKING : 0));
 	if (!b)
 		return 1;
+	/* qemu-img 7.2 refuses to probe the new backing file (and says so only after copying;
+	 * kite says it before touching the image) */
+	if (backing[0] && !backing_fmt) {
+		kite_error("Could not change the backing file to '%s': backing format must be "
+			   "specified",
+			   backing);
+		blk_close(b);
+		return 1;
+	}
 	struct blk *newb = NULL;
 	int rc = 1;
 	if (!unsafe && backing[0]) {
@@ -144,8 +186,6 @@ int img_rebase(int argc, char **argv)
 			goto out;
 		progress_finish(&prog);
 	}
-	if (!backing_fmt && newb)
-		backing_fmt = blk_format_name(newb);
 	if (blk_change_backing(b, backing[0] ? backing : NULL, backing[0] ? backing_fmt : NULL) <
 		0 ||
 	    blk_flush(b) < 0)

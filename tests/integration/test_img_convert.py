@@ -259,17 +259,28 @@ def test_backing_file_for_output(kite, tmp_path):
     present = [e for e in json.loads(sh("qemu-img", "map", "--output=json", str(out)))
                if e["present"] and e["depth"] == 0]
     assert sum(e["length"] for e in present) == 128 << 10
-    # -B with another file (probed format): still the source's content
+    # -B with another file: still the source's content, compressed too with -c
     other = tmp_path / "other.img"
     sh("qemu-img", "create", "-q", "-f", "raw", str(other), "8M")
     sh("qemu-io", "-f", "raw", "-c", "write -P 9 0 8M", str(other))
-    out2 = tmp_path / "out2.qcow2"
-    r = run([kite, "img", "convert", "-O", "qcow2", "-B", "other.img", str(top), str(out2)])
-    assert r.returncode == 0, r.stderr
-    check_clean(out2)
-    assert json.loads(sh("qemu-img", "info", "--output=json",
-                         str(out2)))["backing-filename-format"] == "raw"
-    assert digest(out2) == digest(top)
+    for extra in ([], ["-c"]):
+        out2 = tmp_path / "out2.qcow2"
+        r = run([kite, "img", "convert", *extra, "-O", "qcow2", "-B", "other.img", "-F", "raw",
+                 str(top), str(out2)])
+        assert r.returncode == 0, r.stderr
+        check_clean(out2)
+        assert json.loads(sh("qemu-img", "info", "--output=json",
+                             str(out2)))["backing-filename-format"] == "raw"
+        assert digest(out2) == digest(top)
+        compressed = "100.00% compressed" in sh("qemu-img", "check", str(out2))
+        assert compressed == bool(extra)
+        out2.unlink()
+    # qemu-img 7.2 probes no backing format for a new image: -B needs -F
+    cmd = ["convert", "-O", "qcow2", "-B", "other.img", str(top), str(out2)]
+    q, r = run(["qemu-img", *cmd], cwd=tmp_path), run([kite, "img", *cmd], cwd=tmp_path)
+    assert q.returncode == r.returncode == 1
+    assert r.stderr == q.stderr.replace("qemu-img: ", "kite: error: ")
+    assert not out2.exists()
     r = run([kite, "img", "convert", "-O", "raw", "-B", "base.qcow2", str(top),
              str(tmp_path / "x.img")])
     assert r.returncode == 1 and r.stderr.startswith("kite: error: ")

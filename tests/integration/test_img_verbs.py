@@ -244,6 +244,43 @@ def test_rebase_safe_keeps_content(kite, tmp_path):
     assert as_raw(top, tmp_path / "t2.raw") == want
 
 
+def test_rebase_writes_what_qemu_img_writes(kite, tmp_path):
+    """Differing sectors are copied as data, and as zero clusters past the end of a shorter
+    old backing file: the same map as qemu-img rebase leaves, the same content."""
+    def build(d):
+        d.mkdir()
+        qcow2(d / "base.qcow2", "3M", ["write -P 1 0 1M", "write -P 2 2M 4k"])
+        qcow2(d / "top.qcow2", None, ["write -P 3 512k 64k"], backing="base.qcow2")
+        sh("qemu-img", "resize", d / "top.qcow2", "4M")
+        qcow2(d / "new.qcow2", "4M", ["write -P 7 1M 2M", "write -P 1 0 256k"])
+        return d / "top.qcow2"
+    mine, theirs = build(tmp_path / "k"), build(tmp_path / "q")
+    want = as_raw(mine, tmp_path / "want.raw")
+    r = run([kite, "img", "rebase", "-b", "new.qcow2", "-F", "qcow2", str(mine)])
+    assert r.returncode == 0, r.stderr
+    sh("qemu-img", "rebase", "-b", "new.qcow2", "-F", "qcow2", theirs)
+    strip = lambda m: [{k: v for k, v in e.items() if k != "offset"} for e in m]
+    assert strip(json.loads(sh("qemu-img", "map", "--output=json", mine))) == \
+        strip(json.loads(sh("qemu-img", "map", "--output=json", theirs)))
+    assert as_raw(mine, tmp_path / "got.raw") == want
+    check_clean(mine)
+
+
+@pytest.mark.parametrize("unsafe", [[], ["-u"]], ids=["safe", "unsafe"])
+def test_rebase_needs_the_backing_format(kite, tmp_path, unsafe):
+    """qemu-img 7.2 probes no backing format; kite refuses as it does, before writing."""
+    base, top = chain(tmp_path)
+    qcow2(tmp_path / "new.qcow2", "8M", ["write -P 7 2M 4M"])
+    before = top.read_bytes()
+    theirs = tmp_path / "theirs.qcow2"  # qemu-img copies clusters before it refuses
+    theirs.write_bytes(before)
+    q = run(["qemu-img", "rebase", *unsafe, "-b", "new.qcow2", "theirs.qcow2"], cwd=tmp_path)
+    r = run([kite, "img", "rebase", *unsafe, "-b", "new.qcow2", "top.qcow2"], cwd=tmp_path)
+    assert q.returncode == r.returncode == 1
+    assert r.stderr == q.stderr.replace("qemu-img: ", "kite: error: ")
+    assert top.read_bytes() == before
+
+
 def test_rebase_unsafe_only_renames(kite, tmp_path):
     base, top = chain(tmp_path)
     moved = tmp_path / "moved.qcow2"
