@@ -243,6 +243,23 @@ int blk_open_backing(struct blk *b, struct blk_open_ctx *ctx, const char *name, 
 	return 0;
 }
 
+int blk_find_backing(struct blk *top, const char *name)
+{
+	int depth = 1;
+	for (struct blk *l = top; l->backing; l = l->backing, depth++) {
+		char *path = blk_resolve_relative(l->filename, name);
+		if (!path)
+			return -1;
+		struct stat want, have;
+		bool same = stat(path, &want) == 0 && fstat(l->backing->fd, &have) == 0 &&
+			    want.st_dev == have.st_dev && want.st_ino == have.st_ino;
+		free(path);
+		if (same)
+			return depth;
+	}
+	return kite_error("Did not find '%s' in the backing chain of '%s'", name, top->filename);
+}
+
 int blk_read_backing(struct blk *b, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;

@@ -48,7 +48,11 @@ const char *blk_format_name(const struct blk *b); /* "raw", "qcow2", ... */
 const char *blk_filename(const struct blk *b);	  /* the path as opened */
 bool blk_probed_raw(const struct blk *b);
 bool blk_is_writable(const struct blk *b);
-struct blk *blk_backing(const struct blk *b);	/* the opened backing image, or NULL */
+struct blk *blk_backing(const struct blk *b); /* the opened backing image, or NULL */
+/* The depth (1: b's backing file) of the image `name` names in b's chain, a relative name
+ * resolved against the directory of the image that refers to it (as QEMU finds -b BASE);
+ * -1 with an error if it is not there. */
+int blk_find_backing(struct blk *b, const char *name);
 uint32_t blk_cluster_size(const struct blk *b); /* allocation granularity; 0 if none (raw) */
 
 int blk_pread(struct blk *b, void *buf, size_t len, uint64_t off);

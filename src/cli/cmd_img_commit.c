@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define COMMIT_CHUNK (2u << 20)
 
@@ -71,28 +70,15 @@ static int commit_to_base(const char *path, const char *fmt, const char *base_na
 	struct blk *top = blk_open(path, fmt, BLK_O_RDWR | BLK_O_NO_PROBE_WARN);
 	if (!top)
 		return 1;
-	struct stat want;
-	int depth = 0, found = -1;
-	if (stat(base_name, &want) == 0) {
-		for (struct blk *l = top; l; l = blk_backing(l), depth++) {
-			struct stat st;
-			if (depth > 0 && stat(blk_filename(l), &st) == 0 &&
-			    st.st_dev == want.st_dev && st.st_ino == want.st_ino) {
-				found = depth;
-				break;
-			}
-		}
-	}
+	int found = blk_find_backing(top, base_name);
 	struct blk *layer = top;
 	for (int i = 0; i < found; i++)
 		layer = blk_backing(layer);
 	struct blk *base = NULL;
 	uint8_t *buf = NULL;
 	int rc = 1;
-	if (found < 0) {
-		kite_error("'%s' is not in the backing chain of '%s'", base_name, path);
+	if (found < 0)
 		goto out;
-	}
 	/* with its own backing chain: partial cluster writes copy from it */
 	base =
 	    blk_open(blk_filename(layer), blk_format_name(layer), BLK_O_RDWR | BLK_O_NO_PROBE_WARN);

@@ -381,6 +381,23 @@ def test_commit_to_a_deeper_base(kite, tmp_path):
     assert mid_before != want2
 
 
+@pytest.mark.parametrize("name", ["base.qcow2", "d/base.qcow2", "nothere.qcow2"])
+def test_commit_base_is_named_as_the_chain_names_it(kite, tmp_path, name):
+    """-b BASE is looked for as QEMU looks: relative to the image that refers to it, not to
+    the current directory."""
+    for side in ("k", "q"):
+        (tmp_path / side / "d").mkdir(parents=True)
+        qcow2(tmp_path / side / "d" / "base.qcow2", "4M", ["write -P 1 0 4M"])
+        qcow2(tmp_path / side / "d" / "top.qcow2", None, ["write -P 2 1M 1M"],
+              backing="base.qcow2")
+    q = run(["qemu-img", "commit", "-b", name, "d/top.qcow2"], cwd=tmp_path / "q")
+    k = run([kite, "img", "commit", "-b", name, "d/top.qcow2"], cwd=tmp_path / "k")
+    assert (k.returncode, k.stdout) == (q.returncode, q.stdout)
+    assert k.stderr == q.stderr.replace("qemu-img: ", "kite: error: ")
+    assert as_raw(tmp_path / "k" / "d" / "base.qcow2", tmp_path / "k.raw") == \
+        as_raw(tmp_path / "q" / "d" / "base.qcow2", tmp_path / "q.raw")
+
+
 def test_measure_v2_source_and_bad_options(kite, tmp_path):
     img = qcow2(tmp_path / "v2.qcow2", "16M", ["write -P 1 0 1M"], opts="compat=0.10")
     for out in ([], ["--output=json"]):
