@@ -563,6 +563,23 @@ int blk_resize(struct blk *b, uint64_t size, bool shrink)
 	return r;
 }
 
+int blk_preallocate(struct blk *b, uint64_t from, uint64_t to, enum blk_prealloc mode)
+{
+	if (mode == BLK_PREALLOC_OFF)
+		return 0;
+	if (from > to)
+		to = from;
+	if (check_writable(b, "preallocate") < 0 || check_range(b, from, to - from, "preallocate"))
+		return -1;
+	if (!b->drv->preallocate)
+		return kite_error("%s: the %s format cannot preallocate", b->filename,
+				  b->drv->name);
+	lock(b);
+	int r = b->drv->preallocate(b, from, to, mode);
+	unlock(b);
+	return r;
+}
+
 int blk_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum, unsigned *flags,
 		     uint64_t *host_off)
 {
@@ -629,7 +646,7 @@ int blk_parse_prealloc(const char *s, enum blk_prealloc *out)
 			return 0;
 		}
 	}
-	return kite_error("invalid preallocation mode '%s' (off, metadata, falloc, full)", s);
+	return -1;
 }
 
 int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts)

@@ -132,8 +132,12 @@ struct blk_create_opts {
 	enum blk_prealloc prealloc;
 };
 
-/* Parses "off", "metadata", "falloc", "full". Returns -1 (with an error) if unknown. */
+/* Parses "off", "metadata", "falloc", "full". Returns -1 (printing nothing) if unknown. */
 int blk_parse_prealloc(const char *s, enum blk_prealloc *out);
+/* Allocates [from, to) ahead of writes (resize --preallocation): metadata maps it, falloc also
+ * reserves the space, full writes zeros; OFF does nothing. An empty range only checks that
+ * the image can do it (before a resize). */
+int blk_preallocate(struct blk *b, uint64_t from, uint64_t to, enum blk_prealloc mode);
 
 /* Creates (truncates) `path` as format `fmt`. */
 int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts);

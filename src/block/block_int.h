@@ -36,6 +36,9 @@ struct blk_driver {
 	int (*block_status)(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum,
 			    unsigned *flags, uint64_t *host_off);
 	int (*resize)(struct blk *b, uint64_t size, bool shrink);
+	/* optional: allocates [from, to) of a grown image ahead of writes (resize --preallocation)
+	 */
+	int (*preallocate)(struct blk *b, uint64_t from, uint64_t to, enum blk_prealloc mode);
 	void (*close)(struct blk *b);
 	int (*info)(struct blk *b, struct blk_info *info);
 	int (*change_backing)(struct blk *b, const char *file, const char *fmt);

@@ -541,6 +541,16 @@ static int qcow2_change_backing(struct blk *b, const char *file, const char *fmt
 	return 0;
 }
 
+static int qcow2_preallocate_grown(struct blk *b, uint64_t from, uint64_t to,
+				   enum blk_prealloc mode)
+{
+	/* a preallocated cluster without subclusters would hide the backing file's data */
+	if (b->backing && !Q(b)->extended_l2)
+		return kite_error("Backing file and preallocation can only be used at the same "
+				  "time if extended_l2 is on");
+	return qcow2_preallocate(b, from, to, mode);
+}
+
 static const struct blk_driver qcow2_driver = {
     .name = "qcow2",
     .probe = qcow2_probe,
@@ -556,6 +566,7 @@ static const struct blk_driver qcow2_driver = {
     .zero = qcow2_zero,
     .block_status = qcow2_block_status,
     .resize = qcow2_resize,
+    .preallocate = qcow2_preallocate_grown,
     .close = qcow2_close,
     .info = qcow2_info,
     .change_backing = qcow2_change_backing,

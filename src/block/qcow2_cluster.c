@@ -654,12 +654,38 @@ static int write_size(struct blk *b, uint64_t size)
 	return 0;
 }
 
+/* After a shrink the file ends after its last cluster in use, as QEMU cuts it: the space of
+ * the data past the new end goes back to the host. */
+static int cut_unused_tail(struct blk *b)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t cs = q->cluster_size, fsize;
+	if (blk_file_size(b->fd, &fsize, b->filename) < 0)
+		return -1;
+	uint64_t n = (fsize + cs - 1) / cs;
+	for (; n > 0; n--) {
+		uint64_t rc;
+		if (qcow2_get_refcount(b, n - 1, &rc) < 0)
+			return -1;
+		if (rc)
+			break;
+	}
+	if (n * cs >= fsize)
+		return 0;
+	if (ftruncate(b->fd, (off_t)(n * cs)) < 0)
+		return kite_error_errno(errno, "%s: truncate", b->filename);
+	if (q->file_end > n * cs)
+		q->file_end = n * cs;
+	return 0;
+}
+
 int qcow2_resize(struct blk *b, uint64_t size, bool shrink)
 {
 	struct qcow2 *q = Q(b);
 	uint64_t cs = q->cluster_size, per_l1 = q->l2_entries * cs;
-	if (q->nb_snapshots)
-		return kite_error("%s: can't resize an image which has snapshots", b->filename);
+	/* v3 snapshots record their own size; v2 ones do not */
+	if (q->nb_snapshots && q->version < 3)
+		return kite_error("Can't resize a v2 image which has snapshots");
 	if (size > (1ull << 62))
 		return kite_error("%s: size too large", b->filename);
 	if (qcow2_mark_dirty(b) < 0)
@@ -704,36 +730,61 @@ int qcow2_resize(struct blk *b, uint64_t size, bool shrink)
 			return -1;
 		return qcow2_flush_all(b);
 	}
+	if (size < old)
+		return cut_unused_tail(b);
 	return 0;
 }
 
-/* preallocation=metadata/falloc/full: every cluster allocated and mapped. */
-int qcow2_preallocate(struct blk *b, enum blk_prealloc mode)
+/* Whether guest cluster `k` of the L2 table has no host cluster (zero-flagged ones neither). */
+static bool unallocated(const struct qcow2 *q, const uint8_t *l2, uint64_t k)
+{
+	uint64_t e = qcow2_l2_get(q, l2, k, NULL);
+	return qcow2_entry_type(q, e) != QC_COMPRESSED && !(e & L2E_OFFSET_MASK);
+}
+
+/* Gives every cluster of [from, to) that has no host cluster one, in runs of contiguous
+ * clusters (falloc: reserved, full: written with zeros). With subclusters none is marked
+ * allocated (as QEMU does): reads still come from the backing file, or are zeros. */
+int qcow2_preallocate(struct blk *b, uint64_t from, uint64_t to, enum blk_prealloc mode)
 {
 	struct qcow2 *q = Q(b);
 	uint64_t cs = q->cluster_size;
-	uint64_t nclusters = (q->size + cs - 1) / cs;
-	for (uint64_t l1i = 0; l1i * q->l2_entries < nclusters; l1i++) {
-		uint64_t first = l1i * q->l2_entries;
-		uint64_t n = nclusters - first < q->l2_entries ? nclusters - first : q->l2_entries;
+	uint64_t end = (to + cs - 1) / cs;
+	for (uint64_t c = from / cs; c < end;) {
+		uint64_t l1i = c / q->l2_entries, k = c % q->l2_entries;
+		uint64_t stop = (l1i + 1) * q->l2_entries < end ? (l1i + 1) * q->l2_entries : end;
 		uint8_t *l2;
 		if (qcow2_get_l2(b, l1i, true, &l2) < 0)
 			return -1;
+		uint64_t run = 0;
+		while (c + run < stop && unallocated(q, l2, k + run))
+			run++;
+		if (!run) {
+			c++;
+			continue;
+		}
 		uint64_t l2off = q->l1[l1i] & L1E_OFFSET_MASK;
-		int64_t h = qcow2_alloc_clusters(b, n);
+		int64_t h = qcow2_alloc_clusters(b, run);
 		if (h < 0)
 			return -1;
-		if (raw_preallocate(b->fd, (uint64_t)h, (uint64_t)h + n * cs, mode, b->filename) <
+		if (raw_preallocate(b->fd, (uint64_t)h, (uint64_t)h + run * cs, mode, b->filename) <
 		    0)
 			return -1;
-		l2 = mcache_get(b, &q->l2c, l2off, true);
+		l2 = mcache_get(b, &q->l2c, l2off, true); /* the allocation may have evicted it */
 		if (!l2)
 			return -1;
-		/* With subclusters, none is marked allocated (as QEMU does): reads still
-		 * come from the backing file, or are zeros without one. */
-		for (uint64_t k = 0; k < n; k++)
-			qcow2_l2_set(q, l2, k, ((uint64_t)h + k * cs) | OFLAG_COPIED, 0);
+		for (uint64_t i = 0; i < run; i++)
+			qcow2_l2_set(q, l2, k + i, ((uint64_t)h + i * cs) | OFLAG_COPIED, 0);
 		mcache_dirty(&q->l2c, l2);
+		c += run;
 	}
-	return qcow2_flush_all(b);
+	if (qcow2_flush_all(b) < 0)
+		return -1;
+	/* metadata: the file still covers every cluster it maps */
+	uint64_t fsize;
+	if (blk_file_size(b->fd, &fsize, b->filename) < 0)
+		return -1;
+	if (q->file_end > fsize && ftruncate(b->fd, (off_t)q->file_end) < 0)
+		return kite_error_errno(errno, "%s: set size", b->filename);
+	return 0;
 }

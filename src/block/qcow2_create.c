@@ -174,12 +174,7 @@ int qcow2_create(const char *path, const struct blk_create_opts *o)
 	struct blk *b = blk_open(path, "qcow2", BLK_O_RDWR | BLK_O_NO_BACKING);
 	if (!b)
 		return -1;
-	r = qcow2_preallocate(b, o->prealloc);
-	if (r == 0) {
-		uint64_t end = Q(b)->file_end;
-		if (ftruncate(b->fd, (off_t)end) < 0)
-			r = kite_error_errno(errno, "%s: set size", path);
-	}
+	r = qcow2_preallocate(b, 0, o->size, o->prealloc);
 	blk_close(b);
 	return r;
 }

@@ -193,7 +193,7 @@ void qcow2_l2_set(const struct qcow2 *q, uint8_t *l2, uint64_t i, uint64_t e, ui
 enum qcow2_ctype qcow2_entry_type(const struct qcow2 *q, uint64_t e);
 int qcow2_grow_l1(struct blk *b, uint64_t min_size);
 int qcow2_resize(struct blk *b, uint64_t size, bool shrink);
-int qcow2_preallocate(struct blk *b, enum blk_prealloc mode);
+int qcow2_preallocate(struct blk *b, uint64_t from, uint64_t to, enum blk_prealloc mode);
 
 /* qcow2_compress.c */
 int qcow2_read_compressed(struct blk *b, uint64_t entry, uint8_t *out);

@@ -283,6 +283,13 @@ static int raw_create(const char *path, const struct blk_create_opts *o)
 	return r;
 }
 
+static int raw_preallocate_grown(struct blk *b, uint64_t from, uint64_t to, enum blk_prealloc mode)
+{
+	if (mode == BLK_PREALLOC_METADATA)
+		return kite_error("Unsupported preallocation mode: metadata");
+	return raw_preallocate(b->fd, from, to, mode, b->filename);
+}
+
 static const struct blk_driver raw_driver = {
     .name = "raw",
     .thread_safe = true,
@@ -298,6 +305,7 @@ static const struct blk_driver raw_driver = {
     .zero = raw_zero,
     .block_status = raw_block_status,
     .resize = raw_resize,
+    .preallocate = raw_preallocate_grown,
     .close = raw_close,
 };
 

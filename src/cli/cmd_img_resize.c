@@ -1,4 +1,5 @@
-/* kite img resize: [+|-]SIZE, --shrink required to make an image smaller. */
+/* kite img resize: [+|-]SIZE, --shrink required to make an image smaller, --preallocation for
+ * the grown part. */
 #include "cli/cmd_img.h"
 #include "util/err.h"
 
@@ -20,6 +21,7 @@ int img_resize(int argc, char **argv)
 	argc--;
 	const char *fmt = NULL;
 	bool shrink = false, quiet = false;
+	enum blk_prealloc prealloc = BLK_PREALLOC_OFF;
 	int c;
 	optind = 1;
 	opterr = 0;
@@ -35,9 +37,8 @@ int img_resize(int argc, char **argv)
 			shrink = true;
 			break;
 		case OPT_PREALLOC:
-			if (strcmp(optarg, "off"))
-				return kite_error("resize: only --preallocation=off is supported"),
-				       1;
+			if (blk_parse_prealloc(optarg, &prealloc) < 0)
+				return kite_error("Invalid preallocation mode '%s'", optarg), 1;
 			break;
 		case ':':
 			return img_usage_error("resize", "option '%s' needs an argument",
@@ -75,7 +76,21 @@ int img_resize(int argc, char **argv)
 		blk_close(b);
 		return kite_error("Use the --shrink option to perform a shrink operation."), 1;
 	}
+	if (want < cur && prealloc != BLK_PREALLOC_OFF) {
+		blk_close(b);
+		return kite_error("Preallocation can only be used for growing images"), 1;
+	}
+	if (want % 512 && !strcmp(blk_format_name(b), "qcow2")) {
+		blk_close(b);
+		return kite_error("The new size must be a multiple of 512"), 1;
+	}
+	if (want > cur && blk_preallocate(b, cur, cur, prealloc) < 0) { /* before any change */
+		blk_close(b);
+		return 1;
+	}
 	int r = want == cur ? 0 : blk_resize(b, want, shrink);
+	if (r == 0 && want > cur)
+		r = blk_preallocate(b, cur, want, prealloc);
 	if (r == 0)
 		r = blk_flush(b);
 	blk_close(b);

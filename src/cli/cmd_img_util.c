@@ -189,7 +189,8 @@ int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts 
 		c->cluster_size = (uint32_t)cs;
 	}
 	if ((v = img_opts_get(o, "preallocation")) && blk_parse_prealloc(v, &c->prealloc))
-		return -1;
+		return kite_error("invalid preallocation mode '%s' (off, metadata, falloc, full)",
+				  v);
 	if ((v = img_opts_get(o, "compat"))) {
 		if (!strcmp(v, "0.10") || !strcmp(v, "v2"))
 			c->compat = 2;
