@@ -502,8 +502,10 @@ int qcow2_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum
 }
 
 /* Makes whole clusters [off, off+len) read as zeros (v3: zero flag) or unallocated
- * (`unalloc`, or v2 without backing file), releasing their host clusters. */
-static int clear_clusters(struct blk *b, uint64_t off, uint64_t len, bool unalloc)
+ * (`unalloc`, or v2 without backing file), releasing their host clusters. Without an L2
+ * table a cluster already reads as zeros unless a backing file shows through; `tables`
+ * makes the tables anyway, as QEMU's write-zeroes does, so the map shows zero clusters. */
+static int clear_clusters(struct blk *b, uint64_t off, uint64_t len, bool unalloc, bool tables)
 {
 	struct qcow2 *q = Q(b);
 	uint64_t cs = q->cluster_size, per_l1 = q->l2_entries * cs;
@@ -515,7 +517,7 @@ static int clear_clusters(struct blk *b, uint64_t off, uint64_t len, bool unallo
 		uint8_t *l2;
 		if (get_l2_ro(b, l1i, &l2) < 0)
 			return -1;
-		bool need = l2 != NULL || (!unalloc && q->backing_file);
+		bool need = l2 != NULL || (!unalloc && (q->backing_file || tables));
 		if (need && qcow2_get_l2(b, l1i, true, &l2) < 0)
 			return -1;
 		for (uint64_t c = off; need && c < off + n; c += cs) {
@@ -571,7 +573,7 @@ int qcow2_zero(struct blk *b, uint64_t off, uint64_t len, unsigned flags)
 	else {
 		r = write_zero_bytes(b, off, a, zero);
 		if (r == 0)
-			r = clear_clusters(b, a, z - a, q->version < 3);
+			r = clear_clusters(b, a, z - a, q->version < 3, true);
 		if (r == 0 && z < end)
 			r = write_zero_bytes(b, z, end, zero);
 	}
@@ -591,7 +593,7 @@ int qcow2_discard(struct blk *b, uint64_t off, uint64_t len)
 	if (qcow2_mark_dirty(b) < 0)
 		return -1;
 	/* v3 keeps discarded clusters reading as zeros (not the backing file's data). */
-	return clear_clusters(b, a, z - a, q->version < 3);
+	return clear_clusters(b, a, z - a, q->version < 3, false);
 }
 
 int qcow2_grow_l1(struct blk *b, uint64_t min_size)
@@ -697,7 +699,7 @@ int qcow2_resize(struct blk *b, uint64_t size, bool shrink)
 		uint64_t from = (size + cs - 1) / cs * cs;
 		uint64_t to = (q->size + cs - 1) / cs * cs;
 		/* Free the clusters past the new end, then whole L2 tables past it. */
-		if (to > from && clear_clusters(b, from, to - from, true) < 0)
+		if (to > from && clear_clusters(b, from, to - from, true, false) < 0)
 			return -1;
 		if (qcow2_flush_all(b) < 0)
 			return -1;

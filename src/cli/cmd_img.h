@@ -69,11 +69,13 @@ int img_usage_error(const char *verb, const char *fmt, ...) __attribute__((forma
 /* Writes [0, total) of a source into `dst` as compressed clusters of `cluster` bytes,
  * compressing on all CPUs (cmd_img_compress.c). read_fn reads source bytes; zero_fn says
  * whether a whole range reads as zeros without reading it; progress is told the bytes
- * done. Clusters of zeros are not written, or written as zeros when `zero_old` (an existing
- * target, convert -n). */
+ * done. Clusters of zeros are not written, or written as zeros with IMG_CC_ZERO_OLD (an
+ * existing target, convert -n), or compressed like any other with IMG_CC_KEEP_ZEROS (-S 0). */
+#define IMG_CC_ZERO_OLD	  (1u << 0)
+#define IMG_CC_KEEP_ZEROS (1u << 1)
 typedef int (*img_read_fn)(void *ctx, void *buf, uint64_t len, uint64_t off);
 typedef int (*img_zero_fn)(void *ctx, uint64_t off, uint64_t len, bool *zero);
-int img_copy_compressed(struct blk *dst, uint64_t total, uint32_t cluster, bool zero_old,
+int img_copy_compressed(struct blk *dst, uint64_t total, uint32_t cluster, unsigned how,
 			img_read_fn read_fn, img_zero_fn zero_fn, void *ctx,
 			void (*progress)(void *ctx, uint64_t done));
 

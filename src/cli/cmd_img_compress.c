@@ -34,6 +34,7 @@ struct ring {
 	size_t cs, per, n;  /* cluster size, clusters per slot, number of slots */
 	uint8_t *raw, *out; /* n slots of per clusters each */
 	struct slot *s;
+	bool keep_zeros; /* -S 0: zero clusters are compressed too */
 	uint64_t filled; /* slots handed out so far (slot index = count % n) */
 	uint64_t taken;	 /* slots a worker has started */
 	bool stop;
@@ -92,7 +93,9 @@ static int fill(struct ring *r, struct slot *s, uint8_t *buf, img_read_fn read_f
 	size_t nc = (s->len + r->cs - 1) / r->cs;
 	for (size_t c = 0; c < nc; c++) {
 		size_t len = s->len - c * r->cs < r->cs ? s->len - c * r->cs : r->cs;
-		if (zero_fn(ctx, s->off + c * r->cs, len, &s->skip[c]) < 0)
+		if (r->keep_zeros)
+			s->skip[c] = false;
+		else if (zero_fn(ctx, s->off + c * r->cs, len, &s->skip[c]) < 0)
 			return -1;
 	}
 	for (size_t c = 0; c < nc;) {
@@ -105,7 +108,7 @@ static int fill(struct ring *r, struct slot *s, uint8_t *buf, img_read_fn read_f
 				return -1;
 			for (size_t k = c; k < e; k++) {
 				size_t len = end - k * r->cs < r->cs ? end - k * r->cs : r->cs;
-				s->skip[k] = img_is_zero(buf + k * r->cs, len);
+				s->skip[k] = !r->keep_zeros && img_is_zero(buf + k * r->cs, len);
 			}
 		}
 		c = e + 1;
@@ -145,12 +148,13 @@ static int write_slot(struct ring *r, const struct slot *s, size_t i, bool zero_
 	return 0;
 }
 
-int img_copy_compressed(struct blk *dst, uint64_t total, uint32_t cluster, bool zero_old,
+int img_copy_compressed(struct blk *dst, uint64_t total, uint32_t cluster, unsigned how,
 			img_read_fn read_fn, img_zero_fn zero_fn, void *ctx,
 			void (*progress)(void *ctx, uint64_t done))
 {
 	int threads = nthreads();
-	struct ring r = {.dst = dst, .cs = cluster};
+	struct ring r = {.dst = dst, .cs = cluster, .keep_zeros = how & IMG_CC_KEEP_ZEROS};
+	bool zero_old = how & IMG_CC_ZERO_OLD;
 	r.per = BATCH_BYTES / cluster ? BATCH_BYTES / cluster : 1;
 	size_t bytes = r.per * cluster;
 	r.n = RING_BYTES / bytes;

@@ -26,10 +26,12 @@ struct convert {
 	uint64_t total;
 	struct blk *dst;
 	uint32_t dst_cluster;
-	uint64_t sparse;   /* -S: zero-detection granularity, 0 = write everything */
-	bool no_zero_scan; /* -C: data extents copied whole, as qemu-img's copy offloading */
-	bool compress;	   /* -c */
-	bool dst_has_data; /* -n: the target may hold old data, so zeros must be written */
+	uint64_t sparse;     /* -S: zero-detection granularity, 0 = write everything */
+	bool no_zero_scan;   /* -C: data extents copied whole, as qemu-img's copy offloading */
+	bool compress;	     /* -c */
+	bool dst_has_data;   /* -n: the target may hold old data, so zeros must be written */
+	uint64_t zoff, zlen; /* the run of zeros gathered so far, not yet written */
+	uint8_t *zeros;	     /* CHUNK zero bytes for -S 0 (buf may hold data meanwhile) */
 	struct progress prog;
 	uint8_t *buf;
 	/* last block status answer, [st_off, st_end) in output offsets: asked once per run,
@@ -93,10 +95,11 @@ static int write_zero_run(struct convert *cv, uint64_t off, uint64_t len)
 {
 	if (cv->sparse == 0) {
 		/* -S 0: the output is fully allocated, zeros are written as data */
-		memset(cv->buf, 0, CHUNK);
+		if (!cv->zeros && !(cv->zeros = calloc(1, CHUNK)))
+			return kite_error("out of memory");
 		while (len > 0) {
 			uint64_t n = len < CHUNK ? len : CHUNK;
-			if (blk_pwrite(cv->dst, cv->buf, (size_t)n, off) < 0)
+			if (blk_pwrite(cv->dst, cv->zeros, (size_t)n, off) < 0)
 				return -1;
 			off += n;
 			len -= n;
@@ -108,11 +111,42 @@ static int write_zero_run(struct convert *cv, uint64_t off, uint64_t len)
 	return 0; /* a new image already reads as zeros */
 }
 
+/* Zeros are gathered across block-status and piece boundaries and written as one run, as
+ * qemu-img does: small zero writes at cluster edges would allocate clusters of zeros. */
+static int flush_zeros(struct convert *cv)
+{
+	if (!cv->zlen)
+		return 0;
+	int r = write_zero_run(cv, cv->zoff, cv->zlen);
+	cv->zlen = 0;
+	return r;
+}
+
+static int add_zeros(struct convert *cv, uint64_t off, uint64_t len)
+{
+	if (cv->zlen && cv->zoff + cv->zlen == off) {
+		cv->zlen += len;
+		return 0;
+	}
+	if (flush_zeros(cv) < 0)
+		return -1;
+	cv->zoff = off;
+	cv->zlen = len;
+	return 0;
+}
+
+static int write_out(struct convert *cv, const uint8_t *buf, uint64_t off, uint64_t len)
+{
+	if (flush_zeros(cv) < 0)
+		return -1;
+	return blk_pwrite(cv->dst, buf, (size_t)len, off);
+}
+
 /* Writes buf (data for [off, off+len)) skipping all-zero pieces of cv->sparse bytes. */
 static int write_data(struct convert *cv, const uint8_t *buf, uint64_t off, uint64_t len)
 {
 	if (cv->sparse == 0 || cv->no_zero_scan)
-		return blk_pwrite(cv->dst, buf, (size_t)len, off);
+		return write_out(cv, buf, off, len);
 	uint64_t g = cv->sparse;
 	uint64_t pos = 0;
 	while (pos < len) {
@@ -128,8 +162,8 @@ static int write_data(struct convert *cv, const uint8_t *buf, uint64_t off, uint
 				break;
 			run += p2;
 		}
-		int r = zero ? write_zero_run(cv, off + pos, run)
-			     : blk_pwrite(cv->dst, buf + pos, (size_t)run, off + pos);
+		int r =
+		    zero ? add_zeros(cv, off + pos, run) : write_out(cv, buf + pos, off + pos, run);
 		if (r < 0)
 			return -1;
 		pos += run;
@@ -149,7 +183,7 @@ static int copy_plain(struct convert *cv)
 		if (!zero && n > STEP)
 			n = STEP;
 		if (zero) {
-			if (write_zero_run(cv, off, n) < 0)
+			if (add_zeros(cv, off, n) < 0)
 				return -1;
 		} else {
 			if (read_out(cv, cv->buf, n, off) < 0 ||
@@ -159,7 +193,7 @@ static int copy_plain(struct convert *cv)
 		off += n;
 		progress_update(&cv->prog, off, cv->total);
 	}
-	return 0;
+	return flush_zeros(cv);
 }
 
 /* -B: the output shows its backing file wherever it is unallocated, so every piece (one
@@ -231,8 +265,10 @@ static void cc_progress(void *ctx, uint64_t done)
 
 static int copy_compressed(struct convert *cv)
 {
-	return img_copy_compressed(cv->dst, cv->total, cv->dst_cluster, cv->dst_has_data, cc_read,
-				   cc_zero, cv, cc_progress);
+	unsigned how =
+	    (cv->dst_has_data ? IMG_CC_ZERO_OLD : 0) | (cv->sparse == 0 ? IMG_CC_KEEP_ZEROS : 0);
+	return img_copy_compressed(cv->dst, cv->total, cv->dst_cluster, how, cc_read, cc_zero, cv,
+				   cc_progress);
 }
 
 static int open_target(struct convert *cv, const char *path, const char *fmt, bool no_create,
@@ -265,12 +301,10 @@ static int open_target(struct convert *cv, const char *path, const char *fmt, bo
 		if (blk_create(path, fmt, &c) < 0)
 			return -1;
 	}
-	cv->dst = blk_open(path, no_create ? NULL : fmt, flags | BLK_O_RDWR);
+	/* -n too: the target is what -O says (raw by default), as qemu-img takes it */
+	cv->dst = blk_open(path, fmt, flags | BLK_O_RDWR);
 	if (!cv->dst)
 		return -1;
-	if (no_create && strcmp(blk_format_name(cv->dst), fmt))
-		return kite_error("'%s' is a %s image, not %s", path, blk_format_name(cv->dst),
-				  fmt);
 	if (blk_size(cv->dst) < cv->total)
 		return kite_error("output image '%s' is too small (%llu bytes, %llu needed)", path,
 				  (unsigned long long)blk_size(cv->dst),
@@ -479,6 +513,7 @@ out:
 	free(cv.src);
 	free(cv.src_start);
 	free(cv.buf);
+	free(cv.zeros);
 	img_opts_free(&o);
 	return rc;
 }

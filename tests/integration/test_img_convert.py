@@ -173,6 +173,50 @@ def test_existing_target_with_n(kite, src, tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("kite: error: ")
 
 
+def qemu_map(path):
+    """The map without host offsets, adjacent equal entries joined (a compressed cluster has
+    no offset: where kite stores a cluster that would shrink by under 1/256 plainly, qemu-img
+    compresses it; both read the same and are allocated alike)."""
+    out = []
+    for e in json.loads(sh("qemu-img", "map", "--output=json", str(path))):
+        e = {k: v for k, v in e.items() if k != "offset"}
+        if out and {**out[-1], "start": 0, "length": 0} == {**e, "start": 0, "length": 0}:
+            out[-1]["length"] += e["length"]
+        else:
+            out.append(e)
+    return out
+
+
+@pytest.mark.parametrize("args", [["-n"], ["-c", "-S", "0"], ["-n", "-c"], ["-S", "0"]],
+                         ids=["n", "c-S0", "n-c", "S0"])
+def test_allocation_as_qemu_img_leaves_it(kite, src, tmp_path, args):
+    """What convert allocates, zero clusters included, is what qemu-img allocates: -n into an
+    empty image writes zero clusters for the source's zeros, -c -S 0 compresses every
+    cluster."""
+    outs = {}
+    for side, tool in (("k", [kite, "img"]), ("q", ["qemu-img"])):
+        outs[side] = tmp_path / f"{side}.qcow2"
+        if "-n" in args:
+            sh("qemu-img", "create", "-q", "-f", "qcow2", str(outs[side]), str(SIZE))
+        r = run(tool + ["convert", *args, "-f", "raw", "-O", "qcow2", str(src),
+                        str(outs[side])])
+        assert r.returncode == 0, r.stderr
+    assert qemu_map(outs["k"]) == qemu_map(outs["q"])
+    assert run(["qemu-img", "compare", str(outs["k"]), str(src)]).returncode == 0
+
+
+def test_n_takes_the_target_format_as_given(kite, src, tmp_path):
+    """-n -O raw writes a raw image over whatever the target's bytes look like (here a qcow2
+    header), as qemu-img does, instead of probing it."""
+    for side, tool in (("k", [kite, "img"]), ("q", ["qemu-img"])):
+        out = tmp_path / f"{side}.img"
+        sh("qemu-img", "create", "-q", "-f", "qcow2", str(out), str(SIZE))
+        os.truncate(out, SIZE)
+        r = run(tool + ["convert", "-n", "-f", "raw", "-O", "raw", str(src), str(out)])
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "k.img").read_bytes() == (tmp_path / "q.img").read_bytes()
+
+
 def test_several_sources_concatenate(kite, tmp_path):
     a = make_raw(tmp_path / "a.img", 3 << 20, seed=2)
     b = make_raw(tmp_path / "b.img", (1 << 20) + 512, seed=3)
