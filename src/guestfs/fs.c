@@ -1,5 +1,6 @@
 #include "guestfs/fs.h"
 #include "guestfs/ext2io.h"
+#include "guestfs/fault.h"
 #include "guestfs/fsdetect.h"
 #include "guestfs/fswrite.h"
 #include "guestfs/partition.h"
@@ -27,7 +28,9 @@ int gfs_err(errcode_t e, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return kite_error("%s: %s", what, error_message(e));
+	/* libext2fs's "Could not allocate block in ext2 filesystem" means the disk is full */
+	bool full = e == EXT2_ET_BLOCK_ALLOC_FAIL || e == EXT2_ET_INODE_ALLOC_FAIL;
+	return kite_error("%s: %s", what, full ? strerror(ENOSPC) : error_message(e));
 }
 
 /* Blocks that were free when the filesystem was opened: what the undo need not keep. */
@@ -41,6 +44,39 @@ static bool unused_at_open(void *opaque, uint64_t off, size_t len)
 		return false;
 	return ext2fs_test_block_bitmap_range2(g->used_at_open, first,
 					       (unsigned)(last - first + 1));
+}
+
+/* The first block in [b, end] free now and when the filesystem was opened. */
+static int find_fresh(struct gfs *g, blk64_t b, blk64_t end, blk64_t *out)
+{
+	while (b <= end) {
+		blk64_t c;
+		if (ext2fs_find_first_zero_block_bitmap2(g->fs->block_map, b, end, &b) ||
+		    ext2fs_find_first_zero_block_bitmap2(g->used_at_open, b, end, &c))
+			return -1;
+		if (c == b) {
+			*out = b;
+			return 0;
+		}
+		b = c;
+	}
+	return -1;
+}
+
+/* libext2fs's block allocator, preferring blocks that were free when the filesystem was
+ * opened: the undo keeps no copy of those, and a block this change freed (the image still
+ * refers to it until the change is complete) is not overwritten while there is another. */
+static errcode_t alloc_block(ext2_filsys fs, blk64_t goal, blk64_t *ret)
+{
+	struct gfs *g = fs->priv_data;
+	if (gfs_fault_now(GFS_FAULT_ALLOC))
+		return EXT2_ET_BLOCK_ALLOC_FAIL;
+	blk64_t first = fs->super->s_first_data_block, end = ext2fs_blocks_count(fs->super) - 1, b;
+	if (goal < first || goal > end)
+		goal = first;
+	if (!find_fresh(g, goal, end, &b) || (goal > first && !find_fresh(g, first, goal - 1, &b)))
+		goal = b;
+	return ext2fs_new_block2(fs, goal, fs->block_map, ret);
 }
 
 /* Before the first write of a change reaches the image: the superblock's state says "not
@@ -74,6 +110,8 @@ static int prepare_writes(struct gfs *g)
 	e = ext2fs_copy_bitmap(g->fs->block_map, &g->used_at_open);
 	if (e)
 		return gfs_err(e, "cannot copy the block bitmap");
+	g->fs->priv_data = g;
+	ext2fs_set_alloc_block_callback(g->fs, alloc_block, NULL);
 	g->undo.unused = unused_at_open;
 	g->undo.begin = mark_changing;
 	g->undo.opaque = g;

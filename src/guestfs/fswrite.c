@@ -1,4 +1,5 @@
 #include "guestfs/fswrite.h"
+#include "guestfs/fault.h"
 #include "guestfs/fsread.h"
 #include "util/err.h"
 
@@ -94,7 +95,9 @@ static int add_entry(struct gfs *g, ext2_ino_t dir, const char *name, ext2_ino_t
 
 static int new_ino(struct gfs *g, ext2_ino_t dir, uint16_t mode, ext2_ino_t *ino)
 {
-	errcode_t e = ext2fs_new_inode(g->fs, dir, mode, NULL, ino);
+	errcode_t e = gfs_fault_now(GFS_FAULT_ALLOC)
+			  ? EXT2_ET_INODE_ALLOC_FAIL
+			  : ext2fs_new_inode(g->fs, dir, mode, NULL, ino);
 	if (e)
 		return gfs_err(e, "cannot allocate an inode");
 	return 0;
