@@ -330,6 +330,12 @@ static int finish(struct gfs *g, bool keep)
 
 int gfs_close(struct gfs *g)
 {
+	if (g->rw && g->undo.failed && g->undo.keep) {
+		/* a step libext2fs went on after; what it wrote may rest on what it lost */
+		kite_error("a read or write of the image failed during the change: it is not kept");
+		finish(g, false);
+		return -1;
+	}
 	if (g->fs) {
 		/* the superblock must be written back clean even if nothing else changed */
 		if (g->rw && g->undo.begun && !(g->fs->flags & EXT2_FLAG_DIRTY))

@@ -83,10 +83,17 @@ static int keep_range(struct gundo *u, const unsigned char *buf, size_t len, uin
 	return 0;
 }
 
+static int failed(struct gundo *u, int r)
+{
+	if (r < 0)
+		u->failed = true;
+	return r;
+}
+
 static int u_pread(void *opaque, void *buf, size_t len, uint64_t off)
 {
 	struct gundo *u = opaque;
-	return gdev_read(u->lower, buf, len, off);
+	return failed(u, gdev_read(u->lower, buf, len, off));
 }
 
 static int u_pwrite(void *opaque, const void *buf, size_t len, uint64_t off)
@@ -95,17 +102,17 @@ static int u_pwrite(void *opaque, const void *buf, size_t len, uint64_t off)
 	if (!u->begun) {
 		u->begun = true;
 		if (u->begin && u->begin(u->opaque) < 0)
-			return -1;
+			return failed(u, -1);
 	}
 	if (u->keep && keep_range(u, buf, len, off) < 0)
-		return -1;
-	return gdev_write(u->lower, buf, len, off);
+		return failed(u, -1);
+	return failed(u, gdev_write(u->lower, buf, len, off));
 }
 
 static int u_flush(void *opaque)
 {
 	struct gundo *u = opaque;
-	return u->lower->flush ? u->lower->flush(u->lower->opaque) : 0;
+	return failed(u, u->lower->flush ? u->lower->flush(u->lower->opaque) : 0);
 }
 
 void gundo_init(struct gdev *out, struct gundo *u, const struct gdev *lower)
@@ -126,6 +133,7 @@ void gundo_commit(struct gundo *u)
 	free(u->tab);
 	u->tab = NULL;
 	u->cap = u->count = 0;
+	u->failed = false;
 }
 
 static int restore(struct gundo *u, const struct gundo_entry *e)

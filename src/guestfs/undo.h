@@ -27,6 +27,9 @@ struct gundo {
 	uint64_t last; /* the offset whose unit an undo restores last, after a flush */
 	bool keep;     /* false: writes go through and nothing can be undone */
 	bool begun;
+	/* A read, write or flush failed, even one its caller went on after (libext2fs ignores
+	 * some): the change must not be kept. */
+	bool failed;
 	struct gundo_entry *tab;
 	size_t cap, count;
 };
