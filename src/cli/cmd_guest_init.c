@@ -91,15 +91,18 @@ static int put_text(struct gfs *g, const char *path, const struct text *old, con
 		return 0;
 	ext2_ino_t ino, dir;
 	int err;
-	if (gfs_lookup_q(g, path, true, &ino, &err) < 0) {
-		char name[EXT2_NAME_LEN + 1];
-		if (err != ENOENT)
-			return lookup_failed(g, path, err);
-		if (gfs_lookup_parent(g, path, &dir, name) < 0 ||
-		    gfs_create(g, dir, name, mode, uid, gid, &ino) < 0)
-			return -1;
-	}
-	return gfs_replace(g, ino, content, strlen(content));
+	if (gfs_lookup_q(g, path, true, &ino, &err) == 0)
+		return gfs_replace(g, ino, content, strlen(content));
+	if (err != ENOENT)
+		return lookup_failed(g, path, err);
+	/* a new file is written whole, then named */
+	char name[EXT2_NAME_LEN + 1];
+	size_t len = strlen(content);
+	if (gfs_lookup_parent(g, path, &dir, name) < 0 ||
+	    gfs_new_file(g, dir, mode, uid, gid, &ino) < 0 ||
+	    (len && gfs_pwrite(g, ino, content, len, 0) < 0))
+		return -1;
+	return gfs_link_new(g, dir, name, ino);
 }
 
 /* Creates a directory if missing, and gives it this mode and owner. */
