@@ -1,8 +1,10 @@
 /* Fault injection over kite guest's write verbs: each read, write, flush and allocation of a
  * verb is made to fail in turn (guestfs/fault.h), and after each run e2fsck -fn must find the
  * filesystem clean and the files must read back either exactly as before the verb (it
- * failed) or exactly as after a run without faults (it succeeded). The verbs run through
- * cmd_guest(), as the command line runs them. */
+ * failed) or exactly as after a run without faults (it succeeded). Then the image is made to
+ * die at each write in turn (that write and all later ones fail, as in a crash): it must be
+ * left marked as not clean and e2fsck -fy must repair it. The verbs run through cmd_guest(),
+ * as the command line runs them. */
 #include "unit.h"
 
 #include "cli/commands.h"
@@ -262,6 +264,58 @@ static void each_fault(const struct verb *v, const char *before, const char *aft
 	}
 }
 
+static int repair(void)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "e2fsck -fy '%s'", path_of("work.img"));
+	return run_quiet(cmd);
+}
+
+/* The superblock's s_state: bit 0 set when the filesystem was cleanly unmounted. */
+static unsigned fs_state(void)
+{
+	unsigned char b[2];
+	FILE *f = fopen(path_of("work.img"), "rb");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 1024 + 0x3a, SEEK_SET), 0);
+	assert_int_equal(fread(b, 1, 2, f), 2);
+	fclose(f);
+	return b[0] | (unsigned)b[1] << 8;
+}
+
+/* The image dies at the n-th write: that write and every later one fail, so the change
+ * cannot be taken back and the image keeps the writes before it (as after a crash). The
+ * image must then say it was not cleanly unmounted (so that the next write refuses it and
+ * e2fsck checks it) unless nothing reached it, and e2fsck -fy must make it clean. Returns
+ * the number of runs. */
+static long each_death(const struct verb *v, const char *before)
+{
+	long n = 1;
+	for (;; n++) {
+		fresh_image();
+		arm(GFS_FAULT_WRITE, n, true);
+		int rc = run_verb(v);
+		bool hit = plan.hit;
+		disarm();
+		if (!hit)
+			break;
+		unsigned state = fs_state();
+		char *now = n == 1 ? digest() : NULL;
+		int fy = repair(), fk = fsck();
+		if (rc != 1 || (n == 1 && (state & 1) == 0) || (n > 1 && (state & 1)) ||
+		    (now && strcmp(now, before)) || fy > 1 || fk != 0) {
+			fprintf(
+			    stderr,
+			    "%s: the image died at write %ld: exit %d, state %#x, e2fsck -fy %d, "
+			    "then e2fsck -fn %d\n",
+			    v->name, n, rc, state, fy, fk);
+			fail();
+		}
+		free(now);
+	}
+	return n;
+}
+
 static void verb_test(const struct verb *v)
 {
 	fresh_image();
@@ -276,7 +330,11 @@ static void verb_test(const struct verb *v)
 	if (!v->no_sweep) {
 		long runs[GFS_FAULT_KINDS];
 		each_fault(v, before, after, runs);
+		long deaths = each_death(v, before);
 		/* the last run of each kind passed every step: it hit no fault */
+		printf("  %s: the image died at each of %ld writes: marked not clean, e2fsck -fy "
+		       "repaired it\n",
+		       v->name, deaths - 1);
 		printf("  %s: %ld steps failed in turn (reads %ld, writes %ld, flushes %ld, "
 		       "allocations %ld), e2fsck -fn clean after each\n",
 		       v->name, runs[0] + runs[1] + runs[2] + runs[3] - 4, runs[0] - 1, runs[1] - 1,
@@ -398,13 +456,13 @@ static int setup(void **state)
 	put_text("src/tree/a.txt", "a\n");
 	put_random("src/tree/sub/b.bin", 5 * 1024, 3);
 	assert_int_equal(symlink("a.txt", path_of("src/tree/link")), 0);
-	put_random("src/big.bin", 20 * 1024, 4);
-	put_random("src/huge.bin", 12u << 20, 5);
+	put_random("src/big.bin", 6 * 1024, 4);
+	put_random("src/huge.bin", 6u << 20, 5);
 	put_text("key.pub", "ssh-ed25519 "
 			    "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl "
 			    "user@host\n");
 	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "truncate -s 8M '%s' && mke2fs -q -F -t ext4 -d '%s' '%s'",
+	snprintf(cmd, sizeof(cmd), "truncate -s 4M '%s' && mke2fs -q -F -t ext4 -d '%s' '%s'",
 		 path_of("base.img"), path_of("root"), path_of("base.img"));
 	assert_int_equal(run_quiet(cmd), 0);
 	load_base();
