@@ -68,11 +68,20 @@ int guest_open(struct gfs *g, const char *image, const struct guest_common *c, b
 	return gfs_open(g, image, &o);
 }
 
+int guest_open_session(struct gfs *g, const char *image, const struct guest_common *c, bool write)
+{
+	struct gfs_opts o = {
+	    .format = c->format, .partition = c->partition, .write = write, .session = true};
+	return gfs_open(g, image, &o);
+}
+
 int guest_finish(struct gfs *g, int rc)
 {
-	if (gfs_close(g) < 0)
-		return 1;
-	return rc;
+	if (rc) {
+		gfs_abort(g); /* a failed verb leaves the image as it was */
+		return rc;
+	}
+	return gfs_close(g) < 0 ? 1 : 0;
 }
 
 int cmd_guest(int argc, char **argv)

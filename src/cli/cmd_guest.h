@@ -26,7 +26,11 @@ int guest_common_opt(struct guest_common *c, int opt, const char *arg);
 
 /* Opens the filesystem of `image` for the verb. */
 int guest_open(struct gfs *g, const char *image, const struct guest_common *c, bool write);
-/* Closes; returns the exit code (1 if the close failed, else `rc`). */
+/* For kite guest mount: writes reach the image as they come and cannot be taken back. */
+int guest_open_session(struct gfs *g, const char *image, const struct guest_common *c, bool write);
+/* Ends the verb and returns its exit code: with rc 0 the change is written back (1 if that
+ * fails, and then the image is left as it was); otherwise the change is taken back whole
+ * and rc is returned. */
 int guest_finish(struct gfs *g, int rc);
 
 int guest_usage_error(const char *verb, const char *usage);

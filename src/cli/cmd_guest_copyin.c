@@ -201,9 +201,12 @@ static int copy_in(struct in_ctx *c, int dirfd, const char *hname, const char *p
 		int fd = openat(dirfd, hname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return kite_error_errno(errno, "%s", path);
-		int r = gfs_create(c->g, dir, name, perm, st.st_uid, st.st_gid, &ino);
+		/* written whole, then named: a failure leaves no partial file */
+		int r = gfs_new_file(c->g, dir, perm, st.st_uid, st.st_gid, &ino);
 		if (!r)
 			r = copy_data(c, fd, ino, &st, path);
+		if (!r)
+			r = gfs_link_new(c->g, dir, name, ino);
 		close(fd);
 		if (r < 0)
 			return -1;

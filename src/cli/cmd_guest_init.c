@@ -35,6 +35,25 @@ struct text {
 	ext2_ino_t ino;
 };
 
+/* A quiet lookup failed for a reason other than ENOENT: reports it and fails. Looking again
+ * prints libext2fs's reason, unless the second try works (a passing I/O error). */
+static int lookup_failed(struct gfs *g, const char *path, int err)
+{
+	ext2_ino_t ino;
+	if (gfs_lookup(g, path, true, &ino) == 0)
+		kite_error("%s: %s", path, strerror(err));
+	return -1;
+}
+
+/* Does `path` exist in the image? -1 (reported) if that cannot be told. */
+static int file_exists(struct gfs *g, const char *path, bool *yes)
+{
+	ext2_ino_t ino;
+	int err;
+	*yes = gfs_lookup_q(g, path, true, &ino, &err) == 0;
+	return *yes || err == ENOENT ? 0 : lookup_failed(g, path, err);
+}
+
 /* Reads a text file of the image; a missing file is empty with exists = false. */
 static int get_text(struct gfs *g, const char *path, struct text *t)
 {
@@ -44,7 +63,7 @@ static int get_text(struct gfs *g, const char *path, struct text *t)
 	t->exists = false;
 	if (gfs_lookup_q(g, path, true, &t->ino, &err) < 0) {
 		if (err != ENOENT)
-			return gfs_lookup(g, path, true, &t->ino);
+			return lookup_failed(g, path, err);
 		t->s = strdup("");
 		return t->s ? 0 : kite_error("out of memory");
 	}
@@ -72,15 +91,18 @@ static int put_text(struct gfs *g, const char *path, const struct text *old, con
 		return 0;
 	ext2_ino_t ino, dir;
 	int err;
-	if (gfs_lookup_q(g, path, true, &ino, &err) < 0) {
-		char name[EXT2_NAME_LEN + 1];
-		if (err != ENOENT)
-			return gfs_lookup(g, path, true, &ino);
-		if (gfs_lookup_parent(g, path, &dir, name) < 0 ||
-		    gfs_create(g, dir, name, mode, uid, gid, &ino) < 0)
-			return -1;
-	}
-	return gfs_replace(g, ino, content, strlen(content));
+	if (gfs_lookup_q(g, path, true, &ino, &err) == 0)
+		return gfs_replace(g, ino, content, strlen(content));
+	if (err != ENOENT)
+		return lookup_failed(g, path, err);
+	/* a new file is written whole, then named */
+	char name[EXT2_NAME_LEN + 1];
+	size_t len = strlen(content);
+	if (gfs_lookup_parent(g, path, &dir, name) < 0 ||
+	    gfs_new_file(g, dir, mode, uid, gid, &ino) < 0 ||
+	    (len && gfs_pwrite(g, ino, content, len, 0) < 0))
+		return -1;
+	return gfs_link_new(g, dir, name, ino);
 }
 
 /* Creates a directory if missing, and gives it this mode and owner. */
@@ -92,7 +114,7 @@ static int ensure_dir(struct gfs *g, const char *path, uint16_t mode, uint32_t u
 	char name[EXT2_NAME_LEN + 1];
 	if (gfs_lookup_q(g, path, true, &ino, &err) < 0) {
 		if (err != ENOENT)
-			return gfs_lookup(g, path, true, &ino);
+			return lookup_failed(g, path, err);
 		return gfs_lookup_parent(g, path, &dir, name) < 0 ||
 			       gfs_mkdir(g, dir, name, mode, uid, gid, NULL) < 0
 			   ? -1
@@ -249,13 +271,6 @@ static char *add_member_fn(const char *old, const void *arg)
 	return group_add_member(old, a[0], a[1]);
 }
 
-static int file_exists(struct gfs *g, const char *path)
-{
-	ext2_ino_t ino;
-	int err;
-	return gfs_lookup_q(g, path, true, &ino, &err) == 0;
-}
-
 static int do_user(struct gfs *g, const struct init_opts *o, uint32_t *uid_out, uint32_t *gid_out)
 {
 	struct text pw, sh;
@@ -274,9 +289,12 @@ static int do_user(struct gfs *g, const struct init_opts *o, uint32_t *uid_out, 
 	} else {
 		uid = db_free_id(pw.s, 1000, 59999, false);
 		r = ensure_group(g, o->user, uid, 1000, 59999, false, &gid);
+		bool bash = false;
+		if (!r)
+			r = file_exists(g, "/bin/bash", &bash);
 		if (!r) {
 			char line[512];
-			const char *shell = file_exists(g, "/bin/bash") ? "/bin/bash" : "/bin/sh";
+			const char *shell = bash ? "/bin/bash" : "/bin/sh";
 			snprintf(line, sizeof(line), "%s:x:%u:%u::/home/%s:%s", o->user, uid, gid,
 				 o->user, shell);
 			char *n = db_append(pw.s, line);
@@ -303,9 +321,12 @@ static int do_user(struct gfs *g, const struct init_opts *o, uint32_t *uid_out, 
 		uint32_t sgid;
 		const char *args[2] = {o->groups[i], o->user};
 		r = ensure_group(g, o->groups[i], UINT32_MAX, 100, 999, true, &sgid);
+		bool gshadow = false;
 		if (!r)
 			r = edit(g, "/etc/group", add_member_fn, args, 0644, 0);
-		if (!r && file_exists(g, "/etc/gshadow"))
+		if (!r)
+			r = file_exists(g, "/etc/gshadow", &gshadow);
+		if (!r && gshadow)
 			r = edit(g, "/etc/gshadow", add_member_fn, args, 0640, 0);
 	}
 	if (r < 0)

@@ -372,7 +372,7 @@ static int k_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	if (!G()->rw)
 		return 0;
-	return ext2fs_flush(G()->fs) ? -EIO : 0;
+	return gfs_sync(G()) < 0 ? -EIO : 0;
 }
 
 static void *k_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
@@ -437,7 +437,7 @@ int guest_mount(int argc, char **argv)
 		return 1;
 	}
 	struct gfs g;
-	if (guest_open(&g, argv[optind], &c, !ro) < 0)
+	if (guest_open_session(&g, argv[optind], &c, !ro) < 0)
 		return 1;
 	char *fargv[] = {argv[0], "-o",
 			 ro ? "ro,default_permissions,fsname=kite,subtype=kite"
@@ -467,5 +467,6 @@ int guest_mount(int argc, char **argv)
 	fuse_destroy(f);
 out:
 	fuse_opt_free_args(&args);
-	return guest_finish(&g, rc);
+	/* what the session wrote was acknowledged to its callers: it stays */
+	return gfs_close(&g) < 0 ? 1 : rc;
 }

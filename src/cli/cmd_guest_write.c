@@ -40,6 +40,7 @@ int guest_write(int argc, char **argv)
 		return 1;
 	ext2_ino_t ino, dir;
 	int err = 0, rc = 1;
+	bool fresh = false;
 	char name[EXT2_NAME_LEN + 1];
 	struct ext2_inode_large in;
 	if (gfs_lookup_q(&g, path, true, &ino, &err) == 0) {
@@ -52,9 +53,11 @@ int guest_write(int argc, char **argv)
 		if (gfs_truncate(&g, ino, 0) < 0)
 			goto out;
 	} else if (err == ENOENT) {
+		/* a new file is written whole, then named (below) */
 		if (gfs_lookup_parent(&g, path, &dir, name) < 0 ||
-		    gfs_create(&g, dir, name, 0644, 0, 0, &ino) < 0)
+		    gfs_new_file(&g, dir, 0644, 0, 0, &ino) < 0)
 			goto out;
+		fresh = true;
 	} else {
 		gfs_lookup(&g, path, true, &ino); /* prints the error */
 		goto out;
@@ -75,7 +78,7 @@ int guest_write(int argc, char **argv)
 			break;
 		}
 		if (n == 0) {
-			rc = 0;
+			rc = fresh && gfs_link_new(&g, dir, name, ino) < 0;
 			break;
 		}
 		if (gfs_pwrite(&g, ino, buf, (size_t)n, off) < 0)

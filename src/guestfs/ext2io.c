@@ -160,21 +160,6 @@ static errcode_t k_write(io_channel io, unsigned long block, int count, const vo
 	return k_write64(io, block, count, data);
 }
 
-static errcode_t k_write_byte(io_channel io, unsigned long offset, int count, const void *data)
-{
-	struct chan *c = io->private_data;
-	if (count < 0)
-		return EXT2_ET_INVALID_ARGUMENT;
-	if (!c->dev->pwrite)
-		return EROFS;
-	if (offset > c->dev->size || (uint64_t)count > c->dev->size - offset)
-		return EXT2_ET_SHORT_WRITE;
-	if (c->dev->pwrite(c->dev->opaque, data, (size_t)count, offset) < 0)
-		return EIO;
-	c->stats.bytes_written += (unsigned)count;
-	return 0;
-}
-
 static errcode_t k_flush(io_channel io)
 {
 	struct chan *c = io->private_data;
@@ -215,7 +200,9 @@ static struct struct_io_manager manager = {
     .read_blk = k_read,
     .write_blk = k_write,
     .flush = k_flush,
-    .write_byte = k_write_byte,
+    /* no write_byte: libext2fs then writes the primary superblock whole, in one write, not
+     * as the 16-bit pieces that changed, which a failure part way would leave torn (its
+     * checksum not matching) */
     .set_option = k_set_option,
     .get_stats = k_get_stats,
     .read_blk64 = k_read64,

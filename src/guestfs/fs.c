@@ -1,5 +1,6 @@
 #include "guestfs/fs.h"
 #include "guestfs/ext2io.h"
+#include "guestfs/fault.h"
 #include "guestfs/fsdetect.h"
 #include "guestfs/fswrite.h"
 #include "guestfs/partition.h"
@@ -27,12 +28,106 @@ int gfs_err(errcode_t e, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return kite_error("%s: %s", what, error_message(e));
+	/* libext2fs's "Could not allocate block in ext2 filesystem" means the disk is full */
+	bool full = e == EXT2_ET_BLOCK_ALLOC_FAIL || e == EXT2_ET_INODE_ALLOC_FAIL;
+	return kite_error("%s: %s", what, full ? strerror(ENOSPC) : error_message(e));
+}
+
+/* Blocks that were free when the filesystem was opened: what the undo need not keep. */
+static bool unused_at_open(void *opaque, uint64_t off, size_t len)
+{
+	struct gfs *g = opaque;
+	if (!g->used_at_open || !len)
+		return false;
+	uint64_t bs = g->fs->blocksize, first = off / bs, last = (off + len - 1) / bs;
+	if (first < g->fs->super->s_first_data_block || last >= ext2fs_blocks_count(g->fs->super))
+		return false;
+	return ext2fs_test_block_bitmap_range2(g->used_at_open, first,
+					       (unsigned)(last - first + 1));
+}
+
+/* The first block in [b, end] free now and when the filesystem was opened. */
+static int find_fresh(struct gfs *g, blk64_t b, blk64_t end, blk64_t *out)
+{
+	while (b <= end) {
+		blk64_t c;
+		if (ext2fs_find_first_zero_block_bitmap2(g->fs->block_map, b, end, &b) ||
+		    ext2fs_find_first_zero_block_bitmap2(g->used_at_open, b, end, &c))
+			return -1;
+		if (c == b) {
+			*out = b;
+			return 0;
+		}
+		b = c;
+	}
+	return -1;
+}
+
+/* libext2fs's block allocator, preferring blocks that were free when the filesystem was
+ * opened: the undo keeps no copy of those, and a block this change freed (the image still
+ * refers to it until the change is complete) is not overwritten while there is another. */
+static errcode_t alloc_block(ext2_filsys fs, blk64_t goal, blk64_t *ret)
+{
+	struct gfs *g = fs->priv_data;
+	if (gfs_fault_now(GFS_FAULT_ALLOC))
+		return EXT2_ET_BLOCK_ALLOC_FAIL;
+	blk64_t first = fs->super->s_first_data_block, end = ext2fs_blocks_count(fs->super) - 1, b;
+	if (goal < first || goal > end)
+		goal = first;
+	if (!find_fresh(g, goal, end, &b) || (goal > first && !find_fresh(g, first, goal - 1, &b)))
+		goal = b;
+	return ext2fs_new_block2(fs, goal, fs->block_map, ret);
+}
+
+/* Before the first write of a change reaches the image: the superblock's state says "not
+ * clean" until gfs_close writes it back clean, last. */
+static int mark_changing(void *opaque)
+{
+	struct gfs *g = opaque;
+	struct ext2_super_block sb;
+	if (!g->fs)
+		return 0;
+	memcpy(&sb, g->fs->orig_super, sizeof(sb));
+	sb.s_state &= (uint16_t)~EXT2_VALID_FS;
+	errcode_t e = ext2fs_superblock_csum_set(g->fs, &sb);
+	if (e)
+		return gfs_err(e, "cannot mark the filesystem as being changed");
+	if (gdev_write(&g->udev, &sb, sizeof(sb), SUPERBLOCK_OFFSET) < 0 ||
+	    g->udev.flush(g->udev.opaque) < 0)
+		return -1;
+	/* libext2fs writes only the superblock's fields that differ from what it read */
+	memcpy(g->fs->orig_super, &sb, sizeof(sb));
+	return 0;
+}
+
+static int prepare_writes(struct gfs *g)
+{
+	errcode_t e = ext2fs_read_bitmaps(g->fs);
+	if (e)
+		return gfs_err(e, "cannot read the allocation bitmaps");
+	if (gfs_check_writable(g) < 0)
+		return -1;
+	e = ext2fs_copy_bitmap(g->fs->block_map, &g->used_at_open);
+	if (e)
+		return gfs_err(e, "cannot copy the block bitmap");
+	g->fs->priv_data = g;
+	ext2fs_set_alloc_block_callback(g->fs, alloc_block, NULL);
+	g->undo.unused = unused_at_open;
+	g->undo.begin = mark_changing;
+	g->undo.opaque = g;
+	g->undo.last = SUPERBLOCK_OFFSET;
+	g->undo.keep = true;
+	return 0;
 }
 
 int gfs_open_dev(struct gfs *g, bool write)
 {
-	if (ext2io_register(&g->part, g->ioname, sizeof(g->ioname)) < 0)
+	const struct gdev *dev = &g->part;
+	if (write) {
+		gundo_init(&g->udev, &g->undo, &g->part);
+		dev = &g->udev;
+	}
+	if (ext2io_register(dev, g->ioname, sizeof(g->ioname)) < 0)
 		return -1;
 	int flags = EXT2_FLAG_64BITS | EXT2_FLAG_SKIP_MMP;
 	if (write)
@@ -63,17 +158,9 @@ int gfs_open_dev(struct gfs *g, bool write)
 	}
 	if (bad)
 		kite_warn("%s; what is read may be inconsistent", bad);
-	if (write) {
-		e = ext2fs_read_bitmaps(g->fs);
-		if (e) {
-			gfs_err(e, "cannot read the allocation bitmaps");
-			gfs_close_dev(g);
-			return -1;
-		}
-		if (gfs_check_writable(g) < 0) {
-			gfs_close_dev(g);
-			return -1;
-		}
+	if (write && prepare_writes(g) < 0) {
+		gfs_close_dev(g);
+		return -1;
 	}
 	return 0;
 }
@@ -83,6 +170,10 @@ void gfs_close_dev(struct gfs *g)
 	if (g->fs) {
 		ext2fs_free(g->fs);
 		g->fs = NULL;
+	}
+	if (g->used_at_open) {
+		ext2fs_free_block_bitmap(g->used_at_open);
+		g->used_at_open = NULL;
 	}
 	ext2io_unregister(g->ioname);
 }
@@ -209,27 +300,72 @@ int gfs_open(struct gfs *g, const char *image, const struct gfs_opts *o)
 	part_table_free(&t);
 	if (r < 0 || gfs_open_dev(g, o->write) < 0)
 		goto fail;
+	if (o->write && o->session)
+		g->undo.keep = false;
 	return 0;
 fail:
 	gimage_close(&g->im);
 	return -1;
 }
 
-int gfs_close(struct gfs *g)
+/* The filesystem is closed or dropped: keeps or takes back what the change wrote. */
+static int finish(struct gfs *g, bool keep)
 {
 	int ret = 0;
-	if (g->fs) {
-		errcode_t e = ext2fs_close2(g->fs, 0); /* writes superblock and bitmaps */
-		if (e)
-			ret = gfs_err(e, "cannot write the filesystem's metadata back");
-		if (e)
-			ext2fs_free(g->fs);
-		g->fs = NULL;
+	gfs_close_dev(g);
+	if (g->rw && g->undo.begun) {
+		if (keep) {
+			gundo_commit(&g->undo);
+		} else if (gundo_rollback(&g->undo) < 0) {
+			ret =
+			    kite_error("the image could not be put back as it was: its filesystem "
+				       "stays marked as not cleanly unmounted; check it with "
+				       "e2fsck -f");
+		}
 	}
-	ext2io_unregister(g->ioname);
 	if (gimage_close(&g->im) < 0)
 		ret = -1;
 	return ret;
+}
+
+int gfs_close(struct gfs *g)
+{
+	if (g->rw && g->undo.failed && g->undo.keep) {
+		/* a step libext2fs went on after; what it wrote may rest on what it lost */
+		kite_error("a read or write of the image failed during the change: it is not kept");
+		finish(g, false);
+		return -1;
+	}
+	if (g->fs) {
+		/* the superblock must be written back clean even if nothing else changed */
+		if (g->rw && g->undo.begun && !(g->fs->flags & EXT2_FLAG_DIRTY))
+			g->fs->flags |= EXT2_FLAG_DIRTY | EXT2_FLAG_SUPER_ONLY;
+		errcode_t e = ext2fs_close2(g->fs, 0);
+		if (e) {
+			gfs_err(e, "cannot write the filesystem's metadata back");
+			finish(g, false); /* frees g->fs */
+			return -1;
+		}
+		g->fs = NULL;
+	}
+	return finish(g, true);
+}
+
+int gfs_abort(struct gfs *g)
+{
+	return finish(g, false);
+}
+
+int gfs_sync(struct gfs *g)
+{
+	if (!g->rw)
+		return 0;
+	errcode_t e = ext2fs_flush(g->fs);
+	if (e)
+		return gfs_err(e, "cannot write the filesystem's metadata back");
+	g->undo.begun = false; /* the next write marks the filesystem as being changed again */
+	gundo_commit(&g->undo);
+	return 0;
 }
 
 int gfs_read_inode(struct gfs *g, ext2_ino_t ino, struct ext2_inode_large *in)

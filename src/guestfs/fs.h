@@ -6,6 +6,7 @@
 
 #include "guestfs/dev.h"
 #include "guestfs/image.h"
+#include "guestfs/undo.h"
 
 #include <ext2fs/ext2fs.h>
 #include <stdbool.h>
@@ -13,8 +14,11 @@
 
 struct gfs {
 	struct gimage im;
-	struct gdev part;
+	struct gdev part; /* the filesystem's partition (or the whole disk) */
 	struct gdev_window win;
+	struct gdev udev; /* `part` through `undo`: what libext2fs writes to */
+	struct gundo undo;
+	ext2fs_block_bitmap used_at_open; /* when writing: the blocks in use when opened */
 	char ioname[32];
 	ext2_filsys fs;
 	int partno; /* 0: the whole disk */
@@ -25,13 +29,30 @@ struct gfs_opts {
 	const char *format;    /* image format or NULL to probe */
 	const char *partition; /* "-a" argument: "1", "sda1", "/dev/sda1"; NULL to choose */
 	bool write;
+	/* Writes that go to the image as they come (kite guest mount): gfs_abort cannot take
+	 * them back, and the session ends with gfs_close whatever happened. */
+	bool session;
 };
 
 /* Opens the image and the filesystem. Writing refuses a filesystem with errors or needing
- * journal recovery. Returns -1 with an error. */
+ * journal recovery. Returns -1 with an error.
+ *
+ * While a change is being written the filesystem's state on the image says "not cleanly
+ * unmounted" (marked before the first write reaches the image, made durable with a flush),
+ * as the kernel does while it has the filesystem mounted: if kite dies part way, the next
+ * write refuses the filesystem and e2fsck checks it. */
 int gfs_open(struct gfs *g, const char *image, const struct gfs_opts *o);
-/* Writes back and closes; -1 if anything failed to reach the image. */
+/* Ends a change that succeeded: writes back the bitmaps and group descriptors, flushes, then
+ * the superblock in its clean state, and flushes (libext2fs's order). If any of it fails the
+ * change is taken back as gfs_abort does. Returns -1 if the change did not reach the image. */
 int gfs_close(struct gfs *g);
+/* Ends a change that failed: drops libext2fs's unwritten state and writes back the old content
+ * of everything the change wrote, so that the image is as it was before gfs_open. Returns -1
+ * (reported) if the image could not be put back; it then stays marked as not clean. */
+int gfs_abort(struct gfs *g);
+/* For a session: writes back the metadata so that the image is complete and clean as it
+ * stands; the next write marks it as being changed again. */
+int gfs_sync(struct gfs *g);
 
 /* Opens the filesystem in `dev` (a partition of an image already open). */
 int gfs_open_dev(struct gfs *g, bool write);

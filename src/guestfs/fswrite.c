@@ -1,4 +1,5 @@
 #include "guestfs/fswrite.h"
+#include "guestfs/fault.h"
 #include "guestfs/fsread.h"
 #include "util/err.h"
 
@@ -94,7 +95,9 @@ static int add_entry(struct gfs *g, ext2_ino_t dir, const char *name, ext2_ino_t
 
 static int new_ino(struct gfs *g, ext2_ino_t dir, uint16_t mode, ext2_ino_t *ino)
 {
-	errcode_t e = ext2fs_new_inode(g->fs, dir, mode, NULL, ino);
+	errcode_t e = gfs_fault_now(GFS_FAULT_ALLOC)
+			  ? EXT2_ET_INODE_ALLOC_FAIL
+			  : ext2fs_new_inode(g->fs, dir, mode, NULL, ino);
 	if (e)
 		return gfs_err(e, "cannot allocate an inode");
 	return 0;
@@ -115,23 +118,28 @@ static int finish_inode(struct gfs *g, ext2_ino_t ino, uint16_t perm, uint32_t u
 	return gfs_write_inode(g, ino, &in);
 }
 
-/* A new inode of any non-directory type without data blocks. */
+/* A new inode of any non-directory type without data blocks. With `name` it is linked into
+ * `dir` last: a failure before that leaves an inode no entry names (an empty regular file,
+ * which e2fsck -p clears without asking; a device or fifo, which it asks about), never an
+ * entry naming an inode that is not there. Without `name` it is written as deleted (no
+ * links, a deletion time), so that until gfs_link_new makes it live e2fsck sees neither it
+ * nor the blocks written to it. */
 static int create_inode(struct gfs *g, ext2_ino_t dir, const char *name, uint16_t mode,
 			uint64_t rdev, uint32_t uid, uint32_t gid, ext2_ino_t *out)
 {
 	ext2_ino_t ino;
-	if (not_exists(g, dir, name) < 0 || new_ino(g, dir, mode, &ino) < 0 ||
-	    add_entry(g, dir, name, ino, file_type(mode)) < 0)
+	if ((name && not_exists(g, dir, name) < 0) || new_ino(g, dir, mode, &ino) < 0)
 		return -1;
 	struct ext2_inode in;
 	memset(&in, 0, sizeof(in));
 	in.i_mode = mode;
-	in.i_links_count = 1;
+	in.i_links_count = name ? 1 : 0;
+	in.i_dtime = name ? 0 : (uint32_t)time(NULL);
 	if (LINUX_S_ISREG(mode) && ext2fs_has_feature_extents(g->fs->super)) {
 		ext2_extent_handle_t h;
-		errcode_t e = ext2fs_extent_open2(g->fs, ino, &in, &h); /* writes the header */
+		errcode_t e = ext2fs_extent_open2(g->fs, ino, &in, &h); /* fills in the header */
 		if (e)
-			return gfs_err(e, "%s: cannot initialise the extent tree", name);
+			return gfs_err(e, "cannot initialise the extent tree of inode %u", ino);
 		ext2fs_extent_free(h);
 	}
 	if (LINUX_S_ISCHR(mode) || LINUX_S_ISBLK(mode)) {
@@ -144,9 +152,10 @@ static int create_inode(struct gfs *g, ext2_ino_t dir, const char *name, uint16_
 	}
 	errcode_t e = ext2fs_write_new_inode(g->fs, ino, &in);
 	if (e)
-		return gfs_err(e, "%s: cannot write the new inode", name);
+		return gfs_err(e, "cannot write the new inode %u", ino);
 	ext2fs_inode_alloc_stats2(g->fs, ino, +1, 0);
-	if (finish_inode(g, ino, mode, uid, gid) < 0)
+	if (finish_inode(g, ino, mode, uid, gid) < 0 ||
+	    (name && add_entry(g, dir, name, ino, file_type(mode)) < 0))
 		return -1;
 	if (out)
 		*out = ino;
@@ -159,26 +168,44 @@ int gfs_create(struct gfs *g, ext2_ino_t dir, const char *name, uint16_t mode, u
 	return create_inode(g, dir, name, LINUX_S_IFREG | (mode & 07777), 0, uid, gid, ino);
 }
 
+int gfs_new_file(struct gfs *g, ext2_ino_t dir, uint16_t mode, uint32_t uid, uint32_t gid,
+		 ext2_ino_t *ino)
+{
+	return create_inode(g, dir, NULL, LINUX_S_IFREG | (mode & 07777), 0, uid, gid, ino);
+}
+
+int gfs_link_new(struct gfs *g, ext2_ino_t dir, const char *name, ext2_ino_t ino)
+{
+	struct ext2_inode_large in;
+	if (not_exists(g, dir, name) < 0 || gfs_read_inode(g, ino, &in) < 0)
+		return -1;
+	in.i_links_count = 1;
+	in.i_dtime = 0;
+	gfs_touch(g, &in, false);
+	if (gfs_write_inode(g, ino, &in) < 0)
+		return -1;
+	return add_entry(g, dir, name, ino, file_type(in.i_mode));
+}
+
 int gfs_mknod(struct gfs *g, ext2_ino_t dir, const char *name, uint16_t mode, uint64_t rdev,
 	      uint32_t uid, uint32_t gid, ext2_ino_t *ino)
 {
 	return create_inode(g, dir, name, mode, rdev, uid, gid, ino);
 }
 
+/* Directories and symlinks are built whole (ext2fs_mkdir also counts the parent's new link),
+ * then linked: a failure in between leaves an unattached inode, not a dangling entry. */
 int gfs_mkdir(struct gfs *g, ext2_ino_t dir, const char *name, uint16_t mode, uint32_t uid,
 	      uint32_t gid, ext2_ino_t *out)
 {
 	ext2_ino_t ino;
-	if (not_exists(g, dir, name) < 0 || new_ino(g, dir, LINUX_S_IFDIR | 0755, &ino) < 0 ||
-	    add_entry(g, dir, name, ino, EXT2_FT_DIR) < 0)
+	if (not_exists(g, dir, name) < 0 || new_ino(g, dir, LINUX_S_IFDIR | 0755, &ino) < 0)
 		return -1;
-	/* the entry is in place: ext2fs_mkdir only builds the directory and counts it */
 	errcode_t e = ext2fs_mkdir(g->fs, dir, ino, NULL);
-	if (e) {
-		ext2fs_unlink(g->fs, dir, name, ino, 0);
+	if (e)
 		return gfs_err(e, "%s: cannot create the directory", name);
-	}
-	if (finish_inode(g, ino, mode, uid, gid) < 0)
+	if (finish_inode(g, ino, mode, uid, gid) < 0 ||
+	    add_entry(g, dir, name, ino, EXT2_FT_DIR) < 0)
 		return -1;
 	if (out)
 		*out = ino;
@@ -193,21 +220,21 @@ int gfs_symlink(struct gfs *g, ext2_ino_t dir, const char *name, const char *tar
 	if (!tl || tl >= g->fs->blocksize)
 		return kite_error("%s: the symlink target must be 1 to %u bytes long", name,
 				  g->fs->blocksize - 1);
-	if (not_exists(g, dir, name) < 0 || new_ino(g, dir, LINUX_S_IFLNK | 0777, &ino) < 0 ||
-	    add_entry(g, dir, name, ino, EXT2_FT_SYMLINK) < 0)
+	if (not_exists(g, dir, name) < 0 || new_ino(g, dir, LINUX_S_IFLNK | 0777, &ino) < 0)
 		return -1;
 	errcode_t e = ext2fs_symlink(g->fs, dir, ino, NULL, target);
-	if (e) {
-		ext2fs_unlink(g->fs, dir, name, ino, 0);
+	if (e)
 		return gfs_err(e, "%s: cannot create the symbolic link", name);
-	}
-	if (finish_inode(g, ino, 0777, uid, gid) < 0)
+	if (finish_inode(g, ino, 0777, uid, gid) < 0 ||
+	    add_entry(g, dir, name, ino, EXT2_FT_SYMLINK) < 0)
 		return -1;
 	if (out)
 		*out = ino;
 	return 0;
 }
 
+/* The link count goes up before the entry is added: a failure in between leaves a count one
+ * too high, which e2fsck -p lowers without asking. */
 int gfs_hardlink(struct gfs *g, ext2_ino_t dir, const char *name, ext2_ino_t ino)
 {
 	struct ext2_inode_large in;
@@ -217,11 +244,13 @@ int gfs_hardlink(struct gfs *g, ext2_ino_t dir, const char *name, ext2_ino_t ino
 		return kite_error("%s: cannot hard-link a directory", name);
 	if (in.i_links_count >= EXT2_LINK_MAX)
 		return kite_error("%s: too many links", name);
-	if (not_exists(g, dir, name) < 0 || add_entry(g, dir, name, ino, file_type(in.i_mode)) < 0)
+	if (not_exists(g, dir, name) < 0)
 		return -1;
 	in.i_links_count++;
 	gfs_touch(g, &in, false);
-	return gfs_write_inode(g, ino, &in);
+	if (gfs_write_inode(g, ino, &in) < 0)
+		return -1;
+	return add_entry(g, dir, name, ino, file_type(in.i_mode));
 }
 
 /* Exported by libext2fs but declared only in its private header. */
@@ -270,19 +299,85 @@ int gfs_pwrite(struct gfs *g, ext2_ino_t ino, const void *buf, size_t len, uint6
 	return gfs_write_inode(g, ino, &in);
 }
 
+struct release {
+	blk64_t cluster;
+	bool any;
+};
+
+static int release_block(ext2_filsys fs, blk64_t *blocknr, e2_blkcnt_t blockcnt, blk64_t ref,
+			 int ref_offset, void *priv)
+{
+	struct release *r = priv;
+	blk64_t cluster = EXT2FS_B2C(fs, *blocknr);
+	if (r->any && cluster == r->cluster)
+		return 0; /* bigalloc: blocks of one cluster come in a row */
+	r->any = true;
+	r->cluster = cluster;
+	ext2fs_block_alloc_stats2(fs, *blocknr, -1);
+	return 0;
+}
+
+/* Frees every block of the inode (data, extent tree or indirect blocks) in the allocation
+ * bitmaps, which reach the image only when the change is complete: nothing is written. */
+static int release_blocks(struct gfs *g, ext2_ino_t ino, struct ext2_inode_large *in)
+{
+	if (!ext2fs_inode_has_valid_blocks2(g->fs, (struct ext2_inode *)in))
+		return 0;
+	struct release r = {0};
+	errcode_t e =
+	    ext2fs_block_iterate3(g->fs, ino, BLOCK_FLAG_READ_ONLY, NULL, release_block, &r);
+	if (e)
+		return gfs_err(e, "cannot free the blocks of inode %u", ino);
+	return 0;
+}
+
+/* Makes a regular file empty: its blocks are released and one inode write leaves it with
+ * none. Unlike ext2fs_punch this writes no extent block, so a failure after it leaves at
+ * worst blocks the bitmaps still count, which e2fsck -p frees without asking; and the
+ * ext2fs_punch of libext2fs 1.47 fails with "Illegal block number" on an extent that ends at
+ * the filesystem's last block, as the last file of a full disk does. */
+static int empty_file(struct gfs *g, ext2_ino_t ino, struct ext2_inode_large *in)
+{
+	/* ext2fs_punch leaves inline data half removed (libext2fs 1.47): move it to a block */
+	if ((in->i_flags & EXT4_INLINE_DATA_FL) &&
+	    (uninline(g, ino) < 0 || gfs_read_inode(g, ino, in) < 0))
+		return -1;
+	if (release_blocks(g, ino, in) < 0)
+		return -1;
+	memset(in->i_block, 0, sizeof(in->i_block));
+	if (in->i_flags & EXT4_EXTENTS_FL) {
+		ext2_extent_handle_t h;
+		errcode_t e = ext2fs_extent_open2(g->fs, ino, (struct ext2_inode *)in, &h);
+		if (e)
+			return gfs_err(e, "cannot initialise the extent tree of inode %u", ino);
+		ext2fs_extent_free(h);
+	}
+	bool acl = ext2fs_file_acl_block(g->fs, (struct ext2_inode *)in) != 0;
+	errcode_t e = ext2fs_iblk_set(g->fs, (struct ext2_inode *)in, acl ? 1 : 0);
+	if (e)
+		return gfs_err(e, "cannot empty inode %u", ino);
+	in->i_size = in->i_size_high = 0;
+	return gfs_write_inode(g, ino, in);
+}
+
 int gfs_truncate(struct gfs *g, ext2_ino_t ino, uint64_t size)
 {
-	ext2_file_t f;
-	if (uninline(g, ino) < 0)
-		return -1;
-	errcode_t e = ext2fs_file_open(g->fs, ino, EXT2_FILE_WRITE, &f);
-	if (e)
-		return gfs_err(e, "cannot open inode %u for writing", ino);
-	e = ext2fs_file_set_size2(f, size);
-	errcode_t ec = ext2fs_file_close(f);
-	if (e || ec)
-		return gfs_err(e ? e : ec, "cannot truncate inode %u", ino);
 	struct ext2_inode_large in;
+	if (size == 0) {
+		if (gfs_read_inode(g, ino, &in) < 0 || empty_file(g, ino, &in) < 0)
+			return -1;
+	} else {
+		ext2_file_t f;
+		if (uninline(g, ino) < 0)
+			return -1;
+		errcode_t e = ext2fs_file_open(g->fs, ino, EXT2_FILE_WRITE, &f);
+		if (e)
+			return gfs_err(e, "cannot open inode %u for writing", ino);
+		e = ext2fs_file_set_size2(f, size);
+		errcode_t ec = ext2fs_file_close(f);
+		if (e || ec)
+			return gfs_err(e ? e : ec, "cannot truncate inode %u", ino);
+	}
 	if (gfs_read_inode(g, ino, &in) < 0)
 		return -1;
 	gfs_touch(g, &in, true);
@@ -298,8 +393,10 @@ int gfs_replace(struct gfs *g, ext2_ino_t ino, const void *buf, size_t len)
 	return 0;
 }
 
-/* Drops one link of `ino`; frees it when none is left. `dir_ino` tells whether it is a
- * directory (which then had 2 links: its entry and its own "."). */
+/* Drops one link of `ino`, whose entry is gone; frees it when none is left. `is_dir`: a
+ * directory (which then had 2 links: its entry and its own "."). The inode is written dead
+ * (no links, a deletion time) before its blocks and its number are freed in the bitmaps: a
+ * failure in between leaves only counts that e2fsck -p corrects without asking. */
 static int drop_inode(struct gfs *g, ext2_ino_t ino, bool is_dir)
 {
 	struct ext2_inode_large in;
@@ -311,24 +408,14 @@ static int drop_inode(struct gfs *g, ext2_ino_t ino, bool is_dir)
 		return gfs_write_inode(g, ino, &in);
 	}
 	in.i_links_count = 0;
-	if (ext2fs_inode_has_valid_blocks2(g->fs, (struct ext2_inode *)&in) ||
-	    (in.i_flags & EXT4_INLINE_DATA_FL)) {
-		errcode_t e = ext2fs_punch(g->fs, ino, (struct ext2_inode *)&in, NULL, 0, ~0ULL);
-		if (e)
-			return gfs_err(e, "cannot free the blocks of inode %u", ino);
-		if (gfs_read_inode(g, ino, &in) < 0) /* punch wrote it back */
-			return -1;
-		in.i_links_count = 0;
-	}
+	in.i_dtime = (uint32_t)time(NULL);
+	if (gfs_write_inode(g, ino, &in) < 0 || release_blocks(g, ino, &in) < 0)
+		return -1;
 	if (ext2fs_file_acl_block(g->fs, (struct ext2_inode *)&in)) {
 		errcode_t e = ext2fs_free_ext_attr(g->fs, ino, &in);
 		if (e)
 			return gfs_err(e, "cannot free the extended attributes of inode %u", ino);
 	}
-	in.i_size = in.i_size_high = 0;
-	in.i_dtime = (uint32_t)time(NULL);
-	if (gfs_write_inode(g, ino, &in) < 0)
-		return -1;
 	ext2fs_inode_alloc_stats2(g->fs, ino, -1, is_dir);
 	return 0;
 }
@@ -366,6 +453,13 @@ static int remove_entry(struct gfs *g, ext2_ino_t dir, const char *name, bool re
 		return -1;
 	bool is_dir = LINUX_S_ISDIR(in.i_mode);
 	if (is_dir && empty_dir(g, ino, name, recursive, depth) < 0)
+		return -1;
+	/* A regular file's last link: emptied while its entry still names it, so that a failure
+	 * once the entry is gone leaves an empty unattached inode, which e2fsck -p clears
+	 * without asking (inline data has no blocks: e2fsck counts it empty already). Then the
+	 * entry, then the inode (drop_inode). */
+	if (!is_dir && LINUX_S_ISREG(in.i_mode) && in.i_links_count <= 1 &&
+	    !(in.i_flags & EXT4_INLINE_DATA_FL) && empty_file(g, ino, &in) < 0)
 		return -1;
 	e = ext2fs_unlink(g->fs, dir, name, ino, 0);
 	if (e)

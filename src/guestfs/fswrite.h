@@ -11,9 +11,21 @@
 /* Refuses writes the library would get wrong (quota accounting). Called by gfs_open. */
 int gfs_check_writable(struct gfs *g);
 
+/* Every function orders its steps so that a failure part way, if the change cannot be taken
+ * back (gfs_abort), leaves at worst what e2fsck -p corrects without asking (blocks or an
+ * inode counted in use but not used, an empty unattached inode, a link count too high), never
+ * an entry naming a freed inode; the one-write windows where an unattached inode with
+ * content could be left are noted where they are. */
+
 /* Creates an empty regular file `name` in `dir`. Fails with EEXIST message if it exists. */
 int gfs_create(struct gfs *g, ext2_ino_t dir, const char *name, uint16_t mode, uint32_t uid,
 	       uint32_t gid, ext2_ino_t *ino);
+/* A regular file in no directory yet, written as deleted (`dir` only chooses where the inode
+ * goes): fill it with gfs_pwrite, then gfs_link_new makes it live and names it. Until then
+ * the image's free-space accounting does not see it, so a failure leaves nothing behind. */
+int gfs_new_file(struct gfs *g, ext2_ino_t dir, uint16_t mode, uint32_t uid, uint32_t gid,
+		 ext2_ino_t *ino);
+int gfs_link_new(struct gfs *g, ext2_ino_t dir, const char *name, ext2_ino_t ino);
 int gfs_mkdir(struct gfs *g, ext2_ino_t dir, const char *name, uint16_t mode, uint32_t uid,
 	      uint32_t gid, ext2_ino_t *ino);
 int gfs_symlink(struct gfs *g, ext2_ino_t dir, const char *name, const char *target, uint32_t uid,

@@ -1,5 +1,6 @@
 #include "guestfs/image.h"
 #include "block/block.h"
+#include "guestfs/fault.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -9,17 +10,30 @@
 
 static int im_pread(void *opaque, void *buf, size_t len, uint64_t off)
 {
-	return blk_pread(opaque, buf, len, off);
+	struct gimage *im = opaque;
+	if (gfs_fault_now(GFS_FAULT_READ))
+		return kite_error("read error (injected by a test)");
+	return blk_pread(im->blk, buf, len, off);
 }
 
 static int im_pwrite(void *opaque, const void *buf, size_t len, uint64_t off)
 {
-	return blk_pwrite(opaque, buf, len, off);
+	struct gimage *im = opaque;
+	if (gfs_fault_now(GFS_FAULT_WRITE))
+		return kite_error("write error (injected by a test)");
+	im->dirty = true;
+	return blk_pwrite(im->blk, buf, len, off);
 }
 
 static int im_flush(void *opaque)
 {
-	return blk_flush(opaque);
+	struct gimage *im = opaque;
+	if (gfs_fault_now(GFS_FAULT_FLUSH))
+		return kite_error("flush error (injected by a test)");
+	if (blk_flush(im->blk) < 0)
+		return -1;
+	im->dirty = false;
+	return 0;
 }
 
 int gimage_open(struct gimage *im, const char *path, const char *format, bool write)
@@ -37,7 +51,7 @@ int gimage_open(struct gimage *im, const char *path, const char *format, bool wr
 	im->blk = blk_open(path, format, (write ? BLK_O_RDWR : BLK_O_RDONLY) | BLK_O_NO_PROBE_WARN);
 	if (!im->blk)
 		return -1;
-	im->dev.opaque = im->blk;
+	im->dev.opaque = im;
 	im->dev.pread = im_pread;
 	im->dev.pwrite = write ? im_pwrite : NULL;
 	im->dev.flush = write ? im_flush : NULL;
@@ -49,7 +63,7 @@ int gimage_close(struct gimage *im)
 {
 	int ret = 0;
 	if (im->blk) {
-		if (im->dev.flush && blk_flush(im->blk) < 0)
+		if (im->dirty && im_flush(im) < 0)
 			ret = -1;
 		blk_close(im->blk);
 		im->blk = NULL;

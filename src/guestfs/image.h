@@ -12,12 +12,14 @@ struct blk;
 struct gimage {
 	struct blk *blk;
 	struct gdev dev;
+	bool dirty; /* written since the last flush */
 };
 
 /* `format`: "raw", "qcow2", "vmdk" or NULL to probe. With `write`, the image must be writable
  * and nobody else may be using it. */
 int gimage_open(struct gimage *im, const char *path, const char *format, bool write);
-/* Flushes (when writable) and closes; returns -1 if the flush failed. */
+/* Flushes (when anything was written since the last flush) and closes; returns -1 if the
+ * flush failed. */
 int gimage_close(struct gimage *im);
 
 #endif

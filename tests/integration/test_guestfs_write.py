@@ -210,3 +210,50 @@ def test_writes_stay_inside_the_chosen_partition(kite, tree, tmp_path):
     with open(after, "rb") as f:
         f.seek(p2 + 20 * MiB)
         assert f.read(4 * MiB) == bytes(4 * MiB)
+
+
+def test_copy_in_of_more_than_fits_changes_nothing(kite, tmp_path):
+    """Issue 22: 100 MB copied into a 64 MiB ext4 filesystem. The disk is full: one error
+    line saying so, exit 1, no partial file (debugfs), e2fsck -fn clean, the files already
+    there intact, and removing one of them afterwards works and stays clean."""
+    img = mkfs(str(tmp_path / "small.img"), size=64 * MiB)
+    keep = str(tmp_path / "keep.bin")
+    data = os.urandom(3 * MiB + 5)
+    with open(keep, "wb") as f:
+        f.write(data)
+    ok(kite, "copy-in", img, keep, "/")
+    before = debugfs_ls(img, "/")
+    huge = str(tmp_path / "huge.bin")
+    with open(huge, "wb") as f:
+        f.write(os.urandom(100 * 1000 * 1000))
+    r = fails(kite, "copy-in", img, huge, "/")
+    assert r.stderr.strip().endswith(": No space left on device"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert debugfs_ls(img, "/") == before  # no huge.bin, not even a part of it
+    e2fsck_clean(img)
+    assert debugfs_cat(img, "/keep.bin") == data
+    # the same through write: nothing of the new file is left
+    with open(huge, "rb") as f:
+        fails(kite, "write", img, "/huge.bin", input=f.read(), text=False)
+    assert debugfs_ls(img, "/") == before
+    e2fsck_clean(img)
+    ok(kite, "rm", img, "/keep.bin")
+    e2fsck_clean(img)
+    assert "keep.bin" not in debugfs_ls(img, "/")
+    ok(kite, "copy-in", img, keep, "/")  # the space came back
+    assert debugfs_cat(img, "/keep.bin") == data
+    e2fsck_clean(img)
+
+
+def test_a_failed_change_leaves_the_image_as_it_was(kite, tree, tmp_path):
+    """Every verb is all or nothing: rm of two paths, the second missing, removes neither;
+    mkdir of two directories, the second refused, creates neither."""
+    img = mkfs(str(tmp_path / "w.img"), tree, size=32 * MiB)
+    before = debugfs_ls(img, "/")
+    fails(kite, "rm", img, "/hello.txt", "/nope")
+    fails(kite, "mkdir", img, "/new", "/no/such/parent")
+    # as it was for the filesystem (blocks that were free may hold what the change wrote)
+    assert debugfs_ls(img, "/") == before
+    assert debugfs_cat(img, "/hello.txt") == b"hello, world\n"
+    assert "Links: 2" in debugfs(img, "stat /hello.txt")
+    e2fsck_clean(img)
