@@ -5,6 +5,7 @@
 #include "util/err.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,16 +21,27 @@ static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
 }
 
 /* Name of incompatible feature bit `bit` from the image's feature name table, if any. */
-static void feature_name(struct qcow2 *q, int bit, char *out, size_t outlen)
+/* qemu-img's report of incompatible features it cannot handle: the names the image's own
+ * feature table gives them (in table order, up to its first unnamed entry), then the bits
+ * left without a name. */
+static int report_unsupported(struct qcow2 *q, const char *fn, uint64_t mask)
 {
-	snprintf(out, outlen, "bit %d", bit);
-	for (uint32_t i = 0; i + 48 <= q->feature_names_len; i += 48) {
+	char list[1024] = "";
+	size_t n = 0;
+	for (uint32_t i = 0; i + 48 <= q->feature_names_len && n < sizeof(list); i += 48) {
 		const uint8_t *e = (const uint8_t *)q->feature_names + i;
-		if (e[0] == 0 && e[1] == bit) {
-			snprintf(out, outlen, "bit %d (%.46s)", bit, (const char *)e + 2);
-			return;
-		}
+		if (e[2] == '\0')
+			break;
+		if (e[0] != 0 || e[1] > 63 || !(mask & (1ull << e[1])))
+			continue;
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%.46s", n ? ", " : "",
+				      (const char *)e + 2);
+		mask &= ~(1ull << e[1]);
 	}
+	if (mask && n < sizeof(list))
+		snprintf(list + n, sizeof(list) - n, "%sUnknown incompatible feature: %" PRIx64,
+			 n ? ", " : "", mask);
+	return kite_error("Could not open '%s': Unsupported qcow2 feature(s): %s", fn, list);
 }
 
 static int parse_extensions(struct blk *b, const uint8_t *hdr, uint64_t end)
@@ -141,11 +153,8 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 	if (parse_extensions(b, h, q->cluster_size) < 0)
 		return -1;
 	uint64_t unknown = q->incompat & ~QCOW2_INCOMPAT_KNOWN;
-	if (unknown) {
-		char name[80];
-		feature_name(q, __builtin_ctzll(unknown), name, sizeof(name));
-		return kite_error("%s: unsupported qcow2 incompatible feature %s", fn, name);
-	}
+	if (unknown)
+		return report_unsupported(q, fn, unknown);
 	if (q->incompat & QCOW2_INCOMPAT_DATA_FILE)
 		return kite_error("%s: images with an external data file are not supported", fn);
 	/* QEMU's words: scripts match them */

@@ -158,13 +158,17 @@ bool img_opts_help(struct img_opts *o, const char *fmt)
 	};
 	if (!img_opts_get(o, "help") && !img_opts_get(o, "?"))
 		return false;
-	printf("Supported options:\n");
+	printf("Supported %s options:\n", fmt);
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
 		char key[64];
 		snprintf(key, sizeof(key), "%.*s", (int)strcspn(lines[i], "="), lines[i]);
-		if (key_allowed(fmt, key))
+		/* raw's preallocation belongs to the file layer in QEMU, which lists it apart */
+		bool file_layer = !strcmp(fmt, "raw") && !strcmp(key, "preallocation");
+		if (key_allowed(fmt, key) && !file_layer)
 			printf("  %s\n", lines[i]);
 	}
+	printf("\nThe protocol level may support further options.\n"
+	       "Specify the target filename to include those options.\n");
 	return true;
 }
 

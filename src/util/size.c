@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <strings.h>
 
@@ -29,13 +30,15 @@ int parse_size(const char *s, uint64_t default_unit, uint64_t *out)
 {
 	if (!s || !isdigit((unsigned char)*s))
 		return -1;
+	/* hexadecimal as QEMU takes it: "0x10000"; no fraction */
+	bool hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && isxdigit((unsigned char)s[2]);
 	errno = 0;
 	char *end;
-	uint64_t whole = strtoull(s, &end, 10);
+	uint64_t whole = strtoull(s, &end, hex ? 16 : 10);
 	if (errno)
 		return -1;
 	double frac = 0;
-	if (*end == '.') {
+	if (*end == '.' && !hex) {
 		char *fend;
 		frac = strtod(end, &fend);
 		if (fend == end + 1)

@@ -3,8 +3,8 @@
 
 #include <stdint.h>
 
-/* Parses a size such as "512M", "2G", "4096", "1.5G" (suffixes B, K, M, G, T, P, E, case
- * insensitive, optional "iB"/"B"), as qemu-img does. `default_unit` is the multiplier for a
+/* Parses a size such as "512M", "2G", "4096", "1.5G", "0x10000" (suffixes B, K, M, G, T, P,
+ * E, case insensitive, optional "iB"/"B"), as qemu-img does. `default_unit` is the multiplier for a
  * bare number (1 for bytes, 1 << 20 for MiB as `kite run -m` takes). Returns 0 or -1 (bad
  * syntax or overflow). */
 int parse_size(const char *s, uint64_t default_unit, uint64_t *out);

@@ -19,6 +19,7 @@ CREATE_CASES = [
     ["-f", "qcow2", "-o", "preallocation=full,cluster_size=4K", "disk.qcow2", "2M"],
     ["-f", "qcow2", "-o", "preallocation=falloc", "disk.qcow2", "2M"],
     ["-f", "qcow2", "-o", "extended_l2=on,preallocation=metadata", "disk.qcow2", "4M"],
+    ["-f", "qcow2", "-o", "cluster_size=0x10000", "disk.qcow2", "0x100000"],
 ]
 
 
@@ -119,6 +120,17 @@ def test_create_bad_input(kite, tmp_path, args, what):
         args[-1] == "x.qcow2" and not (tmp_path / "x.qcow2").exists()
 
 
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_create_option_help(kite, tmp_path, fmt):
+    """-o help lists the options as qemu-img does, less those kite does not implement
+    (qcow2's encryption and external data file, README "kite img")."""
+    q = run(["qemu-img", "create", "-f", fmt, "-o", "help"]).stdout.splitlines()
+    k = run([kite, "img", "create", "-f", fmt, "-o", "help"]).stdout.splitlines()
+    missing = [line for line in q if line not in k]
+    assert all(m.strip().startswith(("encrypt", "data_file")) for m in missing), missing
+    assert [line for line in q if line not in missing] == k
+
+
 def test_seed_resize_grow(kite, tmp_path):
     img = tmp_path / "virt_disk.qcow2"
     assert run([kite, "img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=128K",
@@ -161,7 +173,7 @@ def test_help(kite, tmp_path):
         assert f"  {verb} " in r.stdout
     r = run([kite, "img", "create", "-f", "qcow2", "-o", "help"])
     assert r.returncode == 0
-    assert r.stdout.startswith("Supported options:\n")
+    assert r.stdout.startswith("Supported qcow2 options:\n")
     assert "  cluster_size=<size>" in r.stdout
     r = run([kite, "img", "create", "-f", "raw", "-o", "help"])
     assert "cluster_size" not in r.stdout and "  size=<size>" in r.stdout

@@ -153,3 +153,32 @@ def test_compression_type_and_its_bit_must_agree(kite, tmp_path, ctype, incompat
     k = run([kite, "img", "info", str(img)])
     assert q.returncode == k.returncode == 1
     assert k.stderr == q.stderr.replace("qemu-img: ", "kite: error: ")
+
+
+def test_unsupported_features_are_named_from_the_image(kite, tmp_path):
+    """Incompatible feature bits kite cannot handle are named as qemu-img names them: by the
+    image's own feature table where it has a name, the rest as a hex mask."""
+    img = tmp_path / "f.qcow2"
+    qcow2(img, "1M")
+    with open(img, "r+b") as f:
+        hdr = bytearray(f.read(65536))
+        off = int.from_bytes(hdr[100:104], "big")  # header length: extensions follow
+        while True:
+            kind, size = int.from_bytes(hdr[off:off + 4], "big"), int.from_bytes(
+                hdr[off + 4:off + 8], "big")
+            assert kind != 0, "no feature table"
+            if kind == 0x6803F857:
+                break
+            off += 8 + (size + 7) // 8 * 8
+        # turn the table's last entry into an incompatible feature of our own, bit 40
+        last = off + 8 + size - 48
+        hdr[last:last + 48] = bytes([0, 40]) + b"frobnication".ljust(46, b"\0")
+        flags = int.from_bytes(hdr[72:80], "big") | (1 << 40) | (1 << 63)
+        hdr[72:80] = flags.to_bytes(8, "big")
+        f.seek(0)
+        f.write(hdr)
+    q = run(["qemu-img", "info", str(img)])
+    k = run([kite, "img", "info", str(img)])
+    assert q.returncode == k.returncode == 1
+    assert "frobnication, Unknown incompatible feature: 8000000000000000" in q.stderr
+    assert k.stderr == q.stderr.replace("qemu-img: ", "kite: error: ")

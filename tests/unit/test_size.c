@@ -18,6 +18,11 @@ static void parses_suffixes(void **state)
 	assert_int_equal(v, 4096);
 	assert_int_equal(parse_size("64MiB", 1, &v), 0);
 	assert_int_equal(v, 64ULL << 20);
+	/* hexadecimal, as qemu-img takes cluster_size=0x10000 */
+	assert_int_equal(parse_size("0x10000", 1, &v), 0);
+	assert_int_equal(v, 0x10000);
+	assert_int_equal(parse_size("0XfF", 1, &v), 0);
+	assert_int_equal(v, 255);
 }
 
 static void bare_number_uses_default_unit(void **state)
@@ -37,6 +42,9 @@ static void rejects_garbage(void **state)
 	assert_int_equal(parse_size("99999999999999999999", 1, &v), -1);
 	assert_int_equal(parse_size("100000E", 1, &v), -1);
 	assert_int_equal(parse_size("5Mx", 1, &v), -1);
+	assert_int_equal(parse_size("0x1.8M", 1, &v), -1); /* no fractions in hex */
+	assert_int_equal(parse_size("0x", 1, &v), -1);
+	assert_int_equal(parse_size("0xg", 1, &v), -1);
 }
 
 int main(void)
