@@ -563,6 +563,25 @@ int blk_resize(struct blk *b, uint64_t size, bool shrink)
 	return r;
 }
 
+int blk_load_snapshot(struct blk *b, const char *id, const char *name)
+{
+	if (!b->drv->load_snapshot)
+		return kite_error(
+		    "Failed to load snapshot: Block format '%s' used by device '' does "
+		    "not support temporarily loading internal snapshots",
+		    b->drv->name);
+	lock(b);
+	/* the same word as id and name: an id if one has it, else a name */
+	bool either = id && id == name;
+	int r = b->drv->load_snapshot(b, id, either ? NULL : name);
+	if (r == 1 && either)
+		r = b->drv->load_snapshot(b, NULL, name);
+	unlock(b);
+	if (r == 1)
+		return kite_error("Failed to load snapshot: Can't find snapshot");
+	return r;
+}
+
 int blk_preallocate(struct blk *b, uint64_t from, uint64_t to, enum blk_prealloc mode)
 {
 	if (mode == BLK_PREALLOC_OFF)

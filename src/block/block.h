@@ -81,6 +81,10 @@ int blk_compress_cluster(const struct blk *b, const void *raw, size_t len, void 
 			 size_t *outlen);
 int blk_pwrite_precompressed(struct blk *b, const void *cdata, size_t clen, const void *raw,
 			     size_t len, uint64_t off);
+/* Makes a read-only image read as its internal snapshot named by `id` and/or `name` (either
+ * may be NULL; both must match when both are given; the same pointer for both: the id if a
+ * snapshot has it, else the name) left it (qemu-img convert -l). */
+int blk_load_snapshot(struct blk *b, const char *id, const char *name);
 /* Grows (or, when `shrink` is set and the format allows it, shrinks) the virtual size. */
 int blk_resize(struct blk *b, uint64_t size, bool shrink);
 

@@ -39,6 +39,9 @@ struct blk_driver {
 	/* optional: allocates [from, to) of a grown image ahead of writes (resize --preallocation)
 	 */
 	int (*preallocate)(struct blk *b, uint64_t from, uint64_t to, enum blk_prealloc mode);
+	/* optional: a read-only image reads as its internal snapshot id/name left it; returns 1
+	 * (nothing printed) when there is no such snapshot */
+	int (*load_snapshot)(struct blk *b, const char *id, const char *name);
 	void (*close)(struct blk *b);
 	int (*info)(struct blk *b, struct blk_info *info);
 	int (*change_backing)(struct blk *b, const char *file, const char *fmt);

@@ -576,6 +576,7 @@ static const struct blk_driver qcow2_driver = {
     .block_status = qcow2_block_status,
     .resize = qcow2_resize,
     .preallocate = qcow2_preallocate_grown,
+    .load_snapshot = qcow2_load_snapshot,
     .close = qcow2_close,
     .info = qcow2_info,
     .change_backing = qcow2_change_backing,

@@ -205,6 +205,8 @@ void qcow2_compress_free(struct qcow2 *q);
 
 /* qcow2_snapshot.c */
 int qcow2_read_snapshots(struct blk *b);
+/* Reads (read-only) the disk as snapshot `id` and/or `name` left it; 1 if there is none. */
+int qcow2_load_snapshot(struct blk *b, const char *id, const char *name);
 void qcow2_free_snapshots(struct qcow2 *q);
 int qcow2_update_copied(struct blk *b);
 

@@ -375,6 +375,37 @@ static int read_l1(struct blk *b, const struct qcow2_snapshot *s, uint64_t **out
 	return 0;
 }
 
+/* The snapshot that `id` and `name` both name (either may be NULL), as qemu-img convert -l
+ * finds it; -1 if none. */
+static int match_snapshot(const struct qcow2 *q, const char *id, const char *name)
+{
+	for (uint32_t i = 0; (id || name) && i < q->nb_snapshots; i++)
+		if ((!id || !strcmp(q->snaps[i].id, id)) &&
+		    (!name || !strcmp(q->snaps[i].name, name)))
+			return (int)i;
+	return -1;
+}
+
+int qcow2_load_snapshot(struct blk *b, const char *id, const char *name)
+{
+	struct qcow2 *q = Q(b);
+	if (b->flags & BLK_O_RDWR)
+		return kite_error("%s: a snapshot is loaded read-only", b->filename);
+	int idx = match_snapshot(q, id, name);
+	if (idx < 0)
+		return 1;
+	uint64_t *sl1;
+	if (read_l1(b, &q->snaps[idx], &sl1) < 0)
+		return -1;
+	for (int i = 0; i < q->l2c.slots; i++)
+		mcache_forget(&q->l2c, q->l2c.e[i].off);
+	free(q->l1);
+	q->l1 = sl1;
+	q->l1_size = q->snaps[idx].l1_size;
+	q->cz_off = 0;
+	return 0;
+}
+
 int qcow2_snapshot_apply(struct blk *b, const char *name_or_id)
 {
 	if (need_qcow2(b, true) < 0)

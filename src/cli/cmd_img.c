@@ -18,20 +18,23 @@ static const struct {
     {"info", img_info, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename"},
     {"convert", img_convert,
      "convert [-c] [-p] [-q] [-n] [-C] [-U] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] "
-     "[-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] [-m num_coroutines] [-W] "
+     "[-B backing_file [-F backing_fmt]] [-o options] [-l snapshot_param] [-S sparse_size] "
+     "[-m num_coroutines] [-W] "
      "filename "
      "[filename2 [...]] output_filename"},
-    {"resize", img_resize, "resize [-q] [-f fmt] [--shrink] filename [+ | -]size"},
-    {"check", img_check, "check [-q] [-f fmt] [--output=human|json] [-r [leaks | all]] filename"},
+    {"resize", img_resize,
+     "resize [-q] [-f fmt] [--preallocation=prealloc] [--shrink] filename [+ | -]size"},
+    {"check", img_check,
+     "check [-q] [-f fmt] [--output=human|json] [-r [leaks | all]] [-U] filename"},
     {"snapshot", img_snapshot,
-     "snapshot [-q] [-l | -a snapshot | -c snapshot | -d snapshot] "
+     "snapshot [-q] [-U] [-l | -a snapshot | -c snapshot | -d snapshot] "
      "filename"},
-    {"compare", img_compare, "compare [-f fmt] [-F fmt] [-p] [-q] [-s] filename1 filename2"},
+    {"compare", img_compare, "compare [-f fmt] [-F fmt] [-p] [-q] [-s] [-U] filename1 filename2"},
     {"map", img_map,
      "map [-f fmt] [--output=human|json] [--start-offset=OFFSET] "
-     "[--max-length=LEN] filename"},
+     "[--max-length=LEN] [-U] filename"},
     {"rebase", img_rebase,
-     "rebase [-q] [-f fmt] [-p] [-u] -b backing_file [-F backing_fmt] "
+     "rebase [-q] [-U] [-f fmt] [-p] [-u] -b backing_file [-F backing_fmt] "
      "filename"},
     {"commit", img_commit, "commit [-q] [-f fmt] [-p] [-d] [-b base] filename"},
     {"measure", img_measure,

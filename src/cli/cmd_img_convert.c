@@ -271,6 +271,20 @@ static int copy_compressed(struct convert *cv)
 				   cc_progress);
 }
 
+/* -l snapshot.id=ID,snapshot.name=NAME, or a bare ID or NAME (an id first, as qemu-img) */
+static int load_snapshot(struct blk *b, const char *param)
+{
+	if (strncmp(param, "snapshot.", 9))
+		return blk_load_snapshot(b, param, param);
+	struct img_opts o = {0};
+	int r = img_opts_parse(&o, param);
+	if (r == 0)
+		r = blk_load_snapshot(b, img_opts_get(&o, "snapshot.id"),
+				      img_opts_get(&o, "snapshot.name"));
+	img_opts_free(&o);
+	return r;
+}
+
 static int open_target(struct convert *cv, const char *path, const char *fmt, bool no_create,
 		       struct img_opts *o, unsigned flags, const char *backing,
 		       const char *backing_fmt)
@@ -346,13 +360,15 @@ int img_convert(int argc, char **argv)
 	bool quiet = false, progress = false, no_create = false, copy_offload = false,
 	     have_opts = false;
 	unsigned share = 0;
+	const char *snapshot = NULL;
 	struct convert cv = {0};
 	struct img_opts o = {0};
 	int rc = 1, c;
 	cv.sparse = 4096;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":f:O:o:B:F:cpqnS:t:T:WUm:C", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":f:O:o:B:F:cpqnS:t:T:WUm:Cl:", longopts, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'f':
 			fmt = optarg;
@@ -373,6 +389,9 @@ int img_convert(int argc, char **argv)
 			break;
 		case 'c':
 			cv.compress = true;
+			break;
+		case 'l': /* the last one counts, as in qemu-img */
+			snapshot = optarg;
 			break;
 		case 'p':
 			progress = true;
@@ -475,6 +494,12 @@ int img_convert(int argc, char **argv)
 		cv.src[i] =
 		    blk_open(argv[optind + i], fmt, BLK_O_RDONLY | share | BLK_O_NO_PROBE_WARN);
 		if (!cv.src[i])
+			goto out;
+		if (snapshot && cv.nsrc > 1) {
+			kite_error("No support for concatenating multiple snapshot");
+			goto out;
+		}
+		if (snapshot && load_snapshot(cv.src[i], snapshot) < 0)
 			goto out;
 		cv.src_start[i] = cv.total;
 		cv.total += blk_size(cv.src[i]);

@@ -375,3 +375,36 @@ def test_options_without_visible_effect(kite, src, tmp_path, args):
                 out.append((e["start"], e["length"], e["data"], e["zero"]))
         return out
     assert alloc(k) == alloc(q)
+
+
+@pytest.mark.parametrize("param", ["snapshot.name=first", "first", "1", "snapshot.id=1",
+                                   "snapshot.id=1,snapshot.name=first", "snapshot.name=nope",
+                                   "snapshot.id=1,snapshot.name=x", "bogus=1", "2"])
+def test_convert_from_an_internal_snapshot(kite, tmp_path, param):
+    """-l reads the source as an internal snapshot left it (qemu-img's -l forms: id or name,
+    snapshot.id=, snapshot.name=), at the image's current size."""
+    img = tmp_path / "sn.qcow2"
+    sh("qemu-img", "create", "-q", "-f", "qcow2", str(img), "4M")
+    sh("qemu-io", "-c", "write -P 1 0 1M", str(img))
+    sh("qemu-img", "snapshot", "-c", "first", str(img))
+    sh("qemu-io", "-c", "write -P 2 0 2M", str(img))
+    sh("qemu-img", "snapshot", "-c", "1", str(img))  # a name that is also an id
+    sh("qemu-img", "resize", str(img), "8M")
+    q = run(["qemu-img", "convert", "-l", param, "-O", "raw", str(img), str(tmp_path / "q")])
+    k = run([kite, "img", "convert", "-l", param, "-O", "raw", str(img), str(tmp_path / "k")])
+    assert (k.returncode, k.stdout) == (q.returncode, q.stdout)
+    assert k.stderr == q.stderr.replace("qemu-img: ", "kite: error: ")
+    if q.returncode == 0:
+        assert (tmp_path / "k").read_bytes() == (tmp_path / "q").read_bytes()
+    else:
+        assert not (tmp_path / "k").exists()
+
+
+def test_convert_snapshot_refusals(kite, tmp_path):
+    raw = tmp_path / "r.img"
+    raw.write_bytes(bytes(65536))
+    for argv in (["-l", "x", "-f", "raw", "-O", "raw", str(raw), str(tmp_path / "o")],
+                 ["-l", "x", "-f", "raw", "-O", "raw", str(raw), str(raw), str(tmp_path / "o")]):
+        q, k = run(["qemu-img", "convert", *argv]), run([kite, "img", "convert", *argv])
+        assert q.returncode == k.returncode == 1
+        assert k.stderr == q.stderr.replace("qemu-img: ", "kite: error: ")
