@@ -92,6 +92,10 @@ int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off, const cha
 int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off, const char *what);
 int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off, const char *what);
 int blk_file_size(int fd, uint64_t *size, const char *what);
+/* Whether [off, off+len) of the file starts with a hole (or lies past EOF: *zero) or with
+ * data, and for how long (*pnum > 0): SEEK_DATA/SEEK_HOLE, everything data without them. */
+int blk_file_status(int fd, uint64_t off, uint64_t len, uint64_t *pnum, bool *zero,
+		    const char *what);
 
 /* fdatasync of the image file (a barrier between dependent metadata writes); nothing with
  * BLK_O_UNSAFE. */

@@ -152,3 +152,36 @@ int blk_sync(struct blk *b)
 		return kite_error_errno(errno, "%s: flush", b->filename);
 	return 0;
 }
+
+int blk_file_status(int fd, uint64_t off, uint64_t len, uint64_t *pnum, bool *zero,
+		    const char *what)
+{
+	uint64_t fsize;
+	if (blk_file_size(fd, &fsize, what) < 0)
+		return -1;
+	*zero = true;
+	*pnum = len;
+	if (off >= fsize) /* past the end of a short file: reads as zeros */
+		return 0;
+	off_t data = lseek(fd, (off_t)off, SEEK_DATA);
+	if (data < 0 && errno == ENXIO) {
+		data = (off_t)fsize; /* only a hole until EOF */
+	} else if (data < 0) {	     /* no SEEK_DATA support: everything is data */
+		*zero = false;
+		return 0;
+	}
+	if ((uint64_t)data > off) { /* in a hole */
+		uint64_t n = (uint64_t)data - off;
+		*pnum = n < len ? n : len;
+		return 0;
+	}
+	off_t hole = lseek(fd, (off_t)off, SEEK_HOLE);
+	if (hole < 0)
+		return kite_error_errno(errno, "%s: SEEK_HOLE", what);
+	uint64_t n = (uint64_t)hole - off;
+	*pnum = n < len ? n : len;
+	if (*pnum == 0)
+		*pnum = len < 512 ? len : 512; /* defensive: never report an empty run */
+	*zero = false;
+	return 0;
+}

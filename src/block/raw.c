@@ -187,36 +187,11 @@ static int raw_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t 
 			    unsigned *flags, uint64_t *host_off)
 {
 	*host_off = off;
-	uint64_t fsize;
-	if (blk_file_size(b->fd, &fsize, b->filename) < 0)
+	bool zero;
+	if (blk_file_status(b->fd, off, len, pnum, &zero, b->filename) < 0)
 		return -1;
-	if (off >= fsize) { /* past the end of a short file: reads as zeros */
-		*pnum = len;
-		*flags = BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET_VALID;
-		return 0;
-	}
-	off_t data = lseek(b->fd, (off_t)off, SEEK_DATA);
-	if (data < 0 && errno == ENXIO) {
-		data = (off_t)fsize; /* only a hole until EOF */
-	} else if (data < 0) {	     /* no SEEK_DATA support: everything is data */
-		*pnum = len;
-		*flags = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET_VALID;
-		return 0;
-	}
-	if ((uint64_t)data > off) { /* in a hole */
-		uint64_t n = (uint64_t)data - off;
-		*pnum = n < len ? n : len;
-		*flags = BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET_VALID;
-		return 0;
-	}
-	off_t hole = lseek(b->fd, (off_t)off, SEEK_HOLE);
-	if (hole < 0)
-		return kite_error_errno(errno, "%s: SEEK_HOLE", b->filename);
-	uint64_t n = (uint64_t)hole - off;
-	*pnum = n < len ? n : len;
-	if (*pnum == 0)
-		*pnum = len < 512 ? len : 512; /* defensive: never report an empty run */
-	*flags = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET_VALID;
+	*flags = BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET_VALID |
+		 (zero ? BLK_STATUS_ZERO : BLK_STATUS_DATA);
 	return 0;
 }
 

@@ -50,7 +50,7 @@ static void usage(FILE *out)
 		     "verbs:\n");
 	for (size_t i = 0; i < NVERBS; i++)
 		fprintf(out, "  %s\n", verbs[i].syntax);
-	fprintf(out, "\nformats: raw, qcow2 (read and write), vmdk (read only)\n");
+	fprintf(out, "\nformats: raw, qcow2 (read and write), vmdk, vdi (read only)\n");
 }
 
 int cmd_img(int argc, char **argv)
