@@ -1,6 +1,7 @@
 /* Generic block layer: driver registry, format probing, opening backing chains, and the
  * public entry points that check ranges and serialize calls before reaching a driver. */
 #include "block/block_int.h"
+#include "block/image_spec.h"
 #include "block/imglock.h"
 #include "util/err.h"
 
@@ -202,7 +203,24 @@ struct blk *blk_open(const char *path, const char *fmt, unsigned flags)
 		return NULL;
 	}
 	struct blk_open_ctx ctx = {.top = path};
-	return open_in_chain(path, fmt, flags, &ctx);
+	if (!(flags & BLK_O_IMAGE_OPTS) && !blk_spec_is_special(path))
+		return open_in_chain(path, fmt, flags, &ctx);
+	if ((flags & BLK_O_IMAGE_OPTS) && fmt) {
+		kite_error("--image-opts and --format are mutually exclusive");
+		return NULL;
+	}
+	struct blk_spec spec;
+	if (blk_spec_parse(path, flags & BLK_O_IMAGE_OPTS, &spec) < 0)
+		return NULL;
+	if (fmt && spec.fmt && strcmp(fmt, spec.fmt)) {
+		kite_error("Could not open '%s': the name asks for format '%s', not '%s'", path,
+			   spec.fmt, fmt);
+		blk_spec_free(&spec);
+		return NULL;
+	}
+	struct blk *b = open_in_chain(spec.path, spec.fmt ? spec.fmt : fmt, flags, &ctx);
+	blk_spec_free(&spec);
+	return b;
 }
 
 char *blk_resolve_relative(const char *image_path, const char *name)
@@ -225,22 +243,32 @@ int blk_open_backing(struct blk *b, struct blk_open_ctx *ctx, const char *name, 
 {
 	if (b->flags & BLK_O_NO_BACKING)
 		return 0;
-	char *path = blk_resolve_relative(b->filename, name);
-	if (!path)
-		return -1;
+	/* json: names hold their file name as it is (as QEMU takes them); file: and plain names
+	 * are relative to the image */
+	struct blk_spec spec = {0};
+	if (blk_spec_is_special(name)) {
+		if (blk_spec_parse(name, false, &spec) < 0)
+			return -1;
+		if (spec.fmt && !(fmt && fmt[0]))
+			fmt = spec.fmt;
+	}
+	char *path = strncmp(name, "json:", 5)
+			 ? blk_resolve_relative(b->filename, spec.path ? spec.path : name)
+			 : strdup(spec.path);
+	if (!path) {
+		blk_spec_free(&spec);
+		return kite_error("out of memory");
+	}
 	unsigned flags = (b->flags & BLK_O_NOCACHE) | BLK_O_NO_PROBE_WARN;
 	if (b->flags & (BLK_O_SHARE | BLK_O_SHARE_BACKING))
 		flags |= BLK_O_SHARE;
 	b->backing = open_in_chain(path, (fmt && fmt[0]) ? fmt : NULL, flags, ctx);
-	if (!b->backing) {
-		if (!ctx->reported)
-			kite_error("%s: could not open backing file '%s'", b->filename, path);
-		ctx->reported = true;
-		free(path);
-		return -1;
-	}
+	if (!b->backing && !ctx->reported)
+		kite_error("%s: could not open backing file '%s'", b->filename, path);
+	ctx->reported = ctx->reported || !b->backing;
 	free(path);
-	return 0;
+	blk_spec_free(&spec);
+	return b->backing ? 0 : -1;
 }
 
 int blk_find_backing(struct blk *top, const char *name)

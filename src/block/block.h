@@ -34,6 +34,9 @@ struct blk;
 #define BLK_O_SHARE (1u << 5)
 /* The same for the backing chain only (qemu-img rebase -U: the image itself is written). */
 #define BLK_O_SHARE_BACKING (1u << 6)
+/* --image-opts: the name is "driver=FMT,file.filename=PATH" (json: and file: names are
+ * understood always) */
+#define BLK_O_IMAGE_OPTS (1u << 7)
 
 /* Opens `path`. Every image of the chain is locked as QEMU locks it, so that no process
  * writes an image another one uses (see BLK_O_SHARE); a conflict fails the open with

@@ -53,6 +53,33 @@ static void usage(FILE *out)
 	fprintf(out, "\nformats: raw, qcow2 (read and write), vmdk, vdi (read only)\n");
 }
 
+static unsigned image_opts;
+
+unsigned img_source_flags(void)
+{
+	return image_opts;
+}
+
+/* --image-opts applies to every verb's input images the same way: taken out here, handed to
+ * the verb through img_source_flags(). */
+static int take_image_opts(int argc, char **argv)
+{
+	int out = 0;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--image-opts") && i > 0) {
+			image_opts = BLK_O_IMAGE_OPTS;
+			continue;
+		}
+		argv[out++] = argv[i];
+		if (!strcmp(argv[i], "--")) {
+			while (++i < argc)
+				argv[out++] = argv[i];
+		}
+	}
+	argv[out] = NULL;
+	return out;
+}
+
 int cmd_img(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -71,7 +98,8 @@ int cmd_img(int argc, char **argv)
 			printf("usage: kite img %s\n", verbs[i].syntax);
 			return 0;
 		}
-		return verbs[i].main(argc - 1, argv + 1);
+		int n = take_image_opts(argc - 1, argv + 1);
+		return verbs[i].main(n, argv + 1);
 	}
 	kite_error("img: unknown verb '%s' (try 'kite img --help')", verb);
 	return 1;

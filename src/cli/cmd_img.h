@@ -62,6 +62,8 @@ int64_t img_actual_size(const char *path);
 
 /* Whole-buffer zero test, fast for the common all-zero and early-nonzero cases. */
 bool img_is_zero(const void *buf, size_t len);
+/* Open flags for a verb's input images: BLK_O_IMAGE_OPTS when --image-opts was given. */
+unsigned img_source_flags(void);
 
 /* Verb usage error: "kite: error: <verb>: <msg>" plus a hint; returns 1. */
 int img_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

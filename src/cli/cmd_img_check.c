@@ -117,8 +117,8 @@ int img_check(int argc, char **argv)
 		return img_usage_error("check", "expecting one filename");
 	const char *path = argv[optind];
 	struct blk *b = blk_open(path, fmt,
-				 (fix ? BLK_O_RDWR : BLK_O_RDONLY) | share | BLK_O_NO_BACKING |
-				     BLK_O_NO_PROBE_WARN);
+				 (fix ? BLK_O_RDWR : BLK_O_RDONLY) | share | img_source_flags() |
+				     BLK_O_NO_BACKING | BLK_O_NO_PROBE_WARN);
 	if (!b)
 		return 1;
 	struct qcow2_check_result r = {0};

@@ -67,7 +67,8 @@ static int commit_to_base(const char *path, const char *fmt, const char *base_na
 			  bool progress)
 {
 	/* read-write, as qemu-img opens it: nobody else may use the image meanwhile */
-	struct blk *top = blk_open(path, fmt, BLK_O_RDWR | BLK_O_NO_PROBE_WARN);
+	struct blk *top =
+	    blk_open(path, fmt, BLK_O_RDWR | img_source_flags() | BLK_O_NO_PROBE_WARN);
 	if (!top)
 		return 1;
 	int found = blk_find_backing(top, base_name);
@@ -163,7 +164,8 @@ int img_commit(int argc, char **argv)
 	const char *path = argv[optind];
 	if (base_name)
 		return commit_to_base(path, fmt, base_name, quiet, progress);
-	struct blk *top = blk_open(path, fmt, BLK_O_RDWR | BLK_O_NO_BACKING | BLK_O_NO_PROBE_WARN);
+	struct blk *top = blk_open(
+	    path, fmt, BLK_O_RDWR | img_source_flags() | BLK_O_NO_BACKING | BLK_O_NO_PROBE_WARN);
 	if (!top)
 		return 1;
 	struct blk *base = NULL;

@@ -139,10 +139,12 @@ int img_compare(int argc, char **argv)
 	int rc = 2;
 	struct progress prog;
 	progress_init(&prog, progress && !quiet);
-	s1.b = blk_open(argv[optind], fmt1, BLK_O_RDONLY | share | BLK_O_NO_PROBE_WARN);
+	s1.b = blk_open(argv[optind], fmt1,
+			BLK_O_RDONLY | share | img_source_flags() | BLK_O_NO_PROBE_WARN);
 	if (!s1.b)
 		goto out;
-	s2.b = blk_open(argv[optind + 1], fmt2, BLK_O_RDONLY | share | BLK_O_NO_PROBE_WARN);
+	s2.b = blk_open(argv[optind + 1], fmt2,
+			BLK_O_RDONLY | share | img_source_flags() | BLK_O_NO_PROBE_WARN);
 	if (!s2.b)
 		goto out;
 	s1.buf = malloc(CMP_CHUNK);

@@ -492,7 +492,8 @@ int img_convert(int argc, char **argv)
 	}
 	for (int i = 0; i < cv.nsrc; i++) {
 		cv.src[i] =
-		    blk_open(argv[optind + i], fmt, BLK_O_RDONLY | share | BLK_O_NO_PROBE_WARN);
+		    blk_open(argv[optind + i], fmt,
+			     BLK_O_RDONLY | share | img_source_flags() | BLK_O_NO_PROBE_WARN);
 		if (!cv.src[i])
 			goto out;
 		if (snapshot && cv.nsrc > 1) {

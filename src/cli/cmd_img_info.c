@@ -231,9 +231,9 @@ int img_info(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return img_usage_error("info", "expecting one filename");
-	struct blk *b =
-	    blk_open(argv[optind], fmt,
-		     (chain ? BLK_O_RDONLY : BLK_O_NO_BACKING) | share | BLK_O_NO_PROBE_WARN);
+	struct blk *b = blk_open(argv[optind], fmt,
+				 (chain ? BLK_O_RDONLY : BLK_O_NO_BACKING) | share |
+				     img_source_flags() | BLK_O_NO_PROBE_WARN);
 	if (!b)
 		return 1;
 	json_t *list = json_array();

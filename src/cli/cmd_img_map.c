@@ -92,7 +92,8 @@ int img_map(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return img_usage_error("map", "expecting one filename");
-	struct blk *b = blk_open(argv[optind], fmt, BLK_O_RDONLY | share | BLK_O_NO_PROBE_WARN);
+	struct blk *b = blk_open(argv[optind], fmt,
+				 BLK_O_RDONLY | share | img_source_flags() | BLK_O_NO_PROBE_WARN);
 	if (!b)
 		return 1;
 	int last_depth = chain_length(b) - 1;

@@ -131,7 +131,8 @@ int img_measure(int argc, char **argv)
 	int rbits = copts.refcount_bits ? copts.refcount_bits : 16;
 	struct blk *src = NULL;
 	if (!size_set) {
-		src = blk_open(argv[optind], fmt, BLK_O_RDONLY | share | BLK_O_NO_PROBE_WARN);
+		src = blk_open(argv[optind], fmt,
+			       BLK_O_RDONLY | share | img_source_flags() | BLK_O_NO_PROBE_WARN);
 		if (!src)
 			goto out;
 		size = blk_size(src);

@@ -146,7 +146,8 @@ int img_rebase(int argc, char **argv)
 		return img_usage_error("rebase",
 				       "expecting a backing file (-b; -b \"\" removes it)");
 	const char *path = argv[optind];
-	struct blk *b = blk_open(path, fmt, BLK_O_RDWR | share | (unsafe ? BLK_O_NO_BACKING : 0));
+	struct blk *b = blk_open(
+	    path, fmt, BLK_O_RDWR | share | img_source_flags() | (unsafe ? BLK_O_NO_BACKING : 0));
 	if (!b)
 		return 1;
 	/* qemu-img 7.2 refuses to probe the new backing file (and says so only after copying;

@@ -55,7 +55,7 @@ int img_resize(int argc, char **argv)
 	uint64_t n;
 	if (img_parse_size(size_arg + (sign != 0), &n))
 		return 1;
-	struct blk *b = blk_open(argv[optind], fmt, BLK_O_RDWR);
+	struct blk *b = blk_open(argv[optind], fmt, BLK_O_RDWR | img_source_flags());
 	if (!b)
 		return 1;
 	uint64_t cur = blk_size(b), want = n;

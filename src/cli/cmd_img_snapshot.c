@@ -110,9 +110,9 @@ int img_snapshot(int argc, char **argv)
 		action = 'l';
 	/* snapshots never read guest data: the backing chain is not needed (nor opened by
 	 * qemu-img snapshot) */
-	struct blk *b =
-	    blk_open(argv[optind], fmt,
-		     (action == 'l' ? BLK_O_RDONLY : BLK_O_RDWR) | share | BLK_O_NO_BACKING);
+	struct blk *b = blk_open(argv[optind], fmt,
+				 (action == 'l' ? BLK_O_RDONLY : BLK_O_RDWR) | share |
+				     img_source_flags() | BLK_O_NO_BACKING);
 	if (!b)
 		return 1;
 	int r = 0;

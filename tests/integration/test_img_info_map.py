@@ -213,3 +213,43 @@ def test_damaged_vdi_is_refused_cleanly(kite, tmp_path, damage):
     r = run([kite, "img", "info", "-f", "vdi", str(img)])
     assert r.returncode == 1, r.stdout
     assert r.stderr.startswith("kite: error: ") and "Sanitizer" not in r.stderr
+
+
+JSON_NAME = 'json:{"driver":"qcow2","file":{"driver":"file","filename":"disk.qcow2"}}'
+
+
+@pytest.mark.parametrize("argv", [
+    ["info", JSON_NAME],
+    ["info", "file:disk.qcow2"],
+    ["info", 'json:{"file.driver":"file","file.filename":"disk.qcow2"}'],
+    ["info", "--image-opts", "driver=qcow2,file.filename=disk.qcow2"],
+    ["info", "--image-opts", "file.driver=file,file.filename=disk.qcow2"],
+    ["map", "--output=json", "--image-opts", "driver=qcow2,file.filename=disk.qcow2"],
+    ["check", "--image-opts", "driver=qcow2,file.filename=disk.qcow2"],
+    ["info", "-f", "qcow2", "--image-opts", "driver=qcow2,file.filename=disk.qcow2"],
+    ["info", "--image-opts", "driver=qcow2,file.filename=disk.qcow2,bogus=1"],
+    ["info", 'json:{"driver":"qcow2","bogus":"1","file":{"filename":"disk.qcow2"}}'],
+], ids=lambda a: " ".join(a[:2]))
+def test_image_names_beyond_paths(kite, tmp_path, argv):
+    """json:{...}, file: and --image-opts name the same image as a path, as in qemu-img; their
+    mistakes read as qemu-img's."""
+    qcow2(tmp_path / "disk.qcow2", "4M", "", ["write -P 3 0 64k"])
+    q = run(["qemu-img", *argv], cwd=tmp_path)
+    k = run([kite, "img", *argv], cwd=tmp_path)
+    assert (k.returncode, k.stdout) == (q.returncode, q.stdout), k.stderr
+    assert k.stderr == q.stderr.replace("qemu-img: ", "kite: error: ")
+
+
+def test_json_backing_file_name(kite, tmp_path):
+    """A backing file named json:{...} (as QEMU and libvirt write them) is followed."""
+    sh("qemu-img", "create", "-q", "-f", "raw", str(tmp_path / "b.raw"), "4M")
+    sh("qemu-io", "-f", "raw", "-c", "write -P 5 0 1M", str(tmp_path / "b.raw"))
+    name = 'json:{"driver":"raw","file":{"driver":"file","filename":"b.raw"}}'
+    r = run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", name, "-F", "raw", "t.qcow2"],
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for argv in (["info", "--backing-chain", "t.qcow2"], ["compare", "t.qcow2", "b.raw"],
+                 ["map", "--output=json", "t.qcow2"]):
+        q = run(["qemu-img", *argv], cwd=tmp_path)
+        k = run([kite, "img", *argv], cwd=tmp_path)
+        assert (k.returncode, k.stdout) == (q.returncode, q.stdout), k.stderr
