@@ -97,6 +97,7 @@ build/kvm-host/vmlinuz build/kvm-host/initramfs.cpio.gz &: scripts/make-kvm-host
 
 # Unit tests first; pytest's own summary line ends the run.
 check: all san $(GUEST_ELFS) guest
+	@./scripts/host-kind
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration-kvm
 	@$(MAKE) --no-print-directory integration
@@ -118,6 +119,7 @@ build/guest-min/vmlinux build/guest-min/bzImage build/guest-min/initramfs.cpio.g
 RUN_GUEST = ./build/kite run --kernel build/guest/vmlinuz --initrd build/guest/initramfs.cpio.gz \
 	  --append "console=ttyS0" -m 512M
 run: build/kite guest
+	@./scripts/host-kind guest
 	@if [ -e /dev/kvm ]; then $(RUN_GUEST); \
 	else $(MAKE) --no-print-directory kvm-host && ./scripts/run-in-kvm-host -i $(RUN_GUEST); fi
 
