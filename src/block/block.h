@@ -137,6 +137,10 @@ struct blk_create_opts {
 	const char *backing_file; /* NULL: none; stored as given */
 	const char *backing_fmt;  /* NULL: probed when opened (and at create, for the size) */
 	enum blk_prealloc prealloc;
+	/* extent_size_hint: the file system's extent size hint for the image file (XFS),
+	 * tried and otherwise ignored, as QEMU does; set: given on the command line */
+	uint64_t extent_size_hint;
+	bool extent_size_hint_set;
 };
 
 /* Parses "off", "metadata", "falloc", "full". Returns -1 (printing nothing) if unknown. */

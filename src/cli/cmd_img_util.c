@@ -122,18 +122,11 @@ static int parse_bool(const char *key, const char *v, bool *out)
 
 static bool key_allowed(const char *fmt, const char *key)
 {
-	static const char *const raw[] = {"size", "preallocation", NULL};
-	static const char *const qcow2[] = {"size",
-					    "cluster_size",
-					    "preallocation",
-					    "compat",
-					    "lazy_refcounts",
-					    "refcount_bits",
-					    "compression_type",
-					    "backing_file",
-					    "backing_fmt",
-					    "extended_l2",
-					    NULL};
+	static const char *const raw[] = {"size", "preallocation", "extent_size_hint", NULL};
+	static const char *const qcow2[] = {
+	    "size",	      "cluster_size",  "preallocation",	   "compat",
+	    "lazy_refcounts", "refcount_bits", "compression_type", "backing_file",
+	    "backing_fmt",    "extended_l2",   "extent_size_hint", NULL};
 	const char *const *list = !strcmp(fmt, "qcow2") ? qcow2 : raw;
 	for (size_t i = 0; list[i]; i++)
 		if (!strcmp(list[i], key))
@@ -224,6 +217,14 @@ int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts 
 		else
 			return kite_error("invalid compression_type '%s' (use zlib or zstd)", v);
 	}
+	if ((v = img_opts_get(o, "extent_size_hint"))) {
+		if (parse_size(v, 1, &c->extent_size_hint) < 0)
+			return kite_error(
+			    "Parameter 'extent_size_hint' expects a non-negative number "
+			    "below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, "
+			    "mega-, giga-, tera-, peta-\nand exabytes, respectively.");
+		c->extent_size_hint_set = true;
+	}
 	if ((v = img_opts_get(o, "backing_file")))
 		c->backing_file = v;
 	if ((v = img_opts_get(o, "backing_fmt")))
@@ -260,20 +261,22 @@ void img_print_formatting(const char *path, const char *fmt, const struct blk_cr
 		printf(" compression_type=%s size=%llu",
 		       c->compression_type == BLK_COMP_ZSTD ? "zstd" : "zlib",
 		       (unsigned long long)c->size);
+		if (c->compat)
+			printf(" compat=%s", c->compat == 2 ? "0.10" : "1.1");
 		if (c->backing_file)
 			printf(" backing_file=%s", c->backing_file);
 		if (c->backing_fmt)
 			printf(" backing_fmt=%s", c->backing_fmt);
-		if (c->compat)
-			printf(" compat=%s", c->compat == 2 ? "0.10" : "1.1");
-		printf(" lazy_refcounts=%s refcount_bits=%d\n", c->lazy_refcounts ? "on" : "off",
+		printf(" lazy_refcounts=%s refcount_bits=%d", c->lazy_refcounts ? "on" : "off",
 		       c->refcount_bits ? c->refcount_bits : 16);
 	} else {
 		printf(" size=%llu", (unsigned long long)c->size);
 		if (prealloc_given)
 			printf(" preallocation=%s", prealloc_name(c->prealloc));
-		printf("\n");
 	}
+	if (c->extent_size_hint_set)
+		printf(" extent_size_hint=%llu", (unsigned long long)c->extent_size_hint);
+	printf("\n");
 	fflush(stdout);
 }
 

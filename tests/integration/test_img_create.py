@@ -20,6 +20,8 @@ CREATE_CASES = [
     ["-f", "qcow2", "-o", "preallocation=falloc", "disk.qcow2", "2M"],
     ["-f", "qcow2", "-o", "extended_l2=on,preallocation=metadata", "disk.qcow2", "4M"],
     ["-f", "qcow2", "-o", "cluster_size=0x10000", "disk.qcow2", "0x100000"],
+    ["-f", "raw", "-o", "preallocation=falloc,extent_size_hint=1M", "disk.img", "1M"],
+    ["-f", "qcow2", "-o", "extent_size_hint=256K,compat=0.10", "disk.qcow2", "1M"],
 ]
 
 
@@ -55,6 +57,16 @@ def test_create_like_qemu(kite, tmp_path, args):
         assert strip(qemu_json("map", str(k_img))) == strip(qemu_json("map", str(q_img)))
     r = run(["qemu-img", "compare", str(k_img), str(q_img)])
     assert r.returncode == 0, r.stdout
+
+
+def test_formatting_line_with_compat_and_backing(kite, tmp_path):
+    """compat= comes before backing_file= on qemu-img's line."""
+    run(["qemu-img", "create", "-q", "-f", "raw", str(tmp_path / "b.raw"), "1M"])
+    args = ["-f", "qcow2", "-o", "compat=0.10", "-b", "b.raw", "-F", "raw"]
+    q = run(["qemu-img", "create", *args, "q.qcow2"], cwd=tmp_path)
+    k = run([kite, "img", "create", *args, "k.qcow2"], cwd=tmp_path)
+    assert k.returncode == q.returncode == 0, k.stderr
+    assert k.stdout == q.stdout.replace("q.qcow2", "k.qcow2")
 
 
 def test_create_with_backing_takes_its_size(kite, tmp_path):
