@@ -237,6 +237,9 @@ static int write_table(struct blk *b, struct qcow2_snapshot *snaps, uint32_t n)
 		r = off < 0 ? -1 : 0;
 		if (r == 0)
 			r = qcow2_sync_refcounts(b);
+		/* metadata the allocation did not know of stays (the new clusters leak) */
+		if (r == 0)
+			r = qcow2_check_overlap(b, (uint64_t)off, size, "snapshot table");
 		if (r == 0)
 			r = blk_file_pwrite(b->fd, t, size, (uint64_t)off, b->filename);
 		if (r == 0 && blk_sync(b) < 0)
