@@ -184,7 +184,7 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 				  fn, (unsigned long long)q->rt_offset);
 	if (q->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
 		return kite_error("%s: too many snapshots (%u)", fn, q->nb_snapshots);
-	if (q->nb_snapshots && ((q->snapshots_offset & 7) || q->snapshots_offset >= fsize))
+	if (q->nb_snapshots && ((q->snapshots_offset & cmask) || q->snapshots_offset >= fsize))
 		return kite_error("%s: snapshot table offset invalid or beyond the end of the file",
 				  fn);
 
