@@ -34,6 +34,12 @@ struct blk;
 #define BLK_O_SHARE (1u << 5)
 /* The same for the backing chain only (qemu-img rebase -U: the image itself is written). */
 #define BLK_O_SHARE_BACKING (1u << 6)
+/* qemu-img check's open (BDRV_O_CHECK): an image too damaged for normal use is opened so
+ * that its check can report (and repair) the damage. qcow2 then skips the snapshot table
+ * (the check reads it), the bounds of the L1 and refcount tables against the file, the
+ * silent repair of a dirty image, and allows a corrupt image read-write. The handle is for
+ * the check only: reads and writes through it are refused. */
+#define BLK_O_CHECK (1u << 7)
 
 /* Opens `path`. Every image of the chain is locked as QEMU locks it, so that no process
  * writes an image another one uses (see BLK_O_SHARE); a conflict fails the open with

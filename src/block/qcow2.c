@@ -87,6 +87,7 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 {
 	struct qcow2 *q = Q(b);
 	const char *fn = b->filename;
+	bool check = b->flags & BLK_O_CHECK; /* tables past the end of the file read as zeros */
 	if (fsize < 72)
 		return kite_error("%s: file too short for a qcow2 header", fn);
 	if (get_be32(h) != QCOW2_MAGIC)
@@ -170,18 +171,25 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 				  q->l1_size, (unsigned long long)q->size);
 	if (q->size > (1ull << 62))
 		return kite_error("%s: image size too large", fn);
-	if (q->l1_size && ((q->l1_offset & cmask) || q->l1_offset > fsize ||
-			   (uint64_t)q->l1_size * 8 > fsize - q->l1_offset))
+	if (q->l1_size &&
+	    ((q->l1_offset & cmask) ||
+	     (!check && (q->l1_offset > fsize || (uint64_t)q->l1_size * 8 > fsize - q->l1_offset))))
 		return kite_error("%s: active L1 table offset 0x%llx invalid or beyond the end of "
 				  "the file",
 				  fn, (unsigned long long)q->l1_offset);
 	if ((uint64_t)q->rt_clusters * q->cluster_size > QCOW2_MAX_RT_BYTES)
 		return kite_error("%s: refcount table too large", fn);
-	if (!q->rt_clusters || (q->rt_offset & cmask) || q->rt_offset > fsize ||
-	    (uint64_t)q->rt_clusters * q->cluster_size > fsize - q->rt_offset)
+	if ((q->rt_offset & cmask) ||
+	    (!check && (!q->rt_clusters || q->rt_offset > fsize ||
+			(uint64_t)q->rt_clusters * q->cluster_size > fsize - q->rt_offset)))
 		return kite_error("%s: refcount table offset 0x%llx invalid or beyond the end of "
 				  "the file",
 				  fn, (unsigned long long)q->rt_offset);
+	if (check) {
+		/* the check reads the snapshot table itself */
+		q->nb_snapshots = 0;
+		q->snapshots_offset = 0;
+	}
 	if (q->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
 		return kite_error("%s: too many snapshots (%u)", fn, q->nb_snapshots);
 	if (q->nb_snapshots && ((q->snapshots_offset & cmask) || q->snapshots_offset >= fsize))
@@ -208,7 +216,7 @@ static int load_tables(struct blk *b)
 	struct qcow2 *q = Q(b);
 	q->l1 = calloc(q->l1_size ? q->l1_size : 1, 8);
 	q->rt_entries = (uint64_t)q->rt_clusters * q->cluster_size / 8;
-	q->rt = calloc(q->rt_entries, 8);
+	q->rt = calloc(q->rt_entries ? q->rt_entries : 1, 8);
 	if (!q->l1 || !q->rt)
 		return kite_error("out of memory");
 	if (q->l1_size) {
@@ -350,7 +358,7 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 	mcache_init(&q->rbc, false, q->cluster_size);
 	if (qcow2_read_snapshots(b) < 0)
 		goto out;
-	if (b->flags & BLK_O_RDWR) {
+	if ((b->flags & BLK_O_RDWR) && !(b->flags & BLK_O_CHECK)) {
 		if (q->incompat & QCOW2_INCOMPAT_CORRUPT) {
 			kite_error("%s: the image is marked corrupt; open it read-only or repair "
 				   "it with 'kite img check -r all'",
