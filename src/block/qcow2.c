@@ -301,9 +301,10 @@ out:
  * does with bitmaps it cannot maintain, the bits are cleared and the bitmaps extension is
  * dropped; unlike QEMU, the bitmaps' clusters are then freed (after the header is on disk,
  * so that a crash in between leaks them at worst) instead of left leaked. */
-static int drop_autoclear(struct blk *b, uint64_t fsize)
+int qcow2_drop_autoclear(struct blk *b)
 {
 	struct qcow2 *q = Q(b);
+	uint64_t fsize = q->file_end;
 	int bm = -1;
 	for (int i = 0; i < q->nb_exts; i++)
 		if (q->exts[i].type == QCOW2_EXT_BITMAPS)
@@ -370,7 +371,7 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 			struct qcow2_check_result res;
 			if (qcow2_check(b, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS | QCOW2_CHECK_QUIET,
 					&res) < 0 ||
-			    res.corruptions > res.corruptions_fixed) {
+			    res.check_errors || res.corruptions) {
 				kite_error("%s: the image is dirty and its refcounts could not be "
 					   "rebuilt",
 					   b->filename);
@@ -379,7 +380,7 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 			if (qcow2_set_incompat(b, q->incompat & ~QCOW2_INCOMPAT_DIRTY) < 0)
 				goto out;
 		}
-		if (drop_autoclear(b, fsize) < 0)
+		if (qcow2_drop_autoclear(b) < 0)
 			goto out;
 	}
 	b->size = q->size;

@@ -122,3 +122,10 @@ void mcache_forget(struct mcache *c, uint64_t off)
 			c->e[i].used = 0;
 		}
 }
+
+/* Drops every entry (clean ones: flush first), as when the tables they hold are replaced. */
+void mcache_forget_all(struct mcache *c)
+{
+	for (int i = 0; i < c->slots; i++)
+		mcache_forget(c, c->e[i].off);
+}

@@ -5,6 +5,7 @@
 #include "cli/cmd_img.h"
 #include "util/err.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -68,6 +69,38 @@ static void print_json(const struct qcow2_check_result *r, const char *file, con
 	json_decref(o);
 }
 
+static void print_result(const struct qcow2_check_result *r, enum img_output out, const char *file,
+			 const char *fmt, bool quiet)
+{
+	if (out == IMG_OUT_JSON)
+		print_json(r, file, fmt);
+	else
+		print_human(r, quiet);
+}
+
+/* Checks, and after a repair checks again (the report is the repaired image's, with the
+ * counts of what was repaired). Returns 0, or the errno of a check that could not run. */
+static int check_qcow2(struct blk *b, unsigned fix, enum img_output out, bool quiet,
+		       struct qcow2_check_result *r)
+{
+	if (qcow2_check(b, fix, r) < 0)
+		return errno ? errno : EIO;
+	if (!r->leaks_fixed && !r->corruptions_fixed)
+		return 0;
+	uint64_t lf = r->leaks_fixed, cf = r->corruptions_fixed;
+	if (out == IMG_OUT_HUMAN && !quiet) {
+		printf("The following inconsistencies were found and repaired:\n\n"
+		       "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n"
+		       "Double checking the fixed image now...\n",
+		       lf, cf);
+		fflush(stdout);
+	}
+	int err = qcow2_check(b, 0, r) < 0 ? (errno ? errno : EIO) : 0;
+	r->leaks_fixed = lf;
+	r->corruptions_fixed = cf;
+	return err;
+}
+
 int img_check(int argc, char **argv)
 {
 	enum { OPT_OUTPUT = 256 };
@@ -118,7 +151,7 @@ int img_check(int argc, char **argv)
 	const char *path = argv[optind];
 	struct blk *b = blk_open(path, fmt,
 				 (fix ? BLK_O_RDWR : BLK_O_RDONLY) | share | BLK_O_NO_BACKING |
-				     BLK_O_NO_PROBE_WARN);
+				     BLK_O_CHECK | BLK_O_NO_PROBE_WARN);
 	if (!b)
 		return 1;
 	struct qcow2_check_result r = {0};
@@ -135,10 +168,7 @@ int img_check(int argc, char **argv)
 				   path);
 			return 1;
 		}
-		if (out == IMG_OUT_JSON)
-			print_json(&r, path, format);
-		else
-			print_human(&r, quiet);
+		print_result(&r, out, path, format, quiet);
 		return 0;
 	}
 	if (strcmp(format, "qcow2")) {
@@ -146,35 +176,17 @@ int img_check(int argc, char **argv)
 		blk_close(b);
 		return 63;
 	}
-	if (qcow2_check(b, fix, &r) < 0) {
-		blk_close(b);
-		kite_error("%s: the check could not be completed", path);
-		return 1;
-	}
-	if (fix && (r.leaks_fixed || r.corruptions_fixed)) {
-		/* report what was repaired, then the state of the repaired image */
-		uint64_t lf = r.leaks_fixed, cf = r.corruptions_fixed;
-		if (out == IMG_OUT_HUMAN && !quiet)
-			printf("The following inconsistencies were found and repaired:\n\n"
-			       "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n"
-			       "Double checking the fixed image now...\n",
-			       lf, cf);
-		memset(&r, 0, sizeof(r));
-		if (qcow2_check(b, 0, &r) < 0) {
-			blk_close(b);
-			kite_error("%s: the check could not be completed", path);
-			return 1;
-		}
-		r.leaks_fixed = lf;
-		r.corruptions_fixed = cf;
-	}
+	int err = check_qcow2(b, fix, out, quiet, &r);
+	if (!err)
+		print_result(&r, out, path, format, quiet);
 	blk_close(b);
-	if (out == IMG_OUT_JSON)
-		print_json(&r, path, "qcow2");
-	else
-		print_human(&r, quiet);
-	if (r.check_errors)
+	if (err || r.check_errors) {
+		if (err)
+			kite_error("Check failed: %s", strerror(err));
+		else
+			kite_error("Check failed");
 		return 1;
+	}
 	if (r.corruptions)
 		return 2;
 	if (r.leaks)
