@@ -43,26 +43,31 @@ static void print_human(const struct qcow2_check_result *r, bool quiet)
 		printf("Image end offset: %" PRIu64 "\n", r->image_end_offset);
 }
 
-static void print_json(const struct qcow2_check_result *r, const char *file, const char *fmt)
+/* QEMU prints its ImageCheck object from a hash table: the keys come in the order of
+ * their buckets, which this list follows (optional fields only when nonzero). */
+static void print_json(const struct qcow2_check_result *r, const char *file, const char *fmt,
+		       bool quiet)
 {
+	if (quiet)
+		return;
 	json_t *o = json_object();
 #define OPT_FIELD(name, v)                                                                         \
 	if (v)                                                                                     \
 		json_object_set_new(o, name, json_integer((json_int_t)(v)));
 	OPT_FIELD("image-end-offset", r->image_end_offset);
+	OPT_FIELD("compressed-clusters", r->compressed_clusters);
 	OPT_FIELD("total-clusters", r->total_clusters);
+	OPT_FIELD("corruptions", r->corruptions);
+	OPT_FIELD("corruptions-fixed", r->corruptions_fixed);
 	json_object_set_new(o, "check-errors", json_integer((json_int_t)r->check_errors));
 	OPT_FIELD("leaks", r->leaks);
-	OPT_FIELD("corruptions", r->corruptions);
 	OPT_FIELD("leaks-fixed", r->leaks_fixed);
-	OPT_FIELD("corruptions-fixed", r->corruptions_fixed);
 	OPT_FIELD("allocated-clusters", r->allocated_clusters);
-	OPT_FIELD("fragmented-clusters", r->fragmented_clusters);
-	OPT_FIELD("compressed-clusters", r->compressed_clusters);
-#undef OPT_FIELD
 	json_object_set_new(o, "filename", json_string(file));
 	json_object_set_new(o, "format", json_string(fmt));
-	char *s = json_dumps(o, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+	OPT_FIELD("fragmented-clusters", r->fragmented_clusters);
+#undef OPT_FIELD
+	char *s = json_dumps(o, JSON_INDENT(4) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
 	if (s)
 		printf("%s\n", s);
 	free(s);
@@ -73,7 +78,7 @@ static void print_result(const struct qcow2_check_result *r, enum img_output out
 			 const char *fmt, bool quiet)
 {
 	if (out == IMG_OUT_JSON)
-		print_json(r, file, fmt);
+		print_json(r, file, fmt, quiet);
 	else
 		print_human(r, quiet);
 }

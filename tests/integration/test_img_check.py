@@ -134,7 +134,7 @@ def test_misaligned_zero_entry(kite, tmp_path, extended, mode):
 
 # ---- 2. fragmentation is counted within each L2 table ----
 
-@pytest.mark.parametrize("out", ["human"])
+@pytest.mark.parametrize("out", ["human", "json"])
 def test_fragmentation_per_l2_table(kite, tmp_path, out):
     """4 KiB clusters: one L2 table maps 2 MiB, so clusters at 0, 2M and 4k use two tables;
     the jump between the tables is no fragmentation."""
@@ -252,3 +252,33 @@ def test_dirty_image_rebuild_with_snapshot_and_small_clusters(kite, tmp_path):
          str(img)])
     q, k = check_both(kite, tmp_path, img, "-r", "all")
     assert_data(q, k, "2 0 64k", "1 64k 960k", "3 100M 8M")
+
+
+# ---- 6. --output=json: qemu-img's key order, byte for byte ----
+
+def leaky_image(tmp_path):
+    img = qcow2(tmp_path / "j.qcow2", "8M", writes=["write -P 1 0 256k", "write -c -P 2 1M 64k"])
+    put(img, l2_entry(img, 1), ">Q", 0)  # guest cluster 1's host cluster leaks
+    return img
+
+
+@pytest.mark.parametrize("mode", MODES, ids=["check", "leaks", "all"])
+def test_json_key_order(kite, tmp_path, mode):
+    check_both(kite, tmp_path, leaky_image(tmp_path), "--output=json", *mode)
+
+
+def test_json_with_errors(kite, tmp_path):
+    img = qcow2(tmp_path / "e.qcow2", writes=["write -P 1 0 256k"])
+    rb = be(img, be(img, 48, ">Q"), ">Q")
+    put(img, rb + 2 * 5, ">H", 2)  # too high: a leak
+    put(img, rb + 2 * 6, ">H", 0)  # zero for a cluster in use: an error
+    for mode in MODES:
+        check_both(kite, tmp_path, img, "--output=json", *mode)
+
+
+def test_quiet_json_prints_nothing(kite, tmp_path):
+    img = leaky_image(tmp_path)
+    q, k = twins(tmp_path, img)
+    rq = run(["qemu-img", "check", "-q", "--output=json", str(q)])
+    rk = run([kite, "img", "check", "-q", "--output=json", str(k)])
+    assert (rk.returncode, rk.stdout, rk.stderr) == (rq.returncode, rq.stdout, rq.stderr)
