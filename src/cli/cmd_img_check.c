@@ -154,9 +154,10 @@ int img_check(int argc, char **argv)
 	if (argc - optind != 1)
 		return img_usage_error("check", "expecting one filename");
 	const char *path = argv[optind];
-	struct blk *b = blk_open(path, fmt,
-				 (fix ? BLK_O_RDWR : BLK_O_RDONLY) | share | BLK_O_NO_BACKING |
-				     BLK_O_CHECK | BLK_O_NO_PROBE_WARN);
+	/* as qemu-img, the backing chain is opened too (a loop or a missing file fails) */
+	struct blk *b =
+	    blk_open(path, fmt,
+		     (fix ? BLK_O_RDWR : BLK_O_RDONLY) | share | BLK_O_CHECK | BLK_O_NO_PROBE_WARN);
 	if (!b)
 		return 1;
 	struct qcow2_check_result r = {0};

@@ -4,6 +4,7 @@ stderr and the exit code must be the same (qemu-img's own "qemu-img: " lines are
 "kite: error: " lines), and qemu-img must then find both repaired copies in the same state,
 with the data that should survive still there."""
 import re
+import resource
 import shutil
 import struct
 
@@ -142,6 +143,44 @@ def test_fragmentation_per_l2_table(kite, tmp_path, out):
                 writes=["write -P 1 0 4k", "write -P 2 2M 4k", "write -P 3 4k 4k"])
     q, k = check_both(kite, tmp_path, img, "--output=" + out)
     assert_data(q, k, "1 0 4k", "2 2M 4k", "3 4k 4k")
+
+
+# ---- 3. backing loops fail the open, as in qemu-img ----
+
+def few_fds():
+    """qemu-img opens a looping chain until it runs out of file descriptors: keep that short."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+
+@pytest.mark.parametrize("verb", [["check"], ["check", "-r", "all"], ["snapshot", "-c", "s"],
+                                  ["snapshot", "-l"]])
+def test_backing_loop_fails(kite, tmp_path, verb):
+    """top -> mid -> base -> mid: qemu-img fails to open the chain (exit 1, nothing on
+    stdout); kite names the loop and leaves the image alone."""
+    qcow2(tmp_path / "base.qcow2", "1M")
+    sh("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2",
+       tmp_path / "mid.qcow2", cwd=tmp_path)
+    sh("qemu-img", "create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2",
+       tmp_path / "top.qcow2", cwd=tmp_path)
+    sh("qemu-img", "rebase", "-u", "-b", "mid.qcow2", "-F", "qcow2", "base.qcow2", cwd=tmp_path)
+    before = (tmp_path / "top.qcow2").read_bytes()
+    q = run(["qemu-img", *verb, "top.qcow2"], cwd=tmp_path, preexec_fn=few_fds)
+    r = run([kite, "img", *verb, "top.qcow2"], cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (q.returncode, q.stdout) == (1, "")
+    assert q.stderr.startswith("qemu-img: Could not open 'top.qcow2': ")
+    assert r.stderr.startswith("kite: error: ") and "backing file loop" in r.stderr, r.stderr
+    assert (tmp_path / "top.qcow2").read_bytes() == before
+
+
+@pytest.mark.parametrize("verb", [["check"], ["snapshot", "-c", "s"]])
+def test_missing_backing_file_fails(kite, tmp_path, verb):
+    sh("qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", "gone.qcow2", "-F", "qcow2",
+       tmp_path / "top.qcow2", "1M")
+    q = run(["qemu-img", *verb, "top.qcow2"], cwd=tmp_path)
+    r = run([kite, "img", *verb, "top.qcow2"], cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (q.returncode, q.stdout) == (1, "")
+    assert "gone.qcow2" in q.stderr and "No such file or directory" in q.stderr
+    assert r.stderr.startswith("kite: error: ") and "No such file or directory" in r.stderr
 
 
 # ---- 4. images too damaged to open normally can still be checked ----
