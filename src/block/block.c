@@ -364,6 +364,9 @@ bool blk_can_compress(const struct blk *b)
 
 static int check_range(const struct blk *b, uint64_t off, uint64_t len, const char *op)
 {
+	if (b->flags & BLK_O_CHECK)
+		return kite_error("%s: %s refused: the image is open for a check only", b->filename,
+				  op);
 	if (off > b->size || len > b->size - off)
 		return kite_error("%s: %s of %llu bytes at offset %llu is beyond the end of the "
 				  "image (%llu bytes)",
@@ -374,6 +377,9 @@ static int check_range(const struct blk *b, uint64_t off, uint64_t len, const ch
 
 static int check_writable(const struct blk *b, const char *op)
 {
+	if (b->flags & BLK_O_CHECK)
+		return kite_error("%s: %s refused: the image is open for a check only", b->filename,
+				  op);
 	if (!(b->flags & BLK_O_RDWR))
 		return kite_error("%s: %s: the image is open read-only", b->filename, op);
 	return 0;

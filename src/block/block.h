@@ -37,6 +37,12 @@ struct blk;
 /* --image-opts: the name is "driver=FMT,file.filename=PATH" (json: and file: names are
  * understood always) */
 #define BLK_O_IMAGE_OPTS (1u << 7)
+/* qemu-img check's open (BDRV_O_CHECK): an image too damaged for normal use is opened so
+ * that its check can report (and repair) the damage. qcow2 then skips the snapshot table
+ * (the check reads it), the bounds of the L1 and refcount tables against the file, the
+ * silent repair of a dirty image, and allows a corrupt image read-write. The handle is for
+ * the check only: reads and writes through it are refused. */
+#define BLK_O_CHECK (1u << 8)
 
 /* Opens `path`. Every image of the chain is locked as QEMU locks it, so that no process
  * writes an image another one uses (see BLK_O_SHARE); a conflict fails the open with

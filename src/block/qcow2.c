@@ -99,6 +99,7 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 {
 	struct qcow2 *q = Q(b);
 	const char *fn = b->filename;
+	bool check = b->flags & BLK_O_CHECK; /* tables past the end of the file read as zeros */
 	if (fsize < 72)
 		return kite_error("%s: file too short for a qcow2 header", fn);
 	if (get_be32(h) != QCOW2_MAGIC)
@@ -179,21 +180,28 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 				  q->l1_size, (unsigned long long)q->size);
 	if (q->size > (1ull << 62))
 		return kite_error("%s: image size too large", fn);
-	if (q->l1_size && ((q->l1_offset & cmask) || q->l1_offset > fsize ||
-			   (uint64_t)q->l1_size * 8 > fsize - q->l1_offset))
+	if (q->l1_size &&
+	    ((q->l1_offset & cmask) ||
+	     (!check && (q->l1_offset > fsize || (uint64_t)q->l1_size * 8 > fsize - q->l1_offset))))
 		return kite_error("%s: active L1 table offset 0x%llx invalid or beyond the end of "
 				  "the file",
 				  fn, (unsigned long long)q->l1_offset);
 	if ((uint64_t)q->rt_clusters * q->cluster_size > QCOW2_MAX_RT_BYTES)
 		return kite_error("%s: refcount table too large", fn);
-	if (!q->rt_clusters || (q->rt_offset & cmask) || q->rt_offset > fsize ||
-	    (uint64_t)q->rt_clusters * q->cluster_size > fsize - q->rt_offset)
+	if ((q->rt_offset & cmask) ||
+	    (!check && (!q->rt_clusters || q->rt_offset > fsize ||
+			(uint64_t)q->rt_clusters * q->cluster_size > fsize - q->rt_offset)))
 		return kite_error("%s: refcount table offset 0x%llx invalid or beyond the end of "
 				  "the file",
 				  fn, (unsigned long long)q->rt_offset);
+	if (check) {
+		/* the check reads the snapshot table itself */
+		q->nb_snapshots = 0;
+		q->snapshots_offset = 0;
+	}
 	if (q->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
 		return kite_error("%s: too many snapshots (%u)", fn, q->nb_snapshots);
-	if (q->nb_snapshots && ((q->snapshots_offset & 7) || q->snapshots_offset >= fsize))
+	if (q->nb_snapshots && ((q->snapshots_offset & cmask) || q->snapshots_offset >= fsize))
 		return kite_error("%s: snapshot table offset invalid or beyond the end of the file",
 				  fn);
 
@@ -217,7 +225,7 @@ static int load_tables(struct blk *b)
 	struct qcow2 *q = Q(b);
 	q->l1 = calloc(q->l1_size ? q->l1_size : 1, 8);
 	q->rt_entries = (uint64_t)q->rt_clusters * q->cluster_size / 8;
-	q->rt = calloc(q->rt_entries, 8);
+	q->rt = calloc(q->rt_entries ? q->rt_entries : 1, 8);
 	if (!q->l1 || !q->rt)
 		return kite_error("out of memory");
 	if (q->l1_size) {
@@ -302,9 +310,10 @@ out:
  * does with bitmaps it cannot maintain, the bits are cleared and the bitmaps extension is
  * dropped; unlike QEMU, the bitmaps' clusters are then freed (after the header is on disk,
  * so that a crash in between leaks them at worst) instead of left leaked. */
-static int drop_autoclear(struct blk *b, uint64_t fsize)
+int qcow2_drop_autoclear(struct blk *b)
 {
 	struct qcow2 *q = Q(b);
+	uint64_t fsize = q->file_end;
 	int bm = -1;
 	for (int i = 0; i < q->nb_exts; i++)
 		if (q->exts[i].type == QCOW2_EXT_BITMAPS)
@@ -359,7 +368,7 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 	mcache_init(&q->rbc, false, q->cluster_size);
 	if (qcow2_read_snapshots(b) < 0)
 		goto out;
-	if (b->flags & BLK_O_RDWR) {
+	if ((b->flags & BLK_O_RDWR) && !(b->flags & BLK_O_CHECK)) {
 		if (q->incompat & QCOW2_INCOMPAT_CORRUPT) {
 			kite_error("%s: the image is marked corrupt; open it read-only or repair "
 				   "it with 'kite img check -r all'",
@@ -371,7 +380,7 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 			struct qcow2_check_result res;
 			if (qcow2_check(b, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS | QCOW2_CHECK_QUIET,
 					&res) < 0 ||
-			    res.corruptions > res.corruptions_fixed) {
+			    res.check_errors || res.corruptions) {
 				kite_error("%s: the image is dirty and its refcounts could not be "
 					   "rebuilt",
 					   b->filename);
@@ -380,7 +389,7 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 			if (qcow2_set_incompat(b, q->incompat & ~QCOW2_INCOMPAT_DIRTY) < 0)
 				goto out;
 		}
-		if (drop_autoclear(b, fsize) < 0)
+		if (qcow2_drop_autoclear(b) < 0)
 			goto out;
 	}
 	b->size = q->size;

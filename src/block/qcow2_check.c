@@ -1,292 +1,352 @@
-/* qcow2 consistency check and repair (qemu-img check): rebuilds every cluster's refcount
- * from the header, tables, L1/L2 entries and snapshots, compares it with the stored one,
- * and with repair flags writes the rebuilt value back. */
-#include "block/qcow2_int.h"
+/* qcow2 consistency check and repair, as qemu-img check: the snapshot table is read (and
+ * repaired), every cluster's refcount is computed from the header, tables, L1/L2 entries,
+ * snapshots and bitmaps and compared with the stored one; with repair flags leaks and
+ * errors are fixed, a refcount structure too broken to patch is rebuilt from scratch
+ * (qcow2_rebuild.c), and the COPIED flags are made to agree with the refcounts. The
+ * messages, counters and repairs are QEMU 7.2's, so both tools leave the same image. */
+#include "block/qcow2_check_int.h"
 #include "util/err.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct check {
-	struct blk *b;
-	bool quiet;
-	struct qcow2_check_result *res;
-	uint32_t *ref;	/* computed refcounts (saturating) */
-	uint64_t nb;	/* clusters in the file */
-	uint8_t *l2buf; /* one L2 table */
-};
-
-static void inc(struct check *c, uint64_t off, uint64_t len, const char *what)
+void chk_say(const struct qcow2_chk *c, const char *fmt, ...)
 {
-	struct qcow2 *q = Q(c->b);
-	if (!len)
+	if (c->quiet)
 		return;
-	uint64_t first = off >> q->cluster_bits, last = (off + len - 1) >> q->cluster_bits;
-	for (uint64_t k = first; k <= last; k++) {
-		if (k >= c->nb) {
-			fprintf(stderr,
-				"ERROR: %s at offset 0x%llx is beyond the end of the image file\n",
-				what, (unsigned long long)(k << q->cluster_bits));
-			c->res->corruptions++;
-			return;
-		}
-		if (c->ref[k] != UINT32_MAX)
-			c->ref[k]++;
-	}
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 }
 
-/* Walks one L1 table; `active` also checks COPIED flags and gathers statistics. */
-static int walk_l1(struct check *c, const uint64_t *l1, uint32_t l1_size, bool active)
+/* The errno of a kite helper that failed, as the negative value the check passes on. */
+int chk_errno(void)
 {
-	struct blk *b = c->b;
-	struct qcow2 *q = Q(b);
-	uint64_t cs = q->cluster_size, next = 0;
-	for (uint32_t i = 0; i < l1_size; i++) {
-		uint64_t l2off = l1[i] & L1E_OFFSET_MASK;
-		if (!l2off)
-			continue;
-		if (l2off & (cs - 1)) {
-			fprintf(stderr,
-				"ERROR: L2 table offset 0x%llx not cluster aligned; L1 entry "
-				"corrupted\n",
-				(unsigned long long)l2off);
-			c->res->corruptions++;
+	return errno > 0 ? -errno : -EIO;
+}
+
+static uint64_t clusters_of(const struct qcow2 *q, uint64_t bytes)
+{
+	return (bytes + q->cluster_size - 1) >> q->cluster_bits;
+}
+
+static uint64_t max_refcount(const struct qcow2 *q)
+{
+	return q->refcount_bits == 64 ? UINT64_MAX : (1ull << q->refcount_bits) - 1;
+}
+
+uint64_t imrt_get(const struct qcow2_chk *c, uint64_t cluster)
+{
+	return qcow2_rb_get(c->q, c->imrt.buf, cluster);
+}
+
+void imrt_set(struct qcow2_chk *c, uint64_t cluster, uint64_t v)
+{
+	qcow2_rb_set(c->q, c->imrt.buf, cluster, v);
+}
+
+static uint64_t imrt_bytes(const struct qcow2 *q, uint64_t nb)
+{
+	return clusters_of(q, (nb * q->refcount_bits + 7) / 8) << q->cluster_bits;
+}
+
+/* Makes the computed table cover `nb` clusters (new ones at refcount 0). */
+int imrt_resize(struct qcow2_chk *c, uint64_t nb)
+{
+	uint64_t old = imrt_bytes(c->q, c->imrt.nb), want = imrt_bytes(c->q, nb);
+	if (want != old) {
+		uint8_t *p = want <= SIZE_MAX ? realloc(c->imrt.buf, want) : NULL;
+		if (!p) {
+			kite_error("out of memory");
+			return -ENOMEM;
+		}
+		if (want > old)
+			memset(p + old, 0, want - old);
+		c->imrt.buf = p;
+	}
+	c->imrt.nb = nb;
+	return 0;
+}
+
+/* QEMU sees a file's length in whole 512-byte sectors. */
+int chk_refresh_file_len(struct qcow2_chk *c)
+{
+	uint64_t len;
+	if (blk_file_size(c->b->fd, &len, c->b->filename) < 0)
+		return chk_errno();
+	if (len > c->q->file_end)
+		c->q->file_end = len;
+	c->file_len = (len + 511) & ~511ull;
+	return 0;
+}
+
+/* Counts one reference to every cluster of [off, off + size). The last cluster may lie
+ * partly past the end of the file (compressed data), a whole cluster may not. */
+int chk_inc_refcounts(struct qcow2_chk *c, struct qcow2_check_result *res, uint64_t off,
+		      uint64_t size)
+{
+	struct qcow2 *q = c->q;
+	if (!size)
+		return 0;
+	uint64_t end = off + size;
+	if (end < off || (end > c->file_len && end - c->file_len >= q->cluster_size)) {
+		chk_say(c,
+			"ERROR: counting reference for region exceeding the end of the file by "
+			"one cluster or more: offset 0x%llx size 0x%llx\n",
+			(unsigned long long)off, (unsigned long long)size);
+		res->corruptions++;
+		return 0;
+	}
+	for (uint64_t k = off >> q->cluster_bits; k <= (end - 1) >> q->cluster_bits; k++) {
+		if (k >= c->imrt.nb) {
+			int r = imrt_resize(c, k + 1);
+			if (r < 0) {
+				res->check_errors++;
+				return r;
+			}
+		}
+		uint64_t rc = imrt_get(c, k);
+		if (rc == max_refcount(q)) {
+			chk_say(c, "ERROR: overflow cluster offset=0x%llx\n",
+				(unsigned long long)(k << q->cluster_bits));
+			chk_say(c, "Use qemu-img amend to increase the refcount entry width or "
+				   "qemu-img convert to create a clean copy if the image cannot be "
+				   "opened for writing\n");
+			res->corruptions++;
 			continue;
 		}
-		inc(c, l2off, cs, "L2 table");
-		if (l2off >= q->file_end)
-			continue;
-		if (blk_file_pread(b->fd, c->l2buf, cs, l2off, b->filename) < 0) {
-			c->res->check_errors++;
-			continue;
-		}
-		for (uint64_t j = 0; j < q->l2_entries; j++) {
-			uint64_t e = qcow2_l2_get(q, c->l2buf, j, NULL);
-			enum qcow2_ctype t = qcow2_entry_type(q, e);
-			if (t == QC_COMPRESSED) {
-				uint64_t co, cl;
-				if (qcow2_compressed_range(q, e, &co, &cl) < 0) {
-					c->res->corruptions++;
-					continue;
-				}
-				inc(c, co, cl, "compressed cluster");
-				if (active) {
-					c->res->allocated_clusters++;
-					c->res->compressed_clusters++;
-					c->res->fragmented_clusters++;
-				}
-				continue;
-			}
-			uint64_t off = e & L2E_OFFSET_MASK;
-			if (!off)
-				continue;
-			if (off & (cs - 1)) {
-				fprintf(stderr,
-					"ERROR offset=%llx: Cluster is not properly aligned; L2 "
-					"entry corrupted.\n",
-					(unsigned long long)off);
-				c->res->corruptions++;
-				continue;
-			}
-			inc(c, off, cs, "data cluster");
-			if (active) {
-				c->res->allocated_clusters++;
-				if (next && off != next)
-					c->res->fragmented_clusters++;
-				next = off + cs;
-			}
-		}
+		imrt_set(c, k, rc + 1);
 	}
 	return 0;
 }
 
-/* Counts active entries whose COPIED flag disagrees with the stored refcount. */
-static int check_copied(struct check *c, bool fixing)
+/* Compares the stored refcount of every cluster with the computed one; with `fix`, leaks
+ * (stored too high) and errors (stored too low, but not 0) are corrected in place. A stored
+ * 0 for a cluster in use means the refcount structure itself is broken: *rebuild. */
+static void compare_refcounts(struct qcow2_chk *c, struct qcow2_check_result *res, unsigned fix,
+			      bool *rebuild, uint64_t *highest)
 {
-	struct blk *b = c->b;
-	struct qcow2 *q = Q(b);
-	uint64_t cs = q->cluster_size;
-	for (uint32_t i = 0; i < q->l1_size; i++) {
-		uint64_t l2off = q->l1[i] & L1E_OFFSET_MASK, rc;
-		if (!l2off || (l2off & (cs - 1)) || l2off >= q->file_end)
-			continue;
-		if (qcow2_get_refcount(b, l2off >> q->cluster_bits, &rc) < 0)
-			return -1;
-		if ((rc == 1) != ((q->l1[i] & OFLAG_COPIED) != 0)) {
-			if (!c->quiet)
-				fprintf(stderr,
-					"%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%llx "
-					"refcount=%llu\n",
-					fixing ? "Repairing" : "ERROR", i,
-					(unsigned long long)q->l1[i], (unsigned long long)rc);
-			c->res->corruptions++;
-		}
-		if (blk_file_pread(b->fd, c->l2buf, cs, l2off, b->filename) < 0)
-			return -1;
-		for (uint64_t j = 0; j < q->l2_entries; j++) {
-			uint64_t e = qcow2_l2_get(q, c->l2buf, j, NULL);
-			uint64_t off = e & L2E_OFFSET_MASK;
-			if ((e & OFLAG_COMPRESSED) || !off || (off & (cs - 1)))
-				continue;
-			if (qcow2_get_refcount(b, off >> q->cluster_bits, &rc) < 0)
-				return -1;
-			if ((rc == 1) != ((e & OFLAG_COPIED) != 0)) {
-				if (!c->quiet)
-					fprintf(stderr,
-						"%s OFLAG_COPIED data cluster: l2_entry=%llx "
-						"refcount=%llu\n",
-						fixing ? "Repairing" : "ERROR",
-						(unsigned long long)e, (unsigned long long)rc);
-				c->res->corruptions++;
-			}
-		}
-	}
-	return 0;
-}
-
-static int compare(struct check *c, unsigned fix)
-{
-	struct blk *b = c->b;
-	struct qcow2 *q = Q(b);
-	/* As qemu-img check -r: what is found first, then what is repaired. */
-	for (uint64_t k = 0; fix && !c->quiet && k < c->nb; k++) {
-		uint64_t stored;
-		if (qcow2_get_refcount(b, k, &stored) < 0 || stored == c->ref[k])
-			continue;
-		fprintf(stderr, "%s cluster %llu refcount=%llu reference=%llu\n",
-			c->ref[k] < stored ? "Leaked" : "ERROR", (unsigned long long)k,
-			(unsigned long long)stored, (unsigned long long)c->ref[k]);
-	}
-	for (uint64_t k = 0; k < c->nb; k++) {
-		uint64_t stored;
-		if (qcow2_get_refcount(b, k, &stored) < 0) {
-			c->res->check_errors++;
+	*highest = 0;
+	for (uint64_t i = 0; i < c->imrt.nb; i++) {
+		uint64_t stored, ref = imrt_get(c, i);
+		if (qcow2_get_refcount(c->b, i, &stored) < 0) {
+			chk_say(c, "Can't get refcount for cluster %llu: %s\n",
+				(unsigned long long)i, strerror(EIO));
+			res->check_errors++;
 			continue;
 		}
-		uint64_t want = c->ref[k];
-		if (stored == want)
+		if (stored || ref)
+			*highest = i;
+		if (stored == ref)
 			continue;
-		bool leak = want < stored;
-		bool repair = leak ? (fix & QCOW2_FIX_LEAKS) : (fix & QCOW2_FIX_ERRORS);
-		if (!c->quiet)
-			fprintf(stderr, "%s cluster %llu refcount=%llu reference=%llu\n",
-				repair ? "Repairing" : (leak ? "Leaked" : "ERROR"),
-				(unsigned long long)k, (unsigned long long)stored,
-				(unsigned long long)want);
-		if (leak)
-			c->res->leaks++;
+		uint64_t *fixed = NULL;
+		if (stored == 0)
+			*rebuild = true;
+		else if (stored > ref && (fix & QCOW2_FIX_LEAKS))
+			fixed = &res->leaks_fixed;
+		else if (stored < ref && (fix & QCOW2_FIX_ERRORS))
+			fixed = &res->corruptions_fixed;
+		chk_say(c, "%s cluster %llu refcount=%llu reference=%llu\n",
+			fixed ? "Repairing" : (stored < ref ? "ERROR" : "Leaked"),
+			(unsigned long long)i, (unsigned long long)stored, (unsigned long long)ref);
+		if (fixed && qcow2_set_refcount(c->b, i, ref) == 0) {
+			(*fixed)++;
+			continue;
+		}
+		if (stored < ref)
+			res->corruptions++;
 		else
-			c->res->corruptions++;
-		if (repair) {
-			if (qcow2_set_refcount(b, k, want) < 0)
-				return -1;
-			if (leak)
-				c->res->leaks_fixed++;
-			else
-				c->res->corruptions_fixed++;
-		}
+			res->leaks++;
 	}
-	(void)q;
+}
+
+/* After a rebuild the old refcount structure is leaked: the references are counted again
+ * and (with leak repair) the leaks freed. Leaks that remain were made by the rebuild. */
+static int recount_after_rebuild(struct qcow2_chk *c, struct qcow2_check_result *res, unsigned fix,
+				 uint64_t *highest)
+{
+	struct qcow2_check_result before = *res;
+	uint64_t fresh_leaks = 0;
+	bool rebuild = false;
+	res->corruptions = 0;
+	res->leaks = 0;
+	memset(c->imrt.buf, 0, imrt_bytes(c->q, c->imrt.nb));
+	int r = chk_calculate_refcounts(c, res, 0, &rebuild);
+	if (r < 0)
+		return r;
+	if (fix & QCOW2_FIX_LEAKS) {
+		struct qcow2_check_result saved = *res;
+		memset(res, 0, sizeof(*res));
+		compare_refcounts(c, res, QCOW2_FIX_LEAKS, &rebuild, highest);
+		if (rebuild)
+			chk_say(c, "ERROR rebuilt refcount structure is still broken\n");
+		fresh_leaks = res->leaks;
+		*res = saved;
+	}
+	if (res->corruptions < before.corruptions)
+		res->corruptions_fixed += before.corruptions - res->corruptions;
+	if (res->leaks < before.leaks)
+		res->leaks_fixed += before.leaks - res->leaks;
+	res->leaks += fresh_leaks;
 	return 0;
 }
 
-static int collect(struct check *c)
+/* QEMU's qcow2_check_refcounts(). */
+static int check_refcounts(struct qcow2_chk *c, struct qcow2_check_result *res, unsigned fix)
 {
-	struct blk *b = c->b;
-	struct qcow2 *q = Q(b);
-	uint64_t cs = q->cluster_size;
-	inc(c, 0, cs, "header");
-	inc(c, q->l1_offset, (uint64_t)q->l1_size * 8, "active L1 table");
-	if (walk_l1(c, q->l1, q->l1_size, true) < 0)
-		return -1;
-	for (uint32_t i = 0; i < q->nb_snapshots; i++) {
-		struct qcow2_snapshot *s = &q->snaps[i];
-		inc(c, s->l1_offset, (uint64_t)s->l1_size * 8, "snapshot L1 table");
-		uint64_t *l1 = calloc(s->l1_size ? s->l1_size : 1, 8);
-		if (!l1)
-			return kite_error("out of memory");
-		if (blk_file_pread(b->fd, l1, (size_t)s->l1_size * 8, s->l1_offset, b->filename) <
-		    0) {
-			free(l1);
-			c->res->check_errors++;
-			continue;
-		}
-		for (uint32_t k = 0; k < s->l1_size; k++)
-			l1[k] = get_be64((uint8_t *)&l1[k]);
-		walk_l1(c, l1, s->l1_size, false);
-		free(l1);
+	struct qcow2 *q = c->q;
+	int r = chk_refresh_file_len(c);
+	if (r < 0) {
+		res->check_errors++;
+		return r;
 	}
-	inc(c, q->snapshots_offset, q->snapshots_size, "snapshot table");
-	uint64_t *bm;
-	size_t nbm;
-	int r = qcow2_bitmap_clusters(b, q->file_end, &bm, &nbm);
+	uint64_t nb = clusters_of(q, c->file_len);
+	if (nb > INT_MAX) {
+		res->check_errors++;
+		return -EFBIG;
+	}
+	res->total_clusters = clusters_of(q, q->size & ~511ull);
+	r = imrt_resize(c, nb);
+	if (r < 0) {
+		res->check_errors++;
+		return r;
+	}
+	bool rebuild = false;
+	r = chk_calculate_refcounts(c, res, fix, &rebuild);
 	if (r < 0)
-		return -1;
-	for (size_t i = 0; i < nbm; i++)
-		inc(c, bm[i], cs, "bitmap");
-	free(bm);
-	inc(c, q->rt_offset, (uint64_t)q->rt_clusters * cs, "refcount table");
-	for (uint64_t i = 0; i < q->rt_entries; i++) {
-		uint64_t off = q->rt[i] & RTE_OFFSET_MASK;
-		if (off)
-			inc(c, off, cs, "refcount block");
+		return r;
+	/* Without a rebuild but with repairs, the comparison runs again with them. */
+	struct qcow2_check_result pre_compare = *res;
+	uint64_t highest;
+	compare_refcounts(c, res, 0, &rebuild, &highest);
+	if (rebuild && (fix & QCOW2_FIX_ERRORS)) {
+		chk_say(c, "Rebuilding refcount structure\n");
+		r = chk_rebuild_refcount_structure(c, res);
+		if (r == 0)
+			r = recount_after_rebuild(c, res, fix, &highest);
+		if (r < 0)
+			return r;
+	} else if (fix) {
+		if (rebuild) {
+			chk_say(c, "ERROR need to rebuild refcount structures\n");
+			res->check_errors++;
+			return -EIO;
+		}
+		if (res->leaks || res->corruptions) {
+			*res = pre_compare;
+			compare_refcounts(c, res, fix, &rebuild, &highest);
+		}
 	}
+	r = chk_oflag_copied(c, res, fix);
+	if (r < 0)
+		return r;
+	res->image_end_offset = (highest + 1) * q->cluster_size;
 	return 0;
+}
+
+static void add_result(struct qcow2_check_result *out, const struct qcow2_check_result *in,
+		       bool with_allocation_info)
+{
+	out->corruptions += in->corruptions;
+	out->leaks += in->leaks;
+	out->check_errors += in->check_errors;
+	out->corruptions_fixed += in->corruptions_fixed;
+	out->leaks_fixed += in->leaks_fixed;
+	if (with_allocation_info) {
+		out->image_end_offset = in->image_end_offset;
+		out->total_clusters = in->total_clusters;
+		out->allocated_clusters = in->allocated_clusters;
+		out->fragmented_clusters = in->fragmented_clusters;
+		out->compressed_clusters = in->compressed_clusters;
+	}
+}
+
+/* Clears an incompatible feature bit (dirty, corrupt) once the image is consistent. */
+static int clear_incompat(struct qcow2_chk *c, uint64_t bit)
+{
+	struct qcow2 *q = c->q;
+	if (!(q->incompat & bit))
+		return 0;
+	if (qcow2_flush_all(c->b) < 0 || qcow2_set_incompat(c->b, q->incompat & ~bit) < 0 ||
+	    blk_sync(c->b) < 0)
+		return chk_errno();
+	return 0;
+}
+
+/* A writer drops the bitmaps it does not maintain (see qcow2_drop_autoclear); check does
+ * it once the snapshot table is known, so that the header it rewrites keeps it. */
+static int drop_bitmaps(struct qcow2_chk *c)
+{
+	if (!(c->b->flags & BLK_O_CHECK) || !blk_is_writable(c->b))
+		return 0;
+	if (qcow2_drop_autoclear(c->b) < 0 || qcow2_flush_all(c->b) < 0)
+		return chk_errno();
+	return 0;
+}
+
+/* QEMU's qcow2_co_check_locked(). */
+static int run_check(struct qcow2_chk *c, unsigned fix, struct qcow2_check_result *res)
+{
+	struct qcow2_check_result snap = {0}, refs = {0};
+	int r = chk_read_snapshot_table(c, &snap, fix);
+	if (r == 0)
+		r = drop_bitmaps(c);
+	if (r < 0) {
+		add_result(res, &snap, false);
+		return r;
+	}
+	r = check_refcounts(c, &refs, fix);
+	add_result(res, &refs, true);
+	if (r < 0) {
+		add_result(res, &snap, false);
+		return r;
+	}
+	r = chk_fix_snapshot_table(c, &snap, fix);
+	add_result(res, &snap, false);
+	if (r < 0)
+		return r;
+	if (fix && !res->check_errors && !res->corruptions) {
+		r = clear_incompat(c, QCOW2_INCOMPAT_DIRTY);
+		if (r == 0)
+			r = clear_incompat(c, QCOW2_INCOMPAT_CORRUPT);
+	}
+	return r;
 }
 
 int qcow2_check(struct blk *b, unsigned fix, struct qcow2_check_result *res)
 {
 	memset(res, 0, sizeof(*res));
-	if (strcmp(blk_format_name(b), "qcow2"))
+	if (strcmp(blk_format_name(b), "qcow2")) {
+		errno = ENOTSUP;
 		return kite_error("%s: not a qcow2 image", blk_filename(b));
+	}
 	struct qcow2 *q = Q(b);
-	if (fix && !blk_is_writable(b))
+	unsigned repair = fix & (QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS);
+	if (repair && !blk_is_writable(b)) {
+		errno = EACCES;
 		return kite_error("%s: repairing needs the image open read-write", b->filename);
-	if (blk_is_writable(b) && qcow2_flush_all(b) < 0)
-		return -1;
-	uint64_t cs = q->cluster_size;
-	struct check c = {.b = b, .res = res, .quiet = (fix & QCOW2_CHECK_QUIET) != 0};
-	if (blk_file_size(b->fd, &q->file_end, b->filename) < 0)
-		return -1;
-	c.nb = (q->file_end + cs - 1) / cs;
-	c.ref = calloc(c.nb ? c.nb : 1, sizeof(*c.ref));
-	c.l2buf = malloc(cs);
-	int r = -1;
-	if (!c.ref || !c.l2buf) {
-		kite_error("out of memory");
-		goto out;
 	}
-	if (collect(&c) < 0)
-		goto out;
-	res->total_clusters = (q->size + cs - 1) / cs;
-	/* Allocations made while repairing (new refcount blocks) go past everything in use. */
-	uint64_t saved_hint = q->free_hint;
-	if (fix)
-		q->free_hint = c.nb;
-	if (compare(&c, fix) < 0)
-		goto out;
-	if (fix && (qcow2_flush_all(b) < 0 || qcow2_apply_pending_frees(b) < 0))
-		goto out;
-	q->free_hint = fix ? 0 : saved_hint;
-	uint64_t before = res->corruptions;
-	if (check_copied(&c, (fix & QCOW2_FIX_ERRORS) != 0) < 0)
-		goto out;
-	if ((fix & QCOW2_FIX_ERRORS) && res->corruptions > before) {
-		if (qcow2_update_copied(b) < 0)
-			goto out;
-		res->corruptions_fixed += res->corruptions - before;
+	if (blk_is_writable(b) && qcow2_flush_all(b) < 0) {
+		errno = EIO;
+		return -1;
 	}
-	for (uint64_t k = c.nb; k > 0; k--)
-		if (c.ref[k - 1]) {
-			res->image_end_offset = k * cs;
-			break;
-		}
-	if (fix)
+	struct qcow2_chk c = {.b = b, .q = q, .quiet = (fix & QCOW2_CHECK_QUIET) != 0};
+	int r = run_check(&c, repair, res);
+	free(c.imrt.buf);
+	if (blk_is_writable(b)) {
+		/* what the check wrote went around the caches and the metadata map */
 		qcow2_meta_invalidate(q);
-	r = 0;
-out:
-	free(c.ref);
-	free(c.l2buf);
-	return r;
+		if (r == 0 && qcow2_flush_all(b) < 0)
+			r = chk_errno();
+	}
+	if (r < 0) {
+		errno = -r;
+		return -1;
+	}
+	return 0;
 }

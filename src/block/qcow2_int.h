@@ -152,9 +152,13 @@ static inline struct qcow2 *Q(struct blk *b)
 int qcow2_write_header(struct blk *b);
 int qcow2_set_incompat(struct blk *b, uint64_t incompat);
 int qcow2_mark_dirty(struct blk *b);
+int qcow2_drop_autoclear(struct blk *b);
 
 /* qcow2_overlap.c */
 int qcow2_check_overlap(struct blk *b, uint64_t off, uint64_t len, const char *what);
+/* The same for a write into an L2 table (check's repairs): L2 tables may be hit, nothing
+ * else may. */
+int qcow2_check_overlap_l2(struct blk *b, uint64_t off, uint64_t len, const char *what);
 void qcow2_meta_mark(struct qcow2 *q, uint64_t off, bool is_meta);
 void qcow2_meta_invalidate(struct qcow2 *q);
 
@@ -165,6 +169,7 @@ uint8_t *mcache_get(struct blk *b, struct mcache *c, uint64_t off, bool read);
 void mcache_dirty(struct mcache *c, const uint8_t *buf);
 int mcache_flush(struct blk *b, struct mcache *c);
 void mcache_forget(struct mcache *c, uint64_t off);
+void mcache_forget_all(struct mcache *c);
 int qcow2_sync_refcounts(struct blk *b);
 
 /* qcow2_refcount.c */
@@ -209,6 +214,10 @@ int qcow2_read_snapshots(struct blk *b);
 int qcow2_load_snapshot(struct blk *b, const char *id, const char *name);
 void qcow2_free_snapshots(struct qcow2 *q);
 int qcow2_update_copied(struct blk *b);
+/* Writes `snaps` as a new snapshot table in new clusters and points the header at it. The
+ * old table's place is returned for the caller to free. */
+int qcow2_write_snapshot_table(struct blk *b, struct qcow2_snapshot *snaps, uint32_t n,
+			       uint64_t *old_off, uint64_t *old_size);
 
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);

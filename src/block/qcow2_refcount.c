@@ -248,6 +248,19 @@ static int ensure_block(struct blk *b, uint64_t idx, int depth)
 	return 1;
 }
 
+/* A cluster whose refcount dropped to 0 is free: nothing may be served from it later. */
+static void cluster_freed(struct qcow2 *q, uint64_t c)
+{
+	if (c < q->free_hint)
+		q->free_hint = c;
+	qcow2_meta_mark(q, c << q->cluster_bits, false);
+	mcache_forget(&q->l2c, c << q->cluster_bits);
+	if (q->cz_off >> q->cluster_bits == c)
+		q->cz_off = 0;
+	if (q->cbyte_off >> q->cluster_bits == c)
+		q->cbyte_off = 0; /* no more compressed data into a free cluster */
+}
+
 int qcow2_update_refcount(struct blk *b, uint64_t off, uint64_t len, int64_t delta)
 {
 	struct qcow2 *q = Q(b);
@@ -278,17 +291,8 @@ int qcow2_update_refcount(struct blk *b, uint64_t off, uint64_t len, int64_t del
 		v += (uint64_t)delta;
 		qcow2_rb_set(q, rb, c % q->rb_entries, v);
 		mcache_dirty(&q->rbc, rb);
-		if (v == 0) {
-			if (c < q->free_hint)
-				q->free_hint = c;
-			/* A freed cluster must not be served from the caches later. */
-			qcow2_meta_mark(q, c << q->cluster_bits, false);
-			mcache_forget(&q->l2c, c << q->cluster_bits);
-			if (q->cz_off >> q->cluster_bits == c)
-				q->cz_off = 0;
-			if (q->cbyte_off >> q->cluster_bits == c)
-				q->cbyte_off = 0; /* no more compressed data into a free cluster */
-		}
+		if (v == 0)
+			cluster_freed(q, c);
 	}
 	return 0;
 }
@@ -430,7 +434,7 @@ int qcow2_set_refcount(struct blk *b, uint64_t cluster, uint64_t v)
 		return -1;
 	qcow2_rb_set(q, rb, cluster % q->rb_entries, v);
 	mcache_dirty(&q->rbc, rb);
-	if (v == 0 && cluster < q->free_hint)
-		q->free_hint = cluster;
+	if (v == 0)
+		cluster_freed(q, cluster);
 	return 0;
 }

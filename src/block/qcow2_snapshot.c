@@ -198,9 +198,8 @@ int qcow2_update_copied(struct blk *b)
 	return qcow2_flush_all(b);
 }
 
-/* Writes the snapshot table for `snaps` into new clusters and points the header at it;
- * the old table's clusters are freed. */
-static int write_table(struct blk *b, struct qcow2_snapshot *snaps, uint32_t n)
+int qcow2_write_snapshot_table(struct blk *b, struct qcow2_snapshot *snaps, uint32_t n,
+			       uint64_t *old_off, uint64_t *old_size)
 {
 	struct qcow2 *q = Q(b);
 	uint64_t cs = q->cluster_size, size = 0;
@@ -237,6 +236,9 @@ static int write_table(struct blk *b, struct qcow2_snapshot *snaps, uint32_t n)
 		r = off < 0 ? -1 : 0;
 		if (r == 0)
 			r = qcow2_sync_refcounts(b);
+		/* metadata the allocation did not know of stays (the new clusters leak) */
+		if (r == 0)
+			r = qcow2_check_overlap(b, (uint64_t)off, size, "snapshot table");
 		if (r == 0)
 			r = blk_file_pwrite(b->fd, t, size, (uint64_t)off, b->filename);
 		if (r == 0 && blk_sync(b) < 0)
@@ -252,9 +254,20 @@ static int write_table(struct blk *b, struct qcow2_snapshot *snaps, uint32_t n)
 		return -1;
 	if (blk_sync(b) < 0)
 		return -1;
-	uint64_t old = q->snapshots_offset, oldsize = q->snapshots_size;
+	*old_off = q->snapshots_offset;
+	*old_size = q->snapshots_size;
 	q->snapshots_offset = (uint64_t)off;
 	q->snapshots_size = size;
+	return 0;
+}
+
+/* Writes the snapshot table for `snaps` into new clusters and points the header at it;
+ * the old table's clusters are freed. */
+static int write_table(struct blk *b, struct qcow2_snapshot *snaps, uint32_t n)
+{
+	uint64_t old, oldsize;
+	if (qcow2_write_snapshot_table(b, snaps, n, &old, &oldsize) < 0)
+		return -1;
 	if (oldsize && qcow2_update_refcount(b, old, oldsize, -1) < 0)
 		return -1;
 	return 0;

@@ -5,6 +5,7 @@
 #include "cli/cmd_img.h"
 #include "util/err.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -42,30 +43,67 @@ static void print_human(const struct qcow2_check_result *r, bool quiet)
 		printf("Image end offset: %" PRIu64 "\n", r->image_end_offset);
 }
 
-static void print_json(const struct qcow2_check_result *r, const char *file, const char *fmt)
+/* QEMU prints its ImageCheck object from a hash table: the keys come in the order of
+ * their buckets, which this list follows (optional fields only when nonzero). */
+static void print_json(const struct qcow2_check_result *r, const char *file, const char *fmt,
+		       bool quiet)
 {
+	if (quiet)
+		return;
 	json_t *o = json_object();
 #define OPT_FIELD(name, v)                                                                         \
 	if (v)                                                                                     \
 		json_object_set_new(o, name, json_integer((json_int_t)(v)));
 	OPT_FIELD("image-end-offset", r->image_end_offset);
+	OPT_FIELD("compressed-clusters", r->compressed_clusters);
 	OPT_FIELD("total-clusters", r->total_clusters);
+	OPT_FIELD("corruptions", r->corruptions);
+	OPT_FIELD("corruptions-fixed", r->corruptions_fixed);
 	json_object_set_new(o, "check-errors", json_integer((json_int_t)r->check_errors));
 	OPT_FIELD("leaks", r->leaks);
-	OPT_FIELD("corruptions", r->corruptions);
 	OPT_FIELD("leaks-fixed", r->leaks_fixed);
-	OPT_FIELD("corruptions-fixed", r->corruptions_fixed);
 	OPT_FIELD("allocated-clusters", r->allocated_clusters);
-	OPT_FIELD("fragmented-clusters", r->fragmented_clusters);
-	OPT_FIELD("compressed-clusters", r->compressed_clusters);
-#undef OPT_FIELD
 	json_object_set_new(o, "filename", json_string(file));
 	json_object_set_new(o, "format", json_string(fmt));
-	char *s = json_dumps(o, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+	OPT_FIELD("fragmented-clusters", r->fragmented_clusters);
+#undef OPT_FIELD
+	char *s = json_dumps(o, JSON_INDENT(4) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
 	if (s)
 		printf("%s\n", s);
 	free(s);
 	json_decref(o);
+}
+
+static void print_result(const struct qcow2_check_result *r, enum img_output out, const char *file,
+			 const char *fmt, bool quiet)
+{
+	if (out == IMG_OUT_JSON)
+		print_json(r, file, fmt, quiet);
+	else
+		print_human(r, quiet);
+}
+
+/* Checks, and after a repair checks again (the report is the repaired image's, with the
+ * counts of what was repaired). Returns 0, or the errno of a check that could not run. */
+static int check_qcow2(struct blk *b, unsigned fix, enum img_output out, bool quiet,
+		       struct qcow2_check_result *r)
+{
+	if (qcow2_check(b, fix, r) < 0)
+		return errno ? errno : EIO;
+	if (!r->leaks_fixed && !r->corruptions_fixed)
+		return 0;
+	uint64_t lf = r->leaks_fixed, cf = r->corruptions_fixed;
+	if (out == IMG_OUT_HUMAN && !quiet) {
+		printf("The following inconsistencies were found and repaired:\n\n"
+		       "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n"
+		       "Double checking the fixed image now...\n",
+		       lf, cf);
+		fflush(stdout);
+	}
+	int err = qcow2_check(b, 0, r) < 0 ? (errno ? errno : EIO) : 0;
+	r->leaks_fixed = lf;
+	r->corruptions_fixed = cf;
+	return err;
 }
 
 int img_check(int argc, char **argv)
@@ -116,9 +154,10 @@ int img_check(int argc, char **argv)
 	if (argc - optind != 1)
 		return img_usage_error("check", "expecting one filename");
 	const char *path = argv[optind];
+	/* as qemu-img, the backing chain is opened too (a loop or a missing file fails) */
 	struct blk *b = blk_open(path, fmt,
 				 (fix ? BLK_O_RDWR : BLK_O_RDONLY) | share | img_source_flags() |
-				     BLK_O_NO_BACKING | BLK_O_NO_PROBE_WARN);
+				     BLK_O_CHECK | BLK_O_NO_PROBE_WARN);
 	if (!b)
 		return 1;
 	struct qcow2_check_result r = {0};
@@ -135,10 +174,7 @@ int img_check(int argc, char **argv)
 				   path);
 			return 1;
 		}
-		if (out == IMG_OUT_JSON)
-			print_json(&r, path, format);
-		else
-			print_human(&r, quiet);
+		print_result(&r, out, path, format, quiet);
 		return 0;
 	}
 	if (strcmp(format, "qcow2")) {
@@ -146,35 +182,17 @@ int img_check(int argc, char **argv)
 		blk_close(b);
 		return 63;
 	}
-	if (qcow2_check(b, fix, &r) < 0) {
-		blk_close(b);
-		kite_error("%s: the check could not be completed", path);
-		return 1;
-	}
-	if (fix && (r.leaks_fixed || r.corruptions_fixed)) {
-		/* report what was repaired, then the state of the repaired image */
-		uint64_t lf = r.leaks_fixed, cf = r.corruptions_fixed;
-		if (out == IMG_OUT_HUMAN && !quiet)
-			printf("The following inconsistencies were found and repaired:\n\n"
-			       "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n"
-			       "Double checking the fixed image now...\n",
-			       lf, cf);
-		memset(&r, 0, sizeof(r));
-		if (qcow2_check(b, 0, &r) < 0) {
-			blk_close(b);
-			kite_error("%s: the check could not be completed", path);
-			return 1;
-		}
-		r.leaks_fixed = lf;
-		r.corruptions_fixed = cf;
-	}
+	int err = check_qcow2(b, fix, out, quiet, &r);
+	if (!err)
+		print_result(&r, out, path, format, quiet);
 	blk_close(b);
-	if (out == IMG_OUT_JSON)
-		print_json(&r, path, "qcow2");
-	else
-		print_human(&r, quiet);
-	if (r.check_errors)
+	if (err || r.check_errors) {
+		if (err)
+			kite_error("Check failed: %s", strerror(err));
+		else
+			kite_error("Check failed");
 		return 1;
+	}
 	if (r.corruptions)
 		return 2;
 	if (r.leaks)

@@ -108,11 +108,11 @@ int img_snapshot(int argc, char **argv)
 		return img_usage_error("snapshot", "expecting one filename");
 	if (!action)
 		action = 'l';
-	/* snapshots never read guest data: the backing chain is not needed (nor opened by
-	 * qemu-img snapshot) */
+	/* snapshots never read guest data, but qemu-img snapshot opens the backing chain all
+	 * the same: a missing backing file or a loop in the chain fails the verb */
 	struct blk *b = blk_open(argv[optind], fmt,
 				 (action == 'l' ? BLK_O_RDONLY : BLK_O_RDWR) | share |
-				     img_source_flags() | BLK_O_NO_BACKING);
+				     img_source_flags());
 	if (!b)
 		return 1;
 	int r = 0;
