@@ -236,8 +236,11 @@ static void *worker(void *arg)
 	}
 	s->workers--;
 	pthread_cond_broadcast(&s->idle);
-	pthread_mutex_unlock(&s->lock);
+	/* Under the lock: once it is released, control_server_stop may free the server (it
+	 * waits for workers == 0), so nothing of `s` may be touched after the unlock. The pipe
+	 * is non-blocking. */
 	wake(s);
+	pthread_mutex_unlock(&s->lock);
 	return NULL;
 }
 
