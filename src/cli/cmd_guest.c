@@ -15,7 +15,7 @@ static const struct {
     {"filesystems", guest_filesystems, "IMAGE [--output=json]"},
     {"ls", guest_ls, "IMAGE PATH [-l] [-R]"},
     {"cat", guest_cat, "IMAGE PATH"},
-    {"df", guest_df, "IMAGE [-h]"},
+    {"df", guest_df, "IMAGE [-a PARTITION] [-h] [-i] [--csv]"},
     {"copy-out", guest_copy_out, "IMAGE PATH... HOSTDIR"},
     {"copy-in", guest_copy_in, "IMAGE HOSTPATH... DIR"},
     {"write", guest_write, "IMAGE PATH < DATA"},

@@ -1,4 +1,4 @@
-/* kite guest ls / cat / df: reading a filesystem inside an image. */
+/* kite guest ls / cat: reading a filesystem inside an image. */
 #include "cli/cmd_guest.h"
 #include "guestfs/fsread.h"
 #include "util/err.h"
@@ -271,71 +271,4 @@ int guest_cat(int argc, char **argv)
 		}
 	}
 	return guest_finish(&g, rc);
-}
-
-static void human(uint64_t bytes, char *out, size_t outsz)
-{
-	static const char units[] = "KMGTPE";
-	double v = (double)bytes;
-	int u = -1;
-	while (v >= 1024 && u < 5) {
-		v /= 1024;
-		u++;
-	}
-	if (u < 0)
-		snprintf(out, outsz, "%" PRIu64, bytes);
-	else
-		snprintf(out, outsz, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
-}
-
-int guest_df(int argc, char **argv)
-{
-	static const struct option longopts[] = {GUEST_COMMON_LONG, {NULL, 0, NULL, 0}};
-	struct guest_common c = {0};
-	bool hum = false;
-	int opt;
-	while ((opt = getopt_long(argc, argv, GUEST_COMMON_SHORT "h", longopts, NULL)) != -1) {
-		if (guest_common_opt(&c, opt, optarg))
-			continue;
-		if (opt == 'h')
-			hum = true;
-		else
-			return guest_usage_error("df", "IMAGE [-h]");
-	}
-	if (argc - optind != 1)
-		return guest_usage_error("df", "IMAGE [-h]");
-	struct gfs g;
-	if (guest_open(&g, argv[optind], &c, false) < 0)
-		return 1;
-	struct ext2_super_block *sb = g.fs->super;
-	uint64_t bs = g.fs->blocksize, total = ext2fs_blocks_count(sb);
-	uint64_t freeb = ext2fs_free_blocks_count(sb), resv = ext2fs_r_blocks_count(sb);
-	uint64_t used = total - (freeb < total ? freeb : total);
-	uint64_t avail = freeb > resv ? freeb - resv : 0;
-	unsigned pct =
-	    used + avail ? (unsigned)((used * 100 + used + avail - 1) / (used + avail)) : 0;
-	char dev[32];
-	if (g.partno)
-		snprintf(dev, sizeof(dev), "/dev/sda%d", g.partno);
-	else
-		snprintf(dev, sizeof(dev), "/dev/sda");
-	if (hum) {
-		char s[16], u[16], a[16];
-		human(total * bs, s, sizeof(s));
-		human(used * bs, u, sizeof(u));
-		human(avail * bs, a, sizeof(a));
-		printf("%-12s %8s %8s %8s %4s %10s %10s %10s\n", "Filesystem", "Size", "Used",
-		       "Avail", "Use%", "Inodes", "IUsed", "IFree");
-		printf("%-12s %8s %8s %8s %3u%% %10u %10u %10u\n", dev, s, u, a, pct,
-		       sb->s_inodes_count, sb->s_inodes_count - sb->s_free_inodes_count,
-		       sb->s_free_inodes_count);
-	} else {
-		printf("%-12s %12s %12s %12s %4s %10s %10s %10s\n", "Filesystem", "1K-blocks",
-		       "Used", "Available", "Use%", "Inodes", "IUsed", "IFree");
-		printf("%-12s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %3u%% %10u %10u %10u\n",
-		       dev, total * bs / 1024, used * bs / 1024, avail * bs / 1024, pct,
-		       sb->s_inodes_count, sb->s_inodes_count - sb->s_free_inodes_count,
-		       sb->s_free_inodes_count);
-	}
-	return guest_finish(&g, 0);
 }

@@ -318,14 +318,40 @@ def test_df_matches_the_superblock(kite, ext4):
     d = dumpe2fs(ext4)
     bs = int(d["Block size"])
     line = ok(kite, "df", ext4).stdout.splitlines()[1].split()
+    assert line[0] == os.path.basename(ext4) + ":/dev/sda"
     assert int(line[1]) == int(d["Block count"]) * bs // 1024
     free = int(d["Free blocks"])
     assert int(line[2]) == (int(d["Block count"]) - free) * bs // 1024
     assert int(line[3]) == (free - int(d["Reserved block count"])) * bs // 1024
-    assert int(line[5]) == int(d["Inode count"])
-    assert int(line[7]) == int(d["Free inodes"])
+    inodes = ok(kite, "df", ext4, "-i").stdout.splitlines()[1].split()
+    assert int(inodes[1]) == int(d["Inode count"])
+    assert int(inodes[3]) == int(d["Free inodes"])
     human = ok(kite, "df", ext4, "-h").stdout.splitlines()[1].split()
     assert human[1] == "64M"
+
+
+def test_df_lists_every_filesystem(kite, tmp_path):
+    """Every partition's ext2/3/4 filesystem gets a row (swap and empty ones none), each as
+    dumpe2fs counts it; -a picks one, --csv is virt-df's."""
+    img = str(tmp_path / "parts.img")
+    with open(img, "wb") as f:
+        f.truncate(64 * MiB)
+    sh(["sfdisk", "-q", img], input="label: dos\n,20M,L\n,8M,S\n,,L\n")
+    sh(["mkfs.ext4", "-q", "-F", "-E", f"offset={1 * MiB}", img, "20M"])
+    sh(["mkfs.ext2", "-q", "-F", "-E", f"offset={29 * MiB}", img, f"{64 - 29}M"])
+    rows = ok(kite, "df", img).stdout.splitlines()
+    assert [r.split()[0] for r in rows[1:]] == ["parts.img:/dev/sda1", "parts.img:/dev/sda3"]
+    for row, (off, size) in zip(rows[1:], [(1, 20), (29, 35)]):
+        part = str(tmp_path / "p.img")
+        sh(["dd", f"if={img}", f"of={part}", "bs=1M", f"skip={off}", f"count={size}",
+            "status=none"])
+        d = dumpe2fs(part)
+        assert int(row.split()[1]) == int(d["Block count"]) * int(d["Block size"]) // 1024
+    csv = ok(kite, "df", "--csv", "-a", "3", img).stdout.splitlines()
+    assert csv[0] == "Virtual Machine,Filesystem,1K-blocks,Used,Available,Use%"
+    assert csv[1].startswith('"parts.img",/dev/sda3,') and len(csv) == 2
+    r = fails(kite, "df", "-a", "2", img)
+    assert "no filesystem kite can read on partition 2" in r.stderr
 
 
 def test_copy_out_keeps_owners_modes_times_links_and_holes(kite, ext4, tree, tmp_path):

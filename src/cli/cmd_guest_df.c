@@ -1,0 +1,182 @@
+/* kite guest df: virt-df's report of every filesystem kite can read in an image (each
+ * partition's, or the whole disk's), or of the one -a names; -h, -i, --csv as virt-df. */
+#include "cli/cmd_guest.h"
+#include "guestfs/fsdetect.h"
+#include "guestfs/image.h"
+#include "guestfs/partition.h"
+#include "util/err.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+struct df_row {
+	uint64_t total, used, avail; /* bytes */
+	uint64_t inodes, iused, ifree;
+};
+
+enum df_style { DF_BLOCKS, DF_HUMAN, DF_INODES };
+
+static void human(uint64_t bytes, char *out, size_t outsz)
+{
+	static const char units[] = "KMGTPE";
+	double v = (double)bytes;
+	int u = -1;
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	if (u < 0)
+		snprintf(out, outsz, "%" PRIu64, bytes);
+	else
+		snprintf(out, outsz, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
+}
+
+/* df's rounding: the share in use, rounded up */
+static unsigned use_pct(uint64_t used, uint64_t avail)
+{
+	return used + avail ? (unsigned)((used * 100 + used + avail - 1) / (used + avail)) : 0;
+}
+
+static int measure(const char *image, const struct guest_common *c, const char *part,
+		   struct df_row *r)
+{
+	struct guest_common one = *c;
+	one.partition = part;
+	struct gfs g;
+	if (guest_open(&g, image, &one, false) < 0)
+		return -1;
+	struct ext2_super_block *sb = g.fs->super;
+	uint64_t bs = g.fs->blocksize, total = ext2fs_blocks_count(sb);
+	uint64_t freeb = ext2fs_free_blocks_count(sb), resv = ext2fs_r_blocks_count(sb);
+	*r = (struct df_row){
+	    .total = total * bs,
+	    .used = (total - (freeb < total ? freeb : total)) * bs,
+	    .avail = (freeb > resv ? freeb - resv : 0) * bs,
+	    .inodes = sb->s_inodes_count,
+	    .iused = sb->s_inodes_count - sb->s_free_inodes_count,
+	    .ifree = sb->s_free_inodes_count,
+	};
+	return guest_finish(&g, 0) ? -1 : 0;
+}
+
+static void print_header(enum df_style st, bool csv)
+{
+	static const char *const cols[][4] = {
+	    [DF_BLOCKS] = {"1K-blocks", "Used", "Available", "Use%"},
+	    [DF_HUMAN] = {"Size", "Used", "Available", "Use%"},
+	    [DF_INODES] = {"Inodes", "IUsed", "IFree", "IUse%"},
+	};
+	const char *const *h = cols[st];
+	if (csv)
+		printf("Virtual Machine,Filesystem,%s,%s,%s,%s\n", h[0], h[1], h[2], h[3]);
+	else
+		printf("%-36s%10s %10s %10s %5s\n", "Filesystem", h[0], h[1], h[2], h[3]);
+}
+
+static void print_row(const char *image, const char *dev, const struct df_row *r, enum df_style st,
+		      bool csv)
+{
+	char v[3][32];
+	unsigned pct;
+	if (st == DF_INODES) {
+		snprintf(v[0], sizeof(v[0]), "%" PRIu64, r->inodes);
+		snprintf(v[1], sizeof(v[1]), "%" PRIu64, r->iused);
+		snprintf(v[2], sizeof(v[2]), "%" PRIu64, r->ifree);
+		pct = use_pct(r->iused, r->ifree);
+	} else {
+		const uint64_t b[3] = {r->total, r->used, r->avail};
+		for (int i = 0; i < 3; i++) {
+			if (st == DF_HUMAN && !csv)
+				human(b[i], v[i], sizeof(v[i]));
+			else
+				snprintf(v[i], sizeof(v[i]), "%" PRIu64, b[i] / 1024);
+		}
+		pct = use_pct(r->used, r->avail);
+	}
+	if (csv) {
+		printf("\"%s\",%s,%s,%s,%s,%u%%\n", image, dev, v[0], v[1], v[2], pct);
+		return;
+	}
+	char name[512];
+	snprintf(name, sizeof(name), "%s:%s", image, dev);
+	if (strlen(name) > 36)
+		printf("%s\n%36s", name, ""); /* as virt-df: a long name on a line of its own */
+	else
+		printf("%-36s", name);
+	printf("%10s %10s %10s %4u%%\n", v[0], v[1], v[2], pct);
+}
+
+#define DF_USAGE "IMAGE [-a PARTITION] [-h] [-i] [--csv]"
+
+int guest_df(int argc, char **argv)
+{
+	enum { OPT_CSV = 2000 };
+	static const struct option longopts[] = {
+	    GUEST_COMMON_LONG, {"csv", no_argument, NULL, OPT_CSV}, {NULL, 0, NULL, 0}};
+	struct guest_common c = {0};
+	enum df_style st = DF_BLOCKS;
+	bool csv = false;
+	int opt;
+	while ((opt = getopt_long(argc, argv, GUEST_COMMON_SHORT "hi", longopts, NULL)) != -1) {
+		if (guest_common_opt(&c, opt, optarg))
+			continue;
+		if (opt == 'h' && st != DF_INODES)
+			st = DF_HUMAN;
+		else if (opt == 'i')
+			st = DF_INODES;
+		else if (opt == OPT_CSV)
+			csv = true;
+		else
+			return guest_usage_error("df", DF_USAGE);
+	}
+	if (argc - optind != 1)
+		return guest_usage_error("df", DF_USAGE);
+	const char *image = argv[optind];
+	const char *base = strrchr(image, '/') ? strrchr(image, '/') + 1 : image;
+	struct gimage im;
+	if (gimage_open(&im, image, c.format, false) < 0)
+		return 1;
+	struct part_table t = {0};
+	int rc = part_scan(&im.dev, &t) < 0 ? 1 : 0;
+	size_t n = rc ? 0 : t.count ? t.count : 1;
+	int shown = 0;
+	for (size_t i = 0; i < n; i++) {
+		char part[16] = "", dev[32] = "/dev/sda";
+		struct gdev d;
+		struct gdev_window win;
+		struct fsinfo fi;
+		if (t.count) {
+			const struct part *p = &t.parts[i];
+			if (p->kind == PART_EXTENDED)
+				continue;
+			snprintf(part, sizeof(part), "%d", p->number);
+			snprintf(dev, sizeof(dev), "/dev/sda%d", p->number);
+			if (c.partition && strcmp(c.partition, part) && strcmp(c.partition, dev) &&
+			    strcmp(c.partition, dev + 5))
+				continue;
+			if (gdev_window_init(&d, &win, &im.dev, p->start, p->size) < 0)
+				continue;
+		} else if (gdev_window_init(&d, &win, &im.dev, 0, im.dev.size) < 0) {
+			continue;
+		}
+		if (fs_detect(&d, &fi) < 0 || !fi.supported)
+			continue; /* swap, an unknown or unsupported filesystem: not df's */
+		struct df_row r;
+		if (measure(image, &c, part[0] ? part : NULL, &r) < 0) {
+			rc = 1;
+			continue;
+		}
+		if (!shown++)
+			print_header(st, csv);
+		print_row(base, dev, &r, st, csv);
+	}
+	if (!rc && c.partition && !shown)
+		rc = kite_error("%s: no filesystem kite can read on partition %s", image,
+				c.partition);
+	if (!rc && !shown)
+		rc = kite_error("%s: no filesystem kite can read", image);
+	part_table_free(&t);
+	gimage_close(&im);
+	return rc ? 1 : 0;
+}
