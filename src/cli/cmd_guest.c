@@ -26,6 +26,7 @@ static const struct {
     {"ln", guest_ln, "IMAGE [-s] TARGET LINKPATH"},
     {"init", guest_init, "IMAGE [--ssh-port N] [--user NAME [--group G]] [...]"},
     {"mount", guest_mount, "IMAGE MOUNTPOINT [--ro] [-f]"},
+    {"fish", guest_fish, "[-a IMAGE]... [--ro] [-m DEVICE] [-i] [-f SCRIPT]  (guestfish)"},
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))

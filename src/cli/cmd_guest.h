@@ -50,5 +50,6 @@ int guest_chown(int argc, char **argv);
 int guest_ln(int argc, char **argv);
 int guest_init(int argc, char **argv);
 int guest_mount(int argc, char **argv);
+int guest_fish(int argc, char **argv);
 
 #endif
