@@ -739,6 +739,13 @@ static int emu_read(struct pvm_emu *e, uint64_t va, void *buf, unsigned len, enu
 		struct emu_page *pg = page_map(e, va, acc);
 		if (!pg)
 			return -1;
+		if (!(pg->prot & (acc == PVM_FETCH ? UC_PROT_EXEC : UC_PROT_READ))) {
+			/* mapped earlier for another access that this one may not make */
+			struct pvm_exception exc;
+			page_fault(&exc, va, PF_P | access_error(&e->cpu->sregs, acc));
+			raise_exc(e, &exc);
+			return -1;
+		}
 		unsigned off = (unsigned)(va & (PAGE_SIZE - 1));
 		unsigned chunk = (unsigned)PAGE_SIZE - off < len ? (unsigned)PAGE_SIZE - off : len;
 		memcpy(out, pg->copy + off, chunk);
