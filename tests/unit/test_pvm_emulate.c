@@ -745,6 +745,24 @@ static void page_bits_and_protection(void **state)
 	assert_int_equal(emulate(&cpu, load, 4, false).result, PVM_EMU_DONE);
 }
 
+/* A page mapped for the fetch and then read as data: the read obeys SMAP on its own. */
+static void smap_on_a_page_fetched_before(void **state)
+{
+	struct pvm_cpu cpu = simple_cpu();
+	map_page((uint64_t)code, code_gpa(), PTE_P | PTE_RW | PTE_US);
+	cpu.sregs.cr4 |= 1ull << 21;
+	const uint8_t popcnt[] = {0xf3, 0x0f, 0xb8, 0x05, 0, 0, 0, 0}; /* popcnt 0(%rip),%eax */
+	struct pvm_emu_outcome out = emulate(&cpu, popcnt, 8, false);
+	assert_int_equal(out.result, PVM_EMU_EXCEPTION);
+	assert_int_equal(out.exc.vector, 14);
+	assert_int_equal(out.exc.error, 1);
+	assert_int_equal(out.exc.cr2, insn_va() + 8);
+	cpu.regs.rflags |= 1ull << 18;
+	out = emulate(&cpu, popcnt, 8, false);
+	assert_int_equal(out.result, PVM_EMU_DONE);
+	assert_int_equal(cpu.regs.rax, 8); /* four nop bytes, 0x90: two bits each */
+}
+
 /* CR0.TS gives #NM to SSE, CR0.EM #UD; ring 3 or 32-bit code is not ours. */
 static void control_registers_and_mode(void **state)
 {
@@ -878,6 +896,7 @@ int main(void)
 	    cmocka_unit_test(lock_refused_with_smp),
 	    cmocka_unit_test(mmio_operand_is_refused),
 	    cmocka_unit_test(page_bits_and_protection),
+	    cmocka_unit_test(smap_on_a_page_fetched_before),
 	    cmocka_unit_test(control_registers_and_mode),
 	    cmocka_unit_test(fetch_checks),
 	    cmocka_unit_test(instruction_across_pages),
