@@ -763,6 +763,36 @@ static void smap_on_a_page_fetched_before(void **state)
 	assert_int_equal(cpu.regs.rax, 8); /* four nop bytes, 0x90: two bits each */
 }
 
+/* FS override (the table's GS case, with the base ring 3 cannot move without breaking TLS). */
+static void fs_override(void **state)
+{
+	const uint8_t movups[] = {0x64, 0x0f, 0x10, 0x04, 0x25, 0x40, 0, 0, 0};
+	struct pvm_cpu cpu = simple_cpu();
+	cpu.sregs.fs.base = D(2, 0);
+	assert_int_equal(emulate(&cpu, movups, 9, false).result, PVM_EMU_DONE);
+	assert_memory_equal(cpu.fpu.xmm[0], ram + data_gpa(2) + 0x40, 16);
+}
+
+/* A branch completes with RIP at its target, in a page the guest maps or not (the fetch
+ * there is the next instruction's business). */
+static void branches_complete(void **state)
+{
+	const uint8_t jmp_rax[] = {0xff, 0xe0}, call_rax[] = {0xff, 0xd0};
+	struct pvm_cpu cpu = simple_cpu();
+	cpu.regs.rax = D(0, 0x40);
+	assert_int_equal(emulate(&cpu, jmp_rax, 2, false).result, PVM_EMU_DONE);
+	assert_int_equal(cpu.regs.rip, D(0, 0x40));
+	cpu.regs.rip = insn_va();
+	cpu.regs.rax = D(NDATA, 0x40); /* unmapped */
+	uint64_t rsp = cpu.regs.rsp;
+	assert_int_equal(emulate(&cpu, call_rax, 2, false).result, PVM_EMU_DONE);
+	assert_int_equal(cpu.regs.rip, D(NDATA, 0x40));
+	assert_int_equal(cpu.regs.rsp, rsp - 8);
+	uint64_t ret;
+	memcpy(&ret, ram + data_gpa(1) + 0x800 - 8, 8);
+	assert_int_equal(ret, insn_va() + 2);
+}
+
 /* CR0.TS gives #NM to SSE, CR0.EM #UD; ring 3 or 32-bit code is not ours. */
 static void control_registers_and_mode(void **state)
 {
@@ -897,6 +927,8 @@ int main(void)
 	    cmocka_unit_test(mmio_operand_is_refused),
 	    cmocka_unit_test(page_bits_and_protection),
 	    cmocka_unit_test(smap_on_a_page_fetched_before),
+	    cmocka_unit_test(branches_complete),
+	    cmocka_unit_test(fs_override),
 	    cmocka_unit_test(control_registers_and_mode),
 	    cmocka_unit_test(fetch_checks),
 	    cmocka_unit_test(instruction_across_pages),
