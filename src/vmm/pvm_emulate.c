@@ -809,8 +809,12 @@ static bool check_before(struct pvm_emu *e, const cs_insn *insn, struct pvm_cpu 
 			  "state kept outside Unicorn)");
 		return false;
 	}
-	bool sse = is_sse(insn) || insn->id == X86_INS_LDMXCSR || insn->id == X86_INS_STMXCSR;
-	bool x87 = is_x87_or_mmx(insn);
+	/* fxsave/fxrstor behave as x87 instructions here: #NM for EM or TS, no OSFXSR needed */
+	bool fx = insn->id == X86_INS_FXSAVE || insn->id == X86_INS_FXSAVE64 ||
+		  insn->id == X86_INS_FXRSTOR || insn->id == X86_INS_FXRSTOR64;
+	bool sse =
+	    !fx && (is_sse(insn) || insn->id == X86_INS_LDMXCSR || insn->id == X86_INS_STMXCSR);
+	bool x87 = fx || is_x87_or_mmx(insn);
 	if ((sse || in_group(insn, X86_GRP_MMX)) && (s->cr0 & CR0_EM)) {
 		raise_vector(e, VEC_UD);
 		return false;
@@ -819,9 +823,7 @@ static bool check_before(struct pvm_emu *e, const cs_insn *insn, struct pvm_cpu 
 		raise_vector(e, VEC_NM);
 		return false;
 	}
-	if (sse && !(s->cr4 & CR4_OSFXSR) && insn->id != X86_INS_FXSAVE &&
-	    insn->id != X86_INS_FXSAVE64 && insn->id != X86_INS_FXRSTOR &&
-	    insn->id != X86_INS_FXRSTOR64) {
+	if (sse && !(s->cr4 & CR4_OSFXSR)) {
 		raise_vector(e, VEC_UD);
 		return false;
 	}
@@ -852,7 +854,8 @@ static void check_after(struct pvm_emu *e, const cs_insn *insn, const struct pvm
 	}
 	if (!is_sse(insn))
 		return;
-	/* a SIMD floating-point exception whose flag the instruction raised while unmasked */
+	/* a SIMD floating-point exception whose flag the instruction raised while unmasked (one
+	 * whose sticky flag was already set is not seen: the kernel keeps them all masked) */
 	uint32_t raised = after->fpu.mxcsr & ~before->fpu.mxcsr & 0x3f;
 	uint32_t unmasked = ~(before->fpu.mxcsr >> 7) & 0x3f;
 	if (raised & unmasked)

@@ -889,6 +889,13 @@ static void fxsave_fxrstor(void **state)
 	assert_int_equal(cpu.fpu.mxcsr, 0x1f80);
 	for (int b = 0; b < 16; b++)
 		assert_int_equal(cpu.fpu.xmm[2][b], 0xab);
+	/* CR0.EM: #NM for fxsave, as for x87 instructions (SSE ones get #UD) */
+	cpu.regs.rip = insn_va();
+	cpu.sregs.cr0 |= 4;
+	out = emulate(&cpu, fxsave, 3, false);
+	assert_int_equal(out.result, PVM_EMU_EXCEPTION);
+	assert_int_equal(out.exc.vector, 7);
+	cpu.sregs.cr0 &= ~4ull;
 	/* misaligned: #GP */
 	cpu.regs.rip = insn_va();
 	cpu.regs.rdi += 8;
