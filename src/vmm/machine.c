@@ -97,9 +97,12 @@ static void print_stats(const struct vm_stats *st, double seconds)
 			"kite: stats: MSI-X messages through irqfd: %llu, through KVM_SIGNAL_MSI: "
 			"%llu\n",
 			(unsigned long long)st->msix_irqfd, (unsigned long long)st->msix_ioctl);
-	if (st->pvm_fallbacks)
-		fprintf(stderr, "kite: stats:   PVM fallbacks    %llu\n",
-			(unsigned long long)st->pvm_fallbacks);
+	if (st->pvm_fallbacks.total) {
+		char by[512];
+		pvm_stats_format(&st->pvm_fallbacks, by, sizeof(by));
+		fprintf(stderr, "kite: stats:   PVM fallbacks    %llu (%s)\n",
+			(unsigned long long)st->pvm_fallbacks.total, by);
+	}
 }
 
 int machine_run(const struct machine_options *opt)

@@ -4,69 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Decodes ModRM (+ SIB, displacement) at insn[0] in 64-bit mode. Returns the bytes used, or
- * 0 when the operand is a register or the bytes run out. */
-static unsigned decode_modrm_mem(const uint8_t *insn, unsigned n, unsigned rex,
-				 struct pvm_mem_operand *mem, unsigned *reg)
-{
-	if (n < 1)
-		return 0;
-	unsigned modrm = insn[0], mod = modrm >> 6, rm = modrm & 7, used = 1;
-	*reg = (modrm >> 3) & 7;
-	if (mod == 3)
-		return 0;
-	mem->base = -1;
-	mem->index = -1;
-	mem->scale = 1;
-	mem->disp = 0;
-	mem->rip_relative = 0;
-	if (rm == 4) {
-		if (n < 2)
-			return 0;
-		unsigned sib = insn[1], base = sib & 7;
-		unsigned index = ((sib >> 3) & 7) | ((rex & 2) << 2);
-		used = 2;
-		mem->scale = 1u << (sib >> 6);
-		if (index != 4) /* index 4 (rsp) means none; r12 (with REX.X) is an index */
-			mem->index = (int)index;
-		if (base == 5 && mod == 0) { /* no base: disp32 */
-			if (n < 6)
-				return 0;
-			int32_t d;
-			memcpy(&d, insn + 2, 4);
-			mem->disp = d;
-			return 6;
-		}
-		mem->base = (int)(base | ((rex & 1) << 3));
-	} else if (rm == 5 && mod == 0) {
-		if (n < 5)
-			return 0;
-		int32_t d;
-		memcpy(&d, insn + 1, 4);
-		mem->disp = d;
-		mem->rip_relative = 1;
-		return 5;
-	} else {
-		mem->base = (int)(rm | ((rex & 1) << 3));
-	}
-	if (mod == 1) {
-		if (n < used + 1)
-			return 0;
-		mem->disp = (int8_t)insn[used];
-		used += 1;
-	} else if (mod == 2) {
-		if (n < used + 4)
-			return 0;
-		int32_t d;
-		memcpy(&d, insn + used, 4);
-		mem->disp = d;
-		used += 4;
-	}
-	return used;
-}
-
-enum pvm_fallback pvm_fallback_decide(const uint8_t *insn, unsigned n, unsigned *len,
-				      struct pvm_mem_operand *mem)
+enum pvm_fallback pvm_fallback_decide(const uint8_t *insn, unsigned n, unsigned *len)
 {
 	if (n < 1)
 		return PVM_FALLBACK_NONE;
@@ -78,41 +16,50 @@ enum pvm_fallback pvm_fallback_decide(const uint8_t *insn, unsigned n, unsigned 
 		*len = 1;
 		return PVM_FALLBACK_INJECT_BP;
 	}
-	unsigned i = 0, rex = 0;
-	int segment = 0;
-	while (i < n && (insn[i] == 0x64 || insn[i] == 0x65)) {
-		segment = insn[i] == 0x64 ? 4 : 5;
-		i++;
-	}
-	if (i < n && (insn[i] & 0xf0) == 0x40)
-		rex = insn[i++] & 0x0f;
-	/* 0f ae /2 ldmxcsr, 0f ae /3 stmxcsr (no 66/f2/f3 prefix: those are other opcodes). */
-	if (n < i + 3 || insn[i] != 0x0f || insn[i + 1] != 0xae)
-		return PVM_FALLBACK_NONE;
-	unsigned reg;
-	unsigned used = decode_modrm_mem(insn + i + 2, n - i - 2, rex, mem, &reg);
-	if (!used || (reg != 2 && reg != 3))
-		return PVM_FALLBACK_NONE;
-	mem->segment = segment;
-	*len = i + 2 + used;
-	return reg == 2 ? PVM_FALLBACK_LDMXCSR : PVM_FALLBACK_STMXCSR;
+	return PVM_FALLBACK_EMULATE;
 }
 
-uint64_t pvm_operand_address(const struct pvm_mem_operand *mem, const uint64_t regs[16],
-			     uint64_t next_rip, uint64_t fs_base, uint64_t gs_base)
+static void stats_count_n(struct pvm_stats *s, const char *name, uint64_t n)
 {
-	uint64_t a = (uint64_t)mem->disp;
-	if (mem->rip_relative)
-		a += next_rip;
-	if (mem->base >= 0)
-		a += regs[mem->base];
-	if (mem->index >= 0)
-		a += regs[mem->index] * mem->scale;
-	if (mem->segment == 4)
-		a += fs_base;
-	else if (mem->segment == 5)
-		a += gs_base;
-	return a;
+	s->total += n;
+	for (int i = 0; i < PVM_STATS_NAMES; i++) {
+		if (!s->by_name[i].n) {
+			snprintf(s->by_name[i].name, sizeof(s->by_name[i].name), "%s", name);
+			s->by_name[i].n = n;
+			return;
+		}
+		if (strcmp(s->by_name[i].name, name) == 0) {
+			s->by_name[i].n += n;
+			return;
+		}
+	}
+	s->other += n;
+}
+
+void pvm_stats_count(struct pvm_stats *s, const char *name)
+{
+	stats_count_n(s, name, 1);
+}
+
+void pvm_stats_add(struct pvm_stats *dst, const struct pvm_stats *src)
+{
+	for (int i = 0; i < PVM_STATS_NAMES && src->by_name[i].n; i++)
+		stats_count_n(dst, src->by_name[i].name, src->by_name[i].n);
+	dst->other += src->other;
+	dst->total += src->other;
+}
+
+void pvm_stats_format(const struct pvm_stats *s, char *buf, size_t len)
+{
+	size_t off = 0;
+	if (len)
+		buf[0] = 0;
+	for (int i = 0; i < PVM_STATS_NAMES && s->by_name[i].n && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%s %llu", i ? ", " : "",
+					s->by_name[i].name, (unsigned long long)s->by_name[i].n);
+	if (s->other && off < len)
+		snprintf(buf + off, len - off, "%sother %llu", off ? ", " : "",
+			 (unsigned long long)s->other);
 }
 
 char *pvm_cmdline(const char *append, int add)

@@ -2,6 +2,7 @@
 #include "vmm/vm.h"
 #include "util/err.h"
 #include "vmm/pvm.h"
+#include "vmm/pvm_emulate.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -160,29 +161,6 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int id)
 	return 0;
 }
 
-/* Reads or writes guest-virtual memory through the vCPU's page tables (KVM_TRANSLATE), page
- * by page. Returns 0, or -1 when an address is not mapped or not RAM. */
-static int guest_virt_rw(struct vcpu *v, uint64_t gva, void *buf, size_t len, bool write)
-{
-	uint8_t *p = buf;
-	while (len > 0) {
-		struct kvm_translation t = {.linear_address = gva};
-		if (ioctl(v->fd, KVM_TRANSLATE, &t) < 0 || !t.valid || (write && !t.writeable))
-			return -1;
-		size_t chunk = 4096 - (gva & 4095);
-		if (chunk > len)
-			chunk = len;
-		int r = write ? gmem_write(&v->vm->mem, t.physical_address, p, chunk)
-			      : gmem_read(&v->vm->mem, t.physical_address, p, chunk);
-		if (r < 0)
-			return -1;
-		gva += chunk;
-		p += chunk;
-		len -= chunk;
-	}
-	return 0;
-}
-
 static int inject_exception(struct vcpu *v, unsigned vector, bool has_error, uint32_t error)
 {
 	struct kvm_vcpu_events ev;
@@ -196,30 +174,53 @@ static int inject_exception(struct vcpu *v, unsigned vector, bool has_error, uin
 	return ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev);
 }
 
-/* ldmxcsr/stmxcsr on the vCPU's state. Returns 0 when done (RIP to advance), 1 when an
- * exception was injected instead (RIP stays), -1 when it cannot be carried out. */
-static int do_mxcsr(struct vcpu *v, const struct kvm_regs *regs, unsigned len,
-		    const struct pvm_mem_operand *mem, bool load)
+/* Carries out the instruction with pvm_emulate on the vCPU's state. Returns true when the
+ * vCPU can go on (done, or an exception injected); false with the reason printed. */
+static bool pvm_emulate_insn(struct vcpu *v, const uint8_t *insn, unsigned n)
 {
-	struct kvm_sregs sregs;
-	struct kvm_fpu fpu;
-	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0 || ioctl(v->fd, KVM_GET_FPU, &fpu) < 0)
-		return -1;
-	const uint64_t r[16] = {regs->rax, regs->rcx, regs->rdx, regs->rbx, regs->rsp, regs->rbp,
-				regs->rsi, regs->rdi, regs->r8,	 regs->r9,  regs->r10, regs->r11,
-				regs->r12, regs->r13, regs->r14, regs->r15};
-	uint64_t gva = pvm_operand_address(mem, r, regs->rip + len, sregs.fs.base, sregs.gs.base);
-	uint32_t value;
-	if (!load) {
-		value = fpu.mxcsr;
-		return guest_virt_rw(v, gva, &value, 4, true);
+	if (!v->pvm_emu && !(v->pvm_emu = pvm_emu_new()))
+		return false;
+	struct pvm_cpu cpu;
+	if (ioctl(v->fd, KVM_GET_REGS, &cpu.regs) < 0 ||
+	    ioctl(v->fd, KVM_GET_SREGS, &cpu.sregs) < 0 ||
+	    ioctl(v->fd, KVM_GET_FPU, &cpu.fpu) < 0) {
+		kite_error_errno(errno, "vCPU %d: PVM fallback: reading the vCPU state", v->id);
+		return false;
 	}
-	if (guest_virt_rw(v, gva, &value, 4, false) < 0)
-		return -1;
-	if (value & 0xffff0000u) /* reserved MXCSR bits: #GP(0), as the CPU does */
-		return inject_exception(v, 13, true, 0) < 0 ? -1 : 1;
-	fpu.mxcsr = value;
-	return ioctl(v->fd, KVM_SET_FPU, &fpu) < 0 ? -1 : 0;
+	struct pvm_emu_outcome out;
+	if (pvm_emulate(v->pvm_emu, &v->vm->mem, &cpu, insn, n, v->vm->ncpus > 1, &out) < 0)
+		return false;
+	char name[sizeof(out.name) + 8];
+	switch (out.result) {
+	case PVM_EMU_DONE:
+		if (ioctl(v->fd, KVM_SET_REGS, &cpu.regs) < 0 ||
+		    (out.fpu_changed && ioctl(v->fd, KVM_SET_FPU, &cpu.fpu) < 0)) {
+			kite_error_errno(errno, "vCPU %d: PVM fallback: writing the vCPU state",
+					 v->id);
+			return false;
+		}
+		pvm_stats_count(&v->pvm_fallbacks, out.name);
+		return true;
+	case PVM_EMU_EXCEPTION:
+		if (out.exc.vector == 14) { /* #PF: CR2 holds the faulting address */
+			cpu.sregs.cr2 = out.exc.cr2;
+			if (ioctl(v->fd, KVM_SET_SREGS, &cpu.sregs) < 0)
+				return false;
+		}
+		if (inject_exception(v, out.exc.vector, out.exc.has_error, out.exc.error) < 0) {
+			kite_error_errno(errno, "vCPU %d: PVM fallback: injecting vector %u", v->id,
+					 out.exc.vector);
+			return false;
+		}
+		snprintf(name, sizeof(name), "%s #%u", out.name, out.exc.vector);
+		pvm_stats_count(&v->pvm_fallbacks, name);
+		return true;
+	case PVM_EMU_REFUSED:
+	default:
+		kite_error("vCPU %d: PVM fallback: %s at rip 0x%llx not carried out: %s", v->id,
+			   out.name, (unsigned long long)cpu.regs.rip, out.why);
+		return false;
+	}
 }
 
 /* On a PVM host, carries out the fallback for an instruction the host cannot emulate.
@@ -232,27 +233,21 @@ static bool pvm_fallback(struct vcpu *v)
 		return false;
 	const uint8_t *p = (const uint8_t *)&run->internal.data[1];
 	unsigned n = p[0] > 15 ? 15 : p[0], len = 0;
-	struct pvm_mem_operand mem;
-	enum pvm_fallback action = pvm_fallback_decide(p + 1, n, &len, &mem);
+	enum pvm_fallback action = pvm_fallback_decide(p + 1, n, &len);
 	if (action == PVM_FALLBACK_NONE)
 		return false;
+	if (action == PVM_FALLBACK_EMULATE)
+		return pvm_emulate_insn(v, p + 1, n);
 	struct kvm_regs regs;
 	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
 		return false;
-	int done = 0;
-	if (action == PVM_FALLBACK_LDMXCSR || action == PVM_FALLBACK_STMXCSR)
-		done = do_mxcsr(v, &regs, len, &mem, action == PVM_FALLBACK_LDMXCSR);
-	if (done < 0)
+	regs.rip += len;
+	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
 		return false;
-	if (done == 0) {
-		regs.rip += len;
-		if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
-			return false;
-		/* #BP is a trap: RIP already points past the int3. */
-		if (action == PVM_FALLBACK_INJECT_BP && inject_exception(v, 3, false, 0) < 0)
-			return false;
-	}
-	v->pvm_fallbacks++;
+	/* #BP is a trap: RIP already points past the int3. */
+	if (action == PVM_FALLBACK_INJECT_BP && inject_exception(v, 3, false, 0) < 0)
+		return false;
+	pvm_stats_count(&v->pvm_fallbacks, action == PVM_FALLBACK_INJECT_BP ? "int3" : "fwait");
 	return true;
 }
 
@@ -404,6 +399,8 @@ void vcpu_destroy(struct vcpu *v)
 		pthread_join(v->thread, NULL);
 		v->started = false;
 	}
+	pvm_emu_free(v->pvm_emu);
+	v->pvm_emu = NULL;
 	if (v->run)
 		munmap(v->run, (size_t)v->vm->kvm->vcpu_mmap_size);
 	if (v->fd >= 0)

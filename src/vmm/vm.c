@@ -338,7 +338,8 @@ void vm_destroy(struct vm *vm)
 			for (int r = 0; vm->stats && r < VCPU_EXIT_COUNTERS; r++)
 				vm->stats->exits[r] += vm->vcpus[i].exits[r];
 			if (vm->stats)
-				vm->stats->pvm_fallbacks += vm->vcpus[i].pvm_fallbacks;
+				pvm_stats_add(&vm->stats->pvm_fallbacks,
+					      &vm->vcpus[i].pvm_fallbacks);
 		}
 		free(vm->vcpus);
 		vm->vcpus = NULL;

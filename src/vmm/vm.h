@@ -17,6 +17,7 @@
 #include "vmm/irqfd.h"
 #include "vmm/kvm.h"
 #include "vmm/memory.h"
+#include "vmm/pvm.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -37,10 +38,12 @@ enum vm_exit {
 
 struct vm_stats {
 	uint64_t exits[VCPU_EXIT_COUNTERS];
-	uint64_t pvm_fallbacks;
+	struct pvm_stats pvm_fallbacks;
 	uint64_t ioeventfd_notifies;	 /* virtio kicks that did not exit to kite */
 	uint64_t msix_irqfd, msix_ioctl; /* MSI-X messages by irqfd / by KVM_SIGNAL_MSI */
 };
+
+struct pvm_emu;
 
 struct vcpu {
 	struct vm *vm;
@@ -50,7 +53,8 @@ struct vcpu {
 	pthread_t thread;
 	bool started;
 	uint64_t exits[VCPU_EXIT_COUNTERS]; /* by KVM exit reason, for --stats */
-	uint64_t pvm_fallbacks;		    /* emulation failures the VMM carried out */
+	struct pvm_stats pvm_fallbacks;	    /* emulation failures the VMM carried out */
+	struct pvm_emu *pvm_emu;	    /* made at the first fallback that needs it */
 };
 
 struct vm {

@@ -3,14 +3,14 @@
 #include "vmm/pvm.h"
 #include "vmm/vm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static void fwait_is_stepped_over(void **state)
 {
 	const uint8_t insn[] = {0x9b, 0x90};
 	unsigned len = 0;
-	struct pvm_mem_operand mem;
-	assert_int_equal(pvm_fallback_decide(insn, 2, &len, &mem), PVM_FALLBACK_SKIP);
+	assert_int_equal(pvm_fallback_decide(insn, 2, &len), PVM_FALLBACK_SKIP);
 	assert_int_equal(len, 1);
 }
 
@@ -18,84 +18,45 @@ static void int3_injects_breakpoint(void **state)
 {
 	const uint8_t insn[] = {0xcc};
 	unsigned len = 0;
-	struct pvm_mem_operand mem;
-	assert_int_equal(pvm_fallback_decide(insn, 1, &len, &mem), PVM_FALLBACK_INJECT_BP);
+	assert_int_equal(pvm_fallback_decide(insn, 1, &len), PVM_FALLBACK_INJECT_BP);
 	assert_int_equal(len, 1);
 }
 
-static void others_are_reported(void **state)
+/* Everything else goes to pvm_emulate (tests/unit/test_pvm_emulate.c); no bytes, no fallback. */
+static void others_are_emulated(void **state)
 {
-	const uint8_t cmpxchg16b[] = {0xf0, 0x48, 0x0f, 0xc7, 0x4d, 0x20};
-	const uint8_t xrstor[] = {0x48, 0x0f, 0xae, 0x2f};
+	const uint8_t movd[] = {0x66, 0x44, 0x0f, 0x6e, 0xf9};
+	const uint8_t ldmxcsr[] = {0x0f, 0xae, 0x54, 0x24, 0x04};
 	unsigned len = 0;
-	struct pvm_mem_operand mem;
-	assert_int_equal(pvm_fallback_decide(cmpxchg16b, 6, &len, &mem), PVM_FALLBACK_NONE);
-	assert_int_equal(pvm_fallback_decide(xrstor, 4, &len, &mem), PVM_FALLBACK_NONE);
-	assert_int_equal(pvm_fallback_decide(xrstor, 0, &len, &mem), PVM_FALLBACK_NONE);
+	assert_int_equal(pvm_fallback_decide(movd, 5, &len), PVM_FALLBACK_EMULATE);
+	assert_int_equal(pvm_fallback_decide(ldmxcsr, 5, &len), PVM_FALLBACK_EMULATE);
+	assert_int_equal(pvm_fallback_decide(movd, 0, &len), PVM_FALLBACK_NONE);
 }
 
-/* Registers in encoding order with distinct values: rax=0x100, rcx=0x200, ... */
-static const uint64_t regs[16] = {0x100, 0x200, 0x300, 0x400, 0x7000, 0x600, 0x700, 0x800,
-				  0x900, 0xa00, 0xb00, 0xc00, 0xd00,  0xe00, 0xf00, 0x1000};
-
-static enum pvm_fallback decode(const uint8_t *insn, unsigned n, unsigned *len, uint64_t *addr)
+static void stats_count_by_name(void **state)
 {
-	struct pvm_mem_operand mem;
-	enum pvm_fallback f = pvm_fallback_decide(insn, n, len, &mem);
-	if (f == PVM_FALLBACK_LDMXCSR || f == PVM_FALLBACK_STMXCSR)
-		*addr = pvm_operand_address(&mem, regs, 0x10000, 0xf5000000, 0x65000000);
-	return f;
-}
-
-static void ldmxcsr_operands_decode(void **state)
-{
-	unsigned len;
-	uint64_t a;
-	/* The one seen on a PVM host: ldmxcsr 0x4(%rsp) */
-	const uint8_t rsp4[] = {0x0f, 0xae, 0x54, 0x24, 0x04};
-	assert_int_equal(decode(rsp4, 5, &len, &a), PVM_FALLBACK_LDMXCSR);
-	assert_int_equal(len, 5);
-	assert_int_equal(a, 0x7004);
-	/* ldmxcsr (%rdi) */
-	const uint8_t rdi[] = {0x0f, 0xae, 0x17};
-	assert_int_equal(decode(rdi, 3, &len, &a), PVM_FALLBACK_LDMXCSR);
-	assert_int_equal(len, 3);
-	assert_int_equal(a, 0x800);
-	/* ldmxcsr 0x12345678(%rip) */
-	const uint8_t rip[] = {0x0f, 0xae, 0x15, 0x78, 0x56, 0x34, 0x12};
-	assert_int_equal(decode(rip, 7, &len, &a), PVM_FALLBACK_LDMXCSR);
-	assert_int_equal(len, 7);
-	assert_int_equal(a, 0x10000 + 0x12345678);
-	/* stmxcsr -0x10(%r13,%r12,8) with REX.XB: 41 is B only, 43 is X and B */
-	const uint8_t sib[] = {0x43, 0x0f, 0xae, 0x5c, 0xe5, 0xf0};
-	assert_int_equal(decode(sib, 6, &len, &a), PVM_FALLBACK_STMXCSR);
-	assert_int_equal(len, 6);
-	assert_int_equal(a, 0xe00 + 0xd00 * 8 - 0x10);
-	/* ldmxcsr %gs:0x40 via SIB without base or index */
-	const uint8_t gs[] = {0x65, 0x0f, 0xae, 0x14, 0x25, 0x40, 0x00, 0x00, 0x00};
-	assert_int_equal(decode(gs, 9, &len, &a), PVM_FALLBACK_LDMXCSR);
-	assert_int_equal(len, 9);
-	assert_int_equal(a, 0x65000040);
-	/* ldmxcsr 0x100(%r8) : REX.B, mod 2 disp32 */
-	const uint8_t r8[] = {0x41, 0x0f, 0xae, 0x90, 0x00, 0x01, 0x00, 0x00};
-	assert_int_equal(decode(r8, 8, &len, &a), PVM_FALLBACK_LDMXCSR);
-	assert_int_equal(len, 8);
-	assert_int_equal(a, 0x900 + 0x100);
-}
-
-static void other_0fae_forms_are_not_ours(void **state)
-{
-	unsigned len;
-	uint64_t a;
-	const uint8_t xrstor[] = {0x48, 0x0f, 0xae, 0x2f};	  /* /5 */
-	const uint8_t lfence[] = {0x0f, 0xae, 0xe8};		  /* register form */
-	const uint8_t truncated[] = {0x0f, 0xae, 0x54, 0x24};	  /* disp8 missing */
-	const uint8_t truncated_rip[] = {0x0f, 0xae, 0x15, 0x78}; /* disp32 cut */
-	assert_int_equal(decode(xrstor, 4, &len, &a), PVM_FALLBACK_NONE);
-	assert_int_equal(decode(lfence, 3, &len, &a), PVM_FALLBACK_NONE);
-	assert_int_equal(decode(truncated, 4, &len, &a), PVM_FALLBACK_NONE);
-	assert_int_equal(decode(truncated_rip, 4, &len, &a), PVM_FALLBACK_NONE);
-	assert_int_equal(decode(truncated, 1, &len, &a), PVM_FALLBACK_NONE);
+	struct pvm_stats a = {0}, b = {0};
+	pvm_stats_count(&a, "movd");
+	pvm_stats_count(&a, "int3");
+	pvm_stats_count(&a, "movd");
+	pvm_stats_count(&b, "int3");
+	pvm_stats_count(&b, "popcnt");
+	pvm_stats_add(&a, &b);
+	char buf[128];
+	pvm_stats_format(&a, buf, sizeof(buf));
+	assert_string_equal(buf, "movd 2, int3 2, popcnt 1");
+	assert_int_equal(a.total, 5);
+	/* past PVM_STATS_NAMES names the rest is "other" */
+	struct pvm_stats c = {0};
+	for (int i = 0; i < PVM_STATS_NAMES + 3; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "i%d", i);
+		pvm_stats_count(&c, name);
+	}
+	assert_int_equal(c.other, 3);
+	assert_int_equal(c.total, PVM_STATS_NAMES + 3);
+	pvm_stats_format(&c, buf, 8);
+	assert_string_equal(buf, "i0 1, i");
 }
 
 static void cmdline_gets_pvm_defaults(void **state)
@@ -205,9 +166,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(fwait_is_stepped_over),
 	    cmocka_unit_test(int3_injects_breakpoint),
-	    cmocka_unit_test(others_are_reported),
-	    cmocka_unit_test(ldmxcsr_operands_decode),
-	    cmocka_unit_test(other_0fae_forms_are_not_ours),
+	    cmocka_unit_test(others_are_emulated),
+	    cmocka_unit_test(stats_count_by_name),
 	    cmocka_unit_test(cmdline_gets_pvm_defaults),
 	    cmocka_unit_test(linux_on_pvm_host_gets_pvm_defaults),
 	    cmocka_unit_test(pvh_program_on_pvm_host_gets_its_cmdline),
