@@ -516,19 +516,26 @@ def test_corrupt_images_give_clear_errors(kite, tmp_path, tree):
 def test_a_running_vm_locks_the_image(kite, ext4, tmp_path):
     img = str(tmp_path / "vm.img")
     sh(["cp", "--sparse=always", ext4, img])
+    before = open(img, "rb").read()
     qemu = subprocess.Popen(
         ["qemu-system-x86_64", "-S", "-nodefaults", "-display", "none", "-accel", "tcg",
+         "-monitor", "stdio",
          "-drive", f"file={img},format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 30
-        while True:
-            r = guest(kite, "write", img, "/new.txt", input="x")
-            if r.returncode != 0 or time.time() > deadline or qemu.poll() is not None:
-                break
-            time.sleep(0.2)
+        # The monitor answers only from QEMU's main loop, after the devices were created
+        # and the drive locked (its prompt alone comes earlier): no guessing with sleeps.
+        qemu.stdin.write(b"info status\n")
+        qemu.stdin.flush()
+        seen = b""
+        while b"VM status" not in seen:
+            chunk = qemu.stdout.read1(4096)
+            assert chunk, qemu.stderr.read()
+            seen += chunk
+        r = guest(kite, "write", img, "/new.txt", input="x")
         assert qemu.poll() is None, qemu.stderr.read()
         assert r.returncode == 1 and "Failed to get \"write\" lock" in r.stderr, r.stderr
+        assert open(img, "rb").read() == before
         r = fails(kite, "ls", img, "/")
         assert "Is another process using the image" in r.stderr
     finally:
