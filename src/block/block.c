@@ -649,6 +649,11 @@ int blk_parse_prealloc(const char *s, enum blk_prealloc *out)
 	return -1;
 }
 
+bool blk_format_known(const char *fmt)
+{
+	return blk_find_driver(fmt) != NULL;
+}
+
 int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts)
 {
 	const struct blk_driver *drv = blk_find_driver(fmt);

@@ -139,6 +139,9 @@ int blk_parse_prealloc(const char *s, enum blk_prealloc *out);
  * the image can do it (before a resize). */
 int blk_preallocate(struct blk *b, uint64_t from, uint64_t to, enum blk_prealloc mode);
 
+/* Whether `fmt` names a format kite knows (it may still be read only). */
+bool blk_format_known(const char *fmt);
+
 /* Creates (truncates) `path` as format `fmt`. */
 int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts);
 

@@ -37,6 +37,9 @@ static const struct {
     {"measure", img_measure,
      "measure [--output=human|json] [-O output_fmt] [-o options] "
      "[--size N | [-f fmt] filename]"},
+    {"dd", img_dd,
+     "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
+     "[skip=blocks] if=input of=output"},
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))

@@ -315,3 +315,54 @@ int img_usage_error(const char *verb, const char *fmt, ...)
 	kite_error("img %s: %s (try 'kite img --help')", verb, msg);
 	return 1;
 }
+
+int64_t img_cvtnum(const char *name, const char *value, int64_t min, int64_t max)
+{
+	uint64_t v;
+	int r = parse_size_qemu(value, &v);
+	if (r < 0 && r != -ERANGE) {
+		kite_error("Invalid %s specified. You may use k, M, G, T, P or E suffixes for",
+			   name);
+		kite_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+		return -1;
+	}
+	if (r == -ERANGE || v > (uint64_t)max || (int64_t)v < min) {
+		kite_error("Invalid %s specified. Must be between %lld and %lld.", name,
+			   (long long)min, (long long)max);
+		return -1;
+	}
+	return (int64_t)v;
+}
+
+static int image_opt(const char *key, const char *val, char **fmt, char **path)
+{
+	char **slot = !strcmp(key, "driver") ? fmt : !strcmp(key, "file.filename") ? path : NULL;
+	if (!strcmp(key, "file.driver") && val && !strcmp(val, "file"))
+		return 0;
+	if (!slot || !val)
+		return kite_error(
+		    "--image-opts: kite takes driver=FMT,file.filename=PATH only, not "
+		    "'%s'",
+		    key);
+	free(*slot);
+	*slot = strdup(val);
+	return *slot ? 0 : kite_error("out of memory");
+}
+
+int img_parse_image_opts(const char *text, char **fmt, char **path)
+{
+	struct img_opts o = {0};
+	*fmt = *path = NULL;
+	int r = img_opts_parse(&o, text);
+	for (size_t i = 0; i < o.n && r == 0; i++)
+		r = image_opt(o.keys[i], o.vals[i], fmt, path);
+	if (r == 0 && !*path)
+		r = kite_error("--image-opts: '%s' names no file (file.filename=PATH)", text);
+	img_opts_free(&o);
+	if (r < 0) {
+		free(*fmt);
+		free(*path);
+		*fmt = *path = NULL;
+	}
+	return r;
+}
