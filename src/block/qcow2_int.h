@@ -138,6 +138,7 @@ struct qcow2 {
 	int meta_prealloc;	    /* -1 unknown; 1: looks like preallocation=metadata */
 	bool header_dirty_set;	    /* the dirty bit has been written (lazy refcounts) */
 	uint64_t file_end;	    /* cached end of the image file, grows with allocations */
+	struct qbm_dir *bitmaps;    /* persistent bitmaps, once loaded (qcow2_bitmap_*.c) */
 };
 
 static inline struct qcow2 *Q(struct blk *b)
