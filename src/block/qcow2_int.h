@@ -209,6 +209,18 @@ int qcow2_read_snapshots(struct blk *b);
 void qcow2_free_snapshots(struct qcow2 *q);
 int qcow2_update_copied(struct blk *b);
 
+/* qcow2_bitmap_track.c: persistent bitmaps kept current while kite writes; the driver's
+ * write entry points mark them first */
+int qcow2_bitmaps_mark(struct blk *b, uint64_t off, uint64_t len);
+int qcow2_bitmaps_forbid_revert(struct blk *b); /* -1 with QEMU's error if it has bitmaps */
+void qcow2_bitmaps_close(struct blk *b);
+int qcow2_write_tracked(struct blk *b, const void *buf, size_t len, uint64_t off);
+int qcow2_zero_tracked(struct blk *b, uint64_t off, uint64_t len, unsigned flags);
+int qcow2_discard_tracked(struct blk *b, uint64_t off, uint64_t len);
+int qcow2_write_compressed_tracked(struct blk *b, const void *buf, size_t len, uint64_t off);
+int qcow2_write_precompressed_tracked(struct blk *b, const void *cdata, size_t clen, uint64_t off);
+int qcow2_resize_tracked(struct blk *b, uint64_t size, bool shrink);
+
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);
 

@@ -1,14 +1,14 @@
 """kite img dd and kite img bitmap against qemu-img: each test runs the same command on kite and
 on qemu-img, on copies of the same files in two directories (so paths in messages match), and
 compares what a user sees: exit code, stdout, stderr (qemu-img's "qemu-img: " prefix is kite's
-"kite: error: "), the output image's bytes and `qemu-img info`, and for bitmaps what QEMU itself
+"kite: error: ", its "WARNING: " kite's "kite: warning: "), the output image's bytes and `qemu-img info`, and for bitmaps what QEMU itself
 reads from them (qemu-nbd exports a bitmap, qemu-img map shows its dirty extents)."""
 import json
 import os
 import re
 import shutil
 import struct
-import subprocess
+import tempfile
 
 import pytest
 
@@ -26,6 +26,7 @@ def as_kite(stderr, names=()):
     QEMU's node names (#block123, unknowable in advance) become the file names kite prints."""
     for name in names:
         stderr = re.sub(r"#block\d+", name, stderr, count=1)
+    stderr = re.sub(r"^WARNING: ", "kite: warning: ", stderr, flags=re.M)
     return re.sub(r"^qemu-img: ", "kite: error: ", stderr, flags=re.M)
 
 
@@ -198,3 +199,177 @@ def test_dd_in_help(kite):
     r = run([kite, "img", "--help"])
     assert "  dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] " \
         "[skip=blocks] if=input of=output\n" in r.stdout
+
+
+# ---- bitmaps: helpers ----
+
+def dirty_extents(img, bitmap):
+    """What QEMU reads from bitmap `bitmap`: qemu-nbd exports it, qemu-img map shows the dirty
+    extents (reported as "data": false) as (start, length) pairs."""
+    sockdir = tempfile.mkdtemp(prefix="kbm", dir="/tmp")
+    sock, pidfile = os.path.join(sockdir, "s"), os.path.join(sockdir, "pid")
+    try:
+        sh("qemu-nbd", "--fork", "--pid-file", pidfile, "-r", "-f", "qcow2", "-B", bitmap,
+           "-k", sock, img)
+        out = sh("qemu-img", "map", "--output=json", "--image-opts",
+                 f"driver=nbd,server.type=unix,server.path={sock},"
+                 f"x-dirty-bitmap=qemu:dirty-bitmap:{bitmap}")
+        return [(e["start"], e["length"]) for e in json.loads(out) if not e["data"]]
+    finally:
+        try:
+            with open(pidfile) as f:
+                os.kill(int(f.read()), 15)
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def bitmaps_of(img):
+    data = info(img)["format-specific"]["data"]
+    return data.get("bitmaps", [])
+
+
+def same_bitmaps(t, img):
+    """kite's image and qemu-img's list the same bitmaps, QEMU reads the same bits from each
+    (consistent) one, and kite's image is clean."""
+    mine, theirs = bitmaps_of(t.k / img), bitmaps_of(t.q / img)
+    assert mine == theirs
+    check_clean(t.k / img)
+    for bm in mine:
+        if "in-use" not in bm["flags"]:
+            assert dirty_extents(t.k / img, bm["name"]) == \
+                dirty_extents(t.q / img, bm["name"]), bm["name"]
+    return mine
+
+
+def qcow2_image(size="16M", opts=None, writes=(), bitmaps=()):
+    def make(path):
+        sh("qemu-img", "create", "-q", "-f", "qcow2", *(["-o", opts] if opts else []), path,
+           size)
+        for *flags, name in bitmaps:
+            sh("qemu-img", "bitmap", *flags, path, name)
+        if writes:
+            sh("qemu-io", *sum((["-c", w] for w in writes), []), path)
+    return make
+
+
+def write_both(t, img, *writes):
+    """qemu-io writes the same data into both images (QEMU marks the enabled bitmaps)."""
+    for d in (t.k, t.q):
+        sh("qemu-io", *sum((["-c", w] for w in writes), []), d / img)
+
+
+def set_bitmap_flags(img, name, flags):
+    """Sets a directory entry's flags by hand: 1 is "in-use", what a writer that died leaves."""
+    with open(img, "r+b") as f:
+        hdr = f.read(4096)
+        off = struct.unpack(">I", hdr[100:104])[0]
+        while True:
+            kind, length = struct.unpack(">II", hdr[off:off + 8])
+            assert kind, "no bitmaps extension"
+            if kind == 0x23852875:
+                nb, _, _, doff = struct.unpack(">IIQQ", hdr[off + 8:off + 32])
+                break
+            off += 8 + (length + 7) // 8 * 8
+        for _ in range(nb):
+            f.seek(doff)
+            entry = f.read(24)
+            namelen = struct.unpack(">H", entry[18:20])[0]
+            if f.read(namelen).decode() == name:
+                f.seek(doff + 12)
+                f.write(struct.pack(">I", flags))
+                return
+            doff += (24 + namelen + 7) // 8 * 8
+    raise AssertionError(name + " not found")
+
+
+# ---- kite writing images that have bitmaps ----
+
+def bitmap_image(writes=("write -P 0x11 0 3M",)):
+    """Two enabled bitmaps (64k and 512 bytes) and a disabled one, dirtied by qemu-io."""
+    return qcow2_image(size="64M", writes=list(writes) + ["write -P 0x22 1M 2M"],
+                       bitmaps=[["--add", "b0"], ["--add", "-g", "512", "b1"],
+                                ["--add", "off"], ["--disable", "off"]])
+
+
+def raw_source(path):
+    path.write_bytes(bytes(64 << 20))
+    sh("qemu-io", "-f", "raw", "-c", "write -P 0x33 5M 1M", "-c", "write -P 0x44 40M 64k", path)
+
+
+def top_over_a(path):
+    """An overlay of a.qcow2 (beside it) with data of its own and a bitmap."""
+    sh("qemu-img", "create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", path)
+    sh("qemu-io", "-c", "write -P 0x55 100k 30k", "-c", "write -z 9M 64k", path)
+    sh("qemu-img", "bitmap", "--add", path, "top")
+
+
+@pytest.mark.parametrize("verb", [
+    ["resize", "a.qcow2", "128M"],
+    ["resize", "--shrink", "a.qcow2", "2M"],
+    ["resize", "a.qcow2", "+100000k"],
+    ["snapshot", "-c", "s1", "a.qcow2"],
+    ["rebase", "-u", "-b", "", "a.qcow2"],
+    ["check", "-r", "all", "a.qcow2"],
+    ["convert", "-n", "-f", "raw", "-O", "qcow2", "src.raw", "a.qcow2"],
+    ["convert", "-n", "-S", "0", "-f", "raw", "-O", "qcow2", "src.raw", "a.qcow2"],
+    ["commit", "-d", "top.qcow2"],
+    ["rebase", "-F", "raw", "-b", "src.raw", "top.qcow2"],
+])
+def test_writers_keep_bitmaps_as_qemu_img(kite, tmp_path, verb):
+    """A verb that writes an image with bitmaps keeps them, and the enabled ones record what
+    it wrote, as qemu-img's same verb leaves them (qemu-img check clean, the same bits)."""
+    t = Twins(kite, tmp_path)
+    t.put("a.qcow2", make=bitmap_image())
+    t.put("src.raw", make=raw_source)
+    t.put("top.qcow2", make=top_over_a)
+    k, q = t.run(*verb)
+    assert (k.returncode, k.stdout) == (q.returncode, q.stdout) == (0, q.stdout)
+    for img in ("a.qcow2", "top.qcow2"):
+        same_bitmaps(t, img)
+        r = run(["qemu-img", "compare", t.k / img, t.q / img])
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_snapshot_revert_refused_with_bitmaps(kite, tmp_path):
+    """qemu-img will not revert an image with bitmaps (they would not see the change)."""
+    t = Twins(kite, tmp_path)
+    t.put("a.qcow2", make=bitmap_image())
+    t.same("snapshot", "-c", "s1", "a.qcow2", rc=0)
+    write_both(t, "a.qcow2", "write -P 0x66 0 1M")
+    k, q = t.run("snapshot", "-a", "s1", "a.qcow2")
+    assert k.returncode == q.returncode == 1
+    assert "Device has active dirty bitmaps" in k.stderr
+    assert "Device has active dirty bitmaps" in q.stderr
+    same_bitmaps(t, "a.qcow2")
+    r = run(["qemu-img", "compare", t.k / "a.qcow2", t.q / "a.qcow2"])
+    assert r.returncode == 0, r.stdout
+
+
+def test_resize_refused_with_an_inconsistent_bitmap(kite, tmp_path):
+    t = Twins(kite, tmp_path)
+    t.put("a.qcow2", make=bitmap_image())
+    for d in (t.k, t.q):
+        set_bitmap_flags(d / "a.qcow2", "b1", 3)
+    t.same("resize", "a.qcow2", "128M", rc=1)
+    assert info(t.k / "a.qcow2")["virtual-size"] == 64 << 20
+    same_bitmaps(t, "a.qcow2")
+
+
+def test_writer_drops_an_unsound_bitmap_directory(kite, tmp_path):
+    """A bitmap directory QEMU would refuse (here a reserved flag set): kite says so and drops
+    the bitmaps before it writes; their clusters stay leaked (`check -r leaks` frees them),
+    nothing else is touched."""
+    img = tmp_path / "a.qcow2"
+    bitmap_image()(img)
+    sh("qemu-img", "convert", "-O", "raw", img, tmp_path / "before.raw")
+    set_bitmap_flags(img, "b1", 0x10)
+    r = run([kite, "img", "resize", str(img), "128M"])
+    assert r.returncode == 0, r.stderr
+    assert "the persistent bitmaps are dropped" in r.stderr
+    assert bitmaps_of(img) == []
+    q = run(["qemu-img", "check", str(img)])
+    assert q.returncode in (0, 3) and "ERROR" not in q.stdout + q.stderr, q.stdout + q.stderr
+    sh("qemu-img", "convert", "-O", "raw", img, tmp_path / "after.raw")
+    assert (tmp_path / "after.raw").read_bytes()[:64 << 20] == \
+        (tmp_path / "before.raw").read_bytes()
