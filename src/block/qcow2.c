@@ -540,6 +540,7 @@ static const struct blk_driver qcow2_driver = {
     .info = qcow2_info,
     .change_backing = qcow2_change_backing,
     .cluster_size = qcow2_cluster_size,
+    .bitmap_change = qcow2_bitmap_change,
 };
 
 BLK_DRIVER(qcow2_driver)

@@ -209,8 +209,9 @@ int qcow2_read_snapshots(struct blk *b);
 void qcow2_free_snapshots(struct qcow2 *q);
 int qcow2_update_copied(struct blk *b);
 
-/* qcow2_bitmap_track.c: persistent bitmaps kept current while kite writes; the driver's
- * write entry points mark them first */
+/* qcow2_bitmap_ops.c, qcow2_bitmap_track.c: persistent bitmaps changed (blk_bitmap_change)
+ * and kept current while kite writes; the driver's write entry points mark them first */
+int qcow2_bitmap_change(struct blk *b, const char *name, const struct blk_bitmap_change *c);
 int qcow2_bitmaps_mark(struct blk *b, uint64_t off, uint64_t len);
 int qcow2_bitmaps_forbid_revert(struct blk *b); /* -1 with QEMU's error if it has bitmaps */
 void qcow2_bitmaps_close(struct blk *b);

@@ -40,6 +40,10 @@ static const struct {
     {"dd", img_dd,
      "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
      "[skip=blocks] if=input of=output"},
+    {"bitmap", img_bitmap,
+     "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... "
+     "[-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] "
+     "[--image-opts | -f fmt] filename bitmap"},
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))

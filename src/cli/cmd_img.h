@@ -22,6 +22,7 @@ int img_rebase(int argc, char **argv);
 int img_commit(int argc, char **argv);
 int img_measure(int argc, char **argv);
 int img_dd(int argc, char **argv);
+int img_bitmap(int argc, char **argv);
 
 /* QEMU's size_to_str(): "20 GiB", "388 KiB", "1.5 MiB", "512 B". Returns buf. */
 const char *img_human_size(uint64_t v, char *buf, size_t len);

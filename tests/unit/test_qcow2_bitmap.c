@@ -92,12 +92,32 @@ static void open_without_writes_changes_nothing(void **state)
 	free(after);
 }
 
+static void kite_made_bitmaps_track_too(void **state)
+{
+	assert_int_equal(qt_sh("rm -f k.qcow2 && qemu-img create -f qcow2 k.qcow2 8M"), 0);
+	struct blk *b = blk_open(qt_path("k.qcow2"), "qcow2", BLK_O_RDWR);
+	assert_non_null(b);
+	struct blk_bitmap_change add = {.op = BLK_BITMAP_ADD, .granularity = 4096};
+	assert_int_equal(blk_bitmap_change(b, "k", &add), 0);
+	uint8_t buf[100] = {2};
+	assert_int_equal(blk_pwrite(b, buf, sizeof(buf), 5000), 0);
+	struct blk_bitmap_change dis = {.op = BLK_BITMAP_DISABLE};
+	assert_int_equal(blk_bitmap_change(b, "k", &dis), 0);
+	assert_int_equal(blk_pwrite(b, buf, sizeof(buf), 1 << 20), 0);
+	blk_close(b);
+	qt_assert_clean("k.qcow2");
+	assert_int_not_equal(has_flag("k.qcow2", "k", "auto"), 0);
+	/* exactly the first write's granule, 4096..8191, is dirty */
+	assert_int_equal(dirty_exactly("k.qcow2", "k", 4096, 4096), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(in_use_from_first_write_to_close),
 	    cmocka_unit_test(killed_writer_leaves_them_inconsistent),
 	    cmocka_unit_test(open_without_writes_changes_nothing),
+	    cmocka_unit_test(kite_made_bitmaps_track_too),
 	};
 	return cmocka_run_group_tests(tests, qt_setup, qt_teardown);
 }
