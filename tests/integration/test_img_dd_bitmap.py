@@ -375,6 +375,38 @@ def test_writer_drops_an_unsound_bitmap_directory(kite, tmp_path):
         (tmp_path / "before.raw").read_bytes()
 
 
+def test_kite_guest_writes_are_in_the_bitmaps(kite, tmp_path):
+    """kite guest writes through the same block layer as kite run's virtio-blk: every block
+    whose bytes changed is dirty in the enabled bitmaps, the disabled one stays clean, and
+    nothing is left in use."""
+    raw = tmp_path / "fs.raw"
+    with open(raw, "wb") as f:
+        f.truncate(32 << 20)
+    sh("mke2fs", "-q", "-F", "-t", "ext4", raw)
+    img = tmp_path / "fs.qcow2"
+    sh("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, img)
+    for args in (["--add"], ["--add", "-g", "4k"], ["--add", "--disable"]):
+        sh("qemu-img", "bitmap", *args, img, {1: "on", 3: "fine"}.get(len(args), "off"))
+    before = (tmp_path / "before.raw")
+    sh("qemu-img", "convert", "-O", "raw", img, before)
+    r = run([kite, "guest", "write", str(img), "/motd"], input="x" * 300000)
+    assert r.returncode == 0, r.stderr
+    r = run([kite, "guest", "mkdir", str(img), "/srv"])
+    assert r.returncode == 0, r.stderr
+    after = tmp_path / "after.raw"
+    sh("qemu-img", "convert", "-O", "raw", img, after)
+    old, new = before.read_bytes(), after.read_bytes()
+    changed = [o for o in range(0, len(new), 4096) if old[o:o + 4096] != new[o:o + 4096]]
+    assert changed
+    check_clean(img)
+    assert [b["flags"] for b in bitmaps_of(img)] == [["auto"], ["auto"], []]
+    for name in ("on", "fine"):
+        dirty = dirty_extents(img, name)
+        for o in changed:
+            assert any(s <= o and o + 4096 <= s + n for s, n in dirty), (name, o, dirty)
+    assert dirty_extents(img, "off") == []
+
+
 # ---- kite img bitmap ----
 
 @pytest.fixture
