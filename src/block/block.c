@@ -723,6 +723,11 @@ static int set_extent_size_hint(const char *path, uint64_t hint)
 	return 0;
 }
 
+bool blk_format_known(const char *fmt)
+{
+	return blk_find_driver(fmt) != NULL;
+}
+
 int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts)
 {
 	const struct blk_driver *drv = blk_find_driver(fmt);

@@ -156,6 +156,9 @@ int blk_parse_prealloc(const char *s, enum blk_prealloc *out);
  * the image can do it (before a resize). */
 int blk_preallocate(struct blk *b, uint64_t from, uint64_t to, enum blk_prealloc mode);
 
+/* Whether `fmt` names a format kite knows (it may still be read only). */
+bool blk_format_known(const char *fmt);
+
 /* Creates (truncates) `path` as format `fmt`. */
 int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts);
 
@@ -183,6 +186,27 @@ struct blk_info {
 };
 /* Fills *info (zeroed first; generic fields filled by the layer, the rest by the driver). */
 int blk_get_info(struct blk *b, struct blk_info *info);
+
+/* ---- persistent dirty bitmaps (kite img bitmap) ---- */
+enum blk_bitmap_op {
+	BLK_BITMAP_ADD,
+	BLK_BITMAP_REMOVE,
+	BLK_BITMAP_CLEAR,
+	BLK_BITMAP_ENABLE,
+	BLK_BITMAP_DISABLE,
+	BLK_BITMAP_MERGE,
+};
+struct blk_bitmap_change {
+	enum blk_bitmap_op op;
+	uint64_t granularity; /* ADD: bytes; 0: the image's default */
+	struct blk *src;      /* MERGE: the image holding src_name; NULL: the same image */
+	const char *src_name; /* MERGE: the bitmap merged in */
+};
+/* Changes the persistent dirty bitmap `name` of b (open read-write) as qemu-img bitmap's
+ * action does, written to the image before it returns. A failure is worded as qemu-img's:
+ * "Operation <op> on bitmap <name> failed: <why>". Formats without persistent bitmaps have
+ * none to find and cannot store one. */
+int blk_bitmap_change(struct blk *b, const char *name, const struct blk_bitmap_change *c);
 
 /* Rewrites the backing file name/format stored in the image (rebase -u); `file` NULL
  * removes the backing file. The image must be open read-write. */

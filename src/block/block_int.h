@@ -46,6 +46,8 @@ struct blk_driver {
 	int (*info)(struct blk *b, struct blk_info *info);
 	int (*change_backing)(struct blk *b, const char *file, const char *fmt);
 	uint32_t (*cluster_size)(const struct blk *b);
+	/* optional: persistent dirty bitmaps; the name and granularity are checked already */
+	int (*bitmap_change)(struct blk *b, const char *name, const struct blk_bitmap_change *c);
 };
 
 struct blk {
@@ -75,6 +77,11 @@ const struct blk_driver *blk_find_driver(const char *name);
  * directory of b's file), with format `fmt` or probed, read-only, checking the chain for
  * loops. Sets b->backing. Does nothing when b was opened with BLK_O_NO_BACKING. */
 int blk_open_backing(struct blk *b, struct blk_open_ctx *ctx, const char *name, const char *fmt);
+
+/* Reports a failed blk_bitmap_change as qemu-img does ("Operation add on bitmap b0 failed:
+ * <why>"); returns -1. */
+int blk_bitmap_fail(const char *name, enum blk_bitmap_op op, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Resolves `name` relative to the directory of `image_path` into a malloc'd string. */
 char *blk_resolve_relative(const char *image_path, const char *name);

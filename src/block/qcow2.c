@@ -253,6 +253,7 @@ static void qcow2_close(struct blk *b)
 	struct qcow2 *q = Q(b);
 	if (!q)
 		return;
+	qcow2_bitmaps_close(b);
 	if ((b->flags & BLK_O_RDWR) && q->header_dirty_set && qcow2_flush_all(b) == 0 &&
 	    q->nb_pending == 0) {
 		/* Lazy refcounts: the refcounts are whole again, clear the dirty bit. */
@@ -277,62 +278,29 @@ static void qcow2_close(struct blk *b)
 	b->opaque = NULL;
 }
 
-/* Schedules the bitmaps' clusters to be freed after the next flush, if each has refcount 1
- * (not shared, not leaked and repaired already); otherwise they stay (leaked at worst). */
-static int free_bitmaps_later(struct blk *b, uint64_t fsize)
-{
-	struct qcow2 *q = Q(b);
-	uint64_t *list;
-	size_t n;
-	int r = qcow2_bitmap_clusters(b, fsize, &list, &n);
-	if (r <= 0)
-		return r;
-	r = -1;
-	/* Sorted (as qcow2_bitmap_clusters returns it): a cluster listed twice is adjacent. */
-	for (size_t i = 0; i < n; i++) {
-		uint64_t rc;
-		if (qcow2_get_refcount(b, list[i] >> q->cluster_bits, &rc) < 0)
-			goto out;
-		if (rc != 1 || (i && list[i - 1] == list[i]))
-			goto keep;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (qcow2_free_later(b, list[i], q->cluster_size) < 0)
-			goto out;
-keep:
-	r = 0;
-out:
-	free(list);
-	return r;
-}
-
-/* Autoclear features we do not maintain (bitmaps) become invalid once we write. As QEMU
- * does with bitmaps it cannot maintain, the bits are cleared and the bitmaps extension is
- * dropped; unlike QEMU, the bitmaps' clusters are then freed (after the header is on disk,
- * so that a crash in between leaks them at worst) instead of left leaked. */
+/* Autoclear features kite does not maintain become invalid once it writes: their bits are
+ * cleared. Bitmaps kite maintains (qcow2_bitmap_track.c) and keeps; a bitmaps extension
+ * whose autoclear bit a writer cleared already is stale and dropped (its clusters stay
+ * leaked, as QEMU leaves them). */
 int qcow2_drop_autoclear(struct blk *b)
 {
 	struct qcow2 *q = Q(b);
-	uint64_t fsize = q->file_end;
 	int bm = -1;
 	for (int i = 0; i < q->nb_exts; i++)
 		if (q->exts[i].type == QCOW2_EXT_BITMAPS)
 			bm = i;
-	if (!(q->version == 3 && q->autoclear) && bm < 0)
+	uint64_t keep = q->version == 3 ? q->autoclear & QCOW2_AUTOCLEAR_BITMAPS : 0;
+	bool stale = bm >= 0 && !keep;
+	if (q->autoclear == keep && !stale)
 		return 0;
-	if (bm >= 0) {
-		/* Without the autoclear bit the bitmaps are stale already: leave them leaked. */
-		if (free_bitmaps_later(b, fsize) < 0)
-			return -1;
+	if (stale) {
 		free(q->exts[bm].data);
 		memmove(&q->exts[bm], &q->exts[bm + 1],
 			sizeof(*q->exts) * (size_t)(q->nb_exts - bm - 1));
 		q->nb_exts--;
 	}
-	q->autoclear = 0;
-	if (qcow2_write_header(b) < 0)
-		return -1;
-	return q->nb_pending ? blk_sync(b) : 0;
+	q->autoclear = keep;
+	return qcow2_write_header(b);
 }
 
 static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
@@ -575,21 +543,22 @@ static const struct blk_driver qcow2_driver = {
     .open = qcow2_open,
     .create = qcow2_create,
     .read = qcow2_read,
-    .write = qcow2_write,
-    .write_compressed = qcow2_write_compressed,
+    .write = qcow2_write_tracked,
+    .write_compressed = qcow2_write_compressed_tracked,
     .compress = qcow2_compress,
-    .write_precompressed = qcow2_write_precompressed,
+    .write_precompressed = qcow2_write_precompressed_tracked,
     .flush = qcow2_flush,
-    .discard = qcow2_discard,
-    .zero = qcow2_zero,
+    .discard = qcow2_discard_tracked,
+    .zero = qcow2_zero_tracked,
     .block_status = qcow2_block_status,
-    .resize = qcow2_resize,
+    .resize = qcow2_resize_tracked,
     .preallocate = qcow2_preallocate_grown,
     .load_snapshot = qcow2_load_snapshot,
     .close = qcow2_close,
     .info = qcow2_info,
     .change_backing = qcow2_change_backing,
     .cluster_size = qcow2_cluster_size,
+    .bitmap_change = qcow2_bitmap_change,
 };
 
 BLK_DRIVER(qcow2_driver)

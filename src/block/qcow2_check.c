@@ -278,8 +278,8 @@ static int clear_incompat(struct qcow2_chk *c, uint64_t bit)
 	return 0;
 }
 
-/* A writer drops the bitmaps it does not maintain (see qcow2_drop_autoclear); check does
- * it once the snapshot table is known, so that the header it rewrites keeps it. */
+/* A writer drops what it does not maintain (see qcow2_drop_autoclear); check does it once
+ * the snapshot table is known, so that the header it rewrites keeps it. */
 static int drop_bitmaps(struct qcow2_chk *c)
 {
 	if (!(c->b->flags & BLK_O_CHECK) || !blk_is_writable(c->b))

@@ -138,6 +138,7 @@ struct qcow2 {
 	int meta_prealloc;	    /* -1 unknown; 1: looks like preallocation=metadata */
 	bool header_dirty_set;	    /* the dirty bit has been written (lazy refcounts) */
 	uint64_t file_end;	    /* cached end of the image file, grows with allocations */
+	struct qbm_dir *bitmaps;    /* persistent bitmaps, once loaded (qcow2_bitmap_*.c) */
 };
 
 static inline struct qcow2 *Q(struct blk *b)
@@ -152,7 +153,6 @@ static inline struct qcow2 *Q(struct blk *b)
 int qcow2_write_header(struct blk *b);
 int qcow2_set_incompat(struct blk *b, uint64_t incompat);
 int qcow2_mark_dirty(struct blk *b);
-int qcow2_drop_autoclear(struct blk *b);
 
 /* qcow2_overlap.c */
 int qcow2_check_overlap(struct blk *b, uint64_t off, uint64_t len, const char *what);
@@ -210,6 +210,9 @@ void qcow2_compress_free(struct qcow2 *q);
 
 /* qcow2_snapshot.c */
 int qcow2_read_snapshots(struct blk *b);
+/* Clears the autoclear bits of features kite does not maintain and drops a stale bitmaps
+ * extension (its bit cleared by an earlier writer), as a writer must on its first write. */
+int qcow2_drop_autoclear(struct blk *b);
 /* Reads (read-only) the disk as snapshot `id` and/or `name` left it; 1 if there is none. */
 int qcow2_load_snapshot(struct blk *b, const char *id, const char *name);
 void qcow2_free_snapshots(struct qcow2 *q);
@@ -218,6 +221,19 @@ int qcow2_update_copied(struct blk *b);
  * old table's place is returned for the caller to free. */
 int qcow2_write_snapshot_table(struct blk *b, struct qcow2_snapshot *snaps, uint32_t n,
 			       uint64_t *old_off, uint64_t *old_size);
+
+/* qcow2_bitmap_ops.c, qcow2_bitmap_track.c: persistent bitmaps changed (blk_bitmap_change)
+ * and kept current while kite writes; the driver's write entry points mark them first */
+int qcow2_bitmap_change(struct blk *b, const char *name, const struct blk_bitmap_change *c);
+int qcow2_bitmaps_mark(struct blk *b, uint64_t off, uint64_t len);
+int qcow2_bitmaps_forbid_revert(struct blk *b); /* -1 with QEMU's error if it has bitmaps */
+void qcow2_bitmaps_close(struct blk *b);
+int qcow2_write_tracked(struct blk *b, const void *buf, size_t len, uint64_t off);
+int qcow2_zero_tracked(struct blk *b, uint64_t off, uint64_t len, unsigned flags);
+int qcow2_discard_tracked(struct blk *b, uint64_t off, uint64_t len);
+int qcow2_write_compressed_tracked(struct blk *b, const void *buf, size_t len, uint64_t off);
+int qcow2_write_precompressed_tracked(struct blk *b, const void *cdata, size_t clen, uint64_t off);
+int qcow2_resize_tracked(struct blk *b, uint64_t size, bool shrink);
 
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);

@@ -421,7 +421,7 @@ int qcow2_load_snapshot(struct blk *b, const char *id, const char *name)
 
 int qcow2_snapshot_apply(struct blk *b, const char *name_or_id)
 {
-	if (need_qcow2(b, true) < 0)
+	if (need_qcow2(b, true) < 0 || qcow2_bitmaps_forbid_revert(b) < 0)
 		return -1;
 	struct qcow2 *q = Q(b);
 	int idx = find_snapshot(b, name_or_id);

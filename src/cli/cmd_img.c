@@ -40,6 +40,13 @@ static const struct {
     {"measure", img_measure,
      "measure [--output=human|json] [-O output_fmt] [-o options] "
      "[--size N | [-f fmt] filename]"},
+    {"dd", img_dd,
+     "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
+     "[skip=blocks] if=input of=output"},
+    {"bitmap", img_bitmap,
+     "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... "
+     "[-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] "
+     "[--image-opts | -f fmt] filename bitmap"},
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))

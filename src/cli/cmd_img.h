@@ -21,6 +21,8 @@ int img_map(int argc, char **argv);
 int img_rebase(int argc, char **argv);
 int img_commit(int argc, char **argv);
 int img_measure(int argc, char **argv);
+int img_dd(int argc, char **argv);
+int img_bitmap(int argc, char **argv);
 
 /* QEMU's size_to_str(): "20 GiB", "388 KiB", "1.5 MiB", "512 B". Returns buf. */
 const char *img_human_size(uint64_t v, char *buf, size_t len);
@@ -28,6 +30,15 @@ const char *img_human_size(uint64_t v, char *buf, size_t len);
 /* Parses a size argument as qemu-img does (suffixes K/M/G/T/P/E); prints an error naming
  * the argument and returns -1 when it is not one. */
 int img_parse_size(const char *s, uint64_t *out);
+
+/* qemu-img's cvtnum(): `value` as a size in [min, max] (util/size.h parse_size_qemu),
+ * with qemu-img's two messages naming `name` on failure. Returns the value or -1. */
+int64_t img_cvtnum(const char *name, const char *value, int64_t min, int64_t max);
+
+/* --image-opts: the image as "driver=FMT,file.filename=PATH" (the keys kite takes;
+ * "file.driver=file" may be given too). Sets *fmt (NULL when absent) and *path, both to
+ * free. Returns 0 or -1 with an error. */
+int img_parse_image_opts(const char *text, char **fmt, char **path);
 
 /* -o key=value[,key=value...] lists: "," inside a value is written ",,". Several -o
  * options accumulate. */

@@ -1,4 +1,5 @@
 /* Helpers shared by the `kite img` verbs: sizes, -o option lists, output format. */
+#include "block/image_spec.h"
 #include "cli/cmd_img.h"
 #include "util/err.h"
 #include "util/size.h"
@@ -321,4 +322,32 @@ int img_usage_error(const char *verb, const char *fmt, ...)
 	va_end(ap);
 	kite_error("img %s: %s (try 'kite img --help')", verb, msg);
 	return 1;
+}
+
+int64_t img_cvtnum(const char *name, const char *value, int64_t min, int64_t max)
+{
+	uint64_t v;
+	int r = parse_size_qemu(value, &v);
+	if (r < 0 && r != -ERANGE) {
+		kite_error("Invalid %s specified. You may use k, M, G, T, P or E suffixes for",
+			   name);
+		kite_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+		return -1;
+	}
+	if (r == -ERANGE || v > (uint64_t)max || (int64_t)v < min) {
+		kite_error("Invalid %s specified. Must be between %lld and %lld.", name,
+			   (long long)min, (long long)max);
+		return -1;
+	}
+	return (int64_t)v;
+}
+
+int img_parse_image_opts(const char *text, char **fmt, char **path)
+{
+	struct blk_spec spec;
+	if (blk_spec_parse(text, true, &spec) < 0)
+		return -1;
+	*fmt = spec.fmt;
+	*path = spec.path;
+	return 0;
 }

@@ -9,4 +9,11 @@
  * syntax or overflow). */
 int parse_size(const char *s, uint64_t default_unit, uint64_t *out);
 
+/* QEMU's qemu_strtosz() grammar, for options whose errors must read as qemu-img's (dd's
+ * operands, bitmap -g): a decimal number (or 0x hex, without fraction or suffix), an
+ * optional fraction that needs a suffix, one suffix letter B K M G T P E (either case, no
+ * "iB"), nothing after it; leading blanks and '+' pass, '-' does not. Returns 0, -EINVAL
+ * (not a size) or -ERANGE (does not fit in 64 bits). */
+int parse_size_qemu(const char *s, uint64_t *out);
+
 #endif

@@ -410,7 +410,7 @@ def test_measure_v2_source_and_bad_options(kite, tmp_path):
     assert "Extended L2 entries are only supported" in r.stderr
 
 
-# ---- persistent bitmaps (autoclear feature kite does not maintain) ----
+# ---- persistent bitmaps (writers keep them: test_img_dd_bitmap.py) ----
 
 def bitmap_image(tmp_path):
     img = qcow2(tmp_path / "bm.qcow2", size="64M", writes=["write -P 0x11 0 3M"])
@@ -426,25 +426,6 @@ def test_check_counts_bitmap_clusters(kite, tmp_path):
         r = run([kite, "img", "check", "--output=" + out, str(img)])
         q = run(["qemu-img", "check", "--output=" + out, str(img)])
         assert (r.returncode, r.stdout) == (q.returncode, q.stdout) == (0, q.stdout)
-
-
-@pytest.mark.parametrize("verb", [["resize", None, "128M"], ["snapshot", "-c", "s1", None],
-                                  ["rebase", "-u", "-b", "", None], ["check", "-r", "all", None]])
-def test_writer_drops_bitmaps_cleanly(kite, tmp_path, verb):
-    """A writer that does not maintain bitmaps clears the autoclear bit (qcow2.txt); kite
-    also drops the extension and frees the bitmaps' clusters: no leak, no warning."""
-    img = bitmap_image(tmp_path)
-    before = as_raw(img, tmp_path / "before.raw")
-    sh(kite, "img", *[str(img) if a is None else a for a in verb])
-    with open(img, "rb") as f:
-        assert struct.unpack(">Q", f.read(104)[88:96])[0] == 0  # autoclear bits
-    check_clean(img)
-    q = run(["qemu-img", "check", str(img)])
-    assert "Leaked" not in q.stderr and "warning" not in q.stderr, q.stderr
-    info = run(["qemu-img", "info", "--output=json", str(img)])
-    assert info.returncode == 0 and "warning" not in info.stderr, info.stderr
-    assert "bitmaps" not in json.loads(info.stdout)["format-specific"]["data"]
-    assert as_raw(img, tmp_path / "after.raw")[: len(before)] == before
 
 
 @pytest.mark.parametrize("args", [[], ["a.img"], ["a.img", "a.img", "a.img"], ["-f"],

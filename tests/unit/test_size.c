@@ -1,6 +1,8 @@
 #include "unit.h"
 #include "util/size.h"
 
+#include <errno.h>
+
 static void parses_suffixes(void **state)
 {
 	uint64_t v;
@@ -47,12 +49,39 @@ static void rejects_garbage(void **state)
 	assert_int_equal(parse_size("0xg", 1, &v), -1);
 }
 
+static void qemu_grammar(void **state)
+{
+	uint64_t v;
+	assert_int_equal(parse_size_qemu("1M", &v), 0);
+	assert_int_equal(v, 1ULL << 20);
+	assert_int_equal(parse_size_qemu("1.5m", &v), 0);
+	assert_int_equal(v, 3ULL << 19);
+	assert_int_equal(parse_size_qemu("1.k", &v), 0);
+	assert_int_equal(v, 1024);
+	assert_int_equal(parse_size_qemu(" +512b", &v), 0);
+	assert_int_equal(v, 512);
+	assert_int_equal(parse_size_qemu("0x10", &v), 0);
+	assert_int_equal(v, 16);
+	assert_int_equal(parse_size_qemu("7E", &v), 0);
+	assert_int_equal(v, 7ULL << 60);
+	assert_int_equal(parse_size_qemu("16E", &v), -ERANGE);
+	assert_int_equal(parse_size_qemu("99999999999999999999999", &v), -ERANGE);
+	assert_int_equal(parse_size_qemu("99999999999999999999999x", &v), -EINVAL);
+	assert_int_equal(parse_size_qemu("1.5", &v), -EINVAL);
+	assert_int_equal(parse_size_qemu("1KiB", &v), -EINVAL);
+	assert_int_equal(parse_size_qemu("-1", &v), -EINVAL);
+	assert_int_equal(parse_size_qemu("", &v), -EINVAL);
+	assert_int_equal(parse_size_qemu("0x1k", &v), -EINVAL);
+	assert_int_equal(parse_size_qemu("1.5e3M", &v), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(parses_suffixes),
 	    cmocka_unit_test(bare_number_uses_default_unit),
 	    cmocka_unit_test(rejects_garbage),
+	    cmocka_unit_test(qemu_grammar),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
