@@ -11,13 +11,14 @@ bool lvm_lv_unreadable(const struct lvm_set *s, const struct lvm_vg *vg, const s
 		       char *why, size_t whysz)
 {
 	if (!strncmp(lv->unmapped, "stacked", 7)) {
-		snprintf(why, whysz, "it is %s, which kite cannot map (a pvmove in progress?)",
+		snprintf(why, whysz,
+			 "it is %s, a pvmove in progress?: kite maps only segments on "
+			 "physical volumes",
 			 lv->unmapped);
 		return true;
 	}
 	if (lv->unmapped[0]) {
-		snprintf(why, whysz,
-			 "it is a %s LV, which kite cannot map (it maps linear and striped LVs)",
+		snprintf(why, whysz, "it is a %s LV: kite maps only linear and striped LVs",
 			 lv->unmapped);
 		return true;
 	}
