@@ -216,27 +216,48 @@ static int open_named(struct gfs *g, const struct vol_list *l, const struct gfs_
 	return 0;
 }
 
-/* Can `v` be read, and does it hold an ext2/3/4 filesystem (and an os-release)? */
-static int probe(struct gfs *g, const struct vol_list *l, const struct volume *v, bool *ext,
-		 bool *os)
+/* Can `v` be read, and does it hold an ext2/3/4 filesystem? */
+static int holds_ext(struct gfs *g, const struct vol_list *l, const struct volume *v, bool *ext)
 {
 	char why[200];
 	struct fsinfo fi;
-	*ext = *os = false;
+	*ext = false;
 	if (v->kind == VOL_LV && lvm_lv_unreadable(&l->lvm, v->vg, v->lv, why, sizeof(why)))
 		return 0;
 	if (vol_open(l, v, &g->im.dev, false, &g->part, &g->vd) < 0)
 		return 0; /* reported; a broken entry does not hide the others */
 	int r = fs_detect(&g->part, &fi);
-	if (r == 0 && fi.supported) {
-		*ext = true;
-		*os = has_os_release(g);
-	}
+	*ext = r == 0 && fi.supported;
 	vol_close(&g->vd);
 	return r;
 }
 
-/* The volume holding /etc/os-release, else the largest ext2/3/4 one. */
+static bool os_release_on(struct gfs *g, const struct vol_list *l, const struct volume *v)
+{
+	if (vol_open(l, v, &g->im.dev, false, &g->part, &g->vd) < 0)
+		return false;
+	bool yes = has_os_release(g);
+	vol_close(&g->vd);
+	return yes;
+}
+
+static int none_readable(struct gfs *g, const struct vol_list *l)
+{
+	if (l->count == 1 && l->v[0].kind == VOL_DISK) {
+		struct fsinfo fi;
+		if (vol_open(l, &l->v[0], &g->im.dev, false, &g->part, &g->vd) < 0 ||
+		    fs_detect(&g->part, &fi) < 0)
+			return -1;
+		return kite_error("the disk has no partition table and holds %s, not an ext2/3/4 "
+				  "filesystem",
+				  what(&fi));
+	}
+	return kite_error("no partition or logical volume holds an ext2/3/4 filesystem (see "
+			  "'kite guest filesystems')");
+}
+
+/* The volume holding /etc/os-release, else the largest ext2/3/4 one; when there is only
+ * one, it is opened once, for the verb. */
 static int choose(struct gfs *g, const struct vol_list *l, const struct gfs_opts *o)
 {
 	if (o->partition)
@@ -244,30 +265,28 @@ static int choose(struct gfs *g, const struct vol_list *l, const struct gfs_opts
 	if (l->lvm.failed)
 		return kite_error("the disk's LVM2 metadata cannot be read (see above): name the "
 				  "filesystem with -a");
-	const struct volume *best = NULL, *os = NULL;
-	for (size_t i = 0; i < l->count && !os; i++) {
-		bool ext, has_os;
-		if (probe(g, l, &l->v[i], &ext, &has_os) < 0)
+	bool *ext = calloc(l->count ? l->count : 1, sizeof(*ext));
+	if (!ext)
+		return kite_error("out of memory");
+	const struct volume *best = NULL, *pick = NULL;
+	size_t found = 0;
+	for (size_t i = 0; i < l->count; i++) {
+		if (holds_ext(g, l, &l->v[i], &ext[i]) < 0) {
+			free(ext);
 			return -1;
-		if (ext && (!best || l->v[i].size > best->size))
-			best = &l->v[i];
-		if (has_os)
-			os = &l->v[i];
-	}
-	const struct volume *pick = os ? os : best;
-	if (!pick) {
-		if (l->count == 1 && l->v[0].kind == VOL_DISK) {
-			struct fsinfo fi;
-			if (vol_open(l, &l->v[0], &g->im.dev, false, &g->part, &g->vd) < 0 ||
-			    fs_detect(&g->part, &fi) < 0)
-				return -1;
-			return kite_error("the disk has no partition table and holds %s, not an "
-					  "ext2/3/4 filesystem",
-					  what(&fi));
 		}
-		return kite_error("no partition or logical volume holds an ext2/3/4 filesystem "
-				  "(see 'kite guest filesystems')");
+		if (ext[i] && (!best || l->v[i].size > best->size))
+			best = &l->v[i];
+		found += ext[i];
 	}
+	for (size_t i = 0; i < l->count && found > 1 && !pick; i++)
+		if (ext[i] && os_release_on(g, l, &l->v[i]))
+			pick = &l->v[i];
+	free(ext);
+	if (!pick)
+		pick = best;
+	if (!pick)
+		return none_readable(g, l);
 	return vol_open(l, pick, &g->im.dev, o->write, &g->part, &g->vd);
 }
 
