@@ -25,7 +25,7 @@ static const struct {
     {"chown", guest_chown, "IMAGE OWNER[:GROUP] PATH... (names from the image)"},
     {"ln", guest_ln, "IMAGE [-s] TARGET LINKPATH"},
     {"init", guest_init, "IMAGE [--ssh-port N] [--user NAME [--group G]] [...]"},
-    {"mount", guest_mount, "IMAGE MOUNTPOINT [--ro] [-f]"},
+    {"mount", guest_mount, "IMAGE MOUNTPOINT [-m DEVICE] [--ro] [-f]"},
     {"fish", guest_fish, "[-a IMAGE]... [--ro] [-m DEVICE] [-i] [-f SCRIPT]  (guestfish)"},
 };
 
@@ -36,11 +36,11 @@ static void usage(FILE *out)
 	fprintf(out, "usage: kite guest VERB IMAGE [ARGS]\n\nverbs:\n");
 	for (size_t i = 0; i < NVERBS; i++)
 		fprintf(out, "  %-12s %s\n", verbs[i].name, verbs[i].usage);
-	fprintf(out,
-		"\nOptions for verbs that open a filesystem:\n"
-		"  -a PARTITION   the partition (1, sda1, /dev/sda1); default: the one holding\n"
-		"                 /etc/os-release, else the largest ext2/3/4 filesystem\n"
-		"  --format FMT   image format (raw, qcow2, vmdk); default: probed\n");
+	fprintf(out, "\nOptions for verbs that open a filesystem:\n"
+		     "  -a PARTITION   the partition (1, sda1, /dev/sda1) or LVM2 logical volume\n"
+		     "                 (/dev/VG/LV, /dev/mapper/VG-LV); default: the one holding\n"
+		     "                 /etc/os-release, else the largest ext2/3/4 filesystem\n"
+		     "  --format FMT   image format (raw, qcow2, vmdk); default: probed\n");
 }
 
 int guest_usage_error(const char *verb, const char *use)

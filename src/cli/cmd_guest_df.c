@@ -1,9 +1,10 @@
 /* kite guest df: virt-df's report of every filesystem kite can read in an image (each
- * partition's, or the whole disk's), or of the one -a names; -h, -i, --csv as virt-df. */
+ * partition's or the whole disk's, and each LVM2 logical volume's), or of the one -a names;
+ * -h, -i, --csv as virt-df. */
 #include "cli/cmd_guest.h"
 #include "guestfs/fsdetect.h"
 #include "guestfs/image.h"
-#include "guestfs/partition.h"
+#include "guestfs/volume.h"
 #include "util/err.h"
 
 #include <inttypes.h>
@@ -38,13 +39,11 @@ static unsigned use_pct(uint64_t used, uint64_t avail)
 	return used + avail ? (unsigned)((used * 100 + used + avail - 1) / (used + avail)) : 0;
 }
 
-static int measure(const char *image, const struct guest_common *c, const char *part,
+static int measure(const struct vol_list *l, const struct volume *v, const struct gdev *disk,
 		   struct df_row *r)
 {
-	struct guest_common one = *c;
-	one.partition = part;
 	struct gfs g;
-	if (guest_open(&g, image, &one, false) < 0)
+	if (gfs_open_volume(&g, l, v, disk) < 0)
 		return -1;
 	struct ext2_super_block *sb = g.fs->super;
 	uint64_t bs = g.fs->blocksize, total = ext2fs_blocks_count(sb);
@@ -57,7 +56,25 @@ static int measure(const char *image, const struct guest_common *c, const char *
 	    .iused = sb->s_inodes_count - sb->s_free_inodes_count,
 	    .ifree = sb->s_free_inodes_count,
 	};
-	return guest_finish(&g, 0) ? -1 : 0;
+	gfs_close_volume(&g);
+	return 0;
+}
+
+/* Does `v` hold a filesystem df reports? Swap, unknown and unsupported ones are not df's,
+ * nor LVs kite cannot map. */
+static bool df_worthy(const struct vol_list *l, const struct volume *v, const struct gdev *disk)
+{
+	char why[200];
+	struct gdev d;
+	struct vol_dev vd;
+	struct fsinfo fi;
+	if (v->kind == VOL_LV && lvm_lv_unreadable(&l->lvm, v->vg, v->lv, why, sizeof(why)))
+		return false;
+	if (vol_open(l, v, disk, false, &d, &vd) < 0)
+		return false;
+	bool yes = fs_detect(&d, &fi) == 0 && fi.supported;
+	vol_close(&vd);
+	return yes;
 }
 
 static void print_header(enum df_style st, bool csv)
@@ -137,46 +154,31 @@ int guest_df(int argc, char **argv)
 	struct gimage im;
 	if (gimage_open(&im, image, c.format, false) < 0)
 		return 1;
-	struct part_table t = {0};
-	int rc = part_scan(&im.dev, &t) < 0 ? 1 : 0;
-	size_t n = rc ? 0 : t.count ? t.count : 1;
-	int shown = 0;
-	for (size_t i = 0; i < n; i++) {
-		char part[16] = "", dev[32] = "/dev/sda";
-		struct gdev d;
-		struct gdev_window win;
-		struct fsinfo fi;
-		if (t.count) {
-			const struct part *p = &t.parts[i];
-			if (p->kind == PART_EXTENDED)
-				continue;
-			snprintf(part, sizeof(part), "%d", p->number);
-			snprintf(dev, sizeof(dev), "/dev/sda%d", p->number);
-			if (c.partition && strcmp(c.partition, part) && strcmp(c.partition, dev) &&
-			    strcmp(c.partition, dev + 5))
-				continue;
-			if (gdev_window_init(&d, &win, &im.dev, p->start, p->size) < 0)
-				continue;
-		} else if (gdev_window_init(&d, &win, &im.dev, 0, im.dev.size) < 0) {
-			continue;
-		}
-		if (fs_detect(&d, &fi) < 0 || !fi.supported)
-			continue; /* swap, an unknown or unsupported filesystem: not df's */
+	struct vol_list l;
+	if (vol_scan(&l, &im.dev, !c.partition || vol_arg_is_lv(c.partition)) < 0) {
+		gimage_close(&im);
+		return 1;
+	}
+	const struct volume *only = c.partition ? vol_find(&l, c.partition) : NULL;
+	int rc = l.lvm.failed || (c.partition && !only), shown = 0;
+	for (size_t i = 0; i < l.count && !(c.partition && !only); i++) {
+		const struct volume *v = &l.v[i];
 		struct df_row r;
-		if (measure(image, &c, part[0] ? part : NULL, &r) < 0) {
+		if ((only && v != only) || !df_worthy(&l, v, &im.dev))
+			continue;
+		if (measure(&l, v, &im.dev, &r) < 0) {
 			rc = 1;
 			continue;
 		}
 		if (!shown++)
 			print_header(st, csv);
-		print_row(base, dev, &r, st, csv);
+		print_row(base, v->name, &r, st, csv);
 	}
-	if (!rc && c.partition && !shown)
-		rc = kite_error("%s: no filesystem kite can read on partition %s", image,
-				c.partition);
+	if (!rc && only && !shown)
+		rc = kite_error("%s: no filesystem kite can read on %s", image, only->label);
 	if (!rc && !shown)
 		rc = kite_error("%s: no filesystem kite can read", image);
-	part_table_free(&t);
+	vol_list_free(&l);
 	gimage_close(&im);
 	return rc ? 1 : 0;
 }

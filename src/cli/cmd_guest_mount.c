@@ -1,7 +1,8 @@
-/* kite guest mount IMAGE MOUNTPOINT [--ro] [-f]: the filesystem inside the image as a FUSE
- * mount (what guestmount does). The loop is single-threaded, so libext2fs is never entered
- * twice at once. Unmounting (fusermount3 -u) ends the loop, and the filesystem's metadata is
- * written back and the image flushed before the process exits. */
+/* kite guest mount IMAGE MOUNTPOINT [-m DEVICE] [--ro] [-f]: the filesystem inside the image
+ * as a FUSE mount (what guestmount does; -m /dev/VG/LV as guestmount's, or -a). The loop is
+ * single-threaded, so libext2fs is never entered twice at once. Unmounting (fusermount3 -u) ends
+ * the loop, and the filesystem's metadata is written back and the image flushed before the process
+ * exits. */
 #define FUSE_USE_VERSION 31
 #include "cli/cmd_guest.h"
 #include "guestfs/fsread.h"
@@ -406,20 +407,46 @@ static const struct fuse_operations ops = {
     .fsync = k_fsync,
 };
 
+/* guestmount's -m DEV[:MOUNTPOINT]: one filesystem, mounted at the root of the mount. */
+static int parse_m(struct guest_common *c, char *arg)
+{
+	char *colon = strchr(arg, ':');
+	if (colon && strcmp(colon, ":/"))
+		return kite_error("-m %s: kite guest mount mounts one filesystem, at the mount "
+				  "point: use -m DEVICE or -m DEVICE:/",
+				  arg);
+	if (colon)
+		*colon = 0;
+	if (c->partition && strcmp(c->partition, arg))
+		return kite_error("-a %s and -m %s name different filesystems", c->partition, arg);
+	c->partition = arg;
+	return 0;
+}
+
 int guest_mount(int argc, char **argv)
 {
-	static const char use[] = "IMAGE MOUNTPOINT [--ro] [-f]";
+	static const char use[] = "IMAGE MOUNTPOINT [-m DEVICE] [--ro] [-f]";
 	static const struct option longopts[] = {
 	    GUEST_COMMON_LONG,
 	    {"ro", no_argument, NULL, 'r'},
 	    {"foreground", no_argument, NULL, 'f'},
+	    {"mount", required_argument, NULL, 'm'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct guest_common c = {0};
 	bool ro = false, fg = false;
 	int opt;
-	while ((opt = getopt_long(argc, argv, GUEST_COMMON_SHORT "rf", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, GUEST_COMMON_SHORT "rfm:", longopts, NULL)) != -1) {
+		if (opt == 'a' && c.partition && strcmp(c.partition, optarg)) {
+			kite_error("-m %s and -a %s name different filesystems", c.partition,
+				   optarg);
+			return 1;
+		}
 		if (guest_common_opt(&c, opt, optarg))
+			continue;
+		if (opt == 'm' && parse_m(&c, optarg) < 0)
+			return 1;
+		if (opt == 'm')
 			continue;
 		if (opt == 'r')
 			ro = true;

@@ -1,8 +1,9 @@
-/* kite guest partitions / filesystems: what the disk holds. */
+/* kite guest partitions / filesystems: what the disk holds, LVM2 volume groups included. */
 #include "cli/cmd_guest.h"
 #include "guestfs/fsdetect.h"
 #include "guestfs/image.h"
 #include "guestfs/partition.h"
+#include "guestfs/volume.h"
 #include "util/err.h"
 
 #include <inttypes.h>
@@ -87,6 +88,89 @@ static int print_json(json_t *root)
 	return 0;
 }
 
+static json_t *lv_json(const struct lvm_vg *vg, const struct lvm_lv *lv)
+{
+	char path[300];
+	json_t *o = json_object(), *segs = json_array();
+	lvm_lv_path(vg, lv, path, sizeof(path));
+	json_object_set_new(o, "name", json_string(lv->name));
+	json_object_set_new(o, "device", json_string(path));
+	json_object_set_new(o, "uuid", json_string(lv->uuid));
+	json_object_set_new(o, "size", json_integer((json_int_t)lvm_lv_size(vg, lv)));
+	json_object_set_new(o, "kind", json_string(lvm_lv_kind(lv)));
+	json_object_set_new(o, "visible", json_boolean(lv->visible));
+	for (size_t i = 0; i < lv->nsegs; i++) {
+		const struct lvm_seg *sg = &lv->segs[i];
+		json_t *so = json_object(), *stripes = json_array();
+		json_object_set_new(so, "start_extent", json_integer((json_int_t)sg->start));
+		json_object_set_new(so, "extent_count", json_integer((json_int_t)sg->count));
+		json_object_set_new(so, "type", json_string(sg->type));
+		if (sg->stripes > 1)
+			json_object_set_new(so, "stripe_size",
+					    json_integer((json_int_t)sg->stripe_size * 512));
+		for (uint32_t t = 0; t < sg->stripes; t++) {
+			json_t *st = json_object();
+			json_object_set_new(st, "pv", json_string(vg->pvs[sg->stripe[t].pv].name));
+			json_object_set_new(st, "pe", json_integer((json_int_t)sg->stripe[t].pe));
+			json_array_append_new(stripes, st);
+		}
+		json_object_set_new(so, "stripes", stripes);
+		json_array_append_new(segs, so);
+	}
+	json_object_set_new(o, "segments", segs);
+	return o;
+}
+
+static json_t *vg_json(const struct lvm_set *s, const struct lvm_vg *vg)
+{
+	json_t *o = json_object(), *pvs = json_array(), *lvs = json_array();
+	json_object_set_new(o, "name", json_string(vg->name));
+	json_object_set_new(o, "uuid", json_string(vg->uuid));
+	json_object_set_new(o, "seqno", json_integer((json_int_t)vg->seqno));
+	json_object_set_new(o, "extent_size", json_integer((json_int_t)vg->extent_size * 512));
+	for (size_t i = 0; i < vg->npvs; i++) {
+		const struct lvm_vg_pv *pv = &vg->pvs[i];
+		json_t *po = json_object();
+		char uuid[39];
+		lvm_uuid_dashed(pv->uuid, uuid);
+		json_object_set_new(po, "name", json_string(pv->name));
+		json_object_set_new(po, "uuid", json_string(uuid));
+		json_object_set_new(po, "device",
+				    pv->found >= 0 ? json_string(s->pvs[pv->found].device)
+						   : json_null());
+		json_object_set_new(po, "pe_start", json_integer((json_int_t)pv->pe_start * 512));
+		json_object_set_new(po, "pe_count", json_integer((json_int_t)pv->pe_count));
+		json_array_append_new(pvs, po);
+	}
+	for (size_t i = 0; i < vg->nlvs; i++)
+		json_array_append_new(lvs, lv_json(vg, &vg->lvs[i]));
+	json_object_set_new(o, "physical_volumes", pvs);
+	json_object_set_new(o, "logical_volumes", lvs);
+	return o;
+}
+
+static void print_vgs(const struct lvm_set *s)
+{
+	for (size_t i = 0; i < s->nvgs; i++) {
+		const struct lvm_vg *vg = &s->vgs[i];
+		printf("\nvolume group %s: extents of %" PRIu64 " bytes, physical volumes:",
+		       vg->name, vg->extent_size * 512);
+		for (size_t j = 0; j < vg->npvs; j++)
+			printf(" %s", vg->pvs[j].found >= 0 ? s->pvs[vg->pvs[j].found].device
+							    : "(missing)");
+		printf("\n");
+		if (vg->nlvs)
+			printf("%-36s %14s %5s  %s\n", "LV", "SIZE", "SEGS", "TYPE");
+		for (size_t j = 0; j < vg->nlvs; j++) {
+			const struct lvm_lv *lv = &vg->lvs[j];
+			char path[300];
+			lvm_lv_path(vg, lv, path, sizeof(path));
+			printf("%-36s %14" PRIu64 " %5zu  %s%s\n", path, lvm_lv_size(vg, lv),
+			       lv->nsegs, lvm_lv_kind(lv), lv->visible ? "" : " (hidden)");
+		}
+	}
+}
+
 int guest_partitions(int argc, char **argv)
 {
 	const char *image, *format;
@@ -96,29 +180,33 @@ int guest_partitions(int argc, char **argv)
 	struct gimage im;
 	if (gimage_open(&im, image, format, false) < 0)
 		return 1;
-	struct part_table t;
-	if (part_scan(&im.dev, &t) < 0) {
+	struct vol_list l;
+	if (vol_scan(&l, &im.dev, true) < 0) {
 		gimage_close(&im);
 		return 1;
 	}
+	const struct part_table *t = &l.parts;
 	if (json) {
-		json_t *root = json_object(), *arr = json_array();
-		json_object_set_new(root, "scheme", json_string(t.scheme));
-		json_object_set_new(root, "sector_size", json_integer(t.sector_size));
+		json_t *root = json_object(), *arr = json_array(), *vgs = json_array();
+		json_object_set_new(root, "scheme", json_string(t->scheme));
+		json_object_set_new(root, "sector_size", json_integer(t->sector_size));
 		json_object_set_new(root, "size", json_integer((json_int_t)im.dev.size));
-		if (!strcmp(t.scheme, "gpt"))
-			json_object_set_new(root, "disk_guid", json_string(t.disk_guid));
-		for (size_t i = 0; i < t.count; i++)
-			json_array_append_new(arr, part_json(&t.parts[i]));
+		if (!strcmp(t->scheme, "gpt"))
+			json_object_set_new(root, "disk_guid", json_string(t->disk_guid));
+		for (size_t i = 0; i < t->count; i++)
+			json_array_append_new(arr, part_json(&t->parts[i]));
 		json_object_set_new(root, "partitions", arr);
+		for (size_t i = 0; i < l.lvm.nvgs; i++)
+			json_array_append_new(vgs, vg_json(&l.lvm, &l.lvm.vgs[i]));
+		json_object_set_new(root, "volume_groups", vgs);
 		print_json(root);
 	} else {
-		printf("scheme: %s\n", t.scheme);
-		if (t.count)
+		printf("scheme: %s\n", t->scheme);
+		if (t->count)
 			printf("%-4s %-9s %14s %14s %14s  %s\n", "NUM", "KIND", "START", "END",
 			       "SIZE", "TYPE");
-		for (size_t i = 0; i < t.count; i++) {
-			const struct part *p = &t.parts[i];
+		for (size_t i = 0; i < t->count; i++) {
+			const struct part *p = &t->parts[i];
 			const char *tn = part_type_name(p);
 			char type[64];
 			if (p->kind == PART_GPT)
@@ -129,23 +217,53 @@ int guest_partitions(int argc, char **argv)
 			       p->number, kind_name(p->kind), p->start, p->start + p->size - 1,
 			       p->size, type, p->name[0] ? "  " : "", p->name);
 		}
+		print_vgs(&l.lvm);
 	}
-	part_table_free(&t);
-	return gimage_close(&im) < 0 ? 1 : 0;
+	int rc = l.lvm.failed;
+	vol_list_free(&l);
+	return gimage_close(&im) < 0 ? 1 : rc;
 }
 
-static json_t *fs_json(const char *device, int number, const struct fsinfo *fi, uint64_t psize)
+static json_t *fs_json(const struct volume *v, const struct fsinfo *fi, const char *why)
 {
 	json_t *o = json_object();
-	json_object_set_new(o, "device", json_string(device));
-	json_object_set_new(o, "partition", json_integer(number));
+	json_object_set_new(o, "device", json_string(v->name));
+	json_object_set_new(o, "partition",
+			    v->kind == VOL_LV ? json_null()
+					      : json_integer(v->part ? v->part->number : 0));
+	if (v->kind == VOL_LV) {
+		json_object_set_new(o, "vg", json_string(v->vg->name));
+		json_object_set_new(o, "lv", json_string(v->lv->name));
+		json_object_set_new(o, "lv_kind", json_string(lvm_lv_kind(v->lv)));
+	}
 	json_object_set_new(o, "type", json_string(fi->type));
 	json_object_set_new(o, "supported", json_boolean(fi->supported));
 	json_object_set_new(o, "label", json_string(fi->label));
 	json_object_set_new(o, "uuid", json_string(fi->uuid));
 	json_object_set_new(o, "size", json_integer((json_int_t)fi->size));
-	json_object_set_new(o, "partition_size", json_integer((json_int_t)psize));
+	json_object_set_new(o, "partition_size", json_integer((json_int_t)v->size));
+	if (why)
+		json_object_set_new(o, "error", json_string(why));
 	return o;
+}
+
+/* What `v` holds; `why` says why an LV cannot be read (and it then holds "unknown"). */
+static int detect(const struct vol_list *l, const struct volume *v, const struct gdev *disk,
+		  struct fsinfo *fi, char *why, size_t whysz)
+{
+	struct gdev d;
+	struct vol_dev vd;
+	why[0] = 0;
+	if (v->kind == VOL_LV && lvm_lv_unreadable(&l->lvm, v->vg, v->lv, why, whysz)) {
+		memset(fi, 0, sizeof(*fi));
+		strcpy(fi->type, "unknown");
+		return 0;
+	}
+	if (vol_open(l, v, disk, false, &d, &vd) < 0)
+		return -1;
+	int r = fs_detect(&d, fi);
+	vol_close(&vd);
+	return r;
 }
 
 int guest_filesystems(int argc, char **argv)
@@ -157,44 +275,30 @@ int guest_filesystems(int argc, char **argv)
 	struct gimage im;
 	if (gimage_open(&im, image, format, false) < 0)
 		return 1;
-	struct part_table t;
-	if (part_scan(&im.dev, &t) < 0) {
+	struct vol_list l;
+	if (vol_scan(&l, &im.dev, true) < 0) {
 		gimage_close(&im);
 		return 1;
 	}
-	int rc = 0;
+	int rc = l.lvm.failed;
 	json_t *arr = json_array();
 	if (!json)
 		printf("%-10s %-12s %-16s %-36s %14s\n", "DEVICE", "TYPE", "LABEL", "UUID", "SIZE");
-	size_t n = t.count ? t.count : 1;
-	for (size_t i = 0; i < n; i++) {
-		struct gdev dev;
-		struct gdev_window win;
+	for (size_t i = 0; i < l.count; i++) {
+		const struct volume *v = &l.v[i];
 		struct fsinfo fi;
-		char device[32];
-		int number = 0;
-		if (t.count) {
-			const struct part *p = &t.parts[i];
-			if (p->kind == PART_EXTENDED)
-				continue;
-			number = p->number;
-			snprintf(device, sizeof(device), "/dev/sda%d", number);
-			if (gdev_window_init(&dev, &win, &im.dev, p->start, p->size) < 0) {
-				rc = 1;
-				continue;
-			}
-		} else {
-			snprintf(device, sizeof(device), "/dev/sda");
-			gdev_window_init(&dev, &win, &im.dev, 0, im.dev.size);
-		}
-		if (fs_detect(&dev, &fi) < 0) {
+		char why[200];
+		if (detect(&l, v, &im.dev, &fi, why, sizeof(why)) < 0) {
 			rc = 1;
 			continue;
 		}
 		if (json) {
-			json_array_append_new(arr, fs_json(device, number, &fi, dev.size));
+			json_array_append_new(arr, fs_json(v, &fi, why[0] ? why : NULL));
+		} else if (why[0]) {
+			printf("%-10s %-12s %-16s %-36s %14s  (%s)\n", v->name, "-", "-", "-", "-",
+			       why);
 		} else {
-			printf("%-10s %-12s %-16s %-36s %14" PRIu64 "%s\n", device, fi.type,
+			printf("%-10s %-12s %-16s %-36s %14" PRIu64 "%s\n", v->name, fi.type,
 			       fi.label[0] ? fi.label : "-", fi.uuid[0] ? fi.uuid : "-", fi.size,
 			       fi.supported || !strcmp(fi.type, "unknown") ||
 				       !strcmp(fi.type, "swap") || !strcmp(fi.type, "vfat")
@@ -206,7 +310,7 @@ int guest_filesystems(int argc, char **argv)
 		print_json(arr);
 	else
 		json_decref(arr);
-	part_table_free(&t);
+	vol_list_free(&l);
 	if (gimage_close(&im) < 0)
 		rc = 1;
 	return rc;

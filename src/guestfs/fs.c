@@ -178,24 +178,6 @@ void gfs_close_dev(struct gfs *g)
 	ext2io_unregister(g->ioname);
 }
 
-/* "3", "sda3", "/dev/sda3", "vda3" -> 3 */
-static int parse_partition(const char *s)
-{
-	const char *p = s;
-	if (!strncmp(p, "/dev/", 5))
-		p += 5;
-	if ((p[0] == 's' || p[0] == 'v' || p[0] == 'h') && p[1] == 'd' && p[2] >= 'a' &&
-	    p[2] <= 'z')
-		p += 3;
-	char *end;
-	errno = 0;
-	long n = strtol(p, &end, 10);
-	if (*p < '0' || *p > '9' || *end || errno || n < 0 || n > 100000)
-		return kite_error("bad partition '%s' (expected a number such as 1 or /dev/sda1)",
-				  s);
-	return (int)n;
-}
-
 /* Is there an /etc/os-release in the filesystem on `dev`? */
 static bool has_os_release(struct gfs *g)
 {
@@ -214,78 +196,98 @@ static const char *what(const struct fsinfo *fi)
 	return strcmp(fi->type, "unknown") ? fi->type : "no filesystem kite recognises";
 }
 
-static int choose(struct gfs *g, const struct part_table *t, const struct gfs_opts *o)
+/* Opens the volume -a names as g->part. */
+static int open_named(struct gfs *g, const struct vol_list *l, const struct gfs_opts *o)
 {
-	if (o->partition) {
-		int n = parse_partition(o->partition);
-		if (n < 0)
-			return -1;
-		if (n == 0 || !t->count) {
-			if (n != 0 && !t->count)
-				return kite_error("the disk has no partition table: use the whole "
-						  "disk (omit -a)");
-			if (t->count)
-				return kite_error("the disk is partitioned: choose a partition "
-						  "number");
-			return gdev_window_init(&g->part, &g->win, &g->im.dev, 0, g->im.dev.size);
-		}
-		const struct part *p = part_find(t, n);
-		if (!p)
-			return kite_error("partition %d does not exist", n);
-		if (p->kind == PART_EXTENDED)
-			return kite_error("partition %d is an extended partition (it holds the "
-					  "logical partitions 5 and up)",
-					  n);
-		if (gdev_window_init(&g->part, &g->win, &g->im.dev, p->start, p->size) < 0)
-			return -1;
-		struct fsinfo fi;
-		if (fs_detect(&g->part, &fi) < 0)
-			return -1;
-		if (!fi.supported)
-			return kite_error("partition %d holds %s, which kite guest cannot read (it "
-					  "reads ext2, ext3 and ext4)",
-					  n, what(&fi));
-		g->partno = n;
+	const struct volume *v = vol_find(l, o->partition);
+	struct fsinfo fi;
+	if (!v || vol_open(l, v, &g->im.dev, o->write, &g->part, &g->vd) < 0)
+		return -1;
+	if (fs_detect(&g->part, &fi) < 0)
+		return -1;
+	if (!strcmp(fi.type, "LVM2_member"))
+		return kite_error("%s holds LVM2_member, an LVM2 physical volume: name one of its "
+				  "logical volumes instead (see 'kite guest filesystems')",
+				  v->label);
+	if (!fi.supported)
+		return kite_error("%s holds %s, which kite guest cannot read (it reads ext2, ext3 "
+				  "and ext4)",
+				  v->label, what(&fi));
+	return 0;
+}
+
+/* Can `v` be read, and does it hold an ext2/3/4 filesystem? */
+static int holds_ext(struct gfs *g, const struct vol_list *l, const struct volume *v, bool *ext)
+{
+	char why[200];
+	struct fsinfo fi;
+	*ext = false;
+	if (v->kind == VOL_LV && lvm_lv_unreadable(&l->lvm, v->vg, v->lv, why, sizeof(why)))
 		return 0;
-	}
-	if (!t->count) {
+	if (vol_open(l, v, &g->im.dev, false, &g->part, &g->vd) < 0)
+		return 0; /* reported; a broken entry does not hide the others */
+	int r = fs_detect(&g->part, &fi);
+	*ext = r == 0 && fi.supported;
+	vol_close(&g->vd);
+	return r;
+}
+
+static bool os_release_on(struct gfs *g, const struct vol_list *l, const struct volume *v)
+{
+	if (vol_open(l, v, &g->im.dev, false, &g->part, &g->vd) < 0)
+		return false;
+	bool yes = has_os_release(g);
+	vol_close(&g->vd);
+	return yes;
+}
+
+static int none_readable(struct gfs *g, const struct vol_list *l)
+{
+	if (l->count == 1 && l->v[0].kind == VOL_DISK) {
 		struct fsinfo fi;
-		if (gdev_window_init(&g->part, &g->win, &g->im.dev, 0, g->im.dev.size) < 0 ||
+		if (vol_open(l, &l->v[0], &g->im.dev, false, &g->part, &g->vd) < 0 ||
 		    fs_detect(&g->part, &fi) < 0)
 			return -1;
-		if (!fi.supported)
-			return kite_error("the disk has no partition table and holds %s, not an "
-					  "ext2/3/4 filesystem",
-					  what(&fi));
-		return 0;
+		return kite_error("the disk has no partition table and holds %s, not an ext2/3/4 "
+				  "filesystem",
+				  what(&fi));
 	}
-	int best = -1, os = -1;
-	uint64_t best_size = 0;
-	for (size_t i = 0; i < t->count; i++) {
-		const struct part *p = &t->parts[i];
-		struct fsinfo fi;
-		if (p->kind == PART_EXTENDED)
-			continue;
-		if (gdev_window_init(&g->part, &g->win, &g->im.dev, p->start, p->size) < 0)
-			continue; /* reported; a broken entry does not hide the others */
-		if (fs_detect(&g->part, &fi) < 0)
+	return kite_error("no partition or logical volume holds an ext2/3/4 filesystem (see "
+			  "'kite guest filesystems')");
+}
+
+/* The volume holding /etc/os-release, else the largest ext2/3/4 one; when there is only
+ * one, it is opened once, for the verb. */
+static int choose(struct gfs *g, const struct vol_list *l, const struct gfs_opts *o)
+{
+	if (o->partition)
+		return open_named(g, l, o);
+	if (l->lvm.failed)
+		return kite_error("the disk's LVM2 metadata cannot be read (see above): name the "
+				  "filesystem with -a");
+	bool *ext = calloc(l->count ? l->count : 1, sizeof(*ext));
+	if (!ext)
+		return kite_error("out of memory");
+	const struct volume *best = NULL, *pick = NULL;
+	size_t found = 0;
+	for (size_t i = 0; i < l->count; i++) {
+		if (holds_ext(g, l, &l->v[i], &ext[i]) < 0) {
+			free(ext);
 			return -1;
-		if (!fi.supported)
-			continue;
-		if (best < 0 || p->size > best_size) {
-			best = (int)i;
-			best_size = p->size;
 		}
-		if (os < 0 && has_os_release(g))
-			os = (int)i;
+		if (ext[i] && (!best || l->v[i].size > best->size))
+			best = &l->v[i];
+		found += ext[i];
 	}
-	int pick = os >= 0 ? os : best;
-	if (pick < 0)
-		return kite_error("no partition holds an ext2/3/4 filesystem (see 'kite guest "
-				  "filesystems')");
-	const struct part *p = &t->parts[pick];
-	g->partno = p->number;
-	return gdev_window_init(&g->part, &g->win, &g->im.dev, p->start, p->size);
+	for (size_t i = 0; i < l->count && found > 1 && !pick; i++)
+		if (ext[i] && os_release_on(g, l, &l->v[i]))
+			pick = &l->v[i];
+	free(ext);
+	if (!pick)
+		pick = best;
+	if (!pick)
+		return none_readable(g, l);
+	return vol_open(l, pick, &g->im.dev, o->write, &g->part, &g->vd);
 }
 
 int gfs_open(struct gfs *g, const char *image, const struct gfs_opts *o)
@@ -293,19 +295,41 @@ int gfs_open(struct gfs *g, const char *image, const struct gfs_opts *o)
 	memset(g, 0, sizeof(*g));
 	if (gimage_open(&g->im, image, o->format, o->write) < 0)
 		return -1;
-	struct part_table t;
-	if (part_scan(&g->im.dev, &t) < 0)
+	/* volume groups are read only when they may be what is asked for */
+	bool lvm = !o->partition || vol_arg_is_lv(o->partition);
+	struct vol_list l;
+	if (vol_scan(&l, &g->im.dev, lvm) < 0)
 		goto fail;
-	int r = choose(g, &t, o);
-	part_table_free(&t);
+	int r = choose(g, &l, o);
+	vol_list_free(&l);
 	if (r < 0 || gfs_open_dev(g, o->write) < 0)
 		goto fail;
 	if (o->write && o->session)
 		g->undo.keep = false;
 	return 0;
 fail:
+	vol_close(&g->vd);
 	gimage_close(&g->im);
 	return -1;
+}
+
+int gfs_open_volume(struct gfs *g, const struct vol_list *l, const struct volume *v,
+		    const struct gdev *disk)
+{
+	memset(g, 0, sizeof(*g));
+	if (vol_open(l, v, disk, false, &g->part, &g->vd) < 0)
+		return -1;
+	if (gfs_open_dev(g, false) < 0) {
+		vol_close(&g->vd);
+		return -1;
+	}
+	return 0;
+}
+
+void gfs_close_volume(struct gfs *g)
+{
+	gfs_close_dev(g);
+	vol_close(&g->vd);
 }
 
 /* The filesystem is closed or dropped: keeps or takes back what the change wrote. */
@@ -323,6 +347,7 @@ static int finish(struct gfs *g, bool keep)
 				       "e2fsck -f");
 		}
 	}
+	vol_close(&g->vd);
 	if (gimage_close(&g->im) < 0)
 		ret = -1;
 	return ret;

@@ -7,6 +7,7 @@
 #include "guestfs/dev.h"
 #include "guestfs/image.h"
 #include "guestfs/undo.h"
+#include "guestfs/volume.h"
 
 #include <ext2fs/ext2fs.h>
 #include <stdbool.h>
@@ -14,20 +15,21 @@
 
 struct gfs {
 	struct gimage im;
-	struct gdev part; /* the filesystem's partition (or the whole disk) */
-	struct gdev_window win;
+	struct gdev part; /* the filesystem's partition, logical volume or whole disk */
+	struct vol_dev vd;
 	struct gdev udev; /* `part` through `undo`: what libext2fs writes to */
 	struct gundo undo;
 	ext2fs_block_bitmap used_at_open; /* when writing: the blocks in use when opened */
 	char ioname[32];
 	ext2_filsys fs;
-	int partno; /* 0: the whole disk */
 	bool rw;
 };
 
 struct gfs_opts {
-	const char *format;    /* image format or NULL to probe */
-	const char *partition; /* "-a" argument: "1", "sda1", "/dev/sda1"; NULL to choose */
+	const char *format; /* image format or NULL to probe */
+	/* "-a" argument: "1", "sda1", "/dev/sda1", "/dev/VG/LV", "/dev/mapper/VG-LV"; NULL to
+	 * choose the filesystem holding /etc/os-release, else the largest ext2/3/4 one */
+	const char *partition;
 	bool write;
 	/* Writes that go to the image as they come (kite guest mount): gfs_abort cannot take
 	 * them back, and the session ends with gfs_close whatever happened. */
@@ -53,6 +55,12 @@ int gfs_abort(struct gfs *g);
 /* For a session: writes back the metadata so that the image is complete and clean as it
  * stands; the next write marks it as being changed again. */
 int gfs_sync(struct gfs *g);
+
+/* Opens the filesystem of volume `v` of `l` (read-only), found on `disk`, an image already
+ * open: for verbs that look at every filesystem. Close with gfs_close_volume. */
+int gfs_open_volume(struct gfs *g, const struct vol_list *l, const struct volume *v,
+		    const struct gdev *disk);
+void gfs_close_volume(struct gfs *g);
 
 /* Opens the filesystem in `dev` (a partition of an image already open). */
 int gfs_open_dev(struct gfs *g, bool write);
