@@ -222,6 +222,10 @@ int qcow2_write_snapshot_table(struct blk *b, struct qcow2_snapshot *snaps, uint
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);
 
+/* The feature name table QEMU writes into a v3 header (qcow2_create.c). */
+#define QCOW2_FEATURE_TABLE_BYTES (8 * 48)
+void qcow2_feature_table(uint8_t *ft);
+
 /* big-endian helpers */
 static inline uint16_t get_be16(const uint8_t *p)
 {
