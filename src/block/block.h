@@ -43,6 +43,9 @@ struct blk;
  * silent repair of a dirty image, and allows a corrupt image read-write. The handle is for
  * the check only: reads and writes through it are refused. */
 #define BLK_O_CHECK (1u << 8)
+/* The repair of a dirty qcow2 image (lazy refcounts) at a read-write open prints what it
+ * finds and does, as QEMU's does (qemu-img amend shows it); without it the repair is silent. */
+#define BLK_O_REPAIR_VERBOSE (1u << 9)
 
 /* Opens `path`. Every image of the chain is locked as QEMU locks it, so that no process
  * writes an image another one uses (see BLK_O_SHARE); a conflict fails the open with

@@ -346,8 +346,8 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 		if (q->incompat & QCOW2_INCOMPAT_DIRTY) {
 			/* Lazy refcounts were not written back: rebuild them first. */
 			struct qcow2_check_result res;
-			if (qcow2_check(b, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS | QCOW2_CHECK_QUIET,
-					&res) < 0 ||
+			unsigned quiet = (b->flags & BLK_O_REPAIR_VERBOSE) ? 0 : QCOW2_CHECK_QUIET;
+			if (qcow2_check(b, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS | quiet, &res) < 0 ||
 			    res.check_errors || res.corruptions) {
 				kite_error("%s: the image is dirty and its refcounts could not be "
 					   "rebuilt",

@@ -40,6 +40,29 @@ int qcow2_bitmap_info(struct blk *b, struct qcow2_bitmap_info **list, int *count
 /* The space qemu-img measure reports for copying b's bitmaps into clusters of `cs` bytes. */
 int qcow2_bitmaps_size(struct blk *b, uint64_t cs, uint64_t *out);
 
+/* qemu-img amend's qcow2 options (-o), as parsed from the command line; what was not given
+ * stays as it is. */
+struct qcow2_amend_opts {
+	const char *compat;	  /* "0.10"/"v2" or "1.1"/"v3" (others refused); NULL: as is */
+	uint64_t size;		  /* the new virtual size; 0: as is */
+	const char *backing_file; /* must name what the image has: NULL when not given */
+	const char *backing_fmt;
+	const char *data_file; /* refused (no image kite opens has one); NULL: not given */
+	int data_file_raw;     /* -1 not given, 0 off, 1 on (refused) */
+	int lazy_refcounts;    /* -1 not given, 0 off, 1 on */
+	int refcount_bits;     /* 0: not given (QEMU's int: any other value is checked) */
+	bool refcount_bits_set;
+	bool encrypt; /* an encrypt.* option was given (refused: kite opens no encrypted image) */
+};
+/* Progress of a long amend step: `done` of `total` (for qemu-img amend -p). */
+typedef void (*qcow2_amend_progress)(void *ctx, uint64_t done, uint64_t total);
+/* Changes the image (open read-write) as qemu-img 7.2's amend does: upgrade to v3, new
+ * refcount width, lazy refcounts, virtual size, downgrade to v2 (zero clusters expanded).
+ * Every refusal qemu-img makes is made before anything is written, with qemu-img's message;
+ * -1 then leaves the image as it was. */
+int qcow2_amend(struct blk *b, const struct qcow2_amend_opts *o, qcow2_amend_progress cb,
+		void *ctx);
+
 /* qemu-img check's counters (its JSON field names in comments). */
 struct qcow2_check_result {
 	uint64_t corruptions;	      /* "corruptions" */

@@ -77,6 +77,19 @@ static const struct {
     {2, 0, "bitmaps"},		{2, 1, "raw external data"},
 };
 
+void qcow2_feature_table(uint8_t *ft)
+{
+	_Static_assert(sizeof(feature_table) / sizeof(feature_table[0]) * 48 ==
+			   QCOW2_FEATURE_TABLE_BYTES,
+		       "feature table size");
+	memset(ft, 0, QCOW2_FEATURE_TABLE_BYTES);
+	for (size_t i = 0; i < sizeof(feature_table) / sizeof(feature_table[0]); i++) {
+		ft[i * 48] = feature_table[i].type;
+		ft[i * 48 + 1] = feature_table[i].bit;
+		strncpy((char *)ft + i * 48 + 2, feature_table[i].name, 46);
+	}
+}
+
 int qcow2_create(const char *path, const struct blk_create_opts *o)
 {
 	int version = 3;
@@ -148,16 +161,10 @@ int qcow2_create(const char *path, const struct blk_create_opts *o)
 		q.backing_file = (char *)o->backing_file;
 		if (o->backing_fmt)
 			memcpy(q.backing_fmt, o->backing_fmt, strlen(o->backing_fmt) + 1);
-		uint8_t ft[sizeof(feature_table) / sizeof(feature_table[0]) * 48];
+		uint8_t ft[QCOW2_FEATURE_TABLE_BYTES];
 		struct qcow2_ext ext = {QCOW2_EXT_FEATURES, sizeof(ft), ft};
 		if (version == 3) {
-			memset(ft, 0, sizeof(ft));
-			for (size_t i = 0; i < sizeof(feature_table) / sizeof(feature_table[0]);
-			     i++) {
-				ft[i * 48] = feature_table[i].type;
-				ft[i * 48 + 1] = feature_table[i].bit;
-				strncpy((char *)ft + i * 48 + 2, feature_table[i].name, 46);
-			}
+			qcow2_feature_table(ft);
 			q.exts = &ext;
 			q.nb_exts = 1;
 		}

@@ -238,6 +238,35 @@ int qcow2_resize_tracked(struct blk *b, uint64_t size, bool shrink);
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);
 
+/* The feature name table QEMU writes into a v3 header (qcow2_create.c). */
+#define QCOW2_FEATURE_TABLE_BYTES (8 * 48)
+void qcow2_feature_table(uint8_t *ft);
+
+/* qemu-img amend's steps (qcow2_amend*.c, qcow2_refcount_order.c): each reports its
+ * progress as a share of all the steps the amend takes. */
+struct qcow2_amend_status {
+	qcow2_amend_progress cb;
+	void *ctx;
+	unsigned steps, steps_done;
+};
+void qcow2_amend_report(struct qcow2_amend_status *st, uint64_t done, uint64_t total);
+void qcow2_amend_step_done(struct qcow2_amend_status *st);
+/* Rewrites the refcount structure at 2^order bits per entry (v3 only). */
+int qcow2_change_refcount_order(struct blk *b, uint32_t order, struct qcow2_amend_status *st);
+/* Whether every refcount fits in 2^order bits (else qemu-img's error). */
+int qcow2_refcounts_fit(struct blk *b, uint32_t order);
+/* Makes every zero cluster (active and in snapshots) something v2 reads as zeros:
+ * unallocated without a backing file, else a cluster of zeros. */
+int qcow2_expand_zero_clusters(struct blk *b, struct qcow2_amend_status *st);
+int qcow2_upgrade(struct blk *b, struct qcow2_amend_status *st);
+int qcow2_downgrade(struct blk *b, struct qcow2_amend_status *st);
+/* Whether the active L1 maps a compressed cluster below guest offset `end`. */
+int qcow2_has_compressed(struct blk *b, uint64_t end);
+/* Rewrites the header from the fields in *q, then syncs it. */
+int qcow2_update_header_sync(struct blk *b);
+/* QEMU's qcow2_mark_clean(): writes back what lazy refcounts held, clears the dirty bit. */
+int qcow2_mark_clean(struct blk *b);
+
 /* big-endian helpers */
 static inline uint16_t get_be16(const uint8_t *p)
 {

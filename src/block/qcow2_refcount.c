@@ -330,6 +330,19 @@ static int64_t find_free(struct blk *b, uint64_t n)
 	}
 }
 
+/* 1 when clusters [c0, c0+n) all have refcount 0, 0 if not, -1. */
+static int run_free(struct blk *b, uint64_t c0, uint64_t n)
+{
+	for (uint64_t c = c0; c < c0 + n; c++) {
+		uint64_t v;
+		if (qcow2_get_refcount(b, c, &v) < 0)
+			return -1;
+		if (v)
+			return 0;
+	}
+	return 1;
+}
+
 int64_t qcow2_alloc_clusters(struct blk *b, uint64_t n)
 {
 	struct qcow2 *q = Q(b);
@@ -337,8 +350,10 @@ int64_t qcow2_alloc_clusters(struct blk *b, uint64_t n)
 		int64_t s = find_free(b, n);
 		if (s < 0)
 			return -1;
-		uint64_t start = (uint64_t)s;
+		uint64_t start = (uint64_t)s, hint = q->free_hint;
 		bool created = false;
+		/* a refcount block the run needs goes after it, where QEMU puts it */
+		q->free_hint = start + n;
 		for (uint64_t i = start / q->rb_entries; i <= (start + n - 1) / q->rb_entries;
 		     i++) {
 			int r = ensure_block(b, i, 0);
@@ -346,8 +361,13 @@ int64_t qcow2_alloc_clusters(struct blk *b, uint64_t n)
 				return -1;
 			created |= r > 0;
 		}
-		if (created)
-			continue; /* a new refcount block may sit in the run: search again */
+		if (q->free_hint > hint) /* (a freed cluster may have lowered it) */
+			q->free_hint = hint;
+		int still = created ? run_free(b, start, n) : 1;
+		if (still < 0)
+			return -1;
+		if (!still)
+			continue; /* a new refcount block landed in the run: search again */
 		if (qcow2_update_refcount(b, start * q->cluster_size, n * q->cluster_size, 1) < 0)
 			return -1;
 		if (q->free_hint == start)

@@ -12,6 +12,9 @@ static const struct {
 	int (*main)(int argc, char **argv);
 	const char *syntax;
 } verbs[] = {
+    {"amend", img_amend,
+     "amend [--object objectdef] [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] -o options "
+     "filename"},
     {"create", img_create,
      "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename "
      "[size]"},

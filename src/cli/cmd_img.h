@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 int img_create(int argc, char **argv);
+int img_amend(int argc, char **argv);
 int img_info(int argc, char **argv);
 int img_convert(int argc, char **argv);
 int img_resize(int argc, char **argv);
