@@ -7,35 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
-
-bool machine_name_check_quiet(const char *name)
-{
-	size_t len = strlen(name);
-	if (len == 0 || len > MACHINE_NAME_MAX || name[0] == '.')
-		return false;
-	return strspn(name, NAME_CHARS) == len;
-}
-
-int machine_name_check(const char *name)
-{
-	if (machine_name_check_quiet(name))
-		return 0;
-	/* Say what is wrong with it. */
-	size_t len = strlen(name);
-	if (len == 0)
-		return kite_error("machine name is empty");
-	if (len > MACHINE_NAME_MAX)
-		return kite_error("machine name '%.20s...' is longer than %d characters", name,
-				  MACHINE_NAME_MAX);
-	if (name[0] == '.')
-		return kite_error("machine name '%s' starts with a dot", name);
-	char c = name[strspn(name, NAME_CHARS)];
-	return kite_error("machine name '%s': character '%c' is not allowed (use letters, digits, "
-			  "'.', '_', '-')",
-			  name, c);
-}
-
 static char *dup_or_null(const char *s)
 {
 	return s ? strdup(s) : NULL;
@@ -496,7 +467,7 @@ int machine_nic_add_hostfwd(struct machine_nic *nic, const char *rule)
 		return kite_error("hostfwd needs a user (NAT) interface");
 	if (strchr(rule, ','))
 		return kite_error("hostfwd rule '%s' contains a comma", rule);
-	if (net_hostfwd_parse(rule, &check) < 0)
+	if (net_hostfwd_parse(rule, &check, "hostfwd") < 0)
 		return -1;
 	if (nic->nhostfwd >= MACHINE_MAX_DEVICES)
 		return kite_error("too many hostfwd rules (at most %d)", MACHINE_MAX_DEVICES);

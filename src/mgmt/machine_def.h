@@ -5,12 +5,13 @@
 #ifndef KITE_MGMT_MACHINE_DEF_H
 #define KITE_MGMT_MACHINE_DEF_H
 
+#include "config/machine_config.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define MACHINE_NAME_MAX    64
 #define MACHINE_MAX_DEVICES 64
 
 struct machine_disk {
@@ -52,12 +53,6 @@ struct machine_def {
 	bool autostart;
 };
 
-/* Returns 0 when `name` is a valid machine name ([A-Za-z0-9._-], 1..64 chars, no leading
- * dot), else -1 with an error. */
-int machine_name_check(const char *name);
-/* The same test, printing nothing. */
-bool machine_name_check_quiet(const char *name);
-
 /* Fills `def` from JSON. `where` prefixes error messages (a file name). A missing uuid is
  * generated, a missing MAC too; memory defaults to 512 MiB, vcpus to 1. Returns 0 or -1
  * (reported, def left empty). */
@@ -83,8 +78,6 @@ int machine_nic_add_hostfwd(struct machine_nic *nic, const char *rule);
 int machine_def_remove_nic(struct machine_def *def, const char *mac_or_type);
 
 /* Random identifiers. */
-int uuid_generate_str(char out[37]);
-bool uuid_valid(const char *s);
 int mac_generate_str(char out[18]);
 bool mac_valid(const char *s);
 

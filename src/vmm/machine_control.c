@@ -10,6 +10,7 @@ static struct {
 	struct vm **current;
 	void (*quit)(int sig);
 	struct control_server *server;
+	struct console *console;
 } ctl;
 
 /* Runs fn on the boot in progress with the lock held (so the vm cannot go away under it). */
@@ -136,23 +137,12 @@ static int h_query_balloon(void *opaque, uint64_t *bytes)
 	return with_vm(get_balloon, bytes);
 }
 
-struct input {
-	const void *data;
-	size_t len;
-};
-
-static int type_into_uart(struct vm *vm, void *arg)
-{
-	struct input *in = arg;
-	/* Must not block: what the UART's FIFO cannot take now is dropped, as on a real line. */
-	serial_receive(&vm->serial, in->data, in->len);
-	return 0;
-}
-
+/* Bytes typed on an attached `kite console` go to whichever device the console feeds (the
+ * UART, or hvc0 with console "virtio"); what it cannot take now is dropped, as on a line. */
 static int h_console_input(void *opaque, const void *data, size_t len)
 {
-	struct input in = {data, len};
-	return with_vm(type_into_uart, &in);
+	console_inject(ctl.console, data, len);
+	return 0;
 }
 
 static void forward_output(void *opaque, const uint8_t *buf, size_t len)
@@ -167,6 +157,7 @@ int machine_control_start(const char *path, const char *name, struct console *co
 	ctl.lock = lock;
 	ctl.current = current;
 	ctl.quit = quit;
+	ctl.console = console;
 	struct control_handlers h = {
 	    .query_status = h_query_status,
 	    .stop = h_stop,
