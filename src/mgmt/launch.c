@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,49 +53,13 @@ static void push(struct argv_builder *b, char *s)
 	b->v[b->n] = NULL;
 }
 
-static void pushf(struct argv_builder *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void pushf(struct argv_builder *b, const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	push(b, s);
-}
-
-/* Option values are comma-separated key=value lists; a comma inside a path is doubled, as
- * QEMU does. */
-static char *escape_commas(const char *s)
-{
-	size_t n = 0;
-	for (const char *p = s; *p; p++)
-		n += *p == ',' ? 2 : 1;
-	char *out = malloc(n + 1), *o = out;
-	if (!out)
-		return NULL;
-	for (const char *p = s; *p; p++) {
-		*o++ = *p;
-		if (*p == ',')
-			*o++ = ',';
-	}
-	*o = '\0';
-	return out;
-}
-
-static int cmp_disk_target(const void *a, const void *b)
-{
-	const struct machine_disk *x = *(const struct machine_disk *const *)a;
-	const struct machine_disk *y = *(const struct machine_disk *const *)b;
-	size_t lx = strlen(x->target), ly = strlen(y->target);
-	return lx != ly ? (lx < ly ? -1 : 1) : strcmp(x->target, y->target);
-}
-
-char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *def)
+char **machine_runner_argv(const struct mgmt_dirs *d, const char *name)
 {
 	struct argv_builder b = {0};
+	char def[PATH_MAX], sock[PATH_MAX];
+	if (runtime_path(d, name, "json", def, sizeof(def)) < 0 ||
+	    runtime_path(d, name, "sock", sock, sizeof(sock)) < 0)
+		return NULL;
 	const char *runner = getenv("KITE_RUNNER");
 	if (runner && *runner) {
 		char *copy = strdup(runner), *save = NULL;
@@ -122,91 +85,33 @@ char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *
 		push(&b, strdup(self));
 		push(&b, strdup("run"));
 	}
-	push(&b, strdup("--kernel"));
-	push(&b, strdup(def->kernel));
-	if (def->initrd) {
-		push(&b, strdup("--initrd"));
-		push(&b, strdup(def->initrd));
-	}
-	if (def->append) {
-		push(&b, strdup("--append"));
-		push(&b, strdup(def->append));
-	}
-	push(&b, strdup("--memory"));
-	if (def->memory % 1024 == 0)
-		pushf(&b, "%" PRIu64 "K", def->memory / 1024);
-	else
-		pushf(&b, "%" PRIu64 "B", def->memory);
-	push(&b, strdup("--cpus"));
-	pushf(&b, "%u", def->vcpus);
-	const struct machine_disk **disks = calloc(def->ndisks + 1, sizeof(*disks));
-	if (!disks)
-		b.failed = true;
-	for (size_t i = 0; disks && i < def->ndisks; i++)
-		disks[i] = &def->disks[i];
-	if (disks && def->ndisks > 1)
-		qsort(disks, def->ndisks, sizeof(*disks), cmp_disk_target);
-	for (size_t i = 0; disks && i < def->ndisks; i++) {
-		char *path = escape_commas(disks[i]->path);
-		push(&b, strdup("--disk"));
-		if (path)
-			pushf(&b, "%s%s%s%s", path, disks[i]->format ? ",format=" : "",
-			      disks[i]->format ? disks[i]->format : "",
-			      disks[i]->readonly ? ",readonly=on" : "");
-		else
-			b.failed = true;
-		free(path);
-	}
-	free(disks);
-	for (size_t i = 0; i < def->nnics; i++) {
-		const struct machine_nic *nic = &def->nics[i];
-		push(&b, strdup("--net"));
-		char *spec = NULL;
-		if (nic->ifname) {
-			if (asprintf(&spec, "tap=%s,mac=%s", nic->ifname, nic->mac) < 0)
-				spec = NULL;
-		} else {
-			if (asprintf(&spec, "user,mac=%s", nic->mac) < 0)
-				spec = NULL;
-			for (size_t k = 0; spec && k < nic->nhostfwd; k++) {
-				char *longer = NULL;
-				if (asprintf(&longer, "%s,hostfwd=%s", spec, nic->hostfwd[k]) < 0)
-					longer = NULL;
-				free(spec);
-				spec = longer;
-			}
-		}
-		push(&b, spec);
-	}
-	for (size_t i = 0; i < def->nshares; i++) {
-		char *path = escape_commas(def->shares[i].path);
-		push(&b, strdup("--share"));
-		if (path)
-			pushf(&b, "%s,tag=%s%s", path, def->shares[i].tag,
-			      def->shares[i].readonly ? ",readonly=on" : "");
-		else
-			b.failed = true;
-		free(path);
-	}
-	char sock[PATH_MAX];
-	if (runtime_path(d, def->name, "sock", sock, sizeof(sock)) < 0) {
-		argv_free(b.v);
-		return NULL;
-	}
-	/* A balloon always, as libvirt adds one: setmem works on every machine. */
-	push(&b, strdup("--balloon"));
-	push(&b, strdup("--name"));
-	push(&b, strdup(def->name));
-	push(&b, strdup("--control-socket"));
-	push(&b, strdup(sock));
-	push(&b, strdup("--console"));
-	push(&b, strdup("none")); /* the console is on the socket (and in NAME.console) */
+	/* The console is on the socket (and in NAME.console), not on the supervisor's stdio. */
+	const char *const rest[] = {"--definition", def, "--control-socket", sock, "--detached"};
+	for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
+		push(&b, strdup(rest[i]));
 	if (b.failed) {
 		argv_free(b.v);
 		kite_error("out of memory");
 		return NULL;
 	}
 	return b.v;
+}
+
+/* RUNTIME/NAME.json: the definition this run of the VMM boots (kept after it ends, as the
+ * record of the last start). */
+static int write_run_definition(const struct mgmt_dirs *d, const struct machine_config *def)
+{
+	char path[PATH_MAX];
+	if (runtime_path(d, def->name, "json", path, sizeof(path)) < 0)
+		return -1;
+	json_t *j = machine_config_to_json(def);
+	char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(j);
+	if (!text)
+		return kite_error("out of memory");
+	int r = write_file_atomic(path, text, strlen(text), 0640);
+	free(text);
+	return r;
 }
 
 /* Replaces the status file atomically with {"state", "reason", "time"}; best effort. */
@@ -329,7 +234,7 @@ static int status_now(const struct mgmt_dirs *d, const char *name, struct machin
 	return machine_status_get(d, name, false, st);
 }
 
-int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int timeout_ms)
+int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, int timeout_ms)
 {
 	const char *name = def->name;
 	char statuspath[PATH_MAX], logpath[PATH_MAX], destroying[PATH_MAX], sockpath[PATH_MAX];
@@ -338,7 +243,9 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int 
 	    runtime_path(d, name, "destroying", destroying, sizeof(destroying)) < 0 ||
 	    runtime_path(d, name, "sock", sockpath, sizeof(sockpath)) < 0)
 		return -1;
-	char **argv = machine_runner_argv(d, def);
+	if (write_run_definition(d, def) < 0)
+		return -1;
+	char **argv = machine_runner_argv(d, name);
 	if (!argv)
 		return -1;
 	char pidpath[PATH_MAX];
@@ -405,7 +312,7 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int 
 		pid_t b = fork();
 		if (b != 0)
 			_exit(b < 0 ? 1 : 0);
-		supervise(d, name, argv, !strcmp(def->console, "serial"));
+		supervise(d, name, argv, def->console != MACHINE_CONSOLE_NONE);
 	}
 	close(ready[1]);
 	close(logfd);
