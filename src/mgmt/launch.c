@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <poll.h>
@@ -137,10 +138,28 @@ static void write_status(const char *statuspath, const char *state, const char *
 	free(text);
 }
 
+/* Why the VMM ended, from its wait status and the last error line of its log. */
+static void end_reason(int ws, const char *logpath, char *reason, size_t size)
+{
+	char last[400];
+	log_last_error(logpath, last, sizeof(last));
+	if (WIFSIGNALED(ws)) {
+		int sig = WTERMSIG(ws);
+		snprintf(reason, size, "VM process killed by signal %d (SIG%s)", sig,
+			 sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+	} else if (WEXITSTATUS(ws) == 2) {
+		snprintf(reason, size, "guest crashed%s%s", last[0] ? ": " : "", last);
+	} else {
+		snprintf(reason, size, "VM process exited with code %d%s%s", WEXITSTATUS(ws),
+			 last[0] ? ": " : "", last);
+	}
+}
+
 /* The supervisor's record of how the VMM ended: a clean end is "shut off" for virsh's reason
- * "destroyed" or "shutdown", anything else "crashed" with why. */
-static void record_end(const char *name, int ws, const char *statuspath, const char *destroying,
-		       const char *logpath)
+ * "destroyed" or "shutdown"; a VMM that ended before `kite start` saw it answer did not start,
+ * which virsh shows as "shut off" for reason "failed"; anything else is "crashed" with why. */
+static void record_end(const char *name, int ws, bool was_up, const char *statuspath,
+		       const char *destroying, const char *logpath)
 {
 	if (access(destroying, F_OK) == 0) {
 		write_status(statuspath, "shut off", "destroyed");
@@ -150,25 +169,34 @@ static void record_end(const char *name, int ws, const char *statuspath, const c
 		write_status(statuspath, "shut off", "shutdown");
 		return;
 	}
-	char reason[600], last[400];
-	log_last_error(logpath, last, sizeof(last));
-	if (WIFSIGNALED(ws)) {
-		int sig = WTERMSIG(ws);
-		snprintf(reason, sizeof(reason), "VM process killed by signal %d (SIG%s)", sig,
-			 sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
-	} else if (WEXITSTATUS(ws) == 2) {
-		snprintf(reason, sizeof(reason), "guest crashed%s%s", last[0] ? ": " : "", last);
-	} else {
-		snprintf(reason, sizeof(reason), "VM process exited with code %d%s%s",
-			 WEXITSTATUS(ws), last[0] ? ": " : "", last);
-	}
+	char reason[600], status[620];
+	end_reason(ws, logpath, reason, sizeof(reason));
 	/* The reason also goes to the log, where `kite list` users will look. */
-	fprintf(stderr, "kite: machine %s crashed: %s\n", name, reason);
+	fprintf(stderr, "kite: machine %s %s: %s\n", name, was_up ? "crashed" : "failed to start",
+		reason);
 	fflush(stderr);
-	write_status(statuspath, "crashed", reason);
+	if (was_up) {
+		write_status(statuspath, "crashed", reason);
+	} else {
+		snprintf(status, sizeof(status), "failed: %s", reason);
+		write_status(statuspath, "shut off", status);
+	}
 }
 
-/* Runs in the supervisor: never returns. fd 3 is the readiness pipe to `kite start`. */
+/* The supervisor's end of the socket to `kite start`: 'U' arrived once start saw the VMM
+ * answer. */
+static bool start_saw_it_up(int fd)
+{
+	char byte = 0;
+	ssize_t n;
+	do {
+		n = recv(fd, &byte, 1, MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	return n == 1 && byte == 'U';
+}
+
+/* Runs in the supervisor: never returns. fd 3 is a socket to `kite start`: the supervisor sends
+ * 'R' once the VMM runs, start sends 'U' once the VMM answered on its control socket. */
 static void supervise(const struct mgmt_dirs *d, const char *name, char **argv, bool console)
 {
 	char pidpath[PATH_MAX], statuspath[PATH_MAX], logpath[PATH_MAX], destroying[PATH_MAX],
@@ -211,10 +239,9 @@ static void supervise(const struct mgmt_dirs *d, const char *name, char **argv, 
 		kite_error_errno(errno, "machine %s: cannot write %s", name, pidpath);
 		kill(c, SIGKILL);
 	}
-	if (write_all(3, "R", 1) < 0) {
+	if (send(3, "R", 1, MSG_NOSIGNAL) < 0) {
 		/* `kite start` went away; the machine runs on regardless. */
 	}
-	close(3);
 	int ws;
 	while (waitpid(c, &ws, 0) < 0) {
 		if (errno != EINTR) {
@@ -222,7 +249,8 @@ static void supervise(const struct mgmt_dirs *d, const char *name, char **argv, 
 			break;
 		}
 	}
-	record_end(name, ws, statuspath, destroying, logpath);
+	record_end(name, ws, start_saw_it_up(3), statuspath, destroying, logpath);
+	close(3);
 	unlink(sockpath); /* stale after a crash; already gone after a clean end */
 	unlink(pidpath);
 	unlink(destroying);
@@ -232,6 +260,38 @@ static void supervise(const struct mgmt_dirs *d, const char *name, char **argv, 
 static int status_now(const struct mgmt_dirs *d, const char *name, struct machine_status *st)
 {
 	return machine_status_get(d, name, false, st);
+}
+
+/* Polls until the VMM answers query-status (0), ends (-1, reported) or the deadline passes
+ * (1). */
+static int wait_until_up(const struct mgmt_dirs *d, const char *name, int64_t deadline,
+			 const char *logpath, const char *sockpath)
+{
+	while (mono_ms() < deadline) {
+		struct machine_status st;
+		if (status_now(d, name, &st) < 0)
+			return -1;
+		if (st.state == MACHINE_CRASHED)
+			return kite_error("machine %s failed to start: %s (log: %s)", name,
+					  st.reason, logpath);
+		if (st.state == MACHINE_SHUTOFF && !strncmp(st.reason, "failed: ", 8))
+			return kite_error("machine %s failed to start: %s (log: %s)", name,
+					  st.reason + 8, logpath);
+		if (st.state == MACHINE_SHUTOFF)
+			return kite_error("machine %s stopped right after starting (log: %s)", name,
+					  logpath);
+		struct control_client *c;
+		if (control_client_connect(sockpath, 1000, &c, NULL) == 0) {
+			json_t *ret = NULL;
+			int q = control_client_execute(c, "query-status", NULL, &ret, 2000);
+			json_decref(ret);
+			control_client_close(c);
+			if (q == 0)
+				return 0;
+		}
+		sleep_ms(10);
+	}
+	return 1;
 }
 
 int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, int timeout_ms)
@@ -277,8 +337,8 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, i
 		return -1;
 	}
 	int ready[2];
-	if (pipe2(ready, O_CLOEXEC) < 0) {
-		kite_error_errno(errno, "pipe");
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ready) < 0) {
+		kite_error_errno(errno, "socketpair");
 		close(logfd);
 		argv_free(argv);
 		return -1;
@@ -335,32 +395,18 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, i
 		return kite_error("machine %s: the supervisor did not start%s%s", name,
 				  last[0] ? ": " : "", last);
 	}
-	close(ready[0]);
-	while (mono_ms() < deadline) {
-		struct machine_status st;
-		if (status_now(d, name, &st) < 0)
-			return -1;
-		if (st.state == MACHINE_CRASHED)
-			return kite_error("machine %s failed to start: %s (log: %s)", name,
-					  st.reason, logpath);
-		if (st.state == MACHINE_SHUTOFF)
-			return kite_error("machine %s stopped right after starting (log: %s)", name,
-					  logpath);
-		struct control_client *c;
-		if (control_client_connect(sockpath, 1000, &c, NULL) == 0) {
-			json_t *ret = NULL;
-			int q = control_client_execute(c, "query-status", NULL, &ret, 2000);
-			json_decref(ret);
-			control_client_close(c);
-			if (q == 0)
-				return 0;
-		}
-		sleep_ms(10);
+	int r2 = wait_until_up(d, name, deadline, logpath, sockpath);
+	if (r2 == 0 && send(ready[0], "U", 1, MSG_NOSIGNAL) < 0) {
+		/* The VMM already ended: the supervisor records it as it finds it. */
 	}
-	kite_error("machine %s did not answer on %s within %d s: stopping it (log: %s)", name,
-		   sockpath, timeout_ms / 1000, logpath);
-	machine_destroy(d, name);
-	return -1;
+	close(ready[0]);
+	if (r2 == 1) {
+		kite_error("machine %s did not answer on %s within %d s: stopping it (log: %s)",
+			   name, sockpath, timeout_ms / 1000, logpath);
+		machine_destroy(d, name);
+		return -1;
+	}
+	return r2;
 }
 
 int machine_wait_stopped(const struct mgmt_dirs *d, const char *name, int timeout_ms)

@@ -687,12 +687,19 @@ def test_console_output_is_kept_after_a_crash(m):
 
 
 def test_start_failure_reports_the_reason(m):
+    """A machine that fails to start is shut off (reason: failed), as virsh shows it, not
+    crashed: it never ran."""
     m.create("nokernel")
     os.unlink(m.kernel)
     r = m("start", "nokernel")
     assert r.returncode == 1
     assert "failed to start" in r.stderr and "cannot read it" in r.stderr
-    assert m.state_of("nokernel") == "crashed"
+    assert m.state_of("nokernel") == "shut off"
+    reason = m.ok("domstate", "nokernel", "--reason").stdout.strip()
+    assert reason.startswith("shut off (failed: ") and "cannot read it" in reason, reason
+    assert list_rows(m.ok("list", "--state-shutoff").stdout) == [("-", "nokernel", "shut off")]
+    assert list_rows(m.ok("list", "--state-other").stdout) == []
+    assert "machine nokernel failed to start" in open(os.path.join(m.run_dir, "nokernel.log")).read()
     with open(m.kernel, "wb") as f:  # the input is fine again: a failure of the VMM itself
         f.write(b"a kernel")
     r = m("start", "nokernel", env={"KITE_FAKE_FAIL": "KVM_CREATE_VM: no such device"})
@@ -989,14 +996,15 @@ def destroy_timed(m, name):
 @pytest.mark.skipif(HAVE_KVM, reason="this host has /dev/kvm: the VM would start")
 def test_real_kite_run_failure_is_reported_with_its_reason(m):
     """With the real `kite run` on a host without /dev/kvm, start fails with the VMM's own
-    error, and the machine reads as crashed with it."""
+    error, and the machine reads as shut off (failed) with it."""
     del m.env["KITE_RUNNER"]
     m.ok("create", "nokvm", "--kernel", guest("serial"), "-m", "64M")
     r = m("start", "nokvm")
     assert r.returncode == 1
     assert "failed to start" in r.stderr and "/dev/kvm" in r.stderr
-    assert "/dev/kvm" in m.ok("domstate", "nokvm", "--reason").stdout
-    assert list_rows(m.ok("list", "--all").stdout) == [("-", "nokvm", "crashed")]
+    reason = m.ok("domstate", "nokvm", "--reason").stdout
+    assert reason.startswith("shut off (failed: ") and "/dev/kvm" in reason, reason
+    assert list_rows(m.ok("list", "--all").stdout) == [("-", "nokvm", "shut off")]
 
 
 @needs_kvm
