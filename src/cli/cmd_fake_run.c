@@ -53,7 +53,7 @@ static void guest_print(struct fake_vm *vm, const char *text)
 	control_server_console_output(vm->server, text, strlen(text));
 }
 
-static int fake_query_status(void *opaque, json_t **out)
+static int fake_query_status(void *opaque, json_t *args, json_t **out)
 {
 	struct fake_vm *vm = opaque;
 	hang_if(vm, "query-status");
@@ -64,7 +64,7 @@ static int fake_query_status(void *opaque, json_t **out)
 	return *out ? 0 : -1;
 }
 
-static int fake_stop(void *opaque)
+static int fake_stop(void *opaque, json_t *args, json_t **ret)
 {
 	struct fake_vm *vm = opaque;
 	hang_if(vm, "stop");
@@ -75,7 +75,7 @@ static int fake_stop(void *opaque)
 	return 0;
 }
 
-static int fake_cont(void *opaque)
+static int fake_cont(void *opaque, json_t *args, json_t **ret)
 {
 	struct fake_vm *vm = opaque;
 	hang_if(vm, "cont");
@@ -95,7 +95,7 @@ static void end_vm(struct fake_vm *vm, int code)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-static int fake_powerdown(void *opaque)
+static int fake_powerdown(void *opaque, json_t *args, json_t **ret)
 {
 	struct fake_vm *vm = opaque;
 	hang_if(vm, "system_powerdown");
@@ -109,7 +109,7 @@ static int fake_powerdown(void *opaque)
 	return 0;
 }
 
-static int fake_reset(void *opaque)
+static int fake_reset(void *opaque, json_t *args, json_t **ret)
 {
 	struct fake_vm *vm = opaque;
 	hang_if(vm, "system_reset");
@@ -120,19 +120,30 @@ static int fake_reset(void *opaque)
 	return 0;
 }
 
-static int fake_quit(void *opaque)
+static int fake_quit(void *opaque, json_t *args, json_t **ret)
 {
 	end_vm(opaque, 0);
 	return 0;
 }
 
-static int fake_balloon(void *opaque, uint64_t bytes)
+/* As the real VMM answers: no device, or a target out of range, is an error. */
+static int no_balloon(struct fake_vm *vm)
+{
+	if (vm->has_balloon)
+		return 0;
+	control_set_error("DeviceNotActive", "this machine has no balloon (--balloon)");
+	return -1;
+}
+
+static int fake_balloon(void *opaque, json_t *args, json_t **ret)
 {
 	struct fake_vm *vm = opaque;
+	uint64_t bytes = (uint64_t)json_integer_value(json_object_get(args, "value"));
 	hang_if(vm, "balloon");
-	if (bytes > vm->memory) {
-		control_set_error("GenericError", "balloon target %llu is above the VM's memory",
-				  (unsigned long long)bytes);
+	if (no_balloon(vm) < 0)
+		return -1;
+	if (bytes > vm->memory || bytes < BALLOON_MIN_MEMORY) {
+		control_set_error(NULL, "balloon target must be between 16 MiB and the RAM size");
 		return -1;
 	}
 	pthread_mutex_lock(&vm->lock);
@@ -147,14 +158,28 @@ static int fake_balloon(void *opaque, uint64_t bytes)
 	return 0;
 }
 
-static int fake_query_balloon(void *opaque, uint64_t *bytes)
+static int fake_query_balloon(void *opaque, json_t *args, json_t **ret)
 {
 	struct fake_vm *vm = opaque;
+	if (no_balloon(vm) < 0)
+		return -1;
 	pthread_mutex_lock(&vm->lock);
-	*bytes = vm->balloon;
+	uint64_t bytes = vm->balloon;
 	pthread_mutex_unlock(&vm->lock);
+	*ret = json_pack("{s:I}", "actual", (json_int_t)bytes);
 	return 0;
 }
+
+const control_handler_fn fake_run_handlers[CONTROL_VMM_COMMANDS] = {
+    [CONTROL_QUERY_STATUS] = fake_query_status,
+    [CONTROL_STOP] = fake_stop,
+    [CONTROL_CONT] = fake_cont,
+    [CONTROL_SYSTEM_POWERDOWN] = fake_powerdown,
+    [CONTROL_SYSTEM_RESET] = fake_reset,
+    [CONTROL_QUIT] = fake_quit,
+    [CONTROL_BALLOON] = fake_balloon,
+    [CONTROL_QUERY_BALLOON] = fake_query_balloon,
+};
 
 /* A line discipline of sorts: echo, and answer each complete line. */
 static int fake_console_input(void *opaque, const void *data, size_t len)
@@ -230,18 +255,8 @@ static int fake_guest(const struct machine_config *m, const char *sock)
 	vm.has_balloon = m->balloon && getenv("KITE_FAKE_NO_BALLOON") == NULL;
 	pthread_mutex_init(&vm.lock, NULL);
 	pthread_cond_init(&vm.cond, NULL);
-	struct control_handlers h = {
-	    .query_status = fake_query_status,
-	    .stop = fake_stop,
-	    .cont = fake_cont,
-	    .powerdown = fake_powerdown,
-	    .reset = fake_reset,
-	    .quit = fake_quit,
-	    .balloon = vm.has_balloon ? fake_balloon : NULL,
-	    .query_balloon = vm.has_balloon ? fake_query_balloon : NULL,
-	    .console_input = fake_console_input,
-	    .opaque = &vm,
-	};
+	struct control_handlers h = {.console_input = fake_console_input, .opaque = &vm};
+	memcpy(h.cmd, fake_run_handlers, sizeof(h.cmd));
 	if (control_server_start(sock, name, &h, &vm.server) < 0)
 		return 1;
 	const char *t = getenv("KITE_FAKE_TIMEOUT_MS");

@@ -5,6 +5,7 @@
 
 #include "mgmt/def_store.h"
 #include "config/machine_config.h"
+#include "mgmt/control_commands.h"
 #include "mgmt/paths.h"
 
 #include <getopt.h>
@@ -109,5 +110,7 @@ int cmd_destroy(int argc, char **argv);
 int cmd_console(int argc, char **argv);
 int cmd_event(int argc, char **argv);
 int cmd_fake_run(int argc, char **argv);
+/* The stand-in VMM's handler of each control command. */
+extern const control_handler_fn fake_run_handlers[CONTROL_VMM_COMMANDS];
 
 #endif
