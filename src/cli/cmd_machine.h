@@ -109,6 +109,7 @@ int cmd_shutdown(int argc, char **argv);
 int cmd_destroy(int argc, char **argv);
 int cmd_console(int argc, char **argv);
 int cmd_event(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
 int cmd_fake_run(int argc, char **argv);
 /* The stand-in VMM's handler of each control command. */
 extern const control_handler_fn fake_run_handlers[CONTROL_VMM_COMMANDS];

@@ -1,6 +1,7 @@
 /* The control protocol's commands, in one table (docs/control-protocol.md, "Commands"):
  * the server dispatches through it, checks each request's arguments against it and answers
- * query-commands from it, and a unit test checks that the docs list exactly it. A VMM
+ * query-commands from it, `kite monitor --help` lists it, and a unit test checks that the
+ * docs list exactly it. A VMM
  * handles the commands of enum control_cmd, one handler each (struct control_handlers); the
  * server answers the others itself.
  *

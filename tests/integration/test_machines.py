@@ -911,6 +911,41 @@ def test_socket_errors_and_the_vm_keeps_running(m):
     assert m.state_of("sk") == "running"
 
 
+def docs_commands():
+    """The command names of the table in docs/control-protocol.md."""
+    text = open(os.path.join(ROOT, "docs", "control-protocol.md")).read()
+    table = text[text.index("### Commands"):]
+    table = table[table.index("|---|"):].split("\n\n")[0]
+    return re.findall(r"^\| `([^`]+)` \|", table, re.M)
+
+
+def test_monitor_sends_any_command_of_the_table(m):
+    """kite monitor's help, the VMM's query-commands and the docs list the same commands."""
+    help_text = m.ok("monitor", "--help").stdout
+    documented = docs_commands()
+    assert "balloon" in documented and "query-status" in documented
+    for name in documented:
+        assert re.search(rf"^  {re.escape(name)} ", help_text, re.M), name
+    m.create("mon", "-m", "512M")
+    m.ok("start", "mon")
+    listed = [c["name"] for c in json.loads(m.ok("monitor", "mon", "query-commands").stdout)]
+    assert sorted(listed) == sorted(documented)
+    status = json.loads(m.ok("monitor", "mon", "query-status").stdout)
+    assert status == {"status": "running", "running": True}
+    assert json.loads(m.ok("monitor", "mon", "balloon", '{"value": 268435456}').stdout) == {}
+    assert "Used memory:    262144 KiB" in m.ok("dominfo", "mon").stdout
+    for argv, message in ((["frobnicate"], "no command 'frobnicate'"),
+                          (["balloon"], 'balloon needs "value"'),
+                          (["balloon", '{"valu": 1}'], "balloon takes no argument 'valu'"),
+                          (["balloon", "[1]"], "is not a JSON object"),
+                          (["stop", '{"now": true}'], "stop takes no argument 'now'"),
+                          (["console"], "kite console mon")):
+        r = m("monitor", "mon", *argv)
+        assert r.returncode == 1 and r.stderr.startswith("kite: error: "), r.stderr
+        assert message in r.stderr, r.stderr
+    m.ok("destroy", "mon")
+
+
 def test_a_hanging_vmm_command_times_out_and_the_vm_keeps_answering(m):
     m.create("hang")
     m.ok("start", "hang", env={"KITE_FAKE_HANG": "stop", "KITE_FAKE_TIMEOUT_MS": "300"})
