@@ -1,9 +1,8 @@
 /* The control protocol's commands, in one table (docs/control-protocol.md, "Commands"):
  * the server dispatches through it, checks each request's arguments against it and answers
  * query-commands from it, `kite monitor --help` lists it, and a unit test checks that the
- * docs list exactly it. A VMM
- * handles the commands of enum control_cmd, one handler each (struct control_handlers); the
- * server answers the others itself.
+ * docs list exactly it. A VMM handles the commands of enum control_cmd, one handler each
+ * (struct control_handlers); the server answers the others itself.
  *
  * To add a command: a row here (control_commands.c), a value in enum control_cmd when a VMM
  * carries it out, a handler in every VMM (vmm/machine_control.c, cli/cmd_fake_run.c: the
