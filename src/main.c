@@ -22,6 +22,7 @@ static const struct kite_command commands[] = {
     {"destroy", cmd_destroy, "stop a machine immediately"},
     {"console", cmd_console, "attach to a machine's serial console (Ctrl-] detaches)"},
     {"event", cmd_event, "print a running machine's events"},
+    {"monitor", cmd_monitor, "send a control-protocol command to a running machine"},
     {"autostart", cmd_autostart, "mark a machine to start at host boot; --boot starts them"},
     {"dominfo", cmd_dominfo, "basic information about a machine"},
     {"domstate", cmd_domstate, "a machine's state"},

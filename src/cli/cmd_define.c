@@ -1,9 +1,9 @@
 /* kite define, create, undefine, dumpjson, edit: machine definitions. */
 #include "cli/cmd_machine.h"
+#include "cli/machine_options.h"
 #include "mgmt/fileutil.h"
 #include "mgmt/runstate.h"
 #include "util/err.h"
-#include "util/size.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -22,13 +22,13 @@ static bool machine_is_live(struct machine_cli *cli, const char *name)
 /* Stores `def` under its lock, refusing to replace a corrupt file or to change the UUID of
  * an existing machine. `keep_uuid`: the new definition came without a uuid, so an existing
  * machine keeps its own. `must_be_new`: kite create. */
-static int store_new(struct machine_cli *cli, struct machine_def *def, bool keep_uuid,
+static int store_new(struct machine_cli *cli, struct machine_config *def, bool keep_uuid,
 		     bool must_be_new)
 {
 	int lock = def_lock(&cli->dirs, def->name);
 	if (lock < 0)
 		return -1;
-	struct machine_def old;
+	struct machine_config old;
 	char *why = NULL;
 	int r = -1;
 	enum def_load_result lr = def_load(&cli->dirs, def->name, true, &old, &why);
@@ -43,17 +43,17 @@ static int store_new(struct machine_cli *cli, struct machine_def *def, bool keep
 	if (lr == DEF_OK) {
 		if (must_be_new) {
 			kite_error("machine %s already exists", def->name);
-			machine_def_free(&old);
+			machine_config_free(&old);
 			goto out;
 		}
 		if (keep_uuid) {
 			memcpy(def->uuid, old.uuid, sizeof(def->uuid));
 		} else if (strcasecmp(def->uuid, old.uuid)) {
 			kite_error("machine %s already exists with UUID %s", def->name, old.uuid);
-			machine_def_free(&old);
+			machine_config_free(&old);
 			goto out;
 		}
-		machine_def_free(&old);
+		machine_config_free(&old);
 	}
 	r = def_save(&cli->dirs, def);
 out:
@@ -62,8 +62,10 @@ out:
 	return r;
 }
 
-static int parse_def_text(const char *text, size_t len, const char *where, struct machine_def *def,
-			  bool *had_uuid)
+/* A definition as define and edit take it: parsed, then prepared for storing (paths made
+ * absolute from the current directory, files checked, ids given). */
+static int parse_def_text(const char *text, size_t len, const char *where,
+			  struct machine_config *def, bool *had_uuid)
 {
 	json_error_t je;
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
@@ -72,8 +74,12 @@ static int parse_def_text(const char *text, size_t len, const char *where, struc
 				  je.line, je.column);
 	if (had_uuid)
 		*had_uuid = json_is_object(root) && json_object_get(root, "uuid");
-	int r = machine_def_from_json(root, where, def);
+	int r = def_from_json(root, where, def);
 	json_decref(root);
+	if (r == 0 && def_prepare(def, where) < 0) {
+		machine_config_free(def);
+		r = -1;
+	}
 	return r;
 }
 
@@ -95,7 +101,7 @@ int cmd_define(int argc, char **argv)
 		kite_error_errno(errno, "cannot read %s", file);
 		return 1;
 	}
-	struct machine_def def;
+	struct machine_config def;
 	bool had_uuid;
 	int r = parse_def_text(text, len, file, &def, &had_uuid);
 	free(text);
@@ -104,261 +110,62 @@ int cmd_define(int argc, char **argv)
 	r = store_new(&cli, &def, !had_uuid, false);
 	if (r == 0)
 		printf("Machine '%s' defined from %s\n", def.name, file);
-	machine_def_free(&def);
+	machine_config_free(&def);
 	return r < 0 ? 1 : 0;
-}
-
-/* "PATH[,target=vdb][,format=qcow2][,readonly=on]" with ",," for a comma in PATH. */
-static int add_disk_spec(struct machine_def *def, const char *spec)
-{
-	char *copy = malloc(strlen(spec) + 1);
-	if (!copy)
-		return kite_error("out of memory");
-	const char *p = spec;
-	char *o = copy;
-	while (*p && !(*p == ',' && p[1] != ',')) {
-		if (*p == ',')
-			p++;
-		*o++ = *p++;
-	}
-	*o = '\0';
-	char *target = NULL, *format = NULL;
-	bool ro = false;
-	int r = 0;
-	char *opts = *p ? strdup(p + 1) : NULL, *save = NULL;
-	for (char *kv = opts ? strtok_r(opts, ",", &save) : NULL; kv && r == 0;
-	     kv = strtok_r(NULL, ",", &save)) {
-		if (!strncmp(kv, "target=", 7))
-			target = kv + 7;
-		else if (!strncmp(kv, "format=", 7))
-			format = kv + 7;
-		else if (!strcmp(kv, "readonly=on") || !strcmp(kv, "readonly"))
-			ro = true;
-		else if (!strcmp(kv, "readonly=off"))
-			ro = false;
-		else
-			r = kite_error("--disk %s: unknown option '%s' (target=, format=, "
-				       "readonly=on)",
-				       spec, kv);
-	}
-	if (r == 0)
-		r = machine_def_add_disk(def, copy, target, format, ro);
-	free(opts);
-	free(copy);
-	return r;
-}
-
-/* As kite run takes it: "user[,mac=M][,hostfwd=RULE]..." or "tap=IF[,mac=M]" (also
- * "tap,ifname=IF"). */
-static int add_net_spec(struct machine_def *def, const char *spec)
-{
-	char *copy = strdup(spec), *save = NULL;
-	if (!copy)
-		return kite_error("out of memory");
-	char *type = strtok_r(copy, ",", &save);
-	char *ifname = NULL, *mac = NULL;
-	if (type && !strncmp(type, "tap=", 4)) {
-		ifname = type + 4;
-		type[3] = '\0';
-	}
-	int r = 0;
-	/* hostfwd rules wait until the NIC exists. */
-	char *rules[MACHINE_MAX_DEVICES];
-	size_t nrules = 0;
-	for (char *kv = strtok_r(NULL, ",", &save); kv && r == 0; kv = strtok_r(NULL, ",", &save)) {
-		if (!strncmp(kv, "ifname=", 7))
-			ifname = kv + 7;
-		else if (!strncmp(kv, "mac=", 4))
-			mac = kv + 4;
-		else if (!strncmp(kv, "hostfwd=", 8) && nrules < MACHINE_MAX_DEVICES)
-			rules[nrules++] = kv + 8;
-		else if (strcmp(kv, "model=virtio"))
-			r = kite_error("--net %s: unknown option '%s' (mac=, hostfwd=)", spec, kv);
-	}
-	if (r == 0)
-		r = machine_def_add_nic(def, type ? type : "", ifname, mac, NULL);
-	for (size_t i = 0; r == 0 && i < nrules; i++)
-		r = machine_nic_add_hostfwd(&def->nics[def->nnics - 1], rules[i]);
-	free(copy);
-	return r;
-}
-
-/* "PATH,tag=TAG[,readonly=on]". */
-static int add_share_spec(struct machine_def *def, const char *spec)
-{
-	char *copy = strdup(spec), *save = NULL;
-	if (!copy)
-		return kite_error("out of memory");
-	char *path = strtok_r(copy, ",", &save);
-	char *tag = NULL;
-	bool ro = false;
-	int r = 0;
-	for (char *kv = strtok_r(NULL, ",", &save); kv && r == 0; kv = strtok_r(NULL, ",", &save)) {
-		if (!strncmp(kv, "tag=", 4))
-			tag = kv + 4;
-		else if (!strcmp(kv, "readonly=on") || !strcmp(kv, "readonly"))
-			ro = true;
-		else
-			r = kite_error("--share %s: unknown option '%s' (tag=, readonly=on)", spec,
-				       kv);
-	}
-	if (r == 0 && (!path || !tag))
-		r = kite_error("--share %s: expected PATH,tag=TAG", spec);
-	if (r == 0) {
-		struct machine_share *s =
-		    realloc(def->shares, (def->nshares + 1) * sizeof(*def->shares));
-		if (!s) {
-			r = kite_error("out of memory");
-		} else {
-			def->shares = s;
-			s = &def->shares[def->nshares];
-			s->path = strdup(path);
-			s->tag = strdup(tag);
-			s->readonly = ro;
-			def->nshares++;
-			if (!s->path || !s->tag)
-				r = kite_error("out of memory");
-		}
-	}
-	free(copy);
-	return r;
 }
 
 static const char create_usage[] =
     "usage: kite create NAME --kernel FILE [options]\n"
-    "Defines machine NAME from `kite run` options (kite start NAME boots it).\n"
-    "  -k, --kernel FILE        kernel (bzImage, ELF vmlinux, PVH ELF)\n"
-    "  -i, --initrd FILE        initial ramdisk\n"
-    "  -p, --append CMDLINE     kernel command line\n"
-    "  -m, --memory SIZE        RAM (bare number: MiB; default 512M)\n"
-    "  -c, --cpus N             vCPUs (default 1)\n"
-    "      --disk SPEC          PATH[,target=vdX][,format=raw|qcow2|vmdk][,readonly=on]\n"
-    "      --net SPEC           user[,mac=M][,hostfwd=tcp::2222-:22]... or tap=IF[,mac=M]\n"
-    "      --share SPEC         PATH,tag=TAG[,readonly=on]\n"
-    "      --console KIND       serial (default) or none\n"
-    "      --uuid UUID          instead of a random one\n"
+    "Defines machine NAME from the machine options of `kite run` (kite start NAME boots it).\n"
+    "Paths are stored absolute; the kernel and the disks must exist, each disk once. A\n"
+    "machine gets a balloon unless --balloon=off, and a MAC for each NIC.\n"
+    "\n" MACHINE_OPTIONS_HELP "      --uuid UUID          instead of a random one\n"
     "      --autostart          start it with `kite autostart --boot`\n";
 
 int cmd_create(int argc, char **argv)
 {
-	enum { O_DISK = 1, O_NET, O_SHARE, O_CONSOLE, O_UUID, O_AUTOSTART };
+	enum { O_UUID = 1, O_AUTOSTART };
 	static const struct option opts[] = {
-	    MACHINE_COMMON_OPTIONS{"kernel", required_argument, NULL, 'k'},
-	    {"initrd", required_argument, NULL, 'i'},
-	    {"append", required_argument, NULL, 'p'},
-	    {"params", required_argument, NULL, 'p'},
-	    {"memory", required_argument, NULL, 'm'},
-	    {"cpus", required_argument, NULL, 'c'},
-	    {"disk", required_argument, NULL, O_DISK},
-	    {"net", required_argument, NULL, O_NET},
-	    {"share", required_argument, NULL, O_SHARE},
-	    {"console", required_argument, NULL, O_CONSOLE},
-	    {"uuid", required_argument, NULL, O_UUID},
+	    MACHINE_COMMON_OPTIONS MACHINE_LONG_OPTIONS{"uuid", required_argument, NULL, O_UUID},
 	    {"autostart", no_argument, NULL, O_AUTOSTART},
 	    {NULL, 0, NULL, 0}};
 	struct machine_cli cli = {.verb = "create", .usage = create_usage};
-	struct machine_def def = {0};
-	def.memory = 512ULL << 20;
-	def.vcpus = 1;
+	struct machine_config def;
+	machine_config_init_definition(&def);
 	int c, rc = 1;
-	bool have_uuid = false;
 	optind = 1;
-	while ((c = machine_getopt(&cli, argc, argv, "k:i:p:m:c:", opts)) != -1) {
-		char **slot = NULL;
-		switch (c) {
-		case 'H':
+	while ((c = machine_getopt(&cli, argc, argv, MACHINE_SHORT_OPTIONS, opts)) != -1) {
+		if (c == 'H') {
 			rc = 0;
 			goto out;
-		case 'k':
-			slot = &def.kernel;
-			break;
-		case 'i':
-			slot = &def.initrd;
-			break;
-		case 'p':
-			slot = &def.append;
-			break;
-		case O_CONSOLE:
-			slot = &def.console;
-			break;
-		case 'm':
-			if (parse_size(optarg, 1ULL << 20, &def.memory) < 0) {
-				kite_error("--memory %s: not a size (examples: 512M, 2G)", optarg);
-				goto out;
-			}
-			break;
-		case 'c': {
-			char *end;
-			long n = strtol(optarg, &end, 10);
-			if (!*optarg || *end || n < 1 || n > 255) {
-				kite_error("--cpus %s: not a number from 1 to 255", optarg);
-				goto out;
-			}
-			def.vcpus = (unsigned)n;
-			break;
 		}
-		case O_DISK:
-			if (add_disk_spec(&def, optarg) < 0)
-				goto out;
-			break;
-		case O_NET:
-			if (add_net_spec(&def, optarg) < 0)
-				goto out;
-			break;
-		case O_SHARE:
-			if (add_share_spec(&def, optarg) < 0)
-				goto out;
-			break;
-		case O_UUID:
-			if (!uuid_valid(optarg)) {
-				kite_error("--uuid %s: not a UUID", optarg);
-				goto out;
-			}
-			snprintf(def.uuid, sizeof(def.uuid), "%s", optarg);
-			have_uuid = true;
-			break;
-		case O_AUTOSTART:
-			def.autostart = true;
-			break;
-		default:
+		int r = machine_option(&def, c, optarg);
+		if (r == 0 && c == O_UUID)
+			r = machine_config_set(&def, "uuid", optarg, "--uuid");
+		else if (r == 0 && c == O_AUTOSTART)
+			r = machine_config_set(&def, "autostart", "on", "--autostart");
+		else if (r == 0)
+			r = -1; /* reported by machine_getopt */
+		if (r < 0)
 			goto out;
-		}
-		if (slot) {
-			free(*slot);
-			if (!(*slot = strdup(optarg))) {
-				kite_error("out of memory");
-				goto out;
-			}
-		}
 	}
 	/* NAME may come before or after the options (getopt moves it to the end). */
-	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0)
-		goto out;
-	if (!(def.name = strdup(argv[optind]))) {
-		kite_error("out of memory");
-		goto out;
-	}
-	if (machine_name_check(def.name) < 0)
+	if (machine_positional(&cli, argc, argv, 1, "NAME") < 0 ||
+	    machine_config_set(&def, "name", argv[optind], "create") < 0)
 		goto out;
 	if (!def.kernel) {
 		kite_error("create: --kernel FILE is required");
 		goto out;
 	}
-	if (!def.console && !(def.console = strdup("serial"))) {
-		kite_error("out of memory");
-		goto out;
-	}
-	def.current_memory = def.memory;
-	if (!have_uuid && uuid_generate_str(def.uuid) < 0)
-		goto out;
-	if (machine_def_validate(&def, def.name) < 0 || machine_cli_dirs(&cli) < 0)
+	machine_config_finish(&def);
+	if (def_prepare(&def, "create") < 0 || machine_cli_dirs(&cli) < 0)
 		goto out;
 	if (store_new(&cli, &def, false, true) < 0)
 		goto out;
 	printf("Machine '%s' defined\n", def.name);
 	rc = 0;
 out:
-	machine_def_free(&def);
+	machine_config_free(&def);
 	return rc;
 }
 
@@ -384,7 +191,7 @@ int cmd_undefine(int argc, char **argv)
 	if (lock < 0)
 		return 1;
 	int rc = 1;
-	struct machine_def def;
+	struct machine_config def;
 	char *why = NULL;
 	enum def_load_result lr = def_load(&cli.dirs, name, true, &def, &why);
 	if (lr == DEF_MISSING) {
@@ -404,7 +211,7 @@ int cmd_undefine(int argc, char **argv)
 		goto out;
 	}
 	if (storage) {
-		for (size_t i = 0; i < def.ndisks; i++) {
+		for (int i = 0; i < def.ndisks; i++) {
 			if (unlink(def.disks[i].path) < 0 && errno != ENOENT) {
 				kite_error_errno(errno, "cannot remove %s", def.disks[i].path);
 				goto out_def;
@@ -416,7 +223,7 @@ int cmd_undefine(int argc, char **argv)
 	if (def_remove(&cli.dirs, name) < 0)
 		goto out_def;
 	/* A crash record or a stale pid file would greet a new machine of the same name. */
-	static const char *const leftovers[] = {"status",     "pid",	    "sock",
+	static const char *const leftovers[] = {"status",     "pid",	    "sock",   "json",
 						"destroying", "status.tmp", "pid.tmp"};
 	for (size_t i = 0; i < sizeof(leftovers) / sizeof(leftovers[0]); i++) {
 		char path[PATH_MAX];
@@ -428,7 +235,7 @@ int cmd_undefine(int argc, char **argv)
 	rc = 0;
 out_def:
 	if (lr == DEF_OK)
-		machine_def_free(&def);
+		machine_config_free(&def);
 out:
 	free(why);
 	close(lock);
@@ -444,11 +251,11 @@ int cmd_dumpjson(int argc, char **argv)
 	int pr = machine_parse(&cli, argc, argv, opts, NULL, 1, 1, "NAME");
 	if (pr >= 0)
 		return pr;
-	struct machine_def def;
+	struct machine_config def;
 	if (machine_load(&cli, machine_resolve(&cli, argv[optind]), &def) < 0)
 		return 1;
-	json_t *j = machine_def_to_json(&def);
-	machine_def_free(&def);
+	json_t *j = machine_config_to_json(&def);
+	machine_config_free(&def);
 	if (!j)
 		return 1;
 	char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -506,13 +313,13 @@ int cmd_edit(int argc, char **argv)
 	char path[PATH_MAX];
 	if (machine_name_check(name) < 0 || def_path(&cli.dirs, name, path, sizeof(path)) < 0)
 		return 1;
-	struct machine_def def;
+	struct machine_config def;
 	if (machine_load(&cli, name, &def) < 0)
 		return 1;
 	char *before;
 	size_t before_len;
 	if (read_file_all(path, DEF_FILE_MAX, &before, &before_len) < 0) {
-		machine_def_free(&def);
+		machine_config_free(&def);
 		kite_error_errno(errno, "cannot read %s", path);
 		return 1;
 	}
@@ -520,7 +327,7 @@ int cmd_edit(int argc, char **argv)
 	int fd = mkstemps(tmpl, 5);
 	if (fd < 0) {
 		free(before);
-		machine_def_free(&def);
+		machine_config_free(&def);
 		kite_error_errno(errno, "cannot create a temporary file");
 		return 1;
 	}
@@ -540,7 +347,7 @@ int cmd_edit(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
-	struct machine_def edited;
+	struct machine_config edited;
 	bool had_uuid;
 	int r = parse_def_text(after, after_len, tmpl, &edited, &had_uuid);
 	free(after);
@@ -551,14 +358,14 @@ int cmd_edit(int argc, char **argv)
 	if (strcmp(edited.name, name)) {
 		kite_error("edit cannot rename %s to %s: the definition is unchanged", name,
 			   edited.name);
-		machine_def_free(&edited);
+		machine_config_free(&edited);
 		goto out;
 	}
 	if (!had_uuid)
 		memcpy(edited.uuid, def.uuid, sizeof(edited.uuid));
 	if (strcasecmp(edited.uuid, def.uuid)) {
 		kite_error("edit cannot change the UUID of %s: the definition is unchanged", name);
-		machine_def_free(&edited);
+		machine_config_free(&edited);
 		goto out;
 	}
 	int lock = def_lock(&cli.dirs, name);
@@ -579,7 +386,7 @@ int cmd_edit(int argc, char **argv)
 		}
 		close(lock);
 	}
-	machine_def_free(&edited);
+	machine_config_free(&edited);
 	if (rc == 0)
 		printf("Machine '%s' definition edited.\n", name);
 	else
@@ -588,6 +395,6 @@ out:
 	unlink(tmpl);
 keep:
 	free(before);
-	machine_def_free(&def);
+	machine_config_free(&def);
 	return rc;
 }

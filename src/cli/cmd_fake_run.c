@@ -1,19 +1,22 @@
 /* kite _fake-run: a stand-in for `kite run` that speaks the control protocol and pretends
  * to be a VM, so that the machine verbs can be tested end to end on hosts without /dev/kvm
- * (KITE_RUNNER="kite _fake-run"). It takes the options `kite start` passes to `kite run`,
- * checks that the kernel is readable (as kite run does), and then behaves like a tiny
+ * (KITE_RUNNER="kite _fake-run"). It parses its command line with kite run's own parser into
+ * the same struct machine_config, and makes the same checks before any guest would run
+ * (kernel readable, disks present, distinct, and opened through the block layer with their
+ * locks), so it cannot accept a machine the real one refuses. Then it behaves like a tiny
  * guest: prints a boot line on its console, echoes console input, powers off on the ACPI
- * power button, "reboots" on reset, and has a balloon with --balloon. Hidden: not in
- * `kite --help`.
+ * power button, "reboots" on reset, and has a balloon when the machine has one. Hidden: not
+ * in `kite --help`.
  *
  * Test knobs (environment): KITE_FAKE_IGNORE_POWERDOWN=1 (a guest without ACPI support),
  * KITE_FAKE_NO_BALLOON=1 (no balloon driver), KITE_FAKE_HANG=CMD (that handler never
  * returns: the server must answer Timeout), KITE_FAKE_LAUNCH_LOG=FILE (appends one line per
  * launch, to count starts), KITE_FAKE_FAIL="message" (exits 1 with that error at once). */
+#include "block/block.h"
 #include "cli/cmd_machine.h"
+#include "cli/run_options.h"
 #include "mgmt/control_server.h"
 #include "util/err.h"
-#include "util/size.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +35,7 @@ struct fake_vm {
 	const char *name;
 	const char *hang;
 	bool ignore_powerdown;
-	int console_log;
+	bool has_balloon;
 	struct control_server *server;
 	char line[256];
 	size_t linelen;
@@ -47,14 +50,10 @@ static void hang_if(struct fake_vm *vm, const char *cmd)
 
 static void guest_print(struct fake_vm *vm, const char *text)
 {
-	size_t len = strlen(text);
-	control_server_console_output(vm->server, text, len);
-	if (vm->console_log >= 0 && write(vm->console_log, text, len) < 0) {
-		/* The console log is best effort, as a full disk must not stop the VM. */
-	}
+	control_server_console_output(vm->server, text, strlen(text));
 }
 
-static int fake_query_status(void *opaque, json_t **out)
+static int fake_query_status(void *opaque, json_t *args, json_t **out)
 {
 	struct fake_vm *vm = opaque;
 	hang_if(vm, "query-status");
@@ -65,7 +64,7 @@ static int fake_query_status(void *opaque, json_t **out)
 	return *out ? 0 : -1;
 }
 
-static int fake_stop(void *opaque)
+static int fake_stop(void *opaque, json_t *args, json_t **ret)
 {
 	struct fake_vm *vm = opaque;
 	hang_if(vm, "stop");
@@ -76,7 +75,7 @@ static int fake_stop(void *opaque)
 	return 0;
 }
 
-static int fake_cont(void *opaque)
+static int fake_cont(void *opaque, json_t *args, json_t **ret)
 {
 	struct fake_vm *vm = opaque;
 	hang_if(vm, "cont");
@@ -96,7 +95,7 @@ static void end_vm(struct fake_vm *vm, int code)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-static int fake_powerdown(void *opaque)
+static int fake_powerdown(void *opaque, json_t *args, json_t **ret)
 {
 	struct fake_vm *vm = opaque;
 	hang_if(vm, "system_powerdown");
@@ -110,7 +109,7 @@ static int fake_powerdown(void *opaque)
 	return 0;
 }
 
-static int fake_reset(void *opaque)
+static int fake_reset(void *opaque, json_t *args, json_t **ret)
 {
 	struct fake_vm *vm = opaque;
 	hang_if(vm, "system_reset");
@@ -121,19 +120,30 @@ static int fake_reset(void *opaque)
 	return 0;
 }
 
-static int fake_quit(void *opaque)
+static int fake_quit(void *opaque, json_t *args, json_t **ret)
 {
 	end_vm(opaque, 0);
 	return 0;
 }
 
-static int fake_balloon(void *opaque, uint64_t bytes)
+/* As the real VMM answers: no device, or a target out of range, is an error. */
+static int no_balloon(struct fake_vm *vm)
+{
+	if (vm->has_balloon)
+		return 0;
+	control_set_error("DeviceNotActive", "this machine has no balloon (--balloon)");
+	return -1;
+}
+
+static int fake_balloon(void *opaque, json_t *args, json_t **ret)
 {
 	struct fake_vm *vm = opaque;
+	uint64_t bytes = (uint64_t)json_integer_value(json_object_get(args, "value"));
 	hang_if(vm, "balloon");
-	if (bytes > vm->memory) {
-		control_set_error("GenericError", "balloon target %llu is above the VM's memory",
-				  (unsigned long long)bytes);
+	if (no_balloon(vm) < 0)
+		return -1;
+	if (bytes > vm->memory || bytes < BALLOON_MIN_MEMORY) {
+		control_set_error(NULL, "balloon target must be between 16 MiB and the RAM size");
 		return -1;
 	}
 	pthread_mutex_lock(&vm->lock);
@@ -148,14 +158,28 @@ static int fake_balloon(void *opaque, uint64_t bytes)
 	return 0;
 }
 
-static int fake_query_balloon(void *opaque, uint64_t *bytes)
+static int fake_query_balloon(void *opaque, json_t *args, json_t **ret)
 {
 	struct fake_vm *vm = opaque;
+	if (no_balloon(vm) < 0)
+		return -1;
 	pthread_mutex_lock(&vm->lock);
-	*bytes = vm->balloon;
+	uint64_t bytes = vm->balloon;
 	pthread_mutex_unlock(&vm->lock);
+	*ret = json_pack("{s:I}", "actual", (json_int_t)bytes);
 	return 0;
 }
+
+const control_handler_fn fake_run_handlers[CONTROL_VMM_COMMANDS] = {
+    [CONTROL_QUERY_STATUS] = fake_query_status,
+    [CONTROL_STOP] = fake_stop,
+    [CONTROL_CONT] = fake_cont,
+    [CONTROL_SYSTEM_POWERDOWN] = fake_powerdown,
+    [CONTROL_SYSTEM_RESET] = fake_reset,
+    [CONTROL_QUIT] = fake_quit,
+    [CONTROL_BALLOON] = fake_balloon,
+    [CONTROL_QUERY_BALLOON] = fake_query_balloon,
+};
 
 /* A line discipline of sorts: echo, and answer each complete line. */
 static int fake_console_input(void *opaque, const void *data, size_t len)
@@ -188,131 +212,51 @@ static void on_term(int sig)
 	got_term = 1;
 }
 
-int cmd_fake_run(int argc, char **argv)
+static void usage(FILE *out)
 {
-	enum {
-		O_CONSOLE = 1,
-		O_NAME,
-		O_SOCK,
-		O_CLOG,
-		O_DISK,
-		O_NET,
-		O_SHARE,
-		O_NOREBOOT,
-		O_BALLOON,
-		O_RNG
-	};
-	static const struct option opts[] = {{"kernel", required_argument, NULL, 'k'},
-					     {"initrd", required_argument, NULL, 'i'},
-					     {"append", required_argument, NULL, 'p'},
-					     {"memory", required_argument, NULL, 'm'},
-					     {"cpus", required_argument, NULL, 'c'},
-					     {"console", required_argument, NULL, O_CONSOLE},
-					     {"name", required_argument, NULL, O_NAME},
-					     {"control-socket", required_argument, NULL, O_SOCK},
-					     {"console-log", required_argument, NULL, O_CLOG},
-					     {"disk", required_argument, NULL, O_DISK},
-					     {"net", required_argument, NULL, O_NET},
-					     {"share", required_argument, NULL, O_SHARE},
-					     {"no-reboot", no_argument, NULL, O_NOREBOOT},
-					     {"balloon", no_argument, NULL, O_BALLOON},
-					     {"rng", no_argument, NULL, O_RNG},
-					     {NULL, 0, NULL, 0}};
-	const char *kernel = NULL, *sock = NULL, *clog = NULL, *name = "fake";
-	uint64_t memory = 512ULL << 20;
-	bool balloon = false;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "k:i:p:m:c:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'k':
-			kernel = optarg;
-			break;
-		case 'm':
-			if (parse_size(optarg, 1ULL << 20, &memory) < 0) {
-				kite_error("--memory %s: not a size", optarg);
-				return 1;
-			}
-			break;
-		case O_NAME:
-			name = optarg;
-			break;
-		case O_SOCK:
-			sock = optarg;
-			break;
-		case O_CLOG:
-			clog = optarg;
-			break;
-		case O_BALLOON:
-			balloon = true;
-			break;
-		case 'i':
-		case 'p':
-		case 'c':
-		case O_RNG:
-		case O_CONSOLE:
-		case O_DISK:
-		case O_NET:
-		case O_SHARE:
-		case O_NOREBOOT:
-			break;
-		default:
-			kite_error("_fake-run: unknown option %s", argv[optind - 1]);
-			return 1;
-		}
+	fputs("usage: kite _fake-run [kite run's options]   (a stand-in VM for tests)\n", out);
+}
+
+/* The disks, opened as the real VMM opens them (locks included), for the life of the run. */
+static int open_disks(const struct machine_config *m, struct blk **blks)
+{
+	for (int i = 0; i < m->ndisks; i++) {
+		const struct disk_config *d = &m->disks[i];
+		unsigned flags =
+		    (d->readonly ? BLK_O_RDONLY : BLK_O_RDWR) | (d->nocache ? BLK_O_NOCACHE : 0);
+		if (!(blks[i] = blk_open(d->path, d->format[0] ? d->format : NULL, flags)))
+			return -1;
 	}
-	const char *fail = getenv("KITE_FAKE_FAIL");
-	if (fail && *fail) {
-		kite_error("%s", fail);
-		return 1;
-	}
-	if (!kernel || !sock) {
-		kite_error("_fake-run: --kernel and --control-socket are required");
-		return 1;
-	}
-	if (access(kernel, R_OK) < 0) {
-		kite_error("kernel %s: cannot read it: %s", kernel, strerror(errno));
-		return 1;
-	}
+	return 0;
+}
+
+static void close_disks(struct blk **blks)
+{
+	for (int i = 0; i < MACHINE_MAX_DISKS; i++)
+		blk_close(blks[i]);
+}
+
+/* The tiny guest, until it powers off or is told to end. Returns the exit code. */
+static int fake_guest(const struct machine_config *m, const char *sock)
+{
+	const char *name = m->name[0] ? m->name : "fake";
 	const char *launch_log = getenv("KITE_FAKE_LAUNCH_LOG");
 	if (launch_log && *launch_log) {
 		int fd = open(launch_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (fd < 0) {
-			kite_error_errno(errno, "%s", launch_log);
-			return 1;
-		}
+		if (fd < 0)
+			return kite_error_errno(errno, "%s", launch_log) < 0;
 		dprintf(fd, "%d %s\n", (int)getpid(), name);
 		close(fd);
 	}
-	struct fake_vm vm = {.memory = memory, .balloon = memory, .name = name, .console_log = -1};
+	struct fake_vm vm = {.memory = m->memory, .balloon = m->memory, .name = name};
 	vm.hang = getenv("KITE_FAKE_HANG");
 	vm.ignore_powerdown = getenv("KITE_FAKE_IGNORE_POWERDOWN") != NULL;
+	/* The machine's balloon device; KITE_FAKE_NO_BALLOON: a guest without its driver. */
+	vm.has_balloon = m->balloon && getenv("KITE_FAKE_NO_BALLOON") == NULL;
 	pthread_mutex_init(&vm.lock, NULL);
 	pthread_cond_init(&vm.cond, NULL);
-	if (clog) {
-		vm.console_log =
-		    open(clog, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
-		if (vm.console_log < 0) {
-			kite_error_errno(errno, "cannot create %s", clog);
-			return 1;
-		}
-	}
-	/* A balloon as kite run has one: with --balloon (a guest without the driver: the
-	 * KITE_FAKE_NO_BALLOON knob). */
-	balloon = balloon && getenv("KITE_FAKE_NO_BALLOON") == NULL;
-	struct control_handlers h = {
-	    .query_status = fake_query_status,
-	    .stop = fake_stop,
-	    .cont = fake_cont,
-	    .powerdown = fake_powerdown,
-	    .reset = fake_reset,
-	    .quit = fake_quit,
-	    .balloon = balloon ? fake_balloon : NULL,
-	    .query_balloon = balloon ? fake_query_balloon : NULL,
-	    .console_input = fake_console_input,
-	    .opaque = &vm,
-	};
+	struct control_handlers h = {.console_input = fake_console_input, .opaque = &vm};
+	memcpy(h.cmd, fake_run_handlers, sizeof(h.cmd));
 	if (control_server_start(sock, name, &h, &vm.server) < 0)
 		return 1;
 	const char *t = getenv("KITE_FAKE_TIMEOUT_MS");
@@ -340,9 +284,33 @@ int cmd_fake_run(int argc, char **argv)
 	pthread_mutex_unlock(&vm.lock);
 	control_server_emit_event(vm.server, "SHUTDOWN", NULL);
 	control_server_stop(vm.server);
-	if (vm.console_log >= 0)
-		close(vm.console_log);
 	pthread_mutex_destroy(&vm.lock);
 	pthread_cond_destroy(&vm.cond);
 	return code;
+}
+
+static int fake_run(struct run_options *o)
+{
+	const char *fail = getenv("KITE_FAKE_FAIL");
+	if (fail && *fail)
+		return kite_error("%s", fail) < 0;
+	if (!o->run.control_socket)
+		return kite_error("_fake-run: --control-socket is required") < 0;
+	struct blk *blks[MACHINE_MAX_DISKS] = {0};
+	int code =
+	    open_disks(&o->machine, blks) < 0 ? 1 : fake_guest(&o->machine, o->run.control_socket);
+	close_disks(blks);
+	return code;
+}
+
+int cmd_fake_run(int argc, char **argv)
+{
+	static struct run_options o; /* large (device tables): not on the stack */
+	int r = run_options_parse(argc, argv, "_fake-run", usage, &o);
+	if (r == 0)
+		r = fake_run(&o);
+	else
+		r = r < 0 ? 1 : 0;
+	run_options_free(&o);
+	return r;
 }

@@ -30,7 +30,7 @@ static int start_one(struct machine_cli *cli, const char *name, bool autostart_o
 	if (lock < 0)
 		return -1;
 	int r = -1;
-	struct machine_def def;
+	struct machine_config def;
 	struct machine_status st;
 	if (machine_load(cli, name, &def) < 0)
 		goto out;
@@ -75,7 +75,7 @@ static int start_one(struct machine_cli *cli, const char *name, bool autostart_o
 	printf("Machine '%s' started\n", name);
 	fflush(stdout);
 out_def:
-	machine_def_free(&def);
+	machine_config_free(&def);
 out:
 	close(lock);
 	return r;
@@ -292,12 +292,12 @@ static int set_autostart(struct machine_cli *cli, const char *name, bool on)
 	int lock = def_lock(&cli->dirs, name);
 	if (lock < 0)
 		return -1;
-	struct machine_def def;
+	struct machine_config def;
 	int r = -1;
 	if (machine_load(cli, name, &def) == 0) {
 		def.autostart = on;
 		r = def_save(&cli->dirs, &def);
-		machine_def_free(&def);
+		machine_config_free(&def);
 	}
 	close(lock);
 	return r;
@@ -312,7 +312,7 @@ static int autostart_boot(struct machine_cli *cli)
 		return 1;
 	int failed = 0;
 	for (int i = 0; i < n; i++) {
-		struct machine_def def;
+		struct machine_config def;
 		char *why = NULL;
 		enum def_load_result lr = def_load(&cli->dirs, names[i], true, &def, &why);
 		if (lr == DEF_CORRUPT) {
@@ -324,7 +324,7 @@ static int autostart_boot(struct machine_cli *cli)
 		if (lr != DEF_OK)
 			continue;
 		bool want = def.autostart;
-		machine_def_free(&def);
+		machine_config_free(&def);
 		if (want && start_one(cli, names[i], true) < 0)
 			failed++;
 	}

@@ -4,7 +4,8 @@
 #define KITE_CLI_CMD_MACHINE_H
 
 #include "mgmt/def_store.h"
-#include "mgmt/machine_def.h"
+#include "config/machine_config.h"
+#include "mgmt/control_commands.h"
 #include "mgmt/paths.h"
 
 #include <getopt.h>
@@ -70,7 +71,7 @@ int machine_positional(struct machine_cli *cli, int argc, char **argv, int n, co
 const char *machine_resolve(struct machine_cli *cli, const char *arg);
 
 /* Loads a definition, printing an error (corrupt files named as such). Returns 0 or -1. */
-int machine_load(struct machine_cli *cli, const char *name, struct machine_def *def);
+int machine_load(struct machine_cli *cli, const char *name, struct machine_config *def);
 
 /* virsh's table: header row, dashed rule, rows; every column left-aligned and padded. */
 struct table;
@@ -108,6 +109,9 @@ int cmd_shutdown(int argc, char **argv);
 int cmd_destroy(int argc, char **argv);
 int cmd_console(int argc, char **argv);
 int cmd_event(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
 int cmd_fake_run(int argc, char **argv);
+/* The stand-in VMM's handler of each control command. */
+extern const control_handler_fn fake_run_handlers[CONTROL_VMM_COMMANDS];
 
 #endif

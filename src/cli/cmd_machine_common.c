@@ -116,11 +116,11 @@ const char *machine_resolve(struct machine_cli *cli, const char *arg)
 			    st.state == MACHINE_RUNNING && st.pid == (pid_t)atol(arg))
 				found = names[i];
 		} else if (by_uuid) {
-			struct machine_def def;
+			struct machine_config def;
 			if (def_load(&cli->dirs, names[i], true, &def, NULL) == DEF_OK) {
 				if (!strcasecmp(def.uuid, arg))
 					found = names[i];
-				machine_def_free(&def);
+				machine_config_free(&def);
 			}
 		}
 	}
@@ -132,7 +132,7 @@ const char *machine_resolve(struct machine_cli *cli, const char *arg)
 	return arg;
 }
 
-int machine_load(struct machine_cli *cli, const char *name, struct machine_def *def)
+int machine_load(struct machine_cli *cli, const char *name, struct machine_config *def)
 {
 	enum def_load_result r = def_load(&cli->dirs, name, false, def, NULL);
 	return r == DEF_OK ? 0 : -1;

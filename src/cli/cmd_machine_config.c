@@ -63,7 +63,7 @@ static int scope_resolve(struct machine_cli *cli, const char *name, struct scope
 	return 0;
 }
 
-typedef int (*def_edit_fn)(struct machine_def *def, void *arg);
+typedef int (*def_edit_fn)(struct machine_config *def, void *arg);
 
 /* Loads NAME under its lock, applies `fn`, validates and saves. */
 static int modify_def(struct machine_cli *cli, const char *name, def_edit_fn fn, void *arg)
@@ -73,18 +73,18 @@ static int modify_def(struct machine_cli *cli, const char *name, def_edit_fn fn,
 	int lock = def_lock(&cli->dirs, name);
 	if (lock < 0)
 		return -1;
-	struct machine_def def;
+	struct machine_config def;
 	int r = -1;
 	if (machine_load(cli, name, &def) == 0) {
-		if (fn(&def, arg) == 0 && machine_def_validate(&def, name) == 0)
-			r = def_save(&cli->dirs, &def);
-		machine_def_free(&def);
+		if (fn(&def, arg) == 0)
+			r = def_save(&cli->dirs, &def); /* validates */
+		machine_config_free(&def);
 	}
 	close(lock);
 	return r;
 }
 
-static int set_current_mem(struct machine_def *def, void *arg)
+static int set_current_mem(struct machine_config *def, void *arg)
 {
 	uint64_t v = *(uint64_t *)arg;
 	if (v > def->memory)
@@ -96,7 +96,7 @@ static int set_current_mem(struct machine_def *def, void *arg)
 	return 0;
 }
 
-static int set_max_mem(struct machine_def *def, void *arg)
+static int set_max_mem(struct machine_config *def, void *arg)
 {
 	def->memory = *(uint64_t *)arg;
 	if (def->current_memory > def->memory)
@@ -104,18 +104,19 @@ static int set_max_mem(struct machine_def *def, void *arg)
 	return 0;
 }
 
-static int set_vcpus(struct machine_def *def, void *arg)
+static int set_vcpus(struct machine_config *def, void *arg)
 {
-	def->vcpus = *(unsigned *)arg;
-	return 0;
+	return machine_config_set(def, "vcpus", arg, "setvcpus");
 }
 
-/* virsh reads a bare number as KiB. */
+/* virsh reads a bare number as KiB (kite run -m: MiB); suffixes say which. */
 static int parse_mem_arg(const char *verb, const char *s, uint64_t *out)
 {
 	if (parse_size(s, 1024, out) < 0 || *out == 0)
-		return kite_error("%s: '%s' is not a size (bare numbers are KiB; 512M, 2G)", verb,
-				  s);
+		return kite_error(
+		    "%s: '%s' is not a size (a bare number is KiB, as in virsh; 512M, "
+		    "2G)",
+		    verb, s);
 	return 0;
 }
 
@@ -127,7 +128,8 @@ int cmd_setmem(int argc, char **argv)
 	    .verb = "setmem",
 	    .usage = "usage: kite setmem NAME SIZE [--config] [--live] [--current]\n"
 		     "Sets the memory the guest may use (live: through the balloon). A bare SIZE "
-		     "is in KiB.\n"};
+		     "is in KiB,\nas in virsh (kite run -m and kite create -m take MiB); "
+		     "suffixes K, M, G (512M, 2G).\n"};
 	struct scope s = {0};
 	const struct machine_flag flags[] = {SCOPE_FLAGS(s), {0, NULL, NULL}};
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 2, "NAME SIZE");
@@ -137,15 +139,11 @@ int cmd_setmem(int argc, char **argv)
 	uint64_t bytes;
 	if (parse_mem_arg("setmem", argv[optind + 1], &bytes) < 0)
 		return 1;
-	if (bytes < (1ULL << 20)) {
-		kite_error("setmem: at least 1M");
-		return 1;
-	}
-	struct machine_def def;
+	struct machine_config def;
 	if (machine_load(&cli, name, &def) < 0)
 		return 1;
 	uint64_t max = def.memory;
-	machine_def_free(&def);
+	machine_config_free(&def);
 	if (scope_resolve(&cli, name, &s) < 0)
 		return 1;
 	if (s.live) {
@@ -186,7 +184,8 @@ int cmd_setmaxmem(int argc, char **argv)
 	struct machine_cli cli = {.verb = "setmaxmem",
 				  .usage = "usage: kite setmaxmem NAME SIZE [--config]\n"
 					   "Sets the machine's RAM size (its balloon ceiling) for "
-					   "the next start. A bare SIZE is in KiB.\n"};
+					   "the next start. A bare SIZE\nis in KiB, as in virsh; "
+					   "suffixes K, M, G (512M, 2G).\n"};
 	struct scope s = {0};
 	const struct machine_flag flags[] = {SCOPE_FLAGS(s), {0, NULL, NULL}};
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 2, 2, "NAME SIZE");
@@ -221,13 +220,11 @@ int cmd_setvcpus(int argc, char **argv)
 	if (pr >= 0)
 		return pr;
 	const char *name = machine_resolve(&cli, argv[optind]);
-	char *end;
-	long n = strtol(argv[optind + 1], &end, 10);
-	if (!*argv[optind + 1] || *end || n < 1 || n > 255) {
-		kite_error("setvcpus: '%s' is not a number from 1 to 255", argv[optind + 1]);
+	/* The count is checked by the same rule kite run and kite create apply. */
+	struct machine_config check;
+	machine_config_init(&check);
+	if (machine_config_set(&check, "vcpus", argv[optind + 1], "setvcpus") < 0)
 		return 1;
-	}
-	unsigned v = (unsigned)n;
 	if (scope_resolve(&cli, name, &s) < 0)
 		return 1;
 	if (s.live) {
@@ -236,7 +233,7 @@ int cmd_setvcpus(int argc, char **argv)
 			   name);
 		return 1;
 	}
-	return modify_def(&cli, name, set_vcpus, &v) < 0;
+	return modify_def(&cli, name, set_vcpus, argv[optind + 1]) < 0;
 }
 
 static int hotplug_refused(struct machine_cli *cli, const char *name, struct scope *s,
@@ -251,20 +248,23 @@ static int hotplug_refused(struct machine_cli *cli, const char *name, struct sco
 	return 0;
 }
 
-struct disk_args {
-	const char *path, *target, *format;
-	bool readonly;
-};
-
-static int do_attach_disk(struct machine_def *def, void *arg)
+/* The new disk goes through the --disk grammar's keys; its path is made absolute from here,
+ * and its file must exist and be no disk the machine has already (by inode), as for kite
+ * create. */
+static int do_attach_disk(struct machine_config *def, void *arg)
 {
-	struct disk_args *a = arg;
-	return machine_def_add_disk(def, a->path, a->target, a->format, a->readonly);
+	struct disk_config *d = arg;
+	struct disk_config copy = *d;
+	if (!(copy.path = strdup(d->path)))
+		return kite_error("out of memory");
+	if (machine_config_add_disk(def, &copy, "attach-disk") < 0)
+		return -1;
+	return machine_config_absolute_paths(def) < 0 ? -1 : def_check_disks(def);
 }
 
-static int do_detach_disk(struct machine_def *def, void *arg)
+static int do_detach_disk(struct machine_config *def, void *arg)
 {
-	return machine_def_remove_disk(def, arg);
+	return machine_config_remove_disk(def, arg);
 }
 
 int cmd_attach_disk(int argc, char **argv)
@@ -282,11 +282,10 @@ int cmd_attach_disk(int argc, char **argv)
 		     "         [--mode readonly]\n"
 		     "Adds disk image SOURCE as TARGET (vdb, ...) to the definition.\n"};
 	struct scope s = {0};
-	struct disk_args a = {0};
-	const char *mode = NULL, *bus = NULL, *driver = NULL;
+	const char *format = NULL, *mode = NULL, *bus = NULL, *driver = NULL;
 	const struct machine_flag flags[] = {
-	    SCOPE_FLAGS(s),	   {O_FORMAT, NULL, &a.format}, {O_DRIVER, NULL, &driver},
-	    {O_MODE, NULL, &mode}, {O_TARGETBUS, NULL, &bus},	{0, NULL, NULL}};
+	    SCOPE_FLAGS(s),	   {O_FORMAT, NULL, &format}, {O_DRIVER, NULL, &driver},
+	    {O_MODE, NULL, &mode}, {O_TARGETBUS, NULL, &bus}, {0, NULL, NULL}};
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 3, 3, "NAME SOURCE TARGET");
 	if (pr >= 0)
 		return pr;
@@ -294,16 +293,24 @@ int cmd_attach_disk(int argc, char **argv)
 		kite_error("--mode %s: expected readonly", mode);
 		return 1;
 	}
-	a.readonly = mode && !strcmp(mode, "readonly");
 	if (bus && strcmp(bus, "virtio")) {
 		kite_error("--targetbus %s: only virtio disks exist here", bus);
 		return 1;
 	}
 	const char *name = machine_resolve(&cli, argv[optind]);
-	a.path = argv[optind + 1];
-	a.target = argv[optind + 2];
-	if (hotplug_refused(&cli, name, &s, "disk") < 0 ||
-	    modify_def(&cli, name, do_attach_disk, &a) < 0)
+	struct disk_config d = {0};
+	int r = disk_config_set(&d, "path", argv[optind + 1], "attach-disk: SOURCE");
+	if (r == 0)
+		r = disk_config_set(&d, "target", argv[optind + 2], "attach-disk: TARGET");
+	if (r == 0 && format)
+		r = disk_config_set(&d, "format", format, "--subdriver");
+	if (r == 0 && mode && !strcmp(mode, "readonly"))
+		r = disk_config_set(&d, "readonly", "on", "--mode");
+	if (r == 0)
+		r = hotplug_refused(&cli, name, &s, "disk") < 0 ||
+		    modify_def(&cli, name, do_attach_disk, &d) < 0;
+	disk_config_free(&d);
+	if (r)
 		return 1;
 	printf("Disk attached successfully\n\n");
 	return 0;
@@ -334,18 +341,25 @@ struct nic_args {
 	const char *type, *ifname, *mac;
 };
 
-static int do_attach_nic(struct machine_def *def, void *arg)
+/* The new NIC goes through the --net grammar's keys, and gets a MAC when it has none. */
+static int do_attach_nic(struct machine_config *def, void *arg)
 {
 	struct nic_args *a = arg;
-	return machine_def_add_nic(def, a->type, a->ifname, a->mac, NULL);
+	struct nic_config n = {0};
+	if (nic_config_set(&n, "type", a->type, "attach-interface: TYPE") < 0 ||
+	    (a->ifname && nic_config_set(&n, "ifname", a->ifname, "attach-interface") < 0) ||
+	    (a->mac && nic_config_set(&n, "mac", a->mac, "--mac") < 0) ||
+	    machine_config_add_nic(def, &n, "attach-interface") < 0)
+		return -1;
+	return machine_config_fill_ids(def);
 }
 
-static int do_detach_nic(struct machine_def *def, void *arg)
+static int do_detach_nic(struct machine_config *def, void *arg)
 {
 	struct nic_args *a = arg;
 	if (a->mac)
-		return machine_def_remove_nic(def, a->mac);
-	return machine_def_remove_nic(def, a->type);
+		return machine_config_remove_nic(def, a->mac);
+	return machine_config_remove_nic(def, a->type);
 }
 
 static const char *nic_type(const char *t)

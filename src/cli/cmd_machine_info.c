@@ -144,7 +144,7 @@ int cmd_list(int argc, char **argv)
 	json_t *arr = json_array();
 	int rc = t && arr ? 0 : 1;
 	for (int i = 0; i < n && rc == 0; i++) {
-		struct machine_def def;
+		struct machine_config def;
 		char *why = NULL;
 		enum def_load_result lr = def_load(&cli.dirs, names[i], true, &def, &why);
 		if (lr == DEF_ERROR) {
@@ -156,7 +156,7 @@ int cmd_list(int argc, char **argv)
 		struct machine_status st;
 		if (machine_status_get(&cli.dirs, names[i], true, &st) < 0) {
 			if (lr == DEF_OK)
-				machine_def_free(&def);
+				machine_config_free(&def);
 			free(why);
 			rc = 1;
 			break;
@@ -211,7 +211,7 @@ int cmd_list(int argc, char **argv)
 			}
 		}
 		if (lr == DEF_OK)
-			machine_def_free(&def);
+			machine_config_free(&def);
 		free(why);
 	}
 	def_free_names(names, n);
@@ -269,12 +269,12 @@ int cmd_dominfo(int argc, char **argv)
 	if (pr >= 0)
 		return pr;
 	const char *name = machine_resolve(&cli, argv[optind]);
-	struct machine_def def;
+	struct machine_config def;
 	if (machine_load(&cli, name, &def) < 0)
 		return 1;
 	struct machine_status st;
 	if (machine_status_get(&cli.dirs, name, true, &st) < 0) {
-		machine_def_free(&def);
+		machine_config_free(&def);
 		return 1;
 	}
 	bool active = st.state == MACHINE_RUNNING || st.state == MACHINE_PAUSED;
@@ -313,7 +313,7 @@ int cmd_dominfo(int argc, char **argv)
 	printf("%-15s %s\n", "Security model:", "none");
 	printf("%-15s %s\n", "Security DOI:", "0");
 	putchar('\n');
-	machine_def_free(&def);
+	machine_config_free(&def);
 	return 0;
 }
 
@@ -331,7 +331,7 @@ int cmd_domstate(int argc, char **argv)
 		return pr;
 	const char *name = machine_resolve(&cli, argv[optind]);
 	/* The machine must be defined; a corrupt definition still has a state. */
-	struct machine_def def;
+	struct machine_config def;
 	char *why = NULL;
 	enum def_load_result lr = def_load(&cli.dirs, name, true, &def, &why);
 	free(why);
@@ -342,7 +342,7 @@ int cmd_domstate(int argc, char **argv)
 	if (lr == DEF_ERROR)
 		return 1;
 	if (lr == DEF_OK)
-		machine_def_free(&def);
+		machine_config_free(&def);
 	struct machine_status st;
 	if (machine_status_get(&cli.dirs, name, true, &st) < 0)
 		return 1;
@@ -361,11 +361,11 @@ int cmd_domstate(int argc, char **argv)
 
 /* The end of domblklist and domiflist: the table (or, with --output=json, the definition's
  * `key` list). Frees `t` and `def`; returns the exit code. */
-static int print_devices(struct machine_def *def, const char *key, bool json, struct table *t,
+static int print_devices(struct machine_config *def, const char *key, bool json, struct table *t,
 			 int rc)
 {
 	if (rc == 0 && json) {
-		json_t *j = machine_def_to_json(def);
+		json_t *j = machine_config_to_json(def);
 		rc = print_json(j ? json_incref(json_object_get(j, key)) : NULL) < 0;
 		json_decref(j);
 	} else if (rc == 0) {
@@ -373,7 +373,7 @@ static int print_devices(struct machine_def *def, const char *key, bool json, st
 		putchar('\n');
 	}
 	table_free(t);
-	machine_def_free(def);
+	machine_config_free(def);
 	return rc;
 }
 
@@ -399,14 +399,14 @@ int cmd_domblklist(int argc, char **argv)
 		return pr;
 	if (output && parse_output(output, &json) < 0)
 		return 1;
-	struct machine_def def;
+	struct machine_config def;
 	if (machine_load(&cli, machine_resolve(&cli, argv[optind]), &def) < 0)
 		return 1;
 	static const char *const h1[] = {"Target", "Source"};
 	static const char *const h2[] = {"Type", "Device", "Target", "Source"};
 	struct table *t = details ? table_new(4, h2) : table_new(2, h1);
 	int rc = t ? 0 : 1;
-	for (size_t i = 0; t && i < def.ndisks; i++) {
+	for (int i = 0; t && i < def.ndisks; i++) {
 		const char *r1[] = {def.disks[i].target, def.disks[i].path};
 		const char *r2[] = {"file", "disk", def.disks[i].target, def.disks[i].path};
 		if (table_add(t, details ? r2 : r1) < 0)
@@ -433,16 +433,18 @@ int cmd_domiflist(int argc, char **argv)
 		return pr;
 	if (output && parse_output(output, &json) < 0)
 		return 1;
-	struct machine_def def;
+	struct machine_config def;
 	if (machine_load(&cli, machine_resolve(&cli, argv[optind]), &def) < 0)
 		return 1;
 	static const char *const h[] = {"Interface", "Type", "Source", "Model", "MAC"};
 	struct table *t = table_new(5, h);
 	int rc = t ? 0 : 1;
-	for (size_t i = 0; t && i < def.nnics; i++) {
-		const struct machine_nic *n = &def.nics[i];
-		const char *row[] = {n->ifname ? n->ifname : "-", n->type,
-				     !strcmp(n->type, "user") ? "nat" : "-", n->model, n->mac};
+	for (int i = 0; t && i < def.nnics; i++) {
+		const struct nic_config *n = &def.nics[i];
+		char mac[18];
+		mac_format(n->mac, mac);
+		const char *row[] = {n->ifname[0] ? n->ifname : "-", nic_kind_name(n->kind),
+				     n->kind == NIC_USER ? "nat" : "-", "virtio", mac};
 		if (table_add(t, row) < 0)
 			rc = 1;
 	}
@@ -458,7 +460,7 @@ static int print_field(int argc, char **argv, const char *verb, const char *usag
 	if (pr >= 0)
 		return pr;
 	const char *name = machine_resolve(&cli, argv[optind]);
-	struct machine_def def;
+	struct machine_config def;
 	if (machine_load(&cli, name, &def) < 0)
 		return 1;
 	struct machine_status st;
@@ -472,7 +474,7 @@ static int print_field(int argc, char **argv, const char *verb, const char *usag
 		else
 			printf("%s\n\n", field == 'u' ? def.uuid : def.name);
 	}
-	machine_def_free(&def);
+	machine_config_free(&def);
 	return rc;
 }
 

@@ -9,23 +9,6 @@
 
 #define CTRL_A 0x01
 
-int console_parse(const char *spec, enum console_kind *kind, const char **path)
-{
-	*path = NULL;
-	if (!strcmp(spec, "stdio"))
-		*kind = CONSOLE_STDIO;
-	else if (!strcmp(spec, "virtio"))
-		*kind = CONSOLE_VIRTIO;
-	else if (!strcmp(spec, "none"))
-		*kind = CONSOLE_NONE;
-	else if (!strncmp(spec, "file:", 5) && spec[5]) {
-		*kind = CONSOLE_FILE;
-		*path = spec + 5;
-	} else
-		return kite_error("--console: '%s' is not stdio, virtio, none or file:PATH", spec);
-	return 0;
-}
-
 /* Hands pending input to the attached device. Called with the lock held. */
 static void deliver(struct console *c)
 {
@@ -121,7 +104,6 @@ int console_open(struct console *c, enum console_kind kind, const char *path)
 			return kite_error_errno(errno, "--console: cannot open %s", path);
 		return 0;
 	}
-	c->kind = CONSOLE_STDIO; /* virtio only changes which device it is wired to */
 	c->out_fd = STDOUT_FILENO;
 	c->in_fd = STDIN_FILENO;
 	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &c->saved_tty) == 0) {
@@ -154,6 +136,14 @@ void console_on_quit(struct console *c, console_quit_fn quit, void *opaque)
 	pthread_mutex_lock(&c->lock);
 	c->quit = quit;
 	c->quit_opaque = opaque;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void console_inject(struct console *c, const uint8_t *buf, size_t len)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->input)
+		c->input(c->opaque, buf, len);
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -11,8 +11,9 @@
 #include <stdint.h>
 #include <termios.h>
 
-/* CONSOLE_VIRTIO is stdio wired to a virtio-console port (hvc0) instead of the UART. */
-enum console_kind { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE, CONSOLE_VIRTIO };
+/* Where the console's host end is. Which guest device it feeds (the UART, a virtio-console
+ * port) is up to whoever attaches (console_attach). */
+enum console_kind { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
 
 /* Receives input bytes; returns how many it took (the rest is offered again later). */
 typedef size_t (*console_input_fn)(void *opaque, const uint8_t *buf, size_t len);
@@ -47,9 +48,6 @@ struct console {
 	} observers[CONSOLE_MAX_OBSERVERS];
 };
 
-/* Parses "stdio", "virtio", "none" or "file:PATH". Returns 0 or -1 with an error printed. */
-int console_parse(const char *spec, enum console_kind *kind, const char **path);
-
 int console_open(struct console *c, enum console_kind kind, const char *path);
 /* Connects (or, with NULL, disconnects) the device that consumes input. */
 void console_attach(struct console *c, console_input_fn input, void *opaque);
@@ -57,6 +55,10 @@ void console_attach(struct console *c, console_input_fn input, void *opaque);
 void console_on_quit(struct console *c, console_quit_fn quit, void *opaque);
 /* Adds an observer of guest output; call before the guest runs. Returns 0 or -1 when full. */
 int console_add_observer(struct console *c, console_observer_fn fn, void *opaque);
+/* Input that does not come from the terminal (the control socket): handed to the attached
+ * device at once; what it cannot take now is dropped, as on a serial line. Never blocks on
+ * the guest. */
+void console_inject(struct console *c, const uint8_t *buf, size_t len);
 /* Tells the reader the receiver has room again. */
 void console_kick(struct console *c);
 void console_write(struct console *c, const uint8_t *buf, size_t len);

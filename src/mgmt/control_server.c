@@ -43,7 +43,7 @@ struct client {
 struct request {
 	struct control_server *s;
 	struct client *client; /* NULL once abandoned (timeout, disconnect) or fire-and-forget */
-	char cmd[32];
+	const struct control_command *cmd;
 	json_t *id;
 	json_t *args;
 	int64_t deadline;
@@ -178,43 +178,29 @@ static void flush_stream(struct control_server *s, struct client *c)
 	}
 }
 
+/* query-status must say running or paused: a VMM that returns anything else gets an error. */
+static int check_return(const struct control_command *cmd, json_t **ret)
+{
+	if (cmd->vmm != CONTROL_QUERY_STATUS ||
+	    (json_is_object(*ret) && json_is_string(json_object_get(*ret, "status"))))
+		return 0;
+	json_decref(*ret);
+	*ret = NULL;
+	control_set_error("GenericError", "the VMM returned no status");
+	return -1;
+}
+
 static void *worker(void *arg)
 {
 	struct request *req = arg;
 	struct control_server *s = req->s;
 	const struct control_handlers *h = &s->h;
 	json_t *ret = NULL;
-	int r = -1;
 	tls_err_class = NULL;
 	tls_err_desc[0] = '\0';
-	if (!strcmp(req->cmd, "query-status")) {
-		r = h->query_status(h->opaque, &ret);
-		if (r == 0 &&
-		    (!json_is_object(ret) || !json_is_string(json_object_get(ret, "status")))) {
-			json_decref(ret);
-			ret = NULL;
-			r = -1;
-			control_set_error("GenericError", "the VMM returned no status");
-		}
-	} else if (!strcmp(req->cmd, "stop")) {
-		r = h->stop(h->opaque);
-	} else if (!strcmp(req->cmd, "cont")) {
-		r = h->cont(h->opaque);
-	} else if (!strcmp(req->cmd, "system_powerdown")) {
-		r = h->powerdown(h->opaque);
-	} else if (!strcmp(req->cmd, "system_reset")) {
-		r = h->reset(h->opaque);
-	} else if (!strcmp(req->cmd, "quit")) {
-		r = h->quit(h->opaque);
-	} else if (!strcmp(req->cmd, "balloon")) {
-		json_int_t v = json_integer_value(json_object_get(req->args, "value"));
-		r = h->balloon(h->opaque, (uint64_t)v);
-	} else if (!strcmp(req->cmd, "query-balloon")) {
-		uint64_t actual = 0;
-		r = h->query_balloon(h->opaque, &actual);
-		if (r == 0)
-			ret = json_pack("{s:I}", "actual", (json_int_t)actual);
-	}
+	int r = h->cmd[req->cmd->vmm](h->opaque, req->args, &ret);
+	if (r == 0)
+		r = check_return(req->cmd, &ret);
 	json_t *reply;
 	if (r == 0)
 		reply = json_pack("{s:o}", "return", ret ? ret : json_object());
@@ -261,41 +247,51 @@ static bool start_worker(struct control_server *s, struct request *req)
 	return true;
 }
 
-static bool handler_present(const struct control_handlers *h, const char *cmd)
+static bool handler_present(const struct control_handlers *h, const struct control_command *cmd)
 {
-	if (!strcmp(cmd, "stop"))
-		return h->stop;
-	if (!strcmp(cmd, "cont"))
-		return h->cont;
-	if (!strcmp(cmd, "system_powerdown"))
-		return h->powerdown;
-	if (!strcmp(cmd, "system_reset"))
-		return h->reset;
-	if (!strcmp(cmd, "quit"))
-		return h->quit;
-	if (!strcmp(cmd, "balloon") || !strcmp(cmd, "query-balloon"))
-		return h->balloon && h->query_balloon;
-	return true;
+	return !cmd->by_vmm || h->cmd[cmd->vmm];
 }
-
-static const char *const commands[] = {"qmp_capabilities",
-				       "query-commands",
-				       "query-version",
-				       "query-status",
-				       "stop",
-				       "cont",
-				       "system_powerdown",
-				       "system_reset",
-				       "quit",
-				       "balloon",
-				       "query-balloon",
-				       "console",
-				       NULL};
 
 static json_t *version_json(void)
 {
 	return json_pack("{s:i, s:i, s:i, s:s}", "major", 0, "minor", 1, "micro", 0, "string",
 			 "0.1");
+}
+
+/* The commands the server answers itself (lock held). */
+static void serve(struct control_server *s, struct client *c, const struct control_command *cmd,
+		  json_t *args, json_t *id)
+{
+	json_t *ret = NULL;
+	switch ((enum control_server_cmd)cmd->server) {
+	case CONTROL_SERVER_QMP_CAPABILITIES:
+		ret = json_object();
+		break;
+	case CONTROL_SERVER_QUERY_VERSION:
+		ret = version_json();
+		break;
+	case CONTROL_SERVER_QUERY_COMMANDS:
+		ret = json_array();
+		for (size_t i = 0; ret && i < control_ncommands; i++)
+			if (handler_present(&s->h, &control_commands[i]))
+				json_array_append_new(
+				    ret, json_pack("{s:s}", "name", control_commands[i].name));
+		break;
+	case CONTROL_SERVER_CONSOLE:
+		ret = json_object();
+		break;
+	}
+	json_t *reply = json_pack("{s:o}", "return", ret);
+	if (reply && id)
+		json_object_set(reply, "id", id);
+	send_json(c, reply);
+	if (cmd->server == CONTROL_SERVER_CONSOLE) {
+		json_t *replay = json_object_get(args, "replay");
+		c->stream = true;
+		atomic_fetch_add(&s->nstream, 1);
+		c->ring_pos = (replay && json_is_false(replay)) ? console_ring_head(&s->ring)
+								: console_ring_oldest(&s->ring);
+	}
 }
 
 /* Handles one request line (lock held). */
@@ -334,72 +330,29 @@ static void handle_line(struct control_server *s, struct client *c, const char *
 		send_json(c, error_reply("GenericError", "\"arguments\" must be an object", id));
 		goto out;
 	}
-	const char *cmd = json_string_value(exec);
-	bool known = false;
-	for (const char *const *k = commands; *k; k++)
-		if (!strcmp(*k, cmd))
-			known = true;
-	if (!known) {
+	const char *name = json_string_value(exec);
+	const struct control_command *cmd = control_command_find(name);
+	if (!cmd) {
 		char desc[200];
-		snprintf(desc, sizeof(desc), "The command %.64s has not been found", cmd);
+		snprintf(desc, sizeof(desc), "The command %.64s has not been found", name);
 		send_json(c, error_reply("CommandNotFound", desc, id));
 		goto out;
 	}
 	if (!handler_present(&s->h, cmd)) {
 		char desc[200];
-		snprintf(desc, sizeof(desc), "this VM does not support %s", cmd);
-		send_json(c,
-			  error_reply(!strncmp(cmd, "balloon", 7) || !strcmp(cmd, "query-balloon")
-					  ? "DeviceNotActive"
-					  : "CommandNotAvailable",
-				      desc, id));
+		snprintf(desc, sizeof(desc), "this VM does not support %s", cmd->name);
+		send_json(
+		    c, error_reply(cmd->missing ? cmd->missing : "CommandNotAvailable", desc, id));
 		goto out;
 	}
-	json_t *ret = NULL;
-	if (!strcmp(cmd, "qmp_capabilities")) {
-		ret = json_object();
-	} else if (!strcmp(cmd, "query-version")) {
-		ret = version_json();
-	} else if (!strcmp(cmd, "query-commands")) {
-		ret = json_array();
-		for (const char *const *k = commands; *k; k++)
-			if (handler_present(&s->h, *k))
-				json_array_append_new(ret, json_pack("{s:s}", "name", *k));
-	} else if (!strcmp(cmd, "query-status") && !s->h.query_status) {
-		ret = json_pack("{s:s, s:b}", "status", "running", "running", 1);
-	} else if (!strcmp(cmd, "console")) {
-		json_t *replay = json_object_get(args, "replay");
-		if (replay && !json_is_boolean(replay)) {
-			send_json(
-			    c, error_reply("GenericError", "'replay' must be true or false", id));
-			goto out;
-		}
-		json_t *reply = json_pack("{s:{}}", "return");
-		if (reply && id)
-			json_object_set(reply, "id", id);
-		send_json(c, reply);
-		c->stream = true;
-		atomic_fetch_add(&s->nstream, 1);
-		c->ring_pos = (replay && json_is_false(replay)) ? console_ring_head(&s->ring)
-								: console_ring_oldest(&s->ring);
+	char why[200];
+	if (control_command_check_args(cmd, args, why, sizeof(why))) {
+		send_json(c, error_reply("GenericError", why, id));
 		goto out;
 	}
-	if (ret) {
-		json_t *reply = json_pack("{s:o}", "return", ret);
-		if (reply && id)
-			json_object_set(reply, "id", id);
-		send_json(c, reply);
+	if (!cmd->by_vmm) {
+		serve(s, c, cmd, args, id);
 		goto out;
-	}
-	if (!strcmp(cmd, "balloon")) {
-		json_t *value = json_object_get(args, "value");
-		if (!json_is_integer(value) || json_integer_value(value) <= 0) {
-			send_json(c, error_reply("GenericError",
-						 "balloon needs \"value\": a positive number of "
-						 "bytes",
-						 id));
-			goto out;
-		}
 	}
 	struct request *req = calloc(1, sizeof(*req));
 	if (!req) {
@@ -407,11 +360,11 @@ static void handle_line(struct control_server *s, struct client *c, const char *
 		goto out;
 	}
 	req->s = s;
-	snprintf(req->cmd, sizeof(req->cmd), "%s", cmd);
+	req->cmd = cmd;
 	req->id = id ? json_incref(id) : NULL;
 	req->args = args ? json_incref(args) : NULL;
 	req->deadline = mono_ms() + s->timeout_ms;
-	if (!strcmp(cmd, "quit")) {
+	if (cmd->reply_first) {
 		/* The reply goes out before the VMM is asked to end, as QMP does. */
 		json_t *reply = json_pack("{s:{}}", "return");
 		if (reply && id)
@@ -591,8 +544,8 @@ static int64_t settle_requests(struct control_server *s)
 			process_input(s, c);
 		} else if (now >= req->deadline) {
 			char desc[160];
-			snprintf(desc, sizeof(desc), "%s did not complete within %d ms", req->cmd,
-				 s->timeout_ms);
+			snprintf(desc, sizeof(desc), "%s did not complete within %d ms",
+				 req->cmd->name, s->timeout_ms);
 			send_json(c, error_reply("Timeout", desc, req->id));
 			req->client = NULL; /* the worker frees it when the handler returns */
 			c->req = NULL;

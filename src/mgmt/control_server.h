@@ -4,12 +4,15 @@
  * hangs cannot stall the socket: the client gets a Timeout error after the server's request
  * timeout, and the other clients keep being served.
  *
- * Handlers return 0 on success, or -1 after calling control_set_error() (without it the
- * error is a GenericError "command failed"). A NULL handler makes its command answer
- * CommandNotAvailable. Handlers run concurrently with the VMM's threads and with each
- * other: they must take whatever locks the VMM needs. */
+ * The commands are one table (mgmt/control_commands.h). Handlers return 0 on success, or -1
+ * after calling control_set_error() (without it the error is a GenericError "command
+ * failed"). A NULL handler makes its command answer CommandNotAvailable (DeviceNotActive for
+ * the balloon pair). Handlers run concurrently with the VMM's threads and with each other:
+ * they must take whatever locks the VMM needs. */
 #ifndef KITE_MGMT_CONTROL_SERVER_H
 #define KITE_MGMT_CONTROL_SERVER_H
+
+#include "mgmt/control_commands.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -24,17 +27,11 @@
 #define CONTROL_MAX_WORKERS 32
 
 struct control_handlers {
-	/* Fills *out with an object holding at least "status": "running" | "paused" (more
-	 * fields are passed through to the client). NULL: the server answers "running". */
-	int (*query_status)(void *opaque, json_t **out);
-	int (*stop)(void *opaque);		      /* pause the vCPUs */
-	int (*cont)(void *opaque);		      /* resume them */
-	int (*powerdown)(void *opaque);		      /* ACPI power button */
-	int (*reset)(void *opaque);		      /* hard reset (reboot) */
-	int (*quit)(void *opaque);		      /* end the VMM now; the reply is sent first */
-	int (*balloon)(void *opaque, uint64_t bytes); /* set the balloon target */
-	int (*query_balloon)(void *opaque, uint64_t *bytes); /* guest RAM after the balloon */
-	/* Bytes typed on an attached `kite console`, for the guest's serial input. */
+	/* One per command a VMM carries out, indexed by enum control_cmd: query-status returns an
+	 * object with at least "status": "running" | "paused"; balloon gets {"value": BYTES};
+	 * query-balloon returns {"actual": BYTES}; quit is answered before it runs. */
+	control_handler_fn cmd[CONTROL_VMM_COMMANDS];
+	/* Bytes typed on an attached `kite console`, for the guest's console input. */
 	int (*console_input)(void *opaque, const void *data, size_t len);
 	void *opaque;
 };

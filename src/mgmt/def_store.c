@@ -1,4 +1,5 @@
 #include "mgmt/def_store.h"
+#include "block/block.h"
 #include "mgmt/fileutil.h"
 #include "util/err.h"
 
@@ -8,6 +9,57 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+int def_from_json(json_t *root, const char *where, struct machine_config *m)
+{
+	if (machine_config_from_json(root, where, m) < 0)
+		return -1;
+	if (!m->name[0]) {
+		machine_config_free(m);
+		return kite_error("%s: name is required", where);
+	}
+	return 0;
+}
+
+int def_check_disks(const struct machine_config *m)
+{
+	if (machine_config_check_files(m) < 0)
+		return -1;
+	for (int i = 0; i < m->ndisks; i++) {
+		const struct disk_config *d = &m->disks[i];
+		/* Shared and read-only: another VM may use the image now, and this one only later.
+		 */
+		unsigned flags = BLK_O_RDONLY | BLK_O_SHARE | BLK_O_NO_PROBE_WARN |
+				 (d->nocache ? BLK_O_NOCACHE : 0);
+		struct blk *b = blk_open(d->path, d->format[0] ? d->format : NULL, flags);
+		if (!b)
+			return kite_error("disk %s (%s) does not open as the VMM would open it",
+					  d->path, d->target);
+		blk_close(b);
+	}
+	return 0;
+}
+
+int def_prepare(struct machine_config *m, const char *where)
+{
+	if (machine_config_absolute_paths(m) < 0 || def_check_disks(m) < 0 ||
+	    machine_config_fill_ids(m) < 0)
+		return -1;
+	return machine_config_validate(m, where);
+}
+
+/* A stored definition has everything kite start needs: absolute paths, a UUID, MACs. */
+static int check_storable(const struct machine_config *m, const char *where)
+{
+	if (machine_config_validate(m, where) < 0 || machine_config_check_absolute(m, where) < 0)
+		return -1;
+	if (!m->name[0] || !uuid_valid(m->uuid))
+		return kite_error("%s: a stored definition needs a name and a UUID", where);
+	for (int i = 0; i < m->nnics; i++)
+		if (!m->nics[i].mac_set)
+			return kite_error("%s: a stored definition gives each NIC a MAC", where);
+	return 0;
+}
 
 int def_path(const struct mgmt_dirs *d, const char *name, char *buf, size_t size)
 {
@@ -40,7 +92,7 @@ static char *jansson_reason(const json_error_t *je, size_t len)
 }
 
 enum def_load_result def_load(const struct mgmt_dirs *d, const char *name, bool quiet,
-			      struct machine_def *def, char **why)
+			      struct machine_config *def, char **why)
 {
 	char path[PATH_MAX];
 	if (why)
@@ -93,7 +145,7 @@ enum def_load_result def_load(const struct mgmt_dirs *d, const char *name, bool 
 			saved = -1;
 		}
 	}
-	int r = machine_def_from_json(root, path, def);
+	int r = def_from_json(root, path, def);
 	char reason[300] = "";
 	if (saved >= 0) {
 		fflush(stderr);
@@ -127,18 +179,18 @@ enum def_load_result def_load(const struct mgmt_dirs *d, const char *name, bool 
 		if (!quiet)
 			kite_error("definition %s names machine '%s', not '%s'", path, def->name,
 				   name);
-		machine_def_free(def);
+		machine_config_free(def);
 		return DEF_CORRUPT;
 	}
 	return DEF_OK;
 }
 
-int def_save(const struct mgmt_dirs *d, const struct machine_def *def)
+int def_save(const struct mgmt_dirs *d, const struct machine_config *def)
 {
 	char path[PATH_MAX];
-	if (machine_def_validate(def, def->name) < 0 || def_path(d, def->name, path, sizeof(path)))
+	if (check_storable(def, def->name) < 0 || def_path(d, def->name, path, sizeof(path)))
 		return -1;
-	json_t *root = machine_def_to_json(def);
+	json_t *root = machine_config_to_json(def);
 	if (!root)
 		return -1;
 	char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

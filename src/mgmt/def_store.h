@@ -1,9 +1,10 @@
-/* Machine definitions on disk: STATE/NAME.json, replaced atomically, with STATE/NAME.lock
- * serializing every command that changes a machine (define, edit, start, ...). */
+/* Machine definitions on disk: STATE/NAME.json (a struct machine_config in its JSON form,
+ * config/machine_config.h), replaced atomically, with STATE/NAME.lock serializing every
+ * command that changes a machine (define, edit, start, ...). */
 #ifndef KITE_MGMT_DEF_STORE_H
 #define KITE_MGMT_DEF_STORE_H
 
-#include "mgmt/machine_def.h"
+#include "config/machine_config.h"
 #include "mgmt/paths.h"
 
 /* Definitions larger than this are refused as corrupt rather than read. */
@@ -16,14 +17,28 @@ enum def_load_result {
 	DEF_ERROR = -3,	  /* an I/O error */
 };
 
+/* A definition from its JSON: machine_config_from_json, and a name is required. Returns 0 or
+ * -1 (reported, with `where` first). */
+int def_from_json(json_t *root, const char *where, struct machine_config *m);
+
+/* What create, define and edit do to a description before it is stored: paths made absolute
+ * (from the current directory), the files checked as a VMM would find them (kernel readable,
+ * disks present, distinct and readable as their format), a UUID and MACs given, the rules checked.
+ * So a definition that is stored can start. Returns 0 or -1 (reported). */
+int def_prepare(struct machine_config *m, const char *where);
+/* The file checks of def_prepare: machine_config_check_files, and each disk opened (read-only,
+ * shared) with its format, as the VMM will open it. Returns 0 or -1 (reported). */
+int def_check_disks(const struct machine_config *m);
+
 /* Loads NAME's definition. On DEF_CORRUPT, `why` (when not NULL) receives a one-line reason
  * (truncated, bad JSON at line N, invalid field) the caller frees. Nothing is printed for
  * DEF_MISSING and DEF_CORRUPT when `quiet`; otherwise a clear error is printed. */
 enum def_load_result def_load(const struct mgmt_dirs *d, const char *name, bool quiet,
-			      struct machine_def *def, char **why);
+			      struct machine_config *def, char **why);
 
-/* Validates and writes `def` atomically. The caller holds the machine's lock. */
-int def_save(const struct mgmt_dirs *d, const struct machine_def *def);
+/* Validates (absolute paths, a UUID and MACs included) and writes `def` atomically. The caller
+ * holds the machine's lock. */
+int def_save(const struct mgmt_dirs *d, const struct machine_config *def);
 
 /* Removes the definition file (the lock file stays: another command may hold it open). The
  * caller holds the lock. */

@@ -6,11 +6,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <poll.h>
@@ -54,49 +54,13 @@ static void push(struct argv_builder *b, char *s)
 	b->v[b->n] = NULL;
 }
 
-static void pushf(struct argv_builder *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void pushf(struct argv_builder *b, const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	push(b, s);
-}
-
-/* Option values are comma-separated key=value lists; a comma inside a path is doubled, as
- * QEMU does. */
-static char *escape_commas(const char *s)
-{
-	size_t n = 0;
-	for (const char *p = s; *p; p++)
-		n += *p == ',' ? 2 : 1;
-	char *out = malloc(n + 1), *o = out;
-	if (!out)
-		return NULL;
-	for (const char *p = s; *p; p++) {
-		*o++ = *p;
-		if (*p == ',')
-			*o++ = ',';
-	}
-	*o = '\0';
-	return out;
-}
-
-static int cmp_disk_target(const void *a, const void *b)
-{
-	const struct machine_disk *x = *(const struct machine_disk *const *)a;
-	const struct machine_disk *y = *(const struct machine_disk *const *)b;
-	size_t lx = strlen(x->target), ly = strlen(y->target);
-	return lx != ly ? (lx < ly ? -1 : 1) : strcmp(x->target, y->target);
-}
-
-char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *def)
+char **machine_runner_argv(const struct mgmt_dirs *d, const char *name)
 {
 	struct argv_builder b = {0};
+	char def[PATH_MAX], sock[PATH_MAX];
+	if (runtime_path(d, name, "json", def, sizeof(def)) < 0 ||
+	    runtime_path(d, name, "sock", sock, sizeof(sock)) < 0)
+		return NULL;
 	const char *runner = getenv("KITE_RUNNER");
 	if (runner && *runner) {
 		char *copy = strdup(runner), *save = NULL;
@@ -122,91 +86,33 @@ char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *
 		push(&b, strdup(self));
 		push(&b, strdup("run"));
 	}
-	push(&b, strdup("--kernel"));
-	push(&b, strdup(def->kernel));
-	if (def->initrd) {
-		push(&b, strdup("--initrd"));
-		push(&b, strdup(def->initrd));
-	}
-	if (def->append) {
-		push(&b, strdup("--append"));
-		push(&b, strdup(def->append));
-	}
-	push(&b, strdup("--memory"));
-	if (def->memory % 1024 == 0)
-		pushf(&b, "%" PRIu64 "K", def->memory / 1024);
-	else
-		pushf(&b, "%" PRIu64 "B", def->memory);
-	push(&b, strdup("--cpus"));
-	pushf(&b, "%u", def->vcpus);
-	const struct machine_disk **disks = calloc(def->ndisks + 1, sizeof(*disks));
-	if (!disks)
-		b.failed = true;
-	for (size_t i = 0; disks && i < def->ndisks; i++)
-		disks[i] = &def->disks[i];
-	if (disks && def->ndisks > 1)
-		qsort(disks, def->ndisks, sizeof(*disks), cmp_disk_target);
-	for (size_t i = 0; disks && i < def->ndisks; i++) {
-		char *path = escape_commas(disks[i]->path);
-		push(&b, strdup("--disk"));
-		if (path)
-			pushf(&b, "%s%s%s%s", path, disks[i]->format ? ",format=" : "",
-			      disks[i]->format ? disks[i]->format : "",
-			      disks[i]->readonly ? ",readonly=on" : "");
-		else
-			b.failed = true;
-		free(path);
-	}
-	free(disks);
-	for (size_t i = 0; i < def->nnics; i++) {
-		const struct machine_nic *nic = &def->nics[i];
-		push(&b, strdup("--net"));
-		char *spec = NULL;
-		if (nic->ifname) {
-			if (asprintf(&spec, "tap=%s,mac=%s", nic->ifname, nic->mac) < 0)
-				spec = NULL;
-		} else {
-			if (asprintf(&spec, "user,mac=%s", nic->mac) < 0)
-				spec = NULL;
-			for (size_t k = 0; spec && k < nic->nhostfwd; k++) {
-				char *longer = NULL;
-				if (asprintf(&longer, "%s,hostfwd=%s", spec, nic->hostfwd[k]) < 0)
-					longer = NULL;
-				free(spec);
-				spec = longer;
-			}
-		}
-		push(&b, spec);
-	}
-	for (size_t i = 0; i < def->nshares; i++) {
-		char *path = escape_commas(def->shares[i].path);
-		push(&b, strdup("--share"));
-		if (path)
-			pushf(&b, "%s,tag=%s%s", path, def->shares[i].tag,
-			      def->shares[i].readonly ? ",readonly=on" : "");
-		else
-			b.failed = true;
-		free(path);
-	}
-	char sock[PATH_MAX];
-	if (runtime_path(d, def->name, "sock", sock, sizeof(sock)) < 0) {
-		argv_free(b.v);
-		return NULL;
-	}
-	/* A balloon always, as libvirt adds one: setmem works on every machine. */
-	push(&b, strdup("--balloon"));
-	push(&b, strdup("--name"));
-	push(&b, strdup(def->name));
-	push(&b, strdup("--control-socket"));
-	push(&b, strdup(sock));
-	push(&b, strdup("--console"));
-	push(&b, strdup("none")); /* the console is on the socket (and in NAME.console) */
+	/* The console is on the socket (and in NAME.console), not on the supervisor's stdio. */
+	const char *const rest[] = {"--definition", def, "--control-socket", sock, "--detached"};
+	for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
+		push(&b, strdup(rest[i]));
 	if (b.failed) {
 		argv_free(b.v);
 		kite_error("out of memory");
 		return NULL;
 	}
 	return b.v;
+}
+
+/* RUNTIME/NAME.json: the definition this run of the VMM boots (kept after it ends, as the
+ * record of the last start). */
+static int write_run_definition(const struct mgmt_dirs *d, const struct machine_config *def)
+{
+	char path[PATH_MAX];
+	if (runtime_path(d, def->name, "json", path, sizeof(path)) < 0)
+		return -1;
+	json_t *j = machine_config_to_json(def);
+	char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(j);
+	if (!text)
+		return kite_error("out of memory");
+	int r = write_file_atomic(path, text, strlen(text), 0640);
+	free(text);
+	return r;
 }
 
 /* Replaces the status file atomically with {"state", "reason", "time"}; best effort. */
@@ -232,10 +138,28 @@ static void write_status(const char *statuspath, const char *state, const char *
 	free(text);
 }
 
+/* Why the VMM ended, from its wait status and the last error line of its log. */
+static void end_reason(int ws, const char *logpath, char *reason, size_t size)
+{
+	char last[400];
+	log_last_error(logpath, last, sizeof(last));
+	if (WIFSIGNALED(ws)) {
+		int sig = WTERMSIG(ws);
+		snprintf(reason, size, "VM process killed by signal %d (SIG%s)", sig,
+			 sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+	} else if (WEXITSTATUS(ws) == 2) {
+		snprintf(reason, size, "guest crashed%s%s", last[0] ? ": " : "", last);
+	} else {
+		snprintf(reason, size, "VM process exited with code %d%s%s", WEXITSTATUS(ws),
+			 last[0] ? ": " : "", last);
+	}
+}
+
 /* The supervisor's record of how the VMM ended: a clean end is "shut off" for virsh's reason
- * "destroyed" or "shutdown", anything else "crashed" with why. */
-static void record_end(const char *name, int ws, const char *statuspath, const char *destroying,
-		       const char *logpath)
+ * "destroyed" or "shutdown"; a VMM that ended before `kite start` saw it answer did not start,
+ * which virsh shows as "shut off" for reason "failed"; anything else is "crashed" with why. */
+static void record_end(const char *name, int ws, bool was_up, const char *statuspath,
+		       const char *destroying, const char *logpath)
 {
 	if (access(destroying, F_OK) == 0) {
 		write_status(statuspath, "shut off", "destroyed");
@@ -245,25 +169,34 @@ static void record_end(const char *name, int ws, const char *statuspath, const c
 		write_status(statuspath, "shut off", "shutdown");
 		return;
 	}
-	char reason[600], last[400];
-	log_last_error(logpath, last, sizeof(last));
-	if (WIFSIGNALED(ws)) {
-		int sig = WTERMSIG(ws);
-		snprintf(reason, sizeof(reason), "VM process killed by signal %d (SIG%s)", sig,
-			 sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
-	} else if (WEXITSTATUS(ws) == 2) {
-		snprintf(reason, sizeof(reason), "guest crashed%s%s", last[0] ? ": " : "", last);
-	} else {
-		snprintf(reason, sizeof(reason), "VM process exited with code %d%s%s",
-			 WEXITSTATUS(ws), last[0] ? ": " : "", last);
-	}
+	char reason[600], status[620];
+	end_reason(ws, logpath, reason, sizeof(reason));
 	/* The reason also goes to the log, where `kite list` users will look. */
-	fprintf(stderr, "kite: machine %s crashed: %s\n", name, reason);
+	fprintf(stderr, "kite: machine %s %s: %s\n", name, was_up ? "crashed" : "failed to start",
+		reason);
 	fflush(stderr);
-	write_status(statuspath, "crashed", reason);
+	if (was_up) {
+		write_status(statuspath, "crashed", reason);
+	} else {
+		snprintf(status, sizeof(status), "failed: %s", reason);
+		write_status(statuspath, "shut off", status);
+	}
 }
 
-/* Runs in the supervisor: never returns. fd 3 is the readiness pipe to `kite start`. */
+/* The supervisor's end of the socket to `kite start`: 'U' arrived once start saw the VMM
+ * answer. */
+static bool start_saw_it_up(int fd)
+{
+	char byte = 0;
+	ssize_t n;
+	do {
+		n = recv(fd, &byte, 1, MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	return n == 1 && byte == 'U';
+}
+
+/* Runs in the supervisor: never returns. fd 3 is a socket to `kite start`: the supervisor sends
+ * 'R' once the VMM runs, start sends 'U' once the VMM answered on its control socket. */
 static void supervise(const struct mgmt_dirs *d, const char *name, char **argv, bool console)
 {
 	char pidpath[PATH_MAX], statuspath[PATH_MAX], logpath[PATH_MAX], destroying[PATH_MAX],
@@ -306,10 +239,9 @@ static void supervise(const struct mgmt_dirs *d, const char *name, char **argv, 
 		kite_error_errno(errno, "machine %s: cannot write %s", name, pidpath);
 		kill(c, SIGKILL);
 	}
-	if (write_all(3, "R", 1) < 0) {
+	if (send(3, "R", 1, MSG_NOSIGNAL) < 0) {
 		/* `kite start` went away; the machine runs on regardless. */
 	}
-	close(3);
 	int ws;
 	while (waitpid(c, &ws, 0) < 0) {
 		if (errno != EINTR) {
@@ -317,7 +249,8 @@ static void supervise(const struct mgmt_dirs *d, const char *name, char **argv, 
 			break;
 		}
 	}
-	record_end(name, ws, statuspath, destroying, logpath);
+	record_end(name, ws, start_saw_it_up(3), statuspath, destroying, logpath);
+	close(3);
 	unlink(sockpath); /* stale after a crash; already gone after a clean end */
 	unlink(pidpath);
 	unlink(destroying);
@@ -329,7 +262,39 @@ static int status_now(const struct mgmt_dirs *d, const char *name, struct machin
 	return machine_status_get(d, name, false, st);
 }
 
-int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int timeout_ms)
+/* Polls until the VMM answers query-status (0), ends (-1, reported) or the deadline passes
+ * (1). */
+static int wait_until_up(const struct mgmt_dirs *d, const char *name, int64_t deadline,
+			 const char *logpath, const char *sockpath)
+{
+	while (mono_ms() < deadline) {
+		struct machine_status st;
+		if (status_now(d, name, &st) < 0)
+			return -1;
+		if (st.state == MACHINE_CRASHED)
+			return kite_error("machine %s failed to start: %s (log: %s)", name,
+					  st.reason, logpath);
+		if (st.state == MACHINE_SHUTOFF && !strncmp(st.reason, "failed: ", 8))
+			return kite_error("machine %s failed to start: %s (log: %s)", name,
+					  st.reason + 8, logpath);
+		if (st.state == MACHINE_SHUTOFF)
+			return kite_error("machine %s stopped right after starting (log: %s)", name,
+					  logpath);
+		struct control_client *c;
+		if (control_client_connect(sockpath, 1000, &c, NULL) == 0) {
+			json_t *ret = NULL;
+			int q = control_client_execute(c, "query-status", NULL, &ret, 2000);
+			json_decref(ret);
+			control_client_close(c);
+			if (q == 0)
+				return 0;
+		}
+		sleep_ms(10);
+	}
+	return 1;
+}
+
+int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, int timeout_ms)
 {
 	const char *name = def->name;
 	char statuspath[PATH_MAX], logpath[PATH_MAX], destroying[PATH_MAX], sockpath[PATH_MAX];
@@ -338,7 +303,9 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int 
 	    runtime_path(d, name, "destroying", destroying, sizeof(destroying)) < 0 ||
 	    runtime_path(d, name, "sock", sockpath, sizeof(sockpath)) < 0)
 		return -1;
-	char **argv = machine_runner_argv(d, def);
+	if (write_run_definition(d, def) < 0)
+		return -1;
+	char **argv = machine_runner_argv(d, name);
 	if (!argv)
 		return -1;
 	char pidpath[PATH_MAX];
@@ -370,8 +337,8 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int 
 		return -1;
 	}
 	int ready[2];
-	if (pipe2(ready, O_CLOEXEC) < 0) {
-		kite_error_errno(errno, "pipe");
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ready) < 0) {
+		kite_error_errno(errno, "socketpair");
 		close(logfd);
 		argv_free(argv);
 		return -1;
@@ -405,7 +372,7 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int 
 		pid_t b = fork();
 		if (b != 0)
 			_exit(b < 0 ? 1 : 0);
-		supervise(d, name, argv, !strcmp(def->console, "serial"));
+		supervise(d, name, argv, def->console != MACHINE_CONSOLE_NONE);
 	}
 	close(ready[1]);
 	close(logfd);
@@ -428,32 +395,18 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int 
 		return kite_error("machine %s: the supervisor did not start%s%s", name,
 				  last[0] ? ": " : "", last);
 	}
-	close(ready[0]);
-	while (mono_ms() < deadline) {
-		struct machine_status st;
-		if (status_now(d, name, &st) < 0)
-			return -1;
-		if (st.state == MACHINE_CRASHED)
-			return kite_error("machine %s failed to start: %s (log: %s)", name,
-					  st.reason, logpath);
-		if (st.state == MACHINE_SHUTOFF)
-			return kite_error("machine %s stopped right after starting (log: %s)", name,
-					  logpath);
-		struct control_client *c;
-		if (control_client_connect(sockpath, 1000, &c, NULL) == 0) {
-			json_t *ret = NULL;
-			int q = control_client_execute(c, "query-status", NULL, &ret, 2000);
-			json_decref(ret);
-			control_client_close(c);
-			if (q == 0)
-				return 0;
-		}
-		sleep_ms(10);
+	int r2 = wait_until_up(d, name, deadline, logpath, sockpath);
+	if (r2 == 0 && send(ready[0], "U", 1, MSG_NOSIGNAL) < 0) {
+		/* The VMM already ended: the supervisor records it as it finds it. */
 	}
-	kite_error("machine %s did not answer on %s within %d s: stopping it (log: %s)", name,
-		   sockpath, timeout_ms / 1000, logpath);
-	machine_destroy(d, name);
-	return -1;
+	close(ready[0]);
+	if (r2 == 1) {
+		kite_error("machine %s did not answer on %s within %d s: stopping it (log: %s)",
+			   name, sockpath, timeout_ms / 1000, logpath);
+		machine_destroy(d, name);
+		return -1;
+	}
+	return r2;
 }
 
 int machine_wait_stopped(const struct mgmt_dirs *d, const char *name, int timeout_ms)

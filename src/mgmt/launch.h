@@ -2,27 +2,28 @@
  * its own session) that runs the VMM, records its pid and, when it ends, whether it ended
  * cleanly: that record is how `kite list` tells "shut off" from "crashed" with no daemon.
  *
- * The VMM command is `kite run` with the definition's options (machine_runner_argv). The
- * environment variable KITE_RUNNER replaces "<this kite binary> run" with another command
+ * The VMM gets the definition itself: `kite start` writes it to RUNTIME/NAME.json and runs
+ * `kite run --definition RUNTIME/NAME.json --control-socket RUNTIME/NAME.sock --detached`.
+ * The environment variable KITE_RUNNER replaces "<this kite binary> run" with another command
  * (words separated by spaces), e.g. "kite _fake-run" for tests on hosts without /dev/kvm. */
 #ifndef KITE_MGMT_LAUNCH_H
 #define KITE_MGMT_LAUNCH_H
 
 #include "mgmt/control_client.h"
-#include "mgmt/machine_def.h"
+#include "config/machine_config.h"
 #include "mgmt/paths.h"
 
 #define START_TIMEOUT_MS 30000
 #define DESTROY_KILL_MS	 400 /* destroy's SIGKILL, counted from its start */
 
-/* The VMM's argv (NULL-terminated; free with argv_free). NULL on error. */
-char **machine_runner_argv(const struct mgmt_dirs *d, const struct machine_def *def);
+/* The VMM's argv for machine NAME (NULL-terminated; free with argv_free). NULL on error. */
+char **machine_runner_argv(const struct mgmt_dirs *d, const char *name);
 void argv_free(char **argv);
 
 /* Starts `def` and returns once its control socket answers query-status. The caller holds
  * the machine's lock and has checked that it is not running. Returns 0 or -1 (reported,
  * with the reason from the VMM's log when it died). */
-int machine_start(const struct mgmt_dirs *d, const struct machine_def *def, int timeout_ms);
+int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, int timeout_ms);
 
 /* Ends NAME's VMM now: "quit" on the socket, SIGKILL when that has not ended it
  * DESTROY_KILL_MS after the start (connecting included); recorded as shut off, not crashed.

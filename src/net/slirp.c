@@ -285,7 +285,7 @@ static struct in_addr ip4(unsigned a, unsigned b, unsigned c, unsigned d)
 	return (struct in_addr){htonl(a << 24 | b << 16 | c << 8 | d)};
 }
 
-struct net_backend *net_slirp_create(const struct net_opts *o, unsigned index)
+struct net_backend *net_slirp_create(const struct nic_config *o, unsigned index)
 {
 	if (index > 253) {
 		kite_error("user network: too many NICs");

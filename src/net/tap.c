@@ -118,7 +118,7 @@ static void tap_destroy(struct net_backend *be)
 
 static const struct net_backend_ops tap_ops = {tap_send, tap_wake, tap_start, tap_destroy};
 
-struct net_backend *net_tap_create(const struct net_opts *o)
+struct net_backend *net_tap_create(const struct nic_config *o)
 {
 	struct net_tap *t = calloc(1, sizeof(*t));
 	if (!t) {

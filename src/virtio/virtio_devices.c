@@ -5,70 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Splits the next option off `*p` into `out` (",," is a literal comma). */
-static int next_token(const char **p, char *out, size_t cap)
-{
-	size_t n = 0;
-	const char *s = *p;
-	while (*s) {
-		if (*s == ',') {
-			if (s[1] != ',')
-				break;
-			s++; /* ",," */
-		}
-		if (n + 1 >= cap)
-			return -1;
-		out[n++] = *s++;
-	}
-	out[n] = 0;
-	*p = *s ? s + 1 : s;
-	return 0;
-}
-
-int disk_opts_parse(const char *arg, struct disk_opts *o)
-{
-	memset(o, 0, sizeof(*o));
-	const char *p = arg;
-	if (next_token(&p, o->path, sizeof(o->path)) < 0 || !o->path[0])
-		return kite_error("--disk %s: expected FILE[,option=value...]", arg);
-	char tok[256];
-	while (*p) {
-		if (next_token(&p, tok, sizeof(tok)) < 0)
-			return kite_error("--disk %s: option too long", arg);
-		char *val = strchr(tok, '=');
-		if (!val)
-			return kite_error("--disk %s: expected option=value, got '%s'", arg, tok);
-		*val++ = 0;
-		if (!strcmp(tok, "format")) {
-			if (strcmp(val, "raw") && strcmp(val, "qcow2") && strcmp(val, "vmdk"))
-				return kite_error("--disk %s: unknown format '%s'", arg, val);
-			snprintf(o->format, sizeof(o->format), "%s", val);
-		} else if (!strcmp(tok, "readonly")) {
-			if (!strcmp(val, "on"))
-				o->readonly = true;
-			else if (!strcmp(val, "off"))
-				o->readonly = false;
-			else
-				return kite_error("--disk %s: readonly=on or off", arg);
-		} else if (!strcmp(tok, "cache")) {
-			if (!strcmp(val, "none"))
-				o->nocache = true;
-			else if (!strcmp(val, "writeback"))
-				o->nocache = false;
-			else
-				return kite_error("--disk %s: cache=writeback or none", arg);
-		} else if (!strcmp(tok, "serial")) {
-			if (strlen(val) > VIRTIO_BLK_SERIAL_LEN)
-				return kite_error("--disk %s: serial longer than %d characters",
-						  arg, VIRTIO_BLK_SERIAL_LEN);
-			memcpy(o->serial, val, strlen(val) + 1);
-		} else {
-			return kite_error("--disk %s: unknown option '%s'", arg, tok);
-		}
-	}
-	return 0;
-}
-
 static int plug(struct virtio_devices *v, struct virtio_dev *vd)
 {
 	struct virtio_pci *vp = calloc(1, sizeof(*vp));
@@ -82,18 +18,18 @@ static int plug(struct virtio_devices *v, struct virtio_dev *vd)
 	return 0;
 }
 
-int virtio_devices_create(struct virtio_devices *v, const struct virtio_devices_config *cfg,
-			  const struct guest_mem *mem, struct iobus *iobus,
-			  const struct pci_bus_ops *ops)
+int virtio_devices_create(struct virtio_devices *v, const struct machine_config *cfg,
+			  const struct virtio_console_backend *console, const struct guest_mem *mem,
+			  struct iobus *iobus, const struct pci_bus_ops *ops)
 {
 	memset(v, 0, sizeof(*v));
-	if (cfg->ndisks > VIRTIO_MAX_DISKS || cfg->nnets > VIRTIO_MAX_NICS)
+	if (cfg->ndisks > VIRTIO_MAX_DISKS || cfg->nnics > VIRTIO_MAX_NICS)
 		return kite_error("too many virtio devices");
 	if (pci_bus_init(&v->bus, ops) < 0)
 		return -1;
 	v->bus_ready = true;
 	for (int i = 0; i < cfg->ndisks; i++) {
-		const struct disk_opts *d = &cfg->disks[i];
+		const struct disk_config *d = &cfg->disks[i];
 		unsigned flags =
 		    (d->readonly ? BLK_O_RDONLY : BLK_O_RDWR) | (d->nocache ? BLK_O_NOCACHE : 0);
 		v->blks[i] = blk_open(d->path, d->format[0] ? d->format : NULL, flags);
@@ -104,8 +40,8 @@ int virtio_devices_create(struct virtio_devices *v, const struct virtio_devices_
 		if (!v->disks[i] || plug(v, virtio_blk_dev(v->disks[i])) < 0)
 			goto fail;
 	}
-	for (int i = 0; i < cfg->nnets; i++) {
-		const struct net_opts *n = &cfg->nets[i];
+	for (int i = 0; i < cfg->nnics; i++) {
+		const struct nic_config *n = &cfg->nics[i];
 		uint8_t mac[6];
 		if (n->mac_set)
 			memcpy(mac, n->mac, 6);
@@ -124,8 +60,8 @@ int virtio_devices_create(struct virtio_devices *v, const struct virtio_devices_
 	if (cfg->balloon && (!(v->balloon = virtio_balloon_create(mem)) ||
 			     plug(v, virtio_balloon_dev(v->balloon)) < 0))
 		goto fail;
-	if (cfg->console && (!(v->console = virtio_console_create(mem, &cfg->console_be)) ||
-			     plug(v, virtio_console_dev(v->console)) < 0))
+	if (console && (!(v->console = virtio_console_create(mem, console)) ||
+			plug(v, virtio_console_dev(v->console)) < 0))
 		goto fail;
 	if (pci_bus_register(&v->bus, iobus) < 0)
 		goto fail;

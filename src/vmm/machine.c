@@ -105,7 +105,22 @@ static void print_stats(const struct vm_stats *st, double seconds)
 	}
 }
 
-int machine_run(const struct machine_options *opt)
+/* The console's host end: a terminal unless the run is detached; a file for file:PATH. */
+static enum console_kind console_host_end(const struct machine_run_options *opt)
+{
+	switch (opt->machine->console) {
+	case MACHINE_CONSOLE_FILE:
+		return CONSOLE_FILE;
+	case MACHINE_CONSOLE_NONE:
+		return CONSOLE_NONE;
+	case MACHINE_CONSOLE_SERIAL:
+	case MACHINE_CONSOLE_VIRTIO:
+		break;
+	}
+	return opt->detached ? CONSOLE_NONE : CONSOLE_STDIO;
+}
+
+int machine_run(const struct machine_run_options *opt)
 {
 	struct console console;
 	struct kvm_host_facts host;
@@ -117,8 +132,8 @@ int machine_run(const struct machine_options *opt)
 	int code = KITE_EXIT_ERROR;
 
 	/* The console's address is known before it opens: --console virtio wires it now. */
-	struct vm_config cfg = opt->vm;
-	if (opt->console == CONSOLE_VIRTIO)
+	struct vm_config cfg = {.machine = opt->machine, .no_pvm_defaults = opt->no_pvm_defaults};
+	if (opt->machine->console == MACHINE_CONSOLE_VIRTIO)
 		cfg.virtio_console = &console;
 	/* The host is looked at once: every boot of this run sees the same facts. */
 	kvm_host_probe(&host);
@@ -136,19 +151,20 @@ int machine_run(const struct machine_options *opt)
 			    "code natively%s",
 			    vm.pvm_cmdline ? "; kernel command line + " PVM_LINUX_CMDLINE : "");
 	if (start_signal_thread() < 0 ||
-	    console_open(&console, opt->console, opt->console_path) < 0) {
+	    console_open(&console, console_host_end(opt), opt->machine->console_path) < 0) {
 		vm_destroy(&vm);
 		kvm_host_close(&kvm);
 		return KITE_EXIT_ERROR;
 	}
 	console_on_quit(&console, console_quit, NULL);
 	milestones_init(&milestones);
-	if (opt->vm.stats)
+	if (opt->stats)
 		(void)console_add_observer(&console, milestones_observe, &milestones);
 	struct control_server *control = NULL;
 	if (opt->control_socket &&
-	    machine_control_start(opt->control_socket, opt->vm.name, &console, &current_lock,
-				  &current_vm, request_quit, &control) < 0) {
+	    machine_control_start(opt->control_socket,
+				  opt->machine->name[0] ? opt->machine->name : NULL, &console,
+				  &current_lock, &current_vm, request_quit, &control) < 0) {
 		vm_destroy(&vm);
 		console_close(&console);
 		kvm_host_close(&kvm);
@@ -172,7 +188,7 @@ int machine_run(const struct machine_options *opt)
 		vm_destroy(&vm);
 		if (control)
 			machine_control_boot_ended(control, why);
-		if (why == VM_RESET && !opt->vm.no_reboot)
+		if (why == VM_RESET && !opt->no_reboot)
 			continue;
 		switch (why) {
 		case VM_POWEROFF:
@@ -197,7 +213,7 @@ int machine_run(const struct machine_options *opt)
 		machine_control_stop(control);
 	console_close(&console);
 	kvm_host_close(&kvm);
-	if (opt->vm.stats) {
+	if (opt->stats) {
 		print_stats(&stats, now_s() - start);
 		milestones_print(&milestones, stderr);
 	}

@@ -12,13 +12,18 @@ enum {
 	KITE_EXIT_CRASH = 2, /* the guest crashed: triple fault, KVM internal error */
 };
 
-struct machine_options {
-	struct vm_config vm;
-	enum console_kind console;
-	const char *console_path;
-	const char *control_socket; /* --control-socket PATH, or NULL */
+/* How to run a machine (its description is config/machine_config.h). */
+struct machine_run_options {
+	const struct machine_config *machine;
+	const char *control_socket; /* serve the control protocol there, or NULL */
+	bool detached;		    /* no terminal: the console's host end is the socket only */
+	bool no_reboot;		    /* a guest reset ends the run */
+	bool stats;
+	bool no_pvm_defaults;
 };
 
-int machine_run(const struct machine_options *opt);
+/* Boots the machine and runs it until it powers off (or resets with no_reboot), the user
+ * quits or it crashes; returns the exit code. */
+int machine_run(const struct machine_run_options *opt);
 
 #endif

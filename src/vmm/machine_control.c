@@ -10,6 +10,7 @@ static struct {
 	struct vm **current;
 	void (*quit)(int sig);
 	struct control_server *server;
+	struct console *console;
 } ctl;
 
 /* Runs fn on the boot in progress with the lock held (so the vm cannot go away under it). */
@@ -36,9 +37,9 @@ static int status_of(struct vm *vm, void *arg)
 	return 0;
 }
 
-static int h_query_status(void *opaque, json_t **out)
+static int h_query_status(void *opaque, json_t *args, json_t **ret)
 {
-	return with_vm(status_of, out);
+	return with_vm(status_of, ret);
 }
 
 static int pause_vm(struct vm *vm, void *arg)
@@ -59,12 +60,12 @@ static int resume_vm(struct vm *vm, void *arg)
 	return 0;
 }
 
-static int h_stop(void *opaque)
+static int h_stop(void *opaque, json_t *args, json_t **ret)
 {
 	return with_vm(pause_vm, NULL);
 }
 
-static int h_cont(void *opaque)
+static int h_cont(void *opaque, json_t *args, json_t **ret)
 {
 	return with_vm(resume_vm, NULL);
 }
@@ -76,7 +77,7 @@ static int press_power_button(struct vm *vm, void *arg)
 	return 0;
 }
 
-static int h_powerdown(void *opaque)
+static int h_powerdown(void *opaque, json_t *args, json_t **ret)
 {
 	return with_vm(press_power_button, NULL);
 }
@@ -87,12 +88,12 @@ static int reset_vm(struct vm *vm, void *arg)
 	return 0;
 }
 
-static int h_reset(void *opaque)
+static int h_reset(void *opaque, json_t *args, json_t **ret)
 {
 	return with_vm(reset_vm, NULL);
 }
 
-static int h_quit(void *opaque)
+static int h_quit(void *opaque, json_t *args, json_t **ret)
 {
 	ctl.quit(0);
 	return 0;
@@ -115,8 +116,9 @@ static int set_balloon(struct vm *vm, void *arg)
 	return 0;
 }
 
-static int h_balloon(void *opaque, uint64_t bytes)
+static int h_balloon(void *opaque, json_t *args, json_t **ret)
 {
+	uint64_t bytes = (uint64_t)json_integer_value(json_object_get(args, "value"));
 	return with_vm(set_balloon, &bytes);
 }
 
@@ -131,28 +133,32 @@ static int get_balloon(struct vm *vm, void *arg)
 	return 0;
 }
 
-static int h_query_balloon(void *opaque, uint64_t *bytes)
+static int h_query_balloon(void *opaque, json_t *args, json_t **ret)
 {
-	return with_vm(get_balloon, bytes);
-}
-
-struct input {
-	const void *data;
-	size_t len;
-};
-
-static int type_into_uart(struct vm *vm, void *arg)
-{
-	struct input *in = arg;
-	/* Must not block: what the UART's FIFO cannot take now is dropped, as on a real line. */
-	serial_receive(&vm->serial, in->data, in->len);
+	uint64_t bytes;
+	if (with_vm(get_balloon, &bytes) < 0)
+		return -1;
+	*ret = json_pack("{s:I}", "actual", (json_int_t)bytes);
 	return 0;
 }
 
+const control_handler_fn machine_control_handlers[CONTROL_VMM_COMMANDS] = {
+    [CONTROL_QUERY_STATUS] = h_query_status,
+    [CONTROL_STOP] = h_stop,
+    [CONTROL_CONT] = h_cont,
+    [CONTROL_SYSTEM_POWERDOWN] = h_powerdown,
+    [CONTROL_SYSTEM_RESET] = h_reset,
+    [CONTROL_QUIT] = h_quit,
+    [CONTROL_BALLOON] = h_balloon,
+    [CONTROL_QUERY_BALLOON] = h_query_balloon,
+};
+
+/* Bytes typed on an attached `kite console` go to whichever device the console feeds (the
+ * UART, or hvc0 with console "virtio"); what it cannot take now is dropped, as on a line. */
 static int h_console_input(void *opaque, const void *data, size_t len)
 {
-	struct input in = {data, len};
-	return with_vm(type_into_uart, &in);
+	console_inject(ctl.console, data, len);
+	return 0;
 }
 
 static void forward_output(void *opaque, const uint8_t *buf, size_t len)
@@ -167,17 +173,9 @@ int machine_control_start(const char *path, const char *name, struct console *co
 	ctl.lock = lock;
 	ctl.current = current;
 	ctl.quit = quit;
-	struct control_handlers h = {
-	    .query_status = h_query_status,
-	    .stop = h_stop,
-	    .cont = h_cont,
-	    .powerdown = h_powerdown,
-	    .reset = h_reset,
-	    .quit = h_quit,
-	    .balloon = h_balloon,
-	    .query_balloon = h_query_balloon,
-	    .console_input = h_console_input,
-	};
+	ctl.console = console;
+	struct control_handlers h = {.console_input = h_console_input};
+	memcpy(h.cmd, machine_control_handlers, sizeof(h.cmd));
 	if (control_server_start(path, name, &h, out) < 0)
 		return -1;
 	ctl.server = *out;

@@ -5,9 +5,13 @@
 #define KITE_VMM_MACHINE_CONTROL_H
 
 #include "devices/console.h"
+#include "mgmt/control_commands.h"
 #include "vmm/vm.h"
 
 struct control_server;
+
+/* The VMM's handler of each control command (the server takes them from here). */
+extern const control_handler_fn machine_control_handlers[CONTROL_VMM_COMMANDS];
 
 /* Starts the server at `path`; its handlers find the running boot through `current`
  * (guarded by `lock`) and end the run through `quit`. Returns 0 or -1. */

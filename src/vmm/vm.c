@@ -64,12 +64,8 @@ static size_t hvc_input(void *opaque, const uint8_t *buf, size_t len)
 
 static int add_virtio(struct vm *vm, const struct vm_config *cfg)
 {
-	struct virtio_devices_config devices = cfg->devices;
-	if (cfg->virtio_console) {
-		devices.console = true;
-		devices.console_be = (struct virtio_console_backend){
-		    .write = hvc_write, .rx_ready = hvc_rx_ready, .opaque = cfg->virtio_console};
-	}
+	struct virtio_console_backend hvc = {
+	    .write = hvc_write, .rx_ready = hvc_rx_ready, .opaque = cfg->virtio_console};
 	struct pci_bus_ops ops = {
 	    .msi_send = platform_msi_send,
 	    .set_irq = platform_set_irq,
@@ -78,7 +74,8 @@ static int add_virtio(struct vm *vm, const struct vm_config *cfg)
 	};
 	/* The block layer locks the disks as QEMU locks its images: `kite guest`, qemu-img and
 	 * QEMU see them in use, and a disk another VM writes is refused. */
-	if (virtio_devices_create(&vm->virtio, &devices, &vm->mem, &vm->bus, &ops) < 0)
+	if (virtio_devices_create(&vm->virtio, cfg->machine, cfg->virtio_console ? &hvc : NULL,
+				  &vm->mem, &vm->bus, &ops) < 0)
 		return -1;
 	vm->virtio_ready = true;
 	return 0;
@@ -115,7 +112,7 @@ static bool wants_pvm_cmdline(const struct vm *vm, const struct vm_config *cfg,
 /* PVM_LINUX_CMDLINE after the user's command line, in place. */
 static int add_pvm_cmdline(struct vm *vm, const struct vm_config *cfg)
 {
-	char *cmdline = pvm_cmdline(cfg->append, 1);
+	char *cmdline = pvm_cmdline(cfg->machine->append ? cfg->machine->append : "", 1);
 	if (!cmdline)
 		return kite_error("out of memory");
 	size_t len = strlen(cmdline);
@@ -132,25 +129,26 @@ static int add_pvm_cmdline(struct vm *vm, const struct vm_config *cfg)
 
 int vm_prepare(struct vm *vm, const struct vm_config *cfg, const struct kvm_host_facts *host)
 {
+	const struct machine_config *m = cfg->machine;
 	memset(vm, 0, sizeof(*vm));
 	vm->fd = -1;
-	vm->ncpus = cfg->ncpus;
+	vm->ncpus = (int)m->vcpus;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
-	if (cfg->ncpus < 1 || cfg->ncpus > VM_MAX_VCPUS)
-		return kite_error("--cpus %d: must be between 1 and %d", cfg->ncpus, VM_MAX_VCPUS);
-	if (check_memory_size(cfg->mem_size) < 0)
+	if (m->vcpus < 1 || m->vcpus > VM_MAX_VCPUS)
+		return kite_error("--cpus %u: must be between 1 and %d", m->vcpus, VM_MAX_VCPUS);
+	if (check_memory_size(m->memory) < 0)
 		return -1;
-	if (gmem_init(&vm->mem, cfg->mem_size) < 0)
+	if (gmem_init(&vm->mem, m->memory) < 0)
 		return -1;
-	if (kernel_load(&vm->mem, cfg->kernel, cfg->initrd, cfg->append, &vm->boot) < 0)
+	if (kernel_load(&vm->mem, m->kernel, m->initrd, m->append ? m->append : "", &vm->boot) < 0)
 		return -1;
 	if (wants_pvm_cmdline(vm, cfg, host)) {
 		if (add_pvm_cmdline(vm, cfg) < 0)
 			return -1;
 		vm->pvm_cmdline = true;
 	}
-	if (acpi_build(&vm->mem, cfg->ncpus) < 0)
+	if (acpi_build(&vm->mem, vm->ncpus) < 0)
 		return -1;
 	if (add_virtio(vm, cfg) < 0)
 		return -1;

@@ -10,6 +10,7 @@
 #include "devices/platform.h"
 #include "devices/rtc.h"
 #include "devices/serial.h"
+#include "config/machine_config.h"
 #include "virtio/virtio_devices.h"
 #include "vmm/boot.h"
 #include "vmm/iobus.h"
@@ -23,7 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define VM_MAX_VCPUS 254 /* xAPIC ids; the IOAPIC takes the id after the last vCPU */
+#define VM_MAX_VCPUS MACHINE_MAX_VCPUS
 
 enum vm_exit {
 	VM_RUNNING = 0,
@@ -91,14 +92,10 @@ struct vm {
 };
 
 struct vm_config {
-	const char *kernel, *initrd, *append, *name;
-	uint64_t mem_size;
-	int ncpus;
-	bool no_reboot;
-	bool stats;
-	bool no_pvm_defaults; /* --no-pvm-defaults: never add PVM_LINUX_CMDLINE */
-	struct virtio_devices_config devices;
-	/* --console virtio: the console goes to a virtio-console port, the UART to nowhere */
+	const struct machine_config *machine; /* kernel, memory, vCPUs, devices */
+	bool no_pvm_defaults;		      /* --no-pvm-defaults: never add PVM_LINUX_CMDLINE */
+	/* The console is on a virtio-console port (machine console "virtio"), the UART on
+	 * nowhere: this is where the port's bytes go. */
 	struct console *virtio_console;
 };
 

@@ -1,8 +1,11 @@
 /* The control socket, server against client, with fake handlers: no VM involved. */
 #include "unit.h"
+#include "cli/cmd_machine.h"
 #include "mgmt/console_ring.h"
 #include "mgmt/control_client.h"
 #include "mgmt/control_server.h"
+#include "mgmt/fileutil.h"
+#include "vmm/machine_control.h"
 
 #include <pthread.h>
 #include <pwd.h>
@@ -28,7 +31,7 @@ struct fake {
 	struct control_server *server;
 };
 
-static int f_status(void *o, json_t **out)
+static int f_status(void *o, json_t *args, json_t **out)
 {
 	struct fake *f = o;
 	pthread_mutex_lock(&f->lock);
@@ -37,7 +40,7 @@ static int f_status(void *o, json_t **out)
 	return 0;
 }
 
-static int f_stop(void *o)
+static int f_stop(void *o, json_t *args, json_t **ret)
 {
 	struct fake *f = o;
 	pthread_mutex_lock(&f->lock);
@@ -47,7 +50,7 @@ static int f_stop(void *o)
 	return 0;
 }
 
-static int f_cont(void *o)
+static int f_cont(void *o, json_t *args, json_t **ret)
 {
 	struct fake *f = o;
 	pthread_mutex_lock(&f->lock);
@@ -57,7 +60,7 @@ static int f_cont(void *o)
 }
 
 /* The hanging handler: stands for a VMM that never answers (kvmtool's balloon stat). */
-static int f_reset(void *o)
+static int f_reset(void *o, json_t *args, json_t **ret)
 {
 	struct fake *f = o;
 	while (!f->hang_release)
@@ -65,7 +68,7 @@ static int f_reset(void *o)
 	return 0;
 }
 
-static int f_powerdown(void *o)
+static int f_powerdown(void *o, json_t *args, json_t **ret)
 {
 	struct fake *f = o;
 	pthread_mutex_lock(&f->lock);
@@ -75,7 +78,7 @@ static int f_powerdown(void *o)
 	return -1;
 }
 
-static int f_quit(void *o)
+static int f_quit(void *o, json_t *args, json_t **ret)
 {
 	struct fake *f = o;
 	pthread_mutex_lock(&f->lock);
@@ -84,16 +87,16 @@ static int f_quit(void *o)
 	return 0;
 }
 
-static int f_balloon(void *o, uint64_t b)
+static int f_balloon(void *o, json_t *args, json_t **ret)
 {
 	struct fake *f = o;
-	f->balloon = b;
+	f->balloon = (uint64_t)json_integer_value(json_object_get(args, "value"));
 	return 0;
 }
 
-static int f_query_balloon(void *o, uint64_t *b)
+static int f_query_balloon(void *o, json_t *args, json_t **ret)
 {
-	*b = ((struct fake *)o)->balloon;
+	*ret = json_pack("{s:I}", "actual", (json_int_t)((struct fake *)o)->balloon);
 	return 0;
 }
 
@@ -124,14 +127,17 @@ static int setup(void **state)
 	pthread_mutex_init(&fx->fake.lock, NULL);
 	fx->fake.balloon = 256 << 20;
 	struct control_handlers h = {
-	    .query_status = f_status,
-	    .stop = f_stop,
-	    .cont = f_cont,
-	    .powerdown = f_powerdown,
-	    .reset = f_reset,
-	    .quit = f_quit,
-	    .balloon = f_balloon,
-	    .query_balloon = f_query_balloon,
+	    .cmd =
+		{
+		    [CONTROL_QUERY_STATUS] = f_status,
+		    [CONTROL_STOP] = f_stop,
+		    [CONTROL_CONT] = f_cont,
+		    [CONTROL_SYSTEM_POWERDOWN] = f_powerdown,
+		    [CONTROL_SYSTEM_RESET] = f_reset,
+		    [CONTROL_QUIT] = f_quit,
+		    [CONTROL_BALLOON] = f_balloon,
+		    [CONTROL_QUERY_BALLOON] = f_query_balloon,
+		},
 	    .console_input = f_input,
 	    .opaque = &fx->fake,
 	};
@@ -289,6 +295,17 @@ static void unknown_command_and_handler_errors(void **state)
 	assert_string_equal(control_client_error(c), "no ACPI in this test guest");
 	assert_int_equal(
 	    control_client_execute(c, "balloon", json_pack("{s:s}", "value", "x"), NULL, 2000), -1);
+	/* Arguments are checked against the command's schema. */
+	assert_int_equal(control_client_execute(c, "balloon", NULL, NULL, 2000), -1);
+	assert_string_equal(control_client_error(c),
+			    "balloon needs \"value\": a positive number of bytes");
+	assert_int_equal(
+	    control_client_execute(c, "stop", json_pack("{s:b}", "now", 1), NULL, 2000), -1);
+	assert_string_equal(control_client_error_class(c), "GenericError");
+	assert_string_equal(control_client_error(c), "stop takes no argument 'now'");
+	assert_int_equal(
+	    control_client_execute(c, "console", json_pack("{s:i}", "replay", 1), NULL, 2000), -1);
+	assert_string_equal(control_client_error(c), "'replay' must be true or false");
 	assert_int_equal(
 	    control_client_execute(
 		c, "balloon", json_pack("{s:I}", "value", (json_int_t)(128 << 20)), NULL, 2000),
@@ -447,11 +464,17 @@ static void stale_socket_is_replaced_live_one_is_not(void **state)
 	char *err = NULL;
 	assert_int_equal(control_client_connect(stale, 2000, &c, &err), 0);
 	json_t *ret = NULL;
-	/* No handlers: query-status still answers, the rest say they are not available. */
-	assert_int_equal(control_client_execute(c, "query-status", NULL, &ret, 2000), 0);
+	/* No handlers: the server's own commands answer, the VMM's say they are not available
+	 * (one rule for every command of the table). */
+	assert_int_equal(control_client_execute(c, "query-commands", NULL, &ret, 2000), 0);
+	assert_int_equal(json_array_size(ret), 4);
 	json_decref(ret);
+	assert_int_equal(control_client_execute(c, "query-status", NULL, NULL, 2000), -1);
+	assert_string_equal(control_client_error_class(c), "CommandNotAvailable");
 	assert_int_equal(control_client_execute(c, "stop", NULL, NULL, 2000), -1);
 	assert_string_equal(control_client_error_class(c), "CommandNotAvailable");
+	assert_int_equal(control_client_execute(c, "query-balloon", NULL, NULL, 2000), -1);
+	assert_string_equal(control_client_error_class(c), "DeviceNotActive");
 	control_client_close(c);
 	control_server_stop(second);
 }
@@ -479,6 +502,62 @@ static void ring_keeps_the_newest_bytes(void **state)
 	console_ring_destroy(&r);
 }
 
+/* A command a VMM carries out has a handler in every VMM: the real one and the stand-in. */
+static void every_command_has_a_handler_in_every_vmm(void **state)
+{
+	int rows[CONTROL_VMM_COMMANDS] = {0};
+	for (size_t i = 0; i < control_ncommands; i++) {
+		const struct control_command *cmd = &control_commands[i];
+		assert_ptr_equal(control_command_find(cmd->name), cmd); /* names are unique */
+		if (!cmd->by_vmm)
+			continue;
+		assert_true(cmd->vmm >= 0 && cmd->vmm < CONTROL_VMM_COMMANDS);
+		rows[cmd->vmm]++;
+		if (!machine_control_handlers[cmd->vmm])
+			fail_msg("kite run has no handler for %s", cmd->name);
+		if (!fake_run_handlers[cmd->vmm])
+			fail_msg("kite _fake-run has no handler for %s", cmd->name);
+	}
+	for (int i = 0; i < CONTROL_VMM_COMMANDS; i++)
+		if (rows[i] != 1)
+			fail_msg("enum control_cmd %d has %d rows in control_commands[]", i,
+				 rows[i]);
+}
+
+/* The docs' table of commands is the table: a row per command, in its order, with its
+ * arguments as the schema has them. */
+static void the_docs_list_every_command(void **state)
+{
+	char *doc;
+	size_t len;
+	if (read_file_all("docs/control-protocol.md", 1 << 20, &doc, &len) < 0 &&
+	    read_file_all("../../docs/control-protocol.md", 1 << 20, &doc, &len) < 0)
+		fail_msg("docs/control-protocol.md not found (run from the repository)");
+	const char *table = strstr(doc, "### Commands");
+	assert_non_null(table);
+	const char *row = strstr(table, "|---|");
+	assert_non_null(row);
+	row = strchr(row, '\n') + 1;
+	for (size_t i = 0; i < control_ncommands; i++) {
+		const struct control_command *cmd = &control_commands[i];
+		char args[200], want[600];
+		snprintf(want, sizeof(want), "| `%s` | %s | %s |\n", cmd->name,
+			 control_command_args_doc(cmd, args, sizeof(args)), cmd->returns);
+		/* An empty cell is written "| |". */
+		char *empty = strstr(want, "|  |");
+		if (empty)
+			memmove(empty + 2, empty + 3, strlen(empty + 3) + 1);
+		const char *nl = strchr(row, '\n');
+		if (strncmp(row, want, strlen(want)))
+			fail_msg("docs row %zu:\n  %.*s\nthe table says:\n  %s", i + 1,
+				 nl ? (int)(nl - row) : 40, row, want);
+		row += strlen(want);
+	}
+	if (row[0] == '|')
+		fail_msg("the docs list a command the table does not have: %.60s", row);
+	free(doc);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -502,6 +581,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(stale_socket_is_replaced_live_one_is_not, setup,
 					    teardown),
 	    cmocka_unit_test(ring_keeps_the_newest_bytes),
+	    cmocka_unit_test(every_command_has_a_handler_in_every_vmm),
+	    cmocka_unit_test(the_docs_list_every_command),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

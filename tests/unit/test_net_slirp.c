@@ -33,8 +33,8 @@ static void start_with(struct fx *f, const char *opts, unsigned index, uint64_t 
 		       uint32_t rxlen)
 {
 	vd_init(&f->d);
-	struct net_opts o;
-	assert_int_equal(net_opts_parse(opts, &o), 0);
+	struct nic_config o;
+	assert_int_equal(nic_config_parse(opts, &o, "--net"), 0);
 	struct net_backend *be = net_backend_create(&o, index);
 	assert_non_null(be);
 	f->net = virtio_net_create(&f->d.mem, be, MAC);

@@ -58,8 +58,8 @@ static void test_tap_both_ways(void **state)
 	char opts[32], name[16];
 	snprintf(name, sizeof(name), "kitet%u", (unsigned)getpid() % 100000);
 	snprintf(opts, sizeof(opts), "tap=%s", name);
-	struct net_opts o;
-	assert_int_equal(net_opts_parse(opts, &o), 0);
+	struct nic_config o;
+	assert_int_equal(nic_config_parse(opts, &o, "--net"), 0);
 	struct net_backend *be = net_backend_create(&o, 0);
 	assert_non_null(be);
 	struct virtio_net *n = virtio_net_create(&d.mem, be, MAC);
@@ -135,8 +135,10 @@ static void test_tap_both_ways(void **state)
 
 static void test_tap_missing_device_name(void **state)
 {
-	struct net_opts o;
-	assert_int_equal(net_opts_parse("tap=kite/bad", &o), 0);
+	/* The option grammar refuses such a name; the backend must too. */
+	struct nic_config o = {.kind = NIC_TAP, .ifname = "kite/bad"};
+	assert_int_equal(nic_config_parse("tap=kite/bad", &o, "--net"), -1);
+	o = (struct nic_config){.kind = NIC_TAP, .ifname = "kite/bad"};
 	assert_null(net_backend_create(&o, 0)); /* the kernel refuses the name */
 }
 

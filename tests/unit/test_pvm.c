@@ -106,13 +106,12 @@ static char *prepared_cmdline(const struct kvm_host_facts *host, bool linux_kern
 			      bool no_pvm_defaults)
 {
 	char *kernel = write_kernel(linux_kernel);
-	struct vm_config cfg = {
-	    .kernel = kernel,
-	    .append = "console=ttyS0 quiet",
-	    .mem_size = 64ULL << 20,
-	    .ncpus = 1,
-	    .no_pvm_defaults = no_pvm_defaults,
-	};
+	struct machine_config m;
+	machine_config_init(&m);
+	assert_int_equal(machine_config_set(&m, "kernel", kernel, "--kernel"), 0);
+	assert_int_equal(machine_config_set(&m, "append", "console=ttyS0 quiet", "--append"), 0);
+	assert_int_equal(machine_config_set(&m, "memory", "64M", "--memory"), 0);
+	struct vm_config cfg = {.machine = &m, .no_pvm_defaults = no_pvm_defaults};
 	struct vm vm;
 	assert_int_equal(vm_prepare(&vm, &cfg, host), 0);
 	uint64_t at;
@@ -124,8 +123,9 @@ static char *prepared_cmdline(const struct kvm_host_facts *host, bool linux_kern
 	assert_non_null(s);
 	char *copy = strdup(s);
 	assert_non_null(copy);
-	assert_int_equal(vm.pvm_cmdline, strcmp(copy, cfg.append) != 0);
+	assert_int_equal(vm.pvm_cmdline, strcmp(copy, m.append) != 0);
 	vm_destroy(&vm);
+	machine_config_free(&m);
 	tremove(kernel);
 	return copy;
 }

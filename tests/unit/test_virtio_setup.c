@@ -1,4 +1,4 @@
-/* --disk parsing and building a machine's virtio devices from options. */
+/* Building a machine's virtio devices from its description. */
 #include "unit.h"
 #include "vpci_driver.h"
 #include "virtio/virtio_devices.h"
@@ -6,37 +6,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-static void test_disk_opts(void **state)
-{
-	struct disk_opts o;
-	assert_int_equal(disk_opts_parse("/tmp/a.img", &o), 0);
-	assert_string_equal(o.path, "/tmp/a.img");
-	assert_string_equal(o.format, "");
-	assert_false(o.readonly);
-	assert_false(o.nocache);
-	assert_int_equal(disk_opts_parse("x,,y.img,format=raw,readonly=on,cache=none,"
-					 "serial=ABC123",
-					 &o),
-			 0);
-	assert_string_equal(o.path, "x,y.img");
-	assert_string_equal(o.format, "raw");
-	assert_true(o.readonly);
-	assert_true(o.nocache);
-	assert_string_equal(o.serial, "ABC123");
-	const char *bad[] = {
-	    "",
-	    ",format=raw",
-	    "a.img,format=iso",
-	    "a.img,readonly=yes",
-	    "a.img,cache=unsafe",
-	    "a.img,serial=123456789012345678901",
-	    "a.img,bogus=1",
-	    "a.img,readonly",
-	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(disk_opts_parse(bad[i], &o), -1);
-}
 
 /* A fresh file of `size` bytes; its name goes to `path` (a private name per run). */
 static void make_file(char *path, size_t size)
@@ -57,18 +26,18 @@ static void test_create_all(void **state)
 	char a_img[64], b_img[64], opt[128];
 	make_file(a_img, 1 << 20);
 	make_file(b_img, 2 << 20);
-	struct virtio_devices_config *cfg = calloc(1, sizeof(*cfg));
+	struct machine_config *cfg = calloc(1, sizeof(*cfg));
+	machine_config_init(cfg);
 	snprintf(opt, sizeof(opt), "%s,format=raw", a_img);
-	assert_int_equal(disk_opts_parse(opt, &cfg->disks[0]), 0);
+	assert_int_equal(machine_config_set(cfg, "disks", opt, "--disk"), 0);
 	snprintf(opt, sizeof(opt), "%s,format=raw,readonly=on", b_img);
-	assert_int_equal(disk_opts_parse(opt, &cfg->disks[1]), 0);
-	cfg->ndisks = 2;
-	assert_int_equal(net_opts_parse("user", &cfg->nets[0]), 0);
-	cfg->nnets = 1;
-	cfg->rng = cfg->balloon = cfg->console = true;
+	assert_int_equal(machine_config_set(cfg, "disks", opt, "--disk"), 0);
+	assert_int_equal(machine_config_set(cfg, "nics", "user", "--net"), 0);
+	cfg->rng = cfg->balloon = true;
+	struct virtio_console_backend console = {0};
 	struct virtio_devices *v = calloc(1, sizeof(*v));
 	struct pci_bus_ops ops = {.msi_send = vd_msi, .set_irq = vd_irq, .opaque = &d};
-	assert_int_equal(virtio_devices_create(v, cfg, &d.mem, &io, &ops), 0);
+	assert_int_equal(virtio_devices_create(v, cfg, &console, &d.mem, &io, &ops), 0);
 	/* enumerate through the machine's iobus, as the guest would */
 	const uint16_t want[] = {0x0008, 0x1042, 0x1042, 0x1041, 0x1044, 0x1045, 0x1043, 0xffff};
 	for (unsigned slot = 0; slot < 8; slot++) {
@@ -95,10 +64,12 @@ static void test_create_all(void **state)
 	/* a missing disk fails cleanly */
 	struct iobus io2 = {0};
 	snprintf(opt, sizeof(opt), "%s.missing", b_img);
-	assert_int_equal(disk_opts_parse(opt, &cfg->disks[1]), 0);
-	assert_int_equal(virtio_devices_create(v, cfg, &d.mem, &io2, &ops), -1);
+	assert_int_equal(machine_config_remove_disk(cfg, "vdb"), 0);
+	assert_int_equal(machine_config_set(cfg, "disks", opt, "--disk"), 0);
+	assert_int_equal(virtio_devices_create(v, cfg, &console, &d.mem, &io2, &ops), -1);
 	assert_int_equal(io2.n, 0);
 	free(v);
+	machine_config_free(cfg);
 	free(cfg);
 	unlink(a_img);
 	unlink(b_img);
@@ -108,7 +79,6 @@ static void test_create_all(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_disk_opts),
 	    cmocka_unit_test(test_create_all),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
-/* Random UUIDs (version 4) and locally administered MAC addresses for definitions. */
-#include "mgmt/machine_def.h"
+/* Names, random UUIDs (version 4) and locally administered MAC addresses for machines. */
+#include "config/machine_config.h"
 #include "util/err.h"
 
 #include <ctype.h>
@@ -7,6 +7,35 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+
+#define NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
+bool machine_name_check_quiet(const char *name)
+{
+	size_t len = strlen(name);
+	if (len == 0 || len > MACHINE_NAME_MAX || name[0] == '.')
+		return false;
+	return strspn(name, NAME_CHARS) == len;
+}
+
+int machine_name_check(const char *name)
+{
+	if (machine_name_check_quiet(name))
+		return 0;
+	/* Say what is wrong with it. */
+	size_t len = strlen(name);
+	if (len == 0)
+		return kite_error("machine name is empty");
+	if (len > MACHINE_NAME_MAX)
+		return kite_error("machine name '%.20s...' is longer than %d characters", name,
+				  MACHINE_NAME_MAX);
+	if (name[0] == '.')
+		return kite_error("machine name '%s' starts with a dot", name);
+	char c = name[strspn(name, NAME_CHARS)];
+	return kite_error("machine name '%s': character '%c' is not allowed (use letters, digits, "
+			  "'.', '_', '-')",
+			  name, c);
+}
 
 static int random_bytes(void *buf, size_t len)
 {
@@ -50,30 +79,11 @@ bool uuid_valid(const char *s)
 	return true;
 }
 
-int mac_generate_str(char out[18])
+int mac_generate(uint8_t mac[6])
 {
-	uint8_t b[3];
-	if (random_bytes(b, sizeof(b)) < 0)
-		return -1;
 	/* 52:54:00 is the prefix QEMU and libvirt use for guests (locally administered). */
-	snprintf(out, 18, "52:54:00:%02x:%02x:%02x", b[0], b[1], b[2]);
-	return 0;
-}
-
-bool mac_valid(const char *s)
-{
-	if (strlen(s) != 17)
-		return false;
-	for (int i = 0; i < 17; i++) {
-		if (i % 3 == 2) {
-			if (s[i] != ':')
-				return false;
-		} else if (!isxdigit((unsigned char)s[i])) {
-			return false;
-		}
-	}
-	unsigned first;
-	if (sscanf(s, "%2x", &first) != 1)
-		return false;
-	return (first & 1) == 0; /* a multicast address cannot be a NIC's */
+	mac[0] = 0x52;
+	mac[1] = 0x54;
+	mac[2] = 0x00;
+	return random_bytes(mac + 3, 3);
 }

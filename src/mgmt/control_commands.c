@@ -1,0 +1,132 @@
+#include "mgmt/control_commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct control_arg balloon_args[] = {
+    {"value", CONTROL_ARG_BYTES, true, NULL},
+    {NULL, 0, false, NULL},
+};
+
+static const struct control_arg console_args[] = {
+    {"replay", CONTROL_ARG_BOOL, false, "default true"},
+    {NULL, 0, false, NULL},
+};
+
+#define VMM(cmd)    .by_vmm = true, .vmm = (cmd)
+#define SERVER(cmd) .by_vmm = false, .server = (cmd)
+
+const struct control_command control_commands[] = {
+    {.name = "query-status",
+     VMM(CONTROL_QUERY_STATUS),
+     .returns = "`{\"status\": \"running\" \\| \"paused\", \"running\": bool}`"},
+    {.name = "stop", VMM(CONTROL_STOP), .returns = "`{}`: vCPUs paused (`kite suspend`)"},
+    {.name = "cont", VMM(CONTROL_CONT), .returns = "`{}`: resumed (`kite resume`)"},
+    {.name = "system_powerdown",
+     VMM(CONTROL_SYSTEM_POWERDOWN),
+     .returns = "`{}`: ACPI power button pressed (`kite shutdown`)"},
+    {.name = "system_reset",
+     VMM(CONTROL_SYSTEM_RESET),
+     .returns = "`{}`: hard reset (`kite reboot`)"},
+    {.name = "quit",
+     VMM(CONTROL_QUIT),
+     .reply_first = true,
+     .returns = "`{}` is sent, then the VMM ends (`kite destroy`)"},
+    {.name = "balloon",
+     VMM(CONTROL_BALLOON),
+     .args = balloon_args,
+     .missing = "DeviceNotActive",
+     .returns = "`{}`: new balloon target, guest RAM to BYTES (`kite setmem --live`)"},
+    {.name = "query-balloon",
+     VMM(CONTROL_QUERY_BALLOON),
+     .missing = "DeviceNotActive",
+     .returns = "`{\"actual\": BYTES}`"},
+    {.name = "console",
+     SERVER(CONTROL_SERVER_CONSOLE),
+     .args = console_args,
+     .returns = "`{}`, then console mode"},
+    {.name = "query-version",
+     SERVER(CONTROL_SERVER_QUERY_VERSION),
+     .returns = "the version object"},
+    {.name = "query-commands",
+     SERVER(CONTROL_SERVER_QUERY_COMMANDS),
+     .returns = "`[{\"name\": ...}, ...]`"},
+    {.name = "qmp_capabilities",
+     SERVER(CONTROL_SERVER_QMP_CAPABILITIES),
+     .returns = "`{}` (accepted for QMP clients; does nothing)"},
+};
+
+const size_t control_ncommands = sizeof(control_commands) / sizeof(control_commands[0]);
+
+/* Every VMM command has its row, and nothing else is in the table. */
+_Static_assert(sizeof(control_commands) / sizeof(control_commands[0]) == CONTROL_VMM_COMMANDS + 4,
+	       "control_commands[] needs a row for each enum control_cmd value");
+
+const struct control_command *control_command_find(const char *name)
+{
+	for (size_t i = 0; i < control_ncommands; i++)
+		if (!strcmp(control_commands[i].name, name))
+			return &control_commands[i];
+	return NULL;
+}
+
+static const char *type_name(enum control_arg_type t)
+{
+	return t == CONTROL_ARG_BOOL ? "bool" : "BYTES";
+}
+
+const char *control_command_check_args(const struct control_command *cmd, json_t *args, char *buf,
+				       size_t size)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach(args, key, v)
+	{
+		const struct control_arg *a = cmd->args;
+		while (a && a->name && strcmp(a->name, key))
+			a++;
+		if (!a || !a->name) {
+			snprintf(buf, size, "%s takes no argument '%.64s'", cmd->name, key);
+			return buf;
+		}
+	}
+	for (const struct control_arg *a = cmd->args; a && a->name; a++) {
+		v = json_object_get(args, a->name);
+		if (!v) {
+			if (!a->required)
+				continue;
+			snprintf(buf, size, "%s needs \"%s\": %s", cmd->name, a->name,
+				 a->type == CONTROL_ARG_BOOL ? "true or false"
+							     : "a positive number of bytes");
+			return buf;
+		}
+		bool ok = a->type == CONTROL_ARG_BOOL
+			      ? json_is_boolean(v)
+			      : json_is_integer(v) && json_integer_value(v) > 0;
+		if (!ok) {
+			snprintf(buf, size, "'%s' must be %s", a->name,
+				 a->type == CONTROL_ARG_BOOL ? "true or false"
+							     : "a positive number of bytes");
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+const char *control_command_args_doc(const struct control_command *cmd, char *buf, size_t size)
+{
+	size_t n = 0;
+	buf[0] = '\0';
+	if (!cmd->args)
+		return buf;
+	n += (size_t)snprintf(buf + n, size - n, "`{");
+	for (const struct control_arg *a = cmd->args; a->name && n < size; a++)
+		n += (size_t)snprintf(buf + n, size - n, "%s\"%s\": %s", a == cmd->args ? "" : ", ",
+				      a->name, type_name(a->type));
+	if (n < size)
+		n += (size_t)snprintf(buf + n, size - n, "}`");
+	for (const struct control_arg *a = cmd->args; a->name && n < size; a++)
+		if (a->note)
+			n += (size_t)snprintf(buf + n, size - n, " (%s)", a->note);
+	return buf;
+}
