@@ -7,6 +7,7 @@
 #include "guestfs/fsdetect.h"
 #include "guestfs/image.h"
 #include "guestfs/partition.h"
+#include "guestfs/volume.h"
 #include "util/err.h"
 
 #include <editline/readline.h>
@@ -29,8 +30,8 @@ struct fish {
 	char *format_owned; /* from add's format:FMT */
 	bool ro;
 	bool launched;
-	int root_drive;	    /* the drive whose filesystem is mounted at /, -1: none */
-	char root_part[16]; /* its -a value ("" for the whole disk) */
+	int root_drive;	     /* the drive whose filesystem is mounted at /, -1: none */
+	char root_part[300]; /* its -a value ("" for the whole disk) */
 };
 
 struct fish_cmd {
@@ -128,8 +129,10 @@ static int fish_run(struct fish *f, int argc, char **argv)
 	return 0;
 }
 
-/* Calls fn(drive, device name, -a value, partition or NULL) for each device of each drive:
- * the whole disk first, then its partitions. */
+/* Calls fn(drive, device name, -a value, device) for each device of each drive: the whole
+ * disk first, then its partitions and LVM2 logical volumes (guestfish's names: /dev/sdb3 for
+ * the second drive's partition 3, /dev/VG/LV). `partitions_only` leaves out a disk that has
+ * a partition table (it holds no filesystem of its own). */
 typedef int (*device_fn)(struct fish *f, int drive, const char *dev, const char *part,
 			 const struct gdev *d, void *arg);
 
@@ -139,25 +142,32 @@ static int each_device(struct fish *f, bool partitions_only, device_fn fn, void 
 		struct gimage im;
 		if (gimage_open(&im, f->drives[i], f->format, false) < 0)
 			return -1;
-		struct part_table t = {0};
-		int r = part_scan(&im.dev, &t);
-		char dev[32];
-		snprintf(dev, sizeof(dev), "/dev/sd%c", 'a' + i);
-		if (r == 0 && (!partitions_only || !t.count))
-			r = fn(f, i, dev, "", &im.dev, arg);
-		for (size_t k = 0; r == 0 && k < t.count; k++) {
-			const struct part *p = &t.parts[k];
-			if (p->kind == PART_EXTENDED)
+		struct vol_list l;
+		int r = vol_scan(&l, &im.dev, true);
+		char disk[32];
+		snprintf(disk, sizeof(disk), "/dev/sd%c", 'a' + i);
+		if (r == 0 && (!partitions_only || !l.parts.count))
+			r = fn(f, i, disk, "", &im.dev, arg);
+		for (size_t k = 0; r == 0 && k < l.count; k++) {
+			const struct volume *v = &l.v[k];
+			if (v->kind == VOL_DISK)
 				continue;
-			char pdev[40], part[16];
-			snprintf(pdev, sizeof(pdev), "%s%d", dev, p->number);
-			snprintf(part, sizeof(part), "%d", p->number);
-			struct gdev w;
-			struct gdev_window win;
-			if (gdev_window_init(&w, &win, &im.dev, p->start, p->size) == 0)
-				r = fn(f, i, pdev, part, &w, arg);
+			char dev[320], part[300];
+			if (v->kind == VOL_PART) {
+				snprintf(dev, sizeof(dev), "%s%d", disk, v->part->number);
+				snprintf(part, sizeof(part), "%d", v->part->number);
+			} else {
+				snprintf(dev, sizeof(dev), "%s", v->name);
+				snprintf(part, sizeof(part), "%s", v->name);
+			}
+			struct gdev d;
+			struct vol_dev vd;
+			if (vol_open(&l, v, &im.dev, false, &d, &vd) < 0)
+				continue; /* reported; the others still count */
+			r = fn(f, i, dev, part, &d, arg);
+			vol_close(&vd);
 		}
-		part_table_free(&t);
+		vol_list_free(&l);
 		gimage_close(&im);
 		if (r < 0)
 			return -1;
@@ -717,8 +727,8 @@ int guest_fish(int argc, char **argv)
 		struct gfs g;
 		if (guest_open(&g, f.drives[0], &c, false) < 0)
 			goto out;
-		if (g.partno)
-			snprintf(f.root_part, sizeof(f.root_part), "%d", g.partno);
+		if (strcmp(g.volname, "/dev/sda"))
+			snprintf(f.root_part, sizeof(f.root_part), "%s", g.volname);
 		if (guest_finish(&g, 0))
 			goto out;
 	}

@@ -203,6 +203,7 @@ static int open_named(struct gfs *g, const struct vol_list *l, const struct gfs_
 	struct fsinfo fi;
 	if (!v || vol_open(l, v, &g->im.dev, o->write, &g->part, &g->vd) < 0)
 		return -1;
+	snprintf(g->volname, sizeof(g->volname), "%s", v->name);
 	if (fs_detect(&g->part, &fi) < 0)
 		return -1;
 	if (!strcmp(fi.type, "LVM2_member"))
@@ -287,6 +288,7 @@ static int choose(struct gfs *g, const struct vol_list *l, const struct gfs_opts
 		pick = best;
 	if (!pick)
 		return none_readable(g, l);
+	snprintf(g->volname, sizeof(g->volname), "%s", pick->name);
 	return vol_open(l, pick, &g->im.dev, o->write, &g->part, &g->vd);
 }
 

@@ -17,7 +17,8 @@ struct gfs {
 	struct gimage im;
 	struct gdev part; /* the filesystem's partition, logical volume or whole disk */
 	struct vol_dev vd;
-	struct gdev udev; /* `part` through `undo`: what libext2fs writes to */
+	char volname[300]; /* the volume opened: "/dev/sda", "/dev/sda3", "/dev/VG/LV" */
+	struct gdev udev;  /* `part` through `undo`: what libext2fs writes to */
 	struct gundo undo;
 	ext2fs_block_bitmap used_at_open; /* when writing: the blocks in use when opened */
 	char ioname[32];

@@ -563,3 +563,15 @@ def test_mount_m_names_the_lv_as_guestmount_does(kite, whole, tree, tmp_path):
     assert debugfs(lv, "cat /etc/mounted.txt") == "through FUSE\n"
     r = fails(kite, "mount", disk, mnt, "-m", "/dev/vgtest/lvroot:/boot")
     assert "-m" in r.stderr
+
+
+def test_fish_lists_and_mounts_a_logical_volume(kite, whole, tmp_path):
+    """guestfish's names for LVs work in kite guest fish: listed, mounted, written."""
+    disk = copy(whole[0], tmp_path)
+    r = run([kite, "guest", "fish", "-a", disk],
+            input="run\nlist-filesystems\nmount /dev/vgtest/lvroot /\nwrite /fish.txt hi\n"
+                  "cat /fish.txt\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "/dev/sda: LVM2_member\n/dev/vgtest/lvroot: ext4\nhi"
+    r = run([kite, "guest", "fish", "-a", disk, "-i"], input="cat /fish.txt\n")
+    assert (r.returncode, r.stdout) == (0, "hi")
