@@ -123,8 +123,16 @@ static struct blk *open_in_chain(const char *path, const char *fmt, unsigned fla
 		kite_error("%s: the file system does not support cache=none (O_DIRECT)", path);
 		return NULL;
 	}
-	if (fd < 0) {
-		kite_error_errno(errno, "could not open '%s'", path);
+	if (fd < 0) { /* qemu-img's words, naming the image asked for and the file missing */
+		int e = errno;
+		if (ctx->depth == 0)
+			kite_error("Could not open '%s': Could not open '%s': %s", ctx->top, path,
+				   strerror(e));
+		else
+			kite_error("Could not open '%s': Could not open backing file: Could not "
+				   "open '%s': %s",
+				   ctx->top, path, strerror(e));
+		ctx->reported = true;
 		return NULL;
 	}
 	struct stat st;
