@@ -56,6 +56,10 @@ struct blk;
  * image was probed (not named), blk_open prints QEMU's warning unless BLK_O_NO_PROBE_WARN
  * is set, and blk_probed_raw() returns true so a caller can word its own. */
 struct blk *blk_open(const char *path, const char *fmt, unsigned flags);
+/* blk_open with the secret unlocking an encrypted image, as the -o key-secret= of a new
+ * image names it (a json:/--image-opts name's own key-secret option wins); NULL: none. */
+struct blk *blk_open_keyed(const char *path, const char *fmt, unsigned flags,
+			   const char *key_secret);
 void blk_close(struct blk *b); /* flushes if writable; NULL is fine */
 
 uint64_t blk_size(const struct blk *b);		  /* virtual size in bytes */
