@@ -300,6 +300,9 @@ static int open_target(struct convert *cv, const char *path, const char *fmt, bo
 		if (img_create_opts(o, fmt, &c) < 0)
 			return -1;
 		key_secret = c.encrypt.key_secret;
+		if (cv->compress && c.encrypt.format)
+			return kite_error("Compression and encryption not supported at the same "
+					  "time");
 		if (c.backing_file && !backing) {
 			backing = c.backing_file;
 			backing_fmt = c.backing_fmt;
