@@ -106,7 +106,7 @@ static int check_slot(const struct luks_header *h, int i)
 		return crypto_error("Keyslot %d state (active/disable) is corrupted", i);
 	if (s->active == LUKS_SLOT_ENABLED && s->iters == 0)
 		return crypto_error("Keyslot %d iteration count is zero", i);
-	if (s->key_offset < 2) /* the 592 header bytes */
+	if (s->key_offset < LUKS_HEADER_SECTORS)
 		return crypto_error("Keyslot %d is overlapping with the LUKS header", i);
 	uint64_t len = luks_split_sectors(h->key_bytes, s->stripes);
 	if (s->key_offset + len > h->payload_offset)
@@ -136,7 +136,7 @@ static int check_header(const struct luks_header *h)
 static int lookup_or_fail(int v, const char *what, const char *name)
 {
 	if (v < 0)
-		return crypto_error("%s %s not supported", what, name);
+		return crypto_error("%s '%s' not supported", what, name);
 	return v;
 }
 

@@ -112,7 +112,8 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 		return kite_error("%s: unsupported cluster size: 2^%u bytes", fn, q->cluster_bits);
 	q->cluster_size = 1ull << q->cluster_bits;
 	q->size = get_be64(h + 24);
-	q->crypt_method = get_be32(h + 32);
+	if (qcow2_crypto_method(b, get_be32(h + 32)) < 0)
+		return -1;
 	q->l1_size = get_be32(h + 36);
 	q->l1_offset = get_be64(h + 40);
 	q->rt_offset = get_be64(h + 48);

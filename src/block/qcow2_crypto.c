@@ -25,23 +25,38 @@ struct qcow2_crypto {
 	struct crypto_sectors *aes; /* legacy AES */
 };
 
+/* The name as the user gave it, as QEMU's messages name it. */
+static const char *shown(const struct blk *b)
+{
+	return b->open_name ? b->open_name : b->filename;
+}
+
+int qcow2_crypto_method(struct blk *b, uint32_t method)
+{
+	Q(b)->crypt_method = method;
+	if (method > QCOW2_CRYPT_LUKS)
+		return kite_error("Could not open '%s': Unsupported encryption method %u", shown(b),
+				  method);
+	return 0;
+}
+
 int qcow2_crypto_ext(struct blk *b, const uint8_t *data, uint32_t len)
 {
 	struct qcow2 *q = Q(b);
 	if (q->crypt_method != QCOW2_CRYPT_LUKS)
 		return kite_error("Could not open '%s': CRYPTO header extension only expected "
 				  "with LUKS encryption method",
-				  b->filename);
+				  shown(b));
 	if (len != 16)
 		return kite_error("Could not open '%s': CRYPTO header extension size %u, but "
 				  "expected size 16",
-				  b->filename, len);
+				  shown(b), len);
 	q->crypto_hdr_off = get_be64(data);
 	q->crypto_hdr_len = get_be64(data + 8);
 	if (q->crypto_hdr_off % q->cluster_size)
 		return kite_error("Could not open '%s': Encryption header offset '%llu' is not a "
 				  "multiple of cluster size '%llu'",
-				  b->filename, (unsigned long long)q->crypto_hdr_off,
+				  shown(b), (unsigned long long)q->crypto_hdr_off,
 				  (unsigned long long)q->cluster_size);
 	return 0;
 }
@@ -77,8 +92,6 @@ static int open_method(struct blk *b, struct qcow2_crypto *c)
 	struct qcow2 *q = Q(b);
 	const char *want = b->encrypt_format;
 	const char *have = q->crypt_method == QCOW2_CRYPT_AES ? "aes" : "luks";
-	if (q->crypt_method > QCOW2_CRYPT_LUKS)
-		return crypto_error("Unsupported encryption method %u", q->crypt_method);
 	if (want && strcmp(want, have))
 		return crypto_error("Header reported '%s' encryption format but options specify "
 				    "'%s'",
@@ -101,8 +114,7 @@ int qcow2_crypto_open(struct blk *b)
 		if (b->encrypt_format)
 			return kite_error("Could not open '%s': No encryption in image header, but "
 					  "options specified format '%s'",
-					  b->open_name ? b->open_name : b->filename,
-					  b->encrypt_format);
+					  shown(b), b->encrypt_format);
 		return 0;
 	}
 	struct qcow2_crypto *c = calloc(1, sizeof(*c));

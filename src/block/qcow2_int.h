@@ -240,6 +240,7 @@ int qcow2_write_precompressed_tracked(struct blk *b, const void *cdata, size_t c
 int qcow2_resize_tracked(struct blk *b, uint64_t size, bool shrink);
 
 /* qcow2_crypto.c: encrypted data clusters (LUKS, legacy AES) */
+int qcow2_crypto_method(struct blk *b, uint32_t method);		/* the header's */
 int qcow2_crypto_ext(struct blk *b, const uint8_t *data, uint32_t len); /* the extension */
 int qcow2_crypto_open(struct blk *b); /* after the header: keys, QEMU's checks */
 void qcow2_crypto_close(struct qcow2 *q);
