@@ -106,7 +106,7 @@ int qcow2_create(const char *path, const struct blk_create_opts *o)
 	unsigned cbits = 16, rorder = 4;
 	if (check_opts(path, o, &version, &cbits, &rorder) < 0)
 		return -1;
-	if (o->encrypt.format && qcow2_crypto_create_check(path, &o->encrypt) < 0)
+	if (qcow2_crypto_requested(&o->encrypt) && qcow2_crypto_create_check(path, &o->encrypt) < 0)
 		return -1;
 	uint64_t cs = 1ull << cbits;
 	uint64_t l2_entries = cs / (o->extended_l2 ? 16 : 8);

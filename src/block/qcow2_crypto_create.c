@@ -26,15 +26,27 @@ static void set_prefix(char *buf, size_t len, const char *path)
 	crypto_set_error_prefix(buf);
 }
 
+bool qcow2_crypto_requested(const struct blk_encrypt_opts *e)
+{
+	return e->format || e->key_secret || e->cipher_alg || e->cipher_mode || e->ivgen_alg ||
+	       e->ivgen_hash_alg || e->hash_alg || e->iter_time_set;
+}
+
 int qcow2_crypto_create_check(const char *path, const struct blk_encrypt_opts *e)
 {
 	char prefix[4096 + 8];
 	set_prefix(prefix, sizeof(prefix), path);
 	uint64_t size;
-	char *pw = passphrase(e);
-	int r = pw ? 0 : -1;
-	if (r == 0 && !strcmp(e->format, "luks"))
+	char *pw = NULL;
+	int r = 0;
+	if (!e->format)
+		r = crypto_error("Parameter 'encrypt.format' is missing");
+	else if (strcmp(e->format, "luks") && strcmp(e->format, "aes"))
+		r = crypto_error("Parameter 'format' does not accept value '%s'", e->format);
+	else if (!strcmp(e->format, "luks"))
 		r = luks_header_size(e, &size);
+	if (r == 0 && !(pw = passphrase(e)))
+		r = -1;
 	blk_secret_free(pw);
 	crypto_set_error_prefix(NULL);
 	return r;

@@ -253,13 +253,7 @@ static int encrypt_opts(struct img_opts *o, const char *fmt, struct blk_encrypt_
 	if ((v = img_opts_get(o, "encryption")) && parse_bool("encryption", v, &on))
 		return -1;
 	e->format = on ? "aes" : img_opts_get(o, "encrypt.format");
-	if (e->format && strcmp(e->format, "luks") && strcmp(e->format, "aes"))
-		return kite_error("Parameter 'format' does not accept value '%s'", e->format);
-	bool any = e->key_secret || e->cipher_alg || e->cipher_mode || e->ivgen_alg ||
-		   e->ivgen_hash_alg || e->hash_alg || e->iter_time_set;
-	if (any && !e->format)
-		return kite_error("Parameter 'encrypt.format' is missing");
-	return 0;
+	return 0; /* the block layer checks them (qcow2_crypto_create_check) */
 }
 
 int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts *c)
