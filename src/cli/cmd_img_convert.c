@@ -106,9 +106,10 @@ static int write_zero_run(struct convert *cv, uint64_t off, uint64_t len)
 		}
 		return 0;
 	}
-	if (cv->dst_has_data)
+	/* a new image reads as zeros, unless it is encrypted raw (luks) */
+	if (cv->dst_has_data || !blk_has_zero_init(cv->dst))
 		return blk_write_zeroes(cv->dst, off, len, BLK_ZERO_MAY_UNMAP);
-	return 0; /* a new image already reads as zeros */
+	return 0;
 }
 
 /* Zeros are gathered across block-status and piece boundaries and written as one run, as
@@ -289,14 +290,19 @@ static int open_target(struct convert *cv, const char *path, const char *fmt, bo
 		       struct img_opts *o, unsigned flags, const char *backing,
 		       const char *backing_fmt)
 {
+	const char *key_secret = NULL;
 	if (!no_create) {
-		if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2"))
-			return kite_error("kite img convert cannot write format '%s' (use raw or "
-					  "qcow2)",
+		if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2") && strcmp(fmt, "luks"))
+			return kite_error("kite img convert cannot write format '%s' (use raw, "
+					  "qcow2 or luks)",
 					  fmt);
 		struct blk_create_opts c = {0};
 		if (img_create_opts(o, fmt, &c) < 0)
 			return -1;
+		key_secret = c.encrypt.key_secret;
+		if (cv->compress && c.encrypt.format)
+			return kite_error("Compression and encryption not supported at the same "
+					  "time");
 		if (c.backing_file && !backing) {
 			backing = c.backing_file;
 			backing_fmt = c.backing_fmt;
@@ -316,7 +322,7 @@ static int open_target(struct convert *cv, const char *path, const char *fmt, bo
 			return -1;
 	}
 	/* -n too: the target is what -O says (raw by default), as qemu-img takes it */
-	cv->dst = blk_open(path, fmt, flags | BLK_O_RDWR);
+	cv->dst = blk_open_keyed(path, fmt, flags | BLK_O_RDWR, key_secret);
 	if (!cv->dst)
 		return -1;
 	if (blk_size(cv->dst) < cv->total)
