@@ -27,6 +27,7 @@ static const struct {
     {"init", guest_init, "IMAGE [--ssh-port N] [--user NAME [--group G]] [...]"},
     {"mount", guest_mount, "IMAGE MOUNTPOINT [-m DEVICE] [--ro] [-f]"},
     {"fish", guest_fish, "[-a IMAGE | -d DOMAIN]... [--ro] [-m DEVICE] [-i] [-f SCRIPT]"},
+    {"v2v", guest_v2v, "-i ova FILE.ova -o local|kite -os DIR [-of FMT] [-on NAME] --kernel F"},
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))

@@ -78,5 +78,6 @@ int guest_ln(int argc, char **argv);
 int guest_init(int argc, char **argv);
 int guest_mount(int argc, char **argv);
 int guest_fish(int argc, char **argv);
+int guest_v2v(int argc, char **argv);
 
 #endif
