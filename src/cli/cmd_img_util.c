@@ -1,4 +1,5 @@
 /* Helpers shared by the `kite img` verbs: sizes, -o option lists, output format. */
+#include "block/convert.h"
 #include "block/image_spec.h"
 #include "cli/cmd_img.h"
 #include "util/err.h"
@@ -414,15 +415,7 @@ int64_t img_actual_size(const char *path)
 
 bool img_is_zero(const void *buf, size_t len)
 {
-	const unsigned char *p = buf;
-	if (len == 0)
-		return true;
-	/* check the first 16 bytes directly, then compare the buffer with itself shifted */
-	size_t head = len < 16 ? len : 16;
-	for (size_t i = 0; i < head; i++)
-		if (p[i])
-			return false;
-	return len <= 16 || memcmp(p, p + 16, len - 16) == 0;
+	return blk_is_zero(buf, len);
 }
 
 int img_usage_error(const char *verb, const char *fmt, ...)
