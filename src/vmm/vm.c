@@ -102,11 +102,12 @@ static int check_memory_size(uint64_t size)
 
 /* The one place that decides about the PVM defaults: a Linux kernel (ELF vmlinux or bzImage)
  * on a KVM-PVM host gets them unless the user said --no-pvm-defaults; PVH programs (our test
- * programs) get their command line exactly as given. */
+ * programs) and multiboot kernels get their command line exactly as given. */
 static bool wants_pvm_cmdline(const struct vm *vm, const struct vm_config *cfg,
 			      const struct kvm_host_facts *host)
 {
-	return host->pvm && !cfg->no_pvm_defaults && vm->boot.kind != KERNEL_ELF_PVH;
+	return host->pvm && !cfg->no_pvm_defaults &&
+	       (vm->boot.kind == KERNEL_ELF_LINUX || vm->boot.kind == KERNEL_BZIMAGE);
 }
 
 /* PVM_LINUX_CMDLINE after the user's command line, in place. */
