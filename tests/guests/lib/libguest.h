@@ -80,6 +80,8 @@ extern const struct pvh_entry_state pvh_entry_state;
 
 /* mem.c: page allocator over the e820 RAM above 1 MiB, minus the program image. */
 void mem_init(void);
+/* Keeps [lo, hi) out of what mem_init() hands out (call before it). */
+void mem_reserve(uint64_t lo, uint64_t hi);
 void *page_alloc(void);
 void page_free(void *page);
 void *pages_alloc(size_t npages);
