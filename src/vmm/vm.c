@@ -193,7 +193,8 @@ static int create_irqchip(struct vm *vm)
 
 static int add_devices(struct vm *vm, struct console *console)
 {
-	vm->platform = (struct platform_ops){platform_set_irq, platform_event, vm};
+	vm->platform = (struct platform_ops){
+	    .set_irq = platform_set_irq, .event = platform_event, .opaque = vm};
 	bool hvc = vm->virtio_ready && vm->virtio.console;
 	serial_init(&vm->serial, &vm->platform, SERIAL_COM1_IRQ, hvc ? NULL : console);
 	if (hvc) {

@@ -1,6 +1,7 @@
 /* Platform device models alone, through their register interfaces, as a guest drives them. */
 #include "unit.h"
 #include "devices/acpi_pm.h"
+#include "devices/debug_exit.h"
 #include "devices/i8042.h"
 #include "devices/rtc.h"
 #include "devices/serial.h"
@@ -23,12 +24,24 @@ static void fake_event(void *opaque, enum machine_event ev)
 	events[ev]++;
 }
 
-static const struct platform_ops fake = {fake_set_irq, fake_event, NULL};
+static uint32_t exit_codes[4];
+static int nexit_codes;
+
+static void fake_guest_exit(void *opaque, uint32_t code)
+{
+	if (nexit_codes < 4)
+		exit_codes[nexit_codes] = code;
+	nexit_codes++;
+}
+
+static const struct platform_ops fake = {
+    .set_irq = fake_set_irq, .event = fake_event, .guest_exit = fake_guest_exit};
 
 static int reset_fakes(void **state)
 {
 	memset(irq_level, 0, sizeof(irq_level));
 	memset(events, 0, sizeof(events));
+	nexit_codes = 0;
 	return 0;
 }
 
@@ -199,6 +212,26 @@ static void i8042_pulse_resets(void **state)
 	i8042_destroy(&k);
 }
 
+/* isa-debug-exit: any write ends the run with its value; reads are zeros. */
+static void debug_exit_writes_end_the_run(void **state)
+{
+	struct debug_exit d;
+	debug_exit_init(&d, &fake);
+	uint8_t v[4] = {0xff, 0xff, 0xff, 0xff};
+	debug_exit_ops.read(&d, 0, v, 4);
+	assert_memory_equal(v, "\0\0\0\0", 4);
+	assert_int_equal(nexit_codes, 0);
+	const uint8_t code[4] = {0x2a, 0x01, 0x00, 0x80};
+	debug_exit_ops.write(&d, 0, code, 4);
+	debug_exit_ops.write(&d, 2, code, 1);
+	debug_exit_ops.write(&d, 0, code, 2);
+	assert_int_equal(nexit_codes, 3);
+	assert_int_equal(exit_codes[0], 0x8000012a);
+	assert_int_equal(exit_codes[1], 0x2a);
+	assert_int_equal(exit_codes[2], 0x12a);
+	assert_int_equal(events[MACHINE_POWEROFF] + events[MACHINE_RESET], 0);
+}
+
 static time_t fixed_time(time_t *t)
 {
 	return 1795000000; /* 2026-11-18 11:06:40 UTC */
@@ -241,6 +274,7 @@ int main(void)
 	    cmocka_unit_test_setup(reset_port_cf9, reset_fakes),
 	    cmocka_unit_test_setup(i8042_pulse_resets, reset_fakes),
 	    cmocka_unit_test_setup(rtc_reads_bcd_time, reset_fakes),
+	    cmocka_unit_test_setup(debug_exit_writes_end_the_run, reset_fakes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
