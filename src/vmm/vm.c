@@ -28,6 +28,11 @@ static void platform_event(void *opaque, enum machine_event ev)
 	vm_request_exit(opaque, ev == MACHINE_POWEROFF ? VM_POWEROFF : VM_RESET);
 }
 
+static void platform_guest_exit(void *opaque, uint32_t code)
+{
+	vm_request_guest_exit(opaque, code);
+}
+
 /* Device threads, the io event thread and vCPUs (an unmask) send; only while the VM runs. */
 static void platform_msi_send(void *opaque, struct pci_device *d, unsigned vector, uint64_t addr,
 			      uint32_t data)
@@ -134,6 +139,8 @@ int vm_prepare(struct vm *vm, const struct vm_config *cfg, const struct kvm_host
 	memset(vm, 0, sizeof(*vm));
 	vm->fd = -1;
 	vm->ncpus = (int)m->vcpus;
+	vm->exit_device = m->exit_device;
+	vm->exit_port = m->exit_port;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	if (m->vcpus < 1 || m->vcpus > VM_MAX_VCPUS)
@@ -193,8 +200,10 @@ static int create_irqchip(struct vm *vm)
 
 static int add_devices(struct vm *vm, struct console *console)
 {
-	vm->platform = (struct platform_ops){
-	    .set_irq = platform_set_irq, .event = platform_event, .opaque = vm};
+	vm->platform = (struct platform_ops){.set_irq = platform_set_irq,
+					     .event = platform_event,
+					     .guest_exit = platform_guest_exit,
+					     .opaque = vm};
 	bool hvc = vm->virtio_ready && vm->virtio.console;
 	serial_init(&vm->serial, &vm->platform, SERIAL_COM1_IRQ, hvc ? NULL : console);
 	if (hvc) {
@@ -216,6 +225,12 @@ static int add_devices(struct vm *vm, struct console *console)
 			   "acpi-pm") < 0 ||
 	    iobus_register(b, IOBUS_PIO, ACPI_RESET_PORT, 1, &acpi_reset_ops, &vm->pm, "reset") < 0)
 		return -1;
+	if (vm->exit_device) {
+		debug_exit_init(&vm->debug_exit, &vm->platform);
+		if (iobus_register(b, IOBUS_PIO, vm->exit_port, DEBUG_EXIT_LEN, &debug_exit_ops,
+				   &vm->debug_exit, "exit-device") < 0)
+			return -1;
+	}
 	return 0;
 }
 
@@ -261,6 +276,17 @@ void vm_request_exit(struct vm *vm, enum vm_exit why)
 	pthread_mutex_lock(&vm->lock);
 	if (vm->exit == VM_RUNNING) {
 		vm->exit = why;
+		pthread_cond_broadcast(&vm->cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_request_guest_exit(struct vm *vm, uint32_t code)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->exit == VM_RUNNING) {
+		vm->exit = VM_GUEST_EXIT;
+		vm->guest_exit_code = code;
 		pthread_cond_broadcast(&vm->cond);
 	}
 	pthread_mutex_unlock(&vm->lock);
