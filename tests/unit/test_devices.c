@@ -2,6 +2,7 @@
 #include "unit.h"
 #include "devices/acpi_pm.h"
 #include "devices/debug_exit.h"
+#include "devices/fw_cfg.h"
 #include "devices/i8042.h"
 #include "devices/rtc.h"
 #include "devices/serial.h"
@@ -232,6 +233,54 @@ static void debug_exit_writes_end_the_run(void **state)
 	assert_int_equal(events[MACHINE_POWEROFF] + events[MACHINE_RESET], 0);
 }
 
+static void fw_cfg_select(struct fw_cfg *f, uint16_t key)
+{
+	const uint8_t b[2] = {(uint8_t)key, (uint8_t)(key >> 8)};
+	fw_cfg_ops.write(f, 0, b, 2);
+}
+
+static void fw_cfg_bytes(struct fw_cfg *f, uint16_t key, uint8_t *out, size_t n)
+{
+	fw_cfg_select(f, key);
+	for (size_t i = 0; i < n; i++)
+		out[i] = inb(&fw_cfg_ops, f, 1);
+}
+
+/* fw_cfg through its two ports: items, the file directory, zeros for what is not there. */
+static void fw_cfg_items_files_and_zeros(void **state)
+{
+	struct fw_cfg f;
+	assert_int_equal(fw_cfg_init(&f), 0);
+	assert_int_equal(fw_cfg_add_le64(&f, FW_CFG_RAM_SIZE, 0x123456789aULL), 0);
+	assert_int_equal(fw_cfg_add_le16(&f, FW_CFG_NB_CPUS, 3), 0);
+	assert_int_equal(fw_cfg_add_file(&f, "etc/zz", "zz!", 3), 0);
+	assert_int_equal(fw_cfg_add_file(&f, "etc/e820", "0123456789", 10), 0);
+	assert_int_equal(fw_cfg_add_file(&f, "etc/e820", "x", 1), -1);
+	uint8_t b[200];
+	fw_cfg_bytes(&f, FW_CFG_SIGNATURE, b, 6);
+	assert_memory_equal(b, "QEMU\0\0", 6); /* past the end: zeros */
+	fw_cfg_bytes(&f, FW_CFG_ID, b, 4);
+	assert_memory_equal(b, "\1\0\0\0", 4);
+	fw_cfg_bytes(&f, FW_CFG_RAM_SIZE, b, 8);
+	assert_memory_equal(b, "\x9a\x78\x56\x34\x12\0\0\0", 8);
+	fw_cfg_bytes(&f, FW_CFG_NB_CPUS | 0x4000, b, 2); /* the write bit selects the same */
+	assert_memory_equal(b, "\3\0", 2);
+	fw_cfg_bytes(&f, FW_CFG_FILE_DIR, b, 4 + 2 * 64);
+	assert_memory_equal(b, "\0\0\0\2", 4);
+	/* Sorted by name: etc/e820 (key 0x21, 10 bytes) before etc/zz (0x20, 3). */
+	assert_memory_equal(b + 4, "\0\0\0\x0a\0\x21\0\0etc/e820\0", 17);
+	assert_memory_equal(b + 68, "\0\0\0\3\0\x20\0\0etc/zz\0", 15);
+	fw_cfg_bytes(&f, 0x21, b, 3);
+	assert_memory_equal(b, "012", 3);
+	for (uint16_t key = 0x1234; key; key = key == 0x1234 ? 0x8003 : 0) {
+		memset(b, 0xff, 8);
+		fw_cfg_bytes(&f, key, b, 8); /* unknown, and arch-local: zeros */
+		assert_memory_equal(b, "\0\0\0\0\0\0\0\0", 8);
+	}
+	assert_int_equal(inb(&fw_cfg_ops, &f, 0), 0);
+	fw_cfg_destroy(&f);
+}
+
 static time_t fixed_time(time_t *t)
 {
 	return 1795000000; /* 2026-11-18 11:06:40 UTC */
@@ -275,6 +324,7 @@ int main(void)
 	    cmocka_unit_test_setup(i8042_pulse_resets, reset_fakes),
 	    cmocka_unit_test_setup(rtc_reads_bcd_time, reset_fakes),
 	    cmocka_unit_test_setup(debug_exit_writes_end_the_run, reset_fakes),
+	    cmocka_unit_test_setup(fw_cfg_items_files_and_zeros, reset_fakes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
