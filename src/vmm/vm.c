@@ -3,6 +3,8 @@
 #include "vmm/vm.h"
 #include "util/err.h"
 #include "vmm/acpi.h"
+#include "vmm/boot_bytes.h"
+#include "vmm/e820.h"
 #include "vmm/pvm.h"
 
 #include <errno.h>
@@ -198,6 +200,36 @@ static int create_irqchip(struct vm *vm)
 	return 0;
 }
 
+/* etc/e820 as QEMU gives it: the RAM regions only (the firmware carves out what it keeps). */
+static int add_fw_cfg_e820(struct vm *vm)
+{
+	uint8_t e820[sizeof(vm->mem.regions) / sizeof(vm->mem.regions[0]) * 20];
+	uint32_t len = 0;
+	for (int i = 0; i < vm->mem.nregions; i++) {
+		const struct gmem_region *r = &vm->mem.regions[i];
+		put_le64(e820 + len, r->gpa);
+		put_le64(e820 + len + 8, r->size);
+		put_le32(e820 + len + 16, E820_RAM);
+		len += 20;
+	}
+	return fw_cfg_add_file(&vm->fw_cfg, "etc/e820", e820, len);
+}
+
+/* fw_cfg at 0x510 (devices/fw_cfg.h): the RAM size, the vCPU counts, etc/e820. */
+static int add_fw_cfg(struct vm *vm)
+{
+	if (fw_cfg_init(&vm->fw_cfg) < 0)
+		return -1;
+	vm->fw_cfg_ready = true;
+	struct fw_cfg *f = &vm->fw_cfg;
+	if (fw_cfg_add_le64(f, FW_CFG_RAM_SIZE, vm->mem.ram_size) < 0 ||
+	    fw_cfg_add_le16(f, FW_CFG_NB_CPUS, (uint16_t)vm->ncpus) < 0 ||
+	    fw_cfg_add_le16(f, FW_CFG_MAX_CPUS, (uint16_t)vm->ncpus) < 0 || add_fw_cfg_e820(vm) < 0)
+		return -1;
+	return iobus_register(&vm->bus, IOBUS_PIO, FW_CFG_PORT, FW_CFG_PORTS, &fw_cfg_ops, f,
+			      "fw_cfg");
+}
+
 static int add_devices(struct vm *vm, struct console *console)
 {
 	vm->platform = (struct platform_ops){.set_irq = platform_set_irq,
@@ -224,6 +256,8 @@ static int add_devices(struct vm *vm, struct console *console)
 	    iobus_register(b, IOBUS_PIO, ACPI_PM_BASE, ACPI_PM_LEN, &acpi_pm_ops, &vm->pm,
 			   "acpi-pm") < 0 ||
 	    iobus_register(b, IOBUS_PIO, ACPI_RESET_PORT, 1, &acpi_reset_ops, &vm->pm, "reset") < 0)
+		return -1;
+	if (add_fw_cfg(vm) < 0)
 		return -1;
 	if (vm->exit_device) {
 		debug_exit_init(&vm->debug_exit, &vm->platform);
@@ -406,6 +440,10 @@ void vm_destroy(struct vm *vm)
 		i8042_destroy(&vm->i8042);
 		rtc_destroy(&vm->rtc);
 		acpi_pm_destroy(&vm->pm);
+	}
+	if (vm->fw_cfg_ready) {
+		fw_cfg_destroy(&vm->fw_cfg);
+		vm->fw_cfg_ready = false;
 	}
 	free(vm->cpuid);
 	vm->cpuid = NULL;

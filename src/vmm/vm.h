@@ -7,6 +7,7 @@
 #include "devices/acpi_pm.h"
 #include "devices/console.h"
 #include "devices/debug_exit.h"
+#include "devices/fw_cfg.h"
 #include "devices/i8042.h"
 #include "devices/platform.h"
 #include "devices/rtc.h"
@@ -77,6 +78,8 @@ struct vm {
 	struct rtc rtc;
 	struct acpi_pm pm;
 	struct debug_exit debug_exit;
+	struct fw_cfg fw_cfg;
+	bool fw_cfg_ready;
 	bool exit_device; /* the machine has the test exit device, at exit_port */
 	uint16_t exit_port;
 	struct virtio_devices virtio;
