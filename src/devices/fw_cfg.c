@@ -8,6 +8,14 @@
 #define FW_CFG_WRITE_CHANNEL  0x4000
 #define FW_CFG_DIR_ENTRY      64 /* size, key, reserved, name */
 #define FW_CFG_ID_TRADITIONAL 1u
+#define FW_CFG_ID_DMA	      2u
+#define DMA_ERROR	      0x01u
+#define DMA_READ	      0x02u
+#define DMA_SKIP	      0x04u
+#define DMA_SELECT	      0x08u
+#define DMA_WRITE	      0x10u
+#define DMA_ACCESS_SIZE	      16
+static const char dma_signature[FW_CFG_DMA_PORTS] = "QEMU CFG";
 
 static const struct fw_cfg_item *find(const struct fw_cfg *f, uint16_t key)
 {
@@ -166,3 +174,84 @@ static void fw_cfg_write(void *opaque, uint64_t off, const uint8_t *data, unsign
 }
 
 const struct io_ops fw_cfg_ops = {.read = fw_cfg_read, .write = fw_cfg_write};
+
+int fw_cfg_enable_dma(struct fw_cfg *f, const struct guest_mem *mem)
+{
+	const uint8_t id[4] = {FW_CFG_ID_TRADITIONAL | FW_CFG_ID_DMA, 0, 0, 0};
+	f->mem = mem;
+	return fw_cfg_add(f, FW_CFG_ID, id, sizeof(id));
+}
+
+static uint64_t get_be(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Reads or skips `len` bytes of the selected item; false when the guest range is not RAM. */
+static bool dma_transfer(struct fw_cfg *f, uint32_t control, uint32_t len, uint64_t addr)
+{
+	const struct fw_cfg_item *it = find(f, f->selected);
+	uint32_t avail = it && f->offset < it->len ? it->len - f->offset : 0;
+	uint32_t n = len < avail ? len : avail;
+	bool ok = true;
+	if (control & DMA_READ) {
+		uint8_t *dst = len ? gmem_ptr(f->mem, addr, len) : NULL;
+		ok = dst || !len;
+		if (dst) {
+			if (n)
+				memcpy(dst, it->data + f->offset, n);
+			memset(dst + n, 0, len - n);
+		}
+	}
+	if (ok)
+		f->offset = len > UINT32_MAX - f->offset ? UINT32_MAX : f->offset + len;
+	return ok;
+}
+
+/* Carries out the access at guest address `at` and writes its control word back. */
+static void dma_run(struct fw_cfg *f, uint64_t at)
+{
+	uint8_t a[DMA_ACCESS_SIZE];
+	if (gmem_read(f->mem, at, a, sizeof(a)) < 0)
+		return; /* nowhere to report to */
+	uint32_t control = (uint32_t)get_be(a, 4), len = (uint32_t)get_be(a + 4, 4);
+	uint64_t addr = get_be(a + 8, 8);
+	if (control & DMA_SELECT) {
+		f->selected = (uint16_t)(control >> 16) & (uint16_t)~FW_CFG_WRITE_CHANNEL;
+		f->offset = 0;
+	}
+	bool ok = true;
+	if (control & DMA_WRITE)
+		ok = false;
+	else if (control & (DMA_READ | DMA_SKIP))
+		ok = dma_transfer(f, control, len, addr);
+	const uint8_t done[4] = {0, 0, 0, ok ? 0 : DMA_ERROR};
+	(void)gmem_write(f->mem, at, done, sizeof(done));
+}
+
+static void fw_cfg_dma_read(void *opaque, uint64_t off, uint8_t *data, unsigned len)
+{
+	for (unsigned i = 0; i < len; i++)
+		data[i] = off + i < FW_CFG_DMA_PORTS ? (uint8_t)dma_signature[off + i] : 0;
+}
+
+static void fw_cfg_dma_write(void *opaque, uint64_t off, const uint8_t *data, unsigned len)
+{
+	struct fw_cfg *f = opaque;
+	if (!f->mem || len != 4 || (off != 0 && off != 4))
+		return;
+	pthread_mutex_lock(&f->lock);
+	uint32_t half = (uint32_t)get_be(data, 4);
+	if (off == 0) {
+		f->dma_high = half;
+	} else {
+		dma_run(f, (uint64_t)f->dma_high << 32 | half);
+		f->dma_high = 0; /* the next access gives its high half again, or 0 */
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
+const struct io_ops fw_cfg_dma_ops = {.read = fw_cfg_dma_read, .write = fw_cfg_dma_write};

@@ -281,6 +281,69 @@ static void fw_cfg_items_files_and_zeros(void **state)
 	fw_cfg_destroy(&f);
 }
 
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+/* Starts the DMA access at `at` (below 4 GiB: the high half is left as the device reset it). */
+static void fw_cfg_dma_start(struct fw_cfg *f, uint32_t at)
+{
+	uint8_t b[4];
+	put_be32(b, at);
+	fw_cfg_dma_ops.write(f, 4, b, 4);
+}
+
+static void dma_access(uint8_t *ram, uint32_t at, uint32_t control, uint32_t len, uint32_t addr)
+{
+	memset(ram + at, 0, 16);
+	put_be32(ram + at, control);
+	put_be32(ram + at + 4, len);
+	put_be32(ram + at + 12, addr);
+}
+
+/* fw_cfg's DMA interface over guest RAM: select and read, skip, zeros past the end, errors
+ * for a write and for a range that is not RAM. */
+static void fw_cfg_dma_reads_into_guest_ram(void **state)
+{
+	const uint64_t size = 1 << 20;
+	uint8_t *ram = calloc(1, size);
+	assert_non_null(ram);
+	struct guest_mem mem;
+	gmem_init_from(&mem, ram, size);
+	struct fw_cfg f;
+	assert_int_equal(fw_cfg_init(&f), 0);
+	assert_int_equal(fw_cfg_enable_dma(&f, &mem), 0);
+	assert_int_equal(fw_cfg_add_file(&f, "etc/e820", "0123456789", 10), 0);
+	uint8_t sig[8];
+	fw_cfg_dma_ops.read(&f, 0, sig, 8);
+	assert_memory_equal(sig, "QEMU CFG", 8);
+	fw_cfg_bytes(&f, FW_CFG_ID, sig, 4);
+	assert_memory_equal(sig, "\3\0\0\0", 4);
+	/* Select 0x20 and read 4 bytes; then skip 2 and read 8: 4 bytes and 4 zeros. */
+	dma_access(ram, 0x1000, 0x200000 | 0x08 | 0x02, 4, 0x2000);
+	fw_cfg_dma_start(&f, 0x1000);
+	assert_memory_equal(ram + 0x1000, "\0\0\0\0", 4);
+	assert_memory_equal(ram + 0x2000, "0123", 4);
+	dma_access(ram, 0x1000, 0x04, 2, 0);
+	fw_cfg_dma_start(&f, 0x1000);
+	memset(ram + 0x2000, 0xff, 8);
+	dma_access(ram, 0x1000, 0x02, 8, 0x2000);
+	fw_cfg_dma_start(&f, 0x1000);
+	assert_memory_equal(ram + 0x1000, "\0\0\0\0", 4);
+	assert_memory_equal(ram + 0x2000, "6789\0\0\0\0", 8);
+	/* A write, and a read past RAM: the error bit. */
+	dma_access(ram, 0x1000, 0x10, 1, 0x2000);
+	fw_cfg_dma_start(&f, 0x1000);
+	assert_memory_equal(ram + 0x1000, "\0\0\0\1", 4);
+	dma_access(ram, 0x1000, 0x00000008 | 0x02, 16, (uint32_t)size - 8);
+	fw_cfg_dma_start(&f, 0x1000);
+	assert_memory_equal(ram + 0x1000, "\0\0\0\1", 4);
+	fw_cfg_destroy(&f);
+	free(ram);
+}
+
 static time_t fixed_time(time_t *t)
 {
 	return 1795000000; /* 2026-11-18 11:06:40 UTC */
@@ -325,6 +388,7 @@ int main(void)
 	    cmocka_unit_test_setup(rtc_reads_bcd_time, reset_fakes),
 	    cmocka_unit_test_setup(debug_exit_writes_end_the_run, reset_fakes),
 	    cmocka_unit_test_setup(fw_cfg_items_files_and_zeros, reset_fakes),
+	    cmocka_unit_test_setup(fw_cfg_dma_reads_into_guest_ram, reset_fakes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
