@@ -215,7 +215,8 @@ static int add_fw_cfg_e820(struct vm *vm)
 	return fw_cfg_add_file(&vm->fw_cfg, "etc/e820", e820, len);
 }
 
-/* fw_cfg at 0x510 (devices/fw_cfg.h): the RAM size, the vCPU counts, etc/e820. */
+/* fw_cfg at 0x510 and its DMA interface at 0x514 (devices/fw_cfg.h): the RAM size, the vCPU
+ * counts, etc/e820. */
 static int add_fw_cfg(struct vm *vm)
 {
 	if (fw_cfg_init(&vm->fw_cfg) < 0)
@@ -224,10 +225,14 @@ static int add_fw_cfg(struct vm *vm)
 	struct fw_cfg *f = &vm->fw_cfg;
 	if (fw_cfg_add_le64(f, FW_CFG_RAM_SIZE, vm->mem.ram_size) < 0 ||
 	    fw_cfg_add_le16(f, FW_CFG_NB_CPUS, (uint16_t)vm->ncpus) < 0 ||
-	    fw_cfg_add_le16(f, FW_CFG_MAX_CPUS, (uint16_t)vm->ncpus) < 0 || add_fw_cfg_e820(vm) < 0)
+	    fw_cfg_add_le16(f, FW_CFG_MAX_CPUS, (uint16_t)vm->ncpus) < 0 ||
+	    add_fw_cfg_e820(vm) < 0 || fw_cfg_enable_dma(f, &vm->mem) < 0)
 		return -1;
-	return iobus_register(&vm->bus, IOBUS_PIO, FW_CFG_PORT, FW_CFG_PORTS, &fw_cfg_ops, f,
-			      "fw_cfg");
+	if (iobus_register(&vm->bus, IOBUS_PIO, FW_CFG_PORT, FW_CFG_PORTS, &fw_cfg_ops, f,
+			   "fw_cfg") < 0)
+		return -1;
+	return iobus_register(&vm->bus, IOBUS_PIO, FW_CFG_DMA_PORT, FW_CFG_DMA_PORTS,
+			      &fw_cfg_dma_ops, f, "fw_cfg-dma");
 }
 
 static int add_devices(struct vm *vm, struct console *console)

@@ -27,6 +27,6 @@ def test_fw_cfg_kite(kite, mem, cpus):
     r = boot([kite, "run", "--kernel", guest_elf("fw_cfg"), "-m", mem, "-c", str(cpus),
               "--console", "stdio", "--no-reboot", "--append", f"mem={mem} cpus={cpus}"])
     check(r)
-    # kite's directory holds etc/e820 alone, as key 0x20, and its features say: no DMA.
-    assert 'fw_cfg: file 0x20 ' in "\n".join(r.lines) and "features 0x1:" in \
+    # kite's directory holds etc/e820 alone, as key 0x20; its features: I/O and DMA.
+    assert 'fw_cfg: file 0x20 ' in "\n".join(r.lines) and "features 0x3:" in \
         " ".join(r.passed), r.output()
