@@ -2,14 +2,28 @@
  * data 0x511): the "QEMU" signature, the feature bits (the I/O interface at least), the RAM
  * size against mem=, the vCPU count against cpus= and the most vCPUs at least that, the file
  * directory (well formed, sorted) with etc/e820, whose RAM entries add up to mem=, and an
- * unknown key reading as zeros. */
+ * unknown key reading as zeros. With the DMA feature (bit 1): the DMA port's "QEMU CFG", and DMA
+ * reads of the signature, etc/e820 (the same bytes as through the data port) and an unknown key
+ * (zeros), each access completing with its control word 0. */
 #include "libguest.h"
 
 const char guest_name[] = "fw_cfg";
 
 #define FW_CFG_SELECT 0x510
 #define FW_CFG_DATA   0x511
+#define FW_CFG_DMA    0x514
 #define MAX_FILES     64
+#define DMA_READ      0x02u
+#define DMA_SELECT    0x08u
+
+/* One DMA access, big-endian fields, as the device reads it from guest memory. */
+struct dma_access {
+	uint32_t control, length;
+	uint64_t address;
+} __attribute__((aligned(16)));
+
+static struct dma_access dma;
+static uint8_t dma_buf[512], pio_buf[512];
 
 struct fw_file {
 	uint32_t size;
@@ -72,6 +86,45 @@ static uint32_t read_dir(bool *sorted)
 	return n;
 }
 
+/* Reads `len` bytes of `key` into `buf` by DMA; returns the control word left (0: done). */
+static uint32_t dma_read(uint16_t key, void *buf, uint32_t len)
+{
+	dma.control = __builtin_bswap32((uint32_t)key << 16 | DMA_SELECT | DMA_READ);
+	dma.length = __builtin_bswap32(len);
+	dma.address = __builtin_bswap64((uint64_t)buf);
+	uint64_t at = (uint64_t)&dma;
+	__asm__ volatile("" ::: "memory");
+	outl(FW_CFG_DMA, __builtin_bswap32((uint32_t)(at >> 32)));
+	outl(FW_CFG_DMA + 4, __builtin_bswap32((uint32_t)at));
+	__asm__ volatile("" ::: "memory");
+	return __builtin_bswap32(*(volatile uint32_t *)&dma.control);
+}
+
+static void check_dma(const struct fw_file *e820)
+{
+	char sig[9] = {0};
+	for (int i = 0; i < 8; i++)
+		sig[i] = (char)inb(FW_CFG_DMA + i);
+	report(strcmp(sig, "QEMU CFG") == 0, "DMA port reads \"%s\"", sig);
+	memset(dma_buf, 0xff, sizeof(dma_buf));
+	uint32_t c = dma_read(0x00, dma_buf, 4);
+	report(c == 0 && memcmp(dma_buf, "QEMU", 4) == 0 && dma_buf[4] == 0xff,
+	       "DMA read of the signature (control %#x)", c);
+	if (e820 && e820->size <= sizeof(dma_buf)) {
+		select_key(e820->key);
+		read_bytes(pio_buf, e820->size);
+		c = dma_read(e820->key, dma_buf, e820->size);
+		report(c == 0 && memcmp(dma_buf, pio_buf, e820->size) == 0,
+		       "DMA read of etc/e820 gives the data port's bytes (control %#x)", c);
+	}
+	memset(dma_buf, 0xff, sizeof(dma_buf));
+	c = dma_read(0x1234, dma_buf, 16);
+	bool zeros = true;
+	for (int i = 0; i < 16; i++)
+		zeros = zeros && dma_buf[i] == 0;
+	report(c == 0 && zeros, "DMA read of unknown key 0x1234 gives zeros (control %#x)", c);
+}
+
 static void check_e820(const struct fw_file *f, uint64_t mem)
 {
 	report(f->size > 0 && f->size % 20 == 0, "etc/e820: %u bytes, whole 20-byte entries",
@@ -127,4 +180,8 @@ void guest_main(void)
 	for (size_t i = 0; i < sizeof(b); i++)
 		zeros = zeros && b[i] == 0;
 	report(zeros, "unknown key 0x1234 reads as zeros");
+	if (id & 2)
+		check_dma(e820);
+	else
+		report_skip("the DMA interface (feature bit 1 clear)");
 }

@@ -1,14 +1,18 @@
-"""fw_cfg (issue 25): QEMU's firmware configuration interface at I/O ports 0x510/0x511. The guest
-program `fw_cfg` (tests/guests/fw_cfg.c) reads the signature, the feature bits, the RAM size, the
-vCPU counts, the file directory and etc/e820, and an unknown key, and checks them against the
-mem= and cpus= the host gives: on QEMU as the referee, and on kite (marked kvm)."""
+"""fw_cfg (issue 25): QEMU's firmware configuration interface at I/O ports 0x510/0x511 and its
+DMA interface at 0x514. The guest program `fw_cfg` (tests/guests/fw_cfg.c) reads the signature,
+the feature bits, the RAM size, the vCPU counts, the file directory and etc/e820, and an unknown
+key, through the ports and by DMA, and checks them against the mem= and cpus= the host gives: on
+QEMU as the referee, and on kite (marked kvm)."""
 import pytest
 
 from test_guest_programs import boot, guest_elf, qemu_argv
 
 EXPECTED = ["signature \"QEMU\"", "features ", "RAM size ", "vCPUs ", "most vCPUs ",
             "file directory: ", "etc/e820 in the directory", "etc/e820: ",
-            "etc/e820 RAM adds up to mem=", "unknown key 0x1234 reads as zeros"]
+            "etc/e820 RAM adds up to mem=", "unknown key 0x1234 reads as zeros",
+            "DMA port reads \"QEMU CFG\"", "DMA read of the signature",
+            "DMA read of etc/e820 gives the data port's bytes",
+            "DMA read of unknown key 0x1234 gives zeros"]
 SHAPES = [("64M", 1), ("200M", 2)]
 
 
