@@ -221,10 +221,12 @@ int state_expect(const struct state_reader *r, const char *section, uint32_t min
 	if (strcmp(r->section, section))
 		return kite_error("device state: expected a %s record, found %s", section,
 				  r->section);
+	if ((r->version < min || r->version > max) && min == max)
+		return kite_error("device state: %s record version %u (this kite reads %u)",
+				  section, r->version, min);
 	if (r->version < min || r->version > max)
-		return kite_error("device state: %s record version %u (this kite reads %u%s%u)",
-				  section, r->version, min, min == max ? "" : " to ",
-				  min == max ? min : max);
+		return kite_error("device state: %s record version %u (this kite reads %u to %u)",
+				  section, r->version, min, max);
 	return 0;
 }
 

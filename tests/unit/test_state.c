@@ -8,6 +8,7 @@
 #include "devices/pci.h"
 #include "devices/rtc.h"
 #include "devices/serial.h"
+#include "util/err.h"
 #include "util/state.h"
 
 #include <stdlib.h>
@@ -101,6 +102,12 @@ static void other_version_or_section_refused(void **state)
 	struct state_reader r;
 	state_stream_init(&s, b.data, b.len);
 	assert_int_equal(state_next(&s, &r, "sample", 1, 2), -1); /* version 3 is from later */
+	assert_string_equal(kite_last_error(),
+			    "device state: sample record version 3 (this kite reads 1 to 2)");
+	state_stream_init(&s, b.data, b.len);
+	assert_int_equal(state_next(&s, &r, "sample", 1, 1), -1);
+	assert_string_equal(kite_last_error(),
+			    "device state: sample record version 3 (this kite reads 1)");
 	state_stream_init(&s, b.data, b.len);
 	assert_int_equal(state_next(&s, &r, "serial", 1, 3), -1);
 	state_buf_free(&b);
