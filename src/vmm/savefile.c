@@ -113,10 +113,11 @@ static int parse_definition(struct savefile *f, const uint8_t *text, size_t len)
 	if (r < 0)
 		return -1;
 	if (f->def.memory != f->ram_size) {
+		/* Both in KiB: the file's RAM is any number of pages, not always whole MiB. */
+		unsigned long long def_kib = f->def.memory >> 10;
 		machine_config_free(&f->def);
-		return kite_error("%s: the definition has %llu MiB of memory, the file %llu MiB",
-				  f->path, (unsigned long long)(f->def.memory >> 20),
-				  (unsigned long long)(f->ram_size >> 20));
+		return kite_error("%s: the definition has %llu KiB of memory, the file %llu KiB",
+				  f->path, def_kib, (unsigned long long)(f->ram_size >> 10));
 	}
 	return 0;
 }
