@@ -637,13 +637,17 @@ def test_save_restore_managedsave_verbs(m, tmp_path):
     assert not os.path.exists(os.path.join(m.state, "sv.save"))
     assert re.search(r"Managed save: +no", m.ok("dominfo", "sv").stdout)
     m.ok("managedsave", "sv")
+    r = m("undefine", "sv")
+    assert r.returncode == 1 and "'kite undefine sv --managed-save'" in r.stderr, r.stderr
     r = m.ok("managedsave-remove", "sv")
     assert r.stdout == "Removed managedsave image for machine 'sv'\n"
     r = m.ok("managedsave-remove", "sv")
     assert "no managed save image" in r.stdout
     m.ok("start", "sv")
     assert "fake guest sv booted" in console_text(m, "sv", "booted")
-    m.ok("destroy", "sv")
+    m.ok("managedsave", "sv")
+    m.ok("undefine", "sv", "--managed-save")
+    assert not os.path.exists(os.path.join(m.state, "sv.save"))
 
 
 def test_restore_defines_a_machine_it_does_not_know(m, tmp_path):
