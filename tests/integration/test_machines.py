@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -16,6 +17,7 @@ import zlib
 import pytest
 
 from conftest import ROOT, run
+from savefile_format import build_record, join_save, set_field, split_save
 
 HAVE_KVM = os.path.exists("/dev/kvm")
 
@@ -688,6 +690,40 @@ def hostile_save_files(save, tmp_path):
     put("past.save", magic + past + zlib.crc32(past).to_bytes(4, "little") + rest,
         "corrupt")
     put("cut.save", data[:len(data) - 8192], "cut short")
+    put("cut-in-state.save", data[:12 + len(header) + 4 + 2], "cut short")
+    # Sizes in the header past the end of the file, every checksum right.
+    hdr, records, ram = split_save(save)
+    u64 = lambda v: struct.pack("<Q", v)  # noqa: E731
+
+    def remade(name, why, fields=(), state=None, keep=()):
+        h = [hdr[0], hdr[1], [list(f) for f in hdr[2]]]
+        for k, v in fields:
+            set_field(h[2], k, v)
+        p = tmp_path / name
+        join_save(p, h, records, ram, state=state, keep=keep)
+        out.append((p, why))
+
+    remade("state-past-end.save", "layout is corrupt",
+           [("state_length", u64(len(data)))], keep=("state_length",))
+    remade("state-huge.save", "layout is corrupt",
+           [("state_length", u64(1 << 63))], keep=("state_length",))
+    remade("ram-past-end.save", "cut short", [("ram_size", u64(1 << 40))])
+    remade("ram-offset-past-end.save", "cut short",
+           [("ram_offset", u64(len(data) + 4096))], keep=("ram_offset",))
+    remade("ram-wraps.save", "layout is corrupt",
+           [("ram_offset", u64(1 << 63)), ("ram_size", u64(1 << 63))], keep=("ram_offset",))
+    remade("ram-smaller.save", "the definition has 32768 KiB of memory, the file 4 KiB",
+           [("ram_size", u64(4096))])
+    remade("ram-size-short.save", "the save file's header is corrupt",
+           [("ram_size", b"\0" * 4)])
+    remade("definition-bad.save", "not valid JSON", [("definition", b"{\"name\": ")])
+    # State records whose lengths run past the end of the state, checksums right.
+    rec = build_record("serial", 1, [["rx_fifo", 5, b"abc"]])
+    remade("record-past-end.save", "state is corrupt",
+           state=build_record("serial", 1, [["rx_fifo", 5, b"abc"]], body_len=1 << 20))
+    remade("field-past-end.save", "state is corrupt",
+           state=rec[:-7] + struct.pack("<I", 1 << 30) + b"abc")
+    remade("record-cut.save", "state is corrupt", state=rec[:-1])
     return out
 
 
@@ -701,6 +737,9 @@ def test_hostile_save_files_are_refused_before_anything_runs(m, tmp_path):
                                               "--control-socket", str(tmp_path / "x.sock")]):
             r = m(*argv)
             assert r.returncode == 1, (path, r.stdout, r.stderr)
+            # One error, as the user sees it (an ASan or UBSan report would come here too).
+            assert r.stderr.startswith("kite: error: "), (path, r.stderr)
+            assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
             assert why in r.stderr, (path, r.stderr)
             assert "booted" not in r.stdout + r.stderr and "restored" not in r.stderr
         assert m.state_of("hs") == "shut off"

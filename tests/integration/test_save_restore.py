@@ -4,10 +4,12 @@ keeps counters in RAM in ring 3, has the LAPIC timer ticking and prints a number
 and resumed in a fresh VMM (`kite run --restore`, `kite start`): the steps must go on with no
 gap and no repeat, the ticks keep growing, the program must not start again, and what it
 wrote to its virtio-blk disk before the save must be on the disk and read back after."""
+import copy
 import json
 import os
 import re
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -16,6 +18,7 @@ import time
 import pytest
 
 from conftest import run
+from savefile_format import join_save, split_save
 from test_guest_programs import guest_elf
 
 pytestmark = pytest.mark.kvm
@@ -247,3 +250,68 @@ def test_managedsave_then_start_resumes(kite, tmp_path):
         assert "PASS: disk: every step's block reads back" in text2, text2
     finally:
         k("destroy", "st", check=False)
+
+
+# ---- save files taken apart and put together again (src/util/state.h, src/vmm/savefile.h) ----
+
+def field(records, name, fname):
+    for r in records:
+        if r[0] == name:
+            for f in r[2]:
+                if f[0] == fname:
+                    return f
+    raise KeyError((name, fname))
+
+
+def test_hostile_state_records_are_refused_before_the_guest_runs(kite, tmp_path):
+    """Save files whose checksums are right but whose records are not: each is refused with an
+    error naming the record, before any vCPU runs (the ASan build included)."""
+    disk = tmp_path / "disk.raw"
+    with open(disk, "wb") as f:
+        f.truncate(8 << 20)
+    d = short_dir()
+    sock = os.path.join(d, "st.sock")
+    save = tmp_path / "st.save"
+    first = Vmm([kite, "run", "--kernel", guest_elf("state"), "-m", "64M", "--console", "stdio",
+                 "--no-reboot", "--name", "st", "--control-socket", sock, "--disk",
+                 f"{disk},format=raw", "--append", "steps=100 every=100 blk=1"])
+    assert first.wait_for(reached(2), 120), first.output()
+    assert control(sock, "save", {"file": str(save)}).get("return") == {}
+    assert first.finish(60) == 0, first.output()
+    header, records, ram = split_save(save)
+
+    # Unchanged, taken apart and put together again: it restores (the helpers are right).
+    again = tmp_path / "again.save"
+    join_save(again, header, records, ram)
+    p = Vmm([kite, "run", "--restore", str(again), "--no-reboot"])
+    assert p.wait_for(lambda t: "STATE:" in t, 120), p.output()
+    p.proc.kill()
+    p.finish(30)
+
+    def refused(name, change, why):
+        recs = copy.deepcopy(records)
+        change(recs)
+        path = tmp_path / f"{name}.save"
+        join_save(path, header, recs, ram)
+        r = run([kite, "run", "--restore", str(path), "--no-reboot"], timeout=120)
+        assert r.returncode == 1, (name, r.stdout, r.stderr)
+        assert r.stderr.startswith("kite: error: "), (name, r.stderr)
+        assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
+        assert why in r.stderr, (name, r.stderr)
+        assert "STATE:" not in r.stdout, (name, r.stdout)
+
+    refused("lapic-size", lambda recs: field(recs, "vcpu", "lapic").__setitem__(2, b"\0" * 100),
+            "field lapic has 100 bytes, expected 1024")
+    refused("serial-version", lambda recs: next(r for r in recs if r[0] == "serial")
+            .__setitem__(1, 9), "serial record version 9 (this kite reads 1)")
+    refused("no-vcpu", lambda recs: recs.remove(next(r for r in recs if r[0] == "vcpu")),
+            "expected a vcpu record, found kvm-clock")
+    refused("ring-outside-ram", lambda recs: field(recs, "virtio", "q0.used").__setitem__(
+        2, struct.pack("<Q", 1 << 40)), "ring outside guest RAM")
+    refused("fifo-overflow", lambda recs: field(recs, "serial", "rx_fifo").__setitem__(
+        2, b"x" * 65), "65 bytes in a 64-byte FIFO")
+    refused("other-disk", lambda recs: field(recs, "virtio-blk", "sectors").__setitem__(
+        2, struct.pack("<Q", 99)), "the disk had 99 sectors")
+    refused("msrs-odd", lambda recs: field(recs, "vcpu", "msrs").__setitem__(
+        2, field(recs, "vcpu", "msrs")[2][:-3]), "the MSR list has")
+    os.rmdir(d) if not os.listdir(d) else None
