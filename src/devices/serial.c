@@ -319,6 +319,12 @@ static int serial_load(void *dev, const struct state_reader *r)
 	if ((ier & ~0x0fu) || (mcr & ~0x1fu) || (fcr & ~0xc0u))
 		return kite_error("device state: serial: register values no UART holds");
 	pthread_mutex_lock(&s->lock);
+	/* The console reads from the VMM's start, so what was typed before the load is in the
+	 * FIFO already: it comes after what the saved guest had not read yet. */
+	uint8_t early[SERIAL_RX_FIFO];
+	unsigned nearly = 0;
+	while (s->rx_count)
+		early[nearly++] = rx_pop(s);
 	s->ier = ier;
 	s->iir_fifo = fcr;
 	s->lcr = lcr;
@@ -332,11 +338,16 @@ static int serial_load(void *dev, const struct state_reader *r)
 	memcpy(s->rx, fifo, n);
 	s->rx_head = 0;
 	s->rx_count = (unsigned)n;
+	for (unsigned i = 0; i < nearly; i++)
+		rx_push(s, early[i]); /* past a full FIFO: an overrun, as a UART's */
 	/* The line as the registers say, raised again (the interrupt controller's own state is
 	 * restored before the devices). */
 	s->irq_level = 0;
 	update_irq(s);
 	pthread_mutex_unlock(&s->lock);
+	/* Input the console holds back for want of room goes on once the guest reads. */
+	if (s->console)
+		console_kick(s->console);
 	return 0;
 }
 
