@@ -34,9 +34,9 @@ def pattern(value):
 class Vmm:
     """A VMM in the background whose stdout (the guest's COM1) is collected as it comes."""
 
-    def __init__(self, argv):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+    def __init__(self, argv, stdin=False):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
         self.out = b""
         self.err = b""
         self.cond = threading.Condition()
@@ -70,6 +70,10 @@ class Vmm:
                     return pred(self.text())
                 self.cond.wait(min(left, 0.5))
             return True
+
+    def type(self, text):
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
 
     def finish(self, timeout):
         try:
@@ -314,4 +318,55 @@ def test_hostile_state_records_are_refused_before_the_guest_runs(kite, tmp_path)
         2, struct.pack("<Q", 99)), "the disk had 99 sectors")
     refused("msrs-odd", lambda recs: field(recs, "vcpu", "msrs").__setitem__(
         2, field(recs, "vcpu", "msrs")[2][:-3]), "the MSR list has")
+    os.rmdir(d) if not os.listdir(d) else None
+
+
+# ---- the stock Linux guest ----
+
+LINUX = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__)))), "build", "guest")
+
+
+@pytest.mark.timeout(1500)
+def test_linux_tmpfs_file_and_loop_survive_save_restore(kite, tmp_path):
+    """The stock Debian kernel (make guest) at its shell: a file written in a tmpfs and a shell
+    loop counting in the background are there after the restore, and what is typed at once
+    into the restored VMM reaches the shell."""
+    kernel, initrd = os.path.join(LINUX, "vmlinuz"), os.path.join(LINUX, "initramfs.cpio.gz")
+    for path in (kernel, initrd):
+        if not os.path.exists(path):
+            pytest.fail(f"{path} is missing: run make guest")
+    d = short_dir()
+    sock = os.path.join(d, "lx.sock")
+    save = tmp_path / "lx.save"
+    first = Vmm([kite, "run", "--kernel", kernel, "--initrd", initrd, "-m", "256M",
+                 "--append", "console=ttyS0", "--console", "stdio", "--no-reboot",
+                 "--control-socket", sock], stdin=True)
+    assert first.wait_for(lambda t: "KITE-GUEST-UP" in t, 900), first.output()
+    # The shell reads the console once init is done: type until it answers.
+    for _ in range(60):
+        first.type("echo SHELL-$((40+2))\n")
+        if first.wait_for(lambda t: "SHELL-42" in t, 5):
+            break
+    assert "SHELL-42" in first.text(), first.output()
+    first.type("mkdir -p /mnt/t && mount -t tmpfs none /mnt/t && "
+               "echo kite-saved-$((6*7)) > /mnt/t/f && "
+               "(i=0; while true; do i=$((i+1)); echo $i > /mnt/t/n; sleep 1; done) & "
+               "sleep 3; echo READY-$((1+1))\n")
+    assert first.wait_for(lambda t: "READY-2" in t, 120), first.output()
+    assert control(sock, "save", {"file": str(save)}).get("return") == {}
+    assert first.finish(300) == 0, first.output()
+
+    second = Vmm([kite, "run", "--restore", str(save), "--no-reboot"], stdin=True)
+    second.type("cat /mnt/t/f; a=$(cat /mnt/t/n); sleep 3; b=$(cat /mnt/t/n); "
+                "echo LOOP-$a-$b; echo DONE-$((2+3))\n")
+    assert second.wait_for(lambda t: "DONE-5" in t, 300), second.output()
+    text = second.text()
+    assert "kite-saved-42" in text, second.output()
+    m = re.search(r"LOOP-(\d+)-(\d+)", text)
+    assert m and int(m.group(2)) > int(m.group(1)) >= 3, second.output()
+    assert "KITE-GUEST-UP" not in text, second.output()  # resumed, not booted again
+    second.type("poweroff -f\n")
+    assert second.finish(120) == 0, second.output()
+    assert "reboot: Power down" in second.text(), second.output()
     os.rmdir(d) if not os.listdir(d) else None
