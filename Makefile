@@ -4,7 +4,8 @@
 
 CC      ?= gcc
 PYTHON  := /usr/bin/python3
-PKGS    := jansson slirp zlib libzstd liblzma liblz4 ext2fs com_err fuse3 libedit unicorn capstone
+PKGS    := jansson slirp zlib libzstd liblzma liblz4 ext2fs com_err fuse3 libedit unicorn capstone \
+	   libarchive libxml-2.0 nettle
 
 # Install what the build needs before pkg-config is asked (idempotent, quiet when done).
 ifeq ($(filter clean format,$(MAKECMDGOALS)),)

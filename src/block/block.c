@@ -104,8 +104,20 @@ static struct imglock *lock_image(int fd, const char *path, unsigned flags,
 	return lk;
 }
 
+/* The encryption options of an image name (json:, --image-opts) for its driver. */
+static int take_crypto_opts(struct blk *b, const struct blk_spec *spec)
+{
+	if (!spec)
+		return 0;
+	if (spec->key_secret && !(b->key_secret = strdup(spec->key_secret)))
+		return kite_error("out of memory");
+	if (spec->encrypt_format && !(b->encrypt_format = strdup(spec->encrypt_format)))
+		return kite_error("out of memory");
+	return 0;
+}
+
 static struct blk *open_in_chain(const char *path, const char *fmt, unsigned flags,
-				 struct blk_open_ctx *ctx)
+				 struct blk_open_ctx *ctx, const struct blk_spec *spec)
 {
 	const struct blk_driver *drv = NULL;
 	if (fmt) {
@@ -123,8 +135,16 @@ static struct blk *open_in_chain(const char *path, const char *fmt, unsigned fla
 		kite_error("%s: the file system does not support cache=none (O_DIRECT)", path);
 		return NULL;
 	}
-	if (fd < 0) {
-		kite_error_errno(errno, "could not open '%s'", path);
+	if (fd < 0) { /* qemu-img's words, naming the image asked for and the file missing */
+		int e = errno;
+		if (ctx->depth == 0)
+			kite_error("Could not open '%s': Could not open '%s': %s", ctx->top, path,
+				   strerror(e));
+		else
+			kite_error("Could not open '%s': Could not open backing file: Could not "
+				   "open '%s': %s",
+				   ctx->top, path, strerror(e));
+		ctx->reported = true;
 		return NULL;
 	}
 	struct stat st;
@@ -178,14 +198,16 @@ static struct blk *open_in_chain(const char *path, const char *fmt, unsigned fla
 	b->flags = flags;
 	b->filename = strdup(path);
 	b->probed_raw = probed && !strcmp(drv->name, "raw");
+	b->open_name = ctx->depth > 1 ? path : ctx->top;
 	pthread_mutex_init(&b->lock, NULL);
-	if (!b->filename || drv->open(b, ctx) < 0) {
+	if (!b->filename || take_crypto_opts(b, spec) < 0 || drv->open(b, ctx) < 0) {
 		if (!b->filename)
 			kite_error("out of memory");
 		b->drv = NULL; /* open failed: the driver cleaned up after itself */
 		blk_close(b);
 		return NULL;
 	}
+	b->open_name = NULL;
 	if (b->probed_raw && !(flags & BLK_O_NO_PROBE_WARN))
 		kite_warn(
 		    "Image format was not specified for '%s' and probing guessed raw.\n"
@@ -198,6 +220,12 @@ static struct blk *open_in_chain(const char *path, const char *fmt, unsigned fla
 
 struct blk *blk_open(const char *path, const char *fmt, unsigned flags)
 {
+	return blk_open_keyed(path, fmt, flags, NULL);
+}
+
+struct blk *blk_open_keyed(const char *path, const char *fmt, unsigned flags,
+			   const char *key_secret)
+{
 	if ((flags & BLK_O_SHARE) && (flags & BLK_O_RDWR)) {
 		kite_error("Could not open '%s': force-share=on can only be used with read-only "
 			   "images",
@@ -205,8 +233,10 @@ struct blk *blk_open(const char *path, const char *fmt, unsigned flags)
 		return NULL;
 	}
 	struct blk_open_ctx ctx = {.top = path};
-	if (!(flags & BLK_O_IMAGE_OPTS) && !blk_spec_is_special(path))
-		return open_in_chain(path, fmt, flags, &ctx);
+	if (!(flags & BLK_O_IMAGE_OPTS) && !blk_spec_is_special(path)) {
+		struct blk_spec keyed = {.key_secret = (char *)key_secret};
+		return open_in_chain(path, fmt, flags, &ctx, &keyed);
+	}
 	if ((flags & BLK_O_IMAGE_OPTS) && fmt) {
 		kite_error("--image-opts and --format are mutually exclusive");
 		return NULL;
@@ -214,13 +244,18 @@ struct blk *blk_open(const char *path, const char *fmt, unsigned flags)
 	struct blk_spec spec;
 	if (blk_spec_parse(path, flags & BLK_O_IMAGE_OPTS, &spec) < 0)
 		return NULL;
+	if (!spec.key_secret && key_secret && !(spec.key_secret = strdup(key_secret))) {
+		blk_spec_free(&spec);
+		kite_error("out of memory");
+		return NULL;
+	}
 	if (fmt && spec.fmt && strcmp(fmt, spec.fmt)) {
 		kite_error("Could not open '%s': the name asks for format '%s', not '%s'", path,
 			   spec.fmt, fmt);
 		blk_spec_free(&spec);
 		return NULL;
 	}
-	struct blk *b = open_in_chain(spec.path, spec.fmt ? spec.fmt : fmt, flags, &ctx);
+	struct blk *b = open_in_chain(spec.path, spec.fmt ? spec.fmt : fmt, flags, &ctx, &spec);
 	blk_spec_free(&spec);
 	return b;
 }
@@ -261,10 +296,10 @@ int blk_open_backing(struct blk *b, struct blk_open_ctx *ctx, const char *name, 
 		blk_spec_free(&spec);
 		return kite_error("out of memory");
 	}
-	unsigned flags = (b->flags & BLK_O_NOCACHE) | BLK_O_NO_PROBE_WARN;
+	unsigned flags = (b->flags & (BLK_O_NOCACHE | BLK_O_NO_IO)) | BLK_O_NO_PROBE_WARN;
 	if (b->flags & (BLK_O_SHARE | BLK_O_SHARE_BACKING))
 		flags |= BLK_O_SHARE;
-	b->backing = open_in_chain(path, (fmt && fmt[0]) ? fmt : NULL, flags, ctx);
+	b->backing = open_in_chain(path, (fmt && fmt[0]) ? fmt : NULL, flags, ctx, &spec);
 	if (!b->backing && !ctx->reported)
 		kite_error("%s: could not open backing file '%s'", b->filename, path);
 	ctx->reported = ctx->reported || !b->backing;
@@ -319,6 +354,8 @@ void blk_close(struct blk *b)
 		close(b->fd);
 	pthread_mutex_destroy(&b->lock);
 	free(b->filename);
+	free(b->key_secret);
+	free(b->encrypt_format);
 	free(b);
 }
 
@@ -364,6 +401,9 @@ bool blk_can_compress(const struct blk *b)
 
 static int check_range(const struct blk *b, uint64_t off, uint64_t len, const char *op)
 {
+	if (b->flags & BLK_O_NO_IO)
+		return kite_error("%s: %s refused: the image is open for its metadata only",
+				  b->filename, op);
 	if (b->flags & BLK_O_CHECK)
 		return kite_error("%s: %s refused: the image is open for a check only", b->filename,
 				  op);
@@ -377,6 +417,9 @@ static int check_range(const struct blk *b, uint64_t off, uint64_t len, const ch
 
 static int check_writable(const struct blk *b, const char *op)
 {
+	if (b->flags & BLK_O_NO_IO)
+		return kite_error("%s: %s refused: the image is open for its metadata only",
+				  b->filename, op);
 	if (b->flags & BLK_O_CHECK)
 		return kite_error("%s: %s refused: the image is open for a check only", b->filename,
 				  op);
@@ -721,6 +764,11 @@ static int set_extent_size_hint(const char *path, uint64_t hint)
 	}
 	close(fd);
 	return 0;
+}
+
+bool blk_has_zero_init(const struct blk *b)
+{
+	return !b->drv->no_zero_init;
 }
 
 bool blk_format_known(const char *fmt)

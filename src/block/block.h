@@ -46,6 +46,9 @@ struct blk;
 /* The repair of a dirty qcow2 image (lazy refcounts) at a read-write open prints what it
  * finds and does, as QEMU's does (qemu-img amend shows it); without it the repair is silent. */
 #define BLK_O_REPAIR_VERBOSE (1u << 9)
+/* qemu-img info's open (BDRV_O_NO_IO): the metadata only. An encrypted image opens without
+ * its key; reads and writes through the handle are refused. */
+#define BLK_O_NO_IO (1u << 10)
 
 /* Opens `path`. Every image of the chain is locked as QEMU locks it, so that no process
  * writes an image another one uses (see BLK_O_SHARE); a conflict fails the open with
@@ -53,6 +56,10 @@ struct blk;
  * image was probed (not named), blk_open prints QEMU's warning unless BLK_O_NO_PROBE_WARN
  * is set, and blk_probed_raw() returns true so a caller can word its own. */
 struct blk *blk_open(const char *path, const char *fmt, unsigned flags);
+/* blk_open with the secret unlocking an encrypted image, as the -o key-secret= of a new
+ * image names it (a json:/--image-opts name's own key-secret option wins); NULL: none. */
+struct blk *blk_open_keyed(const char *path, const char *fmt, unsigned flags,
+			   const char *key_secret);
 void blk_close(struct blk *b); /* flushes if writable; NULL is fine */
 
 uint64_t blk_size(const struct blk *b);		  /* virtual size in bytes */
@@ -134,6 +141,16 @@ enum blk_prealloc {
 };
 enum blk_compression { BLK_COMP_ZLIB, BLK_COMP_ZSTD };
 
+/* Encryption of a new image: qcow2's encrypt.* options, luks's options (QEMU's names and
+ * defaults: aes-256, xts, plain64, sha256, 2000 ms of PBKDF2). */
+struct blk_encrypt_opts {
+	const char *format;	/* qcow2: "luks" or "aes"; NULL: not encrypted (luks: "luks") */
+	const char *key_secret; /* the secret holding the passphrase; NULL: not given */
+	const char *cipher_alg, *cipher_mode, *ivgen_alg, *ivgen_hash_alg, *hash_alg;
+	uint64_t iter_time; /* milliseconds */
+	bool iter_time_set;
+};
+
 struct blk_create_opts {
 	uint64_t size;	       /* virtual size in bytes */
 	bool size_set;	       /* false: take the backing file's size (qemu-img create -b) */
@@ -150,6 +167,7 @@ struct blk_create_opts {
 	 * tried and otherwise ignored, as QEMU does; set: given on the command line */
 	uint64_t extent_size_hint;
 	bool extent_size_hint_set;
+	struct blk_encrypt_opts encrypt;
 };
 
 /* Parses "off", "metadata", "falloc", "full". Returns -1 (printing nothing) if unknown. */
@@ -159,6 +177,10 @@ int blk_parse_prealloc(const char *s, enum blk_prealloc *out);
  * the image can do it (before a resize). */
 int blk_preallocate(struct blk *b, uint64_t from, uint64_t to, enum blk_prealloc mode);
 
+/* Whether a new image reads as zeros where nothing was written (qemu-img convert then skips
+ * writing zeros); false for luks, whose unwritten sectors decrypt to noise. */
+bool blk_has_zero_init(const struct blk *b);
+
 /* Whether `fmt` names a format kite knows (it may still be read only). */
 bool blk_format_known(const char *fmt);
 
@@ -166,12 +188,30 @@ bool blk_format_known(const char *fmt);
 int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts);
 
 /* ---- facts for `kite img info` ---- */
+/* An encrypted image's "encrypt" facts (QEMU's QCryptoBlockInfo). */
+#define BLK_LUKS_SLOTS 8
+struct blk_luks_slot_info {
+	bool active;
+	uint32_t iters, stripes; /* active slots only */
+	uint64_t key_offset;	 /* bytes */
+};
+struct blk_crypto_info {
+	const char *format; /* "luks" or "aes"; NULL: not encrypted */
+	/* luks */
+	char cipher_alg[16], cipher_mode[8], ivgen_alg[8], hash_alg[16];
+	char ivgen_hash_alg[16]; /* "" unless the IV generator is essiv */
+	char uuid[41];
+	uint64_t payload_offset; /* bytes */
+	uint32_t master_key_iters;
+	struct blk_luks_slot_info slots[BLK_LUKS_SLOTS];
+};
 struct blk_info {
 	const char *format;
 	uint64_t virtual_size;
 	uint32_t cluster_size; /* 0: not applicable */
 	bool dirty;	       /* format's dirty flag (qcow2 lazy refcounts) */
 	bool encrypted;
+	struct blk_crypto_info crypto;
 	char backing_file[4096]; /* as stored in the image; "" if none */
 	char backing_full[4096]; /* resolved against the image's directory */
 	char backing_format[64]; /* from the image; "" if none */

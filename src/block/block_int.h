@@ -13,7 +13,8 @@ struct blk_open_ctx; /* backing chain being opened (loop detection, depth) */
 
 struct blk_driver {
 	const char *name;
-	bool thread_safe; /* read/write may run in parallel without the blk lock */
+	bool thread_safe;  /* read/write may run in parallel without the blk lock */
+	bool no_zero_init; /* a new image does not read as zeros (see blk_has_zero_init) */
 	/* Score 0..100 that `buf` (the first `len` bytes of the file) is this format. */
 	int (*probe)(const uint8_t *buf, size_t len, const char *filename);
 	/* b->fd, b->filename, b->flags are set; fill b->size and b->opaque. */
@@ -59,6 +60,10 @@ struct blk {
 	uint64_t size;	/* virtual size */
 	bool probed_raw;
 	struct imglock *lock_held; /* QEMU-compatible image lock, held until blk_close */
+	/* From a json:/--image-opts name: the secret unlocking an encrypted image and qcow2's
+	 * encrypt.format (NULL: not given); the name as given, for QEMU's error messages. */
+	char *key_secret, *encrypt_format;
+	const char *open_name; /* valid during the driver's open only */
 	struct blk *backing;
 	pthread_mutex_t lock;
 };

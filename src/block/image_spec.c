@@ -106,6 +106,16 @@ static int flatten(json_t *obj, const char *prefix, struct kv *kv, const char *n
 
 /* What the options say: the format (NULL: probe; "file": the file itself, raw) and the
  * file's name. */
+/* The encryption options a format driver takes. */
+static bool crypto_key(const char *driver, const char *k)
+{
+	if (driver && !strcmp(driver, "qcow2"))
+		return !strcmp(k, "encrypt.key-secret") || !strcmp(k, "encrypt.format");
+	if (driver && !strcmp(driver, "luks"))
+		return !strcmp(k, "key-secret");
+	return false;
+}
+
 static int interpret(const struct kv *kv, const char *name, struct blk_spec *out)
 {
 	const char *driver = kv_get(kv, "driver");
@@ -114,9 +124,10 @@ static int interpret(const struct kv *kv, const char *name, struct blk_spec *out
 	const char *file_driver = kv_get(kv, "file.driver");
 	for (int i = 0; i < kv->n; i++) {
 		const char *k = kv->key[i];
-		bool known = !strcmp(k, "driver") || (file_itself ? !strcmp(k, "filename")
-								  : !strcmp(k, "file.filename") ||
-									!strcmp(k, "file.driver"));
+		bool known =
+		    !strcmp(k, "driver") || crypto_key(driver, k) ||
+		    (file_itself ? !strcmp(k, "filename")
+				 : !strcmp(k, "file.filename") || !strcmp(k, "file.driver"));
 		if (!known)
 			return kite_error("Could not open '%s': Block format '%s' does not support "
 					  "the option '%s'",
@@ -130,9 +141,16 @@ static int interpret(const struct kv *kv, const char *name, struct blk_spec *out
 		return kite_error("Could not open '%s': A block device must be specified for "
 				  "\"%s\"",
 				  name, file_itself ? "filename" : "file");
+	const char *secret = kv_get(kv, "encrypt.key-secret");
+	if (!secret)
+		secret = kv_get(kv, "key-secret");
+	const char *efmt = kv_get(kv, "encrypt.format");
 	out->path = strdup(path);
 	out->fmt = driver ? strdup(file_itself ? "raw" : driver) : NULL;
-	if (!out->path || (driver && !out->fmt)) {
+	out->key_secret = secret ? strdup(secret) : NULL;
+	out->encrypt_format = efmt ? strdup(efmt) : NULL;
+	if (!out->path || (driver && !out->fmt) || (secret && !out->key_secret) ||
+	    (efmt && !out->encrypt_format)) {
 		blk_spec_free(out);
 		return kite_error("out of memory");
 	}
@@ -176,5 +194,7 @@ void blk_spec_free(struct blk_spec *s)
 {
 	free(s->path);
 	free(s->fmt);
-	s->path = s->fmt = NULL;
+	free(s->key_secret);
+	free(s->encrypt_format);
+	s->path = s->fmt = s->key_secret = s->encrypt_format = NULL;
 }

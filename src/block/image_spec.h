@@ -6,8 +6,11 @@
 #include <stdbool.h>
 
 struct blk_spec {
-	char *path; /* the local file */
-	char *fmt;  /* the format the name asks for; NULL: probe */
+	char *path;	      /* the local file */
+	char *fmt;	      /* the format the name asks for; NULL: probe */
+	char *key_secret;     /* the secret unlocking an encrypted image (qcow2's
+			       * encrypt.key-secret, luks's key-secret); NULL: none */
+	char *encrypt_format; /* qcow2's encrypt.format ("luks", "aes"); NULL: any */
 };
 
 /* Splits `name` (an --image-opts string when `image_opts`) into path and format. */

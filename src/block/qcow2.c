@@ -66,9 +66,9 @@ static int parse_extensions(struct blk *b, const uint8_t *hdr, uint64_t end)
 		} else if (type == QCOW2_EXT_DATA_FILE) {
 			return kite_error("%s: images with an external data file are not supported",
 					  b->filename);
-		} else if (type == QCOW2_EXT_CRYPTO) {
-			return kite_error("%s: encrypted images are not supported", b->filename);
 		} else {
+			if (type == QCOW2_EXT_CRYPTO && qcow2_crypto_ext(b, data, len) < 0)
+				return -1;
 			if (type == QCOW2_EXT_FEATURES) {
 				free(q->feature_names);
 				q->feature_names = malloc(len + 1);
@@ -112,8 +112,8 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 		return kite_error("%s: unsupported cluster size: 2^%u bytes", fn, q->cluster_bits);
 	q->cluster_size = 1ull << q->cluster_bits;
 	q->size = get_be64(h + 24);
-	if (get_be32(h + 32))
-		return kite_error("%s: encrypted images are not supported", fn);
+	if (qcow2_crypto_method(b, get_be32(h + 32)) < 0)
+		return -1;
 	q->l1_size = get_be32(h + 36);
 	q->l1_offset = get_be64(h + 40);
 	q->rt_offset = get_be64(h + 48);
@@ -254,6 +254,7 @@ static void qcow2_close(struct blk *b)
 	if (!q)
 		return;
 	qcow2_bitmaps_close(b);
+	qcow2_crypto_close(q);
 	if ((b->flags & BLK_O_RDWR) && q->header_dirty_set && qcow2_flush_all(b) == 0 &&
 	    q->nb_pending == 0) {
 		/* Lazy refcounts: the refcounts are whole again, clear the dirty bit. */
@@ -328,7 +329,7 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 	if (bits > QCOW2_MIN_CLUSTER && bits <= QCOW2_MAX_CLUSTER &&
 	    blk_file_pread(b->fd, hdr, 1u << bits, 0, b->filename) < 0)
 		goto out;
-	if (parse_header(b, hdr, fsize) < 0 || load_tables(b) < 0)
+	if (parse_header(b, hdr, fsize) < 0 || load_tables(b) < 0 || qcow2_crypto_open(b) < 0)
 		goto out;
 	q->file_end = fsize;
 	q->meta_prealloc = -1;
@@ -385,6 +386,7 @@ int qcow2_write_header(struct blk *b)
 	put_be32(h, QCOW2_MAGIC);
 	put_be32(h + 4, q->version);
 	put_be32(h + 20, q->cluster_bits);
+	put_be32(h + 32, q->crypt_method);
 	put_be64(h + 24, q->size);
 	put_be32(h + 36, q->l1_size);
 	put_be64(h + 40, q->l1_offset);
@@ -498,6 +500,7 @@ static int qcow2_info(struct blk *b, struct blk_info *info)
 	snprintf(info->compression_type, sizeof(info->compression_type), "%s",
 		 q->compression_type ? "zstd" : "zlib");
 	info->nb_snapshots = (int)q->nb_snapshots;
+	qcow2_crypto_info(b, info);
 	return 0;
 }
 

@@ -388,6 +388,8 @@ int chk_calculate_refcounts(struct qcow2_chk *c, struct qcow2_check_result *res,
 		r = count_snapshots(c, res, fix);
 	if (r == 0)
 		r = chk_inc_refcounts(c, res, q->rt_offset, q->rt_entries * 8);
+	if (r == 0 && q->crypto_hdr_len) /* the LUKS header */
+		r = chk_inc_refcounts(c, res, q->crypto_hdr_off, q->crypto_hdr_len);
 	if (r == 0)
 		r = count_bitmaps(c, res);
 	if (r == 0)

@@ -150,6 +150,8 @@ int qcow2_read(struct blk *b, void *buf, size_t len, uint64_t off)
 {
 	struct qcow2 *q = Q(b);
 	uint8_t *p = buf;
+	if (qcow2_crypto_unaligned(q, off, len)) /* ciphers work on whole sectors */
+		return qcow2_crypto_read_unaligned(b, buf, len, off);
 	while (len) {
 		struct extent x;
 		if (lookup(b, off, len, &x) < 0)
@@ -157,7 +159,7 @@ int qcow2_read(struct blk *b, void *buf, size_t len, uint64_t off)
 		size_t n = (size_t)x.len;
 		switch (x.t) {
 		case QC_NORMAL:
-			if (blk_file_pread(b->fd, p, n, x.host, b->filename) < 0)
+			if (qcow2_data_pread(b, p, n, x.host, off) < 0)
 				return -1;
 			break;
 		case QC_UNALLOC:
@@ -324,7 +326,7 @@ static int write_slice(struct blk *b, const uint8_t *buf, uint64_t len, uint64_t
 				return kite_error("%s: corrupt image: misaligned L2 entry 0x%llx",
 						  b->filename, (unsigned long long)e);
 			if (qcow2_check_overlap(b, host, wlen, "data write") < 0 ||
-			    blk_file_pwrite(b->fd, buf, wlen, host, b->filename) < 0)
+			    qcow2_data_pwrite(b, buf, wlen, host, off) < 0)
 				return -1;
 		} else {
 			int64_t h = qcow2_alloc_clusters(b, n);
@@ -351,7 +353,7 @@ static int write_slice(struct blk *b, const uint8_t *buf, uint64_t len, uint64_t
 				uint64_t upto = cstart + cs < rend ? cstart + cs : rend;
 				if (r == 0) {
 					memcpy(tmp + head, buf, upto - off);
-					r = blk_file_pwrite(b->fd, tmp, cs, host, b->filename);
+					r = qcow2_data_pwrite(b, tmp, cs, host, cstart);
 				}
 				mid_start = upto;
 			}
@@ -360,17 +362,17 @@ static int write_slice(struct blk *b, const uint8_t *buf, uint64_t len, uint64_t
 				r = read_old(b, tmp, cs, lastc);
 				if (r == 0) {
 					memcpy(tmp, buf + (lastc - off), rend - lastc);
-					r = blk_file_pwrite(b->fd, tmp, cs, host + (n - 1) * cs,
-							    b->filename);
+					r = qcow2_data_pwrite(b, tmp, cs, host + (n - 1) * cs,
+							      lastc);
 				}
 				mid_end = lastc;
 			} else if (tail) {
 				mid_end = mid_start; /* one cluster, done above */
 			}
 			if (r == 0 && mid_end > mid_start)
-				r = blk_file_pwrite(b->fd, buf + (mid_start - off),
-						    mid_end - mid_start,
-						    host + (mid_start - cstart), b->filename);
+				r = qcow2_data_pwrite(b, buf + (mid_start - off),
+						      mid_end - mid_start,
+						      host + (mid_start - cstart), mid_start);
 			free(tmp);
 			if (r < 0)
 				return -1;
@@ -397,6 +399,8 @@ int qcow2_write(struct blk *b, const void *buf, size_t len, uint64_t off)
 	struct qcow2 *q = Q(b);
 	uint64_t per_l1 = q->l2_entries * q->cluster_size;
 	const uint8_t *p = buf;
+	if (qcow2_crypto_unaligned(q, off, len))
+		return qcow2_crypto_write_unaligned(b, buf, len, off);
 	if (qcow2_mark_dirty(b) < 0)
 		return -1;
 	q->cz_off = 0; /* the cached decompressed cluster may be replaced */
@@ -489,6 +493,8 @@ int qcow2_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum
 	case QC_NORMAL:
 		*flags = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET_VALID;
 		*host_off = x.host;
+		if (qcow2_encrypted(Q(b)))
+			break; /* file holes read as noise, not zeros */
 		/* As QEMU: in an image that looks metadata-preallocated, holes of the file
 		 * under allocated clusters read as zeros. */
 		if (looks_metadata_preallocated(b) > 0)
@@ -497,6 +503,10 @@ int qcow2_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum
 	case QC_COMPRESSED:
 		*flags = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_COMPRESSED;
 		break;
+	}
+	if (qcow2_encrypted(Q(b))) { /* as QEMU: no offset of ciphertext is given out */
+		*flags &= ~BLK_STATUS_OFFSET_VALID;
+		*host_off = 0;
 	}
 	return 0;
 }

@@ -256,6 +256,8 @@ int qcow2_write_precompressed(struct blk *b, const void *cdata, size_t clen, uin
 {
 	struct qcow2 *q = Q(b);
 	uint64_t cs = q->cluster_size;
+	if (qcow2_encrypted(q))
+		return kite_error("Compression and encryption not supported at the same time");
 	if (off % cs || clen == 0 || clen >= cs)
 		return kite_error("%s: bad compressed cluster write", b->filename);
 	if (qcow2_mark_dirty(b) < 0)
@@ -293,6 +295,8 @@ int qcow2_write_compressed(struct blk *b, const void *buf, size_t len, uint64_t 
 {
 	struct qcow2 *q = Q(b);
 	uint64_t cs = q->cluster_size;
+	if (qcow2_encrypted(q))
+		return kite_error("Compression and encryption not supported at the same time");
 	if (off % cs || (len != cs && off + len != q->size) || len > cs)
 		return kite_error("%s: compressed writes must cover one whole cluster",
 				  b->filename);

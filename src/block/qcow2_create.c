@@ -90,11 +90,23 @@ void qcow2_feature_table(uint8_t *ft)
 	}
 }
 
+static int preallocate(const char *path, const struct blk_create_opts *o)
+{
+	struct blk *b = blk_open(path, "qcow2", BLK_O_RDWR | BLK_O_NO_BACKING);
+	if (!b)
+		return -1;
+	int r = qcow2_preallocate(b, 0, o->size, o->prealloc);
+	blk_close(b);
+	return r;
+}
+
 int qcow2_create(const char *path, const struct blk_create_opts *o)
 {
 	int version = 3;
 	unsigned cbits = 16, rorder = 4;
 	if (check_opts(path, o, &version, &cbits, &rorder) < 0)
+		return -1;
+	if (qcow2_crypto_requested(&o->encrypt) && qcow2_crypto_create_check(path, &o->encrypt) < 0)
 		return -1;
 	uint64_t cs = 1ull << cbits;
 	uint64_t l2_entries = cs / (o->extended_l2 ? 16 : 8);
@@ -176,12 +188,12 @@ int qcow2_create(const char *path, const struct blk_create_opts *o)
 		r = kite_error_errno(errno, "%s: flush", path);
 	if (close(fd) < 0 && r == 0)
 		r = kite_error_errno(errno, "%s: close", path);
-	if (r < 0 || o->prealloc == BLK_PREALLOC_OFF)
-		return r;
-	struct blk *b = blk_open(path, "qcow2", BLK_O_RDWR | BLK_O_NO_BACKING);
-	if (!b)
-		return -1;
-	r = qcow2_preallocate(b, 0, o->size, o->prealloc);
-	blk_close(b);
+	if (r == 0 && o->prealloc != BLK_PREALLOC_OFF)
+		r = preallocate(path, o);
+	/* as QEMU: encryption last, its header after the clusters preallocation took */
+	if (r == 0 && o->encrypt.format)
+		r = qcow2_crypto_create(path, &o->encrypt);
+	if (r < 0 && o->encrypt.format)
+		unlink(path); /* as qemu-img: a failed create leaves no file */
 	return r;
 }

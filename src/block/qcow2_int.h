@@ -139,6 +139,10 @@ struct qcow2 {
 	bool header_dirty_set;	    /* the dirty bit has been written (lazy refcounts) */
 	uint64_t file_end;	    /* cached end of the image file, grows with allocations */
 	struct qbm_dir *bitmaps;    /* persistent bitmaps, once loaded (qcow2_bitmap_*.c) */
+	uint32_t crypt_method;	    /* 0 none, 1 AES (legacy qcow), 2 LUKS */
+	uint64_t crypto_hdr_off;    /* LUKS: the crypto header extension's clusters */
+	uint64_t crypto_hdr_len;
+	struct qcow2_crypto *crypto; /* keys and ciphers (qcow2_crypto.c); NULL: none */
 };
 
 static inline struct qcow2 *Q(struct blk *b)
@@ -234,6 +238,27 @@ int qcow2_discard_tracked(struct blk *b, uint64_t off, uint64_t len);
 int qcow2_write_compressed_tracked(struct blk *b, const void *buf, size_t len, uint64_t off);
 int qcow2_write_precompressed_tracked(struct blk *b, const void *cdata, size_t clen, uint64_t off);
 int qcow2_resize_tracked(struct blk *b, uint64_t size, bool shrink);
+
+/* qcow2_crypto.c: encrypted data clusters (LUKS, legacy AES) */
+int qcow2_crypto_method(struct blk *b, uint32_t method);		/* the header's */
+int qcow2_crypto_ext(struct blk *b, const uint8_t *data, uint32_t len); /* the extension */
+int qcow2_crypto_open(struct blk *b); /* after the header: keys, QEMU's checks */
+void qcow2_crypto_close(struct qcow2 *q);
+bool qcow2_encrypted(const struct qcow2 *q);
+void qcow2_crypto_info(struct blk *b, struct blk_info *info);
+/* Data bytes at host offset `host` (guest offset `guest`), decrypted / encrypted on the way
+ * when the image is encrypted: whole 512-byte sectors then. */
+int qcow2_data_pread(struct blk *b, void *buf, size_t len, uint64_t host, uint64_t guest);
+int qcow2_data_pwrite(struct blk *b, const void *buf, size_t len, uint64_t host, uint64_t guest);
+/* Requests an encrypted image takes as whole sectors: read (and patched) around them. */
+bool qcow2_crypto_unaligned(const struct qcow2 *q, uint64_t off, size_t len);
+int qcow2_crypto_read_unaligned(struct blk *b, void *buf, size_t len, uint64_t off);
+int qcow2_crypto_write_unaligned(struct blk *b, const void *buf, size_t len, uint64_t off);
+/* qcow2_crypto_create.c: a new image's encryption (before anything is written, the check
+ * that it can be done; after the plain image is made, the setup) */
+bool qcow2_crypto_requested(const struct blk_encrypt_opts *e); /* any encrypt.* given */
+int qcow2_crypto_create_check(const char *path, const struct blk_encrypt_opts *e);
+int qcow2_crypto_create(const char *path, const struct blk_encrypt_opts *e);
 
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);

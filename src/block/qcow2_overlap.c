@@ -96,6 +96,8 @@ static const char *fixed_table_hit(const struct qcow2 *q, uint64_t off, uint64_t
 		hit = "the refcount table";
 	else if (overlaps(off, len, q->snapshots_offset, q->snapshots_size))
 		hit = "the snapshot table";
+	else if (overlaps(off, len, q->crypto_hdr_off, q->crypto_hdr_len))
+		hit = "the encryption header";
 	for (uint32_t i = 0; !hit && i < q->nb_snapshots; i++)
 		if (overlaps(off, len, q->snaps[i].l1_offset, (uint64_t)q->snaps[i].l1_size * 8))
 			hit = "a snapshot L1 table";

@@ -26,7 +26,8 @@ static const struct {
     {"ln", guest_ln, "IMAGE [-s] TARGET LINKPATH"},
     {"init", guest_init, "IMAGE [--ssh-port N] [--user NAME [--group G]] [...]"},
     {"mount", guest_mount, "IMAGE MOUNTPOINT [-m DEVICE] [--ro] [-f]"},
-    {"fish", guest_fish, "[-a IMAGE]... [--ro] [-m DEVICE] [-i] [-f SCRIPT]  (guestfish)"},
+    {"fish", guest_fish, "[-a IMAGE | -d DOMAIN]... [--ro] [-m DEVICE] [-i] [-f SCRIPT]"},
+    {"v2v", guest_v2v, "-i ova FILE.ova -o local|kite -os DIR [-of FMT] [-on NAME] --kernel F"},
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
@@ -40,7 +41,12 @@ static void usage(FILE *out)
 		     "  -a PARTITION   the partition (1, sda1, /dev/sda1) or LVM2 logical volume\n"
 		     "                 (/dev/VG/LV, /dev/mapper/VG-LV); default: the one holding\n"
 		     "                 /etc/os-release, else the largest ext2/3/4 filesystem\n"
-		     "  --format FMT   image format (raw, qcow2, vmdk); default: probed\n");
+		     "  --format FMT   image format (raw, qcow2, vmdk); default: probed\n"
+		     "  -d DOMAIN      instead of IMAGE: the disks of machine DOMAIN (/dev/sda,\n"
+		     "                 /dev/sdb, ... in its order); a running one only with --ro\n"
+		     "  --ro           only read; a running machine's disks with force-share\n"
+		     "  -U             (--force-share) read an IMAGE another process uses\n"
+		     "  --state-dir DIR, --runtime-dir DIR   where -d finds machines\n");
 }
 
 int guest_usage_error(const char *verb, const char *use)
@@ -55,25 +61,71 @@ int guest_common_opt(struct guest_common *c, int opt, const char *arg)
 	case 'a':
 		c->partition = arg;
 		return 1;
+	case 'd':
+		c->domain = arg;
+		return 1;
+	case 'U':
+		c->share = true;
+		return 1;
+	case GUEST_OPT_RO:
+		c->ro = true;
+		return 1;
 	case GUEST_OPT_FORMAT:
 		c->format = arg;
+		return 1;
+	case GUEST_OPT_STATE_DIR:
+		c->state_dir = arg;
+		return 1;
+	case GUEST_OPT_RUNTIME_DIR:
+		c->runtime_dir = arg;
 		return 1;
 	default:
 		return 0;
 	}
 }
 
-int guest_open(struct gfs *g, const char *image, const struct guest_common *c, bool write)
+int guest_take_image(struct guest_common *c, int argc, char **argv)
 {
-	struct gfs_opts o = {.format = c->format, .partition = c->partition, .write = write};
-	return gfs_open(g, image, &o);
+	if (c->domain)
+		return 0;
+	if (optind >= argc)
+		return -1;
+	c->image = argv[optind++];
+	return 0;
 }
 
-int guest_open_session(struct gfs *g, const char *image, const struct guest_common *c, bool write)
+int guest_open_disk(const struct guest_common *c, int i, struct gimage *im)
 {
-	struct gfs_opts o = {
-	    .format = c->format, .partition = c->partition, .write = write, .session = true};
-	return gfs_open(g, image, &o);
+	const struct gfs_disk *d = &c->disks[i];
+	return c->share ? gimage_open_shared(im, d->path, d->format)
+			: gimage_open(im, d->path, d->format, false);
+}
+
+static int open_fs(struct gfs *g, struct guest_common *c, bool write, bool session)
+{
+	char part[300];
+	if (guest_resolve(c, write) < 0)
+		return -1;
+	int i = gfs_disks_pick(c->disks, c->ndisks, c->partition, c->share, part, sizeof(part));
+	if (i < 0)
+		return -1;
+	struct gfs_opts o = {.format = c->disks[i].format,
+			     .partition = part[0] ? part : NULL,
+			     .write = write,
+			     .session = session,
+			     .share = c->share,
+			     .disk_index = i};
+	return gfs_open(g, c->disks[i].path, &o);
+}
+
+int guest_open(struct gfs *g, struct guest_common *c, bool write)
+{
+	return open_fs(g, c, write, false);
+}
+
+int guest_open_session(struct gfs *g, struct guest_common *c, bool write)
+{
+	return open_fs(g, c, write, true);
 }
 
 int guest_finish(struct gfs *g, int rc)

@@ -240,10 +240,10 @@ int guest_copy_in(int argc, char **argv)
 		if (!guest_common_opt(&gc, opt, optarg))
 			return guest_usage_error("copy-in", use);
 	}
-	if (argc - optind < 3)
+	if (guest_take_image(&gc, argc, argv) < 0 || argc - optind < 2)
 		return guest_usage_error("copy-in", use);
 	struct gfs g;
-	if (guest_open(&g, argv[optind], &gc, true) < 0)
+	if (guest_open(&g, &gc, true) < 0)
 		return 1;
 	struct in_ctx c = {.g = &g, .buf = malloc(CHUNK)};
 	ext2_ino_t dir;
@@ -260,7 +260,7 @@ int guest_copy_in(int argc, char **argv)
 		goto out;
 	}
 	rc = 0;
-	for (int i = optind + 1; i < argc - 1 && !rc; i++) {
+	for (int i = optind; i < argc - 1 && !rc; i++) {
 		const char *path = argv[i];
 		size_t len = strlen(path);
 		while (len > 1 && path[len - 1] == '/')

@@ -286,7 +286,7 @@ int guest_copy_out(int argc, char **argv)
 		if (!guest_common_opt(&gc, opt, optarg))
 			return guest_usage_error("copy-out", use);
 	}
-	if (argc - optind < 3)
+	if (guest_take_image(&gc, argc, argv) < 0 || argc - optind < 2)
 		return guest_usage_error("copy-out", use);
 	const char *hostdir = argv[argc - 1];
 	int rootfd = open(hostdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -295,13 +295,13 @@ int guest_copy_out(int argc, char **argv)
 		return 1;
 	}
 	struct gfs g;
-	if (guest_open(&g, argv[optind], &gc, false) < 0) {
+	if (guest_open(&g, &gc, false) < 0) {
 		close(rootfd);
 		return 1;
 	}
 	struct out_ctx c = {.g = &g, .rootfd = rootfd, .root = geteuid() == 0};
 	int rc = 0;
-	for (int i = optind + 1; i < argc - 1 && !rc; i++) {
+	for (int i = optind; i < argc - 1 && !rc; i++) {
 		const char *path = argv[i];
 		ext2_ino_t ino;
 		if (gfs_lookup(&g, path, false, &ino) < 0) {

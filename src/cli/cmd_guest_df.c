@@ -124,6 +124,42 @@ static void print_row(const char *image, const char *dev, const struct df_row *r
 	printf("%10s %10s %10s %4u%%\n", v[0], v[1], v[2], pct);
 }
 
+/* The rows of disk `i` of the verb's disks (`only_arg`: only the volume it names there). */
+static int df_disk(const struct guest_common *c, int i, const char *only_arg, enum df_style st,
+		   bool csv, const char *base, int *shown)
+{
+	const char *image = c->disks[i].path;
+	struct gimage im;
+	if (guest_open_disk(c, i, &im) < 0)
+		return -1;
+	struct vol_list l;
+	if (vol_scan_disk(&l, &im.dev, !only_arg || vol_arg_is_lv(only_arg), i) < 0) {
+		gimage_close(&im);
+		return -1;
+	}
+	const struct volume *only = only_arg ? vol_find(&l, only_arg) : NULL;
+	int rc = l.lvm.failed || (only_arg && !only), found = 0;
+	for (size_t k = 0; k < l.count && !(only_arg && !only); k++) {
+		const struct volume *v = &l.v[k];
+		struct df_row r;
+		if ((only && v != only) || !df_worthy(&l, v, &im.dev))
+			continue;
+		if (measure(&l, v, &im.dev, &r) < 0) {
+			rc = 1;
+			continue;
+		}
+		if (!(*shown)++)
+			print_header(st, csv);
+		found++;
+		print_row(base, v->name, &r, st, csv);
+	}
+	if (!rc && only && !found)
+		rc = kite_error("%s: no filesystem kite can read on %s", image, only->label);
+	vol_list_free(&l);
+	gimage_close(&im);
+	return rc ? -1 : 0;
+}
+
 #define DF_USAGE "IMAGE [-a PARTITION] [-h] [-i] [--csv]"
 
 int guest_df(int argc, char **argv)
@@ -147,38 +183,23 @@ int guest_df(int argc, char **argv)
 		else
 			return guest_usage_error("df", DF_USAGE);
 	}
-	if (argc - optind != 1)
+	if (guest_take_image(&c, argc, argv) < 0 || argc - optind != 0)
 		return guest_usage_error("df", DF_USAGE);
-	const char *image = argv[optind];
-	const char *base = strrchr(image, '/') ? strrchr(image, '/') + 1 : image;
-	struct gimage im;
-	if (gimage_open(&im, image, c.format, false) < 0)
+	if (guest_resolve(&c, false) < 0)
 		return 1;
-	struct vol_list l;
-	if (vol_scan(&l, &im.dev, !c.partition || vol_arg_is_lv(c.partition)) < 0) {
-		gimage_close(&im);
+	/* virt-df's first column: the image's file name, or the machine's name */
+	const char *name = c.domain ? c.domain : c.image;
+	const char *base = c.domain ? name : strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+	char part[300];
+	int want = -1, rc = 0, shown = 0;
+	if (c.partition && (want = gfs_disks_pick(c.disks, c.ndisks, c.partition, c.share, part,
+						  sizeof(part))) < 0)
 		return 1;
-	}
-	const struct volume *only = c.partition ? vol_find(&l, c.partition) : NULL;
-	int rc = l.lvm.failed || (c.partition && !only), shown = 0;
-	for (size_t i = 0; i < l.count && !(c.partition && !only); i++) {
-		const struct volume *v = &l.v[i];
-		struct df_row r;
-		if ((only && v != only) || !df_worthy(&l, v, &im.dev))
-			continue;
-		if (measure(&l, v, &im.dev, &r) < 0) {
+	for (int i = 0; i < c.ndisks; i++)
+		if ((want < 0 || want == i) &&
+		    df_disk(&c, i, want < 0 ? NULL : part, st, csv, base, &shown) < 0)
 			rc = 1;
-			continue;
-		}
-		if (!shown++)
-			print_header(st, csv);
-		print_row(base, v->name, &r, st, csv);
-	}
-	if (!rc && only && !shown)
-		rc = kite_error("%s: no filesystem kite can read on %s", image, only->label);
 	if (!rc && !shown)
-		rc = kite_error("%s: no filesystem kite can read", image);
-	vol_list_free(&l);
-	gimage_close(&im);
+		rc = kite_error("%s: no filesystem kite can read", name);
 	return rc ? 1 : 0;
 }

@@ -20,15 +20,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_DRIVES 8
+#define MAX_DRIVES 16 /* /dev/sda .. /dev/sdp, as many as a machine has disks */
 #define MAX_ARGS   64
 
 struct fish {
 	char *drives[MAX_DRIVES];
+	char *formats[MAX_DRIVES]; /* each drive's (add's format:FMT, a machine's disk); NULL: probe
+				    */
 	int ndrives;
-	const char *format;
-	char *format_owned; /* from add's format:FMT */
+	const char *format; /* --format: for the drives added after it */
 	bool ro;
+	bool share; /* -d of a running machine with --ro: the drives open with force-share */
 	bool launched;
 	int root_drive;	     /* the drive whose filesystem is mounted at /, -1: none */
 	char root_part[300]; /* its -a value ("" for the whole disk) */
@@ -64,11 +66,18 @@ static int need_writable(struct fish *f)
 	return 0;
 }
 
-/* Runs a kite guest verb on the mounted filesystem: VERB IMAGE [-a PART] [--format F] ARGS. */
+static int open_drive(struct fish *f, int i, struct gimage *im)
+{
+	return f->share ? gimage_open_shared(im, f->drives[i], f->formats[i])
+			: gimage_open(im, f->drives[i], f->formats[i], false);
+}
+
+/* Runs a kite guest verb on the mounted filesystem: VERB IMAGE [-a PART] [--format F] [-U]
+ * ARGS. */
 static int run_verb(struct fish *f, int (*verb)(int, char **), const char *name, int argc,
 		    char **argv)
 {
-	char *av[MAX_ARGS + 8];
+	char *av[MAX_ARGS + 9];
 	int n = 0;
 	av[n++] = (char *)name;
 	av[n++] = f->drives[f->root_drive];
@@ -76,11 +85,13 @@ static int run_verb(struct fish *f, int (*verb)(int, char **), const char *name,
 		av[n++] = "-a";
 		av[n++] = f->root_part;
 	}
-	if (f->format) {
+	if (f->formats[f->root_drive]) {
 		av[n++] = "--format";
-		av[n++] = (char *)f->format;
+		av[n++] = f->formats[f->root_drive];
 	}
-	for (int i = 0; i < argc && n < MAX_ARGS + 7; i++)
+	if (f->share)
+		av[n++] = "-U";
+	for (int i = 0; i < argc && n < MAX_ARGS + 8; i++)
 		av[n++] = argv[i];
 	av[n] = NULL;
 	optind = 0; /* the verb parses its own options afresh */
@@ -90,27 +101,53 @@ static int run_verb(struct fish *f, int (*verb)(int, char **), const char *name,
 	return rc ? -1 : 0;
 }
 
+static int add_drive(struct fish *f, const char *path, const char *format)
+{
+	if (f->ndrives == MAX_DRIVES)
+		return kite_error("at most %d drives", MAX_DRIVES);
+	if (access(path, R_OK) < 0)
+		return kite_error_errno(errno, "add: %s", path);
+	int i = f->ndrives;
+	f->drives[i] = strdup(path);
+	f->formats[i] = format ? strdup(format) : NULL;
+	if (!f->drives[i] || (format && !f->formats[i])) {
+		free(f->drives[i]);
+		free(f->formats[i]);
+		return kite_error("out of memory");
+	}
+	f->ndrives++;
+	return 0;
+}
+
 static int fish_add(struct fish *f, int argc, char **argv)
 {
 	if (f->launched)
 		return kite_error("drives must be added before 'run'");
-	if (f->ndrives == MAX_DRIVES)
-		return kite_error("at most %d drives", MAX_DRIVES);
+	const char *format = f->format;
 	for (int i = 1; i < argc; i++) { /* guestfish's optional args: readonly:true format:F */
 		if (!strcmp(argv[i], "readonly:true"))
 			f->ro = true;
-		else if (!strncmp(argv[i], "format:", 7)) {
-			free(f->format_owned);
-			f->format = f->format_owned = strdup(argv[i] + 7);
-		} else
+		else if (!strncmp(argv[i], "format:", 7))
+			format = argv[i] + 7;
+		else
 			return kite_error("add: unknown optional argument '%s'", argv[i]);
 	}
-	if (access(argv[0], R_OK) < 0)
-		return kite_error_errno(errno, "add: %s", argv[0]);
-	f->drives[f->ndrives] = strdup(argv[0]);
-	if (!f->drives[f->ndrives])
-		return kite_error("out of memory");
-	f->ndrives++;
+	return add_drive(f, argv[0], format);
+}
+
+/* -d DOMAIN: every disk of the machine, in its order (/dev/sda, /dev/sdb, ...). */
+static int add_domain(struct fish *f, struct guest_common *c)
+{
+	c->ro = f->ro;
+	c->format = f->format;
+	if (guest_resolve(c, false) < 0)
+		return -1;
+	if (c->share && !f->ro)
+		return kite_error("-U needs --ro here: the shell's commands may write");
+	f->share = c->share;
+	for (int i = 0; i < c->ndisks; i++)
+		if (add_drive(f, c->disks[i].path, c->disks[i].format) < 0)
+			return -1;
 	return 0;
 }
 
@@ -121,7 +158,7 @@ static int fish_run(struct fish *f, int argc, char **argv)
 	/* every drive opens (and is locked for a moment) now, as guestfish's appliance would */
 	for (int i = 0; i < f->ndrives; i++) {
 		struct gimage im;
-		if (gimage_open(&im, f->drives[i], f->format, false) < 0)
+		if (open_drive(f, i, &im) < 0)
 			return -1;
 		gimage_close(&im);
 	}
@@ -140,7 +177,7 @@ static int each_device(struct fish *f, bool partitions_only, device_fn fn, void 
 {
 	for (int i = 0; i < f->ndrives; i++) {
 		struct gimage im;
-		if (gimage_open(&im, f->drives[i], f->format, false) < 0)
+		if (open_drive(f, i, &im) < 0)
 			return -1;
 		struct vol_list l;
 		int r = vol_scan(&l, &im.dev, true);
@@ -240,10 +277,12 @@ static int fish_mount(struct fish *f, int argc, char **argv)
 	if (!fd.found)
 		return kite_error("mount: %s: no such device", argv[0]);
 	/* open it now, so that a device without a filesystem kite can read fails here */
-	struct guest_common c = {.format = f->format,
-				 .partition = f->root_part[0] ? f->root_part : NULL};
+	struct guest_common c = {.format = f->formats[f->root_drive],
+				 .partition = f->root_part[0] ? f->root_part : NULL,
+				 .image = f->drives[f->root_drive],
+				 .share = f->share};
 	struct gfs g;
-	if (guest_open(&g, f->drives[f->root_drive], &c, false) < 0) {
+	if (guest_open(&g, &c, false) < 0) {
 		f->root_drive = -1;
 		return -1;
 	}
@@ -290,10 +329,20 @@ static int df_all(struct fish *f, bool human)
 		return -1;
 	int rc = 0;
 	for (int i = 0; i < f->ndrives; i++) {
-		char *av[] = {"df", f->drives[i], human ? "-h" : NULL, NULL};
+		char *av[8] = {"df", f->drives[i]};
+		int n = 2;
+		if (f->formats[i]) {
+			av[n++] = "--format";
+			av[n++] = f->formats[i];
+		}
+		if (f->share)
+			av[n++] = "-U";
+		if (human)
+			av[n++] = "-h";
+		av[n] = NULL;
 		optind = 0;
 		fflush(stdout);
-		if (guest_df(human ? 3 : 2, av) != 0)
+		if (guest_df(n, av) != 0)
 			rc = -1;
 		fflush(stdout);
 	}
@@ -667,29 +716,43 @@ static int shell(struct fish *f, FILE *script)
 	return rc;
 }
 
-#define FISH_USAGE "[-a IMAGE]... [--ro] [--format FMT] [-m DEVICE] [-i] [-f SCRIPT]"
+#define FISH_USAGE "[-a IMAGE]... [-d DOMAIN] [--ro] [--format FMT] [-m DEVICE] [-i] [-f SCRIPT]"
 
 int guest_fish(int argc, char **argv)
 {
-	enum { OPT_FORMAT = 1000 };
-	static const struct option longopts[] = {{"add", required_argument, NULL, 'a'},
-						 {"ro", no_argument, NULL, 'r'},
-						 {"format", required_argument, NULL, OPT_FORMAT},
-						 {"mount", required_argument, NULL, 'm'},
-						 {"inspector", no_argument, NULL, 'i'},
-						 {"file", required_argument, NULL, 'f'},
-						 {NULL, 0, NULL, 0}};
+	enum { OPT_FORMAT = 1000, OPT_STATE_DIR, OPT_RUNTIME_DIR };
+	static const struct option longopts[] = {
+	    {"add", required_argument, NULL, 'a'},
+	    {"domain", required_argument, NULL, 'd'},
+	    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+	    {"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR},
+	    {"ro", no_argument, NULL, 'r'},
+	    {"format", required_argument, NULL, OPT_FORMAT},
+	    {"mount", required_argument, NULL, 'm'},
+	    {"inspector", no_argument, NULL, 'i'},
+	    {"file", required_argument, NULL, 'f'},
+	    {NULL, 0, NULL, 0}};
 	struct fish f = {.root_drive = -1};
+	struct guest_common dom = {0};
 	const char *mount = NULL, *script_path = NULL;
 	bool inspect = false;
 	int opt, rc = 1;
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, "a:rm:if:", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "a:d:rm:if:", longopts, NULL)) != -1) {
 		char *one[] = {optarg};
 		switch (opt) {
 		case 'a':
 			if (fish_add(&f, 1, one) < 0)
 				goto out;
+			break;
+		case 'd':
+			dom.domain = optarg;
+			break;
+		case OPT_STATE_DIR:
+			dom.state_dir = optarg;
+			break;
+		case OPT_RUNTIME_DIR:
+			dom.runtime_dir = optarg;
 			break;
 		case 'r':
 			f.ro = true;
@@ -712,6 +775,8 @@ int guest_fish(int argc, char **argv)
 	}
 	if (optind != argc)
 		return guest_usage_error("fish", FISH_USAGE);
+	if (dom.domain && add_domain(&f, &dom) < 0)
+		goto out;
 	if ((mount || inspect) && (fish_run(&f, 0, NULL) < 0))
 		goto out;
 	if (mount) {
@@ -721,13 +786,25 @@ int guest_fish(int argc, char **argv)
 	} else if (inspect) {
 		/* -i: the filesystem kite guest's verbs pick by default (holding /etc/os-release,
 		 * else the largest) */
-		f.root_drive = 0;
-		f.root_part[0] = '\0';
-		struct guest_common c = {.format = f.format};
-		struct gfs g;
-		if (guest_open(&g, f.drives[0], &c, false) < 0)
+		struct gfs_disk disks[MAX_DRIVES];
+		for (int i = 0; i < f.ndrives; i++)
+			disks[i] = (struct gfs_disk){f.drives[i], f.formats[i]};
+		char part[300];
+		int i = gfs_disks_pick(disks, f.ndrives, NULL, f.share, part, sizeof(part));
+		if (i < 0)
 			goto out;
-		if (strcmp(g.volname, "/dev/sda"))
+		struct guest_common c = {.format = f.formats[i],
+					 .partition = part[0] ? part : NULL,
+					 .image = f.drives[i],
+					 .share = f.share};
+		struct gfs g;
+		if (guest_open(&g, &c, false) < 0)
+			goto out;
+		f.root_drive = i;
+		f.root_part[0] = '\0';
+		if (part[0]) /* several drives: the volume on drive i */
+			snprintf(f.root_part, sizeof(f.root_part), "%s", part);
+		else if (strcmp(g.volname, "/dev/sda"))
 			snprintf(f.root_part, sizeof(f.root_part), "%s", g.volname);
 		if (guest_finish(&g, 0))
 			goto out;
@@ -741,8 +818,9 @@ int guest_fish(int argc, char **argv)
 	if (script)
 		fclose(script);
 out:
-	for (int i = 0; i < f.ndrives; i++)
+	for (int i = 0; i < f.ndrives; i++) {
 		free(f.drives[i]);
-	free(f.format_owned);
+		free(f.formats[i]);
+	}
 	return rc;
 }

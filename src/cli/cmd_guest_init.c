@@ -539,7 +539,7 @@ static int parse(int argc, char **argv, struct guest_common *c, struct init_opts
 			return -1;
 		}
 	}
-	if (argc - optind != 1)
+	if (guest_take_image(c, argc, argv) < 0 || argc - optind != 0)
 		return -1;
 	if (o->ngroups && !o->user)
 		return kite_error("--group needs --user");
@@ -569,7 +569,7 @@ int guest_init(int argc, char **argv)
 		}
 	}
 	struct gfs g;
-	if (guest_open(&g, argv[optind], &c, true) < 0)
+	if (guest_open(&g, &c, true) < 0)
 		return 1;
 	int rc = 0;
 	uint32_t uid = 0, gid = 0;

@@ -428,13 +428,12 @@ int guest_mount(int argc, char **argv)
 	static const char use[] = "IMAGE MOUNTPOINT [-m DEVICE] [--ro] [-f]";
 	static const struct option longopts[] = {
 	    GUEST_COMMON_LONG,
-	    {"ro", no_argument, NULL, 'r'},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"mount", required_argument, NULL, 'm'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct guest_common c = {0};
-	bool ro = false, fg = false;
+	bool fg = false;
 	int opt;
 	while ((opt = getopt_long(argc, argv, GUEST_COMMON_SHORT "rfm:", longopts, NULL)) != -1) {
 		if (opt == 'a' && c.partition && strcmp(c.partition, optarg)) {
@@ -449,26 +448,26 @@ int guest_mount(int argc, char **argv)
 		if (opt == 'm')
 			continue;
 		if (opt == 'r')
-			ro = true;
+			c.ro = true;
 		else if (opt == 'f')
 			fg = true;
 		else
 			return guest_usage_error("mount", use);
 	}
-	if (argc - optind != 2)
+	if (guest_take_image(&c, argc, argv) < 0 || argc - optind != 1)
 		return guest_usage_error("mount", use);
-	const char *mnt = argv[optind + 1];
+	const char *mnt = argv[optind];
 	struct stat st;
 	if (stat(mnt, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		kite_error("%s: the mount point must be an existing directory", mnt);
 		return 1;
 	}
 	struct gfs g;
-	if (guest_open_session(&g, argv[optind], &c, !ro) < 0)
+	if (guest_open_session(&g, &c, !c.ro) < 0)
 		return 1;
 	char *fargv[] = {argv[0], "-o",
-			 ro ? "ro,default_permissions,fsname=kite,subtype=kite"
-			    : "default_permissions,fsname=kite,subtype=kite"};
+			 c.ro ? "ro,default_permissions,fsname=kite,subtype=kite"
+			      : "default_permissions,fsname=kite,subtype=kite"};
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
 	int rc = 1;
 	struct fuse *f = fuse_new(&args, &ops, sizeof(ops), &g);

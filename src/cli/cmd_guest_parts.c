@@ -25,33 +25,29 @@ static const char *kind_name(enum part_kind k)
 	}
 }
 
-/* Parses IMAGE [--output=json|text] [--format FMT]. */
-static int parse(int argc, char **argv, const char *verb, const char **image, bool *json,
-		 const char **format)
+/* Parses IMAGE|-d DOMAIN [--output=json|text] [--format FMT] [--ro] [-U], and resolves the
+ * disks. Returns 0, or the exit code. */
+static int parse(int argc, char **argv, const char *verb, struct guest_common *c, bool *json)
 {
 	static const struct option longopts[] = {
+	    GUEST_COMMON_LONG,
 	    {"output", required_argument, NULL, 'o'},
-	    {"format", required_argument, NULL, GUEST_OPT_FORMAT},
 	    {NULL, 0, NULL, 0},
 	};
 	int opt;
 	*json = false;
-	*format = NULL;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "d:U", longopts, NULL)) != -1) {
 		if (opt == 'o' && (!strcmp(optarg, "json") || !strcmp(optarg, "text"))) {
 			*json = !strcmp(optarg, "json");
-		} else if (opt == GUEST_OPT_FORMAT) {
-			*format = optarg;
-		} else {
+		} else if (!guest_common_opt(c, opt, optarg)) {
 			if (opt == 'o')
 				kite_error("--output takes json or text, not '%s'", optarg);
 			return guest_usage_error(verb, "IMAGE [--output=json]");
 		}
 	}
-	if (argc - optind != 1)
+	if (guest_take_image(c, argc, argv) < 0 || argc - optind != 0)
 		return guest_usage_error(verb, "IMAGE [--output=json]");
-	*image = argv[optind];
-	return 0;
+	return guest_resolve(c, false) < 0 ? 1 : 0;
 }
 
 static json_t *part_json(const struct part *p)
@@ -171,42 +167,51 @@ static void print_vgs(const struct lvm_set *s)
 	}
 }
 
-int guest_partitions(int argc, char **argv)
+/* The table of one disk: JSON, or text. Returns the exit code's share (1: a volume group
+ * could not be read). */
+static int partitions_of(const struct guest_common *c, int i, bool json, json_t *all)
 {
-	const char *image, *format;
-	bool json;
-	if (parse(argc, argv, "partitions", &image, &json, &format))
-		return 1;
 	struct gimage im;
-	if (gimage_open(&im, image, format, false) < 0)
-		return 1;
+	if (guest_open_disk(c, i, &im) < 0)
+		return -1;
 	struct vol_list l;
-	if (vol_scan(&l, &im.dev, true) < 0) {
+	if (vol_scan_disk(&l, &im.dev, true, i) < 0) {
 		gimage_close(&im);
-		return 1;
+		return -1;
 	}
 	const struct part_table *t = &l.parts;
 	if (json) {
 		json_t *root = json_object(), *arr = json_array(), *vgs = json_array();
+		if (c->ndisks > 1) {
+			char dev[16];
+			snprintf(dev, sizeof(dev), "/dev/sd%c", 'a' + i);
+			json_object_set_new(root, "device", json_string(dev));
+			json_object_set_new(root, "path", json_string(c->disks[i].path));
+		}
 		json_object_set_new(root, "scheme", json_string(t->scheme));
 		json_object_set_new(root, "sector_size", json_integer(t->sector_size));
 		json_object_set_new(root, "size", json_integer((json_int_t)im.dev.size));
 		if (!strcmp(t->scheme, "gpt"))
 			json_object_set_new(root, "disk_guid", json_string(t->disk_guid));
-		for (size_t i = 0; i < t->count; i++)
-			json_array_append_new(arr, part_json(&t->parts[i]));
+		for (size_t k = 0; k < t->count; k++)
+			json_array_append_new(arr, part_json(&t->parts[k]));
 		json_object_set_new(root, "partitions", arr);
-		for (size_t i = 0; i < l.lvm.nvgs; i++)
-			json_array_append_new(vgs, vg_json(&l.lvm, &l.lvm.vgs[i]));
+		for (size_t k = 0; k < l.lvm.nvgs; k++)
+			json_array_append_new(vgs, vg_json(&l.lvm, &l.lvm.vgs[k]));
 		json_object_set_new(root, "volume_groups", vgs);
-		print_json(root);
+		if (all)
+			json_array_append_new(all, root);
+		else
+			print_json(root);
 	} else {
+		if (c->ndisks > 1)
+			printf("%s/dev/sd%c: %s\n", i ? "\n" : "", 'a' + i, c->disks[i].path);
 		printf("scheme: %s\n", t->scheme);
 		if (t->count)
 			printf("%-4s %-9s %14s %14s %14s  %s\n", "NUM", "KIND", "START", "END",
 			       "SIZE", "TYPE");
-		for (size_t i = 0; i < t->count; i++) {
-			const struct part *p = &t->parts[i];
+		for (size_t k = 0; k < t->count; k++) {
+			const struct part *p = &t->parts[k];
 			const char *tn = part_type_name(p);
 			char type[64];
 			if (p->kind == PART_GPT)
@@ -221,7 +226,29 @@ int guest_partitions(int argc, char **argv)
 	}
 	int rc = l.lvm.failed;
 	vol_list_free(&l);
-	return gimage_close(&im) < 0 ? 1 : rc;
+	return gimage_close(&im) < 0 ? -1 : rc;
+}
+
+/* With several disks (-d), one table per disk (a JSON list of them). */
+int guest_partitions(int argc, char **argv)
+{
+	struct guest_common c = {0};
+	bool json;
+	int rc = parse(argc, argv, "partitions", &c, &json);
+	if (rc)
+		return rc;
+	json_t *all = json && c.ndisks > 1 ? json_array() : NULL;
+	for (int i = 0; i < c.ndisks; i++) {
+		int r = partitions_of(&c, i, json, all);
+		if (r < 0) {
+			json_decref(all);
+			return 1;
+		}
+		rc |= r;
+	}
+	if (all)
+		print_json(all);
+	return rc;
 }
 
 static json_t *fs_json(const struct volume *v, const struct fsinfo *fi, const char *why)
@@ -266,26 +293,19 @@ static int detect(const struct vol_list *l, const struct volume *v, const struct
 	return r;
 }
 
-int guest_filesystems(int argc, char **argv)
+static int filesystems_of(const struct guest_common *c, int i, bool json, json_t *arr)
 {
-	const char *image, *format;
-	bool json;
-	if (parse(argc, argv, "filesystems", &image, &json, &format))
-		return 1;
 	struct gimage im;
-	if (gimage_open(&im, image, format, false) < 0)
-		return 1;
+	if (guest_open_disk(c, i, &im) < 0)
+		return -1;
 	struct vol_list l;
-	if (vol_scan(&l, &im.dev, true) < 0) {
+	if (vol_scan_disk(&l, &im.dev, true, i) < 0) {
 		gimage_close(&im);
-		return 1;
+		return -1;
 	}
 	int rc = l.lvm.failed;
-	json_t *arr = json_array();
-	if (!json)
-		printf("%-10s %-12s %-16s %-36s %14s\n", "DEVICE", "TYPE", "LABEL", "UUID", "SIZE");
-	for (size_t i = 0; i < l.count; i++) {
-		const struct volume *v = &l.v[i];
+	for (size_t k = 0; k < l.count; k++) {
+		const struct volume *v = &l.v[k];
 		struct fsinfo fi;
 		char why[200];
 		if (detect(&l, v, &im.dev, &fi, why, sizeof(why)) < 0) {
@@ -306,12 +326,29 @@ int guest_filesystems(int argc, char **argv)
 				   : "  (unsupported)");
 		}
 	}
+	vol_list_free(&l);
+	if (gimage_close(&im) < 0)
+		rc = 1;
+	return rc;
+}
+
+/* One list over all the disks: their devices are /dev/sda..., /dev/sdb... */
+int guest_filesystems(int argc, char **argv)
+{
+	struct guest_common c = {0};
+	bool json;
+	int rc = parse(argc, argv, "filesystems", &c, &json);
+	if (rc)
+		return rc;
+	json_t *arr = json_array();
+	if (!json)
+		printf("%-10s %-12s %-16s %-36s %14s\n", "DEVICE", "TYPE", "LABEL", "UUID", "SIZE");
+	for (int i = 0; i < c.ndisks; i++)
+		if (filesystems_of(&c, i, json, arr))
+			rc = 1;
 	if (json)
 		print_json(arr);
 	else
 		json_decref(arr);
-	vol_list_free(&l);
-	if (gimage_close(&im) < 0)
-		rc = 1;
 	return rc;
 }

@@ -171,11 +171,11 @@ int guest_ls(int argc, char **argv)
 		else
 			return guest_usage_error("ls", "IMAGE PATH [-l] [-R]");
 	}
-	if (argc - optind != 2)
+	if (guest_take_image(&c, argc, argv) < 0 || argc - optind != 1)
 		return guest_usage_error("ls", "IMAGE PATH [-l] [-R]");
-	const char *path = argv[optind + 1];
+	const char *path = argv[optind];
 	struct gfs g;
-	if (guest_open(&g, argv[optind], &c, false) < 0)
+	if (guest_open(&g, &c, false) < 0)
 		return 1;
 	ext2_ino_t ino;
 	int rc = 1;
@@ -248,11 +248,11 @@ int guest_cat(int argc, char **argv)
 		if (!guest_common_opt(&c, opt, optarg))
 			return guest_usage_error("cat", "IMAGE PATH");
 	}
-	if (argc - optind != 2)
+	if (guest_take_image(&c, argc, argv) < 0 || argc - optind != 1)
 		return guest_usage_error("cat", "IMAGE PATH");
-	const char *path = argv[optind + 1];
+	const char *path = argv[optind];
 	struct gfs g;
-	if (guest_open(&g, argv[optind], &c, false) < 0)
+	if (guest_open(&g, &c, false) < 0)
 		return 1;
 	ext2_ino_t ino;
 	struct ext2_inode_large in;

@@ -25,18 +25,18 @@ static int parse(int argc, char **argv, const char *shortopts, struct guest_comm
 		if (!extra || extra(opt, arg) < 0)
 			return -1;
 	}
-	return 0;
+	return guest_take_image(c, argc, argv);
 }
 
 int guest_write(int argc, char **argv)
 {
 	static const char use[] = "IMAGE PATH < DATA";
 	struct guest_common c = {0};
-	if (parse(argc, argv, "", &c, NULL, NULL) < 0 || argc - optind != 2)
+	if (parse(argc, argv, "", &c, NULL, NULL) < 0 || argc - optind != 1)
 		return guest_usage_error("write", use);
-	const char *path = argv[optind + 1];
+	const char *path = argv[optind];
 	struct gfs g;
-	if (guest_open(&g, argv[optind], &c, true) < 0)
+	if (guest_open(&g, &c, true) < 0)
 		return 1;
 	ext2_ino_t ino, dir;
 	int err = 0, rc = 1;
@@ -134,13 +134,13 @@ int guest_mkdir(int argc, char **argv)
 	static const char use[] = "IMAGE [-p] PATH...";
 	struct guest_common c = {0};
 	bool parents = false;
-	if (parse(argc, argv, "p", &c, flag_p, &parents) < 0 || argc - optind < 2)
+	if (parse(argc, argv, "p", &c, flag_p, &parents) < 0 || argc - optind < 1)
 		return guest_usage_error("mkdir", use);
 	struct gfs g;
-	if (guest_open(&g, argv[optind], &c, true) < 0)
+	if (guest_open(&g, &c, true) < 0)
 		return 1;
 	int rc = 0;
-	for (int i = optind + 1; i < argc && !rc; i++) {
+	for (int i = optind; i < argc && !rc; i++) {
 		ext2_ino_t dir;
 		char name[EXT2_NAME_LEN + 1];
 		if (parents)
@@ -173,13 +173,13 @@ int guest_rm(int argc, char **argv)
 	static const char use[] = "IMAGE [-r] [-f] PATH...";
 	struct guest_common c = {0};
 	struct rm_flags f = {0};
-	if (parse(argc, argv, "rRf", &c, rm_flag, &f) < 0 || argc - optind < 2)
+	if (parse(argc, argv, "rRf", &c, rm_flag, &f) < 0 || argc - optind < 1)
 		return guest_usage_error("rm", use);
 	struct gfs g;
-	if (guest_open(&g, argv[optind], &c, true) < 0)
+	if (guest_open(&g, &c, true) < 0)
 		return 1;
 	int rc = 0;
-	for (int i = optind + 1; i < argc && !rc; i++) {
+	for (int i = optind; i < argc && !rc; i++) {
 		ext2_ino_t dir, ino;
 		int err;
 		char name[EXT2_NAME_LEN + 1];
@@ -212,15 +212,15 @@ int guest_chmod(int argc, char **argv)
 	static const char use[] = "IMAGE MODE PATH...";
 	struct guest_common c = {0};
 	uint16_t mode = 0;
-	if (parse(argc, argv, "", &c, NULL, NULL) < 0 || argc - optind < 3)
+	if (parse(argc, argv, "", &c, NULL, NULL) < 0 || argc - optind < 2)
 		return guest_usage_error("chmod", use);
-	if (parse_mode(argv[optind + 1], &mode) < 0)
+	if (parse_mode(argv[optind], &mode) < 0)
 		return 1;
 	struct gfs g;
-	if (guest_open(&g, argv[optind], &c, true) < 0)
+	if (guest_open(&g, &c, true) < 0)
 		return 1;
 	int rc = 0;
-	for (int i = optind + 2; i < argc && !rc; i++) {
+	for (int i = optind + 1; i < argc && !rc; i++) {
 		ext2_ino_t ino;
 		struct ext2_inode_large in;
 		rc = 1;
@@ -279,16 +279,16 @@ int guest_chown(int argc, char **argv)
 {
 	static const char use[] = "IMAGE OWNER[:GROUP] PATH...";
 	struct guest_common c = {0};
-	if (parse(argc, argv, "", &c, NULL, NULL) < 0 || argc - optind < 3)
+	if (parse(argc, argv, "", &c, NULL, NULL) < 0 || argc - optind < 2)
 		return guest_usage_error("chown", use);
-	const char *spec = argv[optind + 1], *colon = strchr(spec, ':');
+	const char *spec = argv[optind], *colon = strchr(spec, ':');
 	size_t ulen = colon ? (size_t)(colon - spec) : strlen(spec);
 	if (!ulen) {
 		kite_error("bad owner '%s' (expected USER, UID, USER:GROUP or UID:GID)", spec);
 		return 1;
 	}
 	struct gfs g;
-	if (guest_open(&g, argv[optind], &c, true) < 0)
+	if (guest_open(&g, &c, true) < 0)
 		return 1;
 	uint32_t uid = 0, gid = 0;
 	bool set_gid = colon && colon[1];
@@ -296,7 +296,7 @@ int guest_chown(int argc, char **argv)
 	    (set_gid && resolve_id(&g, colon + 1, strlen(colon + 1), "/etc/group", &gid) < 0))
 		return guest_finish(&g, 1);
 	int rc = 0;
-	for (int i = optind + 2; i < argc && !rc; i++) {
+	for (int i = optind + 1; i < argc && !rc; i++) {
 		ext2_ino_t ino;
 		struct ext2_inode_large in;
 		rc = 1;
@@ -322,11 +322,11 @@ int guest_ln(int argc, char **argv)
 	static const char use[] = "IMAGE [-s] TARGET LINKPATH";
 	struct guest_common c = {0};
 	bool sym = false;
-	if (parse(argc, argv, "s", &c, flag_s, &sym) < 0 || argc - optind != 3)
+	if (parse(argc, argv, "s", &c, flag_s, &sym) < 0 || argc - optind != 2)
 		return guest_usage_error("ln", use);
-	const char *target = argv[optind + 1], *linkpath = argv[optind + 2];
+	const char *target = argv[optind], *linkpath = argv[optind + 1];
 	struct gfs g;
-	if (guest_open(&g, argv[optind], &c, true) < 0)
+	if (guest_open(&g, &c, true) < 0)
 		return 1;
 	ext2_ino_t dir, ino;
 	char name[EXT2_NAME_LEN + 1];

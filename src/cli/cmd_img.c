@@ -1,5 +1,6 @@
 /* `kite img`: qemu-img compatible verbs. This file only dispatches; each verb lives in
  * cmd_img_<verb>.c. */
+#include "block/secret.h"
 #include "cli/cmd_img.h"
 #include "cli/commands.h"
 #include "util/err.h"
@@ -70,14 +71,25 @@ unsigned img_source_flags(void)
 	return image_opts;
 }
 
-/* --image-opts applies to every verb's input images the same way: taken out here, handed to
- * the verb through img_source_flags(). */
-static int take_image_opts(int argc, char **argv)
+/* --image-opts and --object apply to every verb the same way: taken out here (the first
+ * handed to the verb through img_source_flags(), the second defining the secrets encrypted
+ * images name), in qemu-img's order: each object as it comes. -1 for a bad object. */
+static int take_common_opts(int argc, char **argv)
 {
 	int out = 0;
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--image-opts") && i > 0) {
 			image_opts = BLK_O_IMAGE_OPTS;
+			continue;
+		}
+		if (i > 0 && !strncmp(argv[i], "--object=", 9)) {
+			if (blk_object_add(argv[i] + 9) < 0)
+				return -1;
+			continue;
+		}
+		if (i > 0 && !strcmp(argv[i], "--object") && i + 1 < argc) {
+			if (blk_object_add(argv[++i]) < 0)
+				return -1;
 			continue;
 		}
 		argv[out++] = argv[i];
@@ -108,8 +120,10 @@ int cmd_img(int argc, char **argv)
 			printf("usage: kite img %s\n", verbs[i].syntax);
 			return 0;
 		}
-		int n = take_image_opts(argc - 1, argv + 1);
-		return verbs[i].main(n, argv + 1);
+		int n = take_common_opts(argc - 1, argv + 1);
+		int rc = n < 0 ? 1 : verbs[i].main(n, argv + 1);
+		blk_secrets_clear();
+		return rc;
 	}
 	kite_error("img: unknown verb '%s' (try 'kite img --help')", verb);
 	return 1;

@@ -85,8 +85,9 @@ int img_create(int argc, char **argv)
 		goto out;
 	}
 	const char *path = argv[optind];
-	if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2")) {
-		kite_error("kite img create cannot write format '%s' (use raw or qcow2)", fmt);
+	if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2") && strcmp(fmt, "luks")) {
+		kite_error("kite img create cannot write format '%s' (use raw, qcow2 or luks)",
+			   fmt);
 		goto out;
 	}
 	struct blk_create_opts copts = {0};

@@ -110,9 +110,9 @@ int img_snapshot(int argc, char **argv)
 		action = 'l';
 	/* snapshots never read guest data, but qemu-img snapshot opens the backing chain all
 	 * the same: a missing backing file or a loop in the chain fails the verb */
-	struct blk *b = blk_open(argv[optind], fmt,
-				 (action == 'l' ? BLK_O_RDONLY : BLK_O_RDWR) | share |
-				     img_source_flags());
+	struct blk *b =
+	    blk_open(argv[optind], fmt,
+		     (action == 'l' ? BLK_O_RDONLY : BLK_O_RDWR) | share | img_source_flags());
 	if (!b)
 		return 1;
 	int r = 0;

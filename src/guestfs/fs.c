@@ -295,12 +295,15 @@ static int choose(struct gfs *g, const struct vol_list *l, const struct gfs_opts
 int gfs_open(struct gfs *g, const char *image, const struct gfs_opts *o)
 {
 	memset(g, 0, sizeof(*g));
-	if (gimage_open(&g->im, image, o->format, o->write) < 0)
+	if (o->share && o->write)
+		return kite_error("an image opened with force-share cannot be written");
+	if ((o->share ? gimage_open_shared(&g->im, image, o->format)
+		      : gimage_open(&g->im, image, o->format, o->write)) < 0)
 		return -1;
 	/* volume groups are read only when they may be what is asked for */
 	bool lvm = !o->partition || vol_arg_is_lv(o->partition);
 	struct vol_list l;
-	if (vol_scan(&l, &g->im.dev, lvm) < 0)
+	if (vol_scan_disk(&l, &g->im.dev, lvm, o->disk_index) < 0)
 		goto fail;
 	int r = choose(g, &l, o);
 	vol_list_free(&l);

@@ -35,6 +35,10 @@ struct gfs_opts {
 	/* Writes that go to the image as they come (kite guest mount): gfs_abort cannot take
 	 * them back, and the session ends with gfs_close whatever happened. */
 	bool session;
+	/* Read-only with force-share: the image of a running VM (gimage_open_shared). */
+	bool share;
+	/* Which of several disks this is (0: /dev/sda, 1: /dev/sdb, ...): names its volumes. */
+	int disk_index;
 };
 
 /* Opens the image and the filesystem. Writing refuses a filesystem with errors or needing
@@ -56,6 +60,21 @@ int gfs_abort(struct gfs *g);
 /* For a session: writes back the metadata so that the image is complete and clean as it
  * stands; the next write marks it as being changed again. */
 int gfs_sync(struct gfs *g);
+
+/* Several disks of one machine, guestfish's /dev/sda, /dev/sdb, ... in their order (disks.c). */
+struct gfs_disk {
+	const char *path;
+	const char *format; /* NULL: probed */
+};
+/* Which disk holds the filesystem a verb works on, and the -a argument for that disk alone
+ * (`part`, "" for the default choice). `arg` is the -a argument given for all of them:
+ * "/dev/sdb3" or "sdb3" (disk 2, partition 3), "/dev/sdb" (disk 2, unpartitioned), a bare
+ * "3" (the first disk's), or an LV (/dev/VG/LV...: the disk whose volume groups have it).
+ * Without one, the choice of gfs_open over all the disks together: the first filesystem
+ * holding /etc/os-release when there are several ext2/3/4 ones, else the largest. Returns
+ * the disk's index, or -1 (reported). */
+int gfs_disks_pick(const struct gfs_disk *disks, int n, const char *arg, bool share, char *part,
+		   size_t partsz);
 
 /* Opens the filesystem of volume `v` of `l` (read-only), found on `disk`, an image already
  * open: for verbs that look at every filesystem. Close with gfs_close_volume. */

@@ -36,7 +36,8 @@ static int im_flush(void *opaque)
 	return 0;
 }
 
-int gimage_open(struct gimage *im, const char *path, const char *format, bool write)
+static int open_flags(struct gimage *im, const char *path, const char *format, bool write,
+		      unsigned flags)
 {
 	memset(im, 0, sizeof(*im));
 	if (write) {
@@ -48,7 +49,8 @@ int gimage_open(struct gimage *im, const char *path, const char *format, bool wr
 		if (access(path, W_OK) < 0 || !(st.st_mode & 0222))
 			return kite_error("%s: the image is read-only: refusing to write", path);
 	}
-	im->blk = blk_open(path, format, (write ? BLK_O_RDWR : BLK_O_RDONLY) | BLK_O_NO_PROBE_WARN);
+	im->blk = blk_open(path, format,
+			   (write ? BLK_O_RDWR : BLK_O_RDONLY) | BLK_O_NO_PROBE_WARN | flags);
 	if (!im->blk)
 		return -1;
 	im->dev.opaque = im;
@@ -57,6 +59,16 @@ int gimage_open(struct gimage *im, const char *path, const char *format, bool wr
 	im->dev.flush = write ? im_flush : NULL;
 	im->dev.size = blk_size(im->blk);
 	return 0;
+}
+
+int gimage_open(struct gimage *im, const char *path, const char *format, bool write)
+{
+	return open_flags(im, path, format, write, 0);
+}
+
+int gimage_open_shared(struct gimage *im, const char *path, const char *format)
+{
+	return open_flags(im, path, format, false, BLK_O_SHARE);
 }
 
 int gimage_close(struct gimage *im)

@@ -17,7 +17,7 @@ static int add(struct vol_list *l, const struct volume *v)
 }
 
 /* Where PVs may be: every partition but the extended container, or the whole disk. */
-static int scan_lvm(struct vol_list *l, const struct gdev *disk)
+static int scan_lvm(struct vol_list *l, const struct gdev *disk, const char *dname)
 {
 	size_t n = l->parts.count ? l->parts.count : 1, k = 0;
 	struct lvm_place *pl = calloc(n, sizeof(*pl));
@@ -27,12 +27,12 @@ static int scan_lvm(struct vol_list *l, const struct gdev *disk)
 		const struct part *p = &l->parts.parts[i];
 		if (p->kind == PART_EXTENDED)
 			continue;
-		snprintf(pl[k].name, sizeof(pl[k].name), "/dev/sda%d", p->number);
+		snprintf(pl[k].name, sizeof(pl[k].name), "%s%d", dname, p->number);
 		pl[k].start = p->start;
 		pl[k++].size = p->size;
 	}
 	if (!l->parts.count) {
-		snprintf(pl[k].name, sizeof(pl[k].name), "/dev/sda");
+		snprintf(pl[k].name, sizeof(pl[k].name), "%s", dname);
 		pl[k++].size = disk->size;
 	}
 	int r = lvm_scan(&l->lvm, disk, pl, k);
@@ -61,12 +61,21 @@ static int add_lvs(struct vol_list *l)
 
 int vol_scan(struct vol_list *l, const struct gdev *disk, bool lvm)
 {
+	return vol_scan_disk(l, disk, lvm, 0);
+}
+
+int vol_scan_disk(struct vol_list *l, const struct gdev *disk, bool lvm, int index)
+{
+	char dname[16];
 	memset(l, 0, sizeof(*l));
+	if (index < 0 || index > 25)
+		return kite_error("disk %d: kite names 26 disks, /dev/sda to /dev/sdz", index + 1);
+	snprintf(dname, sizeof(dname), "/dev/sd%c", 'a' + index);
 	if (part_scan(disk, &l->parts) < 0)
 		return -1;
 	if (!l->parts.count) {
 		struct volume v = {.kind = VOL_DISK, .size = disk->size};
-		strcpy(v.name, "/dev/sda");
+		snprintf(v.name, sizeof(v.name), "%s", dname);
 		strcpy(v.label, "the disk");
 		if (add(l, &v) < 0)
 			goto fail;
@@ -76,12 +85,12 @@ int vol_scan(struct vol_list *l, const struct gdev *disk, bool lvm)
 		if (p->kind == PART_EXTENDED)
 			continue;
 		struct volume v = {.kind = VOL_PART, .size = p->size, .part = p};
-		snprintf(v.name, sizeof(v.name), "/dev/sda%d", p->number);
+		snprintf(v.name, sizeof(v.name), "%s%d", dname, p->number);
 		snprintf(v.label, sizeof(v.label), "partition %d", p->number);
 		if (add(l, &v) < 0)
 			goto fail;
 	}
-	if (lvm && (scan_lvm(l, disk) < 0 || add_lvs(l) < 0))
+	if (lvm && (scan_lvm(l, disk, dname) < 0 || add_lvs(l) < 0))
 		goto fail;
 	return 0;
 fail:
@@ -157,7 +166,7 @@ static const struct volume *find_partition(const struct vol_list *l, const char 
 	return NULL;
 }
 
-static bool names_lv(const struct volume *v, const char *arg)
+bool vol_names_lv(const struct volume *v, const char *arg)
 {
 	char mapper[600];
 	const char *short_name = v->name + 5; /* "VG/LV" */
@@ -170,7 +179,7 @@ const struct volume *vol_find(const struct vol_list *l, const char *arg)
 	if (!vol_arg_is_lv(arg))
 		return find_partition(l, arg);
 	for (size_t i = 0; i < l->count; i++)
-		if (l->v[i].kind == VOL_LV && names_lv(&l->v[i], arg))
+		if (l->v[i].kind == VOL_LV && vol_names_lv(&l->v[i], arg))
 			return &l->v[i];
 	if (l->lvm.failed)
 		kite_error("no logical volume %s: the disk's LVM2 metadata could not be read "

@@ -36,6 +36,9 @@ struct vol_list {
  * whole disk). Returns -1 (reported) only if the partition table cannot be read; problems with
  * LVM2 metadata are reported and leave l->lvm.failed set. */
 int vol_scan(struct vol_list *l, const struct gdev *disk, bool lvm);
+/* The same for the `index`th disk of several (0: /dev/sda, 1: /dev/sdb, ...): its volumes
+ * are named /dev/sdbN and so on, as guestfish names the drives it was given. */
+int vol_scan_disk(struct vol_list *l, const struct gdev *disk, bool lvm, int index);
 void vol_list_free(struct vol_list *l);
 
 /* Does the -a argument name a logical volume ("/dev/VG/LV", "/dev/mapper/VG-LV", "VG/LV")
@@ -44,6 +47,8 @@ bool vol_arg_is_lv(const char *arg);
 /* The volume an -a argument names; NULL (reported) if there is none, or if it names an
  * extended partition or a partition of a disk without a table. */
 const struct volume *vol_find(const struct vol_list *l, const char *arg);
+/* Does `arg` name the logical volume `v` (VOL_LV), in any of its spellings? */
+bool vol_names_lv(const struct volume *v, const char *arg);
 
 struct vol_dev {
 	struct gdev_window win;
