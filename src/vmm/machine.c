@@ -187,6 +187,7 @@ int machine_run(const struct machine_run_options *opt)
 		enum vm_exit why = VM_ERROR;
 		if (vm_start(&vm, &kvm, &console) == 0)
 			why = vm_wait(&vm);
+		uint32_t guest_code = vm.guest_exit_code;
 		set_current(NULL);
 		vm_destroy(&vm);
 		if (control)
@@ -194,6 +195,10 @@ int machine_run(const struct machine_run_options *opt)
 		if (why == VM_RESET && !opt->no_reboot)
 			continue;
 		switch (why) {
+		case VM_GUEST_EXIT:
+			/* As QEMU's isa-debug-exit; the shell sees the low 8 bits. */
+			code = (int)(((guest_code << 1) | 1) & 0xff);
+			break;
 		case VM_POWEROFF:
 		case VM_RESET:
 			code = KITE_EXIT_OK;

@@ -11,6 +11,7 @@ enum {
 	KITE_EXIT_OK = 0,    /* powered off, reset with --no-reboot, quit by the user */
 	KITE_EXIT_ERROR = 1, /* bad input or a VMM failure */
 	KITE_EXIT_CRASH = 2, /* the guest crashed: triple fault, KVM internal error */
+	/* (CODE << 1) | 1: the guest wrote CODE to the test exit device (--exit-device) */
 };
 
 /* How to run a machine (its description is config/machine_config.h). */

@@ -96,6 +96,7 @@ static int set_boot_state(struct vcpu *v, const struct boot_cpu_state *b)
 	regs.rsp = b->rsp;
 	regs.rsi = b->rsi;
 	regs.rbx = b->rbx;
+	regs.rax = b->rax;
 	regs.rflags = b->rflags ? b->rflags : 0x2;
 	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
 		return kite_error_errno(errno, "vCPU %d: KVM_SET_REGS", v->id);

@@ -6,6 +6,8 @@
 
 #include "devices/acpi_pm.h"
 #include "devices/console.h"
+#include "devices/debug_exit.h"
+#include "devices/fw_cfg.h"
 #include "devices/i8042.h"
 #include "devices/platform.h"
 #include "devices/rtc.h"
@@ -29,11 +31,12 @@
 
 enum vm_exit {
 	VM_RUNNING = 0,
-	VM_POWEROFF, /* the guest powered off (ACPI S5) */
-	VM_RESET,    /* the guest reset the machine */
-	VM_QUIT,     /* the user quit (Ctrl-A x) or a signal asked kite to stop */
-	VM_CRASH,    /* triple fault, KVM internal or emulation error */
-	VM_ERROR,    /* the VMM failed */
+	VM_POWEROFF,   /* the guest powered off (ACPI S5) */
+	VM_RESET,      /* the guest reset the machine */
+	VM_QUIT,       /* the user quit (Ctrl-A x) or a signal asked kite to stop */
+	VM_CRASH,      /* triple fault, KVM internal or emulation error */
+	VM_GUEST_EXIT, /* the guest wrote an exit code to the test exit device (guest_exit_code) */
+	VM_ERROR,      /* the VMM failed */
 };
 
 #define VCPU_EXIT_COUNTERS 64
@@ -80,6 +83,11 @@ struct vm {
 	struct i8042 i8042;
 	struct rtc rtc;
 	struct acpi_pm pm;
+	struct debug_exit debug_exit;
+	struct fw_cfg fw_cfg;
+	bool fw_cfg_ready;
+	bool exit_device; /* the machine has the test exit device, at exit_port */
+	uint16_t exit_port;
 	struct virtio_devices virtio;
 	bool virtio_ready;
 	struct console *hvc_console; /* the console whose input goes to virtio-console */
@@ -95,6 +103,8 @@ struct vm {
 	int nparked;		/* vCPUs parked */
 	int nstarted;		/* vCPU threads running */
 	struct vm_stats *stats; /* totals that vm_destroy adds this boot's counts to, or NULL */
+
+	uint32_t guest_exit_code; /* VM_GUEST_EXIT: what the guest wrote (under lock) */
 };
 
 struct vm_config {
@@ -122,6 +132,8 @@ void vm_destroy(struct vm *vm);
 
 /* Ends this boot (first reason wins). Callable from any thread. */
 void vm_request_exit(struct vm *vm, enum vm_exit why);
+/* Ends this boot with VM_GUEST_EXIT and `code` (unless it is already ending). */
+void vm_request_guest_exit(struct vm *vm, uint32_t code);
 /* Parks every vCPU (returns once all are parked) / lets them run again. */
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);

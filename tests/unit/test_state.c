@@ -25,7 +25,7 @@ static void fake_event(void *opaque, enum machine_event ev)
 {
 }
 
-static const struct platform_ops fake = {fake_set_irq, fake_event, NULL};
+static const struct platform_ops fake = {.set_irq = fake_set_irq, .event = fake_event};
 
 static uint8_t inb(const struct io_ops *ops, void *dev, uint64_t off)
 {
