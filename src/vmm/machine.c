@@ -132,7 +132,9 @@ int machine_run(const struct machine_run_options *opt)
 	int code = KITE_EXIT_ERROR;
 
 	/* The console's address is known before it opens: --console virtio wires it now. */
-	struct vm_config cfg = {.machine = opt->machine, .no_pvm_defaults = opt->no_pvm_defaults};
+	struct vm_config cfg = {.machine = opt->machine,
+				.no_pvm_defaults = opt->no_pvm_defaults,
+				.restore = opt->restore};
 	if (opt->machine->console == MACHINE_CONSOLE_VIRTIO)
 		cfg.virtio_console = &console;
 	/* The host is looked at once: every boot of this run sees the same facts. */
@@ -173,6 +175,7 @@ int machine_run(const struct machine_run_options *opt)
 	}
 
 	for (bool first = true;; first = false) {
+		cfg.restore = first ? opt->restore : NULL; /* a reboot boots the kernel */
 		if (!first && vm_prepare(&vm, &cfg, &host) < 0) {
 			vm_destroy(&vm);
 			break;

@@ -4,6 +4,7 @@
 #define KITE_VMM_MACHINE_H
 
 #include "devices/console.h"
+#include "vmm/savefile.h"
 #include "vmm/vm.h"
 
 enum {
@@ -21,6 +22,7 @@ struct machine_run_options {
 	bool no_reboot;		    /* a guest reset ends the run */
 	bool stats;
 	bool no_pvm_defaults;
+	struct savefile *restore; /* the first boot resumes this save file (vmm/savefile.h) */
 };
 
 /* Boots the machine and runs it until it powers off (or resets with no_reboot), the user

@@ -6,6 +6,7 @@
 #include "vmm/boot_bytes.h"
 #include "vmm/e820.h"
 #include "vmm/pvm.h"
+#include "vmm/savefile.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -151,6 +152,14 @@ int vm_prepare(struct vm *vm, const struct vm_config *cfg, const struct kvm_host
 		return -1;
 	if (gmem_init(&vm->mem, m->memory) < 0)
 		return -1;
+	vm->machine = m;
+	if (cfg->restore) {
+		/* The RAM holds the kernel, its tables and everything since: no boot. */
+		vm->restore = cfg->restore;
+		if (savefile_map_ram(cfg->restore, &vm->mem) < 0)
+			return -1;
+		return add_virtio(vm, cfg);
+	}
 	if (kernel_load(&vm->mem, m->kernel, m->initrd, m->append ? m->append : "", &vm->boot) < 0)
 		return -1;
 	if (wants_pvm_cmdline(vm, cfg, host)) {
@@ -300,6 +309,12 @@ int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console)
 	for (int i = 0; i < vm->ncpus; i++)
 		if (vcpu_create(vm, &vm->vcpus[i], i) < 0)
 			return -1;
+	if (vm->restore) {
+		struct state_stream s;
+		state_stream_init(&s, vm->restore->state, vm->restore->state_len);
+		if (vm_load_state(vm, &s) < 0)
+			return kite_error("%s: cannot restore the machine", vm->restore->path);
+	}
 	for (int i = 0; i < vm->ncpus; i++) {
 		if (vcpu_start(&vm->vcpus[i]) < 0)
 			return -1;
@@ -307,6 +322,10 @@ int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console)
 		vm->nstarted++;
 		pthread_mutex_unlock(&vm->lock);
 	}
+	/* Buffers the driver had made available before the save: their kicks went to the
+	 * saved process. */
+	if (vm->restore && vm->virtio_ready)
+		virtio_devices_kick_all(&vm->virtio);
 	return 0;
 }
 
@@ -360,9 +379,16 @@ bool vm_is_paused(struct vm *vm)
 	return p;
 }
 
-bool vm_vcpu_checkpoint(struct vm *vm)
+bool vm_vcpu_checkpoint(struct vm *vm, struct vcpu *v)
 {
 	pthread_mutex_lock(&vm->lock);
+	/* A vCPU parks with its registers complete: an IN or MMIO read it stopped on gets its
+	 * value first, or a save would catch RIP before the instruction and the value lost. */
+	while (vm->paused && vm->exit == VM_RUNNING && v->io_pending) {
+		pthread_mutex_unlock(&vm->lock);
+		vcpu_complete_io(v);
+		pthread_mutex_lock(&vm->lock);
+	}
 	if (vm->paused && vm->exit == VM_RUNNING) {
 		vm->nparked++;
 		pthread_cond_broadcast(&vm->cond);

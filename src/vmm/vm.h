@@ -20,6 +20,7 @@
 #include "vmm/irqfd.h"
 #include "vmm/kvm.h"
 #include "vmm/memory.h"
+#include "util/state.h"
 #include "vmm/pvm.h"
 
 #include <pthread.h>
@@ -59,10 +60,15 @@ struct vcpu {
 	uint64_t exits[VCPU_EXIT_COUNTERS]; /* by KVM exit reason, for --stats */
 	struct pvm_stats pvm_fallbacks;	    /* emulation failures the VMM carried out */
 	struct pvm_emu *pvm_emu;	    /* made at the first fallback that needs it */
+	bool io_pending; /* stopped on port or MMIO I/O that the next KVM_RUN completes */
 };
+
+struct savefile;
 
 struct vm {
 	struct kvm_host *kvm;
+	const struct machine_config *machine; /* what this boot is */
+	struct savefile *restore;	      /* this boot resumes a save file (vm_config) */
 	int fd;
 	struct guest_mem mem;
 	struct iobus bus;
@@ -107,6 +113,9 @@ struct vm_config {
 	/* The console is on a virtio-console port (machine console "virtio"), the UART on
 	 * nowhere: this is where the port's bytes go. */
 	struct console *virtio_console;
+	/* Resume this save file (vmm/savefile.h) instead of booting the kernel: its RAM is
+	 * mapped, its state loaded before the vCPUs run. */
+	struct savefile *restore;
 };
 
 /* Lays out memory and loads the kernel (no KVM needed: bad input is found before KVM is
@@ -129,14 +138,33 @@ void vm_request_guest_exit(struct vm *vm, uint32_t code);
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
-/* vCPU side: parks while paused; returns true when the boot is ending. */
-bool vm_vcpu_checkpoint(struct vm *vm);
+/* vCPU side: parks while paused (completing an I/O exit first, so that its state can be
+ * read); returns true when the boot is ending. */
+bool vm_vcpu_checkpoint(struct vm *vm, struct vcpu *v);
+
+/* vm_state.c: the machine's state records (util/state.h): KVM's interrupt controllers and
+ * PIT, every vCPU, the kvmclock, the MSI routes, the platform devices, the PCI bus and every
+ * virtio device. Save with the vCPUs parked and the devices quiesced (vm_save does both);
+ * load into a vm that vm_start is starting from a save file (vCPUs created, not running).
+ * Return 0 or -1 (printed). */
+int vm_save_state(struct vm *vm, struct state_buf *out);
+int vm_load_state(struct vm *vm, struct state_stream *s);
+/* Pauses the VM (if it runs), drains and quiesces the devices, and writes the definition,
+ * every state record and the RAM to a save file at `path` (vmm/savefile.h). The VM stays
+ * paused after a success (its caller ends it); after a failure it runs again as before.
+ * Returns 0 or -1 (printed). */
+int vm_save(struct vm *vm, const char *path);
 
 /* Raises or lowers an interrupt line of the in-kernel IOAPIC/PIC. */
 void vm_set_irq(struct vm *vm, unsigned gsi, int level);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, struct vcpu *v, int id);
+/* Completes the I/O a parked vCPU stopped on (KVM_RUN with immediate_exit). */
+void vcpu_complete_io(struct vcpu *v);
+/* vcpu_state.c: the "vcpu" record. Parked vCPU / fresh vCPU not yet running. */
+int vcpu_save(struct vcpu *v, struct state_buf *out);
+int vcpu_load(struct vcpu *v, const struct state_reader *r);
 int vcpu_start(struct vcpu *v);
 void vcpu_kick(struct vcpu *v);
 void vcpu_destroy(struct vcpu *v);

@@ -7,14 +7,17 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
 import time
+import zlib
 
 import pytest
 
 from conftest import ROOT, run
+from savefile_format import build_record, join_save, set_field, split_save
 
 HAVE_KVM = os.path.exists("/dev/kvm")
 
@@ -601,6 +604,162 @@ def test_state_transitions(m):
     j = json.loads(m.ok("list", "--output=json").stdout)
     assert j[0]["name"] == "vm1" and j[0]["state"] == "running" and j[0]["id"] == m.pid("vm1")
     m.ok("destroy", "vm1")
+
+
+def save_file_parts(path):
+    """A save file's magic, header record, header CRC and the rest (src/vmm/savefile.h)."""
+    data = open(path, "rb").read()
+    hlen = int.from_bytes(data[8:12], "little")
+    return data[:12], data[12:12 + hlen], data[12 + hlen:16 + hlen], data[16 + hlen:]
+
+
+def test_save_restore_managedsave_verbs(m, tmp_path):
+    """virsh's verbs with the fake runner, whose save writes a real save file (no device
+    state, RAM all holes): the file, the states and reasons, start resuming a managed save."""
+    m.create("sv", "-m", "64M")
+    r = m("save", "sv", str(tmp_path / "x.save"))
+    assert r.returncode == 1 and "machine sv is not running" in r.stderr, r.stderr
+    m.ok("start", "sv")
+    save = tmp_path / "sv.save"
+    r = m.ok("save", "sv", str(save))
+    assert r.stdout == f"Machine 'sv' saved to {save}\n"
+    assert m.ok("domstate", "sv", "--reason").stdout.strip() == "shut off (saved)"
+    st = os.stat(save)
+    assert st.st_size > 64 << 20 and st.st_blocks * 512 < (1 << 20), st  # RAM: holes
+    magic, header, _, _ = save_file_parts(save)
+    assert magic[:8] == b"KITESAVE" and b"savefile" in header and b'"name":"sv"' in header
+    r = m.ok("restore", str(save))
+    assert r.stdout == f"Machine 'sv' restored from {save}\n"
+    assert m.state_of("sv") == "running"
+    assert "fake guest sv restored" in console_text(m, "sv", "restored")
+    r = m("restore", str(save))
+    assert r.returncode == 1 and "already running" in r.stderr
+    # managedsave: kept in the state directory until the next start resumes it.
+    r = m.ok("managedsave", "sv")
+    assert r.stdout == "Machine 'sv' state saved by kite\n"
+    assert os.path.exists(os.path.join(m.state, "sv.save"))
+    assert re.search(r"Managed save: +yes", m.ok("dominfo", "sv").stdout)
+    assert m.ok("domstate", "sv", "--reason").stdout.strip() == "shut off (saved)"
+    m.ok("start", "sv")
+    assert "fake guest sv restored" in console_text(m, "sv", "restored")
+    assert not os.path.exists(os.path.join(m.state, "sv.save"))
+    assert re.search(r"Managed save: +no", m.ok("dominfo", "sv").stdout)
+    m.ok("managedsave", "sv")
+    r = m("undefine", "sv")
+    assert r.returncode == 1 and "'kite undefine sv --managed-save'" in r.stderr, r.stderr
+    r = m.ok("managedsave-remove", "sv")
+    assert r.stdout == "Removed managedsave image for machine 'sv'\n"
+    r = m.ok("managedsave-remove", "sv")
+    assert "no managed save image" in r.stdout
+    m.ok("start", "sv")
+    assert "fake guest sv booted" in console_text(m, "sv", "booted")
+    m.ok("managedsave", "sv")
+    m.ok("undefine", "sv", "--managed-save")
+    assert not os.path.exists(os.path.join(m.state, "sv.save"))
+
+
+def test_restore_defines_a_machine_it_does_not_know(m, tmp_path):
+    m.create("gone", "-m", "32M")
+    m.ok("start", "gone")
+    save = tmp_path / "gone.save"
+    m.ok("save", "gone", str(save))
+    m.ok("undefine", "gone")
+    r = m.ok("restore", str(save))
+    assert "Machine 'gone' defined from" in r.stdout and "restored from" in r.stdout
+    assert m.state_of("gone") == "running"
+    m.ok("destroy", "gone")
+
+
+def hostile_save_files(save, tmp_path):
+    """(file, what the error must say) for each way a save file can be bad."""
+    magic, header, hcrc, rest = save_file_parts(save)
+    data = open(save, "rb").read()
+    out = []
+
+    def put(name, content, why):
+        p = tmp_path / name
+        p.write_bytes(content)
+        out.append((p, why))
+
+    put("empty.save", b"", "not a kite save file")
+    put("foreign.save", b"QFI\xfb" + data[4:4096], "not a kite save file")
+    put("short-header.save", data[:40], "cut short or corrupt")
+    put("flipped-header.save", magic + header[:20] + bytes([header[20] ^ 1]) + header[21:] +
+        hcrc + rest, "corrupt (header checksum)")
+    # Version 2 of the format, with a good checksum: refused as another version.
+    ver = header.index(b"savefile") + len(b"savefile")
+    newer = header[:ver] + (2).to_bytes(4, "little") + header[ver + 4:]
+    put("newer.save", magic + newer + zlib.crc32(newer).to_bytes(4, "little") + rest,
+        "save file format version 2; this kite reads version 1")
+    # A body length past the end of the header, checksum fixed.
+    past = header[:ver + 4] + (0x7fffff).to_bytes(4, "little") + header[ver + 8:]
+    put("past.save", magic + past + zlib.crc32(past).to_bytes(4, "little") + rest,
+        "corrupt")
+    put("cut.save", data[:len(data) - 8192], "cut short")
+    put("cut-in-state.save", data[:12 + len(header) + 4 + 2], "cut short")
+    # Sizes in the header past the end of the file, every checksum right.
+    hdr, records, ram = split_save(save)
+    u64 = lambda v: struct.pack("<Q", v)  # noqa: E731
+
+    def remade(name, why, fields=(), state=None, keep=()):
+        h = [hdr[0], hdr[1], [list(f) for f in hdr[2]]]
+        for k, v in fields:
+            set_field(h[2], k, v)
+        p = tmp_path / name
+        join_save(p, h, records, ram, state=state, keep=keep)
+        out.append((p, why))
+
+    remade("state-past-end.save", "layout is corrupt",
+           [("state_length", u64(len(data)))], keep=("state_length",))
+    remade("state-huge.save", "layout is corrupt",
+           [("state_length", u64(1 << 63))], keep=("state_length",))
+    remade("ram-past-end.save", "cut short", [("ram_size", u64(1 << 40))])
+    remade("ram-offset-past-end.save", "cut short",
+           [("ram_offset", u64(len(data) + 4096))], keep=("ram_offset",))
+    remade("ram-wraps.save", "layout is corrupt",
+           [("ram_offset", u64(1 << 63)), ("ram_size", u64(1 << 63))], keep=("ram_offset",))
+    remade("ram-smaller.save", "the definition has 32768 KiB of memory, the file 4 KiB",
+           [("ram_size", u64(4096))])
+    remade("ram-size-short.save", "the save file's header is corrupt",
+           [("ram_size", b"\0" * 4)])
+    remade("definition-bad.save", "not valid JSON", [("definition", b"{\"name\": ")])
+    # State records whose lengths run past the end of the state, checksums right.
+    rec = build_record("serial", 1, [["rx_fifo", 5, b"abc"]])
+    remade("record-past-end.save", "state is corrupt",
+           state=build_record("serial", 1, [["rx_fifo", 5, b"abc"]], body_len=1 << 20))
+    remade("field-past-end.save", "state is corrupt",
+           state=rec[:-7] + struct.pack("<I", 1 << 30) + b"abc")
+    remade("record-cut.save", "state is corrupt", state=rec[:-1])
+    return out
+
+
+def test_hostile_save_files_are_refused_before_anything_runs(m, tmp_path):
+    m.create("hs", "-m", "32M")
+    m.ok("start", "hs")
+    save = tmp_path / "hs.save"
+    m.ok("save", "hs", str(save))
+    for path, why in hostile_save_files(save, tmp_path):
+        for argv in (["restore", str(path)], ["_fake-run", "--restore", str(path),
+                                              "--control-socket", str(tmp_path / "x.sock")]):
+            r = m(*argv)
+            assert r.returncode == 1, (path, r.stdout, r.stderr)
+            # One error, as the user sees it (an ASan or UBSan report would come here too).
+            assert r.stderr.startswith("kite: error: "), (path, r.stderr)
+            assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
+            assert why in r.stderr, (path, r.stderr)
+            assert "booted" not in r.stdout + r.stderr and "restored" not in r.stderr
+        assert m.state_of("hs") == "shut off"
+    # The real VMM checks the file before it touches KVM: the same errors with no /dev/kvm.
+    path, why = hostile_save_files(save, tmp_path)[3]
+    r = m("run", "--restore", str(path))
+    assert r.returncode == 1 and why in r.stderr, r.stderr
+    # A managed save that is damaged stops the start with a way out.
+    shutil.copy(tmp_path / "cut.save", os.path.join(m.state, "hs.save"))
+    r = m("start", "hs")
+    assert r.returncode == 1 and "managedsave-remove hs" in r.stderr, r.stderr
+    m.ok("managedsave-remove", "hs")
+    m.ok("start", "hs")
+    m.ok("destroy", "hs")
 
 
 def test_list_orders_running_first_as_virsh(m):
