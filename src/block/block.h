@@ -104,6 +104,24 @@ int blk_pwrite_precompressed(struct blk *b, const void *cdata, size_t clen, cons
  * may be NULL; both must match when both are given; the same pointer for both: the id if a
  * snapshot has it, else the name) left it (qemu-img convert -l). */
 int blk_load_snapshot(struct blk *b, const char *id, const char *name);
+/* ---- internal snapshots (BLK_CAP_SNAPSHOTS: kite img snapshot, info) ---- */
+struct blk_snapshot {
+	const char *id;	  /* "1", "2", ... */
+	const char *name; /* the tag */
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t vm_state_size;
+	uint64_t icount; /* UINT64_MAX: not recorded */
+};
+/* The image's snapshots into *list (malloc'd, to free(); NULL when there are none); the
+ * strings belong to b and stay valid until its next snapshot call. */
+int blk_snapshot_list(struct blk *b, struct blk_snapshot **list, int *count);
+/* Creates snapshot `name` (the id is the next free number); applies / deletes one by tag
+ * first, then by id (as qemu-img). The image is open read-write. A format without
+ * snapshots fails with "snapshots are not supported by format '<fmt>'". */
+int blk_snapshot_create(struct blk *b, const char *name);
+int blk_snapshot_apply(struct blk *b, const char *name_or_id);
+int blk_snapshot_delete(struct blk *b, const char *name_or_id);
 /* Grows (or, when `shrink` is set and the format allows it, shrinks) the virtual size. */
 int blk_resize(struct blk *b, uint64_t size, bool shrink);
 
@@ -184,6 +202,25 @@ bool blk_has_zero_init(const struct blk *b);
 /* Whether `fmt` names a format kite knows (it may still be read only). */
 bool blk_format_known(const char *fmt);
 
+/* ---- what a format can do: its driver's capabilities, so that callers (kite img) ask
+ * instead of naming formats ---- */
+enum blk_cap {
+	BLK_CAP_CREATE,	    /* blk_create can write it (kite img create, convert) */
+	BLK_CAP_BACKING,    /* a new image may have a backing file */
+	BLK_CAP_MAKE_EMPTY, /* blk_make_empty (commit empties the committed image) */
+	BLK_CAP_SNAPSHOTS,  /* internal snapshots (blk_snapshot_*) */
+};
+bool blk_format_can(const char *fmt, enum blk_cap cap); /* false for an unknown format */
+bool blk_can(const struct blk *b, enum blk_cap cap);
+/* The formats that have `cap`, as a message lists them ("raw, qcow2 or luks"), in buf. */
+const char *blk_formats_with(enum blk_cap cap, char *buf, size_t len);
+/* A new or resized image's virtual size is a multiple of this (qcow2: 512, whole sectors as
+ * in QEMU); 1: any size. */
+uint32_t blk_format_size_align(const char *fmt);
+uint32_t blk_size_align(const struct blk *b);
+/* `size` rounded up to blk_format_size_align(fmt). */
+uint64_t blk_format_round_size(const char *fmt, uint64_t size);
+
 /* Creates (truncates) `path` as format `fmt`. */
 int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts);
 
@@ -229,6 +266,9 @@ struct blk_info {
 };
 /* Fills *info (zeroed first; generic fields filled by the layer, the rest by the driver). */
 int blk_get_info(struct blk *b, struct blk_info *info);
+/* Recreates the (closed) image at `path` empty, with the format and settings `in` (its
+ * blk_get_info) describes: commit empties its top image so (BLK_CAP_MAKE_EMPTY). */
+int blk_make_empty(const char *path, const struct blk_info *in);
 
 /* ---- persistent dirty bitmaps (kite img bitmap) ---- */
 enum blk_bitmap_op {

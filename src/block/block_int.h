@@ -13,8 +13,11 @@ struct blk_open_ctx; /* backing chain being opened (loop detection, depth) */
 
 struct blk_driver {
 	const char *name;
-	bool thread_safe;  /* read/write may run in parallel without the blk lock */
-	bool no_zero_init; /* a new image does not read as zeros (see blk_has_zero_init) */
+	bool thread_safe;    /* read/write may run in parallel without the blk lock */
+	bool no_zero_init;   /* a new image does not read as zeros (see blk_has_zero_init) */
+	bool has_backing;    /* a new image may have a backing file (BLK_CAP_BACKING) */
+	uint32_t size_align; /* virtual sizes are multiples of this (blk_size_align); 0: any */
+	int list_rank;	     /* place in lists of formats shown to users: lowest first */
 	/* Score 0..100 that `buf` (the first `len` bytes of the file) is this format. */
 	int (*probe)(const uint8_t *buf, size_t len, const char *filename);
 	/* b->fd, b->filename, b->flags are set; fill b->size and b->opaque. */
@@ -43,8 +46,15 @@ struct blk_driver {
 	/* optional: a read-only image reads as its internal snapshot id/name left it; returns 1
 	 * (nothing printed) when there is no such snapshot */
 	int (*load_snapshot)(struct blk *b, const char *id, const char *name);
+	/* optional: internal snapshots (BLK_CAP_SNAPSHOTS); list fills a malloc'd array */
+	int (*snapshot_list)(struct blk *b, struct blk_snapshot **list, int *count);
+	int (*snapshot_create)(struct blk *b, const char *name);
+	int (*snapshot_apply)(struct blk *b, const char *name_or_id);
+	int (*snapshot_delete)(struct blk *b, const char *name_or_id);
 	void (*close)(struct blk *b);
 	int (*info)(struct blk *b, struct blk_info *info);
+	/* optional: recreates the image at path empty with the settings of `in` (blk_make_empty) */
+	int (*make_empty)(const char *path, const struct blk_info *in);
 	int (*change_backing)(struct blk *b, const char *file, const char *fmt);
 	uint32_t (*cluster_size)(const struct blk *b);
 	/* optional: persistent dirty bitmaps; the name and granularity are checked already */

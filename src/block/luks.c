@@ -225,6 +225,7 @@ static int drv_luks_create_image(const char *path, const struct blk_create_opts 
 
 static const struct blk_driver luks_driver = {
     .name = "luks",
+    .list_rank = 2,
     .no_zero_init = true,
     .probe = drv_luks_probe,
     .open = drv_luks_open,

@@ -260,8 +260,13 @@ bool qcow2_crypto_requested(const struct blk_encrypt_opts *e); /* any encrypt.* 
 int qcow2_crypto_create_check(const char *path, const struct blk_encrypt_opts *e);
 int qcow2_crypto_create(const char *path, const struct blk_encrypt_opts *e);
 
+/* blk_snapshot_list: qcow2_snapshot_list's table as the block layer's (qcow2_snapshot.c) */
+int qcow2_snapshot_list_blk(struct blk *b, struct blk_snapshot **list, int *count);
+
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);
+/* blk_make_empty: a new empty image with the settings `in` describes. */
+int qcow2_make_empty(const char *path, const struct blk_info *in);
 
 /* The feature name table QEMU writes into a v3 header (qcow2_create.c). */
 #define QCOW2_FEATURE_TABLE_BYTES (8 * 48)
