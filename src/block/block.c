@@ -787,6 +787,8 @@ static bool driver_can(const struct blk_driver *d, enum blk_cap cap)
 		return d->make_empty != NULL;
 	case BLK_CAP_SNAPSHOTS:
 		return d->snapshot_list != NULL;
+	case BLK_CAP_CHECK:
+		return d->check != NULL;
 	}
 	return false;
 }
@@ -962,4 +964,12 @@ int blk_snapshot_apply(struct blk *b, const char *name_or_id)
 int blk_snapshot_delete(struct blk *b, const char *name_or_id)
 {
 	return b->drv->snapshot_delete ? b->drv->snapshot_delete(b, name_or_id) : no_snapshots(b);
+}
+
+int blk_check(struct blk *b, unsigned fix, struct blk_check_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (!b->drv->check)
+		return kite_error("This image format does not support checks");
+	return b->drv->check(b, fix, r);
 }

@@ -209,6 +209,7 @@ enum blk_cap {
 	BLK_CAP_BACKING,    /* a new image may have a backing file */
 	BLK_CAP_MAKE_EMPTY, /* blk_make_empty (commit empties the committed image) */
 	BLK_CAP_SNAPSHOTS,  /* internal snapshots (blk_snapshot_*) */
+	BLK_CAP_CHECK,	    /* consistency checks (blk_check) */
 };
 bool blk_format_can(const char *fmt, enum blk_cap cap); /* false for an unknown format */
 bool blk_can(const struct blk *b, enum blk_cap cap);
@@ -269,6 +270,31 @@ int blk_get_info(struct blk *b, struct blk_info *info);
 /* Recreates the (closed) image at `path` empty, with the format and settings `in` (its
  * blk_get_info) describes: commit empties its top image so (BLK_CAP_MAKE_EMPTY). */
 int blk_make_empty(const char *path, const struct blk_info *in);
+
+/* ---- consistency checks (BLK_CAP_CHECK: kite img check) ---- */
+/* qemu-img check's counters (its JSON field names in comments). */
+struct blk_check_result {
+	uint64_t corruptions;	      /* "corruptions" */
+	uint64_t leaks;		      /* "leaks" */
+	uint64_t check_errors;	      /* "check-errors" */
+	uint64_t corruptions_fixed;   /* "corruptions-fixed" */
+	uint64_t leaks_fixed;	      /* "leaks-fixed" */
+	uint64_t image_end_offset;    /* "image-end-offset" */
+	uint64_t total_clusters;      /* "total-clusters" (virtual size in clusters) */
+	uint64_t allocated_clusters;  /* "allocated-clusters" */
+	uint64_t fragmented_clusters; /* "fragmented-clusters" */
+	uint64_t compressed_clusters; /* "compressed-clusters" */
+	/* Set when the damage found fails the check itself (vmdk, as QEMU: exit 1), worded
+	 * for "<image>: check failed: <failed>"; NULL otherwise. */
+	const char *failed;
+};
+#define BLK_CHECK_FIX_LEAKS  (1u << 0) /* -r leaks */
+#define BLK_CHECK_FIX_ERRORS (1u << 1) /* -r all (with BLK_CHECK_FIX_LEAKS) */
+/* Checks the image (opened with BLK_O_CHECK, read-write to repair with `fix` flags),
+ * printing one line per problem to stderr as qemu-img does. Returns 0 when the check ran
+ * (see the counters), -1 when it could not (the reason printed: qcow2 as qemu-img's
+ * "Check failed: <strerror>"). */
+int blk_check(struct blk *b, unsigned fix, struct blk_check_result *r);
 
 /* ---- persistent dirty bitmaps (kite img bitmap) ---- */
 enum blk_bitmap_op {

@@ -51,6 +51,8 @@ struct blk_driver {
 	int (*snapshot_create)(struct blk *b, const char *name);
 	int (*snapshot_apply)(struct blk *b, const char *name_or_id);
 	int (*snapshot_delete)(struct blk *b, const char *name_or_id);
+	/* optional: blk_check (BLK_CAP_CHECK) */
+	int (*check)(struct blk *b, unsigned fix, struct blk_check_result *r);
 	void (*close)(struct blk *b);
 	int (*info)(struct blk *b, struct blk_info *info);
 	/* optional: recreates the image at path empty with the settings of `in` (blk_make_empty) */

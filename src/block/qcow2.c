@@ -346,9 +346,10 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 		}
 		if (q->incompat & QCOW2_INCOMPAT_DIRTY) {
 			/* Lazy refcounts were not written back: rebuild them first. */
-			struct qcow2_check_result res;
+			struct blk_check_result res;
 			unsigned quiet = (b->flags & BLK_O_REPAIR_VERBOSE) ? 0 : QCOW2_CHECK_QUIET;
-			if (qcow2_check(b, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS | quiet, &res) < 0 ||
+			if (qcow2_check(b, BLK_CHECK_FIX_LEAKS | BLK_CHECK_FIX_ERRORS | quiet,
+					&res) < 0 ||
 			    res.check_errors || res.corruptions) {
 				kite_error("%s: the image is dirty and its refcounts could not be "
 					   "rebuilt",
@@ -564,6 +565,7 @@ static const struct blk_driver qcow2_driver = {
     .snapshot_create = qcow2_snapshot_create,
     .snapshot_apply = qcow2_snapshot_apply,
     .snapshot_delete = qcow2_snapshot_delete,
+    .check = qcow2_check_blk,
     .close = qcow2_close,
     .info = qcow2_info,
     .make_empty = qcow2_make_empty,

@@ -263,6 +263,10 @@ int qcow2_crypto_create(const char *path, const struct blk_encrypt_opts *e);
 /* blk_snapshot_list: qcow2_snapshot_list's table as the block layer's (qcow2_snapshot.c) */
 int qcow2_snapshot_list_blk(struct blk *b, struct blk_snapshot **list, int *count);
 
+/* blk_check: qcow2_check, a check that could not run reported as qemu-img does
+ * (qcow2_check.c) */
+int qcow2_check_blk(struct blk *b, unsigned fix, struct blk_check_result *res);
+
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);
 /* blk_make_empty: a new empty image with the settings `in` describes. */

@@ -74,13 +74,15 @@ static uint32_t vmdk_drv_cluster_size(const struct blk *b)
 	return vmdk_grain_size(b->opaque);
 }
 
-static const struct blk_driver vmdk_driver;
-
-int vmdk_blk_check(struct blk *b, uint64_t *corruptions)
+/* As QEMU: grains must lie inside the file, nothing to repair, and a bad grain fails the
+ * check itself. */
+static int vmdk_drv_check(struct blk *b, unsigned fix, struct blk_check_result *r)
 {
-	if (b->drv != &vmdk_driver)
-		return kite_error("%s: not a vmdk image", b->filename);
-	return vmdk_check(b->opaque, corruptions);
+	if (vmdk_check(b->opaque, &r->corruptions) < 0)
+		return -1;
+	if (r->corruptions)
+		r->failed = "a grain lies beyond the end of the file";
+	return 0;
 }
 
 static const struct blk_driver vmdk_driver = {
@@ -91,6 +93,7 @@ static const struct blk_driver vmdk_driver = {
     .block_status = vmdk_drv_block_status,
     .close = vmdk_drv_close,
     .info = vmdk_drv_info,
+    .check = vmdk_drv_check,
     .cluster_size = vmdk_drv_cluster_size,
 };
 BLK_DRIVER(vmdk_driver)
