@@ -12,6 +12,7 @@
 #ifndef KITE_BLOCK_BLOCK_H
 #define KITE_BLOCK_BLOCK_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -267,6 +268,9 @@ struct blk_info {
 };
 /* Fills *info (zeroed first; generic fields filled by the layer, the rest by the driver). */
 int blk_get_info(struct blk *b, struct blk_info *info);
+/* qemu-img info's "format-specific" object ({"type": <format>, "data": {...}}, the data
+ * the driver's) for the image whose blk_get_info is `in`; NULL when the format has none. */
+json_t *blk_info_specific(struct blk *b, const struct blk_info *in);
 /* Recreates the (closed) image at `path` empty, with the format and settings `in` (its
  * blk_get_info) describes: commit empties its top image so (BLK_CAP_MAKE_EMPTY). */
 int blk_make_empty(const char *path, const struct blk_info *in);

@@ -55,6 +55,8 @@ struct blk_driver {
 	int (*check)(struct blk *b, unsigned fix, struct blk_check_result *r);
 	void (*close)(struct blk *b);
 	int (*info)(struct blk *b, struct blk_info *info);
+	/* optional: the "data" of qemu-img info's format-specific object; NULL: none */
+	json_t *(*info_json)(struct blk *b, const struct blk_info *in);
 	/* optional: recreates the image at path empty with the settings of `in` (blk_make_empty) */
 	int (*make_empty)(const char *path, const struct blk_info *in);
 	int (*change_backing)(struct blk *b, const char *file, const char *fmt);
@@ -99,6 +101,10 @@ int blk_open_backing(struct blk *b, struct blk_open_ctx *ctx, const char *name, 
  * <why>"); returns -1. */
 int blk_bitmap_fail(const char *name, enum blk_bitmap_op op, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* An encrypted image's facts as qemu-img info prints them (QEMU's QCryptoBlockInfo);
+ * `with_format` for qcow2's "encrypt" (luks's own data has no format key). info_json.c */
+json_t *blk_crypto_info_json(const struct blk_crypto_info *c, bool with_format);
 
 /* Resolves `name` relative to the directory of `image_path` into a malloc'd string. */
 char *blk_resolve_relative(const char *image_path, const char *name);

@@ -223,6 +223,12 @@ static int drv_luks_create_image(const char *path, const struct blk_create_opts 
 	return r;
 }
 
+/* qemu-img info: the luks driver's own data is its QCryptoBlockInfo, without a format key */
+static json_t *drv_luks_info_json(struct blk *b, const struct blk_info *in)
+{
+	return in->crypto.format ? blk_crypto_info_json(&in->crypto, false) : NULL;
+}
+
 static const struct blk_driver luks_driver = {
     .name = "luks",
     .list_rank = 2,
@@ -236,6 +242,7 @@ static const struct blk_driver luks_driver = {
     .resize = drv_luks_resize,
     .close = drv_luks_close,
     .info = drv_luks_info,
+    .info_json = drv_luks_info_json,
 };
 
 BLK_DRIVER(luks_driver)

@@ -267,6 +267,9 @@ int qcow2_snapshot_list_blk(struct blk *b, struct blk_snapshot **list, int *coun
  * (qcow2_check.c) */
 int qcow2_check_blk(struct blk *b, unsigned fix, struct blk_check_result *res);
 
+/* qemu-img info's format-specific data (qcow2_info_json.c) */
+json_t *qcow2_info_json(struct blk *b, const struct blk_info *in);
+
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);
 /* blk_make_empty: a new empty image with the settings `in` describes. */
