@@ -789,6 +789,8 @@ static bool driver_can(const struct blk_driver *d, enum blk_cap cap)
 		return d->snapshot_list != NULL;
 	case BLK_CAP_CHECK:
 		return d->check != NULL;
+	case BLK_CAP_MEASURE:
+		return d->measure != NULL;
 	}
 	return false;
 }
@@ -972,4 +974,14 @@ int blk_check(struct blk *b, unsigned fix, struct blk_check_result *r)
 	if (!b->drv->check)
 		return kite_error("This image format does not support checks");
 	return b->drv->check(b, fix, r);
+}
+
+int blk_measure(const char *fmt, const struct blk_create_opts *c, struct blk *src, uint64_t size,
+		struct blk_measure *m)
+{
+	memset(m, 0, sizeof(*m));
+	const struct blk_driver *d = blk_find_driver(fmt);
+	if (!d || !d->measure)
+		return kite_error("measure: unsupported output format '%s'", fmt);
+	return d->measure(c, src, (size + 511) / 512 * 512, m);
 }

@@ -211,6 +211,7 @@ enum blk_cap {
 	BLK_CAP_MAKE_EMPTY, /* blk_make_empty (commit empties the committed image) */
 	BLK_CAP_SNAPSHOTS,  /* internal snapshots (blk_snapshot_*) */
 	BLK_CAP_CHECK,	    /* consistency checks (blk_check) */
+	BLK_CAP_MEASURE,    /* blk_measure as a target (kite img measure -O) */
 };
 bool blk_format_can(const char *fmt, enum blk_cap cap); /* false for an unknown format */
 bool blk_can(const struct blk *b, enum blk_cap cap);
@@ -225,6 +226,19 @@ uint64_t blk_format_round_size(const char *fmt, uint64_t size);
 
 /* Creates (truncates) `path` as format `fmt`. */
 int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts);
+
+/* ---- qemu-img measure (BLK_CAP_MEASURE) ---- */
+struct blk_measure {
+	uint64_t required;	  /* file size for the data present ("required size") */
+	uint64_t fully_allocated; /* file size with all of it allocated */
+	bool has_bitmaps;	  /* src's persistent bitmaps would be copied ("bitmaps size") */
+	uint64_t bitmaps;	  /* their size */
+};
+/* The file an image of format `fmt` created with `c` needs to hold src's data (src NULL:
+ * an empty image of `size` bytes; else `size` is blk_size(src)). The size is taken in
+ * whole sectors, as qemu-img does. */
+int blk_measure(const char *fmt, const struct blk_create_opts *c, struct blk *src, uint64_t size,
+		struct blk_measure *m);
 
 /* ---- facts for `kite img info` ---- */
 /* An encrypted image's "encrypt" facts (QEMU's QCryptoBlockInfo). */

@@ -51,6 +51,9 @@ struct blk_driver {
 	int (*snapshot_create)(struct blk *b, const char *name);
 	int (*snapshot_apply)(struct blk *b, const char *name_or_id);
 	int (*snapshot_delete)(struct blk *b, const char *name_or_id);
+	/* optional: blk_measure for this format as the target (size in whole sectors) */
+	int (*measure)(const struct blk_create_opts *c, struct blk *src, uint64_t size,
+		       struct blk_measure *m);
 	/* optional: blk_check (BLK_CAP_CHECK) */
 	int (*check)(struct blk *b, unsigned fix, struct blk_check_result *r);
 	void (*close)(struct blk *b);

@@ -569,6 +569,7 @@ static const struct blk_driver qcow2_driver = {
     .close = qcow2_close,
     .info = qcow2_info,
     .info_json = qcow2_info_json,
+    .measure = qcow2_measure,
     .make_empty = qcow2_make_empty,
     .change_backing = qcow2_change_backing,
     .cluster_size = qcow2_cluster_size,

@@ -270,6 +270,10 @@ int qcow2_check_blk(struct blk *b, unsigned fix, struct blk_check_result *res);
 /* qemu-img info's format-specific data (qcow2_info_json.c) */
 json_t *qcow2_info_json(struct blk *b, const struct blk_info *in);
 
+/* blk_measure for a qcow2 target (qcow2_measure.c) */
+int qcow2_measure(const struct blk_create_opts *c, struct blk *src, uint64_t size,
+		  struct blk_measure *m);
+
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);
 /* blk_make_empty: a new empty image with the settings `in` describes. */

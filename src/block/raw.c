@@ -265,6 +265,14 @@ static int raw_preallocate_grown(struct blk *b, uint64_t from, uint64_t to, enum
 	return raw_preallocate(b->fd, from, to, mode, b->filename);
 }
 
+/* qemu-img measure: a raw file's size is its virtual size */
+static int raw_measure(const struct blk_create_opts *c, struct blk *src, uint64_t size,
+		       struct blk_measure *m)
+{
+	m->required = m->fully_allocated = size;
+	return 0;
+}
+
 static const struct blk_driver raw_driver = {
     .name = "raw",
     .thread_safe = true,
@@ -282,6 +290,7 @@ static const struct blk_driver raw_driver = {
     .resize = raw_resize,
     .preallocate = raw_preallocate_grown,
     .close = raw_close,
+    .measure = raw_measure,
 };
 
 BLK_DRIVER(raw_driver)
