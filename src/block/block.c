@@ -791,6 +791,8 @@ static bool driver_can(const struct blk_driver *d, enum blk_cap cap)
 		return d->check != NULL;
 	case BLK_CAP_MEASURE:
 		return d->measure != NULL;
+	case BLK_CAP_AMEND:
+		return d->amend != NULL;
 	}
 	return false;
 }
@@ -984,4 +986,24 @@ int blk_measure(const char *fmt, const struct blk_create_opts *c, struct blk *sr
 	if (!d || !d->measure)
 		return kite_error("measure: unsupported output format '%s'", fmt);
 	return d->measure(c, src, (size + 511) / 512 * 512, m);
+}
+
+const struct blk_opt_desc *blk_amend_options(const char *fmt, size_t *n)
+{
+	const struct blk_driver *d = blk_find_driver(fmt);
+	*n = 0;
+	if (!d || !d->amend || !d->amend_opts)
+		return NULL;
+	while (d->amend_opts[*n].name)
+		(*n)++;
+	return d->amend_opts;
+}
+
+int blk_amend(struct blk *b, const struct blk_amend_opt *opts, size_t n, blk_progress_fn cb,
+	      void *ctx)
+{
+	if (!b->drv->amend)
+		return kite_error("Format driver '%s' does not support option amendment",
+				  b->drv->name);
+	return b->drv->amend(b, opts, n, cb, ctx);
 }

@@ -212,6 +212,7 @@ enum blk_cap {
 	BLK_CAP_SNAPSHOTS,  /* internal snapshots (blk_snapshot_*) */
 	BLK_CAP_CHECK,	    /* consistency checks (blk_check) */
 	BLK_CAP_MEASURE,    /* blk_measure as a target (kite img measure -O) */
+	BLK_CAP_AMEND,	    /* blk_amend (kite img amend) */
 };
 bool blk_format_can(const char *fmt, enum blk_cap cap); /* false for an unknown format */
 bool blk_can(const struct blk *b, enum blk_cap cap);
@@ -226,6 +227,31 @@ uint64_t blk_format_round_size(const char *fmt, uint64_t size);
 
 /* Creates (truncates) `path` as format `fmt`. */
 int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts);
+
+/* ---- qemu-img amend (BLK_CAP_AMEND) ---- */
+/* The types of QEMU's option parser (qemu-img -o help shows "str", "bool (on/off)"...). */
+enum blk_opt_type { BLK_OPT_STR, BLK_OPT_BOOL, BLK_OPT_NUM, BLK_OPT_SIZE };
+struct blk_opt_desc {
+	const char *name;
+	enum blk_opt_type type;
+	const char *help; /* NULL: a creation option, not amendable */
+};
+/* The options format `fmt` amends, in the order qemu-img -o help lists them, then its
+ * creation-only options (help NULL), *n of them in all; NULL when it cannot amend. */
+const struct blk_opt_desc *blk_amend_options(const char *fmt, size_t *n);
+/* One -o option, its value checked against its type: num holds a bool (0/1), a number or
+ * a size; val the text as given. */
+struct blk_amend_opt {
+	const char *name, *val;
+	uint64_t num;
+};
+/* Progress of a long operation: `done` of `total` (qemu-img -p). */
+typedef void (*blk_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+/* Changes b (open read-write) as qemu-img amend does with these options, taken in order
+ * (the last of a name wins). Every refusal qemu-img makes is made before anything is
+ * written, with qemu-img's message. */
+int blk_amend(struct blk *b, const struct blk_amend_opt *opts, size_t n, blk_progress_fn cb,
+	      void *ctx);
 
 /* ---- qemu-img measure (BLK_CAP_MEASURE) ---- */
 struct blk_measure {

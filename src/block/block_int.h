@@ -54,6 +54,10 @@ struct blk_driver {
 	/* optional: blk_measure for this format as the target (size in whole sectors) */
 	int (*measure)(const struct blk_create_opts *c, struct blk *src, uint64_t size,
 		       struct blk_measure *m);
+	/* optional: blk_amend (BLK_CAP_AMEND), with its options' list (ends at a NULL name) */
+	const struct blk_opt_desc *amend_opts;
+	int (*amend)(struct blk *b, const struct blk_amend_opt *opts, size_t n, blk_progress_fn cb,
+		     void *ctx);
 	/* optional: blk_check (BLK_CAP_CHECK) */
 	int (*check)(struct blk *b, unsigned fix, struct blk_check_result *r);
 	void (*close)(struct blk *b);

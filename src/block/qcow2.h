@@ -55,7 +55,7 @@ struct qcow2_amend_opts {
 	bool encrypt; /* an encrypt.* option was given (refused: kite opens no encrypted image) */
 };
 /* Progress of a long amend step: `done` of `total` (for qemu-img amend -p). */
-typedef void (*qcow2_amend_progress)(void *ctx, uint64_t done, uint64_t total);
+typedef blk_progress_fn qcow2_amend_progress;
 /* Changes the image (open read-write) as qemu-img 7.2's amend does: upgrade to v3, new
  * refcount width, lazy refcounts, virtual size, downgrade to v2 (zero clusters expanded).
  * Every refusal qemu-img makes is made before anything is written, with qemu-img's message;

@@ -274,6 +274,11 @@ json_t *qcow2_info_json(struct blk *b, const struct blk_info *in);
 int qcow2_measure(const struct blk_create_opts *c, struct blk *src, uint64_t size,
 		  struct blk_measure *m);
 
+/* blk_amend: the options (qcow2_amend_opts.c) */
+extern const struct blk_opt_desc qcow2_amend_opts[];
+int qcow2_amend_blk(struct blk *b, const struct blk_amend_opt *opts, size_t n, blk_progress_fn cb,
+		    void *ctx);
+
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);
 /* blk_make_empty: a new empty image with the settings `in` describes. */
