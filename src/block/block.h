@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/uio.h>
 
 struct blk;
@@ -188,6 +189,27 @@ struct blk_create_opts {
 	bool extent_size_hint_set;
 	struct blk_encrypt_opts encrypt;
 };
+
+/* A format's creation options (-o), as qemu-img create takes, lists and echoes them. */
+struct blk_create_desc {
+	const char *const *keys; /* the -o keys it takes besides its encryption's; NULL ends */
+	const char *const *help; /* the lines `-o help` lists; NULL ends */
+	/* the encryption options' names start with this ("encrypt." for qcow2's
+	 * encrypt.key-secret..., the choice in encrypt.format); "": the format is the
+	 * encryption (luks); NULL: it takes none */
+	const char *encrypt_prefix;
+	/* its options in qemu-img's "Formatting ..." line: " size=... ..." */
+	void (*print)(FILE *f, const struct blk_create_opts *c, bool prealloc_given);
+};
+/* The creation options of `fmt`; a format without its own (or unknown) takes size,
+ * preallocation and extent_size_hint, as raw. */
+const struct blk_create_desc *blk_create_desc(const char *fmt);
+/* The encryption options' names, after a format's encrypt_prefix, in the order of
+ * struct blk_encrypt_opts: "key-secret", "cipher-alg", ..., "iter-time"; NULL ends. */
+extern const char *const blk_encrypt_keys[];
+/* Prints qemu-img's "Formatting '<path>', fmt=<fmt> <options>" line for a new image. */
+void blk_create_print(FILE *f, const char *path, const char *fmt, const struct blk_create_opts *c,
+		      bool prealloc_given);
 
 /* Parses "off", "metadata", "falloc", "full". Returns -1 (printing nothing) if unknown. */
 int blk_parse_prealloc(const char *s, enum blk_prealloc *out);

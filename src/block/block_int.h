@@ -23,6 +23,7 @@ struct blk_driver {
 	/* b->fd, b->filename, b->flags are set; fill b->size and b->opaque. */
 	int (*open)(struct blk *b, struct blk_open_ctx *ctx);
 	int (*create)(const char *path, const struct blk_create_opts *opts);
+	const struct blk_create_desc *create_desc; /* its -o options; NULL: raw's */
 	int (*read)(struct blk *b, void *buf, size_t len, uint64_t off);
 	int (*write)(struct blk *b, const void *buf, size_t len, uint64_t off);
 	/* optional, thread-safe drivers only: blk_preadv's / blk_pwritev's buffers in one go */
@@ -112,6 +113,15 @@ int blk_bitmap_fail(const char *name, enum blk_bitmap_op op, const char *fmt, ..
 /* An encrypted image's facts as qemu-img info prints them (QEMU's QCryptoBlockInfo);
  * `with_format` for qcow2's "encrypt" (luks's own data has no format key). info_json.c */
 json_t *blk_crypto_info_json(const struct blk_crypto_info *c, bool with_format);
+
+/* For a driver's blk_create_desc.print (create_opts.c): a preallocation mode's name, and
+ * the encryption options given, in QEMU's order, named `pre` + blk_encrypt_keys[i]
+ * (with_format: <pre>format= first). */
+const char *blk_prealloc_name(enum blk_prealloc p);
+/* raw's options (the default's, but -o help leaves preallocation to the file layer) */
+extern const struct blk_create_desc blk_raw_create_desc;
+void blk_print_encrypt(FILE *f, const struct blk_encrypt_opts *e, const char *pre,
+		       bool with_format);
 
 /* Resolves `name` relative to the directory of `image_path` into a malloc'd string. */
 char *blk_resolve_relative(const char *image_path, const char *name);

@@ -549,6 +549,7 @@ static const struct blk_driver qcow2_driver = {
     .probe = qcow2_probe,
     .open = qcow2_open,
     .create = qcow2_create,
+    .create_desc = &qcow2_create_desc,
     .read = qcow2_read,
     .write = qcow2_write_tracked,
     .write_compressed = qcow2_write_compressed_tracked,

@@ -279,6 +279,9 @@ extern const struct blk_opt_desc qcow2_amend_opts[];
 int qcow2_amend_blk(struct blk *b, const struct blk_amend_opt *opts, size_t n, blk_progress_fn cb,
 		    void *ctx);
 
+/* its -o options (qcow2_create_opts.c) */
+extern const struct blk_create_desc qcow2_create_desc;
+
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);
 /* blk_make_empty: a new empty image with the settings `in` describes. */

@@ -279,6 +279,7 @@ static const struct blk_driver raw_driver = {
     .probe = raw_probe,
     .open = raw_open,
     .create = raw_create,
+    .create_desc = &blk_raw_create_desc,
     .read = raw_read,
     .write = raw_write,
     .readv = raw_readv,
