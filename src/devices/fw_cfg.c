@@ -255,3 +255,39 @@ static void fw_cfg_dma_write(void *opaque, uint64_t off, const uint8_t *data, un
 }
 
 const struct io_ops fw_cfg_dma_ops = {.read = fw_cfg_dma_read, .write = fw_cfg_dma_write};
+
+/* ---- state (util/state.h) ---- */
+
+static int fw_cfg_save(void *dev, struct state_buf *out)
+{
+	struct fw_cfg *f = dev;
+	struct state_writer w;
+	pthread_mutex_lock(&f->lock);
+	state_begin(&w, out, "fw_cfg", 1);
+	state_put_u16(&w, "selected", f->selected);
+	state_put_u32(&w, "offset", f->offset);
+	state_put_u32(&w, "dma_high", f->dma_high);
+	state_end(&w);
+	pthread_mutex_unlock(&f->lock);
+	return state_buf_check(out);
+}
+
+/* Any values are safe: reads past an item's end, or of a key with no item, give zeros. */
+static int fw_cfg_load(void *dev, const struct state_reader *rd)
+{
+	struct fw_cfg *f = dev;
+	uint16_t selected;
+	uint32_t offset, dma_high;
+	if (state_get_u16(rd, "selected", &selected) < 0 ||
+	    state_get_u32(rd, "offset", &offset) < 0 ||
+	    state_get_u32(rd, "dma_high", &dma_high) < 0)
+		return -1;
+	pthread_mutex_lock(&f->lock);
+	f->selected = selected;
+	f->offset = offset;
+	f->dma_high = dma_high;
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+const struct state_ops fw_cfg_state_ops = {"fw_cfg", 1, fw_cfg_save, fw_cfg_load};

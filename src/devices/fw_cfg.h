@@ -19,6 +19,7 @@
 #ifndef KITE_DEVICES_FW_CFG_H
 #define KITE_DEVICES_FW_CFG_H
 
+#include "util/state.h"
 #include "vmm/iobus.h"
 #include "vmm/memory.h"
 
@@ -57,6 +58,9 @@ struct fw_cfg {
 };
 
 extern const struct io_ops fw_cfg_ops;
+/* The guest's place in the items (selector, offset, DMA address half); the items themselves
+ * are the machine's, rebuilt from its definition. */
+extern const struct state_ops fw_cfg_state_ops;
 extern const struct io_ops fw_cfg_dma_ops; /* at FW_CFG_DMA_PORT, after fw_cfg_enable_dma */
 
 /* An empty device: the signature and feature items only. Returns 0 or -1 (reported). */

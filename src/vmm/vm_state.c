@@ -92,6 +92,7 @@ static const struct {
     {&i8042_state_ops, offsetof(struct vm, i8042)},
     {&rtc_state_ops, offsetof(struct vm, rtc)},
     {&acpi_pm_state_ops, offsetof(struct vm, pm)},
+    {&fw_cfg_state_ops, offsetof(struct vm, fw_cfg)},
 };
 
 #define NPLATFORM (sizeof(platform) / sizeof(platform[0]))

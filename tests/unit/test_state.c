@@ -4,6 +4,7 @@
  * read past its end (the ASan build runs these too). */
 #include "unit.h"
 #include "devices/acpi_pm.h"
+#include "devices/fw_cfg.h"
 #include "devices/i8042.h"
 #include "devices/pci.h"
 #include "devices/rtc.h"
@@ -394,6 +395,26 @@ static void pci_config_round_trip(void **state)
 	pci_bus_destroy(&bc);
 }
 
+/* A guest half way through an item reads on from the same byte after a load. */
+static void fw_cfg_round_trip(void **state)
+{
+	struct fw_cfg a, b;
+	assert_int_equal(fw_cfg_init(&a), 0);
+	assert_int_equal(fw_cfg_init(&b), 0);
+	assert_int_equal(fw_cfg_add_file(&a, "etc/x", "0123456789", 10), 0);
+	assert_int_equal(fw_cfg_add_file(&b, "etc/x", "0123456789", 10), 0);
+	uint8_t key[2] = {FW_CFG_FILE_FIRST & 0xff, FW_CFG_FILE_FIRST >> 8};
+	fw_cfg_ops.write(&a, 0, key, 2);
+	uint8_t c;
+	for (int i = 0; i < 4; i++)
+		fw_cfg_ops.read(&a, 1, &c, 1);
+	round_trip(&fw_cfg_state_ops, &a, &b);
+	fw_cfg_ops.read(&b, 1, &c, 1);
+	assert_int_equal(c, '4');
+	fw_cfg_destroy(&a);
+	fw_cfg_destroy(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -407,6 +428,7 @@ int main(void)
 	    cmocka_unit_test(i8042_round_trip),
 	    cmocka_unit_test(rtc_round_trip),
 	    cmocka_unit_test(acpi_pm_round_trip),
+	    cmocka_unit_test(fw_cfg_round_trip),
 	    cmocka_unit_test(pci_config_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
