@@ -129,6 +129,7 @@ struct blk_map {
 	uint64_t host_off;
 	int depth;
 	struct blk *layer;
+	const char *file; /* the file holding the data: layer's, or its external data file */
 };
 int blk_map_status(struct blk *b, uint64_t off, uint64_t len, struct blk_map *m);
 
@@ -222,6 +223,9 @@ struct blk_info {
 	bool extended_l2;
 	int refcount_bits;
 	char compression_type[8]; /* "zlib" or "zstd" */
+	bool has_data_file;	  /* an external data file: its name as stored, raw or not */
+	char data_file[4096];
+	bool data_file_raw;
 	int nb_snapshots;
 	/* vmdk */
 	uint32_t vmdk_cid, vmdk_parent_cid;

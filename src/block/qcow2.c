@@ -44,6 +44,35 @@ static int report_unsupported(struct qcow2 *q, const char *fn, uint64_t mask)
 	return kite_error("Could not open '%s': Unsupported qcow2 feature(s): %s", fn, list);
 }
 
+static int set_data_file_name(struct qcow2 *q, const uint8_t *data, uint32_t len)
+{
+	free(q->data_file_name);
+	q->data_file_name = malloc(len + 1);
+	if (!q->data_file_name)
+		return kite_error("out of memory");
+	memcpy(q->data_file_name, data, len);
+	q->data_file_name[len] = 0;
+	return 0;
+}
+
+/* QEMU's rules: the incompatible bit needs a name; without the bit a name is ignored and
+ * the raw bit refused. */
+static int check_data_file(struct qcow2 *q, const char *fn)
+{
+	if (!qcow2_has_data_file(q)) {
+		free(q->data_file_name);
+		q->data_file_name = NULL;
+		if (q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW)
+			return kite_error("Could not open '%s': data-file-raw requires a data file",
+					  fn);
+		return 0;
+	}
+	if (!q->data_file_name || !q->data_file_name[0])
+		return kite_error("Could not open '%s': 'data-file' is required for this image",
+				  fn);
+	return 0;
+}
+
 static int parse_extensions(struct blk *b, const uint8_t *hdr, uint64_t end)
 {
 	struct qcow2 *q = Q(b);
@@ -63,10 +92,10 @@ static int parse_extensions(struct blk *b, const uint8_t *hdr, uint64_t end)
 				return kite_error("%s: backing format name too long", b->filename);
 			memcpy(q->backing_fmt, data, len);
 			q->backing_fmt[len] = 0;
-		} else if (type == QCOW2_EXT_DATA_FILE) {
-			return kite_error("%s: images with an external data file are not supported",
-					  b->filename);
 		} else {
+			/* kept as an extension too, so that header rewrites keep it */
+			if (type == QCOW2_EXT_DATA_FILE && set_data_file_name(q, data, len) < 0)
+				return -1;
 			if (type == QCOW2_EXT_CRYPTO && qcow2_crypto_ext(b, data, len) < 0)
 				return -1;
 			if (type == QCOW2_EXT_FEATURES) {
@@ -156,8 +185,8 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 	uint64_t unknown = q->incompat & ~QCOW2_INCOMPAT_KNOWN;
 	if (unknown)
 		return report_unsupported(q, fn, unknown);
-	if (q->incompat & QCOW2_INCOMPAT_DATA_FILE)
-		return kite_error("%s: images with an external data file are not supported", fn);
+	if (check_data_file(q, fn) < 0)
+		return -1;
 	/* QEMU's words: scripts match them */
 	if (q->compression_type > 1)
 		return kite_error("Could not open '%s': qcow2: unknown compression type: %u", fn,
@@ -271,6 +300,7 @@ static void qcow2_close(struct blk *b)
 	free(q->feature_names);
 	free(q->hdr_tail);
 	free(q->backing_file);
+	free(q->data_file_name);
 	free(q->pending_free);
 	free(q->l1);
 	free(q->rt);
@@ -291,6 +321,8 @@ int qcow2_drop_autoclear(struct blk *b)
 		if (q->exts[i].type == QCOW2_EXT_BITMAPS)
 			bm = i;
 	uint64_t keep = q->version == 3 ? q->autoclear & QCOW2_AUTOCLEAR_BITMAPS : 0;
+	if (qcow2_has_data_file(q)) /* kite keeps the data file raw: guest offset == host */
+		keep |= q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW;
 	bool stale = bm >= 0 && !keep;
 	if (q->autoclear == keep && !stale)
 		return 0;
@@ -336,6 +368,10 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 	mcache_init(&q->l2c, true, q->cluster_size);
 	mcache_init(&q->rbc, false, q->cluster_size);
 	if (qcow2_read_snapshots(b) < 0)
+		goto out;
+	/* before anything is written; as qemu-img info, a metadata-only open does without */
+	if (q->data_file_name && !(b->flags & BLK_O_NO_IO) &&
+	    blk_open_data_file(b, ctx, q->data_file_name) < 0)
 		goto out;
 	if ((b->flags & BLK_O_RDWR) && !(b->flags & BLK_O_CHECK)) {
 		if (q->incompat & QCOW2_INCOMPAT_CORRUPT) {
@@ -500,6 +536,10 @@ static int qcow2_info(struct blk *b, struct blk_info *info)
 	snprintf(info->compression_type, sizeof(info->compression_type), "%s",
 		 q->compression_type ? "zstd" : "zlib");
 	info->nb_snapshots = (int)q->nb_snapshots;
+	info->has_data_file = q->data_file_name != NULL;
+	if (q->data_file_name)
+		snprintf(info->data_file, sizeof(info->data_file), "%s", q->data_file_name);
+	info->data_file_raw = (q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) != 0;
 	qcow2_crypto_info(b, info);
 	return 0;
 }

@@ -172,6 +172,11 @@ int qcow2_read(struct blk *b, void *buf, size_t len, uint64_t off)
 			memset(p, 0, n);
 			break;
 		case QC_COMPRESSED:
+			if (b->data_file)
+				return kite_error(
+				    "%s: corrupt image: compressed cluster entry in an "
+				    "image with an external data file",
+				    b->filename);
 			if (qcow2_read_compressed(b, x.entry, q->cz_buf ? q->cz_buf : NULL) < 0)
 				return -1;
 			memcpy(p, q->cz_buf + off % q->cluster_size, n);
@@ -189,6 +194,9 @@ int qcow2_flush_all(struct blk *b)
 	struct qcow2 *q = Q(b);
 	if (!(b->flags & BLK_O_RDWR))
 		return 0;
+	/* data clusters on disk before the L2 entries that point at them */
+	if (b->data_file && blk_sync(b->data_file) < 0)
+		return -1;
 	if (qcow2_sync_refcounts(b) < 0 || mcache_flush(b, &q->l2c) < 0)
 		return -1;
 	if (blk_sync(b) < 0)
@@ -268,6 +276,8 @@ int qcow2_get_l2(struct blk *b, uint64_t l1i, bool alloc, uint8_t **l2)
 static int release_entry(struct blk *b, uint64_t e)
 {
 	struct qcow2 *q = Q(b);
+	if (qcow2_has_data_file(q))
+		return 0; /* data file clusters are outside the refcounts */
 	if (e & OFLAG_COMPRESSED) {
 		uint64_t coff, clen;
 		if (qcow2_compressed_range(q, e, &coff, &clen) < 0)
@@ -325,15 +335,18 @@ static int write_slice(struct blk *b, const uint8_t *buf, uint64_t len, uint64_t
 			if ((e & L2E_OFFSET_MASK) & (cs - 1))
 				return kite_error("%s: corrupt image: misaligned L2 entry 0x%llx",
 						  b->filename, (unsigned long long)e);
-			if (qcow2_check_overlap(b, host, wlen, "data write") < 0 ||
+			if ((!b->data_file &&
+			     qcow2_check_overlap(b, host, wlen, "data write") < 0) ||
 			    qcow2_data_pwrite(b, buf, wlen, host, off) < 0)
 				return -1;
 		} else {
-			int64_t h = qcow2_alloc_clusters(b, n);
+			/* as QEMU: a data file cluster sits at its guest offset */
+			int64_t h = b->data_file ? (int64_t)cstart : qcow2_alloc_clusters(b, n);
 			if (h < 0)
 				return -1;
 			uint64_t host = (uint64_t)h;
-			if (qcow2_check_overlap(b, host, n * cs, "new data cluster") < 0)
+			if (!b->data_file &&
+			    qcow2_check_overlap(b, host, n * cs, "new data cluster") < 0)
 				return -1;
 			/* The L2 table may have been evicted by metadata allocation. */
 			l2 = mcache_get(b, &q->l2c, l2off, true);
@@ -447,11 +460,15 @@ static int looks_metadata_preallocated(struct blk *b)
 static int file_zero_status(struct blk *b, uint64_t host, uint64_t *pnum, unsigned *flags)
 {
 	struct qcow2 *q = Q(b);
-	if (host >= q->file_end) {
+	uint64_t end = q->file_end;
+	if (b->data_file && blk_file_size(b->data_file->fd, &end, b->data_file->filename) < 0)
+		return -1;
+	int fd = qcow2_data_fd(b);
+	if (host >= end) {
 		*flags |= BLK_STATUS_ZERO;
 		return 0;
 	}
-	off_t data = lseek(b->fd, (off_t)host, SEEK_DATA);
+	off_t data = lseek(fd, (off_t)host, SEEK_DATA);
 	if (data < 0 && errno != ENXIO)
 		return 0; /* no SEEK_DATA: all data */
 	if (data < 0 || (uint64_t)data > host) {
@@ -461,7 +478,7 @@ static int file_zero_status(struct blk *b, uint64_t host, uint64_t *pnum, unsign
 			*pnum = hole_end - host;
 		return 0;
 	}
-	off_t hole = lseek(b->fd, (off_t)host, SEEK_HOLE);
+	off_t hole = lseek(fd, (off_t)host, SEEK_HOLE);
 	if (hole > (off_t)host && (uint64_t)hole - host < *pnum)
 		*pnum = (uint64_t)hole - host;
 	return 0;
@@ -511,6 +528,29 @@ int qcow2_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum
 	return 0;
 }
 
+/* A raw external data file must keep reading as the guest disk: a cluster made zero keeps
+ * its mapping (flagged zero) and its bytes in the data file become zeros, as QEMU does.
+ * Returns 1 when it did so, 0 when the caller clears the entry. */
+static int keep_raw_mapping(struct blk *b, uint8_t *l2, uint64_t i, uint64_t e)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t host = e & L2E_OFFSET_MASK, cs = q->cluster_size;
+	if (!b->data_file || !(q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) || !host ||
+	    (e & OFLAG_COMPRESSED))
+		return 0;
+	uint64_t dsize = blk_size(b->data_file);
+	if (host < dsize) {
+		uint64_t n = dsize - host < cs ? dsize - host : cs;
+		if (blk_write_zeroes(b->data_file, host, n, 0) < 0)
+			return -1;
+	}
+	if (q->extended_l2)
+		qcow2_l2_set(q, l2, i, host | OFLAG_COPIED, 0xffffffffull << 32);
+	else
+		qcow2_l2_set(q, l2, i, host | OFLAG_ZERO | OFLAG_COPIED, 0);
+	return 1;
+}
+
 /* Makes whole clusters [off, off+len) read as zeros (v3: zero flag) or unallocated
  * (`unalloc`, or v2 without backing file), releasing their host clusters. Without an L2
  * table a cluster already reads as zeros unless a backing file shows through; `tables`
@@ -535,6 +575,11 @@ static int clear_clusters(struct blk *b, uint64_t off, uint64_t len, bool unallo
 			uint64_t e = qcow2_l2_get(q, l2, i, NULL);
 			if (release_entry(b, e) < 0)
 				return -1;
+			int kept = unalloc ? 0 : keep_raw_mapping(b, l2, i, e);
+			if (kept < 0)
+				return -1;
+			if (kept)
+				continue;
 			if (unalloc)
 				qcow2_l2_set(q, l2, i, 0, 0);
 			else if (q->extended_l2)
