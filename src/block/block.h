@@ -169,6 +169,10 @@ struct blk_create_opts {
 	uint64_t extent_size_hint;
 	bool extent_size_hint_set;
 	struct blk_encrypt_opts encrypt;
+	/* qcow2: an external data file (created raw at this name, stored as given) that
+	 * holds the data clusters; data_file_raw keeps it a valid raw image of the disk */
+	const char *data_file;
+	bool data_file_raw, data_file_raw_set; /* set: given on the command line */
 };
 
 /* Parses "off", "metadata", "falloc", "full". Returns -1 (printing nothing) if unknown. */

@@ -22,7 +22,7 @@ static enum chk_ctype cluster_type(const struct qcow2 *q, uint64_t e)
 		return CT_COMPRESSED;
 	if ((e & OFLAG_ZERO) && !q->extended_l2)
 		return (e & L2E_OFFSET_MASK) ? CT_ZERO_ALLOC : CT_ZERO_PLAIN;
-	return (e & L2E_OFFSET_MASK) ? CT_NORMAL : CT_UNALLOC;
+	return qcow2_entry_has_host(q, e) ? CT_NORMAL : CT_UNALLOC;
 }
 
 static uint64_t compressed_offset_mask(const struct qcow2 *q)

@@ -34,7 +34,7 @@ enum qcow2_ctype qcow2_entry_type(const struct qcow2 *q, uint64_t e)
 	uint64_t off = e & L2E_OFFSET_MASK;
 	if ((e & OFLAG_ZERO) && q->version >= 3 && !q->extended_l2)
 		return off ? QC_ZERO_ALLOC : QC_ZERO_PLAIN;
-	return off ? QC_NORMAL : QC_UNALLOC;
+	return qcow2_entry_has_host(q, e) ? QC_NORMAL : QC_UNALLOC;
 }
 
 /* Type of subcluster `sc` of an entry (the whole cluster without extended L2). */
@@ -46,7 +46,7 @@ static int sub_type(struct blk *b, uint64_t e, uint64_t bitmap, unsigned sc, enu
 		return 0;
 	}
 	bool alloc = (bitmap >> sc) & 1, zero = (bitmap >> (32 + sc)) & 1;
-	uint64_t off = e & L2E_OFFSET_MASK;
+	bool off = qcow2_entry_has_host(q, e);
 	if (alloc && zero)
 		return kite_error("%s: corrupt image: subcluster both allocated and zero",
 				  b->filename);
@@ -528,15 +528,14 @@ int qcow2_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum
 	return 0;
 }
 
-/* A raw external data file must keep reading as the guest disk: a cluster made zero keeps
- * its mapping (flagged zero) and its bytes in the data file become zeros, as QEMU does.
- * Returns 1 when it did so, 0 when the caller clears the entry. */
-static int keep_raw_mapping(struct blk *b, uint8_t *l2, uint64_t i, uint64_t e)
+/* A raw external data file must keep reading as the guest disk: the bytes of a cluster
+ * made zero become zeros there too, as QEMU does. */
+static int zero_raw_data(struct blk *b, uint64_t e)
 {
 	struct qcow2 *q = Q(b);
 	uint64_t host = e & L2E_OFFSET_MASK, cs = q->cluster_size;
-	if (!b->data_file || !(q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) || !host ||
-	    (e & OFLAG_COMPRESSED))
+	if (!b->data_file || !(q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) ||
+	    !qcow2_entry_has_host(q, e) || (e & OFLAG_COMPRESSED))
 		return 0;
 	uint64_t dsize = blk_size(b->data_file);
 	if (host < dsize) {
@@ -544,11 +543,7 @@ static int keep_raw_mapping(struct blk *b, uint8_t *l2, uint64_t i, uint64_t e)
 		if (blk_write_zeroes(b->data_file, host, n, 0) < 0)
 			return -1;
 	}
-	if (q->extended_l2)
-		qcow2_l2_set(q, l2, i, host | OFLAG_COPIED, 0xffffffffull << 32);
-	else
-		qcow2_l2_set(q, l2, i, host | OFLAG_ZERO | OFLAG_COPIED, 0);
-	return 1;
+	return 0;
 }
 
 /* Makes whole clusters [off, off+len) read as zeros (v3: zero flag) or unallocated
@@ -575,11 +570,8 @@ static int clear_clusters(struct blk *b, uint64_t off, uint64_t len, bool unallo
 			uint64_t e = qcow2_l2_get(q, l2, i, NULL);
 			if (release_entry(b, e) < 0)
 				return -1;
-			int kept = unalloc ? 0 : keep_raw_mapping(b, l2, i, e);
-			if (kept < 0)
+			if (!unalloc && zero_raw_data(b, e) < 0)
 				return -1;
-			if (kept)
-				continue;
 			if (unalloc)
 				qcow2_l2_set(q, l2, i, 0, 0);
 			else if (q->extended_l2)
@@ -796,7 +788,7 @@ int qcow2_resize(struct blk *b, uint64_t size, bool shrink)
 static bool unallocated(const struct qcow2 *q, const uint8_t *l2, uint64_t k)
 {
 	uint64_t e = qcow2_l2_get(q, l2, k, NULL);
-	return qcow2_entry_type(q, e) != QC_COMPRESSED && !(e & L2E_OFFSET_MASK);
+	return qcow2_entry_type(q, e) != QC_COMPRESSED && !qcow2_entry_has_host(q, e);
 }
 
 /* Gives every cluster of [from, to) that has no host cluster one, in runs of contiguous
@@ -821,11 +813,12 @@ int qcow2_preallocate(struct blk *b, uint64_t from, uint64_t to, enum blk_preall
 			continue;
 		}
 		uint64_t l2off = q->l1[l1i] & L1E_OFFSET_MASK;
-		int64_t h = qcow2_alloc_clusters(b, run);
+		/* a data file cluster sits at its guest offset */
+		int64_t h = b->data_file ? (int64_t)(c * cs) : qcow2_alloc_clusters(b, run);
 		if (h < 0)
 			return -1;
-		if (raw_preallocate(b->fd, (uint64_t)h, (uint64_t)h + run * cs, mode, b->filename) <
-		    0)
+		if (raw_preallocate(qcow2_data_fd(b), (uint64_t)h, (uint64_t)h + run * cs, mode,
+				    qcow2_data_name(b)) < 0)
 			return -1;
 		l2 = mcache_get(b, &q->l2c, l2off, true); /* the allocation may have evicted it */
 		if (!l2)

@@ -178,6 +178,14 @@ static inline bool qcow2_has_data_file(const struct qcow2 *q)
 	return (q->incompat & QCOW2_INCOMPAT_DATA_FILE) != 0;
 }
 
+/* Whether a (not compressed) L2 entry has a host cluster. Offset 0 means none, except in
+ * a data file, where it is a valid offset told apart by COPIED (its clusters always have
+ * one user), as QEMU reads it. */
+static inline bool qcow2_entry_has_host(const struct qcow2 *q, uint64_t e)
+{
+	return (e & L2E_OFFSET_MASK) || (qcow2_has_data_file(q) && (e & OFLAG_COPIED));
+}
+
 /* qcow2_overlap.c */
 int qcow2_check_overlap(struct blk *b, uint64_t off, uint64_t len, const char *what);
 /* The same for a write into an L2 table (check's repairs): L2 tables may be hit, nothing

@@ -131,20 +131,11 @@ static bool key_allowed(const char *fmt, const char *key)
 {
 	static const char *const raw[] = {"size", "preallocation", "extent_size_hint", NULL};
 	static const char *const luks[] = {"size", "preallocation", "extent_size_hint", NULL};
-	static const char *const qcow2[] = {"size",
-					    "cluster_size",
-					    "preallocation",
-					    "compat",
-					    "lazy_refcounts",
-					    "refcount_bits",
-					    "compression_type",
-					    "backing_file",
-					    "backing_fmt",
-					    "extended_l2",
-					    "extent_size_hint",
-					    "encrypt.format",
-					    "encryption",
-					    NULL};
+	static const char *const qcow2[] = {
+	    "size",	      "cluster_size",	"preallocation",    "compat",
+	    "lazy_refcounts", "refcount_bits",	"compression_type", "backing_file",
+	    "backing_fmt",    "extended_l2",	"extent_size_hint", "data_file",
+	    "data_file_raw",  "encrypt.format", "encryption",	    NULL};
 	bool is_qcow2 = !strcmp(fmt, "qcow2"), is_luks = !strcmp(fmt, "luks");
 	const char *crypto_key = is_qcow2 && !strncmp(key, "encrypt.", 8) ? key + 8
 				 : is_luks				  ? key
@@ -188,6 +179,8 @@ bool img_opts_help(struct img_opts *o, const char *fmt)
 	    "cluster_size=<size>    - qcow2 cluster size",
 	    "compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])",
 	    "compression_type=<str> - Compression method used for image cluster compression",
+	    "data_file=<str>        - File name of an external data file",
+	    "data_file_raw=<bool (on/off)> - The external data file must stay valid as a raw image",
 	    "encrypt.cipher-alg=<str> - Name of encryption cipher algorithm",
 	    "encrypt.cipher-mode=<str> - Name of encryption cipher mode",
 	    "encrypt.format=<str>   - Encrypt the image, format choices: 'aes', 'luks'",
@@ -321,6 +314,13 @@ int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts 
 		c->backing_file = v;
 	if ((v = img_opts_get(o, "backing_fmt")))
 		c->backing_fmt = v;
+	if ((v = img_opts_get(o, "data_file")))
+		c->data_file = v;
+	if ((v = img_opts_get(o, "data_file_raw"))) {
+		if (parse_bool("data_file_raw", v, &c->data_file_raw))
+			return -1;
+		c->data_file_raw_set = true;
+	}
 	if (c->extended_l2 && c->cluster_size && c->cluster_size < 16384)
 		return kite_error("Extended L2 entries are only supported with cluster sizes of at "
 				  "least 16384 bytes");
@@ -381,6 +381,10 @@ void img_print_formatting(const char *path, const char *fmt, const struct blk_cr
 			printf(" backing_file=%s", c->backing_file);
 		if (c->backing_fmt)
 			printf(" backing_fmt=%s", c->backing_fmt);
+		if (c->data_file)
+			printf(" data_file=%s", c->data_file);
+		if (c->data_file_raw_set)
+			printf(" data_file_raw=%s", c->data_file_raw ? "on" : "off");
 		printf(" lazy_refcounts=%s refcount_bits=%d", c->lazy_refcounts ? "on" : "off",
 		       c->refcount_bits ? c->refcount_bits : 16);
 	} else {
