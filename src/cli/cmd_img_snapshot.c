@@ -129,8 +129,7 @@ int img_snapshot(int argc, char **argv)
 		}
 		json_decref(list);
 	} else if (action == 'c') {
-		if (qcow2_snapshot_create(b, name) < 0)
-			r = kite_error("could not create snapshot '%s'", name);
+		r = qcow2_snapshot_create(b, name); /* its errors name the snapshot */
 	} else if (action == 'a') {
 		if (qcow2_snapshot_apply(b, name) < 0)
 			r = kite_error("could not apply snapshot '%s'", name);
