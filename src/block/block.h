@@ -227,7 +227,8 @@ struct blk_info {
 	bool extended_l2;
 	int refcount_bits;
 	char compression_type[8]; /* "zlib" or "zstd" */
-	bool has_data_file;	  /* an external data file: its name as stored, raw or not */
+	bool has_data_file;	  /* incompatible bit: raw or not is told */
+	bool has_data_file_name;  /* the name extension is there (maybe empty) */
 	char data_file[4096];
 	bool data_file_raw;
 	int nb_snapshots;

@@ -55,22 +55,29 @@ static int set_data_file_name(struct qcow2 *q, const uint8_t *data, uint32_t len
 	return 0;
 }
 
-/* QEMU's rules: the incompatible bit needs a name; without the bit a name is ignored and
- * the raw bit refused. */
-static int check_data_file(struct qcow2 *q, const char *fn)
+/* QEMU's rules, met where it opens the data file (a metadata-only open does not): the
+ * incompatible bit needs a name, then the file; without the bit a name is ignored (info
+ * shows it) and the raw bit refused. */
+static int open_data_file(struct blk *b, struct blk_open_ctx *ctx)
 {
+	struct qcow2 *q = Q(b);
+	const char *fn = b->filename;
+	if (b->flags & BLK_O_NO_IO)
+		return 0;
 	if (!qcow2_has_data_file(q)) {
-		free(q->data_file_name);
-		q->data_file_name = NULL;
 		if (q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW)
 			return kite_error("Could not open '%s': data-file-raw requires a data file",
 					  fn);
 		return 0;
 	}
-	if (!q->data_file_name || !q->data_file_name[0])
+	if (!q->data_file_name)
 		return kite_error("Could not open '%s': 'data-file' is required for this image",
 				  fn);
-	return 0;
+	if (!q->data_file_name[0])
+		return kite_error("Could not open '%s': The 'file' block driver requires a file "
+				  "name",
+				  fn);
+	return blk_open_data_file(b, ctx, q->data_file_name);
 }
 
 static int parse_extensions(struct blk *b, const uint8_t *hdr, uint64_t end)
@@ -83,9 +90,9 @@ static int parse_extensions(struct blk *b, const uint8_t *hdr, uint64_t end)
 		off += 8;
 		if (type == QCOW2_EXT_END)
 			return 0;
-		if (len > end - off)
-			return kite_error("%s: header extension 0x%x runs past the header cluster",
-					  b->filename, type);
+		if (len > end - off) /* QEMU's words */
+			return kite_error("Could not open '%s': Header extension too large",
+					  b->filename);
 		const uint8_t *data = hdr + off;
 		if (type == QCOW2_EXT_BACKING_FMT) {
 			if (len >= sizeof(q->backing_fmt))
@@ -185,8 +192,6 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 	uint64_t unknown = q->incompat & ~QCOW2_INCOMPAT_KNOWN;
 	if (unknown)
 		return report_unsupported(q, fn, unknown);
-	if (check_data_file(q, fn) < 0)
-		return -1;
 	/* QEMU's words: scripts match them */
 	if (q->compression_type > 1)
 		return kite_error("Could not open '%s': qcow2: unknown compression type: %u", fn,
@@ -369,9 +374,7 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 	mcache_init(&q->rbc, false, q->cluster_size);
 	if (qcow2_read_snapshots(b) < 0)
 		goto out;
-	/* before anything is written; as qemu-img info, a metadata-only open does without */
-	if (q->data_file_name && !(b->flags & BLK_O_NO_IO) &&
-	    blk_open_data_file(b, ctx, q->data_file_name) < 0)
+	if (open_data_file(b, ctx) < 0) /* before anything is written */
 		goto out;
 	if ((b->flags & BLK_O_RDWR) && !(b->flags & BLK_O_CHECK)) {
 		if (q->incompat & QCOW2_INCOMPAT_CORRUPT) {
@@ -536,7 +539,8 @@ static int qcow2_info(struct blk *b, struct blk_info *info)
 	snprintf(info->compression_type, sizeof(info->compression_type), "%s",
 		 q->compression_type ? "zstd" : "zlib");
 	info->nb_snapshots = (int)q->nb_snapshots;
-	info->has_data_file = q->data_file_name != NULL;
+	info->has_data_file = qcow2_has_data_file(q);
+	info->has_data_file_name = q->data_file_name != NULL;
 	if (q->data_file_name)
 		snprintf(info->data_file, sizeof(info->data_file), "%s", q->data_file_name);
 	info->data_file_raw = (q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) != 0;
