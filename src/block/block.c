@@ -311,9 +311,11 @@ int blk_open_backing(struct blk *b, struct blk_open_ctx *ctx, const char *name, 
 
 int blk_open_data_file(struct blk *b, struct blk_open_ctx *ctx, const char *name)
 {
-	char *path = blk_resolve_relative(b->filename, name);
+	/* qemu-img 7.2 opens the name as it is: a relative one from the current directory
+	 * (unlike a backing file's), the directory where create made the file */
+	char *path = strdup(name);
 	if (!path)
-		return -1;
+		return kite_error("out of memory");
 	unsigned flags = (b->flags & (BLK_O_RDWR | BLK_O_NOCACHE | BLK_O_UNSAFE | BLK_O_SHARE)) |
 			 BLK_O_NO_PROBE_WARN;
 	ctx->data_file = true;
