@@ -728,6 +728,23 @@ static int cut_unused_tail(struct blk *b)
 	return 0;
 }
 
+/* As QEMU: a data file shorter than the new size is grown to it; a shrink cuts it there. */
+static int resize_data_file(struct blk *b, uint64_t size, bool shrink)
+{
+	uint64_t have;
+	if (!b->data_file)
+		return 0;
+	int fd = b->data_file->fd;
+	if (blk_file_size(fd, &have, b->data_file->filename) < 0)
+		return -1;
+	if (have == size || (have > size && !shrink))
+		return 0;
+	if (ftruncate(fd, (off_t)size) < 0)
+		return kite_error_errno(errno, "%s: truncate", b->data_file->filename);
+	b->data_file->size = size;
+	return 0;
+}
+
 int qcow2_resize(struct blk *b, uint64_t size, bool shrink)
 {
 	struct qcow2 *q = Q(b);
@@ -763,6 +780,8 @@ int qcow2_resize(struct blk *b, uint64_t size, bool shrink)
 		}
 	}
 	if (qcow2_flush_all(b) < 0 || write_size(b, size) < 0)
+		return -1;
+	if (resize_data_file(b, size, size < q->size) < 0)
 		return -1;
 	uint64_t old = q->size;
 	q->size = size;

@@ -205,11 +205,18 @@ def test_resize(kite, cwd):
     qemu_image("q.qcow2", "q.data")
     sh(kite, "img", "resize", "k.qcow2", "3M")
     sh("qemu-img", "resize", "q.qcow2", "3M")
+    assert os.path.getsize("k.data") == os.path.getsize("q.data") == 3 * MiB
     sh("qemu-img", "check", "k.qcow2")
     sh("qemu-io", "-f", "qcow2", "-c", "write -P 0x77 2M 64k", "k.qcow2")
     sh(kite, "img", "convert", "-O", "raw", "k.qcow2", "k.raw")
     sh("qemu-img", "convert", "-O", "raw", "k.qcow2", "q.raw")
     assert digest("k.raw") == digest("q.raw")
+    sh(kite, "img", "resize", "--shrink", "k.qcow2", "512K")
+    sh("qemu-img", "resize", "--shrink", "q.qcow2", "512K")
+    assert os.path.getsize("k.data") == os.path.getsize("q.data") == 512 << 10
+    sh("qemu-img", "check", "k.qcow2")
+    assert sh("qemu-img", "map", "--output=json", "k.qcow2") == \
+        sh("qemu-img", "map", "--output=json", "q.qcow2")
 
 
 # ---- what qemu-img refuses with a data file ----
