@@ -328,7 +328,7 @@ int qcow2_drop_autoclear(struct blk *b)
 	uint64_t keep = q->version == 3 ? q->autoclear & QCOW2_AUTOCLEAR_BITMAPS : 0;
 	if (qcow2_has_data_file(q)) /* kite keeps the data file raw: guest offset == host */
 		keep |= q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW;
-	bool stale = bm >= 0 && !keep;
+	bool stale = bm >= 0 && !(keep & QCOW2_AUTOCLEAR_BITMAPS);
 	if (q->autoclear == keep && !stale)
 		return 0;
 	if (stale) {
