@@ -4,8 +4,12 @@
 
 CC      ?= gcc
 PYTHON  := /usr/bin/python3
-PKGS    := jansson slirp zlib libzstd liblzma liblz4 ext2fs com_err fuse3 libedit unicorn capstone \
+PKGS    := jansson slirp zlib libzstd liblzma liblz4 ext2fs com_err fuse3 libedit \
 	   libarchive libxml-2.0 nettle
+# Compiled against, not linked: src/vmm/pvm_libs.c dlopens them by soname on a KVM-PVM host.
+DLOPEN_PKGS := unicorn capstone
+soname = $(shell objdump -p $$(pkg-config --variable=libdir $(1))/lib$(1).so 2>/dev/null | \
+	   awk '/SONAME/ { print $$2 }')
 
 # Install what the build needs before pkg-config is asked (idempotent, quiet when done).
 ifeq ($(filter clean format,$(MAKECMDGOALS)),)
@@ -16,7 +20,8 @@ $(error scripts/setup failed: install the packages it names, then run make again
 endif
 endif
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(DLOPEN_PKGS)) \
+	      -DKITE_UNICORN_SO='"$(call soname,unicorn)"' -DKITE_CAPSTONE_SO='"$(call soname,capstone)"'
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 CMOCKA     := $(shell pkg-config --cflags --libs cmocka)
 

@@ -800,6 +800,96 @@ bool blk_format_known(const char *fmt)
 	return blk_find_driver(fmt) != NULL;
 }
 
+static bool driver_can(const struct blk_driver *d, enum blk_cap cap)
+{
+	switch (cap) {
+	case BLK_CAP_CREATE:
+		return d->create != NULL;
+	case BLK_CAP_BACKING:
+		return d->has_backing;
+	case BLK_CAP_MAKE_EMPTY:
+		return d->make_empty != NULL;
+	case BLK_CAP_SNAPSHOTS:
+		return d->snapshot_list != NULL;
+	case BLK_CAP_CHECK:
+		return d->check != NULL;
+	case BLK_CAP_MEASURE:
+		return d->measure != NULL;
+	case BLK_CAP_AMEND:
+		return d->amend != NULL;
+	}
+	return false;
+}
+
+bool blk_format_can(const char *fmt, enum blk_cap cap)
+{
+	const struct blk_driver *d = blk_find_driver(fmt);
+	return d && driver_can(d, cap);
+}
+
+bool blk_can(const struct blk *b, enum blk_cap cap)
+{
+	return driver_can(b->drv, cap);
+}
+
+/* The drivers with `cap`, by list_rank then name. */
+static int drivers_with(enum blk_cap cap, const struct blk_driver **out)
+{
+	int n = 0;
+	for (int i = 0; i < nb_drivers; i++) {
+		const struct blk_driver *d = drivers[i];
+		if (!driver_can(d, cap))
+			continue;
+		int j = n++;
+		for (; j > 0 && (out[j - 1]->list_rank > d->list_rank ||
+				 (out[j - 1]->list_rank == d->list_rank &&
+				  strcmp(out[j - 1]->name, d->name) > 0));
+		     j--)
+			out[j] = out[j - 1];
+		out[j] = d;
+	}
+	return n;
+}
+
+const char *blk_formats_with(enum blk_cap cap, char *buf, size_t len)
+{
+	const struct blk_driver *list[MAX_DRIVERS];
+	int n = drivers_with(cap, list);
+	size_t used = 0;
+	buf[0] = '\0';
+	for (int i = 0; i < n && used < len; i++) {
+		const char *sep = i == 0 ? "" : i == n - 1 ? " or " : ", ";
+		int w = snprintf(buf + used, len - used, "%s%s", sep, list[i]->name);
+		used += w > 0 ? (size_t)w : 0;
+	}
+	return buf;
+}
+
+uint32_t blk_format_size_align(const char *fmt)
+{
+	const struct blk_driver *d = blk_find_driver(fmt);
+	return d && d->size_align ? d->size_align : 1;
+}
+
+uint32_t blk_size_align(const struct blk *b)
+{
+	return b->drv->size_align ? b->drv->size_align : 1;
+}
+
+uint64_t blk_format_round_size(const char *fmt, uint64_t size)
+{
+	uint64_t a = blk_format_size_align(fmt);
+	return (size + a - 1) / a * a;
+}
+
+int blk_make_empty(const char *path, const struct blk_info *in)
+{
+	const struct blk_driver *d = blk_find_driver(in->format);
+	if (!d || !d->make_empty)
+		return kite_error("%s: the %s format cannot be emptied", path, in->format);
+	return d->make_empty(path, in);
+}
+
 int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts)
 {
 	const struct blk_driver *drv = blk_find_driver(fmt);
@@ -873,4 +963,71 @@ int blk_change_backing(struct blk *b, const char *file, const char *fmt)
 	int r = b->drv->change_backing(b, file, fmt);
 	unlock(b);
 	return r;
+}
+
+/* Snapshot calls, like the other image-wide operations (check, amend), are not made
+ * concurrently with I/O: the driver runs without the blk lock, free to call blk_*. */
+static int no_snapshots(const struct blk *b)
+{
+	return kite_error("snapshots are not supported by format '%s'", b->drv->name);
+}
+
+int blk_snapshot_list(struct blk *b, struct blk_snapshot **list, int *count)
+{
+	*list = NULL;
+	*count = 0;
+	return b->drv->snapshot_list ? b->drv->snapshot_list(b, list, count) : no_snapshots(b);
+}
+
+int blk_snapshot_create(struct blk *b, const char *name)
+{
+	return b->drv->snapshot_create ? b->drv->snapshot_create(b, name) : no_snapshots(b);
+}
+
+int blk_snapshot_apply(struct blk *b, const char *name_or_id)
+{
+	return b->drv->snapshot_apply ? b->drv->snapshot_apply(b, name_or_id) : no_snapshots(b);
+}
+
+int blk_snapshot_delete(struct blk *b, const char *name_or_id)
+{
+	return b->drv->snapshot_delete ? b->drv->snapshot_delete(b, name_or_id) : no_snapshots(b);
+}
+
+int blk_check(struct blk *b, unsigned fix, struct blk_check_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (!b->drv->check)
+		return kite_error("This image format does not support checks");
+	return b->drv->check(b, fix, r);
+}
+
+int blk_measure(const char *fmt, const struct blk_create_opts *c, struct blk *src, uint64_t size,
+		struct blk_measure *m)
+{
+	memset(m, 0, sizeof(*m));
+	const struct blk_driver *d = blk_find_driver(fmt);
+	if (!d || !d->measure)
+		return kite_error("measure: unsupported output format '%s'", fmt);
+	return d->measure(c, src, (size + 511) / 512 * 512, m);
+}
+
+const struct blk_opt_desc *blk_amend_options(const char *fmt, size_t *n)
+{
+	const struct blk_driver *d = blk_find_driver(fmt);
+	*n = 0;
+	if (!d || !d->amend || !d->amend_opts)
+		return NULL;
+	while (d->amend_opts[*n].name)
+		(*n)++;
+	return d->amend_opts;
+}
+
+int blk_amend(struct blk *b, const struct blk_amend_opt *opts, size_t n, blk_progress_fn cb,
+	      void *ctx)
+{
+	if (!b->drv->amend)
+		return kite_error("Format driver '%s' does not support option amendment",
+				  b->drv->name);
+	return b->drv->amend(b, opts, n, cb, ctx);
 }

@@ -12,9 +12,11 @@
 #ifndef KITE_BLOCK_BLOCK_H
 #define KITE_BLOCK_BLOCK_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/uio.h>
 
 struct blk;
@@ -104,6 +106,24 @@ int blk_pwrite_precompressed(struct blk *b, const void *cdata, size_t clen, cons
  * may be NULL; both must match when both are given; the same pointer for both: the id if a
  * snapshot has it, else the name) left it (qemu-img convert -l). */
 int blk_load_snapshot(struct blk *b, const char *id, const char *name);
+/* ---- internal snapshots (BLK_CAP_SNAPSHOTS: kite img snapshot, info) ---- */
+struct blk_snapshot {
+	const char *id;	  /* "1", "2", ... */
+	const char *name; /* the tag */
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t vm_state_size;
+	uint64_t icount; /* UINT64_MAX: not recorded */
+};
+/* The image's snapshots into *list (malloc'd, to free(); NULL when there are none); the
+ * strings belong to b and stay valid until its next snapshot call. */
+int blk_snapshot_list(struct blk *b, struct blk_snapshot **list, int *count);
+/* Creates snapshot `name` (the id is the next free number); applies / deletes one by tag
+ * first, then by id (as qemu-img). The image is open read-write. A format without
+ * snapshots fails with "snapshots are not supported by format '<fmt>'". */
+int blk_snapshot_create(struct blk *b, const char *name);
+int blk_snapshot_apply(struct blk *b, const char *name_or_id);
+int blk_snapshot_delete(struct blk *b, const char *name_or_id);
 /* Grows (or, when `shrink` is set and the format allows it, shrinks) the virtual size. */
 int blk_resize(struct blk *b, uint64_t size, bool shrink);
 
@@ -175,6 +195,27 @@ struct blk_create_opts {
 	bool data_file_raw, data_file_raw_set; /* set: given on the command line */
 };
 
+/* A format's creation options (-o), as qemu-img create takes, lists and echoes them. */
+struct blk_create_desc {
+	const char *const *keys; /* the -o keys it takes besides its encryption's; NULL ends */
+	const char *const *help; /* the lines `-o help` lists; NULL ends */
+	/* the encryption options' names start with this ("encrypt." for qcow2's
+	 * encrypt.key-secret..., the choice in encrypt.format); "": the format is the
+	 * encryption (luks); NULL: it takes none */
+	const char *encrypt_prefix;
+	/* its options in qemu-img's "Formatting ..." line: " size=... ..." */
+	void (*print)(FILE *f, const struct blk_create_opts *c, bool prealloc_given);
+};
+/* The creation options of `fmt`; a format without its own (or unknown) takes size,
+ * preallocation and extent_size_hint, as raw. */
+const struct blk_create_desc *blk_create_desc(const char *fmt);
+/* The encryption options' names, after a format's encrypt_prefix, in the order of
+ * struct blk_encrypt_opts: "key-secret", "cipher-alg", ..., "iter-time"; NULL ends. */
+extern const char *const blk_encrypt_keys[];
+/* Prints qemu-img's "Formatting '<path>', fmt=<fmt> <options>" line for a new image. */
+void blk_create_print(FILE *f, const char *path, const char *fmt, const struct blk_create_opts *c,
+		      bool prealloc_given);
+
 /* Parses "off", "metadata", "falloc", "full". Returns -1 (printing nothing) if unknown. */
 int blk_parse_prealloc(const char *s, enum blk_prealloc *out);
 /* Allocates [from, to) ahead of writes (resize --preallocation): metadata maps it, falloc also
@@ -189,8 +230,68 @@ bool blk_has_zero_init(const struct blk *b);
 /* Whether `fmt` names a format kite knows (it may still be read only). */
 bool blk_format_known(const char *fmt);
 
+/* ---- what a format can do: its driver's capabilities, so that callers (kite img) ask
+ * instead of naming formats ---- */
+enum blk_cap {
+	BLK_CAP_CREATE,	    /* blk_create can write it (kite img create, convert) */
+	BLK_CAP_BACKING,    /* a new image may have a backing file */
+	BLK_CAP_MAKE_EMPTY, /* blk_make_empty (commit empties the committed image) */
+	BLK_CAP_SNAPSHOTS,  /* internal snapshots (blk_snapshot_*) */
+	BLK_CAP_CHECK,	    /* consistency checks (blk_check) */
+	BLK_CAP_MEASURE,    /* blk_measure as a target (kite img measure -O) */
+	BLK_CAP_AMEND,	    /* blk_amend (kite img amend) */
+};
+bool blk_format_can(const char *fmt, enum blk_cap cap); /* false for an unknown format */
+bool blk_can(const struct blk *b, enum blk_cap cap);
+/* The formats that have `cap`, as a message lists them ("raw, qcow2 or luks"), in buf. */
+const char *blk_formats_with(enum blk_cap cap, char *buf, size_t len);
+/* A new or resized image's virtual size is a multiple of this (qcow2: 512, whole sectors as
+ * in QEMU); 1: any size. */
+uint32_t blk_format_size_align(const char *fmt);
+uint32_t blk_size_align(const struct blk *b);
+/* `size` rounded up to blk_format_size_align(fmt). */
+uint64_t blk_format_round_size(const char *fmt, uint64_t size);
+
 /* Creates (truncates) `path` as format `fmt`. */
 int blk_create(const char *path, const char *fmt, const struct blk_create_opts *opts);
+
+/* ---- qemu-img amend (BLK_CAP_AMEND) ---- */
+/* The types of QEMU's option parser (qemu-img -o help shows "str", "bool (on/off)"...). */
+enum blk_opt_type { BLK_OPT_STR, BLK_OPT_BOOL, BLK_OPT_NUM, BLK_OPT_SIZE };
+struct blk_opt_desc {
+	const char *name;
+	enum blk_opt_type type;
+	const char *help; /* NULL: a creation option, not amendable */
+};
+/* The options format `fmt` amends, in the order qemu-img -o help lists them, then its
+ * creation-only options (help NULL), *n of them in all; NULL when it cannot amend. */
+const struct blk_opt_desc *blk_amend_options(const char *fmt, size_t *n);
+/* One -o option, its value checked against its type: num holds a bool (0/1), a number or
+ * a size; val the text as given. */
+struct blk_amend_opt {
+	const char *name, *val;
+	uint64_t num;
+};
+/* Progress of a long operation: `done` of `total` (qemu-img -p). */
+typedef void (*blk_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+/* Changes b (open read-write) as qemu-img amend does with these options, taken in order
+ * (the last of a name wins). Every refusal qemu-img makes is made before anything is
+ * written, with qemu-img's message. */
+int blk_amend(struct blk *b, const struct blk_amend_opt *opts, size_t n, blk_progress_fn cb,
+	      void *ctx);
+
+/* ---- qemu-img measure (BLK_CAP_MEASURE) ---- */
+struct blk_measure {
+	uint64_t required;	  /* file size for the data present ("required size") */
+	uint64_t fully_allocated; /* file size with all of it allocated */
+	bool has_bitmaps;	  /* src's persistent bitmaps would be copied ("bitmaps size") */
+	uint64_t bitmaps;	  /* their size */
+};
+/* The file an image of format `fmt` created with `c` needs to hold src's data (src NULL:
+ * an empty image of `size` bytes; else `size` is blk_size(src)). The size is taken in
+ * whole sectors, as qemu-img does. */
+int blk_measure(const char *fmt, const struct blk_create_opts *c, struct blk *src, uint64_t size,
+		struct blk_measure *m);
 
 /* ---- facts for `kite img info` ---- */
 /* An encrypted image's "encrypt" facts (QEMU's QCryptoBlockInfo). */
@@ -238,6 +339,37 @@ struct blk_info {
 };
 /* Fills *info (zeroed first; generic fields filled by the layer, the rest by the driver). */
 int blk_get_info(struct blk *b, struct blk_info *info);
+/* qemu-img info's "format-specific" object ({"type": <format>, "data": {...}}, the data
+ * the driver's) for the image whose blk_get_info is `in`; NULL when the format has none. */
+json_t *blk_info_specific(struct blk *b, const struct blk_info *in);
+/* Recreates the (closed) image at `path` empty, with the format and settings `in` (its
+ * blk_get_info) describes: commit empties its top image so (BLK_CAP_MAKE_EMPTY). */
+int blk_make_empty(const char *path, const struct blk_info *in);
+
+/* ---- consistency checks (BLK_CAP_CHECK: kite img check) ---- */
+/* qemu-img check's counters (its JSON field names in comments). */
+struct blk_check_result {
+	uint64_t corruptions;	      /* "corruptions" */
+	uint64_t leaks;		      /* "leaks" */
+	uint64_t check_errors;	      /* "check-errors" */
+	uint64_t corruptions_fixed;   /* "corruptions-fixed" */
+	uint64_t leaks_fixed;	      /* "leaks-fixed" */
+	uint64_t image_end_offset;    /* "image-end-offset" */
+	uint64_t total_clusters;      /* "total-clusters" (virtual size in clusters) */
+	uint64_t allocated_clusters;  /* "allocated-clusters" */
+	uint64_t fragmented_clusters; /* "fragmented-clusters" */
+	uint64_t compressed_clusters; /* "compressed-clusters" */
+	/* Set when the damage found fails the check itself (vmdk, as QEMU: exit 1), worded
+	 * for "<image>: check failed: <failed>"; NULL otherwise. */
+	const char *failed;
+};
+#define BLK_CHECK_FIX_LEAKS  (1u << 0) /* -r leaks */
+#define BLK_CHECK_FIX_ERRORS (1u << 1) /* -r all (with BLK_CHECK_FIX_LEAKS) */
+/* Checks the image (opened with BLK_O_CHECK, read-write to repair with `fix` flags),
+ * printing one line per problem to stderr as qemu-img does. Returns 0 when the check ran
+ * (see the counters), -1 when it could not (the reason printed: qcow2 as qemu-img's
+ * "Check failed: <strerror>"). */
+int blk_check(struct blk *b, unsigned fix, struct blk_check_result *r);
 
 /* ---- persistent dirty bitmaps (kite img bitmap) ---- */
 enum blk_bitmap_op {

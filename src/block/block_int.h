@@ -13,13 +13,17 @@ struct blk_open_ctx; /* backing chain being opened (loop detection, depth) */
 
 struct blk_driver {
 	const char *name;
-	bool thread_safe;  /* read/write may run in parallel without the blk lock */
-	bool no_zero_init; /* a new image does not read as zeros (see blk_has_zero_init) */
+	bool thread_safe;    /* read/write may run in parallel without the blk lock */
+	bool no_zero_init;   /* a new image does not read as zeros (see blk_has_zero_init) */
+	bool has_backing;    /* a new image may have a backing file (BLK_CAP_BACKING) */
+	uint32_t size_align; /* virtual sizes are multiples of this (blk_size_align); 0: any */
+	int list_rank;	     /* place in lists of formats shown to users: lowest first */
 	/* Score 0..100 that `buf` (the first `len` bytes of the file) is this format. */
 	int (*probe)(const uint8_t *buf, size_t len, const char *filename);
 	/* b->fd, b->filename, b->flags are set; fill b->size and b->opaque. */
 	int (*open)(struct blk *b, struct blk_open_ctx *ctx);
 	int (*create)(const char *path, const struct blk_create_opts *opts);
+	const struct blk_create_desc *create_desc; /* its -o options; NULL: raw's */
 	int (*read)(struct blk *b, void *buf, size_t len, uint64_t off);
 	int (*write)(struct blk *b, const void *buf, size_t len, uint64_t off);
 	/* optional, thread-safe drivers only: blk_preadv's / blk_pwritev's buffers in one go */
@@ -43,8 +47,26 @@ struct blk_driver {
 	/* optional: a read-only image reads as its internal snapshot id/name left it; returns 1
 	 * (nothing printed) when there is no such snapshot */
 	int (*load_snapshot)(struct blk *b, const char *id, const char *name);
+	/* optional: internal snapshots (BLK_CAP_SNAPSHOTS); list fills a malloc'd array */
+	int (*snapshot_list)(struct blk *b, struct blk_snapshot **list, int *count);
+	int (*snapshot_create)(struct blk *b, const char *name);
+	int (*snapshot_apply)(struct blk *b, const char *name_or_id);
+	int (*snapshot_delete)(struct blk *b, const char *name_or_id);
+	/* optional: blk_measure for this format as the target (size in whole sectors) */
+	int (*measure)(const struct blk_create_opts *c, struct blk *src, uint64_t size,
+		       struct blk_measure *m);
+	/* optional: blk_amend (BLK_CAP_AMEND), with its options' list (ends at a NULL name) */
+	const struct blk_opt_desc *amend_opts;
+	int (*amend)(struct blk *b, const struct blk_amend_opt *opts, size_t n, blk_progress_fn cb,
+		     void *ctx);
+	/* optional: blk_check (BLK_CAP_CHECK) */
+	int (*check)(struct blk *b, unsigned fix, struct blk_check_result *r);
 	void (*close)(struct blk *b);
 	int (*info)(struct blk *b, struct blk_info *info);
+	/* optional: the "data" of qemu-img info's format-specific object; NULL: none */
+	json_t *(*info_json)(struct blk *b, const struct blk_info *in);
+	/* optional: recreates the image at path empty with the settings of `in` (blk_make_empty) */
+	int (*make_empty)(const char *path, const struct blk_info *in);
 	int (*change_backing)(struct blk *b, const char *file, const char *fmt);
 	uint32_t (*cluster_size)(const struct blk *b);
 	/* optional: persistent dirty bitmaps; the name and granularity are checked already */
@@ -96,6 +118,19 @@ int blk_open_data_file(struct blk *b, struct blk_open_ctx *ctx, const char *name
  * <why>"); returns -1. */
 int blk_bitmap_fail(const char *name, enum blk_bitmap_op op, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* An encrypted image's facts as qemu-img info prints them (QEMU's QCryptoBlockInfo);
+ * `with_format` for qcow2's "encrypt" (luks's own data has no format key). info_json.c */
+json_t *blk_crypto_info_json(const struct blk_crypto_info *c, bool with_format);
+
+/* For a driver's blk_create_desc.print (create_opts.c): a preallocation mode's name, and
+ * the encryption options given, in QEMU's order, named `pre` + blk_encrypt_keys[i]
+ * (with_format: <pre>format= first). */
+const char *blk_prealloc_name(enum blk_prealloc p);
+/* raw's options (the default's, but -o help leaves preallocation to the file layer) */
+extern const struct blk_create_desc blk_raw_create_desc;
+void blk_print_encrypt(FILE *f, const struct blk_encrypt_opts *e, const char *pre,
+		       bool with_format);
 
 /* Resolves `name` relative to the directory of `image_path` into a malloc'd string. */
 char *blk_resolve_relative(const char *image_path, const char *name);

@@ -223,18 +223,55 @@ static int drv_luks_create_image(const char *path, const struct blk_create_opts 
 	return r;
 }
 
+/* Its -o options: the encryption's, by their own names. */
+static const char *const luks_keys[] = {"size", "preallocation", "extent_size_hint", NULL};
+static const char *const luks_help[] = {
+    "cipher-alg=<str>       - Name of encryption cipher algorithm",
+    "cipher-mode=<str>      - Name of encryption cipher mode",
+    "hash-alg=<str>         - Name of encryption hash algorithm",
+    "iter-time=<num>        - Time to spend in PBKDF in milliseconds",
+    "ivgen-alg=<str>        - Name of IV generator algorithm",
+    "ivgen-hash-alg=<str>   - Name of IV generator hash algorithm",
+    "key-secret=<str>       - ID of the secret that provides the keyslot passphrase",
+    "size=<size>            - Virtual disk size",
+    NULL};
+
+static void luks_print_create(FILE *f, const struct blk_create_opts *c, bool prealloc_given)
+{
+	fprintf(f, " size=%llu", (unsigned long long)c->size);
+	blk_print_encrypt(f, &c->encrypt, "", false);
+	if (prealloc_given)
+		fprintf(f, " preallocation=%s", blk_prealloc_name(c->prealloc));
+}
+
+static const struct blk_create_desc luks_create_desc = {
+    .keys = luks_keys,
+    .help = luks_help,
+    .encrypt_prefix = "",
+    .print = luks_print_create,
+};
+
+/* qemu-img info: the luks driver's own data is its QCryptoBlockInfo, without a format key */
+static json_t *drv_luks_info_json(struct blk *b, const struct blk_info *in)
+{
+	return in->crypto.format ? blk_crypto_info_json(&in->crypto, false) : NULL;
+}
+
 static const struct blk_driver luks_driver = {
     .name = "luks",
+    .list_rank = 2,
     .no_zero_init = true,
     .probe = drv_luks_probe,
     .open = drv_luks_open,
     .create = drv_luks_create_image,
+    .create_desc = &luks_create_desc,
     .read = drv_luks_read,
     .write = drv_luks_write,
     .flush = drv_luks_flush,
     .resize = drv_luks_resize,
     .close = drv_luks_close,
     .info = drv_luks_info,
+    .info_json = drv_luks_info_json,
 };
 
 BLK_DRIVER(luks_driver)

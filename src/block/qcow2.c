@@ -385,9 +385,10 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 		}
 		if (q->incompat & QCOW2_INCOMPAT_DIRTY) {
 			/* Lazy refcounts were not written back: rebuild them first. */
-			struct qcow2_check_result res;
+			struct blk_check_result res;
 			unsigned quiet = (b->flags & BLK_O_REPAIR_VERBOSE) ? 0 : QCOW2_CHECK_QUIET;
-			if (qcow2_check(b, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS | quiet, &res) < 0 ||
+			if (qcow2_check(b, BLK_CHECK_FIX_LEAKS | BLK_CHECK_FIX_ERRORS | quiet,
+					&res) < 0 ||
 			    res.check_errors || res.corruptions) {
 				kite_error("%s: the image is dirty and its refcounts could not be "
 					   "rebuilt",
@@ -586,9 +587,13 @@ static int qcow2_preallocate_grown(struct blk *b, uint64_t from, uint64_t to,
 
 static const struct blk_driver qcow2_driver = {
     .name = "qcow2",
+    .has_backing = true,
+    .size_align = 512,
+    .list_rank = 1,
     .probe = qcow2_probe,
     .open = qcow2_open,
     .create = qcow2_create,
+    .create_desc = &qcow2_create_desc,
     .read = qcow2_read,
     .write = qcow2_write_tracked,
     .write_compressed = qcow2_write_compressed_tracked,
@@ -601,8 +606,18 @@ static const struct blk_driver qcow2_driver = {
     .resize = qcow2_resize_tracked,
     .preallocate = qcow2_preallocate_grown,
     .load_snapshot = qcow2_load_snapshot,
+    .snapshot_list = qcow2_snapshot_list_blk,
+    .snapshot_create = qcow2_snapshot_create,
+    .snapshot_apply = qcow2_snapshot_apply,
+    .snapshot_delete = qcow2_snapshot_delete,
+    .check = qcow2_check_blk,
     .close = qcow2_close,
     .info = qcow2_info,
+    .info_json = qcow2_info_json,
+    .measure = qcow2_measure,
+    .amend_opts = qcow2_amend_opts,
+    .amend = qcow2_amend_blk,
+    .make_empty = qcow2_make_empty,
     .change_backing = qcow2_change_backing,
     .cluster_size = qcow2_cluster_size,
     .bitmap_change = qcow2_bitmap_change,

@@ -55,7 +55,7 @@ struct qcow2_amend_opts {
 	bool encrypt; /* an encrypt.* option was given (refused: kite opens no encrypted image) */
 };
 /* Progress of a long amend step: `done` of `total` (for qemu-img amend -p). */
-typedef void (*qcow2_amend_progress)(void *ctx, uint64_t done, uint64_t total);
+typedef blk_progress_fn qcow2_amend_progress;
 /* Changes the image (open read-write) as qemu-img 7.2's amend does: upgrade to v3, new
  * refcount width, lazy refcounts, virtual size, downgrade to v2 (zero clusters expanded).
  * Every refusal qemu-img makes is made before anything is written, with qemu-img's message;
@@ -63,27 +63,11 @@ typedef void (*qcow2_amend_progress)(void *ctx, uint64_t done, uint64_t total);
 int qcow2_amend(struct blk *b, const struct qcow2_amend_opts *o, qcow2_amend_progress cb,
 		void *ctx);
 
-/* qemu-img check's counters (its JSON field names in comments). */
-struct qcow2_check_result {
-	uint64_t corruptions;	      /* "corruptions" */
-	uint64_t leaks;		      /* "leaks" */
-	uint64_t check_errors;	      /* "check-errors" */
-	uint64_t corruptions_fixed;   /* "corruptions-fixed" */
-	uint64_t leaks_fixed;	      /* "leaks-fixed" */
-	uint64_t image_end_offset;    /* "image-end-offset" */
-	uint64_t total_clusters;      /* "total-clusters" (virtual size in clusters) */
-	uint64_t allocated_clusters;  /* "allocated-clusters" */
-	uint64_t fragmented_clusters; /* "fragmented-clusters" */
-	uint64_t compressed_clusters; /* "compressed-clusters" */
-};
-#define QCOW2_FIX_LEAKS	 (1u << 0) /* -r leaks */
-#define QCOW2_FIX_ERRORS (1u << 1) /* -r all (with QCOW2_FIX_LEAKS) */
-
 /* Rebuilds the refcounts the image's L1/L2 tables, snapshots and metadata imply and
  * compares them with the stored ones, printing one line per problem to stderr (as
  * qemu-img: "Leaked cluster 5 refcount=1 reference=0", "ERROR ..."). With fix flags
  * (image open read-write) repairs them. Returns 0 when it could run (see the counters),
  * -1 when the image could not be checked at all. */
-int qcow2_check(struct blk *b, unsigned fix, struct qcow2_check_result *res);
+int qcow2_check(struct blk *b, unsigned fix, struct blk_check_result *res);
 
 #endif

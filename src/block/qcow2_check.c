@@ -87,7 +87,7 @@ int chk_refresh_file_len(struct qcow2_chk *c)
 
 /* Counts one reference to every cluster of [off, off + size). The last cluster may lie
  * partly past the end of the file (compressed data), a whole cluster may not. */
-int chk_inc_refcounts(struct qcow2_chk *c, struct qcow2_check_result *res, uint64_t off,
+int chk_inc_refcounts(struct qcow2_chk *c, struct blk_check_result *res, uint64_t off,
 		      uint64_t size)
 {
 	struct qcow2 *q = c->q;
@@ -128,7 +128,7 @@ int chk_inc_refcounts(struct qcow2_chk *c, struct qcow2_check_result *res, uint6
 /* Compares the stored refcount of every cluster with the computed one; with `fix`, leaks
  * (stored too high) and errors (stored too low, but not 0) are corrected in place. A stored
  * 0 for a cluster in use means the refcount structure itself is broken: *rebuild. */
-static void compare_refcounts(struct qcow2_chk *c, struct qcow2_check_result *res, unsigned fix,
+static void compare_refcounts(struct qcow2_chk *c, struct blk_check_result *res, unsigned fix,
 			      bool *rebuild, uint64_t *highest)
 {
 	*highest = 0;
@@ -147,9 +147,9 @@ static void compare_refcounts(struct qcow2_chk *c, struct qcow2_check_result *re
 		uint64_t *fixed = NULL;
 		if (stored == 0)
 			*rebuild = true;
-		else if (stored > ref && (fix & QCOW2_FIX_LEAKS))
+		else if (stored > ref && (fix & BLK_CHECK_FIX_LEAKS))
 			fixed = &res->leaks_fixed;
-		else if (stored < ref && (fix & QCOW2_FIX_ERRORS))
+		else if (stored < ref && (fix & BLK_CHECK_FIX_ERRORS))
 			fixed = &res->corruptions_fixed;
 		chk_say(c, "%s cluster %llu refcount=%llu reference=%llu\n",
 			fixed ? "Repairing" : (stored < ref ? "ERROR" : "Leaked"),
@@ -167,10 +167,10 @@ static void compare_refcounts(struct qcow2_chk *c, struct qcow2_check_result *re
 
 /* After a rebuild the old refcount structure is leaked: the references are counted again
  * and (with leak repair) the leaks freed. Leaks that remain were made by the rebuild. */
-static int recount_after_rebuild(struct qcow2_chk *c, struct qcow2_check_result *res, unsigned fix,
+static int recount_after_rebuild(struct qcow2_chk *c, struct blk_check_result *res, unsigned fix,
 				 uint64_t *highest)
 {
-	struct qcow2_check_result before = *res;
+	struct blk_check_result before = *res;
 	uint64_t fresh_leaks = 0;
 	bool rebuild = false;
 	res->corruptions = 0;
@@ -179,10 +179,10 @@ static int recount_after_rebuild(struct qcow2_chk *c, struct qcow2_check_result 
 	int r = chk_calculate_refcounts(c, res, 0, &rebuild);
 	if (r < 0)
 		return r;
-	if (fix & QCOW2_FIX_LEAKS) {
-		struct qcow2_check_result saved = *res;
+	if (fix & BLK_CHECK_FIX_LEAKS) {
+		struct blk_check_result saved = *res;
 		memset(res, 0, sizeof(*res));
-		compare_refcounts(c, res, QCOW2_FIX_LEAKS, &rebuild, highest);
+		compare_refcounts(c, res, BLK_CHECK_FIX_LEAKS, &rebuild, highest);
 		if (rebuild)
 			chk_say(c, "ERROR rebuilt refcount structure is still broken\n");
 		fresh_leaks = res->leaks;
@@ -197,7 +197,7 @@ static int recount_after_rebuild(struct qcow2_chk *c, struct qcow2_check_result 
 }
 
 /* QEMU's qcow2_check_refcounts(). */
-static int check_refcounts(struct qcow2_chk *c, struct qcow2_check_result *res, unsigned fix)
+static int check_refcounts(struct qcow2_chk *c, struct blk_check_result *res, unsigned fix)
 {
 	struct qcow2 *q = c->q;
 	int r = chk_refresh_file_len(c);
@@ -221,10 +221,10 @@ static int check_refcounts(struct qcow2_chk *c, struct qcow2_check_result *res, 
 	if (r < 0)
 		return r;
 	/* Without a rebuild but with repairs, the comparison runs again with them. */
-	struct qcow2_check_result pre_compare = *res;
+	struct blk_check_result pre_compare = *res;
 	uint64_t highest;
 	compare_refcounts(c, res, 0, &rebuild, &highest);
-	if (rebuild && (fix & QCOW2_FIX_ERRORS)) {
+	if (rebuild && (fix & BLK_CHECK_FIX_ERRORS)) {
 		chk_say(c, "Rebuilding refcount structure\n");
 		r = chk_rebuild_refcount_structure(c, res);
 		if (r == 0)
@@ -249,7 +249,7 @@ static int check_refcounts(struct qcow2_chk *c, struct qcow2_check_result *res, 
 	return 0;
 }
 
-static void add_result(struct qcow2_check_result *out, const struct qcow2_check_result *in,
+static void add_result(struct blk_check_result *out, const struct blk_check_result *in,
 		       bool with_allocation_info)
 {
 	out->corruptions += in->corruptions;
@@ -290,9 +290,9 @@ static int drop_bitmaps(struct qcow2_chk *c)
 }
 
 /* QEMU's qcow2_co_check_locked(). */
-static int run_check(struct qcow2_chk *c, unsigned fix, struct qcow2_check_result *res)
+static int run_check(struct qcow2_chk *c, unsigned fix, struct blk_check_result *res)
 {
-	struct qcow2_check_result snap = {0}, refs = {0};
+	struct blk_check_result snap = {0}, refs = {0};
 	int r = chk_read_snapshot_table(c, &snap, fix);
 	if (r == 0)
 		r = drop_bitmaps(c);
@@ -318,7 +318,7 @@ static int run_check(struct qcow2_chk *c, unsigned fix, struct qcow2_check_resul
 	return r;
 }
 
-int qcow2_check(struct blk *b, unsigned fix, struct qcow2_check_result *res)
+int qcow2_check(struct blk *b, unsigned fix, struct blk_check_result *res)
 {
 	memset(res, 0, sizeof(*res));
 	if (strcmp(blk_format_name(b), "qcow2")) {
@@ -326,7 +326,7 @@ int qcow2_check(struct blk *b, unsigned fix, struct qcow2_check_result *res)
 		return kite_error("%s: not a qcow2 image", blk_filename(b));
 	}
 	struct qcow2 *q = Q(b);
-	unsigned repair = fix & (QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS);
+	unsigned repair = fix & (BLK_CHECK_FIX_LEAKS | BLK_CHECK_FIX_ERRORS);
 	if (repair && !blk_is_writable(b)) {
 		errno = EACCES;
 		return kite_error("%s: repairing needs the image open read-write", b->filename);
@@ -349,4 +349,11 @@ int qcow2_check(struct blk *b, unsigned fix, struct qcow2_check_result *res)
 		return -1;
 	}
 	return 0;
+}
+
+int qcow2_check_blk(struct blk *b, unsigned fix, struct blk_check_result *res)
+{
+	if (qcow2_check(b, fix, res) == 0)
+		return 0;
+	return kite_error("Check failed: %s", strerror(errno ? errno : EIO));
 }

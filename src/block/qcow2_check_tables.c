@@ -41,8 +41,8 @@ static void compressed_range(const struct qcow2 *q, uint64_t e, uint64_t *off, u
 
 /* Turns entry `i` of the L2 table at `l2_off` (its copy in `l2`) into a zero cluster without
  * a host cluster and writes it. Moves one corruption to the fixed ones. */
-static int fix_l2_entry_by_zero(struct qcow2_chk *c, struct qcow2_check_result *res,
-				uint64_t l2_off, uint8_t *l2, uint64_t i, bool *overlap)
+static int fix_l2_entry_by_zero(struct qcow2_chk *c, struct blk_check_result *res, uint64_t l2_off,
+				uint8_t *l2, uint64_t i, bool *overlap)
 {
 	struct qcow2 *q = c->q;
 	uint64_t esize = q->l2_entry_bytes, eoff = l2_off + i * esize, bitmap;
@@ -76,7 +76,7 @@ struct l2_walk {
 	uint64_t next_contiguous; /* fragmentation is counted within one L2 table */
 };
 
-static int check_compressed(struct qcow2_chk *c, struct qcow2_check_result *res,
+static int check_compressed(struct qcow2_chk *c, struct blk_check_result *res,
 			    const struct l2_walk *w, uint64_t i, uint64_t e, uint64_t bitmap)
 {
 	if (e & OFLAG_COPIED) {
@@ -108,7 +108,7 @@ static int check_compressed(struct qcow2_chk *c, struct qcow2_check_result *res,
 
 /* A cluster with a host offset (data, or preallocated zeros). Returns 1 when the entry was
  * repaired into a plain zero cluster (nothing to count), 0, or a negative errno. */
-static int check_allocated(struct qcow2_chk *c, struct qcow2_check_result *res, struct l2_walk *w,
+static int check_allocated(struct qcow2_chk *c, struct blk_check_result *res, struct l2_walk *w,
 			   uint8_t *l2, uint64_t i, uint64_t e, uint64_t bitmap)
 {
 	struct qcow2 *q = c->q;
@@ -129,7 +129,7 @@ static int check_allocated(struct qcow2_chk *c, struct qcow2_check_result *res, 
 				"corrupted.\n",
 				(unsigned long long)off);
 		} else {
-			bool fixing = w->fix & QCOW2_FIX_ERRORS, overlap = false;
+			bool fixing = w->fix & BLK_CHECK_FIX_ERRORS, overlap = false;
 			chk_say(c,
 				"%s offset=%llx: Preallocated cluster is not properly aligned; L2 "
 				"entry corrupted.\n",
@@ -155,7 +155,7 @@ static int check_allocated(struct qcow2_chk *c, struct qcow2_check_result *res, 
 }
 
 /* QEMU's check_refcounts_l2(): the table is read as it is on disk, wherever it is. */
-static int check_refcounts_l2(struct qcow2_chk *c, struct qcow2_check_result *res, uint64_t l2_off,
+static int check_refcounts_l2(struct qcow2_chk *c, struct blk_check_result *res, uint64_t l2_off,
 			      unsigned flags, unsigned fix)
 {
 	struct qcow2 *q = c->q;
@@ -194,7 +194,7 @@ static int check_refcounts_l2(struct qcow2_chk *c, struct qcow2_check_result *re
 	return r;
 }
 
-static int read_l1(struct qcow2_chk *c, struct qcow2_check_result *res, uint64_t l1_off,
+static int read_l1(struct qcow2_chk *c, struct blk_check_result *res, uint64_t l1_off,
 		   uint32_t l1_size, uint64_t **out)
 {
 	uint64_t *l1 = malloc((size_t)l1_size * 8);
@@ -216,7 +216,7 @@ static int read_l1(struct qcow2_chk *c, struct qcow2_check_result *res, uint64_t
 }
 
 /* QEMU's check_refcounts_l1(): the L1 table, its L2 tables and what they reference. */
-static int check_refcounts_l1(struct qcow2_chk *c, struct qcow2_check_result *res, uint64_t l1_off,
+static int check_refcounts_l1(struct qcow2_chk *c, struct blk_check_result *res, uint64_t l1_off,
 			      uint32_t l1_size, unsigned flags, unsigned fix)
 {
 	struct qcow2 *q = c->q;
@@ -254,7 +254,7 @@ static int check_refcounts_l1(struct qcow2_chk *c, struct qcow2_check_result *re
 }
 
 /* A refcount block past the end of the file: the file is grown to hold it (zeros). */
-static int grow_file_for_refblock(struct qcow2_chk *c, struct qcow2_check_result *res, uint64_t off,
+static int grow_file_for_refblock(struct qcow2_chk *c, struct blk_check_result *res, uint64_t off,
 				  uint64_t cluster, bool *rebuild)
 {
 	struct qcow2 *q = c->q;
@@ -287,7 +287,7 @@ static int grow_file_for_refblock(struct qcow2_chk *c, struct qcow2_check_result
 }
 
 /* QEMU's check_refblocks(): each refcount block is counted and must be referenced once. */
-static int check_refblocks(struct qcow2_chk *c, struct qcow2_check_result *res, unsigned fix,
+static int check_refblocks(struct qcow2_chk *c, struct blk_check_result *res, unsigned fix,
 			   bool *rebuild)
 {
 	struct qcow2 *q = c->q;
@@ -309,9 +309,9 @@ static int check_refblocks(struct qcow2_chk *c, struct qcow2_check_result *res, 
 		} else if (cluster >= c->imrt.nb) {
 			res->corruptions++;
 			chk_say(c, "%s refcount block %llu is outside image\n",
-				(fix & QCOW2_FIX_ERRORS) ? "Repairing" : "ERROR",
+				(fix & BLK_CHECK_FIX_ERRORS) ? "Repairing" : "ERROR",
 				(unsigned long long)i);
-			if (fix & QCOW2_FIX_ERRORS)
+			if (fix & BLK_CHECK_FIX_ERRORS)
 				r = grow_file_for_refblock(c, res, off, cluster, rebuild);
 		} else if (off) {
 			r = chk_inc_refcounts(c, res, off, q->cluster_size);
@@ -329,7 +329,7 @@ static int check_refblocks(struct qcow2_chk *c, struct qcow2_check_result *res, 
 	return 0;
 }
 
-static int count_snapshots(struct qcow2_chk *c, struct qcow2_check_result *res, unsigned fix)
+static int count_snapshots(struct qcow2_chk *c, struct blk_check_result *res, unsigned fix)
 {
 	struct qcow2 *q = c->q;
 	for (uint32_t i = 0; i < q->nb_snapshots; i++) {
@@ -358,7 +358,7 @@ static int count_snapshots(struct qcow2_chk *c, struct qcow2_check_result *res, 
 	return chk_inc_refcounts(c, res, q->snapshots_offset, q->snapshots_size);
 }
 
-static int count_bitmaps(struct qcow2_chk *c, struct qcow2_check_result *res)
+static int count_bitmaps(struct qcow2_chk *c, struct blk_check_result *res)
 {
 	uint64_t *list;
 	size_t n;
@@ -374,7 +374,7 @@ static int count_bitmaps(struct qcow2_chk *c, struct qcow2_check_result *res)
 }
 
 /* QEMU's calculate_refcounts(). */
-int chk_calculate_refcounts(struct qcow2_chk *c, struct qcow2_check_result *res, unsigned fix,
+int chk_calculate_refcounts(struct qcow2_chk *c, struct blk_check_result *res, unsigned fix,
 			    bool *rebuild)
 {
 	struct qcow2 *q = c->q;
@@ -400,7 +400,7 @@ int chk_calculate_refcounts(struct qcow2_chk *c, struct qcow2_check_result *res,
 }
 
 /* Checks (and with `repair` sets) the COPIED flags of one active L2 table's entries. */
-static int copied_in_l2(struct qcow2_chk *c, struct qcow2_check_result *res, uint64_t l2_off,
+static int copied_in_l2(struct qcow2_chk *c, struct blk_check_result *res, uint64_t l2_off,
 			bool repair, uint8_t *l2)
 {
 	struct qcow2 *q = c->q;
@@ -466,11 +466,12 @@ static int write_l1_entry(struct qcow2_chk *c, uint32_t i)
 
 /* QEMU's check_oflag_copied(): COPIED must be set exactly where the refcount is 1. With
  * leak repair only, the flags are repaired when the refcounts are known to be right. */
-int chk_oflag_copied(struct qcow2_chk *c, struct qcow2_check_result *res, unsigned fix)
+int chk_oflag_copied(struct qcow2_chk *c, struct blk_check_result *res, unsigned fix)
 {
 	struct qcow2 *q = c->q;
-	bool repair = (fix & QCOW2_FIX_ERRORS) || ((fix & QCOW2_FIX_LEAKS) && !res->check_errors &&
-						   !res->corruptions && !res->leaks);
+	bool repair =
+	    (fix & BLK_CHECK_FIX_ERRORS) ||
+	    ((fix & BLK_CHECK_FIX_LEAKS) && !res->check_errors && !res->corruptions && !res->leaks);
 	uint8_t *l2 = malloc(q->cluster_size);
 	if (!l2)
 		return -ENOMEM;

@@ -226,3 +226,23 @@ int qcow2_create(const char *path, const struct blk_create_opts *o)
 		unlink(path); /* as qemu-img: a failed create leaves no file */
 	return r;
 }
+
+/* The same options and backing file (commit: only for images without internal snapshots,
+ * which would reference the dropped clusters). */
+int qcow2_make_empty(const char *path, const struct blk_info *in)
+{
+	struct blk_create_opts c = {
+	    .size = in->virtual_size,
+	    .size_set = true,
+	    .cluster_size = in->cluster_size,
+	    .compat = !strcmp(in->compat, "0.10") ? 2 : 3,
+	    .lazy_refcounts = in->lazy_refcounts,
+	    .refcount_bits = in->refcount_bits,
+	    .compression_type =
+		!strcmp(in->compression_type, "zstd") ? BLK_COMP_ZSTD : BLK_COMP_ZLIB,
+	    .extended_l2 = in->extended_l2,
+	    .backing_file = in->backing_file,
+	    .backing_fmt = in->backing_format[0] ? in->backing_format : NULL,
+	};
+	return blk_create(path, "qcow2", &c);
+}

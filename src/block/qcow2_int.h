@@ -288,8 +288,32 @@ bool qcow2_crypto_requested(const struct blk_encrypt_opts *e); /* any encrypt.* 
 int qcow2_crypto_create_check(const char *path, const struct blk_encrypt_opts *e);
 int qcow2_crypto_create(const char *path, const struct blk_encrypt_opts *e);
 
+/* blk_snapshot_list: qcow2_snapshot_list's table as the block layer's (qcow2_snapshot.c) */
+int qcow2_snapshot_list_blk(struct blk *b, struct blk_snapshot **list, int *count);
+
+/* blk_check: qcow2_check, a check that could not run reported as qemu-img does
+ * (qcow2_check.c) */
+int qcow2_check_blk(struct blk *b, unsigned fix, struct blk_check_result *res);
+
+/* qemu-img info's format-specific data (qcow2_info_json.c) */
+json_t *qcow2_info_json(struct blk *b, const struct blk_info *in);
+
+/* blk_measure for a qcow2 target (qcow2_measure.c) */
+int qcow2_measure(const struct blk_create_opts *c, struct blk *src, uint64_t size,
+		  struct blk_measure *m);
+
+/* blk_amend: the options (qcow2_amend_opts.c) */
+extern const struct blk_opt_desc qcow2_amend_opts[];
+int qcow2_amend_blk(struct blk *b, const struct blk_amend_opt *opts, size_t n, blk_progress_fn cb,
+		    void *ctx);
+
+/* its -o options (qcow2_create_opts.c) */
+extern const struct blk_create_desc qcow2_create_desc;
+
 /* qcow2_create.c */
 int qcow2_create(const char *path, const struct blk_create_opts *opts);
+/* blk_make_empty: a new empty image with the settings `in` describes. */
+int qcow2_make_empty(const char *path, const struct blk_info *in);
 
 /* The feature name table QEMU writes into a v3 header (qcow2_create.c). */
 #define QCOW2_FEATURE_TABLE_BYTES (8 * 48)

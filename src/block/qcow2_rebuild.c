@@ -180,7 +180,7 @@ static void switch_rt(struct qcow2_chk *c, struct new_rt *rt, uint64_t rt_off)
 	qcow2_meta_invalidate(q);
 }
 
-int chk_rebuild_refcount_structure(struct qcow2_chk *c, struct qcow2_check_result *res)
+int chk_rebuild_refcount_structure(struct qcow2_chk *c, struct blk_check_result *res)
 {
 	struct qcow2 *q = c->q;
 	struct new_rt rt = {0};

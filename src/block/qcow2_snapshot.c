@@ -285,6 +285,30 @@ static int find_snapshot(struct blk *b, const char *name_or_id)
 	return kite_error("%s: snapshot '%s' not found", b->filename, name_or_id);
 }
 
+int qcow2_snapshot_list_blk(struct blk *b, struct blk_snapshot **list, int *count)
+{
+	const struct qcow2_snapshot *sn;
+	int n;
+	if (qcow2_snapshot_list(b, &sn, &n) < 0)
+		return -1;
+	if (n == 0)
+		return 0;
+	struct blk_snapshot *out = calloc((size_t)n, sizeof(*out));
+	if (!out)
+		return kite_error("out of memory");
+	for (int i = 0; i < n; i++)
+		out[i] = (struct blk_snapshot){.id = sn[i].id,
+					       .name = sn[i].name,
+					       .date_sec = sn[i].date_sec,
+					       .date_nsec = sn[i].date_nsec,
+					       .vm_clock_nsec = sn[i].vm_clock_nsec,
+					       .vm_state_size = sn[i].vm_state_size,
+					       .icount = sn[i].icount};
+	*list = out;
+	*count = n;
+	return 0;
+}
+
 int qcow2_snapshot_create(struct blk *b, const char *name)
 {
 	if (need_qcow2(b, true) < 0)

@@ -257,7 +257,7 @@ static int write_nb_snapshots(struct qcow2_chk *c, uint32_t nb)
 }
 
 static void count_incomplete(struct qcow2_chk *c, const struct snap_table *t,
-			     struct qcow2_check_result *res, unsigned fix)
+			     struct blk_check_result *res, unsigned fix)
 {
 	if (c->q->version < 3)
 		return;
@@ -266,12 +266,12 @@ static void count_incomplete(struct qcow2_chk *c, const struct snap_table *t,
 			continue;
 		res->corruptions++;
 		chk_say(c, "%s snapshot table entry %u is incomplete\n",
-			(fix & QCOW2_FIX_ERRORS) ? "Repairing" : "ERROR", i);
+			(fix & BLK_CHECK_FIX_ERRORS) ? "Repairing" : "ERROR", i);
 	}
 }
 
 /* QEMU's qcow2_check_read_snapshot_table(). */
-int chk_read_snapshot_table(struct qcow2_chk *c, struct qcow2_check_result *res, unsigned fix)
+int chk_read_snapshot_table(struct qcow2_chk *c, struct blk_check_result *res, unsigned fix)
 {
 	uint8_t ptr[12];
 	int r = read_at(c, ptr, sizeof(ptr), 60);
@@ -284,14 +284,14 @@ int chk_read_snapshot_table(struct qcow2_chk *c, struct qcow2_check_result *res,
 		return r;
 	}
 	struct snap_table t = {.nb = get_be32(ptr), .offset = get_be64(ptr + 4)};
-	if (t.nb > QCOW2_MAX_SNAPSHOTS && (fix & QCOW2_FIX_ERRORS)) {
+	if (t.nb > QCOW2_MAX_SNAPSHOTS && (fix & BLK_CHECK_FIX_ERRORS)) {
 		chk_say(c, "Discarding %u overhanging snapshots\n", t.nb - QCOW2_MAX_SNAPSHOTS);
 		t.reduced = t.nb - QCOW2_MAX_SNAPSHOTS;
 		t.nb = QCOW2_MAX_SNAPSHOTS;
 	}
 	r = validate_table(c, &t);
 	if (r == 0)
-		r = read_table(c, &t, (fix & QCOW2_FIX_ERRORS) != 0);
+		r = read_table(c, &t, (fix & BLK_CHECK_FIX_ERRORS) != 0);
 	if (r < 0) {
 		res->check_errors++;
 		free_table(&t);
@@ -342,9 +342,9 @@ static void free_old_table(struct qcow2_chk *c, uint64_t off, uint64_t size)
 }
 
 /* QEMU's qcow2_check_fix_snapshot_table(): a table found broken is written again whole. */
-int chk_fix_snapshot_table(struct qcow2_chk *c, struct qcow2_check_result *res, unsigned fix)
+int chk_fix_snapshot_table(struct qcow2_chk *c, struct blk_check_result *res, unsigned fix)
 {
-	if (!res->corruptions || !(fix & QCOW2_FIX_ERRORS))
+	if (!res->corruptions || !(fix & BLK_CHECK_FIX_ERRORS))
 		return 0;
 	uint64_t old_off, old_size;
 	struct qcow2 *q = c->q;

@@ -265,12 +265,21 @@ static int raw_preallocate_grown(struct blk *b, uint64_t from, uint64_t to, enum
 	return raw_preallocate(b->fd, from, to, mode, b->filename);
 }
 
+/* qemu-img measure: a raw file's size is its virtual size */
+static int raw_measure(const struct blk_create_opts *c, struct blk *src, uint64_t size,
+		       struct blk_measure *m)
+{
+	m->required = m->fully_allocated = size;
+	return 0;
+}
+
 static const struct blk_driver raw_driver = {
     .name = "raw",
     .thread_safe = true,
     .probe = raw_probe,
     .open = raw_open,
     .create = raw_create,
+    .create_desc = &blk_raw_create_desc,
     .read = raw_read,
     .write = raw_write,
     .readv = raw_readv,
@@ -282,6 +291,7 @@ static const struct blk_driver raw_driver = {
     .resize = raw_resize,
     .preallocate = raw_preallocate_grown,
     .close = raw_close,
+    .measure = raw_measure,
 };
 
 BLK_DRIVER(raw_driver)

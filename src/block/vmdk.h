@@ -46,8 +46,4 @@ int vmdk_block_status(struct vmdk *v, uint64_t off, uint64_t len, uint64_t *pnum
  * "ERROR: ..." for the first that does not (as QEMU) and sets *corruptions to 1. */
 int vmdk_check(struct vmdk *v, uint64_t *corruptions);
 
-struct blk;
-/* vmdk_check() on a struct blk opened with the vmdk driver; -1 on another format. */
-int vmdk_blk_check(struct blk *b, uint64_t *corruptions);
-
 #endif

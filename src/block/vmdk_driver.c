@@ -4,6 +4,7 @@
 #include "util/err.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static int vmdk_drv_probe(const uint8_t *buf, size_t len, const char *filename)
 {
@@ -69,18 +70,41 @@ static int vmdk_drv_info(struct blk *b, struct blk_info *info)
 	return 0;
 }
 
+/* qemu-img info's format-specific data: QEMU's ImageInfoSpecificVmdk, one extent. */
+static json_t *vmdk_drv_info_json(struct blk *b, const struct blk_info *in)
+{
+	json_t *data = json_object();
+	bool compressed = !strcmp(in->vmdk_create_type, "streamOptimized");
+	json_object_set_new(data, "cid", json_integer(in->vmdk_cid));
+	json_object_set_new(data, "parent-cid", json_integer(in->vmdk_parent_cid));
+	json_object_set_new(data, "create-type", json_string(in->vmdk_create_type));
+	json_t *ext = json_object();
+	if (compressed)
+		json_object_set_new(ext, "compressed", json_true());
+	json_object_set_new(ext, "virtual-size", json_integer((json_int_t)in->virtual_size));
+	json_object_set_new(ext, "filename", json_string(blk_filename(b)));
+	json_object_set_new(ext, "cluster-size", json_integer(in->cluster_size));
+	json_object_set_new(ext, "format", json_string(""));
+	json_t *list = json_array();
+	json_array_append_new(list, ext);
+	json_object_set_new(data, "extents", list);
+	return data;
+}
+
 static uint32_t vmdk_drv_cluster_size(const struct blk *b)
 {
 	return vmdk_grain_size(b->opaque);
 }
 
-static const struct blk_driver vmdk_driver;
-
-int vmdk_blk_check(struct blk *b, uint64_t *corruptions)
+/* As QEMU: grains must lie inside the file, nothing to repair, and a bad grain fails the
+ * check itself. */
+static int vmdk_drv_check(struct blk *b, unsigned fix, struct blk_check_result *r)
 {
-	if (b->drv != &vmdk_driver)
-		return kite_error("%s: not a vmdk image", b->filename);
-	return vmdk_check(b->opaque, corruptions);
+	if (vmdk_check(b->opaque, &r->corruptions) < 0)
+		return -1;
+	if (r->corruptions)
+		r->failed = "a grain lies beyond the end of the file";
+	return 0;
 }
 
 static const struct blk_driver vmdk_driver = {
@@ -91,6 +115,8 @@ static const struct blk_driver vmdk_driver = {
     .block_status = vmdk_drv_block_status,
     .close = vmdk_drv_close,
     .info = vmdk_drv_info,
+    .info_json = vmdk_drv_info_json,
+    .check = vmdk_drv_check,
     .cluster_size = vmdk_drv_cluster_size,
 };
 BLK_DRIVER(vmdk_driver)

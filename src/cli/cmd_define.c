@@ -2,6 +2,7 @@
 #include "cli/cmd_machine.h"
 #include "cli/machine_options.h"
 #include "mgmt/fileutil.h"
+#include "mgmt/launch.h"
 #include "mgmt/runstate.h"
 #include "util/err.h"
 
@@ -171,16 +172,21 @@ out:
 
 int cmd_undefine(int argc, char **argv)
 {
-	enum { O_STORAGE = 1 };
+	enum { O_STORAGE = 1, O_MANAGED };
 	static const struct option opts[] = {
 	    MACHINE_COMMON_OPTIONS{"remove-all-storage", no_argument, NULL, O_STORAGE},
+	    {"managed-save", no_argument, NULL, O_MANAGED},
 	    {NULL, 0, NULL, 0}};
-	struct machine_cli cli = {.verb = "undefine",
-				  .usage = "usage: kite undefine NAME [--remove-all-storage]\n"
-					   "Removes a shut off machine's definition; with "
-					   "--remove-all-storage, its disk images too.\n"};
-	bool storage = false;
-	const struct machine_flag flags[] = {{O_STORAGE, &storage, NULL}, {0, NULL, NULL}};
+	struct machine_cli cli = {
+	    .verb = "undefine",
+	    .usage =
+		"usage: kite undefine NAME [--remove-all-storage] [--managed-save]\n"
+		"Removes a shut off machine's definition; with --remove-all-storage, its disk\n"
+		"images too. A machine with a managed save (kite managedsave) needs\n"
+		"--managed-save, which removes it too, as virsh.\n"};
+	bool storage = false, managed = false;
+	const struct machine_flag flags[] = {
+	    {O_STORAGE, &storage, NULL}, {O_MANAGED, &managed, NULL}, {0, NULL, NULL}};
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
 	if (pr >= 0)
 		return pr;
@@ -204,6 +210,20 @@ int cmd_undefine(int argc, char **argv)
 		kite_error("machine %s is running: 'kite destroy %s' first", name, name);
 		goto out_def;
 	}
+	char save[PATH_MAX];
+	if (managed_save_path(&cli.dirs, name, save, sizeof(save)) < 0)
+		goto out_def;
+	if (access(save, F_OK) == 0 && !managed) {
+		kite_error(
+		    "machine %s has a managed save: 'kite undefine %s --managed-save' removes "
+		    "it too",
+		    name, name);
+		goto out_def;
+	}
+	if (managed && unlink(save) < 0 && errno != ENOENT) {
+		kite_error_errno(errno, "cannot remove %s", save);
+		goto out_def;
+	}
 	if (lr == DEF_CORRUPT && storage) {
 		kite_error("the definition of %s is corrupt (%s): its disks are unknown, so "
 			   "nothing was removed; undefine it without --remove-all-storage",
@@ -223,8 +243,8 @@ int cmd_undefine(int argc, char **argv)
 	if (def_remove(&cli.dirs, name) < 0)
 		goto out_def;
 	/* A crash record or a stale pid file would greet a new machine of the same name. */
-	static const char *const leftovers[] = {"status",     "pid",	    "sock",   "json",
-						"destroying", "status.tmp", "pid.tmp"};
+	static const char *const leftovers[] = {"status",     "pid",	    "sock",    "json",
+						"destroying", "status.tmp", "pid.tmp", "saving"};
 	for (size_t i = 0; i < sizeof(leftovers) / sizeof(leftovers[0]); i++) {
 		char path[PATH_MAX];
 		if (runtime_path(&cli.dirs, name, leftovers[i], path, sizeof(path)) == 0 &&

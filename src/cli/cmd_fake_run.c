@@ -33,6 +33,7 @@ struct fake_vm {
 	int exit_code;
 	uint64_t memory, balloon;
 	const char *name;
+	const struct machine_config *machine;
 	const char *hang;
 	bool ignore_powerdown;
 	bool has_balloon;
@@ -170,6 +171,24 @@ static int fake_query_balloon(void *opaque, json_t *args, json_t **ret)
 	return 0;
 }
 
+/* A save file as the real VMM writes it, with no device state and RAM all zeros (holes):
+ * `kite restore` and `kite start` after `kite managedsave` check it as they check a real one,
+ * and hand it to the runner. */
+static int fake_save(void *opaque, json_t *args, json_t **ret)
+{
+	struct fake_vm *vm = opaque;
+	hang_if(vm, "save");
+	struct state_buf none = {0};
+	if (savefile_write(json_string_value(json_object_get(args, "file")), vm->machine, &none,
+			   NULL) < 0) {
+		control_set_error(NULL, "%s", kite_last_error());
+		return -1;
+	}
+	guest_print(vm, "fake guest: saved\n");
+	end_vm(vm, 0);
+	return 0;
+}
+
 const control_handler_fn fake_run_handlers[CONTROL_VMM_COMMANDS] = {
     [CONTROL_QUERY_STATUS] = fake_query_status,
     [CONTROL_STOP] = fake_stop,
@@ -179,6 +198,7 @@ const control_handler_fn fake_run_handlers[CONTROL_VMM_COMMANDS] = {
     [CONTROL_QUIT] = fake_quit,
     [CONTROL_BALLOON] = fake_balloon,
     [CONTROL_QUERY_BALLOON] = fake_query_balloon,
+    [CONTROL_SAVE] = fake_save,
 };
 
 /* A line discipline of sorts: echo, and answer each complete line. */
@@ -237,7 +257,7 @@ static void close_disks(struct blk **blks)
 }
 
 /* The tiny guest, until it powers off or is told to end. Returns the exit code. */
-static int fake_guest(const struct machine_config *m, const char *sock)
+static int fake_guest(const struct machine_config *m, const char *sock, bool restored)
 {
 	const char *name = m->name[0] ? m->name : "fake";
 	const char *launch_log = getenv("KITE_FAKE_LAUNCH_LOG");
@@ -248,7 +268,7 @@ static int fake_guest(const struct machine_config *m, const char *sock)
 		dprintf(fd, "%d %s\n", (int)getpid(), name);
 		close(fd);
 	}
-	struct fake_vm vm = {.memory = m->memory, .balloon = m->memory, .name = name};
+	struct fake_vm vm = {.memory = m->memory, .balloon = m->memory, .name = name, .machine = m};
 	vm.hang = getenv("KITE_FAKE_HANG");
 	vm.ignore_powerdown = getenv("KITE_FAKE_IGNORE_POWERDOWN") != NULL;
 	/* The machine's balloon device; KITE_FAKE_NO_BALLOON: a guest without its driver. */
@@ -266,7 +286,8 @@ static int fake_guest(const struct machine_config *m, const char *sock)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	char banner[160];
-	snprintf(banner, sizeof(banner), "fake guest %s booted\n", name);
+	snprintf(banner, sizeof(banner), "fake guest %s %s\n", name,
+		 restored ? "restored" : "booted");
 	guest_print(&vm, banner);
 	fprintf(stderr, "kite: fake VM %s running (pid %d)\n", name, (int)getpid());
 	pthread_mutex_lock(&vm.lock);
@@ -297,8 +318,9 @@ static int fake_run(struct run_options *o)
 	if (!o->run.control_socket)
 		return kite_error("_fake-run: --control-socket is required") < 0;
 	struct blk *blks[MACHINE_MAX_DISKS] = {0};
-	int code =
-	    open_disks(&o->machine, blks) < 0 ? 1 : fake_guest(&o->machine, o->run.control_socket);
+	int code = open_disks(&o->machine, blks) < 0
+		       ? 1
+		       : fake_guest(&o->machine, o->run.control_socket, o->run.restore != NULL);
 	close_disks(blks);
 	return code;
 }

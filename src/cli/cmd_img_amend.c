@@ -1,7 +1,6 @@
-/* kite img amend: qemu-img 7.2's amend (qcow2 only). This file reads the command line and
- * the -o list as qemu-img does (its option types, messages and order); the change itself
- * is qcow2_amend() in src/block/qcow2_amend.c. */
-#include "block/qcow2.h"
+/* kite img amend: qemu-img 7.2's amend. This file reads the command line and the -o list
+ * as qemu-img does (its option types, messages and order); which options a format takes
+ * and the change itself are its driver's (blk_amend_options, blk_amend). */
 #include "cli/cmd_img.h"
 #include "util/err.h"
 #include "util/progress.h"
@@ -13,64 +12,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_type { T_STR, T_BOOL, T_NUM, T_SIZE };
-
-struct opt_desc {
-	const char *name;
-	enum opt_type type;
-	const char *help; /* NULL: a creation option (not amendable) */
+/* A format's amend options (blk_amend_options). */
+struct opt_table {
+	const struct blk_opt_desc *d;
+	size_t n;
 };
 
-/* QEMU's qcow2 amend options, in the order qemu-img -o help lists them (sorted), then the
- * creation-only options (for qemu-img's hint when one is given). */
-static const struct opt_desc opts[] = {
-    {"backing_file", T_STR, "File name of a base image"},
-    {"backing_fmt", T_STR, "Image format of the base image"},
-    {"compat", T_STR, "Compatibility level (v2 [0.10] or v3 [1.1])"},
-    {"data_file", T_STR, "File name of an external data file"},
-    {"data_file_raw", T_BOOL, "The external data file must stay valid as a raw image"},
-    {"encrypt.iter-time", T_NUM, "Time to spend in PBKDF in milliseconds"},
-    {"encrypt.keyslot", T_NUM, "Select a single keyslot to modify explicitly"},
-    {"encrypt.new-secret", T_STR,
-     "New secret to set in the matching keyslots. Empty string to erase"},
-    {"encrypt.old-secret", T_STR, "Select all keyslots that match this password"},
-    {"encrypt.state", T_STR, "Select new state of affected keyslots (active/inactive)"},
-    {"lazy_refcounts", T_BOOL, "Postpone refcount updates"},
-    {"refcount_bits", T_NUM, "Width of a reference count entry in bits"},
-    {"size", T_SIZE, "Virtual disk size"},
-    {"encryption", T_BOOL, NULL},
-    {"encrypt.format", T_STR, NULL},
-    {"encrypt.key-secret", T_STR, NULL},
-    {"encrypt.cipher-alg", T_STR, NULL},
-    {"encrypt.cipher-mode", T_STR, NULL},
-    {"encrypt.ivgen-alg", T_STR, NULL},
-    {"encrypt.ivgen-hash-alg", T_STR, NULL},
-    {"encrypt.hash-alg", T_STR, NULL},
-    {"cluster_size", T_SIZE, NULL},
-    {"extended_l2", T_BOOL, NULL},
-    {"preallocation", T_STR, NULL},
-    {"compression_type", T_STR, NULL},
-};
-#define NOPTS (sizeof(opts) / sizeof(opts[0]))
-
-static const struct opt_desc *find_desc(const char *name, bool create_too)
+static const struct blk_opt_desc *find_desc(const struct opt_table *t, const char *name,
+					    bool create_too)
 {
-	for (size_t i = 0; i < NOPTS; i++)
-		if ((create_too || opts[i].help) && !strcmp(opts[i].name, name))
-			return &opts[i];
+	for (size_t i = 0; i < t->n; i++)
+		if ((create_too || t->d[i].help) && !strcmp(t->d[i].name, name))
+			return &t->d[i];
 	return NULL;
 }
 
 static const char *const type_names[] = {"str", "bool (on/off)", "num", "size"};
 
-static void print_help(void)
+static void print_help(const char *fmt, const struct opt_table *t)
 {
-	printf("Amend options for 'qcow2':\n");
-	for (size_t i = 0; i < NOPTS && opts[i].help; i++) {
+	printf("Amend options for '%s':\n", fmt);
+	for (size_t i = 0; i < t->n && t->d[i].help; i++) {
 		char left[64];
-		int n = snprintf(left, sizeof(left), "  %s=<%s>", opts[i].name,
-				 type_names[opts[i].type]);
-		printf("%s%*s - %s\n", left, n < 24 ? 24 - n : 0, "", opts[i].help);
+		int n = snprintf(left, sizeof(left), "  %s=<%s>", t->d[i].name,
+				 type_names[t->d[i].type]);
+		printf("%s%*s - %s\n", left, n < 24 ? 24 - n : 0, "", t->d[i].help);
 	}
 }
 
@@ -91,9 +57,10 @@ static int amend_help(const char *fmt)
 {
 	if (!qemu_format(fmt))
 		return kite_error("Unknown file format '%s'", fmt);
-	if (strcmp(fmt, "qcow2"))
+	struct opt_table t;
+	if (!(t.d = blk_amend_options(fmt, &t.n)))
 		return kite_error("Format driver '%s' does not support option amendment", fmt);
-	print_help();
+	print_help(fmt, &t);
 	return 0;
 }
 
@@ -167,38 +134,38 @@ static int option_size(const char *v, uint64_t *out, bool warn)
 	return 0;
 }
 
-static bool value_ok(const struct opt_desc *d, const char *v, uint64_t *num, bool warn)
+static bool value_ok(const struct blk_opt_desc *d, const char *v, uint64_t *num, bool warn)
 {
 	static const char *const yes[] = {"on", "yes", "true", "y"};
 	static const char *const no[] = {"off", "no", "false", "n"};
 	char *end;
 	switch (d->type) {
-	case T_BOOL:
+	case BLK_OPT_BOOL:
 		for (size_t i = 0; i < 4; i++)
 			if (!strcmp(v, yes[i]) || !strcmp(v, no[i])) {
 				*num = !strcmp(v, yes[i]);
 				return true;
 			}
 		return false;
-	case T_NUM:
+	case BLK_OPT_NUM:
 		errno = 0;
 		*num = strtoull(v, &end, 0);
 		return !errno && end != v && !*end;
-	case T_SIZE:
+	case BLK_OPT_SIZE:
 		return option_size(v, num, warn) == 0;
 	default:
 		return true;
 	}
 }
 
-static int value_error(const struct opt_desc *d, const char *v)
+static int value_error(const struct blk_opt_desc *d, const char *v)
 {
 	uint64_t n;
-	if (d->type == T_SIZE && option_size(v, &n, false) == -ERANGE)
+	if (d->type == BLK_OPT_SIZE && option_size(v, &n, false) == -ERANGE)
 		return kite_error("Value '%s' is out of range for parameter '%s'", v, d->name);
-	if (d->type == T_BOOL)
+	if (d->type == BLK_OPT_BOOL)
 		return kite_error("Parameter '%s' expects 'on' or 'off'", d->name);
-	if (d->type == T_NUM)
+	if (d->type == BLK_OPT_NUM)
 		return kite_error("Parameter '%s' expects a number", d->name);
 	return kite_error("Parameter '%s' expects a non-negative number below 2^64\n"
 			  "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
@@ -207,63 +174,41 @@ static int value_error(const struct opt_desc *d, const char *v)
 }
 
 /* qemu-img's hint: the whole list would be valid for image creation. */
-static bool valid_for_create(const struct img_opts *o)
+static bool valid_for_create(const struct opt_table *t, const struct img_opts *o)
 {
 	for (size_t i = 0; i < o->n; i++) {
 		const char *name, *val;
 		uint64_t num;
 		item(o, i, &name, &val);
-		const struct opt_desc *d = find_desc(name, true);
+		const struct blk_opt_desc *d = find_desc(t, name, true);
 		if (!d || !value_ok(d, val, &num, false))
 			return false;
 	}
 	return true;
 }
 
-static void set_opt(struct qcow2_amend_opts *a, const char *name, const char *val, uint64_t num)
+/* Every item in order (the last of a name wins), each value checked by its type, into
+ * out[] (o->n entries). */
+static int read_opts(const struct opt_table *t, const struct img_opts *o, struct blk_amend_opt *out)
 {
-	if (!strcmp(name, "compat"))
-		a->compat = val;
-	else if (!strcmp(name, "size"))
-		a->size = num;
-	else if (!strcmp(name, "backing_file"))
-		a->backing_file = val;
-	else if (!strcmp(name, "backing_fmt"))
-		a->backing_fmt = val;
-	else if (!strcmp(name, "data_file"))
-		a->data_file = val;
-	else if (!strcmp(name, "data_file_raw"))
-		a->data_file_raw = (int)num;
-	else if (!strcmp(name, "lazy_refcounts"))
-		a->lazy_refcounts = (int)num;
-	else if (!strcmp(name, "refcount_bits")) {
-		a->refcount_bits = (int)num; /* QEMU's int, whatever the number */
-		a->refcount_bits_set = true;
-	} else
-		a->encrypt = true; /* encrypt.* */
-}
-
-/* Every item in order (the last of a name wins), each value checked by its type. */
-static int read_opts(const struct img_opts *o, struct qcow2_amend_opts *a)
-{
-	*a = (struct qcow2_amend_opts){.data_file_raw = -1, .lazy_refcounts = -1};
 	for (size_t i = 0; i < o->n; i++) {
 		const char *name, *val;
 		uint64_t num = 0;
 		item(o, i, &name, &val);
-		const struct opt_desc *d = find_desc(name, false);
+		const struct blk_opt_desc *d = find_desc(t, name, false);
 		if (!d && strchr(name, ','))
 			return kite_error(
 			    "Invalid parameter '%.*s'", (int)strcspn(name, ","),
 			    name); /* QEMU's names end at a comma, even a doubled one */
 		if (!d)
 			return kite_error("Invalid parameter '%s'%s", name,
-					  valid_for_create(o) ? "\nThis option is only supported "
-								"for image creation"
-							      : "");
+					  valid_for_create(t, o)
+					      ? "\nThis option is only supported "
+						"for image creation"
+					      : "");
 		if (!value_ok(d, val, &num, true))
 			return value_error(d, val);
-		set_opt(a, name, val, num);
+		out[i] = (struct blk_amend_opt){.name = name, .val = val, .num = num};
 	}
 	return 0;
 }
@@ -364,19 +309,25 @@ static void report(void *ctx, uint64_t done, uint64_t total)
 static int amend_image(struct blk *b, struct amend_args *a, bool *progress_shown)
 {
 	const char *fmt = blk_format_name(b);
-	struct qcow2_amend_opts ao;
 	if (is_help(&a->o))
 		return amend_help(fmt);
-	if (strcmp(fmt, "qcow2"))
+	struct opt_table t;
+	if (!(t.d = blk_amend_options(fmt, &t.n)))
 		return kite_error("Format driver '%s' does not support option amendment", fmt);
-	if (read_opts(&a->o, &ao) < 0)
+	struct blk_amend_opt *list = calloc(a->o.n ? a->o.n : 1, sizeof(*list));
+	if (!list)
+		return kite_error("out of memory");
+	if (read_opts(&t, &a->o, list) < 0) {
+		free(list);
 		return -1;
+	}
 	struct progress prog;
 	progress_init(&prog, a->progress);
-	int r = qcow2_amend(b, &ao, report, &prog);
+	int r = blk_amend(b, list, a->o.n, report, &prog);
 	progress_update(&prog, 1, 1); /* as qemu-img: 100% even when it failed */
 	progress_finish(&prog);
 	*progress_shown = a->progress;
+	free(list);
 	return r;
 }
 

@@ -1,18 +1,15 @@
 /* kite img check: qemu-img check's messages, JSON fields and exit codes: 0 clean,
  * 1 the check could not complete, 2 corruptions, 3 only leaks, 63 format without checks. */
-#include "block/qcow2.h"
-#include "block/vmdk.h"
 #include "cli/cmd_img.h"
 #include "util/err.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void print_human(const struct qcow2_check_result *r, bool quiet)
+static void print_human(const struct blk_check_result *r, bool quiet)
 {
 	if (quiet)
 		return;
@@ -45,7 +42,7 @@ static void print_human(const struct qcow2_check_result *r, bool quiet)
 
 /* QEMU prints its ImageCheck object from a hash table: the keys come in the order of
  * their buckets, which this list follows (optional fields only when nonzero). */
-static void print_json(const struct qcow2_check_result *r, const char *file, const char *fmt,
+static void print_json(const struct blk_check_result *r, const char *file, const char *fmt,
 		       bool quiet)
 {
 	if (quiet)
@@ -74,7 +71,7 @@ static void print_json(const struct qcow2_check_result *r, const char *file, con
 	json_decref(o);
 }
 
-static void print_result(const struct qcow2_check_result *r, enum img_output out, const char *file,
+static void print_result(const struct blk_check_result *r, enum img_output out, const char *file,
 			 const char *fmt, bool quiet)
 {
 	if (out == IMG_OUT_JSON)
@@ -84,12 +81,12 @@ static void print_result(const struct qcow2_check_result *r, enum img_output out
 }
 
 /* Checks, and after a repair checks again (the report is the repaired image's, with the
- * counts of what was repaired). Returns 0, or the errno of a check that could not run. */
-static int check_qcow2(struct blk *b, unsigned fix, enum img_output out, bool quiet,
-		       struct qcow2_check_result *r)
+ * counts of what was repaired). Returns 0, or -1 when a check could not run (reported). */
+static int check_image(struct blk *b, unsigned fix, enum img_output out, bool quiet,
+		       struct blk_check_result *r)
 {
-	if (qcow2_check(b, fix, r) < 0)
-		return errno ? errno : EIO;
+	if (blk_check(b, fix, r) < 0)
+		return -1;
 	if (!r->leaks_fixed && !r->corruptions_fixed)
 		return 0;
 	uint64_t lf = r->leaks_fixed, cf = r->corruptions_fixed;
@@ -100,7 +97,7 @@ static int check_qcow2(struct blk *b, unsigned fix, enum img_output out, bool qu
 		       lf, cf);
 		fflush(stdout);
 	}
-	int err = qcow2_check(b, 0, r) < 0 ? (errno ? errno : EIO) : 0;
+	int err = blk_check(b, 0, r);
 	r->leaks_fixed = lf;
 	r->corruptions_fixed = cf;
 	return err;
@@ -128,9 +125,9 @@ int img_check(int argc, char **argv)
 			break;
 		case 'r':
 			if (!strcmp(optarg, "leaks"))
-				fix = QCOW2_FIX_LEAKS;
+				fix = BLK_CHECK_FIX_LEAKS;
 			else if (!strcmp(optarg, "all"))
-				fix = QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS;
+				fix = BLK_CHECK_FIX_LEAKS | BLK_CHECK_FIX_ERRORS;
 			else
 				return img_usage_error("check", "-r must be 'leaks' or 'all'");
 			break;
@@ -160,37 +157,26 @@ int img_check(int argc, char **argv)
 				     BLK_O_CHECK | BLK_O_NO_PROBE_WARN);
 	if (!b)
 		return 1;
-	struct qcow2_check_result r = {0};
+	struct blk_check_result r = {0};
 	const char *format = blk_format_name(b);
-	if (!strcmp(format, "vmdk")) {
-		/* as QEMU: grains must lie inside the file, nothing to repair, and a bad
-		 * grain fails the check itself (exit 1) */
-		int e = vmdk_blk_check(b, &r.corruptions);
-		blk_close(b);
-		if (e < 0)
-			return 1;
-		if (r.corruptions) {
-			kite_error("%s: check failed: a grain lies beyond the end of the file",
-				   path);
-			return 1;
-		}
-		print_result(&r, out, path, format, quiet);
-		return 0;
-	}
-	if (strcmp(format, "qcow2")) {
+	if (!blk_can(b, BLK_CAP_CHECK)) {
 		kite_error("This image format does not support checks");
 		blk_close(b);
 		return 63;
 	}
-	int err = check_qcow2(b, fix, out, quiet, &r);
+	int err = check_image(b, fix, out, quiet, &r);
+	if (!err && r.failed) {
+		blk_close(b);
+		kite_error("%s: check failed: %s", path, r.failed);
+		return 1;
+	}
 	if (!err)
 		print_result(&r, out, path, format, quiet);
 	blk_close(b);
-	if (err || r.check_errors) {
-		if (err)
-			kite_error("Check failed: %s", strerror(err));
-		else
-			kite_error("Check failed");
+	if (err < 0)
+		return 1;
+	if (r.check_errors) {
+		kite_error("Check failed");
 		return 1;
 	}
 	if (r.corruptions)

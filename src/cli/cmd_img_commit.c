@@ -41,26 +41,6 @@ out:
 	return rc;
 }
 
-/* Recreates the top image empty, with the same options and backing file. Only for images
- * without internal snapshots (they would reference the dropped clusters). */
-static int make_empty(const char *path, const struct blk_info *in)
-{
-	struct blk_create_opts c = {
-	    .size = in->virtual_size,
-	    .size_set = true,
-	    .cluster_size = in->cluster_size,
-	    .compat = !strcmp(in->compat, "0.10") ? 2 : 3,
-	    .lazy_refcounts = in->lazy_refcounts,
-	    .refcount_bits = in->refcount_bits,
-	    .compression_type =
-		!strcmp(in->compression_type, "zstd") ? BLK_COMP_ZSTD : BLK_COMP_ZLIB,
-	    .extended_l2 = in->extended_l2,
-	    .backing_file = in->backing_file,
-	    .backing_fmt = in->backing_format[0] ? in->backing_format : NULL,
-	};
-	return blk_create(path, "qcow2", &c);
-}
-
 /* commit -b BASE: everything the layers above BASE allocate goes into BASE (read through
  * the chain); the layers above are kept, as QEMU does (-b implies -d). */
 static int commit_to_base(const char *path, const char *fmt, const char *base_name, bool quiet,
@@ -196,11 +176,11 @@ int img_commit(int argc, char **argv)
 	base = NULL;
 	blk_close(top);
 	top = NULL;
-	if (!keep && !strcmp(in->format, "qcow2")) {
+	if (!keep && blk_format_can(in->format, BLK_CAP_MAKE_EMPTY)) {
 		if (in->nb_snapshots)
 			kite_warn("%s has internal snapshots: its clusters are kept (as with -d)",
 				  path);
-		else if (make_empty(path, in) < 0)
+		else if (blk_make_empty(path, in) < 0)
 			goto out;
 	}
 	if (!quiet)

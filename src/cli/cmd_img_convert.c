@@ -65,10 +65,10 @@ static int open_target(struct blk_convert *cv, const char *path, const char *fmt
 {
 	const char *key_secret = NULL;
 	if (!no_create) {
-		if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2") && strcmp(fmt, "luks"))
-			return kite_error("kite img convert cannot write format '%s' (use raw, "
-					  "qcow2 or luks)",
-					  fmt);
+		char list[256];
+		if (!blk_format_can(fmt, BLK_CAP_CREATE))
+			return kite_error("kite img convert cannot write format '%s' (use %s)", fmt,
+					  blk_formats_with(BLK_CAP_CREATE, list, sizeof(list)));
 		struct blk_create_opts c = {0};
 		if (img_create_opts(o, fmt, &c) < 0)
 			return -1;
@@ -80,16 +80,14 @@ static int open_target(struct blk_convert *cv, const char *path, const char *fmt
 			backing = c.backing_file;
 			backing_fmt = c.backing_fmt;
 		}
-		if (backing && strcmp(fmt, "qcow2"))
+		if (backing && !blk_format_can(fmt, BLK_CAP_BACKING))
 			return kite_error("format '%s' does not support backing files", fmt);
 		/* qemu-img 7.2 no longer probes a new image's backing file */
 		if (backing && !backing_fmt)
 			return kite_error("Use of backing file requires explicit backing format");
 		c.backing_file = backing;
 		c.backing_fmt = backing_fmt;
-		c.size = cv->total;
-		if (!strcmp(fmt, "qcow2")) /* qcow2 sizes are whole sectors, as in QEMU */
-			c.size = (c.size + 511) & ~511ULL;
+		c.size = blk_format_round_size(fmt, cv->total); /* qcow2: whole sectors */
 		c.size_set = true;
 		if (blk_create(path, fmt, &c) < 0)
 			return -1;

@@ -85,9 +85,10 @@ int img_create(int argc, char **argv)
 		goto out;
 	}
 	const char *path = argv[optind];
-	if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2") && strcmp(fmt, "luks")) {
-		kite_error("kite img create cannot write format '%s' (use raw, qcow2 or luks)",
-			   fmt);
+	if (!blk_format_can(fmt, BLK_CAP_CREATE)) {
+		char list[256];
+		kite_error("kite img create cannot write format '%s' (use %s)", fmt,
+			   blk_formats_with(BLK_CAP_CREATE, list, sizeof(list)));
 		goto out;
 	}
 	struct blk_create_opts copts = {0};
@@ -102,7 +103,7 @@ int img_create(int argc, char **argv)
 			goto out;
 		copts.size_set = true;
 	}
-	if (copts.backing_file && strcmp(fmt, "qcow2")) {
+	if (copts.backing_file && !blk_format_can(fmt, BLK_CAP_BACKING)) {
 		kite_error("format '%s' does not support backing files", fmt);
 		goto out;
 	}
@@ -125,8 +126,7 @@ int img_create(int argc, char **argv)
 	}
 	if (!quiet)
 		img_print_formatting(path, fmt, &copts, img_opts_get(&o, "preallocation") != NULL);
-	if (!strcmp(fmt, "qcow2")) /* qcow2 sizes are whole sectors, as in QEMU */
-		copts.size = (copts.size + 511) & ~511ULL;
+	copts.size = blk_format_round_size(fmt, copts.size); /* qcow2: whole sectors */
 	if (blk_create(path, fmt, &copts) < 0)
 		goto out;
 	rc = 0;

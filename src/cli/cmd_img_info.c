@@ -1,5 +1,4 @@
 /* kite img info: qemu-img info's human and JSON output (same field names and layout). */
-#include "block/qcow2.h"
 #include "cli/cmd_img.h"
 #include "util/err.h"
 
@@ -8,127 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static json_t *luks_slots_json(const struct blk_crypto_info *c)
-{
-	json_t *list = json_array();
-	for (int i = 0; i < BLK_LUKS_SLOTS; i++) {
-		const struct blk_luks_slot_info *s = &c->slots[i];
-		json_t *o = json_object();
-		json_object_set_new(o, "active", json_boolean(s->active));
-		if (s->active)
-			json_object_set_new(o, "iters", json_integer(s->iters));
-		json_object_set_new(o, "key-offset", json_integer((json_int_t)s->key_offset));
-		if (s->active)
-			json_object_set_new(o, "stripes", json_integer(s->stripes));
-		json_array_append_new(list, o);
-	}
-	return list;
-}
-
-/* QEMU's QCryptoBlockInfo in the order qemu-img prints it; `with_format` for qcow2's
- * "encrypt" (the luks driver's own data has no format key). */
-static json_t *crypto_json(const struct blk_crypto_info *c, bool with_format)
-{
-	json_t *o = json_object();
-	if (strcmp(c->format, "luks")) {
-		json_object_set_new(o, "format", json_string(c->format));
-		return o;
-	}
-	json_object_set_new(o, "ivgen-alg", json_string(c->ivgen_alg));
-	json_object_set_new(o, "hash-alg", json_string(c->hash_alg));
-	json_object_set_new(o, "cipher-alg", json_string(c->cipher_alg));
-	json_object_set_new(o, "uuid", json_string(c->uuid));
-	if (c->ivgen_hash_alg[0])
-		json_object_set_new(o, "ivgen-hash-alg", json_string(c->ivgen_hash_alg));
-	if (with_format)
-		json_object_set_new(o, "format", json_string("luks"));
-	json_object_set_new(o, "cipher-mode", json_string(c->cipher_mode));
-	json_object_set_new(o, "slots", luks_slots_json(c));
-	json_object_set_new(o, "payload-offset", json_integer((json_int_t)c->payload_offset));
-	json_object_set_new(o, "master-key-iters", json_integer(c->master_key_iters));
-	return o;
-}
-
-static json_t *format_specific(struct blk *b, const struct blk_info *in)
-{
-	json_t *data = json_object();
-	const char *type = in->format;
-	if (!strcmp(type, "qcow2")) {
-		json_object_set_new(data, "compat", json_string(in->compat));
-		json_object_set_new(data, "compression-type", json_string(in->compression_type));
-		if (strcmp(in->compat, "0.10") != 0) {
-			json_object_set_new(data, "lazy-refcounts",
-					    json_boolean(in->lazy_refcounts));
-			struct qcow2_bitmap_info *bm;
-			int nbm;
-			if (qcow2_bitmap_info(b, &bm, &nbm) < 0) {
-				json_decref(data);
-				return NULL;
-			}
-			if (nbm) {
-				json_t *list = json_array();
-				for (int i = 0; i < nbm; i++) {
-					json_t *e = json_object(), *fl = json_array();
-					if (bm[i].in_use)
-						json_array_append_new(fl, json_string("in-use"));
-					if (bm[i].autoload)
-						json_array_append_new(fl, json_string("auto"));
-					json_object_set_new(e, "flags", fl);
-					json_object_set_new(e, "name", json_string(bm[i].name));
-					json_object_set_new(
-					    e, "granularity",
-					    json_integer((json_int_t)bm[i].granularity));
-					json_array_append_new(list, e);
-				}
-				json_object_set_new(data, "bitmaps", list);
-			}
-			free(bm);
-			json_object_set_new(data, "refcount-bits", json_integer(in->refcount_bits));
-			if (in->crypto.format)
-				json_object_set_new(data, "encrypt",
-						    crypto_json(&in->crypto, true));
-			if (in->has_data_file_name)
-				json_object_set_new(data, "data-file", json_string(in->data_file));
-			if (in->has_data_file)
-				json_object_set_new(data, "data-file-raw",
-						    json_boolean(in->data_file_raw));
-			json_object_set_new(data, "corrupt", json_boolean(in->corrupt));
-			json_object_set_new(data, "extended-l2", json_boolean(in->extended_l2));
-		} else {
-			json_object_set_new(data, "refcount-bits", json_integer(in->refcount_bits));
-			if (in->crypto.format)
-				json_object_set_new(data, "encrypt",
-						    crypto_json(&in->crypto, true));
-		}
-	} else if (!strcmp(type, "luks") && in->crypto.format) {
-		json_decref(data);
-		data = crypto_json(&in->crypto, false);
-	} else if (!strcmp(type, "vmdk")) {
-		bool compressed = !strcmp(in->vmdk_create_type, "streamOptimized");
-		json_object_set_new(data, "cid", json_integer(in->vmdk_cid));
-		json_object_set_new(data, "parent-cid", json_integer(in->vmdk_parent_cid));
-		json_object_set_new(data, "create-type", json_string(in->vmdk_create_type));
-		json_t *ext = json_object();
-		if (compressed)
-			json_object_set_new(ext, "compressed", json_true());
-		json_object_set_new(ext, "virtual-size",
-				    json_integer((json_int_t)in->virtual_size));
-		json_object_set_new(ext, "filename", json_string(blk_filename(b)));
-		json_object_set_new(ext, "cluster-size", json_integer(in->cluster_size));
-		json_object_set_new(ext, "format", json_string(""));
-		json_t *list = json_array();
-		json_array_append_new(list, ext);
-		json_object_set_new(data, "extents", list);
-	} else {
-		json_decref(data);
-		return NULL;
-	}
-	json_t *fs = json_object();
-	json_object_set_new(fs, "type", json_string(type));
-	json_object_set_new(fs, "data", data);
-	return fs;
-}
 
 /* The ImageInfo object of one image, with QEMU's field names. */
 static json_t *image_json(struct blk *b)
@@ -150,7 +28,7 @@ static json_t *image_json(struct blk *b)
 	int64_t actual = img_actual_size(blk_filename(b));
 	if (actual >= 0)
 		json_object_set_new(o, "actual-size", json_integer(actual));
-	json_t *fs = format_specific(b, &in);
+	json_t *fs = blk_info_specific(b, &in);
 	if (fs)
 		json_object_set_new(o, "format-specific", fs);
 	if (in.backing_file[0])

@@ -80,9 +80,10 @@ int img_resize(int argc, char **argv)
 		blk_close(b);
 		return kite_error("Preallocation can only be used for growing images"), 1;
 	}
-	if (want % 512 && !strcmp(blk_format_name(b), "qcow2")) {
+	uint32_t align = blk_size_align(b);
+	if (want % align) {
 		blk_close(b);
-		return kite_error("The new size must be a multiple of 512"), 1;
+		return kite_error("The new size must be a multiple of %u", align), 1;
 	}
 	if (want > cur && blk_preallocate(b, cur, cur, prealloc) < 0) { /* before any change */
 		blk_close(b);

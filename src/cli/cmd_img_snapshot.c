@@ -1,22 +1,22 @@
 /* kite img snapshot (-l, -c, -a, -d) and the snapshot table `info` shows, in qemu-img's
  * layout. */
-#include "block/qcow2.h"
 #include "cli/cmd_img.h"
 #include "util/err.h"
 
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 json_t *img_snapshots_json(struct blk *b)
 {
-	if (strcmp(blk_format_name(b), "qcow2"))
+	if (!blk_can(b, BLK_CAP_SNAPSHOTS))
 		return NULL;
-	const struct qcow2_snapshot *sn;
+	struct blk_snapshot *sn;
 	int n;
-	if (qcow2_snapshot_list(b, &sn, &n) < 0 || n == 0)
+	if (blk_snapshot_list(b, &sn, &n) < 0 || n == 0)
 		return NULL;
 	json_t *list = json_array();
 	for (int i = 0; i < n; i++) {
@@ -35,6 +35,7 @@ json_t *img_snapshots_json(struct blk *b)
 				    json_integer((json_int_t)sn[i].vm_state_size));
 		json_array_append_new(list, o);
 	}
+	free(sn);
 	return list;
 }
 
@@ -116,25 +117,26 @@ int img_snapshot(int argc, char **argv)
 	if (!b)
 		return 1;
 	int r = 0;
-	if (strcmp(blk_format_name(b), "qcow2")) {
+	if (!blk_can(b, BLK_CAP_SNAPSHOTS)) {
 		r = kite_error("snapshots are not supported by format '%s'", blk_format_name(b));
 	} else if (action == 'l') {
 		json_t *list = img_snapshots_json(b);
-		const struct qcow2_snapshot *sn;
+		struct blk_snapshot *sn;
 		int n;
-		r = qcow2_snapshot_list(b, &sn, &n);
+		r = blk_snapshot_list(b, &sn, &n);
+		free(sn);
 		if (r == 0 && list) {
 			printf("Snapshot list:\n");
 			img_snapshots_print(list);
 		}
 		json_decref(list);
 	} else if (action == 'c') {
-		r = qcow2_snapshot_create(b, name); /* its errors name the snapshot */
+		r = blk_snapshot_create(b, name); /* its errors name the snapshot */
 	} else if (action == 'a') {
-		if (qcow2_snapshot_apply(b, name) < 0)
+		if (blk_snapshot_apply(b, name) < 0)
 			r = kite_error("could not apply snapshot '%s'", name);
 	} else {
-		if (qcow2_snapshot_delete(b, name) < 0)
+		if (blk_snapshot_delete(b, name) < 0)
 			r = kite_error("could not delete snapshot '%s'", name);
 	}
 	if (r == 0 && action != 'l')

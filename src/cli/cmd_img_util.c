@@ -122,110 +122,44 @@ static int parse_bool(const char *key, const char *v, bool *out)
 	return kite_error("parameter '%s' expects 'on' or 'off', not '%s'", key, v);
 }
 
-/* The encryption options, luks's names; qcow2 takes them with "encrypt." before them. */
-static const char *const crypto_keys[] = {
-    "key-secret",     "cipher-alg", "cipher-mode", "ivgen-alg",
-    "ivgen-hash-alg", "hash-alg",   "iter-time",   NULL};
-
-static bool key_allowed(const char *fmt, const char *key)
+/* Whether format `d` takes -o `key`: one of its keys, or an encryption option under its
+ * prefix. */
+static bool key_allowed(const struct blk_create_desc *d, const char *key)
 {
-	static const char *const raw[] = {"size", "preallocation", "extent_size_hint", NULL};
-	static const char *const luks[] = {"size", "preallocation", "extent_size_hint", NULL};
-	static const char *const qcow2[] = {
-	    "size",	      "cluster_size",	"preallocation",    "compat",
-	    "lazy_refcounts", "refcount_bits",	"compression_type", "backing_file",
-	    "backing_fmt",    "extended_l2",	"extent_size_hint", "data_file",
-	    "data_file_raw",  "encrypt.format", "encryption",	    NULL};
-	bool is_qcow2 = !strcmp(fmt, "qcow2"), is_luks = !strcmp(fmt, "luks");
-	const char *crypto_key = is_qcow2 && !strncmp(key, "encrypt.", 8) ? key + 8
-				 : is_luks				  ? key
-									  : NULL;
-	for (size_t i = 0; crypto_key && crypto_keys[i]; i++)
-		if (!strcmp(crypto_keys[i], crypto_key))
-			return true;
-	const char *const *list = is_qcow2 ? qcow2 : is_luks ? luks : raw;
-	for (size_t i = 0; list[i]; i++)
-		if (!strcmp(list[i], key))
+	const char *pre = d->encrypt_prefix;
+	if (pre && !strncmp(key, pre, strlen(pre)))
+		for (size_t i = 0; blk_encrypt_keys[i]; i++)
+			if (!strcmp(blk_encrypt_keys[i], key + strlen(pre)))
+				return true;
+	for (size_t i = 0; d->keys[i]; i++)
+		if (!strcmp(d->keys[i], key))
 			return true;
 	return false;
 }
 
-static const char *const luks_help[] = {
-    "cipher-alg=<str>       - Name of encryption cipher algorithm",
-    "cipher-mode=<str>      - Name of encryption cipher mode",
-    "hash-alg=<str>         - Name of encryption hash algorithm",
-    "iter-time=<num>        - Time to spend in PBKDF in milliseconds",
-    "ivgen-alg=<str>        - Name of IV generator algorithm",
-    "ivgen-hash-alg=<str>   - Name of IV generator hash algorithm",
-    "key-secret=<str>       - ID of the secret that provides the keyslot passphrase",
-    "size=<size>            - Virtual disk size",
-    NULL};
-
-static bool luks_opts_help(void)
-{
-	printf("Supported luks options:\n");
-	for (size_t i = 0; luks_help[i]; i++)
-		printf("  %s\n", luks_help[i]);
-	printf("\nThe protocol level may support further options.\n"
-	       "Specify the target filename to include those options.\n");
-	return true;
-}
-
 bool img_opts_help(struct img_opts *o, const char *fmt)
 {
-	static const char *const lines[] = {
-	    "backing_file=<str>     - File name of a base image",
-	    "backing_fmt=<str>      - Image format of the base image",
-	    "cluster_size=<size>    - qcow2 cluster size",
-	    "compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])",
-	    "compression_type=<str> - Compression method used for image cluster compression",
-	    "data_file=<str>        - File name of an external data file",
-	    "data_file_raw=<bool (on/off)> - The external data file must stay valid as a raw image",
-	    "encrypt.cipher-alg=<str> - Name of encryption cipher algorithm",
-	    "encrypt.cipher-mode=<str> - Name of encryption cipher mode",
-	    "encrypt.format=<str>   - Encrypt the image, format choices: 'aes', 'luks'",
-	    "encrypt.hash-alg=<str> - Name of encryption hash algorithm",
-	    "encrypt.iter-time=<num> - Time to spend in PBKDF in milliseconds",
-	    "encrypt.ivgen-alg=<str> - Name of IV generator algorithm",
-	    "encrypt.ivgen-hash-alg=<str> - Name of IV generator hash algorithm",
-	    "encrypt.key-secret=<str> - ID of secret providing qcow AES key or LUKS passphrase",
-	    "encryption=<bool (on/off)> - Encrypt the image with format 'aes'. (Deprecated in "
-	    "favor of encrypt.format=aes)",
-	    "extended_l2=<bool (on/off)> - Extended L2 tables",
-	    "lazy_refcounts=<bool (on/off)> - Postpone refcount updates",
-	    "preallocation=<str>    - Preallocation mode (allowed values: off, metadata, falloc, "
-	    "full)",
-	    "refcount_bits=<num>    - Width of a reference count entry in bits",
-	    "size=<size>            - Virtual disk size",
-	};
 	if (!img_opts_get(o, "help") && !img_opts_get(o, "?"))
 		return false;
-	if (!strcmp(fmt, "luks"))
-		return luks_opts_help();
+	const struct blk_create_desc *d = blk_create_desc(fmt);
 	printf("Supported %s options:\n", fmt);
-	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-		char key[64];
-		snprintf(key, sizeof(key), "%.*s", (int)strcspn(lines[i], "="), lines[i]);
-		/* raw's preallocation belongs to the file layer in QEMU, which lists it apart */
-		bool file_layer = !strcmp(fmt, "raw") && !strcmp(key, "preallocation");
-		if (key_allowed(fmt, key) && !file_layer)
-			printf("  %s\n", lines[i]);
-	}
+	for (size_t i = 0; d->help[i]; i++)
+		printf("  %s\n", d->help[i]);
 	printf("\nThe protocol level may support further options.\n"
 	       "Specify the target filename to include those options.\n");
 	return true;
 }
 
-/* qcow2's encrypt.* / luks's options into c->encrypt, checked as QEMU checks them. */
-static int encrypt_opts(struct img_opts *o, const char *fmt, struct blk_encrypt_opts *e)
+/* The encryption options into c->encrypt: under a prefix (qcow2's encrypt.*, the choice
+ * in encrypt.format or the old encryption=on for aes), or the format's own (luks). */
+static int encrypt_opts(struct img_opts *o, const char *fmt, const char *pre,
+			struct blk_encrypt_opts *e)
 {
-	bool qcow2 = !strcmp(fmt, "qcow2");
-	const char *pre = qcow2 ? "encrypt." : "";
 	const char **fields[] = {&e->key_secret, &e->cipher_alg,     &e->cipher_mode,
 				 &e->ivgen_alg,	 &e->ivgen_hash_alg, &e->hash_alg};
 	char key[64];
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-		snprintf(key, sizeof(key), "%s%s", pre, crypto_keys[i]);
+		snprintf(key, sizeof(key), "%s%s", pre, blk_encrypt_keys[i]);
 		*fields[i] = img_opts_get(o, key);
 	}
 	snprintf(key, sizeof(key), "%siter-time", pre);
@@ -239,21 +173,23 @@ static int encrypt_opts(struct img_opts *o, const char *fmt, struct blk_encrypt_
 		e->iter_time = t;
 		e->iter_time_set = true;
 	}
-	if (!qcow2) {
-		e->format = "luks";
+	if (!pre[0]) {
+		e->format = fmt;
 		return 0;
 	}
 	bool on = false;
 	if ((v = img_opts_get(o, "encryption")) && parse_bool("encryption", v, &on))
 		return -1;
-	e->format = on ? "aes" : img_opts_get(o, "encrypt.format");
+	snprintf(key, sizeof(key), "%sformat", pre);
+	e->format = on ? "aes" : img_opts_get(o, key);
 	return 0; /* the block layer checks them (qcow2_crypto_create_check) */
 }
 
 int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts *c)
 {
+	const struct blk_create_desc *d = blk_create_desc(fmt);
 	for (size_t i = 0; i < o->n; i++)
-		if (!key_allowed(fmt, o->keys[i]))
+		if (!key_allowed(d, o->keys[i]))
 			return kite_error("invalid parameter '%s' for format '%s'", o->keys[i],
 					  fmt);
 	const char *v;
@@ -324,77 +260,15 @@ int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts 
 	if (c->extended_l2 && c->cluster_size && c->cluster_size < 16384)
 		return kite_error("Extended L2 entries are only supported with cluster sizes of at "
 				  "least 16384 bytes");
-	if (!strcmp(fmt, "qcow2") || !strcmp(fmt, "luks"))
-		return encrypt_opts(o, fmt, &c->encrypt);
+	if (d->encrypt_prefix)
+		return encrypt_opts(o, fmt, d->encrypt_prefix, &c->encrypt);
 	return 0;
-}
-
-static const char *prealloc_name(enum blk_prealloc p)
-{
-	switch (p) {
-	case BLK_PREALLOC_METADATA:
-		return "metadata";
-	case BLK_PREALLOC_FALLOC:
-		return "falloc";
-	case BLK_PREALLOC_FULL:
-		return "full";
-	default:
-		return "off";
-	}
-}
-
-/* The encryption options given, in QEMU's order (`pre` "encrypt." for qcow2). */
-static void print_encrypt(const struct blk_encrypt_opts *e, const char *pre, bool qcow2)
-{
-	if (qcow2 && e->format)
-		printf(" encrypt.format=%s", e->format);
-	const char *vals[] = {e->key_secret, e->cipher_alg,	e->cipher_mode,
-			      e->ivgen_alg,  e->ivgen_hash_alg, e->hash_alg};
-	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
-		if (vals[i])
-			printf(" %s%s=%s", pre, crypto_keys[i], vals[i]);
-	if (e->iter_time_set)
-		printf(" %siter-time=%llu", pre, (unsigned long long)e->iter_time);
 }
 
 void img_print_formatting(const char *path, const char *fmt, const struct blk_create_opts *c,
 			  bool prealloc_given)
 {
-	printf("Formatting '%s', fmt=%s", path, fmt);
-	if (!strcmp(fmt, "luks")) {
-		printf(" size=%llu", (unsigned long long)c->size);
-		print_encrypt(&c->encrypt, "", false);
-		if (prealloc_given)
-			printf(" preallocation=%s", prealloc_name(c->prealloc));
-	} else if (!strcmp(fmt, "qcow2")) {
-		print_encrypt(&c->encrypt, "encrypt.", true);
-		printf(" cluster_size=%u extended_l2=%s", c->cluster_size ? c->cluster_size : 65536,
-		       c->extended_l2 ? "on" : "off");
-		if (prealloc_given)
-			printf(" preallocation=%s", prealloc_name(c->prealloc));
-		printf(" compression_type=%s size=%llu",
-		       c->compression_type == BLK_COMP_ZSTD ? "zstd" : "zlib",
-		       (unsigned long long)c->size);
-		if (c->compat)
-			printf(" compat=%s", c->compat == 2 ? "0.10" : "1.1");
-		if (c->backing_file)
-			printf(" backing_file=%s", c->backing_file);
-		if (c->backing_fmt)
-			printf(" backing_fmt=%s", c->backing_fmt);
-		if (c->data_file)
-			printf(" data_file=%s", c->data_file);
-		if (c->data_file_raw_set)
-			printf(" data_file_raw=%s", c->data_file_raw ? "on" : "off");
-		printf(" lazy_refcounts=%s refcount_bits=%d", c->lazy_refcounts ? "on" : "off",
-		       c->refcount_bits ? c->refcount_bits : 16);
-	} else {
-		printf(" size=%llu", (unsigned long long)c->size);
-		if (prealloc_given)
-			printf(" preallocation=%s", prealloc_name(c->prealloc));
-	}
-	if (c->extent_size_hint_set)
-		printf(" extent_size_hint=%llu", (unsigned long long)c->extent_size_hint);
-	printf("\n");
+	blk_create_print(stdout, path, fmt, c, prealloc_given);
 	fflush(stdout);
 }
 

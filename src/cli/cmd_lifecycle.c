@@ -6,6 +6,7 @@
 #include "mgmt/launch.h"
 #include "mgmt/runstate.h"
 #include "util/err.h"
+#include "vmm/savefile.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -19,6 +20,34 @@ enum { O_DISABLE = 1, O_BOOT, O_TIMEOUT, O_NO_REPLAY, O_CONSOLE, O_LOOP };
 static bool is_active(const struct machine_status *st)
 {
 	return st->state == MACHINE_RUNNING || st->state == MACHINE_PAUSED;
+}
+
+/* Starts the machine, or resumes its managed save (`kite managedsave`) when it has one, as
+ * virsh does; the save file goes once the machine runs from it (the VMM maps its RAM and
+ * keeps it open). A managed save that fails its checks stops the start: the error says
+ * so, and `kite managedsave-remove` lets the machine boot afresh. */
+static int start_or_resume(struct machine_cli *cli, const struct machine_config *def)
+{
+	char save[PATH_MAX];
+	if (managed_save_path(&cli->dirs, def->name, save, sizeof(save)) < 0)
+		return -1;
+	if (access(save, F_OK) < 0)
+		return machine_start(&cli->dirs, def, NULL, START_TIMEOUT_MS);
+	struct savefile f;
+	if (savefile_open(&f, save) < 0)
+		return kite_error("machine %s: its managed save cannot be resumed "
+				  "(kite managedsave-remove %s discards it)",
+				  def->name, def->name);
+	bool same = !strcmp(f.def.name, def->name);
+	savefile_close(&f);
+	if (!same)
+		return kite_error("machine %s: its managed save %s is another machine's", def->name,
+				  save);
+	if (machine_start(&cli->dirs, def, save, START_TIMEOUT_MS) < 0)
+		return -1;
+	if (unlink(save) < 0)
+		kite_warn("cannot remove %s: %s", save, strerror(errno));
+	return 0;
 }
 
 /* Starts NAME under its lock. `quiet_if_running`: autostart --boot skips running machines. */
@@ -48,7 +77,7 @@ static int start_one(struct machine_cli *cli, const char *name, bool autostart_o
 		kite_error("machine %s is already running (pid %d)", name, (int)st.pid);
 		goto out_def;
 	}
-	if (machine_start(&cli->dirs, &def, START_TIMEOUT_MS) < 0)
+	if (start_or_resume(cli, &def) < 0)
 		goto out_def;
 	r = 0;
 	if (def.current_memory < def.memory) {

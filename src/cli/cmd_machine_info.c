@@ -309,7 +309,10 @@ int cmd_dominfo(int argc, char **argv)
 	printf("%-15s %llu KiB\n", "Used memory:", (unsigned long long)(used >> 10));
 	printf("%-15s %s\n", "Persistent:", "yes");
 	printf("%-15s %s\n", "Autostart:", def.autostart ? "enable" : "disable");
-	printf("%-15s %s\n", "Managed save:", "no");
+	char save[PATH_MAX];
+	bool managed =
+	    managed_save_path(&cli.dirs, name, save, sizeof(save)) == 0 && access(save, F_OK) == 0;
+	printf("%-15s %s\n", "Managed save:", managed ? "yes" : "no");
 	printf("%-15s %s\n", "Security model:", "none");
 	printf("%-15s %s\n", "Security DOI:", "0");
 	putchar('\n');

@@ -18,6 +18,7 @@ static const struct {
     {MOPT_CONSOLE, "console", "--console"},
     {MOPT_RNG, "rng", "--rng"},
     {MOPT_BALLOON, "balloon", "--balloon"},
+    {MOPT_EXIT_DEVICE, "exit_device", "--exit-device"},
 };
 
 int machine_option(struct machine_config *m, int code, const char *arg)

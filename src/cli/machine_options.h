@@ -18,6 +18,7 @@ enum {
 	MOPT_CONSOLE,
 	MOPT_RNG,
 	MOPT_BALLOON,
+	MOPT_EXIT_DEVICE,
 };
 
 #define MACHINE_SHORT_OPTIONS "k:i:p:m:c:d:n:"
@@ -30,7 +31,8 @@ enum {
 	    {"share", required_argument, NULL, MOPT_SHARE},                                        \
 	    {"console", required_argument, NULL, MOPT_CONSOLE},                                    \
 	    {"rng", optional_argument, NULL, MOPT_RNG},                                            \
-	    {"balloon", optional_argument, NULL, MOPT_BALLOON},
+	    {"balloon", optional_argument, NULL, MOPT_BALLOON},                                    \
+	    {"exit-device", required_argument, NULL, MOPT_EXIT_DEVICE},
 
 #define MACHINE_OPTIONS_HELP                                                                       \
 	"  -k, --kernel FILE        kernel: bzImage, ELF vmlinux, or an ELF with a PVH note\n"     \
@@ -50,7 +52,9 @@ enum {
 	"                           a tap; repeatable\n"                                           \
 	"      --console KIND       serial (alias stdio), virtio (hvc0), none, file:PATH\n"        \
 	"      --rng[=on|off]       a virtio-rng entropy device\n"                                 \
-	"      --balloon[=on|off]   a virtio-balloon device\n"
+	"      --balloon[=on|off]   a virtio-balloon device\n"                                     \
+	"      --exit-device port=N a test exit device (QEMU's isa-debug-exit): a write of\n"      \
+	"                           CODE to port N ends the VM, exit code (CODE << 1) | 1\n"
 
 /* Applies getopt's `code` to m. Returns 1 when it was a machine option and it applied, 0 when
  * it is not a machine option, -1 after an error (reported). */

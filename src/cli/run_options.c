@@ -13,6 +13,7 @@ enum {
 	OPT_CONTROL,
 	OPT_DEFINITION,
 	OPT_DETACHED,
+	OPT_RESTORE,
 };
 
 static const struct option run_longopts[] = {
@@ -23,6 +24,7 @@ static const struct option run_longopts[] = {
     {"control-socket", required_argument, NULL, OPT_CONTROL},
     {"definition", required_argument, NULL, OPT_DEFINITION},
     {"detached", no_argument, NULL, OPT_DETACHED},
+    {"restore", required_argument, NULL, OPT_RESTORE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -74,6 +76,9 @@ static int apply(struct run_options *o, int c, const char *verb, char **argv, bo
 	case OPT_DETACHED:
 		o->run.detached = true;
 		return 0;
+	case OPT_RESTORE:
+		o->restore_path = optarg;
+		return 0;
 	}
 	if (optopt)
 		return kite_error("%s: option -%c is unknown or needs a value", verb, optopt);
@@ -100,7 +105,21 @@ int run_options_parse(int argc, char **argv, const char *verb, void (*usage)(FIL
 	}
 	if (optind < argc)
 		return kite_error("%s: unexpected argument '%s'", verb, argv[optind]);
-	if (o->definition) {
+	if (o->restore_path) {
+		if (described || o->definition)
+			return kite_error(
+			    "%s: --restore %s holds the whole machine: give no machine "
+			    "options or --definition with it",
+			    verb, o->restore_path);
+		machine_config_free(&o->machine);
+		memset(&o->machine, 0, sizeof(o->machine));
+		if (savefile_open(&o->restore, o->restore_path) < 0)
+			return -1;
+		o->machine = o->restore.def; /* owned by o->machine from here on */
+		memset(&o->restore.def, 0, sizeof(o->restore.def));
+		o->restore.def_owned = false;
+		o->run.restore = &o->restore;
+	} else if (o->definition) {
 		if (described)
 			return kite_error("%s: --definition %s describes the whole machine: give "
 					  "either it or machine options (--kernel, --disk, ...)",
@@ -120,5 +139,7 @@ int run_options_parse(int argc, char **argv, const char *verb, void (*usage)(FIL
 
 void run_options_free(struct run_options *o)
 {
+	if (o->run.restore)
+		savefile_close(&o->restore);
 	machine_config_free(&o->machine);
 }

@@ -6,6 +6,7 @@
 
 #include "config/machine_config.h"
 #include "vmm/machine.h"
+#include "vmm/savefile.h"
 
 #include <stdio.h>
 
@@ -13,11 +14,15 @@ struct run_options {
 	struct machine_config machine;
 	struct machine_run_options run; /* run.machine points at `machine` */
 	const char *definition;		/* --definition FILE, or NULL */
+	const char *restore_path;	/* --restore FILE, or NULL */
+	struct savefile restore;	/* --restore: opened and checked; run.restore points here */
 };
 
 #define RUN_OPTIONS_HELP                                                                           \
 	"      --definition FILE    the machine from a definition (JSON, as `kite dumpjson`\n"     \
 	"                           prints it) instead of the options above\n"                     \
+	"      --restore FILE       resume the machine a save file holds (`kite save`): its\n"     \
+	"                           definition, devices and RAM, instead of booting\n"             \
 	"      --name NAME          machine name (shown in messages)\n"                            \
 	"      --control-socket PATH  serve the control protocol (docs/control-protocol.md)\n"     \
 	"      --detached           no terminal: the console is only on the control socket\n"      \

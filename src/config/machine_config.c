@@ -5,6 +5,7 @@
 #include "util/err.h"
 #include "util/size.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +158,38 @@ static int set_autostart(struct machine_config *m, const char *v, const char *ct
 	return option_parse_bool(v, &m->autostart, ctx);
 }
 
+#define EXIT_DEVICE_PORTS 4 /* devices/debug_exit.h: DEBUG_EXIT_LEN */
+
+/* "port=N" (QEMU's isa-debug-exit iobase), or "off". */
+static int set_exit_device(struct machine_config *m, const char *v, const char *ctx)
+{
+	if (!strcmp(v, "off")) {
+		m->exit_device = false;
+		m->exit_port = 0;
+		return 0;
+	}
+	if (strncmp(v, "port=", 5) != 0)
+		return kite_error("%s: '%s' is not port=N or off", ctx, v);
+	const char *num = v + 5;
+	char *end = NULL;
+	errno = 0;
+	unsigned long port = strtoul(num, &end, 0);
+	if (!*num || *num == '-' || *end || errno || port > 0x10000 - EXIT_DEVICE_PORTS)
+		return kite_error("%s: port '%s' is not an I/O port from 0 to 0x%x", ctx, num,
+				  0x10000 - EXIT_DEVICE_PORTS);
+	m->exit_device = true;
+	m->exit_port = (uint16_t)port;
+	return 0;
+}
+
+void machine_exit_device_format(const struct machine_config *m, char out[16])
+{
+	if (m->exit_device)
+		snprintf(out, 16, "port=0x%x", m->exit_port);
+	else
+		snprintf(out, 16, "off");
+}
+
 static int add_disk_spec(struct machine_config *m, const char *v, const char *ctx)
 {
 	struct disk_config d;
@@ -202,6 +235,7 @@ static const struct machine_field fields[] = {
     {"rng", FIELD_BOOL, set_rng},
     {"balloon", FIELD_BOOL, set_balloon},
     {"autostart", FIELD_BOOL, set_autostart},
+    {"exit_device", FIELD_STRING, set_exit_device},
 };
 
 static const struct machine_field *find_field(const char *name)

@@ -97,6 +97,8 @@ struct machine_config {
 	int nnics;
 	struct nic_config nics[MACHINE_MAX_NICS];
 	bool rng, balloon;
+	bool exit_device;   /* --exit-device port=N: the test exit device (devices/debug_exit.h) */
+	uint16_t exit_port; /* its first port */
 	enum machine_console console;
 	char *console_path; /* MACHINE_CONSOLE_FILE */
 	bool autostart;
@@ -113,7 +115,8 @@ void machine_config_free(struct machine_config *m);
 
 /* Sets one field from its text, as an option or a JSON value gives it. Fields: name, uuid,
  * kernel, initrd, append, memory and current_memory (sizes, a bare number is MiB), vcpus,
- * console (serial|stdio|virtio|none|file:PATH), rng, balloon, autostart (on|off); disks and
+ * console (serial|stdio|virtio|none|file:PATH), rng, balloon, autostart (on|off),
+ * exit_device (port=N, N decimal or 0x hex, or off); disks and
  * nics add one device from its option grammar (--disk SPEC, --net SPEC); shares is refused
  * (no virtio-fs yet). `ctx` begins each error message ("--memory", "web.json: memory").
  * Returns 0 or -1 (reported). */
@@ -162,6 +165,8 @@ int machine_config_remove_nic(struct machine_config *m, const char *mac_type_or_
  * is an error naming it. from_json starts from machine_config_init_definition's defaults and
  * validates. `where` begins messages. Return NULL / -1 (reported; m left empty). */
 json_t *machine_config_to_json(const struct machine_config *m);
+/* exit_device's text: "port=0xN", or "off". */
+void machine_exit_device_format(const struct machine_config *m, char out[16]);
 int machine_config_from_json(json_t *root, const char *where, struct machine_config *m);
 
 /* ---- disk_config.c ---- */

@@ -1,5 +1,6 @@
 /* The files a machine names: absolute paths for stored definitions, and the checks that find
  * before any VMM runs what opening them would find. */
+#include "config/initrd_list.h"
 #include "config/machine_config.h"
 #include "util/err.h"
 
@@ -51,10 +52,48 @@ static int make_absolute(char **slot)
 	return 0;
 }
 
+/* The initrd names a file, or a multiboot kernel's module list (config/initrd_list.h), which
+ * only a value that is not itself a file can be. */
+static bool initrd_is_list(const char *initrd)
+{
+	return initrd && initrd_list_is_list(initrd) && access(initrd, F_OK) < 0;
+}
+
+/* Each module's file made absolute, its arguments kept. */
+static int make_modules_absolute(char **slot)
+{
+	struct initrd_module l[INITRD_MAX_MODULES];
+	int n = initrd_list_parse(*slot, l, INITRD_MAX_MODULES, "initrd");
+	if (n < 0)
+		return -1;
+	int r = 0;
+	for (int i = 0; i < n && r == 0; i++) {
+		char *abs = l[i].path[0] == '/' ? NULL : absolute(l[i].path);
+		char *s = NULL;
+		if (abs && asprintf(&s, "%s%s", abs, l[i].string + strlen(l[i].path)) < 0)
+			s = NULL;
+		if (abs && !s)
+			r = kite_error("out of memory");
+		if (s) {
+			free(l[i].string);
+			l[i].string = s;
+		}
+		free(abs);
+	}
+	char *joined = r == 0 ? initrd_list_format(l, n) : NULL;
+	initrd_list_free(l, n);
+	if (!joined)
+		return r < 0 ? -1 : kite_error("out of memory");
+	free(*slot);
+	*slot = joined;
+	return 0;
+}
+
 int machine_config_absolute_paths(struct machine_config *m)
 {
-	if (make_absolute(&m->kernel) < 0 || make_absolute(&m->initrd) < 0 ||
-	    make_absolute(&m->console_path) < 0)
+	int r = initrd_is_list(m->initrd) ? make_modules_absolute(&m->initrd)
+					  : make_absolute(&m->initrd);
+	if (r < 0 || make_absolute(&m->kernel) < 0 || make_absolute(&m->console_path) < 0)
 		return -1;
 	for (int i = 0; i < m->ndisks; i++)
 		if (make_absolute(&m->disks[i].path) < 0)
@@ -71,10 +110,22 @@ static int require_absolute(const char *what, const char *path, const char *wher
 	return 0;
 }
 
+static int require_absolute_modules(const char *initrd, const char *where)
+{
+	struct initrd_module l[INITRD_MAX_MODULES];
+	int n = initrd_list_parse(initrd, l, INITRD_MAX_MODULES, where);
+	int r = n < 0 ? -1 : 0;
+	for (int i = 0; i < n && r == 0; i++)
+		r = require_absolute("initrd module", l[i].path, where);
+	initrd_list_free(l, n < 0 ? 0 : n);
+	return r;
+}
+
 int machine_config_check_absolute(const struct machine_config *m, const char *where)
 {
-	if (require_absolute("kernel", m->kernel, where) < 0 ||
-	    require_absolute("initrd", m->initrd, where) < 0 ||
+	int r = initrd_is_list(m->initrd) ? require_absolute_modules(m->initrd, where)
+					  : require_absolute("initrd", m->initrd, where);
+	if (r < 0 || require_absolute("kernel", m->kernel, where) < 0 ||
 	    require_absolute("console file", m->console_path, where) < 0)
 		return -1;
 	for (int i = 0; i < m->ndisks; i++)
@@ -90,9 +141,26 @@ static int check_readable(const char *what, const char *path)
 	return 0;
 }
 
+/* Every module's file is readable. */
+static int check_modules(const char *initrd)
+{
+	struct initrd_module l[INITRD_MAX_MODULES];
+	int n = initrd_list_parse(initrd, l, INITRD_MAX_MODULES, "initrd");
+	if (n < 0)
+		return -1;
+	int r = 0;
+	for (int i = 0; i < n && r == 0; i++)
+		r = check_readable("initrd module", l[i].path);
+	initrd_list_free(l, n);
+	return r;
+}
+
 int machine_config_check_files(const struct machine_config *m)
 {
-	if (check_readable("kernel", m->kernel) < 0 || check_readable("initrd", m->initrd) < 0)
+	if (check_readable("kernel", m->kernel) < 0)
+		return -1;
+	if (initrd_is_list(m->initrd) ? check_modules(m->initrd) < 0
+				      : check_readable("initrd", m->initrd) < 0)
 		return -1;
 	struct stat st[MACHINE_MAX_DISKS];
 	for (int i = 0; i < m->ndisks; i++) {

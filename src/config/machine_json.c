@@ -131,6 +131,8 @@ static json_t *devices_to_json(const struct machine_config *m, bool disks)
 json_t *machine_config_to_json(const struct machine_config *m)
 {
 	json_t *root = json_object();
+	char exit_device[16];
+	machine_exit_device_format(m, exit_device);
 	char *console_buf;
 	const char *console = console_text(m, &console_buf);
 	if (!root || !console ||
@@ -149,7 +151,9 @@ json_t *machine_config_to_json(const struct machine_config *m)
 	    json_object_set_new(root, "console", json_string(console)) ||
 	    json_object_set_new(root, "rng", json_boolean(m->rng)) ||
 	    json_object_set_new(root, "balloon", json_boolean(m->balloon)) ||
-	    json_object_set_new(root, "autostart", json_boolean(m->autostart))) {
+	    json_object_set_new(root, "autostart", json_boolean(m->autostart)) ||
+	    (m->exit_device &&
+	     json_object_set_new(root, "exit_device", json_string(exit_device)))) {
 		free(console_buf);
 		json_decref(root);
 		kite_error("out of memory");

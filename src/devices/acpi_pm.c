@@ -1,4 +1,5 @@
 #include "devices/acpi_pm.h"
+#include "util/err.h"
 
 #include <string.h>
 #include <time.h>
@@ -126,3 +127,47 @@ void acpi_pm_power_button(struct acpi_pm *pm)
 	update_sci(pm);
 	pthread_mutex_unlock(&pm->lock);
 }
+
+/* ---- state (util/state.h) ---- */
+
+/* The PM timer as the time it has run: it goes on from there after a load. */
+static int pm_save(void *dev, struct state_buf *out)
+{
+	struct acpi_pm *pm = dev;
+	struct state_writer w;
+	pthread_mutex_lock(&pm->lock);
+	state_begin(&w, out, "acpi-pm", 1);
+	state_put_u16(&w, "status", pm->status);
+	state_put_u16(&w, "enable", pm->enable);
+	state_put_u16(&w, "control", pm->control);
+	state_put_u64(&w, "timer_ns", now_ns() - pm->start_ns);
+	state_end(&w);
+	pthread_mutex_unlock(&pm->lock);
+	return state_buf_check(out);
+}
+
+static int pm_load(void *dev, const struct state_reader *r)
+{
+	struct acpi_pm *pm = dev;
+	uint16_t status, enable, control;
+	uint64_t ran;
+	if (state_get_u16(r, "status", &status) < 0 || state_get_u16(r, "enable", &enable) < 0 ||
+	    state_get_u16(r, "control", &control) < 0 || state_get_u64(r, "timer_ns", &ran) < 0)
+		return -1;
+	uint64_t now = now_ns();
+	if (ran > now)
+		return kite_error("device state: acpi-pm: the PM timer ran %llu s, longer than "
+				  "this host is up",
+				  (unsigned long long)(ran / 1000000000ULL));
+	pthread_mutex_lock(&pm->lock);
+	pm->status = status;
+	pm->enable = enable;
+	pm->control = (uint16_t)((control & ~PM1_SLP_EN) | PM1_SCI_EN);
+	pm->start_ns = now - ran;
+	pm->sci_level = 0;
+	update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
+}
+
+const struct state_ops acpi_pm_state_ops = {"acpi-pm", 1, pm_save, pm_load};

@@ -5,6 +5,7 @@
 #define KITE_DEVICES_ACPI_PM_H
 
 #include "devices/platform.h"
+#include "util/state.h"
 #include "vmm/acpi.h"
 #include "vmm/iobus.h"
 
@@ -24,6 +25,8 @@ struct acpi_pm {
 
 extern const struct io_ops acpi_pm_ops;
 extern const struct io_ops acpi_reset_ops; /* the 0xCF9 reset control register */
+/* PM1 status, enable, control and the PM timer (section "acpi-pm"). */
+extern const struct state_ops acpi_pm_state_ops;
 
 void acpi_pm_init(struct acpi_pm *pm, const struct platform_ops *platform);
 void acpi_pm_destroy(struct acpi_pm *pm);

@@ -1,4 +1,5 @@
 #include "devices/i8042.h"
+#include "util/err.h"
 
 #include <string.h>
 
@@ -94,3 +95,44 @@ void i8042_destroy(struct i8042 *k)
 {
 	pthread_mutex_destroy(&k->lock);
 }
+
+/* ---- state (util/state.h) ---- */
+
+static int i8042_save(void *dev, struct state_buf *out)
+{
+	struct i8042 *k = dev;
+	struct state_writer w;
+	pthread_mutex_lock(&k->lock);
+	state_begin(&w, out, "i8042", 1);
+	state_put_u8(&w, "command_byte", k->command_byte);
+	state_put_u8(&w, "pending_cmd", k->pending_cmd);
+	state_put_u8(&w, "output", k->output);
+	state_put_bool(&w, "has_output", k->has_output);
+	state_end(&w);
+	pthread_mutex_unlock(&k->lock);
+	return state_buf_check(out);
+}
+
+static int i8042_load(void *dev, const struct state_reader *r)
+{
+	struct i8042 *k = dev;
+	uint8_t cb, pending, output;
+	bool has;
+	if (state_get_u8(r, "command_byte", &cb) < 0 ||
+	    state_get_u8(r, "pending_cmd", &pending) < 0 ||
+	    state_get_u8(r, "output", &output) < 0 || state_get_bool(r, "has_output", &has) < 0)
+		return -1;
+	if (pending && pending != CMD_WRITE_CMD && pending != CMD_WRITE_OUT)
+		return kite_error("device state: i8042: pending command 0x%02x is not one that "
+				  "waits for data",
+				  pending);
+	pthread_mutex_lock(&k->lock);
+	k->command_byte = cb;
+	k->pending_cmd = pending;
+	k->output = output;
+	k->has_output = has;
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
+const struct state_ops i8042_state_ops = {"i8042", 1, i8042_save, i8042_load};

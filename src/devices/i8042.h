@@ -4,6 +4,7 @@
 #define KITE_DEVICES_I8042_H
 
 #include "devices/platform.h"
+#include "util/state.h"
 #include "vmm/iobus.h"
 
 #include <pthread.h>
@@ -23,6 +24,8 @@ struct i8042 {
 /* Registered twice: the data port (0x60) and the command/status port (0x64). */
 extern const struct io_ops i8042_data_ops;
 extern const struct io_ops i8042_cmd_ops;
+/* Command byte, a command waiting for data, the output byte (section "i8042"). */
+extern const struct state_ops i8042_state_ops;
 
 void i8042_init(struct i8042 *k, const struct platform_ops *platform);
 void i8042_destroy(struct i8042 *k);

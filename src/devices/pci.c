@@ -1,5 +1,6 @@
 #include "devices/pci.h"
 #include "util/err.h"
+#include "util/state.h"
 
 #include <errno.h>
 #include <string.h>
@@ -522,4 +523,107 @@ void pci_set_intx(struct pci_device *d, int level)
 	d->intx_level = level != 0;
 	update_intx_locked(d->bus, d->slot & 3);
 	pthread_mutex_unlock(&d->bus->lock);
+}
+
+/* ---- state (util/state.h) ---- */
+
+int pci_bus_save(struct pci_bus *bus, struct state_buf *out)
+{
+	struct state_writer w;
+	pthread_mutex_lock(&bus->lock);
+	state_begin(&w, out, "pci-bus", 1);
+	state_put_u32(&w, "config_addr", bus->config_addr);
+	state_end(&w);
+	pthread_mutex_unlock(&bus->lock);
+	return state_buf_check(out);
+}
+
+int pci_bus_load(struct pci_bus *bus, const struct state_reader *r)
+{
+	uint32_t addr;
+	if (state_get_u32(r, "config_addr", &addr) < 0)
+		return -1;
+	pthread_mutex_lock(&bus->lock);
+	bus->config_addr = addr & 0x80fffffcu;
+	pthread_mutex_unlock(&bus->lock);
+	return 0;
+}
+
+void pci_bus_load_done(struct pci_bus *bus)
+{
+	pthread_mutex_lock(&bus->lock);
+	for (unsigned pin = 0; pin < 4; pin++) {
+		bus->gsi_level[pin] = 0; /* raised again where a device holds it */
+		update_intx_locked(bus, pin);
+	}
+	pthread_mutex_unlock(&bus->lock);
+}
+
+int pci_device_save(struct pci_device *d, struct state_buf *out)
+{
+	struct state_writer w;
+	pthread_mutex_lock(&d->bus->lock);
+	state_begin(&w, out, "pci-dev", 1);
+	state_put_u8(&w, "slot", (uint8_t)d->slot);
+	state_put_bytes(&w, "config", d->cfg, PCI_CFG_SIZE);
+	state_put_bytes(&w, "msix_table", d->msix_table, d->msix_nvec * 16u);
+	state_put_u64(&w, "msix_pending", d->msix_pending);
+	state_put_bool(&w, "intx", d->intx_level);
+	state_end(&w);
+	pthread_mutex_unlock(&d->bus->lock);
+	return state_buf_check(out);
+}
+
+/* The bytes that say what the function is: they must match the function being loaded. */
+static bool same_identity(const uint8_t *a, const uint8_t *b)
+{
+	static const unsigned offs[] = {PCI_VENDOR_ID,	    PCI_VENDOR_ID + 1,	PCI_DEVICE_ID,
+					PCI_DEVICE_ID + 1,  PCI_REVISION,	PCI_CLASS_PROG,
+					PCI_CLASS_PROG + 1, PCI_CLASS_PROG + 2, PCI_HEADER_TYPE,
+					PCI_SUBSYS_ID,	    PCI_SUBSYS_ID + 1,	PCI_CAP_PTR};
+	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++)
+		if (a[offs[i]] != b[offs[i]])
+			return false;
+	return true;
+}
+
+int pci_device_load(struct pci_device *d, const struct state_reader *r)
+{
+	uint8_t slot;
+	bool intx;
+	uint64_t pending;
+	const uint8_t *cfg, *table;
+	size_t cfg_len, table_len;
+	if (state_get_u8(r, "slot", &slot) < 0 || state_get_blob(r, "config", &cfg, &cfg_len) < 0 ||
+	    state_get_blob(r, "msix_table", &table, &table_len) < 0 ||
+	    state_get_u64(r, "msix_pending", &pending) < 0 || state_get_bool(r, "intx", &intx) < 0)
+		return -1;
+	if (slot != d->slot)
+		return kite_error("device state: pci %s: saved in slot %u, this machine has it in "
+				  "slot %d",
+				  d->name, slot, d->slot);
+	if (cfg_len != PCI_CFG_SIZE || !same_identity(cfg, d->cfg))
+		return kite_error("device state: pci %s (slot %u): the saved function is another "
+				  "device",
+				  d->name, slot);
+	if (table_len != d->msix_nvec * 16u || (d->msix_nvec < 64 && pending >> d->msix_nvec))
+		return kite_error("device state: pci %s: %zu bytes of MSI-X table for %u vectors",
+				  d->name, table_len, d->msix_nvec);
+	pthread_mutex_lock(&d->bus->lock);
+	uint64_t old_bars[6];
+	for (int i = 0; i < 6; i++)
+		old_bars[i] = decoded_locked(d, i);
+	/* What the guest cannot write stays as this build made it; the rest is the guest's. */
+	for (unsigned i = 0; i < PCI_CFG_SIZE; i++)
+		d->cfg[i] = (uint8_t)((d->cfg[i] & ~d->wmask[i]) | (cfg[i] & d->wmask[i]));
+	memcpy(d->msix_table, table, table_len);
+	d->msix_pending = pending;
+	d->intx_level = intx;
+	for (int i = 0; i < 6; i++) {
+		uint64_t now = decoded_locked(d, i);
+		if (now != old_bars[i] && d->bus->ops.bar_moved)
+			d->bus->ops.bar_moved(d->bus->ops.opaque, d, i, old_bars[i], now);
+	}
+	pthread_mutex_unlock(&d->bus->lock);
+	return 0;
 }

@@ -11,6 +11,7 @@
 #ifndef KITE_DEVICES_PCI_H
 #define KITE_DEVICES_PCI_H
 
+#include "util/state.h"
 #include "vmm/iobus.h"
 
 #include <pthread.h>
@@ -162,5 +163,16 @@ uint32_t pci_cfg_read(struct pci_bus *bus, unsigned slot, unsigned off, unsigned
 void pci_cfg_write(struct pci_bus *bus, unsigned slot, unsigned off, uint32_t val, unsigned len);
 /* Current guest-programmed address of a BAR (0 when memory decoding is off). */
 uint64_t pci_bar_addr(struct pci_device *d, int bar);
+
+/* State (util/state.h). The bus: its 0xCF8 latch (section "pci-bus"). A function: config
+ * space (the guest's bits: BAR placement, command, capabilities' registers), MSI-X table and
+ * pending bits, INTx level (section "pci-dev"); loading one checks that the saved function is
+ * the same device in the same slot and tells bar_moved where its BARs decode now. After the
+ * last function, pci_bus_load_done() raises the INTx lines the functions hold. */
+int pci_bus_save(struct pci_bus *bus, struct state_buf *out);
+int pci_bus_load(struct pci_bus *bus, const struct state_reader *r);
+void pci_bus_load_done(struct pci_bus *bus);
+int pci_device_save(struct pci_device *d, struct state_buf *out);
+int pci_device_load(struct pci_device *d, const struct state_reader *r);
 
 #endif

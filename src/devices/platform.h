@@ -1,8 +1,10 @@
 /* What a platform device may ask of the machine it sits in: raise an interrupt line and
- * end the run (power-off, reset). Kept as callbacks so that devices know nothing of KVM and
- * can be unit-tested alone. */
+ * end the run (power-off, reset, an exit code from the test exit device). Kept as callbacks so
+ * that devices know nothing of KVM and can be unit-tested alone. */
 #ifndef KITE_DEVICES_PLATFORM_H
 #define KITE_DEVICES_PLATFORM_H
+
+#include <stdint.h>
 
 enum machine_event {
 	MACHINE_POWEROFF, /* ACPI S5 */
@@ -12,6 +14,8 @@ enum machine_event {
 struct platform_ops {
 	void (*set_irq)(void *opaque, unsigned gsi, int level);
 	void (*event)(void *opaque, enum machine_event ev);
+	/* The guest asked to end the run with `code` (devices/debug_exit.h). */
+	void (*guest_exit)(void *opaque, uint32_t code);
 	void *opaque;
 };
 

@@ -1,4 +1,5 @@
 #include "devices/rtc.h"
+#include "util/err.h"
 
 #include <string.h>
 
@@ -104,3 +105,37 @@ void rtc_destroy(struct rtc *r)
 {
 	pthread_mutex_destroy(&r->lock);
 }
+
+/* ---- state (util/state.h) ---- */
+
+/* The CMOS RAM and the index; the time registers are the host's clock, read live. */
+static int rtc_save(void *dev, struct state_buf *out)
+{
+	struct rtc *r = dev;
+	struct state_writer w;
+	pthread_mutex_lock(&r->lock);
+	state_begin(&w, out, "rtc", 1);
+	state_put_u8(&w, "index", r->index);
+	state_put_bytes(&w, "cmos", r->cmos, sizeof(r->cmos));
+	state_end(&w);
+	pthread_mutex_unlock(&r->lock);
+	return state_buf_check(out);
+}
+
+static int rtc_load(void *dev, const struct state_reader *rd)
+{
+	struct rtc *r = dev;
+	uint8_t index, cmos[sizeof(r->cmos)];
+	if (state_get_u8(rd, "index", &index) < 0 ||
+	    state_get_bytes(rd, "cmos", cmos, sizeof(cmos)) < 0)
+		return -1;
+	if (index & 0x80)
+		return kite_error("device state: rtc: index 0x%02x is past the CMOS", index);
+	pthread_mutex_lock(&r->lock);
+	r->index = index;
+	memcpy(r->cmos, cmos, sizeof(cmos));
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+const struct state_ops rtc_state_ops = {"rtc", 1, rtc_save, rtc_load};

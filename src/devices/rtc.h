@@ -3,6 +3,7 @@
 #ifndef KITE_DEVICES_RTC_H
 #define KITE_DEVICES_RTC_H
 
+#include "util/state.h"
 #include "vmm/iobus.h"
 
 #include <pthread.h>
@@ -18,6 +19,8 @@ struct rtc {
 };
 
 extern const struct io_ops rtc_io_ops;
+/* CMOS RAM and index (section "rtc"). */
+extern const struct state_ops rtc_state_ops;
 
 void rtc_init(struct rtc *r);
 void rtc_destroy(struct rtc *r);

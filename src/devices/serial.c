@@ -1,4 +1,5 @@
 #include "devices/serial.h"
+#include "util/err.h"
 
 #include <string.h>
 
@@ -267,3 +268,87 @@ void serial_destroy(struct serial *s)
 		console_attach(s->console, NULL, NULL);
 	pthread_mutex_destroy(&s->lock);
 }
+
+/* ---- state (util/state.h) ---- */
+
+#define STATE_VERSION 1
+
+static int serial_save(void *dev, struct state_buf *out)
+{
+	struct serial *s = dev;
+	struct state_writer w;
+	uint8_t fifo[SERIAL_RX_FIFO];
+	pthread_mutex_lock(&s->lock);
+	state_begin(&w, out, "serial", STATE_VERSION);
+	state_put_u8(&w, "ier", s->ier);
+	state_put_u8(&w, "fcr", s->iir_fifo);
+	state_put_u8(&w, "lcr", s->lcr);
+	state_put_u8(&w, "mcr", s->mcr);
+	state_put_u8(&w, "lsr", s->lsr);
+	state_put_u8(&w, "msr", s->msr);
+	state_put_u8(&w, "scr", s->scr);
+	state_put_u8(&w, "dll", s->dll);
+	state_put_u8(&w, "dlm", s->dlm);
+	state_put_bool(&w, "thr_ipending", s->thr_ipending);
+	/* The receive FIFO in order, oldest byte first. */
+	for (unsigned i = 0; i < s->rx_count; i++)
+		fifo[i] = s->rx[(s->rx_head + i) % SERIAL_RX_FIFO];
+	state_put_bytes(&w, "rx_fifo", fifo, s->rx_count);
+	state_end(&w);
+	pthread_mutex_unlock(&s->lock);
+	return state_buf_check(out);
+}
+
+static int serial_load(void *dev, const struct state_reader *r)
+{
+	struct serial *s = dev;
+	uint8_t ier, fcr, lcr, mcr, lsr, msr, scr, dll, dlm;
+	bool thr;
+	const uint8_t *fifo;
+	size_t n;
+	if (state_get_u8(r, "ier", &ier) < 0 || state_get_u8(r, "fcr", &fcr) < 0 ||
+	    state_get_u8(r, "lcr", &lcr) < 0 || state_get_u8(r, "mcr", &mcr) < 0 ||
+	    state_get_u8(r, "lsr", &lsr) < 0 || state_get_u8(r, "msr", &msr) < 0 ||
+	    state_get_u8(r, "scr", &scr) < 0 || state_get_u8(r, "dll", &dll) < 0 ||
+	    state_get_u8(r, "dlm", &dlm) < 0 || state_get_bool(r, "thr_ipending", &thr) < 0 ||
+	    state_get_blob(r, "rx_fifo", &fifo, &n) < 0)
+		return -1;
+	if (n > SERIAL_RX_FIFO)
+		return kite_error("device state: serial: %zu bytes in a %d-byte FIFO", n,
+				  SERIAL_RX_FIFO);
+	if ((ier & ~0x0fu) || (mcr & ~0x1fu) || (fcr & ~0xc0u))
+		return kite_error("device state: serial: register values no UART holds");
+	pthread_mutex_lock(&s->lock);
+	/* The console reads from the VMM's start, so what was typed before the load is in the
+	 * FIFO already: it comes after what the saved guest had not read yet. */
+	uint8_t early[SERIAL_RX_FIFO];
+	unsigned nearly = 0;
+	while (s->rx_count)
+		early[nearly++] = rx_pop(s);
+	s->ier = ier;
+	s->iir_fifo = fcr;
+	s->lcr = lcr;
+	s->mcr = mcr;
+	s->lsr = lsr;
+	s->msr = msr;
+	s->scr = scr;
+	s->dll = dll;
+	s->dlm = dlm;
+	s->thr_ipending = thr;
+	memcpy(s->rx, fifo, n);
+	s->rx_head = 0;
+	s->rx_count = (unsigned)n;
+	for (unsigned i = 0; i < nearly; i++)
+		rx_push(s, early[i]); /* past a full FIFO: an overrun, as a UART's */
+	/* The line as the registers say, raised again (the interrupt controller's own state is
+	 * restored before the devices). */
+	s->irq_level = 0;
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	/* Input the console holds back for want of room goes on once the guest reads. */
+	if (s->console)
+		console_kick(s->console);
+	return 0;
+}
+
+const struct state_ops serial_state_ops = {"serial", STATE_VERSION, serial_save, serial_load};

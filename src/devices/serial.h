@@ -5,6 +5,7 @@
 
 #include "devices/console.h"
 #include "devices/platform.h"
+#include "util/state.h"
 #include "vmm/iobus.h"
 
 #include <pthread.h>
@@ -26,6 +27,8 @@ struct serial {
 };
 
 extern const struct io_ops serial_io_ops;
+/* Registers, the receive FIFO and the interrupt line (section "serial"). */
+extern const struct state_ops serial_state_ops;
 
 /* `console` may be NULL (output dropped). Attaches itself to the console's input. */
 void serial_init(struct serial *s, const struct platform_ops *platform, unsigned irq,

@@ -8,6 +8,11 @@ static const struct control_arg balloon_args[] = {
     {NULL, 0, false, NULL},
 };
 
+static const struct control_arg save_args[] = {
+    {"file", CONTROL_ARG_PATH, true, NULL},
+    {NULL, 0, false, NULL},
+};
+
 static const struct control_arg console_args[] = {
     {"replay", CONTROL_ARG_BOOL, false, "default true"},
     {NULL, 0, false, NULL},
@@ -41,6 +46,12 @@ const struct control_command control_commands[] = {
      VMM(CONTROL_QUERY_BALLOON),
      .missing = "DeviceNotActive",
      .returns = "`{\"actual\": BYTES}`"},
+    {.name = "save",
+     VMM(CONTROL_SAVE),
+     .args = save_args,
+     .timeout_ms = 600000, /* writing the RAM of a large guest */
+     .returns = "`{}` once the machine's state and RAM are in PATH, a save file; then the "
+		"VMM ends (`kite save`, `kite managedsave`)"},
     {.name = "console",
      SERVER(CONTROL_SERVER_CONSOLE),
      .args = console_args,
@@ -72,7 +83,27 @@ const struct control_command *control_command_find(const char *name)
 
 static const char *type_name(enum control_arg_type t)
 {
-	return t == CONTROL_ARG_BOOL ? "bool" : "BYTES";
+	return t == CONTROL_ARG_BOOL ? "bool" : t == CONTROL_ARG_PATH ? "PATH" : "BYTES";
+}
+
+static const char *type_want(enum control_arg_type t)
+{
+	return t == CONTROL_ARG_BOOL   ? "true or false"
+	       : t == CONTROL_ARG_PATH ? "an absolute path"
+				       : "a positive number of bytes";
+}
+
+static bool type_ok(enum control_arg_type t, json_t *v)
+{
+	switch (t) {
+	case CONTROL_ARG_BOOL:
+		return json_is_boolean(v);
+	case CONTROL_ARG_PATH:
+		return json_is_string(v) && json_string_value(v)[0] == '/';
+	case CONTROL_ARG_BYTES:
+		break;
+	}
+	return json_is_integer(v) && json_integer_value(v) > 0;
 }
 
 const char *control_command_check_args(const struct control_command *cmd, json_t *args, char *buf,
@@ -96,17 +127,11 @@ const char *control_command_check_args(const struct control_command *cmd, json_t
 			if (!a->required)
 				continue;
 			snprintf(buf, size, "%s needs \"%s\": %s", cmd->name, a->name,
-				 a->type == CONTROL_ARG_BOOL ? "true or false"
-							     : "a positive number of bytes");
+				 type_want(a->type));
 			return buf;
 		}
-		bool ok = a->type == CONTROL_ARG_BOOL
-			      ? json_is_boolean(v)
-			      : json_is_integer(v) && json_integer_value(v) > 0;
-		if (!ok) {
-			snprintf(buf, size, "'%s' must be %s", a->name,
-				 a->type == CONTROL_ARG_BOOL ? "true or false"
-							     : "a positive number of bytes");
+		if (!type_ok(a->type, v)) {
+			snprintf(buf, size, "'%s' must be %s", a->name, type_want(a->type));
 			return buf;
 		}
 	}

@@ -23,6 +23,7 @@ enum control_cmd {
 	CONTROL_QUIT,
 	CONTROL_BALLOON,
 	CONTROL_QUERY_BALLOON,
+	CONTROL_SAVE,
 	CONTROL_VMM_COMMANDS, /* how many a VMM handles */
 };
 
@@ -33,6 +34,7 @@ typedef int (*control_handler_fn)(void *opaque, json_t *args, json_t **ret);
 enum control_arg_type {
 	CONTROL_ARG_BOOL,
 	CONTROL_ARG_BYTES, /* a positive integer */
+	CONTROL_ARG_PATH,  /* an absolute path (a string starting with /) */
 };
 
 struct control_arg {
@@ -58,6 +60,7 @@ struct control_command {
 	bool reply_first;		/* the reply goes out before the handler runs (quit) */
 	const char *missing; /* the error class without a handler (NULL: CommandNotAvailable) */
 	const char *returns; /* docs: what a success returns, and what it does */
+	int timeout_ms;	     /* the server's request timeout for it (0: the server's default) */
 };
 
 extern const struct control_command control_commands[];

@@ -49,6 +49,7 @@ struct request {
 	int64_t deadline;
 	bool done;
 	json_t *reply;
+	int timeout_ms; /* the command's, or the server's when longer */
 };
 
 struct control_server {
@@ -363,7 +364,8 @@ static void handle_line(struct control_server *s, struct client *c, const char *
 	req->cmd = cmd;
 	req->id = id ? json_incref(id) : NULL;
 	req->args = args ? json_incref(args) : NULL;
-	req->deadline = mono_ms() + s->timeout_ms;
+	req->timeout_ms = cmd->timeout_ms > s->timeout_ms ? cmd->timeout_ms : s->timeout_ms;
+	req->deadline = mono_ms() + req->timeout_ms;
 	if (cmd->reply_first) {
 		/* The reply goes out before the VMM is asked to end, as QMP does. */
 		json_t *reply = json_pack("{s:{}}", "return");
@@ -545,7 +547,7 @@ static int64_t settle_requests(struct control_server *s)
 		} else if (now >= req->deadline) {
 			char desc[160];
 			snprintf(desc, sizeof(desc), "%s did not complete within %d ms",
-				 req->cmd->name, s->timeout_ms);
+				 req->cmd->name, req->timeout_ms);
 			send_json(c, error_reply("Timeout", desc, req->id));
 			req->client = NULL; /* the worker frees it when the handler returns */
 			c->req = NULL;

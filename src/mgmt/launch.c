@@ -54,7 +54,7 @@ static void push(struct argv_builder *b, char *s)
 	b->v[b->n] = NULL;
 }
 
-char **machine_runner_argv(const struct mgmt_dirs *d, const char *name)
+char **machine_runner_argv(const struct mgmt_dirs *d, const char *name, const char *restore)
 {
 	struct argv_builder b = {0};
 	char def[PATH_MAX], sock[PATH_MAX];
@@ -87,7 +87,8 @@ char **machine_runner_argv(const struct mgmt_dirs *d, const char *name)
 		push(&b, strdup("run"));
 	}
 	/* The console is on the socket (and in NAME.console), not on the supervisor's stdio. */
-	const char *const rest[] = {"--definition", def, "--control-socket", sock, "--detached"};
+	const char *const rest[] = {restore ? "--restore" : "--definition", restore ? restore : def,
+				    "--control-socket", sock, "--detached"};
 	for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
 		push(&b, strdup(rest[i]));
 	if (b.failed) {
@@ -159,10 +160,14 @@ static void end_reason(int ws, const char *logpath, char *reason, size_t size)
  * "destroyed" or "shutdown"; a VMM that ended before `kite start` saw it answer did not start,
  * which virsh shows as "shut off" for reason "failed"; anything else is "crashed" with why. */
 static void record_end(const char *name, int ws, bool was_up, const char *statuspath,
-		       const char *destroying, const char *logpath)
+		       const char *destroying, const char *saving, const char *logpath)
 {
 	if (access(destroying, F_OK) == 0) {
 		write_status(statuspath, "shut off", "destroyed");
+		return;
+	}
+	if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0 && access(saving, F_OK) == 0) {
+		write_status(statuspath, "shut off", "saved");
 		return;
 	}
 	if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) {
@@ -200,8 +205,9 @@ static bool start_saw_it_up(int fd)
 static void supervise(const struct mgmt_dirs *d, const char *name, char **argv, bool console)
 {
 	char pidpath[PATH_MAX], statuspath[PATH_MAX], logpath[PATH_MAX], destroying[PATH_MAX],
-	    sockpath[PATH_MAX];
-	if (runtime_path(d, name, "pid", pidpath, sizeof(pidpath)) < 0 ||
+	    sockpath[PATH_MAX], saving[PATH_MAX];
+	if (runtime_path(d, name, "saving", saving, sizeof(saving)) < 0 ||
+	    runtime_path(d, name, "pid", pidpath, sizeof(pidpath)) < 0 ||
 	    runtime_path(d, name, "status", statuspath, sizeof(statuspath)) < 0 ||
 	    runtime_path(d, name, "log", logpath, sizeof(logpath)) < 0 ||
 	    runtime_path(d, name, "destroying", destroying, sizeof(destroying)) < 0 ||
@@ -249,11 +255,12 @@ static void supervise(const struct mgmt_dirs *d, const char *name, char **argv, 
 			break;
 		}
 	}
-	record_end(name, ws, start_saw_it_up(3), statuspath, destroying, logpath);
+	record_end(name, ws, start_saw_it_up(3), statuspath, destroying, saving, logpath);
 	close(3);
 	unlink(sockpath); /* stale after a crash; already gone after a clean end */
 	unlink(pidpath);
 	unlink(destroying);
+	unlink(saving);
 	_exit(0);
 }
 
@@ -294,7 +301,8 @@ static int wait_until_up(const struct mgmt_dirs *d, const char *name, int64_t de
 	return 1;
 }
 
-int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, int timeout_ms)
+int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, const char *restore,
+		  int timeout_ms)
 {
 	const char *name = def->name;
 	char statuspath[PATH_MAX], logpath[PATH_MAX], destroying[PATH_MAX], sockpath[PATH_MAX];
@@ -305,7 +313,7 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, i
 		return -1;
 	if (write_run_definition(d, def) < 0)
 		return -1;
-	char **argv = machine_runner_argv(d, name);
+	char **argv = machine_runner_argv(d, name, restore);
 	if (!argv)
 		return -1;
 	char pidpath[PATH_MAX];
@@ -488,5 +496,39 @@ int machine_connect(const struct mgmt_dirs *d, const char *name, struct control_
 		free(err);
 		return -1;
 	}
+	return 0;
+}
+
+int managed_save_path(const struct mgmt_dirs *d, const char *name, char *buf, size_t size)
+{
+	return mgmt_path(buf, size, d->state, name, ".save");
+}
+
+int machine_save(const struct mgmt_dirs *d, const char *name, const char *file)
+{
+	char saving[PATH_MAX];
+	if (runtime_path(d, name, "saving", saving, sizeof(saving)) < 0)
+		return -1;
+	struct control_client *c;
+	if (machine_connect(d, name, &c) < 0)
+		return -1;
+	/* Before the request: the supervisor may record the end before the reply is read. */
+	int fd = open(saving, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		control_client_close(c);
+		return kite_error_errno(errno, "cannot create %s", saving);
+	}
+	close(fd);
+	int r = control_client_execute(c, "save", json_pack("{s:s}", "file", file), NULL,
+				       SAVE_TIMEOUT_MS);
+	if (r < 0) {
+		kite_error("machine %s: save: %s", name, control_client_error(c));
+		unlink(saving);
+		control_client_close(c);
+		return -1;
+	}
+	control_client_close(c);
+	if (machine_wait_stopped(d, name, START_TIMEOUT_MS) != 0)
+		return kite_error("machine %s: saved to %s, but its VMM has not ended", name, file);
 	return 0;
 }

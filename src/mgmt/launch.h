@@ -14,16 +14,28 @@
 #include "mgmt/paths.h"
 
 #define START_TIMEOUT_MS 30000
-#define DESTROY_KILL_MS	 400 /* destroy's SIGKILL, counted from its start */
+#define DESTROY_KILL_MS	 400	/* destroy's SIGKILL, counted from its start */
+#define SAVE_TIMEOUT_MS	 600000 /* writing a large guest's RAM (the save command's own) */
 
-/* The VMM's argv for machine NAME (NULL-terminated; free with argv_free). NULL on error. */
-char **machine_runner_argv(const struct mgmt_dirs *d, const char *name);
+/* The VMM's argv for machine NAME (NULL-terminated; free with argv_free): its definition, or
+ * with `restore` the save file it resumes (`--restore FILE`). NULL on error. */
+char **machine_runner_argv(const struct mgmt_dirs *d, const char *name, const char *restore);
 void argv_free(char **argv);
 
-/* Starts `def` and returns once its control socket answers query-status. The caller holds
- * the machine's lock and has checked that it is not running. Returns 0 or -1 (reported,
- * with the reason from the VMM's log when it died). */
-int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, int timeout_ms);
+/* Starts `def` and returns once its control socket answers query-status; with `restore`
+ * (a save file of this machine, checked by the caller) the VMM resumes it instead of
+ * booting. The caller holds the machine's lock and has checked that it is not running.
+ * Returns 0 or -1 (reported, with the reason from the VMM's log when it died). */
+int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, const char *restore,
+		  int timeout_ms);
+
+/* STATE/NAME.save: the machine's managed save (`kite managedsave`), which `kite start`
+ * resumes. Returns 0 or -1. */
+int managed_save_path(const struct mgmt_dirs *d, const char *name, char *buf, size_t size);
+
+/* Saves running NAME into `file` (an absolute path) over its socket and waits until its VMM
+ * has ended; the supervisor records it shut off for reason "saved". Returns 0 or -1. */
+int machine_save(const struct mgmt_dirs *d, const char *name, const char *file);
 
 /* Ends NAME's VMM now: "quit" on the socket, SIGKILL when that has not ended it
  * DESTROY_KILL_MS after the start (connecting included); recorded as shut off, not crashed.

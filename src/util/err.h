@@ -13,6 +13,10 @@ int kite_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int kite_error_errno(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prints "kite: warning: <formatted message>\n". */
+/* The message of the last kite_error()/kite_error_errno() on this thread (without the
+ * "kite: error: " prefix), or "failed" when there was none. */
+const char *kite_last_error(void);
+
 void kite_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Prints "kite: <formatted message>\n" (notices such as the PVM note). */

@@ -13,6 +13,7 @@
 #ifndef KITE_VIRTIO_VIRTIO_H
 #define KITE_VIRTIO_VIRTIO_H
 
+#include "util/state.h"
 #include "virtio/virtqueue.h"
 
 #include <pthread.h>
@@ -60,6 +61,13 @@ struct virtio_device_ops {
 	 * hop through the io event thread), and the device treats each wakeup as a notify
 	 * that still has to pass virtio_dev_kick_ok(). */
 	int (*queue_eventfd)(void *dev, unsigned q);
+	/* Optional: the device's own state, a record after the transport's (util/state.h).
+	 * Saved and loaded while the device is quiesced; load runs before the vCPUs do. */
+	const struct state_ops *state;
+	/* Optional: stop (true) touching guest memory and the queues, every request in
+	 * flight completed, until called again with false. Saving a machine does this after
+	 * the vCPUs are parked and before it reads any state or memory. */
+	void (*quiesce)(void *dev, bool stop);
 };
 
 struct virtio_dev {
@@ -106,6 +114,18 @@ void virtio_dev_fail(struct virtio_dev *vd, const char *why);
  * may be processed now (queue enabled, DRIVER_OK); one that came before DRIVER_OK is
  * remembered and replayed through ops->queue_notify() then, as virtio_dev_notify() does. */
 bool virtio_dev_kick_ok(struct virtio_dev *vd, unsigned q);
+
+/* ---- state (util/state.h) ---- */
+/* The transport-independent state: negotiated features, status, configuration vector and
+ * generation, each queue's setup and ring indices (section "virtio"), then the device's own
+ * record (ops->state). Loading checks the device type and its offered features, and maps
+ * every enabled queue again (a ring outside guest RAM is refused). */
+int virtio_dev_save(struct virtio_dev *vd, struct state_buf *out);
+int virtio_dev_load(struct virtio_dev *vd, struct state_stream *s);
+void virtio_dev_quiesce(struct virtio_dev *vd, bool stop);
+/* After a load, once the machine runs: every enabled queue of a live device is notified once,
+ * for buffers the driver made available (and kicked) before the save. */
+void virtio_dev_kick_all(struct virtio_dev *vd);
 
 /* ---- for transports ---- */
 uint8_t virtio_dev_get_status(struct virtio_dev *vd);

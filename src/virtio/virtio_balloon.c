@@ -213,6 +213,60 @@ static void balloon_reset(void *dev)
 	pthread_mutex_unlock(&b->lock);
 }
 
+/* Queues and the configuration are handled under the lock: holding it keeps the device
+ * still; save and load run while it is held. */
+static void balloon_quiesce(void *dev, bool stop)
+{
+	struct virtio_balloon *b = dev;
+	if (stop)
+		pthread_mutex_lock(&b->lock);
+	else
+		pthread_mutex_unlock(&b->lock);
+}
+
+/* The target, what the driver holds, and the statistics buffer kept for the next report. */
+static int balloon_save(void *dev, struct state_buf *out)
+{
+	struct virtio_balloon *b = dev;
+	struct state_writer w;
+	state_begin(&w, out, "virtio-balloon", 1);
+	state_put_u32(&w, "num_pages", b->num_pages);
+	state_put_u32(&w, "actual", b->actual);
+	state_put_u64(&w, "inflated", b->inflated);
+	state_put_bool(&w, "stats_held", b->stats_held);
+	state_put_u16(&w, "stats_head", b->stats_head);
+	state_end(&w);
+	return state_buf_check(out);
+}
+
+static int balloon_load(void *dev, const struct state_reader *r)
+{
+	struct virtio_balloon *b = dev;
+	uint32_t num_pages, actual;
+	uint64_t inflated;
+	bool held;
+	uint16_t head;
+	if (state_get_u32(r, "num_pages", &num_pages) < 0 ||
+	    state_get_u32(r, "actual", &actual) < 0 ||
+	    state_get_u64(r, "inflated", &inflated) < 0 ||
+	    state_get_bool(r, "stats_held", &held) < 0 || state_get_u16(r, "stats_head", &head) < 0)
+		return -1;
+	if (held && head >= b->vd.vqs[STATS_Q].size)
+		return kite_error("device state: virtio-balloon: statistics buffer %u is past its "
+				  "queue",
+				  head);
+	pthread_mutex_lock(&b->lock);
+	b->num_pages = num_pages;
+	b->actual = actual;
+	b->inflated = inflated;
+	b->stats_held = held;
+	b->stats_head = head;
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+static const struct state_ops balloon_state = {"virtio-balloon", 1, balloon_save, balloon_load};
+
 static const struct virtio_device_ops balloon_ops = {
     .name = "virtio-balloon",
     .device_id = VIRTIO_ID_BALLOON,
@@ -224,6 +278,8 @@ static const struct virtio_device_ops balloon_ops = {
     .config_write = balloon_config_write,
     .queue_notify = balloon_notify,
     .reset = balloon_reset,
+    .state = &balloon_state,
+    .quiesce = balloon_quiesce,
 };
 
 struct virtio_balloon *virtio_balloon_create(const struct guest_mem *mem)

@@ -61,6 +61,7 @@ struct virtio_blk {
 	bool have_kick;		   /* a kick passed virtio_dev_kick_ok(): pop until empty */
 	bool polling;		   /* a thread is reading kick_fd */
 	bool stop;
+	bool quiesced; /* saving the machine: pop nothing (virtio_device_ops.quiesce) */
 	unsigned inflight, nthreads;
 	unsigned starting; /* threads reserved, being started outside the lock */
 	/* Threads waiting on work_cv, and how many of them were signalled but have not run
@@ -496,7 +497,7 @@ static void *io_thread_main(void *arg)
 	bool worked = false; /* since this thread last waited */
 	pthread_mutex_lock(&b->lock);
 	while (!b->stop) {
-		if (b->have_kick && virtio_dev_live(&b->vd)) {
+		if (b->have_kick && !b->quiesced && virtio_dev_live(&b->vd)) {
 			int r = virtq_pop(q, &t->elem);
 			uint64_t sector, sectors;
 			if (r > 0 && plain_write(b, &t->elem, &sector, &sectors)) {
@@ -567,6 +568,67 @@ static void blk_config_read(void *dev, uint32_t off, uint8_t *data, unsigned len
 	memcpy(data, b->config + off, len);
 }
 
+/* Stops popping and waits for every request in flight (and every thread being started) to
+ * complete: the used ring then says all there is, and the disk holds every write the guest
+ * was told of. Chains still on the available ring stay there: after a load they are popped
+ * on the first kick (virtio_dev_kick_all). */
+static void blk_quiesce(void *dev, bool stop)
+{
+	struct virtio_blk *b = dev;
+	pthread_mutex_lock(&b->lock);
+	b->quiesced = stop;
+	while (stop && (b->inflight || b->starting))
+		pthread_cond_wait(&b->drained_cv, &b->lock);
+	bool again = !stop && b->have_kick;
+	pthread_mutex_unlock(&b->lock);
+	if (stop)
+		(void)blk_flush(b->blk);
+	else if (again)
+		kick(b);
+}
+
+/* Drained by quiesce: nothing in flight to record. The capacity and mode are checked
+ * against the disk this machine has now. */
+static int blk_save(void *dev, struct state_buf *out)
+{
+	struct virtio_blk *b = dev;
+	struct state_writer w;
+	pthread_mutex_lock(&b->lock);
+	state_begin(&w, out, "virtio-blk", 1);
+	state_put_u64(&w, "sectors", b->sectors);
+	state_put_bool(&w, "readonly", b->readonly);
+	state_put_u32(&w, "inflight", b->inflight);
+	state_end(&w);
+	pthread_mutex_unlock(&b->lock);
+	return state_buf_check(out);
+}
+
+static int blk_load(void *dev, const struct state_reader *r)
+{
+	struct virtio_blk *b = dev;
+	uint64_t sectors;
+	bool readonly;
+	uint32_t inflight;
+	if (state_get_u64(r, "sectors", &sectors) < 0 ||
+	    state_get_bool(r, "readonly", &readonly) < 0 ||
+	    state_get_u32(r, "inflight", &inflight) < 0)
+		return -1;
+	if (inflight)
+		return kite_error("device state: virtio-blk: %u requests were in flight (a save "
+				  "drains them)",
+				  inflight);
+	if (sectors != b->sectors)
+		return kite_error("device state: virtio-blk: the disk had %llu sectors, now %llu",
+				  (unsigned long long)sectors, (unsigned long long)b->sectors);
+	if (readonly != b->readonly)
+		return kite_error("device state: virtio-blk: the disk was %s, now %s",
+				  readonly ? "read-only" : "writable",
+				  b->readonly ? "read-only" : "writable");
+	return 0;
+}
+
+static const struct state_ops blk_state = {"virtio-blk", 1, blk_save, blk_load};
+
 static const struct virtio_device_ops blk_ops = {
     .name = "virtio-blk",
     .device_id = VIRTIO_ID_BLOCK,
@@ -578,6 +640,8 @@ static const struct virtio_device_ops blk_ops = {
     .queue_notify = blk_notify,
     .reset = blk_reset,
     .queue_eventfd = blk_queue_eventfd,
+    .state = &blk_state,
+    .quiesce = blk_quiesce,
 };
 
 struct virtio_blk *virtio_blk_create(const struct guest_mem *mem, struct blk *blk, bool readonly,

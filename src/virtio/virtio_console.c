@@ -96,6 +96,18 @@ static void console_reset(void *dev)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* Output and input are both handled under the lock: holding it keeps the device still. The
+ * port holds no buffer of its own (input waits in the host console until the guest posts
+ * receive buffers), so the transport's record is all its state. */
+static void console_quiesce(void *dev, bool stop)
+{
+	struct virtio_console *c = dev;
+	if (stop)
+		pthread_mutex_lock(&c->lock);
+	else
+		pthread_mutex_unlock(&c->lock);
+}
+
 static const struct virtio_device_ops console_ops = {
     .name = "virtio-console",
     .device_id = VIRTIO_ID_CONSOLE,
@@ -107,6 +119,7 @@ static const struct virtio_device_ops console_ops = {
     .config_write = console_config_write,
     .queue_notify = console_notify,
     .reset = console_reset,
+    .quiesce = console_quiesce,
 };
 
 struct virtio_console *virtio_console_create(const struct guest_mem *mem,

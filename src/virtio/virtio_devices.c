@@ -91,3 +91,59 @@ void virtio_devices_destroy(struct virtio_devices *v)
 		pci_bus_destroy(&v->bus);
 	memset(v, 0, sizeof(*v));
 }
+
+/* ---- state ---- */
+
+/* Every virtio device, each function in slot order (the order they were plugged). */
+static struct virtio_dev *dev_at(struct virtio_devices *v, int i)
+{
+	return v->pci[i]->vd;
+}
+
+void virtio_devices_quiesce(struct virtio_devices *v, bool stop)
+{
+	for (int i = 0; i < v->npci; i++)
+		virtio_dev_quiesce(dev_at(v, i), stop);
+}
+
+int virtio_devices_save(struct virtio_devices *v, struct state_buf *out)
+{
+	if (pci_bus_save(&v->bus, out) < 0 || pci_device_save(&v->bus.host_bridge, out) < 0)
+		return -1;
+	struct state_writer w;
+	state_begin(&w, out, "virtio-devices", 1);
+	state_put_u32(&w, "functions", (uint32_t)v->npci);
+	state_end(&w);
+	if (state_buf_check(out) < 0)
+		return -1;
+	for (int i = 0; i < v->npci; i++)
+		if (virtio_pci_save(v->pci[i], out) < 0)
+			return -1;
+	return 0;
+}
+
+int virtio_devices_load(struct virtio_devices *v, struct state_stream *s)
+{
+	struct state_reader r;
+	uint32_t n;
+	if (state_next(s, &r, "pci-bus", 1, 1) < 0 || pci_bus_load(&v->bus, &r) < 0 ||
+	    state_next(s, &r, "pci-dev", 1, 1) < 0 ||
+	    pci_device_load(&v->bus.host_bridge, &r) < 0 ||
+	    state_next(s, &r, "virtio-devices", 1, 1) < 0 || state_get_u32(&r, "functions", &n) < 0)
+		return -1;
+	if (n != (uint32_t)v->npci)
+		return kite_error(
+		    "device state: %u virtio functions were saved, this machine has %d", n,
+		    v->npci);
+	for (int i = 0; i < v->npci; i++)
+		if (virtio_pci_load(v->pci[i], s) < 0)
+			return -1;
+	pci_bus_load_done(&v->bus);
+	return 0;
+}
+
+void virtio_devices_kick_all(struct virtio_devices *v)
+{
+	for (int i = 0; i < v->npci; i++)
+		virtio_dev_kick_all(dev_at(v, i));
+}

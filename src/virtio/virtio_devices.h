@@ -47,6 +47,14 @@ struct virtio_devices {
 int virtio_devices_create(struct virtio_devices *v, const struct machine_config *m,
 			  const struct virtio_console_backend *console, const struct guest_mem *mem,
 			  struct iobus *iobus, const struct pci_bus_ops *ops);
+/* State: the bus, the host bridge, then every function in slot order (virtio_pci_save).
+ * Quiesce (virtio_device_ops.quiesce) before saving, with the vCPUs parked; a load checks
+ * that the saved machine has the same functions. After a load and once the vCPUs run,
+ * kick_all notifies every enabled queue once. Return 0 or -1 (printed). */
+void virtio_devices_quiesce(struct virtio_devices *v, bool stop);
+int virtio_devices_save(struct virtio_devices *v, struct state_buf *out);
+int virtio_devices_load(struct virtio_devices *v, struct state_stream *s);
+void virtio_devices_kick_all(struct virtio_devices *v);
 /* Stops the device threads, closes the disks (flushing them). */
 void virtio_devices_destroy(struct virtio_devices *v);
 

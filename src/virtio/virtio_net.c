@@ -186,6 +186,48 @@ static void net_config_read(void *dev, uint32_t off, uint8_t *data, unsigned len
 	memcpy(data, n->config + off, len);
 }
 
+/* Both paths stop under their locks (transmit first, as the transmit path takes them). */
+static void net_quiesce(void *dev, bool stop)
+{
+	struct virtio_net *n = dev;
+	if (stop) {
+		pthread_mutex_lock(&n->tx_lock);
+		pthread_mutex_lock(&n->rx_lock);
+	} else {
+		pthread_mutex_unlock(&n->rx_lock);
+		pthread_mutex_unlock(&n->tx_lock);
+	}
+}
+
+/* The MAC and link status; the backend's connections (slirp's NAT table) are not saved: a
+ * restored guest's TCP connections through user networking are gone. */
+static int net_save(void *dev, struct state_buf *out)
+{
+	struct virtio_net *n = dev;
+	struct state_writer w;
+	state_begin(&w, out, "virtio-net", 1);
+	state_put_bytes(&w, "mac", n->config, 6);
+	state_put_u8(&w, "status", n->config[6]);
+	state_end(&w);
+	return state_buf_check(out);
+}
+
+static int net_load(void *dev, const struct state_reader *r)
+{
+	struct virtio_net *n = dev;
+	uint8_t mac[6], status;
+	if (state_get_bytes(r, "mac", mac, 6) < 0 || state_get_u8(r, "status", &status) < 0)
+		return -1;
+	if (memcmp(mac, n->config, 6))
+		return kite_error("device state: virtio-net: saved MAC "
+				  "%02x:%02x:%02x:%02x:%02x:%02x is not this card's",
+				  mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+	n->config[6] = status & VIRTIO_NET_S_LINK_UP;
+	return 0;
+}
+
+static const struct state_ops net_state = {"virtio-net", 1, net_save, net_load};
+
 static const struct virtio_device_ops net_ops = {
     .name = "virtio-net",
     .device_id = VIRTIO_ID_NET,
@@ -197,6 +239,8 @@ static const struct virtio_device_ops net_ops = {
     .queue_notify = net_notify,
     .start = net_start,
     .reset = net_reset,
+    .state = &net_state,
+    .quiesce = net_quiesce,
 };
 
 struct virtio_net *virtio_net_create(const struct guest_mem *mem, struct net_backend *be,

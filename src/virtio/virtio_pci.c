@@ -358,3 +358,54 @@ struct virtio_pci *virtio_pci_of(struct pci_device *d)
 		return NULL;
 	return (struct virtio_pci *)((char *)d - offsetof(struct virtio_pci, pci));
 }
+
+/* ---- state (util/state.h) ---- */
+
+int virtio_pci_save(struct virtio_pci *vp, struct state_buf *out)
+{
+	struct state_writer w;
+	if (pci_device_save(&vp->pci, out) < 0)
+		return -1;
+	pthread_mutex_lock(&vp->vd->lock);
+	pthread_mutex_lock(&vp->isr_lock);
+	state_begin(&w, out, "virtio-pci", 1);
+	state_put_u8(&w, "isr", vp->isr);
+	state_put_u32(&w, "dfselect", vp->dfselect);
+	state_put_u32(&w, "gfselect", vp->gfselect);
+	state_put_u16(&w, "queue_select", vp->queue_sel);
+	state_end(&w);
+	pthread_mutex_unlock(&vp->isr_lock);
+	pthread_mutex_unlock(&vp->vd->lock);
+	if (state_buf_check(out) < 0)
+		return -1;
+	return virtio_dev_save(vp->vd, out);
+}
+
+int virtio_pci_load(struct virtio_pci *vp, struct state_stream *s)
+{
+	struct state_reader r;
+	uint8_t isr;
+	uint32_t dfselect, gfselect;
+	uint16_t queue_sel;
+	if (state_next(s, &r, "pci-dev", 1, 1) < 0 || pci_device_load(&vp->pci, &r) < 0)
+		return -1;
+	if (state_next(s, &r, "virtio-pci", 1, 1) < 0 || state_get_u8(&r, "isr", &isr) < 0 ||
+	    state_get_u32(&r, "dfselect", &dfselect) < 0 ||
+	    state_get_u32(&r, "gfselect", &gfselect) < 0 ||
+	    state_get_u16(&r, "queue_select", &queue_sel) < 0)
+		return -1;
+	if (isr & ~3u)
+		return kite_error("device state: %s: ISR 0x%02x", vp->vd->ops->name, isr);
+	pthread_mutex_lock(&vp->vd->lock);
+	pthread_mutex_lock(&vp->isr_lock);
+	vp->isr = isr;
+	vp->dfselect = dfselect;
+	vp->gfselect = gfselect;
+	vp->queue_sel = queue_sel;
+	pthread_mutex_unlock(&vp->isr_lock);
+	pthread_mutex_unlock(&vp->vd->lock);
+	if (virtio_dev_load(vp->vd, s) < 0)
+		return -1;
+	queues_changed(vp); /* ioeventfds for the queues enabled now */
+	return 0;
+}

@@ -75,6 +75,12 @@ uint64_t virtio_pci_notify_addr(struct virtio_pci *vp, unsigned q);
 void virtio_pci_set_queue_hook(struct virtio_pci *vp,
 			       void (*fn)(void *opaque, struct virtio_pci *vp, uint32_t enabled),
 			       void *opaque);
+/* State: the function's PCI record, the transport's (section "virtio-pci": ISR, feature
+ * and queue selectors), then the device's (virtio_dev_save). Load takes them in that order
+ * and tells the queue hook which queues are enabled. Returns 0 or -1 (printed). */
+int virtio_pci_save(struct virtio_pci *vp, struct state_buf *out);
+int virtio_pci_load(struct virtio_pci *vp, struct state_stream *s);
+
 /* The virtio transport behind a PCI function, or NULL when it is not one of ours. */
 struct virtio_pci *virtio_pci_of(struct pci_device *d);
 

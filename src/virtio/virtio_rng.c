@@ -70,6 +70,16 @@ static void rng_reset(void *dev)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* Requests are served under the lock: holding it keeps the device still. */
+static void rng_quiesce(void *dev, bool stop)
+{
+	struct virtio_rng *r = dev;
+	if (stop)
+		pthread_mutex_lock(&r->lock);
+	else
+		pthread_mutex_unlock(&r->lock);
+}
+
 static const struct virtio_device_ops rng_ops = {
     .name = "virtio-rng",
     .device_id = VIRTIO_ID_RNG,
@@ -79,6 +89,7 @@ static const struct virtio_device_ops rng_ops = {
     .queue_max_size = 256,
     .queue_notify = rng_notify,
     .reset = rng_reset,
+    .quiesce = rng_quiesce,
 };
 
 struct virtio_rng *virtio_rng_create(const struct guest_mem *mem)

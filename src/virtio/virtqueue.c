@@ -71,6 +71,18 @@ int virtq_enable(struct virtq *q)
 	return 0;
 }
 
+int virtq_restore(struct virtq *q, uint16_t last_avail, uint16_t used_idx, uint16_t signalled_used,
+		  bool signalled_valid)
+{
+	if (virtq_enable(q) < 0)
+		return -1;
+	q->last_avail = last_avail;
+	q->used_idx = used_idx;
+	q->signalled_used = signalled_used;
+	q->signalled_valid = signalled_valid;
+	return 0;
+}
+
 bool virtq_has_avail(struct virtq *q)
 {
 	if (!q->enabled)

@@ -74,6 +74,11 @@ void virtq_reset(struct virtq *q, const struct guest_mem *mem, uint16_t max_size
  * -1 with the reason in q->error (nothing printed): the queue stays disabled. */
 int virtq_enable(struct virtq *q);
 
+/* As virtq_enable, for a queue loaded from saved state: the ring indices are the saved ones,
+ * not 0. Returns 0 or -1 with the reason in q->error. */
+int virtq_restore(struct virtq *q, uint16_t last_avail, uint16_t used_idx, uint16_t signalled_used,
+		  bool signalled_valid);
+
 /* Pops the next available chain into *e. Returns 1 when a chain was popped, 0 when the ring
  * is empty, -1 (reason in q->error, nothing printed) when the guest broke the rules: the
  * queue is then unusable until a reset. */

@@ -1,6 +1,7 @@
 /* kernel_load(): detects the kind of kernel, loads it, and writes every boot structure the
  * chosen entry path needs. The pieces live in their own files: elf.c, bzimage.c, decompress*.c,
- * bzimage_cache.c, boot_initrd.c, boot_params.c, boot_pvh.c, boot_cpu.c, pagetable.c. */
+ * bzimage_cache.c, boot_initrd.c, boot_params.c, boot_pvh.c, boot_multiboot.c, boot_cpu.c,
+ * pagetable.c. */
 #include "vmm/boot.h"
 #include "util/err.h"
 #include "vmm/acpi.h"
@@ -8,6 +9,7 @@
 #include "vmm/boot_cpu.h"
 #include "vmm/boot_file.h"
 #include "vmm/boot_initrd.h"
+#include "vmm/boot_multiboot.h"
 #include "vmm/boot_params.h"
 #include "vmm/boot_pvh.h"
 #include "vmm/bzimage.h"
@@ -162,6 +164,20 @@ static int load_elf(struct guest_mem *m, const uint8_t *buf, size_t len, const c
 	return 0;
 }
 
+/* A multiboot header decides, as in QEMU, unless the file is a bzImage (QEMU looks for the
+ * setup header first) or an ELF64 that only PVH can enter. Returns 0 when loaded, 1 when the
+ * file is not to be booted as multiboot, -1 on error. */
+static int try_multiboot(struct guest_mem *m, const struct boot_file *kf, const char *kernel_path,
+			 const char *initrd_path, const char *cmdline, struct boot_info *out)
+{
+	struct mb_header h;
+	if (bzimage_detect(kf->data, kf->len) || !multiboot_find(kf->data, kf->len, &h))
+		return 1;
+	struct multiboot_args a = {
+	    .kernel_path = kernel_path, .cmdline = cmdline, .modules = initrd_path};
+	return multiboot_load(m, kf->data, kf->len, &h, &a, out);
+}
+
 int kernel_load(struct guest_mem *m, const char *kernel_path, const char *initrd_path,
 		const char *cmdline, struct boot_info *out)
 {
@@ -180,6 +196,11 @@ int kernel_load(struct guest_mem *m, const char *kernel_path, const char *initrd
 	struct elf_image img;
 	bool linux_entry = false;
 	char payload_name[4200];
+	int mb = try_multiboot(m, &kf, kernel_path, initrd_path, cmdline, out);
+	if (mb <= 0) {
+		r = mb;
+		goto out;
+	}
 	if (elf_is_elf(kf.data, kf.len)) {
 		out->kind = KERNEL_ELF_PVH;
 		if (load_elf(m, kf.data, kf.len, kernel_path, false, &img, &linux_entry) < 0)

@@ -105,3 +105,10 @@ void boot_cpu_pvh32(struct boot_cpu_state *s, uint64_t entry, uint64_t start_inf
 	s->ds = flat(BOOT_SEL_DATA, SEG_TYPE_DATA_RWA, 0, 1);
 	s->tr = tss();
 }
+
+void boot_cpu_multiboot32(struct boot_cpu_state *s, uint64_t entry, uint32_t magic, uint64_t info)
+{
+	boot_cpu_pvh32(s, entry, info);
+	s->rax = magic;
+	s->rsp = info;
+}

@@ -20,6 +20,10 @@ void boot_cpu_long64(struct boot_cpu_state *s, uint64_t entry, uint64_t boot_par
 /* Register state for the PVH entry: flat 32-bit protected mode, paging off. */
 void boot_cpu_pvh32(struct boot_cpu_state *s, uint64_t entry, uint64_t start_info);
 
+/* Register state for a multiboot kernel: the PVH state, EAX = `magic`, EBX = the multiboot
+ * information, ESP below it (the spec leaves ESP undefined: kernels set their own). */
+void boot_cpu_multiboot32(struct boot_cpu_state *s, uint64_t entry, uint32_t magic, uint64_t info);
+
 /* The 8-byte GDT descriptor encoding a struct kvm_segment (exported for tests). */
 uint64_t boot_gdt_descriptor(const struct kvm_segment *s);
 

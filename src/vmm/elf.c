@@ -139,8 +139,24 @@ static int scan_notes(const struct elf_file *f, const struct phdr *h, struct elf
 	return 0;
 }
 
+static int check_avoid(const struct elf_file *f, const struct phdr *h, const struct elf_avoid *a)
+{
+	if (h->paddr >= a->end || h->paddr + h->memsz <= a->start)
+		return 0;
+	if (!a->what) /* the lowest address kite leaves to kernels */
+		return kite_error("%s: ELF segment at 0x%llx lies below 0x%llx, where kite keeps "
+				  "its boot data",
+				  f->name, (unsigned long long)h->paddr,
+				  (unsigned long long)a->end);
+	return kite_error("%s: ELF segment 0x%llx-0x%llx overlaps kite's boot area: %s at "
+			  "0x%llx-0x%llx",
+			  f->name, (unsigned long long)h->paddr,
+			  (unsigned long long)(h->paddr + h->memsz - 1), a->what,
+			  (unsigned long long)a->start, (unsigned long long)(a->end - 1));
+}
+
 static int check_segment(const struct guest_mem *m, const struct elf_file *f, const struct phdr *h,
-			 uint64_t min_addr)
+			 const struct elf_avoid *avoid, int navoid)
 {
 	if (h->filesz > h->memsz)
 		return kite_error("%s: ELF segment has more file bytes than memory bytes", f->name);
@@ -151,11 +167,9 @@ static int check_segment(const struct guest_mem *m, const struct elf_file *f, co
 				  (unsigned long long)h->filesz, f->len);
 	if (h->paddr > UINT64_MAX - h->memsz)
 		return kite_error("%s: ELF segment address overflows", f->name);
-	if (h->paddr < min_addr)
-		return kite_error("%s: ELF segment at 0x%llx lies below 0x%llx, where kite keeps "
-				  "its boot data",
-				  f->name, (unsigned long long)h->paddr,
-				  (unsigned long long)min_addr);
+	for (int i = 0; i < navoid; i++)
+		if (check_avoid(f, h, &avoid[i]) < 0)
+			return -1;
 	if (!gmem_ptr(m, h->paddr, h->memsz))
 		return kite_error("%s: kernel segment 0x%llx-0x%llx (%llu KiB) does not fit in "
 				  "%llu MiB of guest RAM",
@@ -203,8 +217,32 @@ static void zero_untouched(uint8_t *p, uint64_t len)
 	}
 }
 
+int elf_inspect(const uint8_t *buf, size_t len, const char *name, struct elf_image *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct elf_file f = {.buf = buf, .len = len, .name = name};
+	if (!elf_is_elf(buf, len))
+		return kite_error("%s: not an ELF file", name);
+	if (parse_header(&f) < 0)
+		return -1;
+	out->is64 = f.is64;
+	for (unsigned i = 0; i < f.phnum; i++) {
+		struct phdr h = phdr_at(&f, i);
+		if (h.type == PT_NOTE && scan_notes(&f, &h, out) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int elf_load(struct guest_mem *m, const uint8_t *buf, size_t len, const char *name,
 	     uint64_t min_addr, struct elf_image *out)
+{
+	const struct elf_avoid below = {0, min_addr, NULL};
+	return elf_load_avoiding(m, buf, len, name, &below, min_addr ? 1 : 0, out);
+}
+
+int elf_load_avoiding(struct guest_mem *m, const uint8_t *buf, size_t len, const char *name,
+		      const struct elf_avoid *avoid, int navoid, struct elf_image *out)
 {
 	memset(out, 0, sizeof(*out));
 	struct elf_file f = {.buf = buf, .len = len, .name = name};
@@ -221,7 +259,7 @@ int elf_load(struct guest_mem *m, const uint8_t *buf, size_t len, const char *na
 			return -1;
 		if (h.type != PT_LOAD || h.memsz == 0)
 			continue;
-		if (check_segment(m, &f, &h, min_addr) < 0)
+		if (check_segment(m, &f, &h, avoid, navoid) < 0)
 			return -1;
 		if (h.paddr < out->start)
 			out->start = h.paddr;

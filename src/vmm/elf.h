@@ -30,4 +30,19 @@ bool elf_is_elf(const uint8_t *buf, size_t len);
 int elf_load(struct guest_mem *m, const uint8_t *buf, size_t len, const char *name,
 	     uint64_t min_addr, struct elf_image *out);
 
+/* A range of guest memory a kernel's segments must keep out of: [start, end), `what` names it
+ * in the error ("the multiboot information"). */
+struct elf_avoid {
+	uint64_t start, end;
+	const char *what;
+};
+
+/* elf_load() with a list of ranges instead of a lowest address. */
+int elf_load_avoiding(struct guest_mem *m, const uint8_t *buf, size_t len, const char *name,
+		      const struct elf_avoid *avoid, int navoid, struct elf_image *out);
+
+/* Reads the header and the notes only (is64, linux_note, pvh_entry), loading nothing. Returns 0,
+ * or -1 with an error printed when the ELF is malformed. */
+int elf_inspect(const uint8_t *buf, size_t len, const char *name, struct elf_image *out);
+
 #endif

@@ -138,3 +138,67 @@ void irqfds_destroy(struct irqfds *f)
 	irq_routes_free(&f->routes);
 	pthread_mutex_destroy(&f->lock);
 }
+
+/* ---- state ---- */
+
+#define ROUTE_BYTES 16 /* u8 slot, u8 vector, u16 0, u32 data, u64 address */
+
+int irqfds_save(struct irqfds *f, struct state_buf *out)
+{
+	struct state_writer w;
+	/* At most one route per vector of every slot; raw bytes, a field each would be longer. */
+	size_t cap = (size_t)PCI_MAX_SLOTS * PCI_MSIX_MAX_VECTORS * ROUTE_BYTES, len = 0;
+	uint8_t *routes = malloc(cap);
+	if (!routes)
+		return kite_error("out of memory");
+	pthread_mutex_lock(&f->lock);
+	for (unsigned s = 0; s < PCI_MAX_SLOTS; s++) {
+		for (unsigned v = 0; f->slots[s] && v < PCI_MSIX_MAX_VECTORS; v++) {
+			const struct irqfd_vector *iv = &f->slots[s][v];
+			const struct kvm_irq_routing_entry *e =
+			    iv->fd >= 0 ? irq_routes_find_msi(&f->routes, iv->gsi) : NULL;
+			if (!e)
+				continue;
+			uint8_t *rec = routes + len;
+			uint64_t addr = e->u.msi.address_lo | (uint64_t)e->u.msi.address_hi << 32;
+			memset(rec, 0, ROUTE_BYTES);
+			rec[0] = (uint8_t)s;
+			rec[1] = (uint8_t)v;
+			memcpy(rec + 4, &e->u.msi.data, 4);
+			memcpy(rec + 8, &addr, 8);
+			len += ROUTE_BYTES;
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	state_begin(&w, out, "msi-routes", 1);
+	state_put_bytes(&w, "routes", routes, len);
+	state_end(&w);
+	free(routes);
+	return state_buf_check(out);
+}
+
+int irqfds_load(struct irqfds *f, const struct state_reader *r)
+{
+	const uint8_t *p;
+	size_t len;
+	if (state_get_blob(r, "routes", &p, &len) < 0)
+		return -1;
+	if (len % ROUTE_BYTES)
+		return kite_error("device state: msi-routes: %zu bytes", len);
+	for (size_t off = 0; off < len; off += ROUTE_BYTES) {
+		unsigned slot = p[off], vector = p[off + 1];
+		uint32_t data;
+		uint64_t addr;
+		memcpy(&data, p + off + 4, 4);
+		memcpy(&addr, p + off + 8, 8);
+		if (slot >= PCI_MAX_SLOTS || vector >= PCI_MSIX_MAX_VECTORS)
+			return kite_error("device state: msi-routes: slot %u vector %u", slot,
+					  vector);
+		pthread_mutex_lock(&f->lock);
+		struct irqfd_vector *iv = f->usable ? vector_locked(f, slot, vector) : NULL;
+		if (iv)
+			(void)update_route_locked(f, iv, addr, data);
+		pthread_mutex_unlock(&f->lock);
+	}
+	return 0;
+}

@@ -12,6 +12,7 @@
 #define KITE_VMM_IRQFD_H
 
 #include "devices/pci.h"
+#include "util/state.h"
 #include "vmm/irq_routing.h"
 #include "vmm/kvm.h"
 
@@ -40,6 +41,11 @@ struct irqfds {
 int irqfds_init(struct irqfds *f, const struct kvm_host *kvm, int vm_fd);
 /* Sends MSI-X `vector` of the function in `slot` with message addr/data. Any thread. */
 void irqfds_send(struct irqfds *f, unsigned slot, unsigned vector, uint64_t addr, uint32_t data);
+/* State: the MSI route of every vector that has one (section "msi-routes": slot, vector,
+ * message address and data). Loading sets them up before the first message, as the sends
+ * that made them did. Return 0 or -1 (printed). */
+int irqfds_save(struct irqfds *f, struct state_buf *out);
+int irqfds_load(struct irqfds *f, const struct state_reader *r);
 /* Unbinds and closes the eventfds. After every thread that sends has stopped. */
 void irqfds_destroy(struct irqfds *f);
 

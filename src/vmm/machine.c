@@ -132,7 +132,9 @@ int machine_run(const struct machine_run_options *opt)
 	int code = KITE_EXIT_ERROR;
 
 	/* The console's address is known before it opens: --console virtio wires it now. */
-	struct vm_config cfg = {.machine = opt->machine, .no_pvm_defaults = opt->no_pvm_defaults};
+	struct vm_config cfg = {.machine = opt->machine,
+				.no_pvm_defaults = opt->no_pvm_defaults,
+				.restore = opt->restore};
 	if (opt->machine->console == MACHINE_CONSOLE_VIRTIO)
 		cfg.virtio_console = &console;
 	/* The host is looked at once: every boot of this run sees the same facts. */
@@ -173,6 +175,7 @@ int machine_run(const struct machine_run_options *opt)
 	}
 
 	for (bool first = true;; first = false) {
+		cfg.restore = first ? opt->restore : NULL; /* a reboot boots the kernel */
 		if (!first && vm_prepare(&vm, &cfg, &host) < 0) {
 			vm_destroy(&vm);
 			break;
@@ -184,6 +187,7 @@ int machine_run(const struct machine_run_options *opt)
 		enum vm_exit why = VM_ERROR;
 		if (vm_start(&vm, &kvm, &console) == 0)
 			why = vm_wait(&vm);
+		uint32_t guest_code = vm.guest_exit_code;
 		set_current(NULL);
 		vm_destroy(&vm);
 		if (control)
@@ -191,6 +195,10 @@ int machine_run(const struct machine_run_options *opt)
 		if (why == VM_RESET && !opt->no_reboot)
 			continue;
 		switch (why) {
+		case VM_GUEST_EXIT:
+			/* As QEMU's isa-debug-exit; the shell sees the low 8 bits. */
+			code = (int)(((guest_code << 1) | 1) & 0xff);
+			break;
 		case VM_POWEROFF:
 		case VM_RESET:
 			code = KITE_EXIT_OK;

@@ -4,12 +4,14 @@
 #define KITE_VMM_MACHINE_H
 
 #include "devices/console.h"
+#include "vmm/savefile.h"
 #include "vmm/vm.h"
 
 enum {
 	KITE_EXIT_OK = 0,    /* powered off, reset with --no-reboot, quit by the user */
 	KITE_EXIT_ERROR = 1, /* bad input or a VMM failure */
 	KITE_EXIT_CRASH = 2, /* the guest crashed: triple fault, KVM internal error */
+	/* (CODE << 1) | 1: the guest wrote CODE to the test exit device (--exit-device) */
 };
 
 /* How to run a machine (its description is config/machine_config.h). */
@@ -20,6 +22,7 @@ struct machine_run_options {
 	bool no_reboot;		    /* a guest reset ends the run */
 	bool stats;
 	bool no_pvm_defaults;
+	struct savefile *restore; /* the first boot resumes this save file (vmm/savefile.h) */
 };
 
 /* Boots the machine and runs it until it powers off (or resets with no_reboot), the user

@@ -142,6 +142,27 @@ static int h_query_balloon(void *opaque, json_t *args, json_t **ret)
 	return 0;
 }
 
+/* Everything into the file, then the run ends as `quit` ends it (exit code 0): the reply
+ * goes out as the server stops (control_server_stop waits for this handler). An error
+ * leaves the machine running as it was. */
+static int save_vm(struct vm *vm, void *arg)
+{
+	const char *path = arg;
+	if (vm_save(vm, path) < 0) {
+		control_set_error(NULL, "%s", kite_last_error());
+		return -1;
+	}
+	kite_notice("machine saved to %s", path);
+	control_server_emit_event(ctl.server, "STOP", NULL);
+	vm_request_exit(vm, VM_QUIT);
+	return 0;
+}
+
+static int h_save(void *opaque, json_t *args, json_t **ret)
+{
+	return with_vm(save_vm, (void *)json_string_value(json_object_get(args, "file")));
+}
+
 const control_handler_fn machine_control_handlers[CONTROL_VMM_COMMANDS] = {
     [CONTROL_QUERY_STATUS] = h_query_status,
     [CONTROL_STOP] = h_stop,
@@ -151,6 +172,7 @@ const control_handler_fn machine_control_handlers[CONTROL_VMM_COMMANDS] = {
     [CONTROL_QUIT] = h_quit,
     [CONTROL_BALLOON] = h_balloon,
     [CONTROL_QUERY_BALLOON] = h_query_balloon,
+    [CONTROL_SAVE] = h_save,
 };
 
 /* Bytes typed on an attached `kite console` go to whichever device the console feeds (the

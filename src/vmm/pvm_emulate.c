@@ -16,6 +16,7 @@
  *   100 ms or more, so the code pages' blocks are dropped (uc_ctl_remove_cache) before each
  *   run. */
 #include "vmm/pvm_emulate.h"
+#include "vmm/pvm_libs.h"
 #include "util/err.h"
 
 #include <capstone/capstone.h>
@@ -365,6 +366,8 @@ static uint32_t host_mxcsr_mask(void)
 
 struct pvm_emu *pvm_emu_new(void)
 {
+	if (pvm_libs_load() < 0)
+		return NULL;
 	struct pvm_emu *e = calloc(1, sizeof(*e));
 	if (!e) {
 		kite_error("PVM fallback: out of memory");

@@ -96,6 +96,7 @@ static int set_boot_state(struct vcpu *v, const struct boot_cpu_state *b)
 	regs.rsp = b->rsp;
 	regs.rsi = b->rsi;
 	regs.rbx = b->rbx;
+	regs.rax = b->rax;
 	regs.rflags = b->rflags ? b->rflags : 0x2;
 	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
 		return kite_error_errno(errno, "vCPU %d: KVM_SET_REGS", v->id);
@@ -153,7 +154,11 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int id)
 		v->run = NULL;
 		return kite_error_errno(errno, "vCPU %d: mmap of kvm_run", id);
 	}
-	if (cpuid_apply(v, vm->cpuid) < 0 || set_common_state(v) < 0)
+	if (cpuid_apply(v, vm->cpuid) < 0)
+		return -1;
+	if (vm->restore) /* its state comes from the save file (vm_load_state) */
+		return 0;
+	if (set_common_state(v) < 0)
 		return -1;
 	/* vCPU 0 boots; the others wait for INIT/SIPI in the in-kernel LAPIC. */
 	if (id == 0 && set_boot_state(v, &vm->boot.cpu) < 0)
@@ -350,7 +355,7 @@ static enum vm_exit handle_exit(struct vcpu *v)
 static void *vcpu_main(void *arg)
 {
 	struct vcpu *v = arg;
-	while (!vm_vcpu_checkpoint(v->vm)) {
+	while (!vm_vcpu_checkpoint(v->vm, v)) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				v->run->immediate_exit = 0;
@@ -364,6 +369,8 @@ static void *vcpu_main(void *arg)
 		}
 		if (v->run->exit_reason < VCPU_EXIT_COUNTERS)
 			v->exits[v->run->exit_reason]++;
+		v->io_pending =
+		    v->run->exit_reason == KVM_EXIT_IO || v->run->exit_reason == KVM_EXIT_MMIO;
 		enum vm_exit why = handle_exit(v);
 		if (why != VM_RUNNING) {
 			vm_request_exit(v->vm, why);
@@ -371,6 +378,18 @@ static void *vcpu_main(void *arg)
 		}
 	}
 	return NULL;
+}
+
+void vcpu_complete_io(struct vcpu *v)
+{
+	v->io_pending = false;
+	if (!v->vm->kvm->immediate_exit)
+		return; /* KVM before 4.11: the state is read as it is */
+	v->run->immediate_exit = 1;
+	/* KVM completes the I/O, then returns EINTR without entering the guest. */
+	if (ioctl(v->fd, KVM_RUN, 0) == 0 || (errno != EINTR && errno != EAGAIN))
+		kite_warn("vCPU %d: completing its I/O before parking: %s", v->id, strerror(errno));
+	v->run->immediate_exit = 0;
 }
 
 int vcpu_start(struct vcpu *v)

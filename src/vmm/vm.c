@@ -3,7 +3,10 @@
 #include "vmm/vm.h"
 #include "util/err.h"
 #include "vmm/acpi.h"
+#include "vmm/boot_bytes.h"
+#include "vmm/e820.h"
 #include "vmm/pvm.h"
+#include "vmm/savefile.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -26,6 +29,11 @@ static void platform_set_irq(void *opaque, unsigned gsi, int level)
 static void platform_event(void *opaque, enum machine_event ev)
 {
 	vm_request_exit(opaque, ev == MACHINE_POWEROFF ? VM_POWEROFF : VM_RESET);
+}
+
+static void platform_guest_exit(void *opaque, uint32_t code)
+{
+	vm_request_guest_exit(opaque, code);
 }
 
 /* Device threads, the io event thread and vCPUs (an unmask) send; only while the VM runs. */
@@ -102,11 +110,12 @@ static int check_memory_size(uint64_t size)
 
 /* The one place that decides about the PVM defaults: a Linux kernel (ELF vmlinux or bzImage)
  * on a KVM-PVM host gets them unless the user said --no-pvm-defaults; PVH programs (our test
- * programs) get their command line exactly as given. */
+ * programs) and multiboot kernels get their command line exactly as given. */
 static bool wants_pvm_cmdline(const struct vm *vm, const struct vm_config *cfg,
 			      const struct kvm_host_facts *host)
 {
-	return host->pvm && !cfg->no_pvm_defaults && vm->boot.kind != KERNEL_ELF_PVH;
+	return host->pvm && !cfg->no_pvm_defaults &&
+	       (vm->boot.kind == KERNEL_ELF_LINUX || vm->boot.kind == KERNEL_BZIMAGE);
 }
 
 /* PVM_LINUX_CMDLINE after the user's command line, in place. */
@@ -133,6 +142,8 @@ int vm_prepare(struct vm *vm, const struct vm_config *cfg, const struct kvm_host
 	memset(vm, 0, sizeof(*vm));
 	vm->fd = -1;
 	vm->ncpus = (int)m->vcpus;
+	vm->exit_device = m->exit_device;
+	vm->exit_port = m->exit_port;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	if (m->vcpus < 1 || m->vcpus > VM_MAX_VCPUS)
@@ -141,6 +152,14 @@ int vm_prepare(struct vm *vm, const struct vm_config *cfg, const struct kvm_host
 		return -1;
 	if (gmem_init(&vm->mem, m->memory) < 0)
 		return -1;
+	vm->machine = m;
+	if (cfg->restore) {
+		/* The RAM holds the kernel, its tables and everything since: no boot. */
+		vm->restore = cfg->restore;
+		if (savefile_map_ram(cfg->restore, &vm->mem) < 0)
+			return -1;
+		return add_virtio(vm, cfg);
+	}
 	if (kernel_load(&vm->mem, m->kernel, m->initrd, m->append ? m->append : "", &vm->boot) < 0)
 		return -1;
 	if (wants_pvm_cmdline(vm, cfg, host)) {
@@ -190,9 +209,47 @@ static int create_irqchip(struct vm *vm)
 	return 0;
 }
 
+/* etc/e820 as QEMU gives it: the RAM regions only (the firmware carves out what it keeps). */
+static int add_fw_cfg_e820(struct vm *vm)
+{
+	uint8_t e820[sizeof(vm->mem.regions) / sizeof(vm->mem.regions[0]) * 20];
+	uint32_t len = 0;
+	for (int i = 0; i < vm->mem.nregions; i++) {
+		const struct gmem_region *r = &vm->mem.regions[i];
+		put_le64(e820 + len, r->gpa);
+		put_le64(e820 + len + 8, r->size);
+		put_le32(e820 + len + 16, E820_RAM);
+		len += 20;
+	}
+	return fw_cfg_add_file(&vm->fw_cfg, "etc/e820", e820, len);
+}
+
+/* fw_cfg at 0x510 and its DMA interface at 0x514 (devices/fw_cfg.h): the RAM size, the vCPU
+ * counts, etc/e820. */
+static int add_fw_cfg(struct vm *vm)
+{
+	if (fw_cfg_init(&vm->fw_cfg) < 0)
+		return -1;
+	vm->fw_cfg_ready = true;
+	struct fw_cfg *f = &vm->fw_cfg;
+	if (fw_cfg_add_le64(f, FW_CFG_RAM_SIZE, vm->mem.ram_size) < 0 ||
+	    fw_cfg_add_le16(f, FW_CFG_NB_CPUS, (uint16_t)vm->ncpus) < 0 ||
+	    fw_cfg_add_le16(f, FW_CFG_MAX_CPUS, (uint16_t)vm->ncpus) < 0 ||
+	    add_fw_cfg_e820(vm) < 0 || fw_cfg_enable_dma(f, &vm->mem) < 0)
+		return -1;
+	if (iobus_register(&vm->bus, IOBUS_PIO, FW_CFG_PORT, FW_CFG_PORTS, &fw_cfg_ops, f,
+			   "fw_cfg") < 0)
+		return -1;
+	return iobus_register(&vm->bus, IOBUS_PIO, FW_CFG_DMA_PORT, FW_CFG_DMA_PORTS,
+			      &fw_cfg_dma_ops, f, "fw_cfg-dma");
+}
+
 static int add_devices(struct vm *vm, struct console *console)
 {
-	vm->platform = (struct platform_ops){platform_set_irq, platform_event, vm};
+	vm->platform = (struct platform_ops){.set_irq = platform_set_irq,
+					     .event = platform_event,
+					     .guest_exit = platform_guest_exit,
+					     .opaque = vm};
 	bool hvc = vm->virtio_ready && vm->virtio.console;
 	serial_init(&vm->serial, &vm->platform, SERIAL_COM1_IRQ, hvc ? NULL : console);
 	if (hvc) {
@@ -214,6 +271,14 @@ static int add_devices(struct vm *vm, struct console *console)
 			   "acpi-pm") < 0 ||
 	    iobus_register(b, IOBUS_PIO, ACPI_RESET_PORT, 1, &acpi_reset_ops, &vm->pm, "reset") < 0)
 		return -1;
+	if (add_fw_cfg(vm) < 0)
+		return -1;
+	if (vm->exit_device) {
+		debug_exit_init(&vm->debug_exit, &vm->platform);
+		if (iobus_register(b, IOBUS_PIO, vm->exit_port, DEBUG_EXIT_LEN, &debug_exit_ops,
+				   &vm->debug_exit, "exit-device") < 0)
+			return -1;
+	}
 	return 0;
 }
 
@@ -244,6 +309,12 @@ int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console)
 	for (int i = 0; i < vm->ncpus; i++)
 		if (vcpu_create(vm, &vm->vcpus[i], i) < 0)
 			return -1;
+	if (vm->restore) {
+		struct state_stream s;
+		state_stream_init(&s, vm->restore->state, vm->restore->state_len);
+		if (vm_load_state(vm, &s) < 0)
+			return kite_error("%s: cannot restore the machine", vm->restore->path);
+	}
 	for (int i = 0; i < vm->ncpus; i++) {
 		if (vcpu_start(&vm->vcpus[i]) < 0)
 			return -1;
@@ -251,6 +322,10 @@ int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console)
 		vm->nstarted++;
 		pthread_mutex_unlock(&vm->lock);
 	}
+	/* Buffers the driver had made available before the save: their kicks went to the
+	 * saved process. */
+	if (vm->restore && vm->virtio_ready)
+		virtio_devices_kick_all(&vm->virtio);
 	return 0;
 }
 
@@ -259,6 +334,17 @@ void vm_request_exit(struct vm *vm, enum vm_exit why)
 	pthread_mutex_lock(&vm->lock);
 	if (vm->exit == VM_RUNNING) {
 		vm->exit = why;
+		pthread_cond_broadcast(&vm->cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_request_guest_exit(struct vm *vm, uint32_t code)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->exit == VM_RUNNING) {
+		vm->exit = VM_GUEST_EXIT;
+		vm->guest_exit_code = code;
 		pthread_cond_broadcast(&vm->cond);
 	}
 	pthread_mutex_unlock(&vm->lock);
@@ -293,9 +379,16 @@ bool vm_is_paused(struct vm *vm)
 	return p;
 }
 
-bool vm_vcpu_checkpoint(struct vm *vm)
+bool vm_vcpu_checkpoint(struct vm *vm, struct vcpu *v)
 {
 	pthread_mutex_lock(&vm->lock);
+	/* A vCPU parks with its registers complete: an IN or MMIO read it stopped on gets its
+	 * value first, or a save would catch RIP before the instruction and the value lost. */
+	while (vm->paused && vm->exit == VM_RUNNING && v->io_pending) {
+		pthread_mutex_unlock(&vm->lock);
+		vcpu_complete_io(v);
+		pthread_mutex_lock(&vm->lock);
+	}
 	if (vm->paused && vm->exit == VM_RUNNING) {
 		vm->nparked++;
 		pthread_cond_broadcast(&vm->cond);
@@ -378,6 +471,10 @@ void vm_destroy(struct vm *vm)
 		i8042_destroy(&vm->i8042);
 		rtc_destroy(&vm->rtc);
 		acpi_pm_destroy(&vm->pm);
+	}
+	if (vm->fw_cfg_ready) {
+		fw_cfg_destroy(&vm->fw_cfg);
+		vm->fw_cfg_ready = false;
 	}
 	free(vm->cpuid);
 	vm->cpuid = NULL;

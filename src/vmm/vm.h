@@ -6,6 +6,8 @@
 
 #include "devices/acpi_pm.h"
 #include "devices/console.h"
+#include "devices/debug_exit.h"
+#include "devices/fw_cfg.h"
 #include "devices/i8042.h"
 #include "devices/platform.h"
 #include "devices/rtc.h"
@@ -18,6 +20,7 @@
 #include "vmm/irqfd.h"
 #include "vmm/kvm.h"
 #include "vmm/memory.h"
+#include "util/state.h"
 #include "vmm/pvm.h"
 
 #include <pthread.h>
@@ -28,11 +31,12 @@
 
 enum vm_exit {
 	VM_RUNNING = 0,
-	VM_POWEROFF, /* the guest powered off (ACPI S5) */
-	VM_RESET,    /* the guest reset the machine */
-	VM_QUIT,     /* the user quit (Ctrl-A x) or a signal asked kite to stop */
-	VM_CRASH,    /* triple fault, KVM internal or emulation error */
-	VM_ERROR,    /* the VMM failed */
+	VM_POWEROFF,   /* the guest powered off (ACPI S5) */
+	VM_RESET,      /* the guest reset the machine */
+	VM_QUIT,       /* the user quit (Ctrl-A x) or a signal asked kite to stop */
+	VM_CRASH,      /* triple fault, KVM internal or emulation error */
+	VM_GUEST_EXIT, /* the guest wrote an exit code to the test exit device (guest_exit_code) */
+	VM_ERROR,      /* the VMM failed */
 };
 
 #define VCPU_EXIT_COUNTERS 64
@@ -56,10 +60,15 @@ struct vcpu {
 	uint64_t exits[VCPU_EXIT_COUNTERS]; /* by KVM exit reason, for --stats */
 	struct pvm_stats pvm_fallbacks;	    /* emulation failures the VMM carried out */
 	struct pvm_emu *pvm_emu;	    /* made at the first fallback that needs it */
+	bool io_pending; /* stopped on port or MMIO I/O that the next KVM_RUN completes */
 };
+
+struct savefile;
 
 struct vm {
 	struct kvm_host *kvm;
+	const struct machine_config *machine; /* what this boot is */
+	struct savefile *restore;	      /* this boot resumes a save file (vm_config) */
 	int fd;
 	struct guest_mem mem;
 	struct iobus bus;
@@ -74,6 +83,11 @@ struct vm {
 	struct i8042 i8042;
 	struct rtc rtc;
 	struct acpi_pm pm;
+	struct debug_exit debug_exit;
+	struct fw_cfg fw_cfg;
+	bool fw_cfg_ready;
+	bool exit_device; /* the machine has the test exit device, at exit_port */
+	uint16_t exit_port;
 	struct virtio_devices virtio;
 	bool virtio_ready;
 	struct console *hvc_console; /* the console whose input goes to virtio-console */
@@ -89,6 +103,8 @@ struct vm {
 	int nparked;		/* vCPUs parked */
 	int nstarted;		/* vCPU threads running */
 	struct vm_stats *stats; /* totals that vm_destroy adds this boot's counts to, or NULL */
+
+	uint32_t guest_exit_code; /* VM_GUEST_EXIT: what the guest wrote (under lock) */
 };
 
 struct vm_config {
@@ -97,6 +113,9 @@ struct vm_config {
 	/* The console is on a virtio-console port (machine console "virtio"), the UART on
 	 * nowhere: this is where the port's bytes go. */
 	struct console *virtio_console;
+	/* Resume this save file (vmm/savefile.h) instead of booting the kernel: its RAM is
+	 * mapped, its state loaded before the vCPUs run. */
+	struct savefile *restore;
 };
 
 /* Lays out memory and loads the kernel (no KVM needed: bad input is found before KVM is
@@ -113,18 +132,39 @@ void vm_destroy(struct vm *vm);
 
 /* Ends this boot (first reason wins). Callable from any thread. */
 void vm_request_exit(struct vm *vm, enum vm_exit why);
+/* Ends this boot with VM_GUEST_EXIT and `code` (unless it is already ending). */
+void vm_request_guest_exit(struct vm *vm, uint32_t code);
 /* Parks every vCPU (returns once all are parked) / lets them run again. */
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
-/* vCPU side: parks while paused; returns true when the boot is ending. */
-bool vm_vcpu_checkpoint(struct vm *vm);
+/* vCPU side: parks while paused (completing an I/O exit first, so that its state can be
+ * read); returns true when the boot is ending. */
+bool vm_vcpu_checkpoint(struct vm *vm, struct vcpu *v);
+
+/* vm_state.c: the machine's state records (util/state.h): KVM's interrupt controllers and
+ * PIT, every vCPU, the kvmclock, the MSI routes, the platform devices, the PCI bus and every
+ * virtio device. Save with the vCPUs parked and the devices quiesced (vm_save does both);
+ * load into a vm that vm_start is starting from a save file (vCPUs created, not running).
+ * Return 0 or -1 (printed). */
+int vm_save_state(struct vm *vm, struct state_buf *out);
+int vm_load_state(struct vm *vm, struct state_stream *s);
+/* Pauses the VM (if it runs), drains and quiesces the devices, and writes the definition,
+ * every state record and the RAM to a save file at `path` (vmm/savefile.h). The VM stays
+ * paused after a success (its caller ends it); after a failure it runs again as before.
+ * Returns 0 or -1 (printed). */
+int vm_save(struct vm *vm, const char *path);
 
 /* Raises or lowers an interrupt line of the in-kernel IOAPIC/PIC. */
 void vm_set_irq(struct vm *vm, unsigned gsi, int level);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, struct vcpu *v, int id);
+/* Completes the I/O a parked vCPU stopped on (KVM_RUN with immediate_exit). */
+void vcpu_complete_io(struct vcpu *v);
+/* vcpu_state.c: the "vcpu" record. Parked vCPU / fresh vCPU not yet running. */
+int vcpu_save(struct vcpu *v, struct state_buf *out);
+int vcpu_load(struct vcpu *v, const struct state_reader *r);
 int vcpu_start(struct vcpu *v);
 void vcpu_kick(struct vcpu *v);
 void vcpu_destroy(struct vcpu *v);

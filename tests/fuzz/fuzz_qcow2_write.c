@@ -52,8 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			qcow2_snapshot_create(b, "fuzz");
 		if (pick & 2)
 			blk_resize(b, sz + (1 << 20), false);
-		struct qcow2_check_result res;
-		qcow2_check(b, (pick & 4) ? QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS : 0, &res);
+		struct blk_check_result res;
+		qcow2_check(b, (pick & 4) ? BLK_CHECK_FIX_LEAKS | BLK_CHECK_FIX_ERRORS : 0, &res);
 		blk_flush(b);
 		blk_close(b);
 	}

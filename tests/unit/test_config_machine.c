@@ -48,6 +48,13 @@ static void fields_take_option_text(void **state)
 	assert_int_equal(machine_config_set(&m, "rng", NULL, "--rng"), 0); /* bare: on */
 	assert_true(m.rng);
 	assert_int_equal(machine_config_set(&m, "balloon", "off", "--balloon"), 0);
+	assert_int_equal(machine_config_set(&m, "exit_device", "port=0xf4", "--exit-device"), 0);
+	assert_true(m.exit_device);
+	assert_int_equal(m.exit_port, 0xf4);
+	assert_int_equal(machine_config_set(&m, "exit_device", "port=65533", "--exit-device"), -1);
+	assert_int_equal(machine_config_set(&m, "exit_device", "0xf4", "--exit-device"), -1);
+	assert_int_equal(machine_config_set(&m, "exit_device", "off", "--exit-device"), 0);
+	assert_false(m.exit_device);
 	assert_int_equal(machine_config_set(&m, "shares", "/srv,tag=x", "--share"), -1);
 	assert_int_equal(machine_config_set(&m, "disks", "/a.img", "--disk"), 0);
 	assert_int_equal(machine_config_set(&m, "disks", "/b.img,target=vda", "--disk"), -1);
@@ -284,6 +291,10 @@ static void random_machine(struct machine_config *m)
 	assert_int_equal(machine_config_set(m, "console", consoles[rnd(4)], "--console"), 0);
 	assert_int_equal(machine_config_set(m, "rng", rnd(2) ? "on" : "off", "--rng"), 0);
 	assert_int_equal(machine_config_set(m, "balloon", rnd(2) ? "on" : "off", "--balloon"), 0);
+	if (rnd(2)) {
+		snprintf(text, sizeof(text), rnd(2) ? "port=%u" : "port=0x%x", rnd(0xfffd));
+		assert_int_equal(machine_config_set(m, "exit_device", text, "--exit-device"), 0);
+	}
 	unsigned ndisks = rnd(6);
 	for (unsigned i = 0; i < ndisks; i++) {
 		struct disk_config d = {0};
@@ -351,6 +362,8 @@ static void assert_same_machine(const struct machine_config *a, const struct mac
 	assert_int_equal(a->rng, b->rng);
 	assert_int_equal(a->balloon, b->balloon);
 	assert_int_equal(a->autostart, b->autostart);
+	assert_int_equal(a->exit_device, b->exit_device);
+	assert_int_equal(a->exit_port, b->exit_port);
 	assert_int_equal(a->console, b->console);
 	assert_same_string(a->console_path, b->console_path);
 	assert_int_equal(a->ndisks, b->ndisks);

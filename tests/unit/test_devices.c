@@ -1,6 +1,8 @@
 /* Platform device models alone, through their register interfaces, as a guest drives them. */
 #include "unit.h"
 #include "devices/acpi_pm.h"
+#include "devices/debug_exit.h"
+#include "devices/fw_cfg.h"
 #include "devices/i8042.h"
 #include "devices/rtc.h"
 #include "devices/serial.h"
@@ -23,12 +25,24 @@ static void fake_event(void *opaque, enum machine_event ev)
 	events[ev]++;
 }
 
-static const struct platform_ops fake = {fake_set_irq, fake_event, NULL};
+static uint32_t exit_codes[4];
+static int nexit_codes;
+
+static void fake_guest_exit(void *opaque, uint32_t code)
+{
+	if (nexit_codes < 4)
+		exit_codes[nexit_codes] = code;
+	nexit_codes++;
+}
+
+static const struct platform_ops fake = {
+    .set_irq = fake_set_irq, .event = fake_event, .guest_exit = fake_guest_exit};
 
 static int reset_fakes(void **state)
 {
 	memset(irq_level, 0, sizeof(irq_level));
 	memset(events, 0, sizeof(events));
+	nexit_codes = 0;
 	return 0;
 }
 
@@ -199,6 +213,137 @@ static void i8042_pulse_resets(void **state)
 	i8042_destroy(&k);
 }
 
+/* isa-debug-exit: any write ends the run with its value; reads are zeros. */
+static void debug_exit_writes_end_the_run(void **state)
+{
+	struct debug_exit d;
+	debug_exit_init(&d, &fake);
+	uint8_t v[4] = {0xff, 0xff, 0xff, 0xff};
+	debug_exit_ops.read(&d, 0, v, 4);
+	assert_memory_equal(v, "\0\0\0\0", 4);
+	assert_int_equal(nexit_codes, 0);
+	const uint8_t code[4] = {0x2a, 0x01, 0x00, 0x80};
+	debug_exit_ops.write(&d, 0, code, 4);
+	debug_exit_ops.write(&d, 2, code, 1);
+	debug_exit_ops.write(&d, 0, code, 2);
+	assert_int_equal(nexit_codes, 3);
+	assert_int_equal(exit_codes[0], 0x8000012a);
+	assert_int_equal(exit_codes[1], 0x2a);
+	assert_int_equal(exit_codes[2], 0x12a);
+	assert_int_equal(events[MACHINE_POWEROFF] + events[MACHINE_RESET], 0);
+}
+
+static void fw_cfg_select(struct fw_cfg *f, uint16_t key)
+{
+	const uint8_t b[2] = {(uint8_t)key, (uint8_t)(key >> 8)};
+	fw_cfg_ops.write(f, 0, b, 2);
+}
+
+static void fw_cfg_bytes(struct fw_cfg *f, uint16_t key, uint8_t *out, size_t n)
+{
+	fw_cfg_select(f, key);
+	for (size_t i = 0; i < n; i++)
+		out[i] = inb(&fw_cfg_ops, f, 1);
+}
+
+/* fw_cfg through its two ports: items, the file directory, zeros for what is not there. */
+static void fw_cfg_items_files_and_zeros(void **state)
+{
+	struct fw_cfg f;
+	assert_int_equal(fw_cfg_init(&f), 0);
+	assert_int_equal(fw_cfg_add_le64(&f, FW_CFG_RAM_SIZE, 0x123456789aULL), 0);
+	assert_int_equal(fw_cfg_add_le16(&f, FW_CFG_NB_CPUS, 3), 0);
+	assert_int_equal(fw_cfg_add_file(&f, "etc/zz", "zz!", 3), 0);
+	assert_int_equal(fw_cfg_add_file(&f, "etc/e820", "0123456789", 10), 0);
+	assert_int_equal(fw_cfg_add_file(&f, "etc/e820", "x", 1), -1);
+	uint8_t b[200];
+	fw_cfg_bytes(&f, FW_CFG_SIGNATURE, b, 6);
+	assert_memory_equal(b, "QEMU\0\0", 6); /* past the end: zeros */
+	fw_cfg_bytes(&f, FW_CFG_ID, b, 4);
+	assert_memory_equal(b, "\1\0\0\0", 4);
+	fw_cfg_bytes(&f, FW_CFG_RAM_SIZE, b, 8);
+	assert_memory_equal(b, "\x9a\x78\x56\x34\x12\0\0\0", 8);
+	fw_cfg_bytes(&f, FW_CFG_NB_CPUS | 0x4000, b, 2); /* the write bit selects the same */
+	assert_memory_equal(b, "\3\0", 2);
+	fw_cfg_bytes(&f, FW_CFG_FILE_DIR, b, 4 + 2 * 64);
+	assert_memory_equal(b, "\0\0\0\2", 4);
+	/* Sorted by name: etc/e820 (key 0x21, 10 bytes) before etc/zz (0x20, 3). */
+	assert_memory_equal(b + 4, "\0\0\0\x0a\0\x21\0\0etc/e820\0", 17);
+	assert_memory_equal(b + 68, "\0\0\0\3\0\x20\0\0etc/zz\0", 15);
+	fw_cfg_bytes(&f, 0x21, b, 3);
+	assert_memory_equal(b, "012", 3);
+	for (uint16_t key = 0x1234; key; key = key == 0x1234 ? 0x8003 : 0) {
+		memset(b, 0xff, 8);
+		fw_cfg_bytes(&f, key, b, 8); /* unknown, and arch-local: zeros */
+		assert_memory_equal(b, "\0\0\0\0\0\0\0\0", 8);
+	}
+	assert_int_equal(inb(&fw_cfg_ops, &f, 0), 0);
+	fw_cfg_destroy(&f);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+/* Starts the DMA access at `at` (below 4 GiB: the high half is left as the device reset it). */
+static void fw_cfg_dma_start(struct fw_cfg *f, uint32_t at)
+{
+	uint8_t b[4];
+	put_be32(b, at);
+	fw_cfg_dma_ops.write(f, 4, b, 4);
+}
+
+static void dma_access(uint8_t *ram, uint32_t at, uint32_t control, uint32_t len, uint32_t addr)
+{
+	memset(ram + at, 0, 16);
+	put_be32(ram + at, control);
+	put_be32(ram + at + 4, len);
+	put_be32(ram + at + 12, addr);
+}
+
+/* fw_cfg's DMA interface over guest RAM: select and read, skip, zeros past the end, errors
+ * for a write and for a range that is not RAM. */
+static void fw_cfg_dma_reads_into_guest_ram(void **state)
+{
+	const uint64_t size = 1 << 20;
+	uint8_t *ram = calloc(1, size);
+	assert_non_null(ram);
+	struct guest_mem mem;
+	gmem_init_from(&mem, ram, size);
+	struct fw_cfg f;
+	assert_int_equal(fw_cfg_init(&f), 0);
+	assert_int_equal(fw_cfg_enable_dma(&f, &mem), 0);
+	assert_int_equal(fw_cfg_add_file(&f, "etc/e820", "0123456789", 10), 0);
+	uint8_t sig[8];
+	fw_cfg_dma_ops.read(&f, 0, sig, 8);
+	assert_memory_equal(sig, "QEMU CFG", 8);
+	fw_cfg_bytes(&f, FW_CFG_ID, sig, 4);
+	assert_memory_equal(sig, "\3\0\0\0", 4);
+	/* Select 0x20 and read 4 bytes; then skip 2 and read 8: 4 bytes and 4 zeros. */
+	dma_access(ram, 0x1000, 0x200000 | 0x08 | 0x02, 4, 0x2000);
+	fw_cfg_dma_start(&f, 0x1000);
+	assert_memory_equal(ram + 0x1000, "\0\0\0\0", 4);
+	assert_memory_equal(ram + 0x2000, "0123", 4);
+	dma_access(ram, 0x1000, 0x04, 2, 0);
+	fw_cfg_dma_start(&f, 0x1000);
+	memset(ram + 0x2000, 0xff, 8);
+	dma_access(ram, 0x1000, 0x02, 8, 0x2000);
+	fw_cfg_dma_start(&f, 0x1000);
+	assert_memory_equal(ram + 0x1000, "\0\0\0\0", 4);
+	assert_memory_equal(ram + 0x2000, "6789\0\0\0\0", 8);
+	/* A write, and a read past RAM: the error bit. */
+	dma_access(ram, 0x1000, 0x10, 1, 0x2000);
+	fw_cfg_dma_start(&f, 0x1000);
+	assert_memory_equal(ram + 0x1000, "\0\0\0\1", 4);
+	dma_access(ram, 0x1000, 0x00000008 | 0x02, 16, (uint32_t)size - 8);
+	fw_cfg_dma_start(&f, 0x1000);
+	assert_memory_equal(ram + 0x1000, "\0\0\0\1", 4);
+	fw_cfg_destroy(&f);
+	free(ram);
+}
+
 static time_t fixed_time(time_t *t)
 {
 	return 1795000000; /* 2026-11-18 11:06:40 UTC */
@@ -241,6 +386,9 @@ int main(void)
 	    cmocka_unit_test_setup(reset_port_cf9, reset_fakes),
 	    cmocka_unit_test_setup(i8042_pulse_resets, reset_fakes),
 	    cmocka_unit_test_setup(rtc_reads_bcd_time, reset_fakes),
+	    cmocka_unit_test_setup(debug_exit_writes_end_the_run, reset_fakes),
+	    cmocka_unit_test_setup(fw_cfg_items_files_and_zeros, reset_fakes),
+	    cmocka_unit_test_setup(fw_cfg_dma_reads_into_guest_ram, reset_fakes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -238,7 +238,7 @@ static void lying_refcounts(void **state)
 	/* qcow2_check sees it */
 	struct blk *b = blk_open(qt_path("bad.qcow2"), NULL, 0);
 	assert_non_null(b);
-	struct qcow2_check_result res;
+	struct blk_check_result res;
 	assert_int_equal(qcow2_check(b, 0, &res), 0);
 	assert_true(res.corruptions >= 1);
 	blk_close(b);
@@ -253,7 +253,7 @@ static void lying_refcounts(void **state)
 	/* -r all leaves an image qemu-img finds clean, and writes work again */
 	b = blk_open(qt_path("bad.qcow2"), NULL, BLK_O_RDWR);
 	assert_non_null(b);
-	assert_int_equal(qcow2_check(b, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res), 0);
+	assert_int_equal(qcow2_check(b, BLK_CHECK_FIX_LEAKS | BLK_CHECK_FIX_ERRORS, &res), 0);
 	assert_int_equal(res.corruptions, res.corruptions_fixed);
 	assert_int_equal(blk_pwrite(b, buf, sizeof(buf), 2 << 20), 0);
 	blk_close(b);

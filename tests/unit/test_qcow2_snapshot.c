@@ -102,17 +102,17 @@ static void check_agrees_with_qemu(void **state)
 	assert_int_equal(qt_sh("qemu-img check c.qcow2"), 3); /* leaks only */
 	struct blk *b = blk_open(qt_path("c.qcow2"), NULL, 0);
 	assert_non_null(b);
-	struct qcow2_check_result r;
+	struct blk_check_result r;
 	assert_int_equal(qcow2_check(b, 0, &r), 0);
 	assert_int_equal(r.leaks, 2);
 	assert_int_equal(r.corruptions, 0);
 	assert_int_equal(r.allocated_clusters, 4);
 	assert_int_equal(r.total_clusters, 64);
-	assert_int_equal(qcow2_check(b, QCOW2_FIX_LEAKS, &r), -1); /* read-only */
+	assert_int_equal(qcow2_check(b, BLK_CHECK_FIX_LEAKS, &r), -1); /* read-only */
 	blk_close(b);
 	b = blk_open(qt_path("c.qcow2"), NULL, BLK_O_RDWR);
 	assert_non_null(b);
-	assert_int_equal(qcow2_check(b, QCOW2_FIX_LEAKS, &r), 0);
+	assert_int_equal(qcow2_check(b, BLK_CHECK_FIX_LEAKS, &r), 0);
 	assert_int_equal(r.leaks_fixed, 2);
 	assert_int_equal(qcow2_check(b, 0, &r), 0);
 	assert_int_equal(r.leaks, 0);

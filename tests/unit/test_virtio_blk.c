@@ -787,6 +787,59 @@ static void test_reset_waits_for_requests(void **state)
 	assert_int_equal(vd_status(&f->d), 0);
 }
 
+struct quiesce_call {
+	struct fx *f;
+	bool done; /* atomic */
+};
+
+static void *quiesce_device(void *arg)
+{
+	struct quiesce_call *c = arg;
+	virtio_dev_quiesce(virtio_blk_dev(c->f->vb), true);
+	__atomic_store_n(&c->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Saving a machine quiesces its disks: requests in flight complete first (quiesce returns
+ * only then), nothing new is taken while quiesced, the record says none is in flight, and
+ * the device goes on afterwards with the request the driver made meanwhile. */
+static void test_quiesce_drains_requests_in_flight(void **state)
+{
+	struct fx *f = *state;
+	gate_set(100, false);
+	uint16_t want = post_requests(f, 2, T_IN, 16);
+	for (int i = 0; i < 5000 && gate_inside() < 2; i++)
+		usleep(1000);
+	assert_int_equal(gate_inside(), 2);
+	struct quiesce_call c = {f, false};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, quiesce_device, &c), 0);
+	usleep(200 * 1000);
+	bool early = __atomic_load_n(&c.done, __ATOMIC_ACQUIRE);
+	gate_set(100, true);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_false(early);
+	assert_int_equal(tq_used_idx(&f->d.q[0]), want);
+	assert_reads_done(f, 2, 16);
+	/* A request made while quiesced waits. */
+	uint16_t more = post_requests(f, 1, T_IN, 16);
+	usleep(100 * 1000);
+	assert_int_equal(tq_used_idx(&f->d.q[0]), want);
+	struct state_buf b = {0};
+	assert_int_equal(virtio_dev_save(virtio_blk_dev(f->vb), &b), 0);
+	struct state_stream st;
+	struct state_reader r;
+	state_stream_init(&st, b.data, b.len);
+	assert_int_equal(state_next(&st, &r, "virtio", 1, 1), 0);
+	assert_int_equal(state_next(&st, &r, "virtio-blk", 1, 1), 0);
+	uint32_t inflight = 99;
+	assert_int_equal(state_get_u32(&r, "inflight", &inflight), 0);
+	assert_int_equal(inflight, 0);
+	state_buf_free(&b);
+	virtio_dev_quiesce(virtio_blk_dev(f->vb), false);
+	assert_int_equal(vd_wait_used(&f->d, 0, more), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -807,6 +860,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_random_requests_ro, setup_ro_flag, teardown),
 	    cmocka_unit_test_setup_teardown(test_requests_overlap, setup_gate, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_waits_for_requests, setup_gate, teardown),
+	    cmocka_unit_test_setup_teardown(test_quiesce_drains_requests_in_flight, setup_gate,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_reads_with_status_in_a_data_buffer, setup_rw,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_sequential_writes_stay_in_order, setup_gate,

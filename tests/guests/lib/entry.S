@@ -1,7 +1,11 @@
 /* PVH entry. QEMU and kite enter at pvh_entry in 32-bit protected mode with paging off and
  * EBX = physical address of struct hvm_start_info. We load our GDT, switch to long mode on
  * static identity page tables (4 GiB in 2 MiB pages, every page user-accessible so run_user()
- * code can touch RAM and MMIO), and call guest_start() on the boot stack. */
+ * code can touch RAM and MMIO), and call guest_start() on the boot stack.
+ *
+ * Multiboot entry: the multiboot builds of a program (tests/guests/multiboot/, guests.mk) carry
+ * a multiboot header naming multiboot_entry, entered in the same mode with EAX = 0x2BADB002 and
+ * EBX = the multiboot information; it records both and joins the PVH path. */
 
 #define SEL_CODE64 0x08
 #define SEL_DATA   0x10
@@ -18,10 +22,18 @@
 
 	.section .text.entry, "ax"
 	.code32
-	.globl pvh_entry
+	.globl pvh_entry, multiboot_entry
 pvh_entry:
 	/* Record the entry state first, for the pvh program to hold against the PVH ABI. */
 	movl %ebx, boot_start_info
+	jmp boot32
+
+multiboot_entry:
+	movl %eax, boot_mb_magic
+	movl %ebx, boot_mb_info
+	movl $1, boot_via_multiboot
+
+boot32:
 	movl $boot_stack_top, %esp
 	pushfl
 	popl entry_eflags
@@ -85,10 +97,16 @@ long_mode:
 	jmp 2b
 
 	.data
-	.globl boot_start_info
+	.globl boot_start_info, boot_mb_magic, boot_mb_info, boot_via_multiboot
 	.align 8
 boot_start_info:
 	.quad 0
+boot_mb_magic:
+	.long 0
+boot_mb_info:
+	.long 0
+boot_via_multiboot:
+	.long 0
 
 	/* struct pvh_entry_state (libguest.h); in .data, since .bss is zeroed after the entry. */
 	.globl pvh_entry_state

@@ -64,6 +64,32 @@ extern int e820_count;
 extern uint64_t boot_rsdp_paddr;
 extern uint32_t boot_start_info_version;
 extern char boot_cmdline[1024];
+
+/* boot.c: the multiboot information, when the VMM entered multiboot_entry (the multiboot
+ * builds, NAME.mb.elf and NAME.mbk.bin). The command line and memory map go to boot_cmdline and
+ * e820_map as from start_info; the modules' memory is kept from the page allocator. */
+#define MB_BOOT_MAGIC	    0x2BADB002u
+#define MB_INFO_MEMORY	    (1u << 0)
+#define MB_INFO_CMDLINE	    (1u << 2)
+#define MB_INFO_MODS	    (1u << 3)
+#define MB_INFO_MMAP	    (1u << 6)
+#define MB_INFO_LOADER_NAME (1u << 9)
+#define MB_MAX_MODS	    16
+struct mb_boot {
+	bool entered; /* through multiboot_entry */
+	uint32_t magic, info_addr;
+	uint32_t flags, mem_lower, mem_upper;
+	uint32_t mmap_length;
+	bool mmap_sizes_ok; /* every entry's size field at least 20 and inside mmap_length */
+	uint32_t mods_count;
+	struct {
+		uint32_t start, end;
+		char string[256];
+	} mods[MB_MAX_MODS];
+	char loader_name[64];
+};
+extern struct mb_boot mb_boot;
+
 /* Copies the value of KEY=VALUE from the command line; false when absent. */
 bool cmdline_get(const char *key, char *buf, size_t size);
 /* KEY=N with an optional K/M/G suffix; DEF when absent or malformed. */
@@ -80,6 +106,8 @@ extern const struct pvh_entry_state pvh_entry_state;
 
 /* mem.c: page allocator over the e820 RAM above 1 MiB, minus the program image. */
 void mem_init(void);
+/* Keeps [lo, hi) out of what mem_init() hands out (call before it). */
+void mem_reserve(uint64_t lo, uint64_t hi);
 void *page_alloc(void);
 void page_free(void *page);
 void *pages_alloc(size_t npages);

@@ -1,6 +1,7 @@
 /* Page allocator over the e820 RAM ranges above 1 MiB (low memory stays free for the AP
- * trampoline and whatever the firmware left there), minus the program image. Runs of free
- * pages are handed out first-fit from their start; single freed pages go on a free list. */
+ * trampoline and whatever the firmware left there), minus the program image and what
+ * mem_reserve() kept (multiboot modules). Runs of free pages are handed out first-fit from
+ * their start; single freed pages go on a free list. */
 #include "libguest.h"
 
 #define MAX_RUNS 64
@@ -9,9 +10,19 @@ struct run {
 	uint64_t start, end; /* page-aligned [start, end) */
 };
 
+#define MAX_RESERVED 17 /* the image and the multiboot modules */
+
 static struct run runs[MAX_RUNS];
 static int nruns;
 static void *free_list;
+static struct run reserved[MAX_RESERVED];
+static int nreserved;
+
+void mem_reserve(uint64_t lo, uint64_t hi)
+{
+	if (nreserved < MAX_RESERVED && lo < hi)
+		reserved[nreserved++] = (struct run){lo, hi};
+}
 
 static void add_run(uint64_t start, uint64_t end)
 {
@@ -24,9 +35,24 @@ static void add_run(uint64_t start, uint64_t end)
 	runs[nruns++] = (struct run){start, end};
 }
 
+/* Adds [lo, hi) less the reserved ranges from index k on. */
+static void add_free(uint64_t lo, uint64_t hi, int k)
+{
+	if (lo >= hi)
+		return;
+	for (; k < nreserved; k++) {
+		if (reserved[k].end <= lo || reserved[k].start >= hi)
+			continue;
+		add_free(lo, reserved[k].start, k + 1);
+		add_free(reserved[k].end, hi, k + 1);
+		return;
+	}
+	add_run(lo, hi);
+}
+
 void mem_init(void)
 {
-	uint64_t img_lo = (uint64_t)_image_start, img_hi = (uint64_t)_image_end;
+	mem_reserve((uint64_t)_image_start, (uint64_t)_image_end);
 	for (int i = 0; i < e820_count; i++) {
 		if (e820_map[i].type != E820_RAM)
 			continue;
@@ -35,14 +61,7 @@ void mem_init(void)
 			continue; /* wraps: hostile map */
 		if (lo < MiB)
 			lo = MiB;
-		if (lo >= hi)
-			continue;
-		if (img_hi <= lo || img_lo >= hi) {
-			add_run(lo, hi);
-		} else {
-			add_run(lo, img_lo);
-			add_run(img_hi, hi);
-		}
+		add_free(lo, hi, 0);
 	}
 }
 
