@@ -41,7 +41,8 @@ const struct blk_driver *blk_find_driver(const char *name)
 struct blk_open_ctx {
 	const char *top; /* the image blk_open was asked for, named in lock conflicts */
 	int depth;
-	bool reported; /* a failure deeper in the chain has been explained already */
+	bool reported;	/* a failure deeper in the chain has been explained already */
+	bool data_file; /* opening a data file: missing, it is named as the image is */
 	dev_t dev[MAX_CHAIN_DEPTH];
 	ino_t ino[MAX_CHAIN_DEPTH];
 };
@@ -137,7 +138,7 @@ static struct blk *open_in_chain(const char *path, const char *fmt, unsigned fla
 	}
 	if (fd < 0) { /* qemu-img's words, naming the image asked for and the file missing */
 		int e = errno;
-		if (ctx->depth == 0)
+		if (ctx->depth == 0 || ctx->data_file)
 			kite_error("Could not open '%s': Could not open '%s': %s", ctx->top, path,
 				   strerror(e));
 		else
@@ -308,6 +309,25 @@ int blk_open_backing(struct blk *b, struct blk_open_ctx *ctx, const char *name, 
 	return b->backing ? 0 : -1;
 }
 
+int blk_open_data_file(struct blk *b, struct blk_open_ctx *ctx, const char *name)
+{
+	/* qemu-img 7.2 opens the name as it is: a relative one from the current directory
+	 * (unlike a backing file's), the directory where create made the file */
+	char *path = strdup(name);
+	if (!path)
+		return kite_error("out of memory");
+	unsigned flags = (b->flags & (BLK_O_RDWR | BLK_O_NOCACHE | BLK_O_UNSAFE | BLK_O_SHARE)) |
+			 BLK_O_NO_PROBE_WARN;
+	ctx->data_file = true;
+	b->data_file = open_in_chain(path, "raw", flags, ctx, NULL);
+	ctx->data_file = false;
+	if (!b->data_file && !ctx->reported)
+		kite_error("Could not open '%s': could not open data file '%s'", ctx->top, path);
+	ctx->reported = ctx->reported || !b->data_file;
+	free(path);
+	return b->data_file ? 0 : -1;
+}
+
 int blk_find_backing(struct blk *top, const char *name)
 {
 	int depth = 1;
@@ -349,6 +369,7 @@ void blk_close(struct blk *b)
 			b->drv->close(b);
 	}
 	blk_close(b->backing);
+	blk_close(b->data_file);
 	imglock_drop(b->lock_held);
 	if (b->fd >= 0)
 		close(b->fd);
@@ -718,6 +739,9 @@ int blk_map_status(struct blk *b, uint64_t off, uint64_t len, struct blk_map *m)
 			m->flags = fl;
 			m->host_off = host;
 			m->layer = layer;
+			m->file = layer->data_file && (fl & BLK_STATUS_OFFSET_VALID)
+				      ? layer->data_file->filename
+				      : layer->filename;
 			/* Unallocated everywhere: QEMU reports the chain length as depth, and a
 			 * range past a shorter backing file reads as zeros. */
 			m->depth =

@@ -149,6 +149,7 @@ struct blk_map {
 	uint64_t host_off;
 	int depth;
 	struct blk *layer;
+	const char *file; /* the file holding the data: layer's, or its external data file */
 };
 int blk_map_status(struct blk *b, uint64_t off, uint64_t len, struct blk_map *m);
 
@@ -188,6 +189,10 @@ struct blk_create_opts {
 	uint64_t extent_size_hint;
 	bool extent_size_hint_set;
 	struct blk_encrypt_opts encrypt;
+	/* qcow2: an external data file (created raw at this name, stored as given) that
+	 * holds the data clusters; data_file_raw keeps it a valid raw image of the disk */
+	const char *data_file;
+	bool data_file_raw, data_file_raw_set; /* set: given on the command line */
 };
 
 /* A format's creation options (-o), as qemu-img create takes, lists and echoes them. */
@@ -323,6 +328,10 @@ struct blk_info {
 	bool extended_l2;
 	int refcount_bits;
 	char compression_type[8]; /* "zlib" or "zstd" */
+	bool has_data_file;	  /* incompatible bit: raw or not is told */
+	bool has_data_file_name;  /* the name extension is there (maybe empty) */
+	char data_file[4096];
+	bool data_file_raw;
 	int nb_snapshots;
 	/* vmdk */
 	uint32_t vmdk_cid, vmdk_parent_cid;

@@ -87,6 +87,9 @@ struct blk {
 	char *key_secret, *encrypt_format;
 	const char *open_name; /* valid during the driver's open only */
 	struct blk *backing;
+	/* The file holding the data clusters when it is not this one (a qcow2 external data
+	 * file, opened raw through the same locks); closed by blk_close after the driver. */
+	struct blk *data_file;
 	pthread_mutex_t lock;
 };
 
@@ -104,6 +107,12 @@ const struct blk_driver *blk_find_driver(const char *name);
  * directory of b's file), with format `fmt` or probed, read-only, checking the chain for
  * loops. Sets b->backing. Does nothing when b was opened with BLK_O_NO_BACKING. */
 int blk_open_backing(struct blk *b, struct blk_open_ctx *ctx, const char *name, const char *fmt);
+
+/* Opens the external data file `name` of image `b` (a relative name from the current
+ * directory, as qemu-img 7.2 opens it and create makes it, not from b's directory) as raw,
+ * read-write when b is, locked as b's own file is; sets b->data_file. A missing file fails with
+ * qemu-img's message. */
+int blk_open_data_file(struct blk *b, struct blk_open_ctx *ctx, const char *name);
 
 /* Reports a failed blk_bitmap_change as qemu-img does ("Operation add on bitmap b0 failed:
  * <why>"); returns -1. */

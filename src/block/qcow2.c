@@ -44,6 +44,42 @@ static int report_unsupported(struct qcow2 *q, const char *fn, uint64_t mask)
 	return kite_error("Could not open '%s': Unsupported qcow2 feature(s): %s", fn, list);
 }
 
+static int set_data_file_name(struct qcow2 *q, const uint8_t *data, uint32_t len)
+{
+	free(q->data_file_name);
+	q->data_file_name = malloc(len + 1);
+	if (!q->data_file_name)
+		return kite_error("out of memory");
+	memcpy(q->data_file_name, data, len);
+	q->data_file_name[len] = 0;
+	return 0;
+}
+
+/* QEMU's rules, met where it opens the data file (a metadata-only open does not): the
+ * incompatible bit needs a name, then the file; without the bit a name is ignored (info
+ * shows it) and the raw bit refused. */
+static int open_data_file(struct blk *b, struct blk_open_ctx *ctx)
+{
+	struct qcow2 *q = Q(b);
+	const char *fn = b->filename;
+	if (b->flags & BLK_O_NO_IO)
+		return 0;
+	if (!qcow2_has_data_file(q)) {
+		if (q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW)
+			return kite_error("Could not open '%s': data-file-raw requires a data file",
+					  fn);
+		return 0;
+	}
+	if (!q->data_file_name)
+		return kite_error("Could not open '%s': 'data-file' is required for this image",
+				  fn);
+	if (!q->data_file_name[0])
+		return kite_error("Could not open '%s': The 'file' block driver requires a file "
+				  "name",
+				  fn);
+	return blk_open_data_file(b, ctx, q->data_file_name);
+}
+
 static int parse_extensions(struct blk *b, const uint8_t *hdr, uint64_t end)
 {
 	struct qcow2 *q = Q(b);
@@ -54,19 +90,19 @@ static int parse_extensions(struct blk *b, const uint8_t *hdr, uint64_t end)
 		off += 8;
 		if (type == QCOW2_EXT_END)
 			return 0;
-		if (len > end - off)
-			return kite_error("%s: header extension 0x%x runs past the header cluster",
-					  b->filename, type);
+		if (len > end - off) /* QEMU's words */
+			return kite_error("Could not open '%s': Header extension too large",
+					  b->filename);
 		const uint8_t *data = hdr + off;
 		if (type == QCOW2_EXT_BACKING_FMT) {
 			if (len >= sizeof(q->backing_fmt))
 				return kite_error("%s: backing format name too long", b->filename);
 			memcpy(q->backing_fmt, data, len);
 			q->backing_fmt[len] = 0;
-		} else if (type == QCOW2_EXT_DATA_FILE) {
-			return kite_error("%s: images with an external data file are not supported",
-					  b->filename);
 		} else {
+			/* kept as an extension too, so that header rewrites keep it */
+			if (type == QCOW2_EXT_DATA_FILE && set_data_file_name(q, data, len) < 0)
+				return -1;
 			if (type == QCOW2_EXT_CRYPTO && qcow2_crypto_ext(b, data, len) < 0)
 				return -1;
 			if (type == QCOW2_EXT_FEATURES) {
@@ -156,8 +192,6 @@ static int parse_header(struct blk *b, const uint8_t *h, uint64_t fsize)
 	uint64_t unknown = q->incompat & ~QCOW2_INCOMPAT_KNOWN;
 	if (unknown)
 		return report_unsupported(q, fn, unknown);
-	if (q->incompat & QCOW2_INCOMPAT_DATA_FILE)
-		return kite_error("%s: images with an external data file are not supported", fn);
 	/* QEMU's words: scripts match them */
 	if (q->compression_type > 1)
 		return kite_error("Could not open '%s': qcow2: unknown compression type: %u", fn,
@@ -271,6 +305,7 @@ static void qcow2_close(struct blk *b)
 	free(q->feature_names);
 	free(q->hdr_tail);
 	free(q->backing_file);
+	free(q->data_file_name);
 	free(q->pending_free);
 	free(q->l1);
 	free(q->rt);
@@ -291,7 +326,9 @@ int qcow2_drop_autoclear(struct blk *b)
 		if (q->exts[i].type == QCOW2_EXT_BITMAPS)
 			bm = i;
 	uint64_t keep = q->version == 3 ? q->autoclear & QCOW2_AUTOCLEAR_BITMAPS : 0;
-	bool stale = bm >= 0 && !keep;
+	if (qcow2_has_data_file(q)) /* kite keeps the data file raw: guest offset == host */
+		keep |= q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW;
+	bool stale = bm >= 0 && !(keep & QCOW2_AUTOCLEAR_BITMAPS);
 	if (q->autoclear == keep && !stale)
 		return 0;
 	if (stale) {
@@ -336,6 +373,8 @@ static int qcow2_open(struct blk *b, struct blk_open_ctx *ctx)
 	mcache_init(&q->l2c, true, q->cluster_size);
 	mcache_init(&q->rbc, false, q->cluster_size);
 	if (qcow2_read_snapshots(b) < 0)
+		goto out;
+	if (open_data_file(b, ctx) < 0) /* before anything is written */
 		goto out;
 	if ((b->flags & BLK_O_RDWR) && !(b->flags & BLK_O_CHECK)) {
 		if (q->incompat & QCOW2_INCOMPAT_CORRUPT) {
@@ -501,6 +540,11 @@ static int qcow2_info(struct blk *b, struct blk_info *info)
 	snprintf(info->compression_type, sizeof(info->compression_type), "%s",
 		 q->compression_type ? "zstd" : "zlib");
 	info->nb_snapshots = (int)q->nb_snapshots;
+	info->has_data_file = qcow2_has_data_file(q);
+	info->has_data_file_name = q->data_file_name != NULL;
+	if (q->data_file_name)
+		snprintf(info->data_file, sizeof(info->data_file), "%s", q->data_file_name);
+	info->data_file_raw = (q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) != 0;
 	qcow2_crypto_info(b, info);
 	return 0;
 }

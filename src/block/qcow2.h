@@ -47,8 +47,8 @@ struct qcow2_amend_opts {
 	uint64_t size;		  /* the new virtual size; 0: as is */
 	const char *backing_file; /* must name what the image has: NULL when not given */
 	const char *backing_fmt;
-	const char *data_file; /* refused (no image kite opens has one); NULL: not given */
-	int data_file_raw;     /* -1 not given, 0 off, 1 on (refused) */
+	const char *data_file; /* the data file's new name (it must have one); NULL: as is */
+	int data_file_raw;     /* -1 not given, 0 off, 1 on (only where it is on already) */
 	int lazy_refcounts;    /* -1 not given, 0 off, 1 on */
 	int refcount_bits;     /* 0: not given (QEMU's int: any other value is checked) */
 	bool refcount_bits_set;

@@ -6,6 +6,7 @@
 #include "util/err.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* QEMU's largest image (BDRV_MAX_LENGTH: INT64_MAX down to a GiB) */
@@ -16,7 +17,9 @@ struct plan {
 	uint32_t version;
 	uint32_t order; /* refcount order */
 	bool lazy;
-	uint64_t size; /* 0: as is */
+	uint64_t size;	       /* 0: as is */
+	const char *data_file; /* the external data file's new name; NULL: as is */
+	bool data_raw_off;     /* data_file_raw=off on a raw data file */
 };
 
 void qcow2_amend_report(struct qcow2_amend_status *st, uint64_t done, uint64_t total)
@@ -67,8 +70,9 @@ static int parse_refcount_bits(const struct qcow2_amend_opts *o, struct plan *p)
 static int parse_opts(struct blk *b, const struct qcow2_amend_opts *o, struct plan *p)
 {
 	struct qcow2 *q = Q(b);
-	*p = (struct plan){q->version, q->refcount_order, (q->compat & QCOW2_COMPAT_LAZY) != 0,
-			   o->size};
+	*p = (struct plan){
+	    q->version, q->refcount_order, (q->compat & QCOW2_COMPAT_LAZY) != 0, o->size, NULL,
+	    false};
 	if (o->encrypt)
 		return kite_error("Can't amend encryption options - encryption not present");
 	if (o->compat) {
@@ -79,11 +83,14 @@ static int parse_opts(struct blk *b, const struct qcow2_amend_opts *o, struct pl
 		else
 			return kite_error("Unknown compatibility level %s", o->compat);
 	}
-	if (o->data_file)
+	if (o->data_file && !qcow2_has_data_file(q))
 		return kite_error("data-file can only be set for images that use an external "
 				  "data file");
-	if (o->data_file_raw > 0)
+	p->data_file = o->data_file;
+	bool raw = (q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) != 0;
+	if (o->data_file_raw > 0 && !raw)
 		return kite_error("data-file-raw cannot be set on existing images");
+	p->data_raw_off = o->data_file_raw == 0 && raw;
 	if (o->lazy_refcounts >= 0)
 		p->lazy = o->lazy_refcounts;
 	return parse_refcount_bits(o, p);
@@ -187,6 +194,37 @@ static int set_lazy(struct blk *b, bool on)
 	return -1;
 }
 
+/* A new name for the data file (the file itself stays as it is: it is not opened again
+ * here, as in QEMU) and data_file_raw=off. */
+static int set_data_file(struct blk *b, const struct plan *p)
+{
+	struct qcow2 *q = Q(b);
+	if (!p->data_file && !p->data_raw_off)
+		return 0;
+	for (int i = 0; p->data_file && i < q->nb_exts; i++) {
+		struct qcow2_ext *x = &q->exts[i];
+		if (x->type != QCOW2_EXT_DATA_FILE)
+			continue;
+		size_t len = strlen(p->data_file);
+		uint8_t *d = malloc(len ? len : 1);
+		char *name = strdup(p->data_file);
+		if (!d || !name) {
+			free(d);
+			free(name);
+			return kite_error("out of memory");
+		}
+		memcpy(d, p->data_file, len);
+		free(x->data);
+		x->data = d;
+		x->len = (uint32_t)len;
+		free(q->data_file_name);
+		q->data_file_name = name;
+	}
+	if (p->data_raw_off)
+		q->autoclear &= ~QCOW2_AUTOCLEAR_DATA_RAW;
+	return qcow2_update_header_sync(b);
+}
+
 static int run_plan(struct blk *b, const struct plan *p, struct qcow2_amend_status *st)
 {
 	struct qcow2 *q = Q(b);
@@ -201,6 +239,8 @@ static int run_plan(struct blk *b, const struct plan *p, struct qcow2_amend_stat
 		qcow2_amend_step_done(st);
 	}
 	if (p->lazy != ((q->compat & QCOW2_COMPAT_LAZY) != 0) && set_lazy(b, p->lazy) < 0)
+		return -1;
+	if (set_data_file(b, p) < 0)
 		return -1;
 	if (p->size && qcow2_resize(b, p->size, true) < 0)
 		return -1;

@@ -22,7 +22,7 @@ static enum chk_ctype cluster_type(const struct qcow2 *q, uint64_t e)
 		return CT_COMPRESSED;
 	if ((e & OFLAG_ZERO) && !q->extended_l2)
 		return (e & L2E_OFFSET_MASK) ? CT_ZERO_ALLOC : CT_ZERO_PLAIN;
-	return (e & L2E_OFFSET_MASK) ? CT_NORMAL : CT_UNALLOC;
+	return qcow2_entry_has_host(q, e) ? CT_NORMAL : CT_UNALLOC;
 }
 
 static uint64_t compressed_offset_mask(const struct qcow2 *q)
@@ -149,6 +149,8 @@ static int check_allocated(struct qcow2_chk *c, struct blk_check_result *res, st
 			res->fragmented_clusters++;
 		w->next_contiguous = off + q->cluster_size;
 	}
+	if (qcow2_has_data_file(q)) /* the data file's clusters are outside the refcounts */
+		return 0;
 	return chk_inc_refcounts(c, res, off, q->cluster_size);
 }
 
@@ -414,7 +416,10 @@ static int copied_in_l2(struct qcow2_chk *c, struct blk_check_result *res, uint6
 		enum chk_ctype t = cluster_type(q, e);
 		if (t != CT_NORMAL && t != CT_ZERO_ALLOC)
 			continue;
-		if (qcow2_get_refcount(c->b, (e & L2E_OFFSET_MASK) >> q->cluster_bits, &rc) < 0)
+		if (qcow2_has_data_file(q)) /* data file clusters: no refcounts, one user */
+			rc = 1;
+		else if (qcow2_get_refcount(c->b, (e & L2E_OFFSET_MASK) >> q->cluster_bits, &rc) <
+			 0)
 			continue; /* reported by the refcount comparison already */
 		if ((rc == 1) == ((e & OFLAG_COPIED) != 0))
 			continue;

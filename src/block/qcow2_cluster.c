@@ -34,7 +34,7 @@ enum qcow2_ctype qcow2_entry_type(const struct qcow2 *q, uint64_t e)
 	uint64_t off = e & L2E_OFFSET_MASK;
 	if ((e & OFLAG_ZERO) && q->version >= 3 && !q->extended_l2)
 		return off ? QC_ZERO_ALLOC : QC_ZERO_PLAIN;
-	return off ? QC_NORMAL : QC_UNALLOC;
+	return qcow2_entry_has_host(q, e) ? QC_NORMAL : QC_UNALLOC;
 }
 
 /* Type of subcluster `sc` of an entry (the whole cluster without extended L2). */
@@ -46,7 +46,7 @@ static int sub_type(struct blk *b, uint64_t e, uint64_t bitmap, unsigned sc, enu
 		return 0;
 	}
 	bool alloc = (bitmap >> sc) & 1, zero = (bitmap >> (32 + sc)) & 1;
-	uint64_t off = e & L2E_OFFSET_MASK;
+	bool off = qcow2_entry_has_host(q, e);
 	if (alloc && zero)
 		return kite_error("%s: corrupt image: subcluster both allocated and zero",
 				  b->filename);
@@ -172,6 +172,11 @@ int qcow2_read(struct blk *b, void *buf, size_t len, uint64_t off)
 			memset(p, 0, n);
 			break;
 		case QC_COMPRESSED:
+			if (b->data_file)
+				return kite_error(
+				    "%s: corrupt image: compressed cluster entry in an "
+				    "image with an external data file",
+				    b->filename);
 			if (qcow2_read_compressed(b, x.entry, q->cz_buf ? q->cz_buf : NULL) < 0)
 				return -1;
 			memcpy(p, q->cz_buf + off % q->cluster_size, n);
@@ -189,6 +194,9 @@ int qcow2_flush_all(struct blk *b)
 	struct qcow2 *q = Q(b);
 	if (!(b->flags & BLK_O_RDWR))
 		return 0;
+	/* data clusters on disk before the L2 entries that point at them */
+	if (b->data_file && blk_sync(b->data_file) < 0)
+		return -1;
 	if (qcow2_sync_refcounts(b) < 0 || mcache_flush(b, &q->l2c) < 0)
 		return -1;
 	if (blk_sync(b) < 0)
@@ -268,6 +276,8 @@ int qcow2_get_l2(struct blk *b, uint64_t l1i, bool alloc, uint8_t **l2)
 static int release_entry(struct blk *b, uint64_t e)
 {
 	struct qcow2 *q = Q(b);
+	if (qcow2_has_data_file(q))
+		return 0; /* data file clusters are outside the refcounts */
 	if (e & OFLAG_COMPRESSED) {
 		uint64_t coff, clen;
 		if (qcow2_compressed_range(q, e, &coff, &clen) < 0)
@@ -325,15 +335,18 @@ static int write_slice(struct blk *b, const uint8_t *buf, uint64_t len, uint64_t
 			if ((e & L2E_OFFSET_MASK) & (cs - 1))
 				return kite_error("%s: corrupt image: misaligned L2 entry 0x%llx",
 						  b->filename, (unsigned long long)e);
-			if (qcow2_check_overlap(b, host, wlen, "data write") < 0 ||
+			if ((!b->data_file &&
+			     qcow2_check_overlap(b, host, wlen, "data write") < 0) ||
 			    qcow2_data_pwrite(b, buf, wlen, host, off) < 0)
 				return -1;
 		} else {
-			int64_t h = qcow2_alloc_clusters(b, n);
+			/* as QEMU: a data file cluster sits at its guest offset */
+			int64_t h = b->data_file ? (int64_t)cstart : qcow2_alloc_clusters(b, n);
 			if (h < 0)
 				return -1;
 			uint64_t host = (uint64_t)h;
-			if (qcow2_check_overlap(b, host, n * cs, "new data cluster") < 0)
+			if (!b->data_file &&
+			    qcow2_check_overlap(b, host, n * cs, "new data cluster") < 0)
 				return -1;
 			/* The L2 table may have been evicted by metadata allocation. */
 			l2 = mcache_get(b, &q->l2c, l2off, true);
@@ -447,11 +460,15 @@ static int looks_metadata_preallocated(struct blk *b)
 static int file_zero_status(struct blk *b, uint64_t host, uint64_t *pnum, unsigned *flags)
 {
 	struct qcow2 *q = Q(b);
-	if (host >= q->file_end) {
+	uint64_t end = q->file_end;
+	if (b->data_file && blk_file_size(b->data_file->fd, &end, b->data_file->filename) < 0)
+		return -1;
+	int fd = qcow2_data_fd(b);
+	if (host >= end) {
 		*flags |= BLK_STATUS_ZERO;
 		return 0;
 	}
-	off_t data = lseek(b->fd, (off_t)host, SEEK_DATA);
+	off_t data = lseek(fd, (off_t)host, SEEK_DATA);
 	if (data < 0 && errno != ENXIO)
 		return 0; /* no SEEK_DATA: all data */
 	if (data < 0 || (uint64_t)data > host) {
@@ -461,7 +478,7 @@ static int file_zero_status(struct blk *b, uint64_t host, uint64_t *pnum, unsign
 			*pnum = hole_end - host;
 		return 0;
 	}
-	off_t hole = lseek(b->fd, (off_t)host, SEEK_HOLE);
+	off_t hole = lseek(fd, (off_t)host, SEEK_HOLE);
 	if (hole > (off_t)host && (uint64_t)hole - host < *pnum)
 		*pnum = (uint64_t)hole - host;
 	return 0;
@@ -511,6 +528,24 @@ int qcow2_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *pnum
 	return 0;
 }
 
+/* A raw external data file must keep reading as the guest disk: the bytes of a cluster
+ * made zero become zeros there too, as QEMU does. */
+static int zero_raw_data(struct blk *b, uint64_t e)
+{
+	struct qcow2 *q = Q(b);
+	uint64_t host = e & L2E_OFFSET_MASK, cs = q->cluster_size;
+	if (!b->data_file || !(q->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) ||
+	    !qcow2_entry_has_host(q, e) || (e & OFLAG_COMPRESSED))
+		return 0;
+	uint64_t dsize = blk_size(b->data_file);
+	if (host < dsize) {
+		uint64_t n = dsize - host < cs ? dsize - host : cs;
+		if (blk_write_zeroes(b->data_file, host, n, 0) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* Makes whole clusters [off, off+len) read as zeros (v3: zero flag) or unallocated
  * (`unalloc`, or v2 without backing file), releasing their host clusters. Without an L2
  * table a cluster already reads as zeros unless a backing file shows through; `tables`
@@ -534,6 +569,8 @@ static int clear_clusters(struct blk *b, uint64_t off, uint64_t len, bool unallo
 			uint64_t i = (c % per_l1) / cs;
 			uint64_t e = qcow2_l2_get(q, l2, i, NULL);
 			if (release_entry(b, e) < 0)
+				return -1;
+			if (!unalloc && zero_raw_data(b, e) < 0)
 				return -1;
 			if (unalloc)
 				qcow2_l2_set(q, l2, i, 0, 0);
@@ -691,6 +728,23 @@ static int cut_unused_tail(struct blk *b)
 	return 0;
 }
 
+/* As QEMU: a data file shorter than the new size is grown to it; a shrink cuts it there. */
+static int resize_data_file(struct blk *b, uint64_t size, bool shrink)
+{
+	uint64_t have;
+	if (!b->data_file)
+		return 0;
+	int fd = b->data_file->fd;
+	if (blk_file_size(fd, &have, b->data_file->filename) < 0)
+		return -1;
+	if (have == size || (have > size && !shrink))
+		return 0;
+	if (ftruncate(fd, (off_t)size) < 0)
+		return kite_error_errno(errno, "%s: truncate", b->data_file->filename);
+	b->data_file->size = size;
+	return 0;
+}
+
 int qcow2_resize(struct blk *b, uint64_t size, bool shrink)
 {
 	struct qcow2 *q = Q(b);
@@ -727,6 +781,8 @@ int qcow2_resize(struct blk *b, uint64_t size, bool shrink)
 	}
 	if (qcow2_flush_all(b) < 0 || write_size(b, size) < 0)
 		return -1;
+	if (resize_data_file(b, size, size < q->size) < 0)
+		return -1;
 	uint64_t old = q->size;
 	q->size = size;
 	b->size = size;
@@ -751,7 +807,7 @@ int qcow2_resize(struct blk *b, uint64_t size, bool shrink)
 static bool unallocated(const struct qcow2 *q, const uint8_t *l2, uint64_t k)
 {
 	uint64_t e = qcow2_l2_get(q, l2, k, NULL);
-	return qcow2_entry_type(q, e) != QC_COMPRESSED && !(e & L2E_OFFSET_MASK);
+	return qcow2_entry_type(q, e) != QC_COMPRESSED && !qcow2_entry_has_host(q, e);
 }
 
 /* Gives every cluster of [from, to) that has no host cluster one, in runs of contiguous
@@ -776,11 +832,12 @@ int qcow2_preallocate(struct blk *b, uint64_t from, uint64_t to, enum blk_preall
 			continue;
 		}
 		uint64_t l2off = q->l1[l1i] & L1E_OFFSET_MASK;
-		int64_t h = qcow2_alloc_clusters(b, run);
+		/* a data file cluster sits at its guest offset */
+		int64_t h = b->data_file ? (int64_t)(c * cs) : qcow2_alloc_clusters(b, run);
 		if (h < 0)
 			return -1;
-		if (raw_preallocate(b->fd, (uint64_t)h, (uint64_t)h + run * cs, mode, b->filename) <
-		    0)
+		if (raw_preallocate(qcow2_data_fd(b), (uint64_t)h, (uint64_t)h + run * cs, mode,
+				    qcow2_data_name(b)) < 0)
 			return -1;
 		l2 = mcache_get(b, &q->l2c, l2off, true); /* the allocation may have evicted it */
 		if (!l2)

@@ -258,6 +258,9 @@ int qcow2_write_precompressed(struct blk *b, const void *cdata, size_t clen, uin
 	uint64_t cs = q->cluster_size;
 	if (qcow2_encrypted(q))
 		return kite_error("Compression and encryption not supported at the same time");
+	if (qcow2_has_data_file(q)) /* qemu-img's words for QEMU's -ENOTSUP */
+		return kite_error("error while writing at byte %llu: Operation not supported",
+				  (unsigned long long)off);
 	if (off % cs || clen == 0 || clen >= cs)
 		return kite_error("%s: bad compressed cluster write", b->filename);
 	if (qcow2_mark_dirty(b) < 0)
@@ -297,6 +300,9 @@ int qcow2_write_compressed(struct blk *b, const void *buf, size_t len, uint64_t 
 	uint64_t cs = q->cluster_size;
 	if (qcow2_encrypted(q))
 		return kite_error("Compression and encryption not supported at the same time");
+	if (qcow2_has_data_file(q)) /* qemu-img's words for QEMU's -ENOTSUP */
+		return kite_error("error while writing at byte %llu: Operation not supported",
+				  (unsigned long long)off);
 	if (off % cs || (len != cs && off + len != q->size) || len > cs)
 		return kite_error("%s: compressed writes must cover one whole cluster",
 				  b->filename);

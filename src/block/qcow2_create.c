@@ -47,6 +47,12 @@ static int check_opts(const char *path, const struct blk_create_opts *o, int *ve
 					  "greater)",
 					  path);
 	}
+	if (o->data_file_raw && !o->data_file)
+		return kite_error("%s: data-file-raw requires data-file", path);
+	if (o->data_file && *version == 2)
+		return kite_error("%s: External data files are only supported with compatibility "
+				  "level 1.1 and above (use version=v3 or greater)",
+				  path);
 	if (o->extended_l2 && cs < 16384)
 		return kite_error("%s: extended L2 entries are only supported with cluster sizes "
 				  "of at least 16384 bytes",
@@ -90,12 +96,24 @@ void qcow2_feature_table(uint8_t *ft)
 	}
 }
 
+/* As QEMU: the data file is made (emptied) as a raw image of the virtual size, its
+ * preallocation the one asked for. */
+static int create_data_file(const struct blk_create_opts *o)
+{
+	struct blk_create_opts r = {.size = o->size, .size_set = true, .prealloc = o->prealloc};
+	if (r.prealloc == BLK_PREALLOC_METADATA)
+		r.prealloc = BLK_PREALLOC_OFF;
+	return blk_create(o->data_file, "raw", &r);
+}
+
 static int preallocate(const char *path, const struct blk_create_opts *o)
 {
 	struct blk *b = blk_open(path, "qcow2", BLK_O_RDWR | BLK_O_NO_BACKING);
 	if (!b)
 		return -1;
-	int r = qcow2_preallocate(b, 0, o->size, o->prealloc);
+	/* a data file has its space already: its L2 entries map it (a raw one always) */
+	enum blk_prealloc mode = o->data_file ? BLK_PREALLOC_METADATA : o->prealloc;
+	int r = qcow2_preallocate(b, 0, o->size, mode);
 	blk_close(b);
 	return r;
 }
@@ -107,6 +125,8 @@ int qcow2_create(const char *path, const struct blk_create_opts *o)
 	if (check_opts(path, o, &version, &cbits, &rorder) < 0)
 		return -1;
 	if (qcow2_crypto_requested(&o->encrypt) && qcow2_crypto_create_check(path, &o->encrypt) < 0)
+		return -1;
+	if (o->data_file && create_data_file(o) < 0)
 		return -1;
 	uint64_t cs = 1ull << cbits;
 	uint64_t l2_entries = cs / (o->extended_l2 ? 16 : 8);
@@ -174,11 +194,20 @@ int qcow2_create(const char *path, const struct blk_create_opts *o)
 		if (o->backing_fmt)
 			memcpy(q.backing_fmt, o->backing_fmt, strlen(o->backing_fmt) + 1);
 		uint8_t ft[QCOW2_FEATURE_TABLE_BYTES];
-		struct qcow2_ext ext = {QCOW2_EXT_FEATURES, sizeof(ft), ft};
+		/* QEMU's order: the data file name, then the feature table */
+		struct qcow2_ext ext[2];
+		if (o->data_file) {
+			q.incompat |= QCOW2_INCOMPAT_DATA_FILE;
+			if (o->data_file_raw)
+				q.autoclear |= QCOW2_AUTOCLEAR_DATA_RAW;
+			ext[q.nb_exts++] =
+			    (struct qcow2_ext){QCOW2_EXT_DATA_FILE, (uint32_t)strlen(o->data_file),
+					       (uint8_t *)o->data_file};
+		}
 		if (version == 3) {
 			qcow2_feature_table(ft);
-			q.exts = &ext;
-			q.nb_exts = 1;
+			ext[q.nb_exts++] = (struct qcow2_ext){QCOW2_EXT_FEATURES, sizeof(ft), ft};
+			q.exts = ext;
 		}
 		struct blk fake = {.fd = fd, .filename = (char *)path, .opaque = &q};
 		r = qcow2_write_header(&fake);
@@ -188,7 +217,7 @@ int qcow2_create(const char *path, const struct blk_create_opts *o)
 		r = kite_error_errno(errno, "%s: flush", path);
 	if (close(fd) < 0 && r == 0)
 		r = kite_error_errno(errno, "%s: close", path);
-	if (r == 0 && o->prealloc != BLK_PREALLOC_OFF)
+	if (r == 0 && (o->prealloc != BLK_PREALLOC_OFF || o->data_file_raw))
 		r = preallocate(path, o);
 	/* as QEMU: encryption last, its header after the clusters preallocation took */
 	if (r == 0 && o->encrypt.format)

@@ -1,20 +1,11 @@
 /* qcow2's creation options (-o) as qemu-img create takes, lists and echoes them. */
 #include "block/qcow2_int.h"
 
-static const char *const keys[] = {"size",
-				   "cluster_size",
-				   "preallocation",
-				   "compat",
-				   "lazy_refcounts",
-				   "refcount_bits",
-				   "compression_type",
-				   "backing_file",
-				   "backing_fmt",
-				   "extended_l2",
-				   "extent_size_hint",
-				   "encrypt.format",
-				   "encryption",
-				   NULL};
+static const char *const keys[] = {
+    "size",	      "cluster_size",	"preallocation",    "compat",
+    "lazy_refcounts", "refcount_bits",	"compression_type", "backing_file",
+    "backing_fmt",    "extended_l2",	"extent_size_hint", "data_file",
+    "data_file_raw",  "encrypt.format", "encryption",	    NULL};
 
 static const char *const help[] = {
     "backing_file=<str>     - File name of a base image",
@@ -22,6 +13,8 @@ static const char *const help[] = {
     "cluster_size=<size>    - qcow2 cluster size",
     "compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])",
     "compression_type=<str> - Compression method used for image cluster compression",
+    "data_file=<str>        - File name of an external data file",
+    "data_file_raw=<bool (on/off)> - The external data file must stay valid as a raw image",
     "encrypt.cipher-alg=<str> - Name of encryption cipher algorithm",
     "encrypt.cipher-mode=<str> - Name of encryption cipher mode",
     "encrypt.format=<str>   - Encrypt the image, format choices: 'aes', 'luks'",
@@ -56,6 +49,10 @@ static void print(FILE *f, const struct blk_create_opts *c, bool prealloc_given)
 		fprintf(f, " backing_file=%s", c->backing_file);
 	if (c->backing_fmt)
 		fprintf(f, " backing_fmt=%s", c->backing_fmt);
+	if (c->data_file)
+		fprintf(f, " data_file=%s", c->data_file);
+	if (c->data_file_raw_set)
+		fprintf(f, " data_file_raw=%s", c->data_file_raw ? "on" : "off");
 	fprintf(f, " lazy_refcounts=%s refcount_bits=%d", c->lazy_refcounts ? "on" : "off",
 		c->refcount_bits ? c->refcount_bits : 16);
 }

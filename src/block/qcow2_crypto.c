@@ -163,7 +163,7 @@ static void crypt(const struct qcow2 *q, uint8_t *buf, size_t len, uint64_t host
 int qcow2_data_pread(struct blk *b, void *buf, size_t len, uint64_t host, uint64_t guest)
 {
 	struct qcow2 *q = Q(b);
-	if (blk_file_pread(b->fd, buf, len, host, b->filename) < 0)
+	if (blk_file_pread(qcow2_data_fd(b), buf, len, host, qcow2_data_name(b)) < 0)
 		return -1;
 	if (ciphered(q))
 		crypt(q, buf, len, host, guest, false);
@@ -174,13 +174,13 @@ int qcow2_data_pwrite(struct blk *b, const void *buf, size_t len, uint64_t host,
 {
 	struct qcow2 *q = Q(b);
 	if (!ciphered(q))
-		return blk_file_pwrite(b->fd, buf, len, host, b->filename);
+		return blk_file_pwrite(qcow2_data_fd(b), buf, len, host, qcow2_data_name(b));
 	uint8_t *tmp = malloc(len);
 	if (!tmp)
 		return kite_error("out of memory");
 	memcpy(tmp, buf, len);
 	crypt(q, tmp, len, host, guest, true);
-	int r = blk_file_pwrite(b->fd, tmp, len, host, b->filename);
+	int r = blk_file_pwrite(qcow2_data_fd(b), tmp, len, host, qcow2_data_name(b));
 	free(tmp);
 	return r;
 }

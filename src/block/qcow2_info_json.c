@@ -52,6 +52,10 @@ json_t *qcow2_info_json(struct blk *b, const struct blk_info *in)
 	json_object_set_new(data, "refcount-bits", json_integer(in->refcount_bits));
 	if (in->crypto.format)
 		json_object_set_new(data, "encrypt", blk_crypto_info_json(&in->crypto, true));
+	if (in->has_data_file_name)
+		json_object_set_new(data, "data-file", json_string(in->data_file));
+	if (in->has_data_file)
+		json_object_set_new(data, "data-file-raw", json_boolean(in->data_file_raw));
 	json_object_set_new(data, "corrupt", json_boolean(in->corrupt));
 	json_object_set_new(data, "extended-l2", json_boolean(in->extended_l2));
 	return data;

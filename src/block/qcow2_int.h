@@ -32,6 +32,7 @@
 #define QCOW2_INCOMPAT_KNOWN	   0x1full
 #define QCOW2_COMPAT_LAZY	   (1ull << 0)
 #define QCOW2_AUTOCLEAR_BITMAPS	   (1ull << 0)
+#define QCOW2_AUTOCLEAR_DATA_RAW   (1ull << 1) /* the data file is a valid raw image */
 
 #define QCOW2_EXT_END	      0x00000000u
 #define QCOW2_EXT_BACKING_FMT 0xe2792acau
@@ -89,6 +90,10 @@ struct qcow2 {
 	uint64_t incompat, compat, autoclear;
 	uint8_t compression_type; /* 0 zlib, 1 zstd */
 	uint8_t *hdr_tail;	  /* header bytes 105..header_length we do not know, kept as read */
+	/* External data file (incompatible bit 2): its name as the header extension gives it,
+	 * NULL without one. Its data clusters sit at the host offsets of the L2 entries, in
+	 * b->data_file (not opened by a metadata-only open), outside the refcounts. */
+	char *data_file_name;
 	bool extended_l2;
 	uint32_t l2_entry_bytes; /* 8 or 16 */
 	uint64_t l2_entries;	 /* entries per L2 table */
@@ -157,6 +162,29 @@ static inline struct qcow2 *Q(struct blk *b)
 int qcow2_write_header(struct blk *b);
 int qcow2_set_incompat(struct blk *b, uint64_t incompat);
 int qcow2_mark_dirty(struct blk *b);
+
+/* The file data clusters are read from and written to: the external data file if any. */
+static inline int qcow2_data_fd(const struct blk *b)
+{
+	return b->data_file ? b->data_file->fd : b->fd;
+}
+static inline const char *qcow2_data_name(const struct blk *b)
+{
+	return b->data_file ? b->data_file->filename : b->filename;
+}
+/* Whether the image keeps its data in an external data file. */
+static inline bool qcow2_has_data_file(const struct qcow2 *q)
+{
+	return (q->incompat & QCOW2_INCOMPAT_DATA_FILE) != 0;
+}
+
+/* Whether a (not compressed) L2 entry has a host cluster. Offset 0 means none, except in
+ * a data file, where it is a valid offset told apart by COPIED (its clusters always have
+ * one user), as QEMU reads it. */
+static inline bool qcow2_entry_has_host(const struct qcow2 *q, uint64_t e)
+{
+	return (e & L2E_OFFSET_MASK) || (qcow2_has_data_file(q) && (e & OFLAG_COPIED));
+}
 
 /* qcow2_overlap.c */
 int qcow2_check_overlap(struct blk *b, uint64_t off, uint64_t len, const char *what);

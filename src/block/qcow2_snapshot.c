@@ -319,6 +319,9 @@ int qcow2_snapshot_create(struct blk *b, const char *name)
 		return kite_error("%s: snapshots need refcounts of 2 bits or more (the image has "
 				  "refcount_bits=1)",
 				  b->filename);
+	if (qcow2_has_data_file(q)) /* QEMU's -ENOTSUP, as qemu-img words it */
+		return kite_error("Could not create snapshot '%s': -95 (Operation not supported)",
+				  name);
 	if (strlen(name) > 65535 || q->nb_snapshots >= QCOW2_MAX_SNAPSHOTS)
 		return kite_error("%s: cannot add snapshot '%s'", b->filename, name);
 	if (qcow2_mark_dirty(b) < 0 || qcow2_flush_all(b) < 0)

@@ -122,7 +122,7 @@ int img_map(int argc, char **argv)
 		    .zero = (m.flags & BLK_STATUS_ZERO) || !present,
 		    .data = m.flags & BLK_STATUS_DATA,
 		    .has_offset = m.flags & BLK_STATUS_OFFSET_VALID,
-		    .file = present && m.layer ? blk_filename(m.layer) : "",
+		    .file = present && m.file ? m.file : "",
 		};
 		if (out == IMG_OUT_HUMAN && e.data && !e.has_offset) {
 			kite_error("File contains external, encrypted or compressed clusters.");

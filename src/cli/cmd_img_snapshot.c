@@ -131,8 +131,7 @@ int img_snapshot(int argc, char **argv)
 		}
 		json_decref(list);
 	} else if (action == 'c') {
-		if (blk_snapshot_create(b, name) < 0)
-			r = kite_error("could not create snapshot '%s'", name);
+		r = blk_snapshot_create(b, name); /* its errors name the snapshot */
 	} else if (action == 'a') {
 		if (blk_snapshot_apply(b, name) < 0)
 			r = kite_error("could not apply snapshot '%s'", name);

@@ -250,6 +250,13 @@ int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts 
 		c->backing_file = v;
 	if ((v = img_opts_get(o, "backing_fmt")))
 		c->backing_fmt = v;
+	if ((v = img_opts_get(o, "data_file")))
+		c->data_file = v;
+	if ((v = img_opts_get(o, "data_file_raw"))) {
+		if (parse_bool("data_file_raw", v, &c->data_file_raw))
+			return -1;
+		c->data_file_raw_set = true;
+	}
 	if (c->extended_l2 && c->cluster_size && c->cluster_size < 16384)
 		return kite_error("Extended L2 entries are only supported with cluster sizes of at "
 				  "least 16384 bytes");
