@@ -14,6 +14,7 @@
  * launch, to count starts), KITE_FAKE_FAIL="message" (exits 1 with that error at once). */
 #include "block/block.h"
 #include "cli/cmd_machine.h"
+#include "cli/fake_migrate.h"
 #include "cli/run_options.h"
 #include "mgmt/control_server.h"
 #include "util/err.h"
@@ -40,6 +41,8 @@ struct fake_vm {
 	struct control_server *server;
 	char line[256];
 	size_t linelen;
+	struct guest_mem mem;
+	struct fake_migrate_guest mig;
 };
 
 static void hang_if(struct fake_vm *vm, const char *cmd)
@@ -189,6 +192,53 @@ static int fake_save(void *opaque, json_t *args, json_t **ret)
 	return 0;
 }
 
+static void mig_print(void *opaque, const char *text)
+{
+	guest_print(opaque, text);
+}
+
+static void mig_paused(void *opaque, bool paused)
+{
+	struct fake_vm *vm = opaque;
+	pthread_mutex_lock(&vm->lock);
+	vm->paused = paused;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static void mig_done(void *opaque, int result, enum migrate_status st)
+{
+	struct fake_vm *vm = opaque;
+	control_server_emit_event(vm->server, "MIGRATION",
+				  json_pack("{s:s}", "status", migrate_status_name(st)));
+	if (result == 0) {
+		guest_print(vm, "fake guest: migrated\n");
+		end_vm(vm, 0);
+	}
+}
+
+static int fake_migrate(void *opaque, json_t *args, json_t **ret)
+{
+	struct fake_vm *vm = opaque;
+	hang_if(vm, "migrate");
+	if (json_is_true(json_object_get(args, "offline"))) {
+		control_set_error(NULL, "the machine is running: migrate it live, not offline");
+		return -1;
+	}
+	return fake_migrate_start(&vm->mig, args);
+}
+
+static int fake_query_migrate(void *opaque, json_t *args, json_t **ret)
+{
+	*ret = fake_migrate_query();
+	return 0;
+}
+
+static int fake_h_migrate_cancel(void *opaque, json_t *args, json_t **ret)
+{
+	fake_migrate_cancel();
+	return 0;
+}
+
 const control_handler_fn fake_run_handlers[CONTROL_VMM_COMMANDS] = {
     [CONTROL_QUERY_STATUS] = fake_query_status,
     [CONTROL_STOP] = fake_stop,
@@ -199,6 +249,9 @@ const control_handler_fn fake_run_handlers[CONTROL_VMM_COMMANDS] = {
     [CONTROL_BALLOON] = fake_balloon,
     [CONTROL_QUERY_BALLOON] = fake_query_balloon,
     [CONTROL_SAVE] = fake_save,
+    [CONTROL_MIGRATE] = fake_migrate,
+    [CONTROL_QUERY_MIGRATE] = fake_query_migrate,
+    [CONTROL_MIGRATE_CANCEL] = fake_h_migrate_cancel,
 };
 
 /* A line discipline of sorts: echo, and answer each complete line. */
@@ -257,8 +310,10 @@ static void close_disks(struct blk **blks)
 }
 
 /* The tiny guest, until it powers off or is told to end. Returns the exit code. */
-static int fake_guest(const struct machine_config *m, const char *sock, bool restored)
+static int fake_guest(const struct machine_config *m, const char *sock, struct savefile *restore,
+		      struct blk **blks)
 {
+	bool restored = restore != NULL;
 	const char *name = m->name[0] ? m->name : "fake";
 	const char *launch_log = getenv("KITE_FAKE_LAUNCH_LOG");
 	if (launch_log && *launch_log) {
@@ -275,6 +330,13 @@ static int fake_guest(const struct machine_config *m, const char *sock, bool res
 	vm.has_balloon = m->balloon && getenv("KITE_FAKE_NO_BALLOON") == NULL;
 	pthread_mutex_init(&vm.lock, NULL);
 	pthread_cond_init(&vm.cond, NULL);
+	vm.mig = (struct fake_migrate_guest){.machine = m,
+					     .mem = &vm.mem,
+					     .blks = blks,
+					     .print = mig_print,
+					     .set_paused = mig_paused,
+					     .done = mig_done,
+					     .opaque = &vm};
 	struct control_handlers h = {.console_input = fake_console_input, .opaque = &vm};
 	memcpy(h.cmd, fake_run_handlers, sizeof(h.cmd));
 	if (control_server_start(sock, name, &h, &vm.server) < 0)
@@ -289,6 +351,11 @@ static int fake_guest(const struct machine_config *m, const char *sock, bool res
 	snprintf(banner, sizeof(banner), "fake guest %s %s\n", name,
 		 restored ? "restored" : "booted");
 	guest_print(&vm, banner);
+	if (fake_migrate_ram(&vm.mig, restore) < 0) {
+		control_server_stop(vm.server);
+		gmem_free(&vm.mem);
+		return 1;
+	}
 	fprintf(stderr, "kite: fake VM %s running (pid %d)\n", name, (int)getpid());
 	pthread_mutex_lock(&vm.lock);
 	while (!vm.quit && !got_term) {
@@ -303,8 +370,10 @@ static int fake_guest(const struct machine_config *m, const char *sock, bool res
 	}
 	int code = vm.exit_code;
 	pthread_mutex_unlock(&vm.lock);
+	fake_migrate_end();
 	control_server_emit_event(vm.server, "SHUTDOWN", NULL);
 	control_server_stop(vm.server);
+	gmem_free(&vm.mem);
 	pthread_mutex_destroy(&vm.lock);
 	pthread_cond_destroy(&vm.cond);
 	return code;
@@ -320,7 +389,7 @@ static int fake_run(struct run_options *o)
 	struct blk *blks[MACHINE_MAX_DISKS] = {0};
 	int code = open_disks(&o->machine, blks) < 0
 		       ? 1
-		       : fake_guest(&o->machine, o->run.control_socket, o->run.restore != NULL);
+		       : fake_guest(&o->machine, o->run.control_socket, o->run.restore, blks);
 	close_disks(blks);
 	return code;
 }

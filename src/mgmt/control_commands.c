@@ -13,6 +13,14 @@ static const struct control_arg save_args[] = {
     {NULL, 0, false, NULL},
 };
 
+static const struct control_arg migrate_args[] = {
+    {"uri", CONTROL_ARG_STRING, true, NULL},
+    {"live", CONTROL_ARG_BOOL, false, "default true"},
+    {"offline", CONTROL_ARG_BOOL, false, "default false"},
+    {"max-downtime", CONTROL_ARG_BYTES, false, "milliseconds, default 50"},
+    {NULL, 0, false, NULL},
+};
+
 static const struct control_arg console_args[] = {
     {"replay", CONTROL_ARG_BOOL, false, "default true"},
     {NULL, 0, false, NULL},
@@ -52,6 +60,20 @@ const struct control_command control_commands[] = {
      .timeout_ms = 600000, /* writing the RAM of a large guest */
      .returns = "`{}` once the machine's state and RAM are in PATH, a save file; then the "
 		"VMM ends (`kite save`, `kite managedsave`)"},
+    {.name = "migrate",
+     VMM(CONTROL_MIGRATE),
+     .args = migrate_args,
+     .returns = "`{}` once the migration to URI (`tcp:HOST:PORT`, `unix:PATH`) has started; "
+		"it goes on in the VMM, `query-migrate` follows it and a `MIGRATION` event with "
+		"its `status` ends it; completed, the VMM ends (`kite migrate`)"},
+    {.name = "query-migrate",
+     VMM(CONTROL_QUERY_MIGRATE),
+     .returns = "`{\"status\": \"none\" \\| \"setup\" \\| \"active\" \\| \"completed\" \\| "
+		"\"failed\" \\| \"cancelled\", \"iteration\", \"ram\": {...}, "
+		"\"expected-downtime\", ...}` (`kite domjobinfo`)"},
+    {.name = "migrate_cancel",
+     VMM(CONTROL_MIGRATE_CANCEL),
+     .returns = "`{}`: the migration stops, the machine runs on here (`kite domjobabort`)"},
     {.name = "console",
      SERVER(CONTROL_SERVER_CONSOLE),
      .args = console_args,
@@ -83,14 +105,18 @@ const struct control_command *control_command_find(const char *name)
 
 static const char *type_name(enum control_arg_type t)
 {
-	return t == CONTROL_ARG_BOOL ? "bool" : t == CONTROL_ARG_PATH ? "PATH" : "BYTES";
+	return t == CONTROL_ARG_BOOL	 ? "bool"
+	       : t == CONTROL_ARG_PATH	 ? "PATH"
+	       : t == CONTROL_ARG_STRING ? "STRING"
+					 : "BYTES";
 }
 
 static const char *type_want(enum control_arg_type t)
 {
-	return t == CONTROL_ARG_BOOL   ? "true or false"
-	       : t == CONTROL_ARG_PATH ? "an absolute path"
-				       : "a positive number of bytes";
+	return t == CONTROL_ARG_BOOL	 ? "true or false"
+	       : t == CONTROL_ARG_PATH	 ? "an absolute path"
+	       : t == CONTROL_ARG_STRING ? "a string"
+					 : "a positive number of bytes";
 }
 
 static bool type_ok(enum control_arg_type t, json_t *v)
@@ -100,6 +126,8 @@ static bool type_ok(enum control_arg_type t, json_t *v)
 		return json_is_boolean(v);
 	case CONTROL_ARG_PATH:
 		return json_is_string(v) && json_string_value(v)[0] == '/';
+	case CONTROL_ARG_STRING:
+		return json_is_string(v) && json_string_value(v)[0];
 	case CONTROL_ARG_BYTES:
 		break;
 	}

@@ -24,6 +24,9 @@ enum control_cmd {
 	CONTROL_BALLOON,
 	CONTROL_QUERY_BALLOON,
 	CONTROL_SAVE,
+	CONTROL_MIGRATE,
+	CONTROL_QUERY_MIGRATE,
+	CONTROL_MIGRATE_CANCEL,
 	CONTROL_VMM_COMMANDS, /* how many a VMM handles */
 };
 
@@ -33,8 +36,9 @@ typedef int (*control_handler_fn)(void *opaque, json_t *args, json_t **ret);
 
 enum control_arg_type {
 	CONTROL_ARG_BOOL,
-	CONTROL_ARG_BYTES, /* a positive integer */
-	CONTROL_ARG_PATH,  /* an absolute path (a string starting with /) */
+	CONTROL_ARG_BYTES,  /* a positive integer */
+	CONTROL_ARG_PATH,   /* an absolute path (a string starting with /) */
+	CONTROL_ARG_STRING, /* a non-empty string */
 };
 
 struct control_arg {

@@ -149,6 +149,7 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_elem *e)
 				if (e->in_len + d.len > UINT32_MAX)
 					return vq_fail(q, "chain too long");
 				e->in[e->n_in++] = (struct virtq_iov){p, d.len};
+				gmem_mark_dirty(q->mem, p, d.len);
 				e->in_len += d.len;
 			} else {
 				/* Device-readable buffers come first (2.7.4.2). */
@@ -204,6 +205,7 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 	memcpy(ent + 4, &len, 4);
 	q->used_idx++;
 	store16_release(q->used + 2, q->used_idx); /* entry visible before the index */
+	gmem_mark_dirty(q->mem, q->used, used_bytes(q->size));
 }
 
 bool virtq_should_notify(struct virtq *q)

@@ -1,6 +1,7 @@
 #include "vmm/machine.h"
 #include "util/err.h"
 #include "vmm/machine_control.h"
+#include "vmm/migrate_vm.h"
 #include "vmm/milestones.h"
 #include "vmm/pvm.h"
 
@@ -189,6 +190,7 @@ int machine_run(const struct machine_run_options *opt)
 			why = vm_wait(&vm);
 		uint32_t guest_code = vm.guest_exit_code;
 		set_current(NULL);
+		vm_migrate_boot_ending(&vm);
 		vm_destroy(&vm);
 		if (control)
 			machine_control_boot_ended(control, why);

@@ -1,7 +1,9 @@
 #include "vmm/machine_control.h"
 #include "mgmt/control_server.h"
+#include "vmm/migrate_vm.h"
 #include "util/err.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -163,6 +165,55 @@ static int h_save(void *opaque, json_t *args, json_t **ret)
 	return with_vm(save_vm, (void *)json_string_value(json_object_get(args, "file")));
 }
 
+/* The migration's end: a MIGRATION event; once the destination runs it, this run ends. */
+static void migrate_done(struct vm *vm, int result, enum migrate_status st)
+{
+	control_server_emit_event(ctl.server, "MIGRATION",
+				  json_pack("{s:s}", "status", migrate_status_name(st)));
+	if (result == 0) {
+		control_server_emit_event(ctl.server, "STOP", NULL);
+		vm_request_exit(vm, VM_QUIT);
+	}
+}
+
+static int start_migration(struct vm *vm, void *arg)
+{
+	json_t *args = arg;
+	struct migrate_params p = {.live = true, .max_downtime_ms = MIGRATE_DEFAULT_DOWNTIME};
+	json_t *v;
+	snprintf(p.dest, sizeof(p.dest), "%s", json_string_value(json_object_get(args, "uri")));
+	if ((v = json_object_get(args, "live")))
+		p.live = json_is_true(v);
+	if ((v = json_object_get(args, "max-downtime")))
+		p.max_downtime_ms = (uint32_t)json_integer_value(v);
+	if (json_is_true(json_object_get(args, "offline"))) {
+		control_set_error(NULL, "the machine is running: migrate it live, not offline");
+		return -1;
+	}
+	if (vm_migrate_start(vm, &p, migrate_done) < 0) {
+		control_set_error(NULL, "%s", kite_last_error());
+		return -1;
+	}
+	return 0;
+}
+
+static int h_migrate(void *opaque, json_t *args, json_t **ret)
+{
+	return with_vm(start_migration, args);
+}
+
+static int h_query_migrate(void *opaque, json_t *args, json_t **ret)
+{
+	*ret = vm_migrate_query();
+	return 0;
+}
+
+static int h_migrate_cancel(void *opaque, json_t *args, json_t **ret)
+{
+	vm_migrate_cancel();
+	return 0;
+}
+
 const control_handler_fn machine_control_handlers[CONTROL_VMM_COMMANDS] = {
     [CONTROL_QUERY_STATUS] = h_query_status,
     [CONTROL_STOP] = h_stop,
@@ -173,6 +224,9 @@ const control_handler_fn machine_control_handlers[CONTROL_VMM_COMMANDS] = {
     [CONTROL_BALLOON] = h_balloon,
     [CONTROL_QUERY_BALLOON] = h_query_balloon,
     [CONTROL_SAVE] = h_save,
+    [CONTROL_MIGRATE] = h_migrate,
+    [CONTROL_QUERY_MIGRATE] = h_query_migrate,
+    [CONTROL_MIGRATE_CANCEL] = h_migrate_cancel,
 };
 
 /* Bytes typed on an attached `kite console` go to whichever device the console feeds (the

@@ -84,6 +84,7 @@ int gmem_write(const struct guest_mem *m, uint64_t gpa, const void *src, uint64_
 	if (!p)
 		return -1;
 	memcpy(p, src, len);
+	gmem_mark_dirty(m, p, len);
 	return 0;
 }
 

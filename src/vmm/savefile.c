@@ -271,9 +271,11 @@ static int write_ram(int fd, const struct guest_mem *mem, uint64_t off)
 	return 0;
 }
 
+/* *ram_offset: where the RAM goes; 0 to place it right after the state. */
 static int build_header(struct state_buf *hdr, const struct machine_config *def,
 			const struct state_buf *state, uint64_t ram_size, uint64_t *ram_offset)
 {
+	uint64_t fixed = *ram_offset;
 	json_t *j = machine_config_to_json(def);
 	char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(j);
@@ -284,6 +286,13 @@ static int build_header(struct state_buf *hdr, const struct machine_config *def,
 	for (int pass = 0; pass < 2; pass++) {
 		uint64_t hdr_end = MAGIC_LEN + 4 + hdr->len + 4;
 		*ram_offset = ALIGN_UP(hdr_end + state->len, SAVEFILE_PAGE);
+		if (fixed && pass == 1) {
+			if (fixed % SAVEFILE_PAGE || fixed < *ram_offset) {
+				free(text);
+				return kite_error("the device state does not fit before the RAM");
+			}
+			*ram_offset = fixed;
+		}
 		hdr->len = 0;
 		state_begin(&w, hdr, "savefile", SAVEFILE_VERSION);
 		state_put_bytes(&w, "definition", text, strlen(text));
@@ -300,7 +309,8 @@ static int build_header(struct state_buf *hdr, const struct machine_config *def,
 }
 
 static int write_file(int fd, const struct state_buf *hdr, const struct state_buf *state,
-		      const struct guest_mem *mem, uint64_t ram_size, uint64_t ram_offset)
+		      const struct guest_mem *mem, uint64_t ram_size, uint64_t ram_offset,
+		      bool sync)
 {
 	uint8_t head[MAGIC_LEN + 4];
 	uint32_t hlen = (uint32_t)hdr->len, hcrc = crc(hdr->data, hdr->len);
@@ -317,7 +327,32 @@ static int write_file(int fd, const struct state_buf *hdr, const struct state_bu
 		return -errno;
 	if ((rc = write_ram(fd, mem, ram_offset)) < 0)
 		return rc;
-	return fsync(fd) < 0 ? -errno : 0;
+	return sync && fsync(fd) < 0 ? -errno : 0;
+}
+
+int savefile_plan(const struct machine_config *def, uint64_t ram_size, uint64_t state_max,
+		  uint64_t *ram_offset)
+{
+	struct state_buf hdr = {0}, none = {0};
+	*ram_offset = 0;
+	int r = build_header(&hdr, def, &none, ram_size, ram_offset);
+	state_buf_free(&hdr);
+	*ram_offset = ALIGN_UP(*ram_offset + state_max, SAVEFILE_PAGE);
+	return r;
+}
+
+int savefile_write_head(int fd, const struct machine_config *def, const struct state_buf *state,
+			uint64_t ram_size, uint64_t ram_offset)
+{
+	struct state_buf hdr = {0};
+	int r = build_header(&hdr, def, state, ram_size, &ram_offset);
+	if (r == 0) {
+		r = write_file(fd, &hdr, state, NULL, ram_size, ram_offset, false);
+		if (r < 0)
+			kite_error_errno(-r, "cannot write the save file");
+	}
+	state_buf_free(&hdr);
+	return r < 0 ? -1 : 0;
 }
 
 int savefile_write(const char *path, const struct machine_config *def,
@@ -339,7 +374,7 @@ int savefile_write(const char *path, const struct machine_config *def,
 		state_buf_free(&hdr);
 		return kite_error_errno(errno, "%s: cannot create it", path);
 	}
-	int rc = write_file(fd, &hdr, state, mem, ram_size, ram_offset);
+	int rc = write_file(fd, &hdr, state, mem, ram_size, ram_offset, true);
 	state_buf_free(&hdr);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;

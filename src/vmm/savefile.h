@@ -55,5 +55,14 @@ int savefile_map_ram(const struct savefile *f, struct guest_mem *mem);
  * Returns 0 or -1 (printed; nothing left behind). */
 int savefile_write(const char *path, const struct machine_config *def,
 		   const struct state_buf *state, const struct guest_mem *mem);
+/* For a writer that places the RAM before it knows the state (a migration's receiver,
+ * vmm/migrate.h): the RAM offset for `def` and at most `state_max` bytes of state. 0 or -1. */
+int savefile_plan(const struct machine_config *def, uint64_t ram_size, uint64_t state_max,
+		  uint64_t *ram_offset);
+/* Writes the magic, header and state into `fd`, whose RAM is already in place at
+ * `ram_offset` (from savefile_plan); sets the file's length (no sync: a transfer medium). 0 or -1
+ * (printed). */
+int savefile_write_head(int fd, const struct machine_config *def, const struct state_buf *state,
+			uint64_t ram_size, uint64_t ram_offset);
 
 #endif

@@ -5,7 +5,10 @@
  * 16 + N (pattern of N), and at the end it reads them all back. The host may save the
  * machine at any point and restore it in a fresh VMM: the steps then go on with no gap and no
  * repeat, the ticks keep growing (the timer fires after the restore, or no step would come),
- * and the disk holds what was written on either side. */
+ * and the disk holds what was written on either side. With mem=MIB, ring 3 also keeps MIB of
+ * pages changing while it waits: each pass over a page checks that it still holds what was
+ * last written there (its generation, a pattern of page and generation) and writes the next
+ * generation, so a migration that loses or mixes up a page is seen as a mismatch. */
 #include "libguest.h"
 #include "virtio.h"
 
@@ -36,6 +39,46 @@ static uint8_t *buf;
 
 /* What ring 3 counted, in RAM: a save must bring them back as they were. */
 static volatile uint64_t spins, step_sum, steps_done;
+
+#define MEM_MAX_PAGES 16384 /* 64 MiB */
+static uint64_t *mem_pages[MEM_MAX_PAGES];
+static uint64_t mem_npages, mem_next, mem_checks, mem_bad, mem_first_bad = ~0ull;
+
+static uint64_t mem_word(uint64_t page, uint64_t gen, uint64_t i)
+{
+	return (page * 0x9e3779b97f4a7c15ull) ^ (gen * 0xbf58476d1ce4e5b9ull) ^
+	       (i * 0x94d049bb133111ebull);
+}
+
+/* One page: word 0 is its generation, the others its pattern; checked, then the next. */
+static void mem_touch(void)
+{
+	if (!mem_npages)
+		return;
+	uint64_t pg = mem_next++ % mem_npages, *w = mem_pages[pg], gen = w[0];
+	bool ok = true;
+	for (uint64_t i = 1; i < 512; i++)
+		if (w[i] != mem_word(pg, gen, i))
+			ok = false;
+	mem_checks++;
+	if (!ok && !mem_bad++)
+		mem_first_bad = pg;
+	gen++;
+	for (uint64_t i = 1; i < 512; i++)
+		w[i] = mem_word(pg, gen, i);
+	w[0] = gen;
+}
+
+static void mem_setup(uint64_t mib)
+{
+	mem_npages = mib * 256 > MEM_MAX_PAGES ? MEM_MAX_PAGES : mib * 256;
+	for (uint64_t pg = 0; pg < mem_npages; pg++) {
+		uint64_t *w = mem_pages[pg] = page_alloc();
+		w[0] = 0;
+		for (uint64_t i = 1; i < 512; i++)
+			w[i] = mem_word(pg, 0, i);
+	}
+}
 
 static void tick(struct intr_frame *f)
 {
@@ -109,6 +152,7 @@ static uint64_t body(uint64_t arg)
 	for (uint64_t step = 1; step <= steps; step++) {
 		while (ticks < next) {
 			spins++;
+			mem_touch();
 			cpu_relax();
 		}
 		if (use_blk && !write_block(FIRST_STEP + step, step))
@@ -121,6 +165,10 @@ static uint64_t body(uint64_t arg)
 	report(steps_done == steps && step_sum == steps * (steps + 1) / 2,
 	       "counters: %lu steps, their sum %lu", steps_done, step_sum);
 	report(ticks >= steps * every && spins > 0, "timer: %lu ticks, %lu spins", ticks, spins);
+	if (mem_npages)
+		report(mem_bad == 0 && mem_checks > mem_npages,
+		       "memory: %lu pages checked %lu times, %lu mismatches (first: page %ld)",
+		       mem_npages, mem_checks, mem_bad, (long)mem_first_bad);
 	if (use_blk) {
 		report(read_block(1, seed), "disk: sector 1 reads back (seed %lu)", seed);
 		uint64_t bad = 0;
@@ -140,6 +188,7 @@ void guest_main(void)
 	every = cmdline_u64("every", 100);
 	seed = cmdline_u64("seed", 7);
 	use_blk = cmdline_u64("blk", 0) != 0;
+	mem_setup(cmdline_u64("mem", 0));
 	lapic_init();
 	set_intr_handler(TIMER_VEC, tick);
 	lapic_write(LAPIC_TMR_DIV, 0x3);
