@@ -14,6 +14,7 @@
 
 struct receiver {
 	int fd, file;
+	bool anon; /* an O_TMPFILE: no name until it is complete */
 	uint64_t npages, ram_offset;
 	uint64_t *written; /* pages with data in the file */
 	uint8_t *buf;
@@ -95,19 +96,47 @@ static int open_file(struct receiver *r, const char *dir, struct migrate_incomin
 	if (snprintf(in->path, sizeof(in->path), "%s/.%s.migrate.XXXXXX", dir, in->def.name) >=
 	    (int)sizeof(in->path))
 		return kite_error("%s: path too long", dir);
-	r->file = mkostemp(in->path, O_CLOEXEC);
+	/* Unnamed while it fills: a receiver killed meanwhile leaves nothing behind. */
+	r->file = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	r->anon = r->file >= 0;
+	if (!r->anon)
+		r->file = mkostemp(in->path, O_CLOEXEC);
 	if (r->file < 0) {
 		int e = errno;
 		in->path[0] = '\0';
 		return kite_error_errno(e, "%s: cannot create the incoming machine's file", dir);
 	}
 	if (ftruncate(r->file, (off_t)(r->ram_offset + ram_size)) < 0)
-		return kite_error_errno(errno, "%s", in->path);
+		return kite_error_errno(errno, "%s: the incoming machine's file", dir);
 	r->npages = ram_size / MIGRATE_PAGE;
 	r->written = calloc((r->npages + 63) / 64 + 1, 8);
 	if (!r->written)
 		return kite_error("out of memory");
+	if (r->anon)
+		in->path[0] = '\0';
 	return 0;
+}
+
+/* The complete file gets its name (in->path), for `kite run --restore`. */
+static int name_file(struct receiver *r, const char *dir, struct migrate_incoming *in)
+{
+	if (!r->anon)
+		return 0;
+	char proc[64], path[PATH_MAX];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", r->file);
+	for (unsigned i = 0; i < 100; i++) {
+		if (snprintf(path, sizeof(path), "%s/.%s.migrate.%d.%u", dir, in->def.name,
+			     (int)getpid(), i) >= (int)sizeof(path))
+			return kite_error("%s: path too long", dir);
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0) {
+			snprintf(in->path, sizeof(in->path), "%s", path);
+			return 0;
+		}
+		if (errno != EEXIST)
+			return kite_error_errno(errno,
+						"%s: cannot name the incoming machine's file", dir);
+	}
+	return kite_error("%s: cannot name the incoming machine's file", dir);
 }
 
 static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
@@ -216,9 +245,9 @@ static int receive(struct receiver *r, const char *dir, struct migrate_incoming 
 		if (rc == 0 && (in->offline || have_state))
 			rc = kite_error("migration stream: frame %#x where its end belongs", type);
 		else if (rc == 0 && type == MIGRATE_F_PAGES)
-			rc = got_pages(r, len, in->path);
+			rc = got_pages(r, len, in->path[0] ? in->path : dir);
 		else if (rc == 0 && type == MIGRATE_F_ZERO)
-			rc = got_zero(r, len, in->path);
+			rc = got_zero(r, len, in->path[0] ? in->path : dir);
 		else if (rc == 0 && type == MIGRATE_F_STATE) {
 			struct state_stream s;
 			state_stream_init(&s, r->buf, len);
@@ -243,6 +272,8 @@ static int receive(struct receiver *r, const char *dir, struct migrate_incoming 
 	int rc = 0;
 	if (!in->offline) {
 		rc = savefile_write_head(r->file, &in->def, &state, ram_size, r->ram_offset);
+		if (rc == 0)
+			rc = name_file(r, dir, in);
 		/* The whole file, checked as a restore checks it. */
 		struct savefile f;
 		if (rc == 0 && (rc = savefile_open(&f, in->path)) == 0)
