@@ -3,6 +3,7 @@
 #include "vmm/migrate.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,7 @@ struct sender {
 	int fd;
 	uint64_t npages, words;
 	uint64_t *bitmap;
+	uint8_t *copy; /* a frame's pages: the guest may change them while they are sent */
 };
 
 static int cancelled(struct sender *s)
@@ -98,11 +100,17 @@ static int cancelled(struct sender *s)
 	return 0;
 }
 
+/* A write failed: the destination may have said why before it closed. */
 static int stream_error(struct sender *s)
 {
+	int e = errno;
 	if (cancelled(s) < 0)
 		return -1;
-	return kite_error_errno(errno, "migration: the connection to the destination broke");
+	struct pollfd p = {.fd = s->fd, .events = POLLIN};
+	if (poll(&p, 1, 1000) == 1 && migrate_expect_token(s->fd, "\0\0\0", "migration") < 0 &&
+	    strstr(kite_last_error(), "the destination refused"))
+		return -1;
+	return kite_error_errno(e, "migration: the connection to the destination broke");
 }
 
 static void account(struct sender *s, uint64_t bytes, uint64_t zero, uint64_t data)
@@ -146,8 +154,10 @@ static int send_pages(struct sender *s)
 			if (r == 0)
 				account(s, 12 + sizeof(z) + 4, n, 0);
 		} else {
-			r = migrate_send_frame(s->fd, MIGRATE_F_PAGES, &first, 8,
-					       ram + first * MIGRATE_PAGE, n * MIGRATE_PAGE);
+			/* A copy: the checksum must be of the bytes that go out. */
+			memcpy(s->copy, ram + first * MIGRATE_PAGE, n * MIGRATE_PAGE);
+			r = migrate_send_frame(s->fd, MIGRATE_F_PAGES, &first, 8, s->copy,
+					       n * MIGRATE_PAGE);
 			if (r == 0)
 				account(s, 12 + 8 + n * MIGRATE_PAGE + 4, 0, n);
 		}
@@ -234,7 +244,8 @@ static int run(struct sender *s, const struct migrate_params *p, bool *stopped, 
 		s->npages = src->mem->ram_size / MIGRATE_PAGE;
 		s->words = (s->npages + 63) / 64;
 		s->bitmap = calloc(s->words ? s->words : 1, 8);
-		if (!s->bitmap)
+		s->copy = malloc(MIGRATE_FRAME_PAGES * MIGRATE_PAGE);
+		if (!s->bitmap || !s->copy)
 			return kite_error("out of memory");
 		for (uint64_t i = 0; i < s->npages; i++)
 			s->bitmap[i >> 6] |= 1ull << (i & 63);
@@ -330,5 +341,6 @@ int migrate_send(struct migrate_job *job, const struct migrate_source *src,
 	if (fd >= 0)
 		close(fd);
 	free(s.bitmap);
+	free(s.copy);
 	return r;
 }

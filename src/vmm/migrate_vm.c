@@ -201,7 +201,12 @@ static void *migrate_main(void *arg)
 	};
 	int r = migrate_send(&mig.job, &src, &mig.params);
 	if (r == 0)
-		kite_notice("machine migrated to %s", mig.params.dest);
+		kite_notice(
+		    "machine migrated to %s: %llu ms, downtime %llu ms, %u rounds, %llu MiB "
+		    "sent",
+		    mig.params.dest, (unsigned long long)mig.job.total_ms,
+		    (unsigned long long)mig.job.downtime, mig.job.iteration,
+		    (unsigned long long)(mig.job.transferred >> 20));
 	else
 		kite_warn("migration to %s failed: %s", mig.params.dest, kite_last_error());
 	pthread_mutex_lock(&mig.job.lock);
