@@ -117,7 +117,11 @@ int cmd_migrate(int argc, char **argv)
 		"usage: kite migrate [--live] [--offline] [--persistent] [--undefinesource]\n"
 		"                    [--max-downtime MS] NAME DEST\n"
 		"Moves machine NAME to the kite waiting at DEST (`kite migrate-incoming DEST`\n"
-		"there), DEST being tcp:HOST:PORT or unix:PATH. A running machine is sent with\n"
+		"there), DEST being tcp:HOST:PORT or unix:PATH, or to the host of\n"
+		"ssh://[user@]host[:port][/STATE_DIR], where ssh runs `kite migrate-incoming\n"
+		"[--state-dir STATE_DIR] stdio` (env KITE_REMOTE_KITE: kite's path there). A "
+		"running\n"
+		"machine is sent with\n"
 		"its RAM and device state; with --live (the default for a running machine) it\n"
 		"runs on while its RAM is copied, and stops only for the last pages, which must\n"
 		"fit --max-downtime MS (default 50) at the measured bandwidth (or after 30\n"
@@ -235,6 +239,8 @@ int cmd_migrate_incoming(int argc, char **argv)
 	    .usage =
 		"usage: kite migrate-incoming [--state-dir DIR] DEST\n"
 		"Waits at DEST (tcp:HOST:PORT or unix:PATH) for one `kite migrate`, receives\n"
+		"(DEST stdio: the stream on stdin and stdout, as `kite migrate NAME ssh://...`\n"
+		"runs it over ssh)\n"
 		"the machine (definition, RAM, device state; every field checked), defines it in\n"
 		"this state directory and starts it, as `kite restore` resumes a save. A stream\n"
 		"that is cut short, corrupt or refused (the machine runs here already, a disk is\n"
@@ -243,36 +249,43 @@ int cmd_migrate_incoming(int argc, char **argv)
 	if (pr >= 0)
 		return pr;
 	const char *dest = argv[optind];
-	int lfd = migrate_listen(dest);
-	if (lfd < 0)
-		return 1;
-	printf("Waiting for a migration on %s\n", dest);
-	fflush(stdout);
-	int fd = migrate_accept(lfd);
-	close(lfd);
-	if (!strncmp(dest, "unix:", 5))
-		(void)unlink(dest + 5);
-	if (fd < 0)
-		return 1;
+	/* stdio: the stream on stdin/stdout (ssh:// runs us so); what we say goes to stderr. */
+	bool stdio = !strcmp(dest, "stdio");
+	FILE *say = stdio ? stderr : stdout;
+	int fd = 0, wfd = 1;
+	if (!stdio) {
+		int lfd = migrate_listen(dest);
+		if (lfd < 0)
+			return 1;
+		printf("Waiting for a migration on %s\n", dest);
+		fflush(stdout);
+		fd = wfd = migrate_accept(lfd);
+		close(lfd);
+		if (!strncmp(dest, "unix:", 5))
+			(void)unlink(dest + 5);
+		if (fd < 0)
+			return 1;
+	}
 	struct incoming inc = {.cli = &cli, .lock = -1};
 	struct migrate_incoming in;
-	int r = migrate_receive(fd, cli.dirs.state, &in, accept_def, &inc);
+	int r = migrate_receive(fd, wfd, cli.dirs.state, &in, accept_def, &inc);
 	if (r == 0) {
 		r = finish_incoming(&inc, &in, fd);
 		if (r == 0)
-			r = migrate_send_token(fd, "DONE") < 0
+			r = migrate_send_token(wfd, "DONE") < 0
 				? kite_error("migration: the source went away at the end")
 				: 0;
 		else
-			(void)migrate_send_fail(fd, kite_last_error());
+			(void)migrate_send_fail(wfd, kite_last_error());
 		if (r == 0)
-			printf("Machine '%s' %s\n", in.def.name,
-			       in.offline ? "defined here" : "migrated here, running");
+			fprintf(say, "Machine '%s' %s\n", in.def.name,
+				in.offline ? "defined here" : "migrated here, running");
 		migrate_incoming_free(&in);
 	}
 	if (inc.lock >= 0)
 		close(inc.lock);
-	close(fd);
+	if (!stdio)
+		close(fd);
 	return r < 0;
 }
 

@@ -58,8 +58,9 @@ enum migrate_frame {
 
 /* ---- the stream (migrate_stream.c) ---- */
 
-/* DEST: tcp:HOST:PORT or unix:PATH. Connects (source) / listens and accepts one (destination).
- * Return the connected fd, or -1 (printed). */
+/* DEST: tcp:HOST:PORT, unix:PATH, or (connecting only) ssh://[user@]host[:port][/STATE_DIR]
+ * (runs `ssh host kite migrate-incoming [--state-dir STATE_DIR] stdio`). Connects (source) /
+ * listens and accepts one (destination). Return the connected fd, or -1 (printed). */
 int migrate_connect(const char *dest);
 int migrate_listen(const char *dest);
 int migrate_accept(int lfd);
@@ -151,11 +152,11 @@ struct migrate_incoming {
 	int fd;
 };
 
-/* Reads the stream from `fd` up to 'E': the header (checked by `accept_def`, which returns 0
- * or -1 with an error to send back), pages into a save file in `dir`, the state. Answers
- * "OKAY" and "RCVD". Returns 0, or -1 with the error printed, sent to the peer, and
- * nothing left in `dir`. */
-int migrate_receive(int fd, const char *dir, struct migrate_incoming *in,
+/* Reads the stream from `fd` (answers go to `wfd`, the same socket or ssh's stdout) up to 'E': the
+ * header (checked by `accept_def`, which returns 0 or -1 with an error to send back), pages into a
+ * save file in `dir`, the state. Answers "OKAY" and "RCVD". Returns 0, or -1 with the error
+ * printed, sent to the peer, and nothing left in `dir`. */
+int migrate_receive(int fd, int wfd, const char *dir, struct migrate_incoming *in,
 		    int (*accept_def)(void *opaque, const struct machine_config *def),
 		    void *opaque);
 void migrate_incoming_free(struct migrate_incoming *in);

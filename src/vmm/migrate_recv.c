@@ -13,8 +13,8 @@
 #include <zlib.h>
 
 struct receiver {
-	int fd, file;
-	bool anon; /* an O_TMPFILE: no name until it is complete */
+	int fd, wfd, file; /* the stream's read and write ends (ssh: stdin, stdout) */
+	bool anon;	   /* an O_TMPFILE: no name until it is complete */
 	uint64_t npages, ram_offset;
 	uint64_t *written; /* pages with data in the file */
 	uint8_t *buf;
@@ -231,7 +231,7 @@ static int receive(struct receiver *r, const char *dir, struct migrate_incoming 
 		return -1;
 	if (!in->offline && open_file(r, dir, in, ram_size) < 0)
 		return -1;
-	if (migrate_send_token(r->fd, "OKAY") < 0)
+	if (migrate_send_token(r->wfd, "OKAY") < 0)
 		return kite_error("migration: the source went away");
 	struct state_buf state = {0};
 	bool have_state = false;
@@ -282,24 +282,24 @@ static int receive(struct receiver *r, const char *dir, struct migrate_incoming 
 	state_buf_free(&state);
 	if (rc < 0)
 		return -1;
-	if (migrate_send_token(r->fd, "RCVD") < 0)
+	if (migrate_send_token(r->wfd, "RCVD") < 0)
 		return kite_error("migration: the source went away");
 	return 0;
 }
 
-int migrate_receive(int fd, const char *dir, struct migrate_incoming *in,
+int migrate_receive(int fd, int wfd, const char *dir, struct migrate_incoming *in,
 		    int (*accept_def)(void *opaque, const struct machine_config *def), void *opaque)
 {
 	memset(in, 0, sizeof(*in));
 	in->fd = -1;
-	struct receiver r = {.fd = fd, .file = -1};
+	struct receiver r = {.fd = fd, .wfd = wfd, .file = -1};
 	int rc = receive(&r, dir, in, accept_def, opaque);
 	if (r.file >= 0)
 		close(r.file);
 	free(r.written);
 	free(r.buf);
 	if (rc < 0) {
-		(void)migrate_send_fail(fd, kite_last_error());
+		(void)migrate_send_fail(wfd, kite_last_error());
 		migrate_incoming_free(in);
 	}
 	return rc;

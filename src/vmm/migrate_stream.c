@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -28,7 +29,9 @@ static int parse_dest(const char *dest, bool *is_unix, char *host, size_t hsize,
 		return 0;
 	}
 	if (strncmp(dest, "tcp:", 4))
-		return kite_error("%s: the destination must be tcp:HOST:PORT or unix:PATH", dest);
+		return kite_error("%s: the destination must be tcp:HOST:PORT, unix:PATH or "
+				  "ssh://[user@]host[:port][/STATE_DIR]",
+				  dest);
 	*is_unix = false;
 	const char *h = dest + 4, *colon = strrchr(h, ':');
 	if (!colon || colon == h || !colon[1])
@@ -65,8 +68,111 @@ static void tune(int fd)
 	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 }
 
+/* One shell word, single-quoted (ssh runs its command through the remote user's shell). */
+static int quote(char *out, size_t size, const char *w)
+{
+	size_t n = 0;
+	if (n + 1 >= size)
+		return -1;
+	out[n++] = '\'';
+	for (; *w; w++) {
+		if (*w == '\'') {
+			if (n + 4 >= size)
+				return -1;
+			memcpy(out + n, "'\\''", 4);
+			n += 4;
+		} else {
+			if (n + 1 >= size)
+				return -1;
+			out[n++] = *w;
+		}
+	}
+	if (n + 2 > size)
+		return -1;
+	out[n++] = '\'';
+	out[n] = '\0';
+	return 0;
+}
+
+/* ssh://[user@]host[:port][/STATE_DIR]: `ssh host kite migrate-incoming [--state-dir DIR]
+ * stdio` (Debian's OpenSSH client; KITE_REMOTE_KITE names kite there, default "kite"), the
+ * stream over its standard input and output. The fd is one end of a socketpair. */
+static int connect_ssh(const char *dest)
+{
+	const char *rest = dest + 6, *slash = strchr(rest, '/');
+	char auth[512], port[32] = "", dir[PATH_MAX] = "";
+	size_t al = slash ? (size_t)(slash - rest) : strlen(rest);
+	if (al == 0 || al >= sizeof(auth))
+		return kite_error("%s: ssh://[user@]host[:port][/STATE_DIR] needs a host", dest);
+	memcpy(auth, rest, al);
+	auth[al] = '\0';
+	char *colon = strrchr(auth, ':');
+	if (colon && !strchr(colon, ']')) {
+		*colon = '\0';
+		snprintf(port, sizeof(port), "%s", colon + 1);
+		if (!port[0] || strspn(port, "0123456789") != strlen(port))
+			return kite_error("%s: the ssh port must be a number", dest);
+	}
+	if (auth[0] == '-' || strchr(auth, '@') == auth + strlen(auth) - 1)
+		return kite_error("%s: not a host", dest);
+	if (slash && slash[1] && snprintf(dir, sizeof(dir), "%s", slash) >= (int)sizeof(dir))
+		return kite_error("%s: path too long", dest);
+	const char *kite = getenv("KITE_REMOTE_KITE");
+	char cmd[4 * PATH_MAX], qk[PATH_MAX + 64], qd[2 * PATH_MAX];
+	if (quote(qk, sizeof(qk), kite && *kite ? kite : "kite") < 0 ||
+	    quote(qd, sizeof(qd), dir) < 0)
+		return kite_error("%s: path too long", dest);
+	snprintf(cmd, sizeof(cmd), "%s migrate-incoming%s%s stdio", qk,
+		 dir[0] ? " --state-dir " : "", dir[0] ? qd : "");
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return kite_error_errno(errno, "socketpair");
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return kite_error_errno(errno, "fork");
+	}
+	if (pid == 0) {
+		/* Twice: ssh is init's child, never our zombie. */
+		if (fork() != 0)
+			_exit(0);
+		if (dup2(sv[1], 0) < 0 || dup2(sv[1], 1) < 0)
+			_exit(127);
+		/* KITE_SSH_COMMAND: the client and its first options (words), as git's
+		 * GIT_SSH_COMMAND; default "ssh". */
+		const char *argv[48];
+		int n = 0;
+		char words[1024];
+		const char *sc = getenv("KITE_SSH_COMMAND");
+		snprintf(words, sizeof(words), "%s", sc && *sc ? sc : "ssh");
+		for (char *save = NULL, *w = strtok_r(words, " ", &save); w && n < 32;
+		     w = strtok_r(NULL, " ", &save))
+			argv[n++] = w;
+		argv[n++] = "-o";
+		argv[n++] = "BatchMode=yes";
+		if (port[0]) {
+			argv[n++] = "-p";
+			argv[n++] = port;
+		}
+		argv[n++] = "--";
+		argv[n++] = auth;
+		argv[n++] = cmd;
+		argv[n] = NULL;
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(sv[1]);
+	int ws;
+	while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+		;
+	return sv[0];
+}
+
 int migrate_connect(const char *dest)
 {
+	if (!strncmp(dest, "ssh://", 6))
+		return connect_ssh(dest);
 	bool is_unix;
 	char host[PATH_MAX], port[32];
 	if (parse_dest(dest, &is_unix, host, sizeof(host), port, sizeof(port)) < 0)

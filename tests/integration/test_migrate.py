@@ -262,3 +262,69 @@ def test_hostile_streams_are_refused(hosts):
         assert "AddressSanitizer" not in err and "runtime error" not in err, err
         assert b.state_of("m2") == "undefined", why
         assert b.leftovers() == [], why
+
+
+# ---- ssh:// (Debian's OpenSSH client, an sshd of the test's own on localhost) ----
+
+@pytest.fixture
+def sshd(hosts):
+    """An sshd on 127.0.0.1 that lets the test's key in, and KITE_SSH_COMMAND for it."""
+    if not os.path.exists("/usr/sbin/sshd") or not shutil.which("ssh"):
+        pytest.skip("openssh-server is not installed (scripts/setup installs it)")
+    if os.geteuid() != 0:
+        pytest.skip("the test's sshd runs as root (its privilege separation needs it)")
+    base = hosts[2]
+    d = os.path.join(base, "ssh")
+    os.mkdir(d, 0o700)
+    for key in ("host", "user"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        os.path.join(d, key)], check=True)
+    shutil.copy(os.path.join(d, "user.pub"), os.path.join(d, "authorized_keys"))
+    port = free_port()
+    with open(os.path.join(d, "sshd_config"), "w") as f:
+        f.write(f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host\n"
+                f"AuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\n"
+                "StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n"
+                "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                f"SetEnv \"KITE_RUNNER={hosts[0].env['KITE_RUNNER']}\"\n")
+    with open(os.path.join(d, "ssh_config"), "w") as f:
+        f.write(f"Host 127.0.0.1\n  IdentityFile {d}/user\n  StrictHostKeyChecking no\n"
+                "  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n")
+    os.makedirs("/run/sshd", exist_ok=True)
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", f"{d}/sshd_config"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    yield port, f"ssh -F {d}/ssh_config"
+    proc.terminate()
+    proc.wait(30)
+
+
+def test_migrate_over_ssh(kite, hosts, sshd):
+    if "/san/" in kite:
+        pytest.skip("release build only: an ssh connection costs seconds here, and the ASan "
+                    "build's stream is tested by the unix: and tcp: tests")
+    a, b, base, kernel, disk = hosts
+    port, ssh_command = sshd
+    env = {"KITE_SSH_COMMAND": ssh_command, "KITE_REMOTE_KITE": a.kite}
+    a.ok("create", "m1", "--kernel", kernel, "-m", "64M", "--disk", f"{disk},format=raw")
+    a.ok("start", "m1", env=env)
+    dest = f"ssh://root@127.0.0.1:{port}{b.state}"
+    r = a.ok("migrate", "--live", "m1", dest)
+    assert f"Migration: machine 'm1' moved to {dest}" in r.stdout
+    sent = crc_line(a.console_until("m1", "at the switch"), "at the switch")
+    got = crc_line(b.console_until("m1", "RAM crc32"), "restored")
+    assert sent and got == sent, (a.console("m1"), b.console("m1"))
+    assert a.state_of("m1") == "shut off" and b.state_of("m1") == "running"
+    # A host that refuses the connection: the machine stays where it is.
+    b.ok("destroy", "m1")
+    b.ok("undefine", "m1")
+    a.ok("start", "m1", env=env)
+    r = a("migrate", "m1", f"ssh://root@127.0.0.1:{free_port()}{b.state}")
+    assert r.returncode == 1 and "migration failed" in r.stderr, r.stderr
+    assert a.state_of("m1") == "running"
