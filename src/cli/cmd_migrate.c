@@ -117,19 +117,19 @@ int cmd_migrate(int argc, char **argv)
 		"usage: kite migrate [--live] [--offline] [--persistent] [--undefinesource]\n"
 		"                    [--max-downtime MS] NAME DEST\n"
 		"Moves machine NAME to the kite waiting at DEST (`kite migrate-incoming DEST`\n"
-		"there), DEST being tcp:HOST:PORT or unix:PATH, or to the host of\n"
-		"ssh://[user@]host[:port][/STATE_DIR], where ssh runs `kite migrate-incoming\n"
-		"[--state-dir STATE_DIR] stdio` (env KITE_REMOTE_KITE: kite's path there). A "
-		"running\n"
-		"machine is sent with\n"
-		"its RAM and device state; with --live (the default for a running machine) it\n"
-		"runs on while its RAM is copied, and stops only for the last pages, which must\n"
-		"fit --max-downtime MS (default 50) at the measured bandwidth (or after 30\n"
-		"rounds). Disks stay where they are (shared storage: the same paths there); their\n"
-		"locks pass to the destination once it has everything. The machine ends shut off\n"
-		"here; with --undefinesource its definition is removed too. --offline sends the\n"
-		"definition only. --persistent is accepted: kite's definitions always persist.\n"
-		"Any failure before the destination runs it leaves the machine running here.\n"
+		"there): tcp:HOST:PORT or unix:PATH, or ssh://[user@]host[:port][/STATE_DIR],\n"
+		"where ssh runs `kite migrate-incoming [--state-dir STATE_DIR] stdio` (env\n"
+		"KITE_SSH_COMMAND: the ssh client's command; KITE_REMOTE_KITE: kite's path "
+		"there).\n"
+		"A running machine is sent with its RAM and device state, paused meanwhile; with\n"
+		"--live it runs on while its RAM is copied and stops only for the last pages,\n"
+		"which must fit --max-downtime MS (default 50) at the measured bandwidth (or\n"
+		"after 30 rounds). Disks stay where they are (shared storage: the same paths\n"
+		"there); their locks pass to the destination once it has everything. The machine\n"
+		"ends shut off here; with --undefinesource its definition is removed too.\n"
+		"--offline sends the definition only. --persistent is accepted: kite's\n"
+		"definitions always persist. Any failure before the destination runs it leaves\n"
+		"the machine running here.\n"
 		"`kite domjobinfo NAME` shows the progress, `kite domjobabort NAME` cancels.\n"};
 	bool live = false, offline = false, persistent = false, undefine = false;
 	const char *downtime_text = NULL;
@@ -161,7 +161,7 @@ int cmd_migrate(int argc, char **argv)
 		r = kite_error("machine %s is not running (--offline moves its definition only)",
 			       name);
 	else if (r == 0)
-		r = migrate_live(&cli, name, dest, true, downtime);
+		r = migrate_live(&cli, name, dest, live, downtime);
 	machine_config_free(&def);
 	if (r == 0 && undefine) {
 		int lock = def_lock(&cli.dirs, name);

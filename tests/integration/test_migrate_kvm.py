@@ -113,6 +113,9 @@ def after(n):
 
 
 def test_live_migration_keeps_memory_steps_and_disk_writes(kite):
+    if "/san/" in kite:
+        pytest.skip("release build only: the guest moved three times costs 90 s under ASan in "
+                    "the KVM host VM; test_migrate.py runs the stream under ASan")
     base = tempfile.mkdtemp(prefix="kmk", dir=tempfile.gettempdir())
     a, b = Side(kite, base, "a"), Side(kite, base, "b")
     disk = os.path.join(base, "disk.raw")
@@ -133,7 +136,7 @@ def test_live_migration_keeps_memory_steps_and_disk_writes(kite):
         t.start()
         while not os.path.exists(proxy):
             time.sleep(0.01)
-        r = a("migrate", "--max-downtime", "1", "st", f"unix:{proxy}", check=False)
+        r = a("migrate", "--live", "--max-downtime", "1", "st", f"unix:{proxy}", check=False)
         assert r.returncode == 1 and "migration failed" in r.stderr, (r.stdout, r.stderr)
         t.join(60)
         assert a("domstate", "st").stdout.strip() == "running"
