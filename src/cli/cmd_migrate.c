@@ -219,6 +219,9 @@ static int finish_incoming(struct incoming *inc, struct migrate_incoming *in, in
 {
 	if (migrate_wait_go(fd) < 0)
 		return -1;
+	/* A machine of `kite run --name` has no UUID yet: stored here, it gets one. */
+	if (!in->def.uuid[0] && uuid_generate_str(in->def.uuid) < 0)
+		return -1;
 	if (def_save(&inc->cli->dirs, &in->def) < 0)
 		return -1;
 	if (in->offline)
