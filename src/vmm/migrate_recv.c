@@ -1,6 +1,7 @@
 /* The destination side of a migration: the stream of vmm/migrate.h, every field checked,
  * into a save file that `kite run --restore` resumes. */
 #include "util/err.h"
+#include "util/fullio.h"
 #include "vmm/migrate.h"
 #include "vmm/savefile.h"
 
@@ -139,21 +140,6 @@ static int name_file(struct receiver *r, const char *dir, struct migrate_incomin
 	return kite_error("%s: cannot name the incoming machine's file", dir);
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 static int range_ok(struct receiver *r, uint64_t first, uint64_t n)
 {
 	if (n == 0 || first >= r->npages || n > r->npages - first)
@@ -172,9 +158,10 @@ static int got_pages(struct receiver *r, uint32_t len, const char *path)
 	uint64_t n = (len - 8) / MIGRATE_PAGE;
 	if (range_ok(r, first, n) < 0)
 		return -1;
-	if (pwrite_all(r->file, r->buf + 8, (size_t)(len - 8),
-		       r->ram_offset + first * MIGRATE_PAGE) < 0)
-		return kite_error_errno(errno, "%s: write", path);
+	int rc = full_pwrite(r->file, r->buf + 8, (size_t)(len - 8),
+			     r->ram_offset + first * MIGRATE_PAGE);
+	if (rc < 0)
+		return kite_error_errno(-rc, "%s: write", path);
 	for (uint64_t i = first; i < first + n; i++)
 		r->written[i >> 6] |= 1ull << (i & 63);
 	return 0;
