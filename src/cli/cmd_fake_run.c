@@ -351,7 +351,8 @@ static int fake_guest(const struct machine_config *m, const char *sock, struct s
 	snprintf(banner, sizeof(banner), "fake guest %s %s\n", name,
 		 restored ? "restored" : "booted");
 	guest_print(&vm, banner);
-	if (fake_migrate_ram(&vm.mig, restore) < 0) {
+	/* A restored guest has its RAM now; a booted one at its first migration. */
+	if (restore && fake_migrate_ram(&vm.mig, restore) < 0) {
 		control_server_stop(vm.server);
 		gmem_free(&vm.mem);
 		return 1;

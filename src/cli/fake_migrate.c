@@ -21,11 +21,21 @@ static struct {
 	bool was_paused;
 } fm = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+/* The fake guest uses its first 16 MiB only: the rest stays zero pages. */
+#define FAKE_USED (16u << 20)
+
+static uint64_t used_bytes(const struct guest_mem *mem)
+{
+	return mem->ram_size < FAKE_USED ? mem->ram_size : FAKE_USED;
+}
+
 static uint32_t ram_crc(const struct guest_mem *mem)
 {
 	uLong c = crc32(0L, Z_NULL, 0);
-	for (uint64_t off = 0; off < mem->ram_size; off += 1u << 20)
-		c = crc32(c, mem->base + off, 1u << 20);
+	uint64_t used = used_bytes(mem);
+	for (uint64_t off = 0; off < used; off += 1u << 20)
+		c = crc32(c, mem->base + off,
+			  (uInt)(used - off < (1u << 20) ? used - off : 1u << 20));
 	return (uint32_t)c;
 }
 
@@ -47,7 +57,7 @@ int fake_migrate_ram(struct fake_migrate_guest *g, struct savefile *restore)
 		return 0;
 	}
 	/* Every 5th page of the first 16 MiB holds its index: data and zero pages both. */
-	for (uint64_t pg = 0; pg < 4096 && (pg + 1) * MIGRATE_PAGE <= g->mem->ram_size; pg += 5)
+	for (uint64_t pg = 0; (pg + 1) * MIGRATE_PAGE <= used_bytes(g->mem); pg += 5)
 		memset(g->mem->base + pg * MIGRATE_PAGE, (int)(pg % 251) + 1, MIGRATE_PAGE);
 	return 0;
 }
@@ -62,7 +72,7 @@ static int f_log_sync(void *o, uint64_t *bitmap)
 {
 	struct fake_migrate_guest *g = o;
 	fm.round++;
-	uint64_t npages = g->mem->ram_size / MIGRATE_PAGE;
+	uint64_t npages = used_bytes(g->mem) / MIGRATE_PAGE;
 	for (uint64_t i = 0; i < fm.dirty_pages && npages; i++) {
 		uint64_t pg = (fm.round * 7919 + i * 104729) % npages;
 		memset(g->mem->base + pg * MIGRATE_PAGE, (int)((fm.round + i) % 255) + 1, 64);
@@ -148,6 +158,10 @@ static void *fake_main(void *arg)
 int fake_migrate_start(struct fake_migrate_guest *g, json_t *args)
 {
 	json_t *v;
+	if (!g->mem->base && fake_migrate_ram(g, NULL) < 0) {
+		control_set_error(NULL, "%s", kite_last_error());
+		return -1;
+	}
 	pthread_mutex_lock(&fm.lock);
 	if (fm.running) {
 		pthread_mutex_unlock(&fm.lock);

@@ -21,7 +21,8 @@ struct fake_migrate_guest {
 	void *opaque;
 };
 
-/* The fake guest's RAM: a pattern (or the restored file's) and its CRC-32 printed. */
+/* The fake guest's RAM: the restored file's (its CRC-32 printed), or a pattern (at the
+ * first migration: a fake that never migrates has none). */
 int fake_migrate_ram(struct fake_migrate_guest *g, struct savefile *restore);
 int fake_migrate_start(struct fake_migrate_guest *g, json_t *args);
 json_t *fake_migrate_query(void);

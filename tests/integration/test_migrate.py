@@ -276,8 +276,10 @@ def test_hostile_streams_are_refused(hosts):
 # ---- ssh:// (Debian's OpenSSH client, an sshd of the test's own on localhost) ----
 
 @pytest.fixture
-def sshd(hosts):
+def sshd(kite, hosts):
     """An sshd on 127.0.0.1 that lets the test's key in, and KITE_SSH_COMMAND for it."""
+    release_only(kite, "an ssh connection costs seconds here, and the ASan build's stream is "
+                 "tested over unix:")
     if not os.path.exists("/usr/sbin/sshd") or not shutil.which("ssh"):
         pytest.skip("openssh-server is not installed (scripts/setup installs it)")
     if os.geteuid() != 0:
@@ -314,9 +316,7 @@ def sshd(hosts):
     proc.wait(30)
 
 
-def test_migrate_over_ssh(kite, hosts, sshd):
-    release_only(kite, "an ssh connection costs seconds here, and the ASan build's stream is "
-                 "tested over unix:")
+def test_migrate_over_ssh(hosts, sshd):
     a, b, base, kernel, disk = hosts
     port, ssh_command = sshd
     env = {"KITE_SSH_COMMAND": ssh_command, "KITE_REMOTE_KITE": a.kite}
