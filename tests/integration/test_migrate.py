@@ -61,9 +61,11 @@ class Host:
             time.sleep(0.02)
         return self.console(name)
 
-    def incoming(self, dest):
+    def incoming(self, dest, env=None):
         """`kite migrate-incoming DEST` in the background, once it listens."""
-        p = subprocess.Popen([self.kite, "migrate-incoming", dest], env=self.env,
+        e = dict(self.env)
+        e.update(env or {})
+        p = subprocess.Popen([self.kite, "migrate-incoming", dest], env=e,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = p.stdout.readline()
         assert line.startswith("Waiting for a migration on"), (line, p.stderr.read())
@@ -153,11 +155,24 @@ def test_destination_that_refuses_leaves_the_source_running(kite, hosts):
     out, err = inc.communicate(timeout=60)
     assert inc.returncode == 1 and "kite: error: machine m1 is already running here" in err
     assert a.state_of("m1") == "running" and b.state_of("m1") == "running"
+    b.ok("destroy", "m1")
+    b.ok("undefine", "m1")
+    # The destination has everything but its VMM fails to start: after the switch began, the
+    # source takes its disk's lock back and runs on.
+    inc = b.incoming(dest, env={"KITE_FAKE_FAIL": "no room for it here"})
+    r = a("migrate", "--live", "m1", dest)
+    assert r.returncode == 1 and "no room for it here" in r.stderr, r.stderr
+    out, err = inc.communicate(timeout=60)
+    assert inc.returncode == 1, (out, err)
+    assert "running on after the migration failed" in a.console_until(
+        "m1", "running on after the migration failed")
+    assert a.state_of("m1") == "running" and b.state_of("m1") == "undefined"
+    q = run(["qemu-io", "-f", "raw", "-c", "write 0 512", disk])
+    assert q.returncode != 0 and 'Failed to get "write" lock' in q.stderr, q.stderr
     # And a migration that cannot even connect.
     r = a("migrate", "m1", f"unix:{base}/nobody.sock")
     assert r.returncode == 1 and "cannot connect" in r.stderr, r.stderr
     assert a.state_of("m1") == "running"
-    b.ok("destroy", "m1")
 
 
 def start_slow_migration(a, b, base, kernel, disk):
