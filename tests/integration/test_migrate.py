@@ -88,8 +88,8 @@ def hosts(kite):
         f.truncate(1 << 20)
     yield a, b, base, kernel, disk
     for h in (a, b):
-        for name in ("m1",):
-            h("destroy", name)
+        if os.path.exists(os.path.join(h.run_dir, "m1.pid")):
+            h("destroy", "m1")
     shutil.rmtree(base, ignore_errors=True)
 
 
