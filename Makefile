@@ -6,7 +6,7 @@ CC      ?= gcc
 PYTHON  := /usr/bin/python3
 PKGS    := jansson slirp zlib libzstd liblzma liblz4 ext2fs com_err fuse3 libedit \
 	   libarchive libxml-2.0 nettle
-# Compiled against, not linked: src/vmm/pvm_libs.c dlopens them by soname on a KVM-PVM host.
+# Compiled against, not linked: src/kvm/pvm_libs.c dlopens them by soname on a KVM-PVM host.
 DLOPEN_PKGS := unicorn capstone
 soname = $(shell objdump -p $$(pkg-config --variable=libdir $(1))/lib$(1).so 2>/dev/null | \
 	   awk '/SONAME/ { print $$2 }')

@@ -2,7 +2,7 @@
 #include "cli/commands.h"
 #include "cli/machine_options.h"
 #include "cli/run_options.h"
-#include "vmm/machine.h"
+#include "machine/machine.h"
 
 #include <stdio.h>
 

@@ -5,8 +5,8 @@
 #define KITE_CLI_RUN_OPTIONS_H
 
 #include "config/machine_config.h"
-#include "vmm/machine.h"
-#include "vmm/savefile.h"
+#include "machine/machine.h"
+#include "machine/savefile.h"
 
 #include <stdio.h>
 

@@ -1,13 +1,13 @@
 /* ACPI fixed hardware (PM1a event and control blocks, PM timer) as our FADT describes it:
  * the guest powers off by writing SLP_TYP=5 with SLP_EN, and the host's shutdown request
- * reaches it as a power-button event on the SCI. Ports from vmm/acpi.h's layout. */
+ * reaches it as a power-button event on the SCI. Ports from machine/acpi.h's layout. */
 #ifndef KITE_DEVICES_ACPI_PM_H
 #define KITE_DEVICES_ACPI_PM_H
 
 #include "devices/platform.h"
 #include "util/state.h"
-#include "vmm/acpi.h"
-#include "vmm/iobus.h"
+#include "machine/acpi.h"
+#include "kvm/iobus.h"
 
 #include <pthread.h>
 #include <stdint.h>
