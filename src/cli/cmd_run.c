@@ -3,6 +3,7 @@
 #include "cli/machine_options.h"
 #include "cli/run_options.h"
 #include "machine/machine.h"
+#include "mgmt/machine_control.h"
 
 #include <stdio.h>
 
@@ -20,6 +21,12 @@ int cmd_run(int argc, char **argv)
 {
 	static struct run_options o; /* large (device tables): not on the stack */
 	int r = run_options_parse(argc, argv, "run", usage, &o);
+	struct machine_monitor control;
+	if (r == 0 && o.control_socket) {
+		machine_control_monitor(&control, o.control_socket,
+					o.machine.name[0] ? o.machine.name : NULL);
+		o.run.monitor = &control;
+	}
 	if (r == 0)
 		r = machine_run(&o.run);
 	else

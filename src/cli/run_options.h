@@ -13,6 +13,7 @@
 struct run_options {
 	struct machine_config machine;
 	struct machine_run_options run; /* run.machine points at `machine` */
+	const char *control_socket;	/* --control-socket PATH, or NULL */
 	const char *definition;		/* --definition FILE, or NULL */
 	const char *restore_path;	/* --restore FILE, or NULL */
 	struct savefile restore;	/* --restore: opened and checked; run.restore points here */

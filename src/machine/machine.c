@@ -1,6 +1,5 @@
 #include "machine/machine.h"
 #include "util/err.h"
-#include "machine/machine_control.h"
 #include "machine/milestones.h"
 #include "kvm/pvm.h"
 
@@ -23,6 +22,20 @@ static void request_quit(int sig)
 	if (current_vm)
 		vm_request_exit(current_vm, VM_QUIT);
 	pthread_mutex_unlock(&current_lock);
+}
+
+void machine_request_quit(void)
+{
+	request_quit(0);
+}
+
+int machine_with_current(int (*fn)(struct vm *vm, void *arg), void *arg)
+{
+	pthread_mutex_lock(&current_lock);
+	struct vm *vm = current_vm;
+	int r = vm ? fn(vm, arg) : MACHINE_BETWEEN_BOOTS;
+	pthread_mutex_unlock(&current_lock);
+	return r;
 }
 
 static void console_quit(void *opaque)
@@ -162,11 +175,8 @@ int machine_run(const struct machine_run_options *opt)
 	milestones_init(&milestones);
 	if (opt->stats)
 		(void)console_add_observer(&console, milestones_observe, &milestones);
-	struct control_server *control = NULL;
-	if (opt->control_socket &&
-	    machine_control_start(opt->control_socket,
-				  opt->machine->name[0] ? opt->machine->name : NULL, &console,
-				  &current_lock, &current_vm, request_quit, &control) < 0) {
+	const struct machine_monitor *mon = opt->monitor;
+	if (mon && mon->start && mon->start(mon->opaque, &console) < 0) {
 		vm_destroy(&vm);
 		console_close(&console);
 		kvm_host_close(&kvm);
@@ -181,8 +191,8 @@ int machine_run(const struct machine_run_options *opt)
 			break;
 		}
 		vm.stats = &stats;
-		if (control)
-			machine_control_boot_started(control, &vm);
+		if (mon && mon->boot_started)
+			mon->boot_started(mon->opaque, &vm);
 		set_current(&vm);
 		enum vm_exit why = VM_ERROR;
 		if (vm_start(&vm, &kvm, &console) == 0)
@@ -190,8 +200,8 @@ int machine_run(const struct machine_run_options *opt)
 		uint32_t guest_code = vm.guest_exit_code;
 		set_current(NULL);
 		vm_destroy(&vm);
-		if (control)
-			machine_control_boot_ended(control, why);
+		if (mon && mon->boot_ended)
+			mon->boot_ended(mon->opaque, why);
 		if (why == VM_RESET && !opt->no_reboot)
 			continue;
 		switch (why) {
@@ -217,8 +227,8 @@ int machine_run(const struct machine_run_options *opt)
 		}
 		break;
 	}
-	if (control)
-		machine_control_stop(control);
+	if (mon && mon->stop)
+		mon->stop(mon->opaque);
 	console_close(&console);
 	kvm_host_close(&kvm);
 	if (opt->stats) {

@@ -1,4 +1,4 @@
-#include "machine/machine_control.h"
+#include "mgmt/machine_control.h"
 #include "mgmt/control_server.h"
 #include "util/err.h"
 
@@ -6,26 +6,19 @@
 #include <unistd.h>
 
 static struct {
-	pthread_mutex_t *lock;
-	struct vm **current;
-	void (*quit)(int sig);
+	const char *path, *name;
 	struct control_server *server;
 	struct console *console;
 } ctl;
 
-/* Runs fn on the boot in progress with the lock held (so the vm cannot go away under it). */
+/* Runs fn on the boot in progress, which cannot go away under it. */
 static int with_vm(int (*fn)(struct vm *vm, void *arg), void *arg)
 {
-	pthread_mutex_lock(ctl.lock);
-	struct vm *vm = *ctl.current;
-	int r;
-	if (!vm) {
+	int r = machine_with_current(fn, arg);
+	if (r == MACHINE_BETWEEN_BOOTS) {
 		control_set_error(NULL, "the machine is between boots; try again");
 		r = -1;
-	} else {
-		r = fn(vm, arg);
 	}
-	pthread_mutex_unlock(ctl.lock);
 	return r;
 }
 
@@ -95,7 +88,7 @@ static int h_reset(void *opaque, json_t *args, json_t **ret)
 
 static int h_quit(void *opaque, json_t *args, json_t **ret)
 {
-	ctl.quit(0);
+	machine_request_quit();
 	return 0;
 }
 
@@ -188,21 +181,18 @@ static void forward_output(void *opaque, const uint8_t *buf, size_t len)
 	control_server_console_output(opaque, buf, len);
 }
 
-int machine_control_start(const char *path, const char *name, struct console *console,
-			  pthread_mutex_t *lock, struct vm **current, void (*quit)(int sig),
-			  struct control_server **out)
+static int monitor_start(void *opaque, struct console *console)
 {
-	ctl.lock = lock;
-	ctl.current = current;
-	ctl.quit = quit;
 	ctl.console = console;
 	struct control_handlers h = {.console_input = h_console_input};
 	memcpy(h.cmd, machine_control_handlers, sizeof(h.cmd));
-	if (control_server_start(path, name, &h, out) < 0)
+	struct control_server *s;
+	if (control_server_start(ctl.path, ctl.name, &h, &s) < 0)
 		return -1;
-	ctl.server = *out;
-	if (console_add_observer(console, forward_output, *out) < 0) {
-		control_server_stop(*out);
+	ctl.server = s;
+	if (console_add_observer(console, forward_output, s) < 0) {
+		control_server_stop(s);
+		ctl.server = NULL;
 		return -1;
 	}
 	return 0;
@@ -218,23 +208,32 @@ static void balloon_changed(void *opaque, uint32_t actual)
 				  json_pack("{s:I}", "actual", (json_int_t)bytes));
 }
 
-void machine_control_boot_started(struct control_server *s, struct vm *vm)
+static void monitor_boot_started(void *opaque, struct vm *vm)
 {
-	(void)s;
 	if (vm->virtio_ready && vm->virtio.balloon)
 		virtio_balloon_on_actual(vm->virtio.balloon, balloon_changed, vm);
 }
 
-void machine_control_boot_ended(struct control_server *s, enum vm_exit why)
+static void monitor_boot_ended(void *opaque, enum vm_exit why)
 {
 	if (why == VM_RESET)
-		control_server_emit_event(s, "RESET", NULL);
+		control_server_emit_event(ctl.server, "RESET", NULL);
 	else
-		control_server_emit_event(s, "SHUTDOWN", NULL);
+		control_server_emit_event(ctl.server, "SHUTDOWN", NULL);
 }
 
-void machine_control_stop(struct control_server *s)
+static void monitor_stop(void *opaque)
 {
-	control_server_stop(s);
+	control_server_stop(ctl.server);
 	ctl.server = NULL;
+}
+
+void machine_control_monitor(struct machine_monitor *mon, const char *path, const char *name)
+{
+	ctl.path = path;
+	ctl.name = name;
+	*mon = (struct machine_monitor){.start = monitor_start,
+					.boot_started = monitor_boot_started,
+					.boot_ended = monitor_boot_ended,
+					.stop = monitor_stop};
 }
