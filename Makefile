@@ -110,8 +110,7 @@ check: all san $(GUEST_ELFS) guest
 	@./scripts/host-kind
 	@./scripts/check-layers
 	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory integration-kvm
-	@$(MAKE) --no-print-directory integration
+	@./scripts/check-passes $(MAKE)
 
 # Real Linux guest from Debian packages (scripts/make-guest).
 guest: build/guest/vmlinuz build/guest/initramfs.cpio.gz
