@@ -1,11 +1,11 @@
 /* kite migrate, migrate-incoming, domjobinfo, domjobabort: moving a running machine to
- * another kite (vmm/migrate.h is the stream), as virsh's verbs of those names. */
+ * another kite (machine/migrate.h is the stream), as virsh's verbs of those names. */
 #include "cli/cmd_machine.h"
 #include "mgmt/def_store.h"
 #include "mgmt/launch.h"
 #include "mgmt/runstate.h"
 #include "util/err.h"
-#include "vmm/migrate.h"
+#include "machine/migrate.h"
 
 #include <errno.h>
 #include <poll.h>

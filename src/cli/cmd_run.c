@@ -2,8 +2,9 @@
 #include "cli/commands.h"
 #include "cli/machine_options.h"
 #include "cli/run_options.h"
+#include "machine/machine.h"
+#include "mgmt/machine_control.h"
 #include "mgmt/network.h"
-#include "vmm/machine.h"
 
 #include <stdio.h>
 
@@ -34,6 +35,12 @@ int cmd_run(int argc, char **argv)
 		struct mgmt_dirs d;
 		if (mgmt_dirs_init(NULL, NULL, &d) < 0 || network_resolve_nics(&d, &o.machine) < 0)
 			r = -1;
+	}
+	struct machine_monitor control;
+	if (r == 0 && o.control_socket) {
+		machine_control_monitor(&control, o.control_socket,
+					o.machine.name[0] ? o.machine.name : NULL);
+		o.run.monitor = &control;
 	}
 	if (r == 0)
 		r = machine_run(&o.run);

@@ -2,7 +2,7 @@
 #include "block/blk_handover.h"
 #include "mgmt/control_server.h"
 #include "util/err.h"
-#include "vmm/savefile.h"
+#include "machine/savefile.h"
 
 #include <stdio.h>
 #include <stdlib.h>

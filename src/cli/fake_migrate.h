@@ -1,11 +1,11 @@
-/* kite _fake-run's migration: the real engine (vmm/migrate.h) over the fake guest's RAM, a
+/* kite _fake-run's migration: the real engine (machine/migrate.h) over the fake guest's RAM, a
  * buffer with a pattern that the "guest" keeps changing (KITE_FAKE_DIRTY_PAGES pages every
  * round, a round lasting at least 100 ms then: a migration that does not converge, for tests
  * that break or cancel one in flight). */
 #ifndef KITE_CLI_FAKE_MIGRATE_H
 #define KITE_CLI_FAKE_MIGRATE_H
 
-#include "vmm/migrate.h"
+#include "machine/migrate.h"
 
 struct blk;
 struct savefile;

@@ -3,8 +3,8 @@
  * (the real `kite run` and the test stand-in `kite _fake-run` alike).
  *
  * This folder sits below every layer that uses the description: net/ and virtio/ take their
- * device entries, vmm/ assembles the machine, mgmt/ stores and starts it, cli/ parses options
- * into it. It depends on util/ only.
+ * device entries, machine/ assembles the machine, mgmt/ stores and starts it, cli/ parses
+ * options into it. It depends on util/ only.
  *
  * Each option grammar has one parser, whatever the description comes from:
  *   - a disk: `--disk PATH[,key=value]...` and a JSON disk object go through the same table
