@@ -226,7 +226,7 @@ static int finish_incoming(struct incoming *inc, struct migrate_incoming *in, in
 		return -1;
 	if (in->offline)
 		return 0;
-	if (machine_start(&inc->cli->dirs, &in->def, in->path, START_TIMEOUT_MS) < 0) {
+	if (machine_start(&inc->cli->dirs, &in->def, in->path, start_timeout_ms()) < 0) {
 		if (!inc->was_defined)
 			(void)def_remove(&inc->cli->dirs, in->def.name);
 		return -1;
