@@ -220,6 +220,11 @@ static int parse_log(struct blk *b, struct vhdx *v, const uint8_t *h, uint64_t f
 	bool found;
 	if (log_has_entries(b, off, len, h + 48, fsize, &found) < 0)
 		return -1;
+	if (found && (b->flags & BLK_O_RDWR))
+		return open_error(fn,
+				  "kite cannot replay a VHDX log: replay it with qemu-img "
+				  "check -r all '%s'",
+				  fn);
 	if (found) {
 		open_error(fn,
 			   "VHDX image file '%s' opened read-only, but contains a log that "
@@ -360,50 +365,65 @@ static unsigned ctz(uint64_t x)
 }
 
 /* QEMU's vhdx_check_bat_entries: fully present blocks inside the file, clear of the
- * metadata regions and the log */
-static int check_bat(struct blk *b, struct vhdx *v, uint64_t fsize)
+ * metadata regions and the log. Each problem is printed; without `errors` the first one
+ * fails, with it all are counted there. */
+static int check_bat(struct blk *b, struct vhdx *v, uint64_t fsize, uint64_t *errors)
 {
 	uint64_t payblocks = v->chunk_ratio;
+	int ret = 0;
 	for (uint64_t i = 0; i < v->bat_loaded; i++) {
 		uint64_t e = v->bat[i];
 		if ((e & VHDX_BAT_STATE) != PAYLOAD_FULLY_PRESENT)
 			continue;
-		uint64_t off = e & VHDX_BAT_OFFSET, rest = b->size - i * v->block_size;
+		unsigned long long n = i, off = e & VHDX_BAT_OFFSET, end = fsize;
+		uint64_t rest = b->size - i * v->block_size;
 		uint64_t blen = rest < v->block_size ? rest : v->block_size;
+		bool bad = false;
 		if (off > (uint64_t)INT64_MAX - v->block_size) {
 			kite_error("VHDX BAT entry %llu offset points after end of file. Image has "
 				   "probably been truncated.",
-				   (unsigned long long)i);
-			return -1;
+				   n);
+			bad = true;
 		}
-		if (off >= fsize) {
-			kite_error("VHDX BAT entry %llu start offset %llu points after end of "
-				   "file (%llu). Image has probably been truncated.",
-				   (unsigned long long)i, (unsigned long long)off,
-				   (unsigned long long)fsize);
-			return -1;
+		if (!bad || errors) {
+			if (off >= fsize) {
+				kite_error("VHDX BAT entry %llu start offset %llu points after end "
+					   "of file (%llu). Image has probably been truncated.",
+					   n, off, end);
+				bad = true;
+			} else if (off + blen > fsize) {
+				kite_error(
+				    "VHDX BAT entry %llu end offset %llu points after end of "
+				    "file (%llu). Image has probably been truncated.",
+				    n, off + blen - 1, end);
+				bad = true;
+			}
 		}
-		if (off + blen > fsize) {
-			kite_error("VHDX BAT entry %llu end offset %llu points after end of file "
-				   "(%llu). Image has probably been truncated.",
-				   (unsigned long long)i, (unsigned long long)(off + blen - 1),
-				   (unsigned long long)fsize);
+		if (bad && !errors)
 			return -1;
+		if (bad) {
+			++*errors;
+			ret = -1;
 		}
 		if (payblocks--) {
-			if (overlaps(v, off, v->block_size))
-				return -1;
+			if (overlaps(v, off, v->block_size)) {
+				if (!errors)
+					return -1;
+				++*errors;
+				ret = -1;
+			}
 		} else {
 			payblocks = v->chunk_ratio;
 		}
 	}
-	return 0;
+	return ret;
 }
 
 static int vhdx_open(struct blk *b, struct blk_open_ctx *ctx)
 {
 	const char *fn = b->filename;
-	if (b->flags & BLK_O_RDWR)
+	/* check -r opens read-write; there is nothing kite would write (no write hook) */
+	if ((b->flags & BLK_O_RDWR) && !(b->flags & BLK_O_CHECK))
 		return kite_error("%s: VHDX images can only be opened read-only", fn);
 	uint8_t sig[8], h[VHDX_HEADER_SIZE];
 	uint64_t fsize, size = 0;
@@ -445,7 +465,8 @@ static int vhdx_open(struct blk *b, struct blk_open_ctx *ctx)
 		goto err;
 	for (uint64_t i = 0; i < v->bat_loaded; i++)
 		v->bat[i] = le64((const uint8_t *)&v->bat[i]);
-	if (check_bat(b, v, fsize) < 0) {
+	/* kite img check opens the image to count these instead */
+	if (!(b->flags & BLK_O_CHECK) && check_bat(b, v, fsize, NULL) < 0) {
 		open_errno(fn, EINVAL_TEXT);
 		goto err;
 	}
@@ -501,6 +522,16 @@ static int vhdx_read(struct blk *b, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+static int vhdx_check(struct blk *b, unsigned fix, struct blk_check_result *r)
+{
+	struct vhdx *v = b->opaque;
+	uint64_t fsize;
+	if (blk_file_size(b->fd, &fsize, b->filename) < 0)
+		return -1;
+	check_bat(b, v, fsize, &r->corruptions);
+	return 0;
+}
+
 static uint32_t vhdx_cluster_size(const struct blk *b)
 {
 	const struct vhdx *v = b->opaque;
@@ -515,6 +546,7 @@ static const struct blk_driver vhdx_driver = {
     .open = vhdx_open,
     .read = vhdx_read,
     .close = vhdx_close,
+    .check = vhdx_check,
     .cluster_size = vhdx_cluster_size,
 };
 BLK_DRIVER(vhdx_driver)

@@ -227,3 +227,24 @@ def test_damaged_vhdx_is_refused_as_qemu_img_does(kite, tmp_path, pristine_vhdx,
     img = tmp_path / "d.vhdx"
     img.write_bytes(bytes(data))
     refused_alike(kite, img, "vhdx")
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_check_counts_bad_vhdx_blocks_as_qemu_img(kite, tmp_path, pristine_vhdx, damaged):
+    """qemu-img check opens a VHDX whose BAT is damaged and counts each bad entry (exit 2); a
+    clean one has no errors; a VHD cannot be checked (exit 63)."""
+    data = bytearray(pristine_vhdx)
+    if damaged:  # block 0 past the end of the file, block 1 over the metadata
+        bat = 2 * 2**20
+        data[bat:bat + 16] = (1 << 40 | 6).to_bytes(8, "little") + (
+            3 * 2**20 | 6).to_bytes(8, "little")
+    img = tmp_path / "d.vhdx"
+    img.write_bytes(bytes(data))
+    vhd = tmp_path / "d.vhd"
+    sh("qemu-img", "create", "-q", "-f", "vpc", str(vhd), "1M")
+    for argv in (["check", str(img)], ["check", "--output=json", str(img)],
+                 ["check", "-r", "all", str(img)], ["check", str(vhd)]):
+        q = run(["qemu-img", *argv])
+        k = run([kite, "img", *argv])
+        assert (k.returncode, k.stdout) == (q.returncode, q.stdout), k.stderr
+        assert k.stderr == q.stderr.replace("qemu-img: ", "kite: error: ")
