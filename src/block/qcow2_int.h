@@ -317,6 +317,9 @@ int qcow2_make_empty(const char *path, const struct blk_info *in);
 
 /* The feature name table QEMU writes into a v3 header (qcow2_create.c). */
 #define QCOW2_FEATURE_TABLE_BYTES (8 * 48)
+/* QEMU writes the feature table only with clusters larger than this: with 512-byte clusters
+ * it would leave no room for a backing file name */
+#define QCOW2_FEATURE_TABLE_MIN_CLUSTER 4096u
 void qcow2_feature_table(uint8_t *ft);
 
 /* qemu-img amend's steps (qcow2_amend*.c, qcow2_refcount_order.c): each reports its
