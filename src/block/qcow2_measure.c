@@ -90,5 +90,9 @@ int qcow2_measure(const struct blk_create_opts *c, struct blk *src, uint64_t siz
 		return -1;
 	m->fully_allocated = qcow2_full_size(size, cs, rbits, c->extended_l2);
 	m->required = m->fully_allocated - div_up(size, cs) * cs + data;
+	/* as qemu-img 7.2: space preallocated for data is required (metadata preallocation
+	 * is counted already) */
+	if (c->prealloc == BLK_PREALLOC_FULL || c->prealloc == BLK_PREALLOC_FALLOC)
+		m->required = m->fully_allocated;
 	return bitmaps_size(src, c, cs, m);
 }
