@@ -285,6 +285,7 @@ int qcow2_crypto_write_unaligned(struct blk *b, const void *buf, size_t len, uin
 /* qcow2_crypto_create.c: a new image's encryption (before anything is written, the check
  * that it can be done; after the plain image is made, the setup) */
 bool qcow2_crypto_requested(const struct blk_encrypt_opts *e); /* any encrypt.* given */
+/* path: prefixes the messages (NULL: none, as measure words them) */
 int qcow2_crypto_create_check(const char *path, const struct blk_encrypt_opts *e);
 int qcow2_crypto_create(const char *path, const struct blk_encrypt_opts *e);
 
