@@ -441,7 +441,7 @@ static int vhdx_open(struct blk *b, struct blk_open_ctx *ctx)
 	if (parse_log(b, v, h, fsize) < 0 || parse_regions(b, v) < 0 ||
 	    parse_metadata(b, v, &size) < 0)
 		goto err;
-	b->size = size;
+	b->size = size & ~511ull; /* QEMU counts whole 512-byte sectors */
 	/* QEMU counts the blocks in 32 bits; a size whose count wraps is refused the same way
 	 * below, and the 64-bit count keeps every lookup inside the table */
 	uint64_t blocks = (size + v->block_size - 1) / v->block_size;
