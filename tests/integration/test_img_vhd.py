@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import run
+from conftest import BUILDS, run
 
 WRITES = ["write -P 7 1M 100k", "write -P 9 4M 4k", "write -P 5 9M 64k"]
 
@@ -77,6 +77,13 @@ def test_reads_as_qemu_img_does(kite, image, tmp_path):
     assert (k.returncode, k.stdout) == (q.returncode, q.stdout) == (1, q.stdout), k.stderr
 
 
+@pytest.fixture(scope="session")
+def san_kite():
+    """Damaged images go to the ASan+UBSan build only: what matters there is that nothing
+    is read out of bounds; the messages are the same in both builds."""
+    return BUILDS["asan"]
+
+
 def vpc_fix_checksum(data, at):
     """Recomputes the checksum of the footer at `at` (one's complement of the byte sum)."""
     data[at + 64:at + 68] = bytes(4)
@@ -134,12 +141,12 @@ def refused_alike(kite, img, fmt):
 
 
 @pytest.mark.parametrize("damage", VPC_DAMAGE)
-def test_damaged_vpc_is_refused_as_qemu_img_does(kite, tmp_path, pristine_vpc, damage):
+def test_damaged_vpc_is_refused_as_qemu_img_does(san_kite, tmp_path, pristine_vpc, damage):
     data = bytearray(pristine_vpc)
     damage_vpc(data, damage)
     img = tmp_path / "d.vhd"
     img.write_bytes(bytes(data))
-    refused_alike(kite, img, "vpc")
+    refused_alike(san_kite, img, "vpc")
 
 
 def test_vhdx_blocks_past_a_sector_bitmap_entry(kite, tmp_path):
@@ -221,12 +228,12 @@ def pristine_vhdx(tmp_path_factory):
 
 
 @pytest.mark.parametrize("damage", VHDX_DAMAGE)
-def test_damaged_vhdx_is_refused_as_qemu_img_does(kite, tmp_path, pristine_vhdx, damage):
+def test_damaged_vhdx_is_refused_as_qemu_img_does(san_kite, tmp_path, pristine_vhdx, damage):
     data = bytearray(pristine_vhdx)
     damage_vhdx(data, damage)
     img = tmp_path / "d.vhdx"
     img.write_bytes(bytes(data))
-    refused_alike(kite, img, "vhdx")
+    refused_alike(san_kite, img, "vhdx")
 
 
 @pytest.mark.parametrize("damaged", [False, True])
