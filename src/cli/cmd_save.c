@@ -1,10 +1,10 @@
 /* kite save, restore, managedsave, managedsave-remove: a running machine's complete state
- * into a file and back, as virsh's verbs of those names (vmm/savefile.h is the file). */
+ * into a file and back, as virsh's verbs of those names (machine/savefile.h is the file). */
 #include "cli/cmd_machine.h"
 #include "mgmt/launch.h"
 #include "mgmt/runstate.h"
 #include "util/err.h"
-#include "vmm/savefile.h"
+#include "machine/savefile.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -149,7 +149,7 @@ static int restore_locked(struct machine_cli *cli, struct savefile *f, const cha
 		return -1;
 	if (is_active(&st))
 		return kite_error("machine %s is already running (pid %d)", name, (int)st.pid);
-	return machine_start(&cli->dirs, &f->def, file, START_TIMEOUT_MS);
+	return machine_start(&cli->dirs, &f->def, file, start_timeout_ms());
 }
 
 int cmd_restore(int argc, char **argv)

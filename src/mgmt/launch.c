@@ -1,5 +1,6 @@
 #include "mgmt/launch.h"
 #include "mgmt/console_log.h"
+#include "mgmt/network.h"
 #include "mgmt/runstate.h"
 #include "mgmt/fileutil.h"
 #include "util/err.h"
@@ -97,6 +98,16 @@ char **machine_runner_argv(const struct mgmt_dirs *d, const char *name, const ch
 		return NULL;
 	}
 	return b.v;
+}
+
+int start_timeout_ms(void)
+{
+	const char *env = getenv("KITE_START_TIMEOUT");
+	char *end;
+	long s = env && *env ? strtol(env, &end, 10) : 0;
+	if (s > 0 && s <= 86400 && !*end)
+		return (int)s * 1000;
+	return 30000;
 }
 
 /* RUNTIME/NAME.json: the definition this run of the VMM boots (kept after it ends, as the
@@ -311,7 +322,9 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, c
 	    runtime_path(d, name, "destroying", destroying, sizeof(destroying)) < 0 ||
 	    runtime_path(d, name, "sock", sockpath, sizeof(sockpath)) < 0)
 		return -1;
-	if (write_run_definition(d, def) < 0)
+	/* Named networks are looked up now: the VMM is given their bridges. */
+	struct machine_config run = *def;
+	if (network_resolve_nics(d, &run) < 0 || write_run_definition(d, &run) < 0)
 		return -1;
 	char **argv = machine_runner_argv(d, name, restore);
 	if (!argv)
@@ -528,7 +541,7 @@ int machine_save(const struct mgmt_dirs *d, const char *name, const char *file)
 		return -1;
 	}
 	control_client_close(c);
-	if (machine_wait_stopped(d, name, START_TIMEOUT_MS) != 0)
+	if (machine_wait_stopped(d, name, start_timeout_ms()) != 0)
 		return kite_error("machine %s: saved to %s, but its VMM has not ended", name, file);
 	return 0;
 }
