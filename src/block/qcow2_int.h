@@ -285,6 +285,7 @@ int qcow2_crypto_write_unaligned(struct blk *b, const void *buf, size_t len, uin
 /* qcow2_crypto_create.c: a new image's encryption (before anything is written, the check
  * that it can be done; after the plain image is made, the setup) */
 bool qcow2_crypto_requested(const struct blk_encrypt_opts *e); /* any encrypt.* given */
+/* path: prefixes the messages (NULL: none, as measure words them) */
 int qcow2_crypto_create_check(const char *path, const struct blk_encrypt_opts *e);
 int qcow2_crypto_create(const char *path, const struct blk_encrypt_opts *e);
 
@@ -317,6 +318,9 @@ int qcow2_make_empty(const char *path, const struct blk_info *in);
 
 /* The feature name table QEMU writes into a v3 header (qcow2_create.c). */
 #define QCOW2_FEATURE_TABLE_BYTES (8 * 48)
+/* QEMU writes the feature table only with clusters larger than this: with 512-byte clusters
+ * it would leave no room for a backing file name */
+#define QCOW2_FEATURE_TABLE_MIN_CLUSTER 4096u
 void qcow2_feature_table(uint8_t *ft);
 
 /* qemu-img amend's steps (qcow2_amend*.c, qcow2_refcount_order.c): each reports its
