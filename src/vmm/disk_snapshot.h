@@ -1,0 +1,37 @@
+/* A machine's disks in an internal snapshot, all together (virsh's snapshot-create-as,
+ * snapshot-revert, snapshot-delete on qcow2 disks): the running VMM (vm_snapshot.c), the
+ * stand-in VMM and the machine verbs on a stopped machine all come here. Every writable
+ * disk takes part; read-only disks are left out. A full snapshot also stores the machine's
+ * VM state, a kite save file (vmm/savefile.h), in the first writable qcow2 disk's VM state
+ * area, as QEMU's savevm stores its own (qemu-img snapshot -l shows its VM SIZE). */
+#ifndef KITE_VMM_DISK_SNAPSHOT_H
+#define KITE_VMM_DISK_SNAPSHOT_H
+
+#include "block/block.h"
+#include "config/machine_config.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Takes snapshot `name` on every writable disk of `m` (`blks` open in m's order, read-write
+ * where m's disk is writable). With `statefile` (a save file) the state goes into the first
+ * qcow2 disk with the guest clock `vm_clock_nsec`; without, it is a disk-only snapshot. A
+ * disk that cannot take it (raw, or holding a snapshot of that name already) refuses the
+ * whole snapshot before anything is written; a failure part way removes what was made (all
+ * or nothing). Sets *out to {"vm_state_size": N, "vmstate_disk": TARGET|null, "disks":
+ * [{"target", "path", "snapshot": "internal"|"no"}]}. Returns 0 or -1 (printed). */
+int disk_snapshot_create(const struct machine_config *m, struct blk **blks, const char *name,
+			 const char *statefile, uint64_t vm_clock_nsec, json_t **out);
+
+/* Reverts every writable qcow2 disk of `m` to snapshot `name` (qemu-img snapshot -a), and
+ * with `statefile` writes the snapshot's VM state there (read from disk `vmstate_target`).
+ * Opens the images itself (the machine must not be running). Returns 0 or -1 (printed). */
+int disk_snapshot_revert(const struct machine_config *m, const char *name,
+			 const char *vmstate_target, const char *statefile);
+
+/* Deletes snapshot `name` from every writable qcow2 disk of `m` that has it (the machine
+ * stopped: images opened here; running: `blks` are its open disks). Returns 0 or -1. */
+int disk_snapshot_delete(const struct machine_config *m, struct blk **blks, const char *name);
+
+#endif
