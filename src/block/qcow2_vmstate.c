@@ -8,6 +8,7 @@
  * (vmm/savefile.h); this layer only moves its bytes, skipping zero clusters both ways. */
 #include "block/qcow2_int.h"
 #include "util/err.h"
+#include "util/fullio.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -61,21 +62,6 @@ static bool all_zero(const uint8_t *p, size_t len)
 	return true;
 }
 
-static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pread(fd, buf, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* The file's bytes into the image at `base`, cluster by cluster; holes and zero clusters
  * stay unallocated (they read as zeros). */
 static int copy_in(struct blk *b, int fd, uint64_t size, uint64_t base)
@@ -92,7 +78,7 @@ static int copy_in(struct blk *b, int fd, uint64_t size, uint64_t base)
 			break; /* the rest is a hole */
 		off = (uint64_t)data / cs * cs;
 		uint64_t n = size - off < CHUNK ? size - off : CHUNK;
-		if (pread_full(fd, buf, (size_t)n, off) < 0) {
+		if (full_pread(fd, buf, (size_t)n, off) != (ssize_t)n) {
 			r = kite_error("VM state: cannot read the saved state");
 			break;
 		}

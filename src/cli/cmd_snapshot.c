@@ -470,8 +470,17 @@ static int revert(struct snap_ctx *x, json_t *s, bool running, bool paused)
 	if (revert_path(x, state, sizeof(state)) < 0 ||
 	    managed_save_path(&x->cli.dirs, x->name, managed, sizeof(managed)) < 0)
 		return -1;
-	if (disk_snapshot_revert(&x->def, snap, memory ? str(s, "vmstate_disk") : NULL,
-				 memory ? state : NULL) < 0)
+	/* The state is read out and checked before the disks change: a snapshot whose state
+	 * is unreadable or corrupt leaves everything as it was. */
+	struct savefile f;
+	if (memory) {
+		if (disk_snapshot_read_state(&x->def, snap, str(s, "vmstate_disk"), state) < 0)
+			return -1;
+		if (savefile_open(&f, state) < 0)
+			return kite_error("snapshot %s: its VM state is not usable", snap);
+		savefile_close(&f);
+	}
+	if (disk_snapshot_revert(&x->def, snap) < 0)
 		return -1;
 	/* A managed save belongs to the disks as they were: it goes. */
 	if (unlink(managed) < 0 && errno != ENOENT)
@@ -483,12 +492,7 @@ static int revert(struct snap_ctx *x, json_t *s, bool running, bool paused)
 	if (!start)
 		return 0;
 	if (memory) {
-		struct savefile f;
-		if (savefile_open(&f, state) < 0)
-			return -1;
-		int r = machine_start(&x->cli.dirs, &x->def, state, START_TIMEOUT_MS);
-		savefile_close(&f);
-		if (r < 0)
+		if (machine_start(&x->cli.dirs, &x->def, state, START_TIMEOUT_MS) < 0)
 			return -1;
 	} else if (machine_start(&x->cli.dirs, &x->def, NULL, START_TIMEOUT_MS) < 0) {
 		return -1;

@@ -149,24 +149,41 @@ static int write_state(struct blk *b, const char *name, const char *statefile)
 	return r;
 }
 
-int disk_snapshot_revert(const struct machine_config *m, const char *name,
-			 const char *vmstate_target, const char *statefile)
+/* Every writable disk has snapshot `name`: checked before anything changes. */
+static int check_has(const struct machine_config *m, struct blk **blks, const char *name)
+{
+	for (int i = 0; i < m->ndisks; i++)
+		if (blks[i] && !has_snapshot(blks[i], name))
+			return kite_error("disk %s (%s) has no snapshot named '%s'",
+					  m->disks[i].target, m->disks[i].path, name);
+	return 0;
+}
+
+int disk_snapshot_read_state(const struct machine_config *m, const char *name,
+			     const char *vmstate_target, const char *statefile)
+{
+	struct blk *blks[MACHINE_MAX_DISKS] = {0};
+	int r = open_disks(m, blks), at = -1;
+	for (int i = 0; r == 0 && i < m->ndisks; i++)
+		if (blks[i] && vmstate_target && !strcmp(m->disks[i].target, vmstate_target))
+			at = i;
+	if (r == 0 && at < 0)
+		r = kite_error("the machine has no writable disk %s, which holds the VM state",
+			       vmstate_target ? vmstate_target : "(none)");
+	if (r == 0)
+		r = check_has(m, blks, name);
+	if (r == 0)
+		r = write_state(blks[at], name, statefile);
+	close_disks(m, blks);
+	return r;
+}
+
+int disk_snapshot_revert(const struct machine_config *m, const char *name)
 {
 	struct blk *blks[MACHINE_MAX_DISKS] = {0};
 	int r = open_disks(m, blks);
-	for (int i = 0; r == 0 && i < m->ndisks; i++)
-		if (blks[i] && !has_snapshot(blks[i], name))
-			r = kite_error("disk %s (%s) has no snapshot named '%s'",
-				       m->disks[i].target, m->disks[i].path, name);
-	/* The state first: nothing on the disks changes when it cannot be read. */
-	for (int i = 0; r == 0 && statefile && i < m->ndisks; i++)
-		if (blks[i] && !strcmp(m->disks[i].target, vmstate_target ? vmstate_target : ""))
-			r = write_state(blks[i], name, statefile) < 0 ? -1 : 1;
-	if (r == 0 && statefile)
-		r = kite_error("the machine has no disk %s, which holds the VM state",
-			       vmstate_target ? vmstate_target : "(none)");
-	if (r > 0)
-		r = 0;
+	if (r == 0)
+		r = check_has(m, blks, name);
 	for (int i = 0; r == 0 && i < m->ndisks; i++)
 		if (blks[i])
 			r = blk_snapshot_apply(blks[i], name);

@@ -24,11 +24,14 @@
 int disk_snapshot_create(const struct machine_config *m, struct blk **blks, const char *name,
 			 const char *statefile, uint64_t vm_clock_nsec, json_t **out);
 
-/* Reverts every writable qcow2 disk of `m` to snapshot `name` (qemu-img snapshot -a), and
- * with `statefile` writes the snapshot's VM state there (read from disk `vmstate_target`).
- * Opens the images itself (the machine must not be running). Returns 0 or -1 (printed). */
-int disk_snapshot_revert(const struct machine_config *m, const char *name,
-			 const char *vmstate_target, const char *statefile);
+/* Writes the VM state of snapshot `name` (kept in disk `vmstate_target`) to `statefile`, a
+ * save file to check before use: the image may be hostile. Every writable disk must have
+ * the snapshot. The images are opened here (the machine must not be running). */
+int disk_snapshot_read_state(const struct machine_config *m, const char *name,
+			     const char *vmstate_target, const char *statefile);
+/* Reverts every writable disk of `m` to snapshot `name` (qemu-img snapshot -a), once each
+ * is found to have it. Returns 0 or -1 (printed). */
+int disk_snapshot_revert(const struct machine_config *m, const char *name);
 
 /* Deletes snapshot `name` from every writable qcow2 disk of `m` that has it (the machine
  * stopped: images opened here; running: `blks` are its open disks). Returns 0 or -1. */
