@@ -444,7 +444,7 @@ int cmd_snapshot_delete(int argc, char **argv)
 
 static int revert_path(struct snap_ctx *x, char *buf, size_t size)
 {
-	return mgmt_path(buf, size, x->cli.dirs.state, x->name, ".revert-save");
+	return snapshot_store_revert_path(&x->cli.dirs, x->name, buf, size);
 }
 
 static int send_simple(struct snap_ctx *x, const char *cmd)

@@ -86,14 +86,32 @@ int snapshot_store_save(const struct mgmt_dirs *d, const char *name, json_t *met
 	return r;
 }
 
+int snapshot_store_revert_path(const struct mgmt_dirs *d, const char *name, char *buf, size_t size)
+{
+	return mgmt_path(buf, size, d->state, name, ".revert-save");
+}
+
 int snapshot_store_remove(const struct mgmt_dirs *d, const char *name)
 {
-	char path[PATH_MAX];
-	if (meta_path(d, name, path, sizeof(path)) < 0)
+	char path[PATH_MAX], save[PATH_MAX];
+	if (meta_path(d, name, path, sizeof(path)) < 0 ||
+	    snapshot_store_revert_path(d, name, save, sizeof(save)) < 0)
 		return -1;
 	if (unlink(path) < 0 && errno != ENOENT)
 		return kite_error_errno(errno, "cannot remove %s", path);
+	if (unlink(save) < 0 && errno != ENOENT)
+		return kite_error_errno(errno, "cannot remove %s", save);
 	return 0;
+}
+
+int snapshot_store_count(const struct mgmt_dirs *d, const char *name)
+{
+	json_t *meta = snapshot_store_load(d, name);
+	if (!meta)
+		return -1;
+	int n = (int)json_array_size(json_object_get(meta, "snapshots"));
+	json_decref(meta);
+	return n;
 }
 
 json_t *snapshot_find(json_t *meta, const char *snap)

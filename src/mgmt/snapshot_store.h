@@ -19,8 +19,13 @@
 json_t *snapshot_store_load(const struct mgmt_dirs *d, const char *name);
 /* Validates the shape and writes it atomically. Returns 0 or -1 (reported). */
 int snapshot_store_save(const struct mgmt_dirs *d, const char *name, json_t *meta);
-/* Removes NAME's metadata file (none is fine). Returns 0 or -1. */
+/* Removes NAME's metadata file and the revert's save file (none is fine). Returns 0 or -1. */
 int snapshot_store_remove(const struct mgmt_dirs *d, const char *name);
+/* How many snapshots NAME has in its metadata, or -1 (reported). */
+int snapshot_store_count(const struct mgmt_dirs *d, const char *name);
+/* STATE/NAME.revert-save: the state a revert resumes (its RAM mapped while the machine runs,
+ * so it stays until the next revert or the machine's undefine). */
+int snapshot_store_revert_path(const struct mgmt_dirs *d, const char *name, char *buf, size_t size);
 
 /* The entry of snapshot `snap`, or NULL. */
 json_t *snapshot_find(json_t *meta, const char *snap);

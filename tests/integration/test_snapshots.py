@@ -165,6 +165,12 @@ def test_snapshot_refusals(m):
             "kite: error: machine q has no snapshot named 'nope'\n", (verb, r.stderr)
     r = m("snapshot-create-as", "q", "a/b")
     assert r.returncode == 1 and "not a snapshot name" in r.stderr, r.stderr
+    # virsh's undefine: refused while snapshots exist, unless their metadata goes too.
+    r = m("undefine", "q")
+    assert r.returncode == 1 and "machine q has 1 snapshot:" in r.stderr and \
+        "--snapshots-metadata" in r.stderr, r.stderr
+    m.ok("undefine", "q", "--snapshots-metadata")
+    assert not os.path.exists(os.path.join(m.state, "q.snapshots"))
 
 
 def set_vm_state_size(image, size):
