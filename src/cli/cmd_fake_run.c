@@ -197,6 +197,22 @@ static int fake_snapshot_create(void *opaque, json_t *args, json_t **ret)
 	struct fake_vm *vm = opaque;
 	hang_if(vm, "snapshot-create");
 	const char *state = json_string_value(json_object_get(args, "state"));
+	if (json_is_true(json_object_get(args, "external"))) {
+		char(*paths)[PATH_MAX] = calloc(MACHINE_MAX_DISKS, PATH_MAX);
+		int r = paths ? 0 : kite_error("out of memory");
+		if (r == 0)
+			r = disk_snapshot_create_overlays(
+			    vm->machine, vm->blks, json_string_value(json_object_get(args, "name")),
+			    paths, ret);
+		/* run_options' machine is this process's own: it follows the disks */
+		if (r == 0)
+			r = disk_snapshot_switch((struct machine_config *)vm->machine, vm->blks,
+						 paths);
+		free(paths);
+		if (r < 0)
+			control_set_error(NULL, "%s", kite_last_error());
+		return r;
+	}
 	struct state_buf none = {0};
 	int r = state ? savefile_write(state, vm->machine, &none, NULL) : 0;
 	if (r == 0)

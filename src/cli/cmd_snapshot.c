@@ -98,7 +98,7 @@ static json_t *create_running(struct snap_ctx *x, const char *snap, bool disk_on
 	struct control_client *c;
 	if (machine_connect(&x->cli.dirs, x->name, &c) < 0)
 		return NULL;
-	json_t *args = disk_only ? json_pack("{s:s}", "name", snap)
+	json_t *args = disk_only ? json_pack("{s:s, s:b}", "name", snap, "external", 1)
 				 : json_pack("{s:s, s:s}", "name", snap, "state", state);
 	json_t *ret = NULL;
 	if (control_client_execute(c, "snapshot-create", args, &ret, SAVE_TIMEOUT_MS) < 0)
@@ -127,6 +127,50 @@ static json_t *create_stopped(struct snap_ctx *x, const char *snap)
 	return ret;
 }
 
+static json_t *create_overlays_stopped(struct snap_ctx *x, const char *snap)
+{
+	char(*paths)[PATH_MAX] = calloc(MACHINE_MAX_DISKS, PATH_MAX);
+	json_t *ret = NULL;
+	if (!paths)
+		kite_error("out of memory");
+	else
+		disk_snapshot_create_overlays(&x->def, NULL, snap, paths, &ret);
+	free(paths);
+	return ret;
+}
+
+/* The definition follows the disks onto their overlays (as virsh's does). */
+static int follow_overlays(struct snap_ctx *x, json_t *ret)
+{
+	json_t *d;
+	size_t i;
+	json_array_foreach(json_object_get(ret, "disks"), i, d)
+	{
+		const char *file = str(d, "file");
+		if (!file || i >= (size_t)x->def.ndisks)
+			continue;
+		char *p = strdup(file);
+		if (!p)
+			return kite_error("out of memory");
+		free(x->def.disks[i].path);
+		x->def.disks[i].path = p;
+		snprintf(x->def.disks[i].format, sizeof(x->def.disks[i].format), "qcow2");
+	}
+	return def_save(&x->cli.dirs, &x->def);
+}
+
+static bool is_external(json_t *s)
+{
+	json_t *d;
+	size_t i;
+	json_array_foreach(json_object_get(s, "disks"), i, d)
+	{
+		if (!strcmp(str(d, "snapshot"), "external"))
+			return true;
+	}
+	return false;
+}
+
 static int create_as(struct snap_ctx *x, const char *snap, const char *desc, bool disk_only)
 {
 	if (!control_snapshot_name_ok(snap))
@@ -134,18 +178,18 @@ static int create_as(struct snap_ctx *x, const char *snap, const char *desc, boo
 	if (snapshot_find(x->meta, snap))
 		return kite_error("machine %s: snapshot '%s' already exists", x->name, snap);
 	bool active = is_active(&x->st);
-	if (!active && disk_only)
-		return kite_error("machine %s is not running: --disk-only needs a running machine "
-				  "(a stopped machine's snapshot is disk-only already)",
-				  x->name);
 	const char *state = !active			    ? "shutoff"
 			    : disk_only			    ? "disk-snapshot"
 			    : x->st.state == MACHINE_PAUSED ? "paused"
 							    : "running";
 	time_t now = time(NULL);
-	json_t *ret = active ? create_running(x, snap, disk_only) : create_stopped(x, snap);
-	if (!ret)
+	json_t *ret = active	  ? create_running(x, snap, disk_only)
+		      : disk_only ? create_overlays_stopped(x, snap)
+				  : create_stopped(x, snap);
+	if (!ret || (disk_only && follow_overlays(x, ret) < 0)) {
+		json_decref(ret);
 		return -1;
+	}
 	json_t *cur = json_object_get(x->meta, "current");
 	json_t *e = json_pack("{s:s, s:s, s:O, s:I, s:s, s:b, s:O, s:O, s:O}", "name", snap,
 			      "description", desc ? desc : "", "parent", cur, "creation_time",
@@ -170,21 +214,25 @@ int cmd_snapshot_create_as(int argc, char **argv)
 	    {"atomic", no_argument, NULL, O_ATOMIC},
 	    {NULL, 0, NULL, 0}};
 	struct snap_ctx x = {
-	    .cli = {.verb = "snapshot-create-as",
-		    .usage =
-			"usage: kite snapshot-create-as NAME SNAP [--description TEXT] "
-			"[--disk-only] [--atomic]\n"
-			"Takes snapshot SNAP of machine NAME. Running (or paused): its vCPUs stop "
-			"at one\n"
-			"instant, its disks' requests complete, every writable disk takes a qcow2 "
-			"internal\n"
-			"snapshot and the first one also stores the machine's state and RAM (as "
-			"QEMU's\n"
-			"savevm), then it goes on; --disk-only leaves the state out. Shut off: a "
-			"disk-only\n"
-			"snapshot of its disks. Raw disks cannot take one. --atomic: all disks or "
-			"none\n"
-			"(always so).\n" MACHINE_COMMON_HELP}};
+	    .cli = {
+		.verb = "snapshot-create-as",
+		.usage =
+		    "usage: kite snapshot-create-as NAME SNAP [--description TEXT] "
+		    "[--disk-only] [--atomic]\n"
+		    "Takes snapshot SNAP of machine NAME. Running (or paused): its vCPUs stop "
+		    "at one\n"
+		    "instant, its disks' requests complete, every writable disk takes a qcow2 "
+		    "internal\n"
+		    "snapshot and the first one also stores the machine's state and RAM (as "
+		    "QEMU's\n"
+		    "savevm), then it goes on. Shut off: a disk-only internal snapshot of its "
+		    "disks.\n"
+		    "--disk-only (as virsh): every writable disk, raw ones too, moves onto a new "
+		    "qcow2\n"
+		    "overlay DISK.SNAP backed by it, and the definition follows. Raw disks "
+		    "take no\n"
+		    "internal snapshot. --atomic: all disks or none (always "
+		    "so).\n" MACHINE_COMMON_HELP}};
 	bool disk_only = false, atomic = false;
 	const char *desc = NULL;
 	const struct machine_flag flags[] = {{O_DESCRIPTION, NULL, &desc},
@@ -362,7 +410,7 @@ int cmd_snapshot_info(int argc, char **argv)
 		printf("%-15s %s\n",
 		       "Current:", cur && !strcmp(cur, str(s, "name")) ? "yes" : "no");
 		printf("%-15s %s\n", "State:", str(s, "state"));
-		printf("%-15s %s\n", "Location:", "internal");
+		printf("%-15s %s\n", "Location:", is_external(s) ? "external" : "internal");
 		printf("%-15s %s\n", "Parent:", parent ? parent : "-");
 		printf("%-15s %d\n", "Children:", children);
 		printf("%-15s %d\n", "Descendants:", desc);
@@ -414,7 +462,10 @@ int cmd_snapshot_delete(int argc, char **argv)
 	json_t *s = r == 0 ? snap_arg(&x, argc, argv, current) : NULL;
 	char *snap = s ? strdup(str(s, "name")) : NULL;
 	r = snap ? 0 : -1;
-	if (r == 0 && is_active(&x.st)) {
+	bool external = s && is_external(s);
+	if (r == 0 && external) {
+		/* The overlays are the disks now: only the record goes. */
+	} else if (r == 0 && is_active(&x.st)) {
 		struct control_client *c;
 		r = machine_connect(&x.cli.dirs, x.name, &c);
 		if (r == 0) {
@@ -462,6 +513,10 @@ static int send_simple(struct snap_ctx *x, const char *cmd)
 static int revert(struct snap_ctx *x, json_t *s, bool running, bool paused)
 {
 	const char *snap = str(s, "name");
+	if (is_external(s))
+		return kite_error("snapshot %s is external (its disks went on in qcow2 overlays): "
+				  "reverting to it is not supported",
+				  snap);
 	bool memory = json_is_true(json_object_get(s, "memory"));
 	/* The machine stops first: its disks go back under it otherwise. */
 	if (is_active(&x->st) && machine_destroy(&x->cli.dirs, x->name) < 0)

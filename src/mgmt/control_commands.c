@@ -16,6 +16,7 @@ static const struct control_arg save_args[] = {
 static const struct control_arg snapshot_create_args[] = {
     {"name", CONTROL_ARG_NAME, true, NULL},
     {"state", CONTROL_ARG_PATH, false, "absent: disk-only"},
+    {"external", CONTROL_ARG_BOOL, false, "default false: qcow2 overlays, no state"},
     {NULL, 0, false, NULL},
 };
 
@@ -70,8 +71,9 @@ const struct control_command control_commands[] = {
      .returns = "`{\"vm_state_size\": BYTES, \"vmstate_disk\": TARGET, \"disks\": [...]}`: "
 		"vCPUs paused, disk requests completed, the machine's state written to PATH (a "
 		"save file) and from there into the first qcow2 disk's VM state area, every "
-		"writable disk's internal snapshot NAME taken, PATH removed, vCPUs resumed "
-		"(`kite snapshot-create-as`)"},
+		"writable disk's internal snapshot NAME taken, PATH removed, vCPUs resumed; with "
+		"`external`, every writable disk moved onto a new qcow2 overlay DISK.NAME "
+		"instead (`kite snapshot-create-as`)"},
     {.name = "snapshot-delete",
      VMM(CONTROL_SNAPSHOT_DELETE),
      .args = snapshot_delete_args,

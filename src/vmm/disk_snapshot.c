@@ -205,3 +205,101 @@ int disk_snapshot_delete(const struct machine_config *m, struct blk **running, c
 		close_disks(m, own);
 	return r;
 }
+
+static int overlay_path(const char *disk, const char *snap, char *buf, size_t size)
+{
+	const char *slash = strrchr(disk, '/'), *dot = strrchr(disk, '.');
+	size_t stem = dot && (!slash || dot > slash + 1) ? (size_t)(dot - disk) : strlen(disk);
+	if (snprintf(buf, size, "%.*s.%s", (int)stem, disk, snap) >= (int)size)
+		return kite_error("%s: the overlay's name is too long", disk);
+	return 0;
+}
+
+/* The disk's format and size: from its open image, or opened here read-only. */
+static int disk_facts(const struct disk_config *d, struct blk *open_blk, char *fmt, size_t fsize,
+		      uint64_t *size)
+{
+	struct blk *b =
+	    open_blk ? open_blk : blk_open(d->path, d->format[0] ? d->format : NULL, BLK_O_RDONLY);
+	if (!b)
+		return -1;
+	snprintf(fmt, fsize, "%s", blk_format_name(b));
+	*size = blk_size(b);
+	if (!open_blk)
+		blk_close(b);
+	return 0;
+}
+
+static int make_overlay(const struct disk_config *d, struct blk *open_blk, const char *path)
+{
+	char fmt[16];
+	uint64_t size;
+	if (disk_facts(d, open_blk, fmt, sizeof(fmt), &size) < 0)
+		return -1;
+	if (access(path, F_OK) == 0)
+		return kite_error("disk %s: %s exists already: no overlay made over it", d->target,
+				  path);
+	struct blk_create_opts o = {0};
+	o.size = size;
+	o.size_set = true;
+	o.backing_file = d->path;
+	o.backing_fmt = fmt;
+	return blk_create(path, "qcow2", &o);
+}
+
+int disk_snapshot_create_overlays(const struct machine_config *m, struct blk **blks,
+				  const char *name, char (*paths)[PATH_MAX], json_t **out)
+{
+	int made = 0, r = 0;
+	for (int i = 0; i < m->ndisks; i++)
+		paths[i][0] = '\0';
+	for (; r == 0 && made < m->ndisks; made++) {
+		if (!takes_part(m, made))
+			continue;
+		r = overlay_path(m->disks[made].path, name, paths[made], PATH_MAX);
+		if (r == 0)
+			r = make_overlay(&m->disks[made], blks ? blks[made] : NULL, paths[made]);
+		if (r < 0)
+			paths[made][0] = '\0';
+	}
+	if (r < 0) {
+		for (int i = 0; i < m->ndisks; i++)
+			if (paths[i][0])
+				unlink(paths[i]);
+		return -1;
+	}
+	json_t *disks = json_array();
+	for (int i = 0; i < m->ndisks; i++)
+		json_array_append_new(
+		    disks, paths[i][0] ? json_pack("{s:s, s:s, s:s, s:s}", "target",
+						   m->disks[i].target, "path", m->disks[i].path,
+						   "snapshot", "external", "file", paths[i])
+				       : json_pack("{s:s, s:s, s:s}", "target", m->disks[i].target,
+						   "path", m->disks[i].path, "snapshot", "no"));
+	*out = json_pack("{s:I, s:n, s:o}", "vm_state_size", (json_int_t)0, "vmstate_disk", "disks",
+			 disks);
+	return *out ? 0 : kite_error("out of memory");
+}
+
+int disk_snapshot_switch(struct machine_config *m, struct blk **blks, char (*paths)[PATH_MAX])
+{
+	for (int i = 0; i < m->ndisks; i++) {
+		struct disk_config *d = &m->disks[i];
+		if (!paths[i][0])
+			continue;
+		unsigned flags = BLK_O_RDWR | (d->nocache ? BLK_O_NOCACHE : 0);
+		blk_close(blks[i]); /* the overlay opens it again, as its backing file */
+		blks[i] = blk_open(paths[i], "qcow2", flags);
+		if (!blks[i]) {
+			blks[i] = blk_open(d->path, d->format[0] ? d->format : NULL, flags);
+			return -1;
+		}
+		char *p = strdup(paths[i]);
+		if (!p)
+			return kite_error("out of memory");
+		free(d->path);
+		d->path = p;
+		snprintf(d->format, sizeof(d->format), "qcow2");
+	}
+	return 0;
+}

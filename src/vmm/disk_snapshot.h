@@ -11,6 +11,7 @@
 #include "config/machine_config.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -36,5 +37,19 @@ int disk_snapshot_revert(const struct machine_config *m, const char *name);
 /* Deletes snapshot `name` from every writable qcow2 disk of `m` that has it (the machine
  * stopped: images opened here; running: `blks` are its open disks). Returns 0 or -1. */
 int disk_snapshot_delete(const struct machine_config *m, struct blk **blks, const char *name);
+
+/* External snapshots (--disk-only, as virsh takes them): a new qcow2 overlay for every
+ * writable disk, DISK-without-extension.SNAP beside it, backed by the disk (its format
+ * recorded). `blks`: the running machine's open disks (NULL: stopped; each disk is opened
+ * read-only here for its format and size). An overlay file that exists already refuses the
+ * snapshot; a failure removes the overlays made. Sets paths[i] for each writable disk
+ * ("" for the others) and *out as disk_snapshot_create does (snapshot "external", "file").
+ * Returns 0 or -1 (printed). */
+int disk_snapshot_create_overlays(const struct machine_config *m, struct blk **blks,
+				  const char *name, char (*paths)[PATH_MAX], json_t **out);
+/* The running machine's disks move onto their overlays: each old image closed, the overlay
+ * opened in its place (the old one reopened when that fails) and m's disk pointed at it
+ * (path, format qcow2). Only with the disks quiesced. Returns 0 or -1 (printed). */
+int disk_snapshot_switch(struct machine_config *m, struct blk **blks, char (*paths)[PATH_MAX]);
 
 #endif

@@ -165,7 +165,7 @@ static int h_save(void *opaque, json_t *args, json_t **ret)
 }
 
 struct snapshot_req {
-	bool create;
+	bool create, external;
 	const char *name, *state;
 	json_t *out;
 };
@@ -173,8 +173,9 @@ struct snapshot_req {
 static int snapshot_vm(struct vm *vm, void *arg)
 {
 	struct snapshot_req *q = arg;
-	int r = q->create ? vm_snapshot_create(vm, q->name, q->state, &q->out)
-			  : vm_snapshot_delete(vm, q->name);
+	int r = !q->create    ? vm_snapshot_delete(vm, q->name)
+		: q->external ? vm_snapshot_create_external(vm, q->name, &q->out)
+			      : vm_snapshot_create(vm, q->name, q->state, &q->out);
 	if (r < 0)
 		control_set_error(NULL, "%s", kite_last_error());
 	return r;
@@ -182,8 +183,13 @@ static int snapshot_vm(struct vm *vm, void *arg)
 
 static int h_snapshot_create(void *opaque, json_t *args, json_t **ret)
 {
-	struct snapshot_req q = {true, json_string_value(json_object_get(args, "name")),
+	struct snapshot_req q = {true, json_is_true(json_object_get(args, "external")),
+				 json_string_value(json_object_get(args, "name")),
 				 json_string_value(json_object_get(args, "state")), NULL};
+	if (q.external && q.state) {
+		control_set_error(NULL, "snapshot-create: \"external\" takes no \"state\"");
+		return -1;
+	}
 	int r = with_vm(snapshot_vm, &q);
 	*ret = r == 0 ? q.out : NULL;
 	return r;
@@ -191,8 +197,8 @@ static int h_snapshot_create(void *opaque, json_t *args, json_t **ret)
 
 static int h_snapshot_delete(void *opaque, json_t *args, json_t **ret)
 {
-	struct snapshot_req q = {false, json_string_value(json_object_get(args, "name")), NULL,
-				 NULL};
+	struct snapshot_req q = {false, false, json_string_value(json_object_get(args, "name")),
+				 NULL, NULL};
 	return with_vm(snapshot_vm, &q);
 }
 

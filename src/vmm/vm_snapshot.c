@@ -4,6 +4,7 @@
 #include "vmm/savefile.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -63,6 +64,43 @@ int vm_snapshot_create(struct vm *vm, const char *name, const char *statefile, j
 		r = disk_snapshot_create(vm->machine, disks(vm), name, statefile, clock_ns, out);
 	if (statefile)
 		unlink(statefile);
+	release(vm, was_paused);
+	return r;
+}
+
+int vm_snapshot_create_external(struct vm *vm, const char *name, json_t **out)
+{
+	bool was_paused;
+	if (!hold(vm, &was_paused))
+		return kite_error("the machine is stopping: no snapshot");
+	char(*paths)[PATH_MAX] = calloc(MACHINE_MAX_DISKS, PATH_MAX);
+	int r = paths ? 0 : kite_error("out of memory");
+	if (r == 0)
+		r = disk_snapshot_create_overlays(vm->machine, disks(vm), name, paths, out);
+	if (r == 0 && vm->virtio_ready) {
+		/* The machine's description is this VMM's own (machine.c): it follows the disks,
+		 * so that a save or a reboot finds them where they now are. */
+		int sw = disk_snapshot_switch((struct machine_config *)vm->machine, vm->virtio.blks,
+					      paths);
+		for (int i = 0; i < vm->virtio.ndisks; i++) {
+			if (vm->virtio.blks[i]) {
+				virtio_blk_set_blk(vm->virtio.disks[i], vm->virtio.blks[i]);
+			} else { /* neither image opens: the disk is gone, the VM cannot go on */
+				kite_error(
+				    "disk %s: lost (neither its image nor its overlay opens)",
+				    vm->machine->disks[i].target);
+				vm_request_exit(vm, VM_ERROR);
+				sw = -1;
+				break;
+			}
+		}
+		if (sw < 0) {
+			json_decref(*out);
+			*out = NULL;
+			r = -1;
+		}
+	}
+	free(paths);
 	release(vm, was_paused);
 	return r;
 }

@@ -12,6 +12,9 @@
  * disk with the snapshot, and removed; without, a disk-only snapshot. The machine runs on
  * as it was (paused stays paused). Returns 0 with *out set, or -1 (printed). */
 int vm_snapshot_create(struct vm *vm, const char *name, const char *statefile, json_t **out);
+/* --disk-only as virsh takes it: every writable disk moves onto a new qcow2 overlay
+ * (vmm/disk_snapshot.h) at one paused instant; the machine runs on from the overlays. */
+int vm_snapshot_create_external(struct vm *vm, const char *name, json_t **out);
 int vm_snapshot_delete(struct vm *vm, const char *name);
 
 #endif
