@@ -281,7 +281,8 @@ def test_state_guest_snapshot_run_on_revert(kite, tmp_path):
     snapshot while it runs, let it run on, revert. It continues from the snapshot's step with
     the counters of that instant (sum check), the timer fires, the snapshot's disk holds
     exactly the blocks of the steps before it (qemu-img reads it), qemu-img check is clean
-    and lists the snapshot with its VM state and guest clock."""
+    and lists the snapshot with its VM state and guest clock. Then a --disk-only snapshot
+    moves the running disk onto an overlay, through which the guest reads every block back."""
     from test_guest_programs import guest_elf
     m = Machines(kite)
     del m.env["KITE_RUNNER"]
@@ -311,6 +312,10 @@ def test_state_guest_snapshot_run_on_revert(kite, tmp_path):
         ran_on = last_step(console_until(lambda t: last_step(t) >= b + 3, 180))
         assert ran_on >= b + 3
         m.ok("snapshot-revert", "st", "s1", timeout=600)
+        # While it writes on: --disk-only moves the running disk onto an overlay; the guest's
+        # closing read-back of every block then reads through it.
+        console_until(lambda t: last_step(t) >= 1, 180)
+        m.ok("snapshot-create-as", "st", "e1", "--disk-only", timeout=600)
         text = console_until(lambda t: re.search(r"SUMMARY: [^\n]*\n", t), 300)
         steps = [int(s) for s, _ in STEP.findall(text)]
         assert steps, text
@@ -334,4 +339,8 @@ def test_state_guest_snapshot_run_on_revert(kite, tmp_path):
     size, clock = snapshot_table(disk)["s1"]
     assert size != "0 B" and clock != "00:00:00.000", (size, clock)
     assert "No errors were found on the image." in qemu_img("check", "-U", disk)
+    overlay = os.path.join(m.dir, "st.e1")
+    assert json.loads(qemu_img("info", "-U", "--output=json", overlay))["backing-filename"] \
+        == disk
+    assert "No errors were found on the image." in qemu_img("check", "-U", overlay)
     m.cleanup()
