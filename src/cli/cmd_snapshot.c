@@ -165,7 +165,8 @@ static bool is_external(json_t *s)
 	size_t i;
 	json_array_foreach(json_object_get(s, "disks"), i, d)
 	{
-		if (!strcmp(str(d, "snapshot"), "external"))
+		const char *kind = str(d, "snapshot");
+		if (kind && !strcmp(kind, "external"))
 			return true;
 	}
 	return false;

@@ -40,6 +40,15 @@ static int check_shape(json_t *meta, const char *path)
 		    !str_or_null(json_object_get(s, "vmstate_disk")) ||
 		    !json_is_integer(json_object_get(s, "vm_state_size")) || !json_is_array(disks))
 			return kite_error("%s: snapshot %zu is incomplete or corrupt", path, i + 1);
+		json_t *d;
+		size_t k;
+		json_array_foreach(disks, k, d)
+		{
+			if (!json_is_object(d) || !json_is_string(json_object_get(d, "target")) ||
+			    !json_is_string(json_object_get(d, "snapshot")))
+				return kite_error("%s: snapshot %zu: disk %zu is corrupt", path,
+						  i + 1, k + 1);
+		}
 	}
 	return 0;
 }

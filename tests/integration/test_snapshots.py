@@ -251,6 +251,19 @@ def test_snapshot_verbs_argument_errors(m):
         r = m(*argv)
         assert r.returncode == 1, (argv, r.stdout, r.stderr)
         assert why in r.stderr, (argv, r.stderr)
+    # Damaged metadata is refused by name, never trusted (nor a crash, under ASan).
+    meta = os.path.join(m.state, "args.snapshots")
+    for text, why in (('{"current": 5', "not valid JSON"),
+                      ('{"current": null, "snapshots": [{"name": "s", "description": "", '
+                       '"parent": null, "creation_time": 1, "state": "shutoff", '
+                       '"memory": false, "vmstate_disk": null, "vm_state_size": 0, '
+                       '"disks": [{"x": 1}]}]}', "snapshot 1: disk 1 is corrupt")):
+        with open(meta, "w") as f:
+            f.write(text)
+        r = m("snapshot-info", "args", "s")
+        assert r.returncode == 1 and r.stderr.startswith("kite: error: ") and \
+            why in r.stderr, r.stderr
+    os.unlink(meta)
     r = m.ok("snapshot-create-as", "--help")
     assert r.stdout.startswith("usage: kite snapshot-create-as NAME SNAP")
     assert "snapshot-revert" in m.ok("--help").stdout
