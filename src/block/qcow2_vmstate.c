@@ -5,7 +5,7 @@
  * active L1 table, the snapshot then takes the L1 table with it, and the active table lets
  * go of it again (as QEMU does, so that the next snapshot does not copy it). Loading reads
  * it through the snapshot's own L1 table. kite's VM state is a kite save file
- * (vmm/savefile.h); this layer only moves its bytes, skipping zero clusters both ways. */
+ * (machine/savefile.h); this layer only moves its bytes, skipping zero clusters both ways. */
 #include "block/qcow2_int.h"
 #include "util/err.h"
 #include "util/fullio.h"

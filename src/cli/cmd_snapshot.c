@@ -1,6 +1,6 @@
 /* kite snapshot-create-as, snapshot-list, snapshot-current, snapshot-info,
  * snapshot-dumpjson, snapshot-delete, snapshot-revert: virsh's snapshot verbs. The snapshots
- * are qcow2 internal snapshots of every writable disk (vmm/disk_snapshot.h), with the VM
+ * are qcow2 internal snapshots of every writable disk (machine/disk_snapshot.h), with the VM
  * state of a running machine in the first qcow2 disk's VM state area; their metadata is in
  * the state directory (mgmt/snapshot_store.h). A running machine takes its snapshot itself
  * (control command snapshot-create); a stopped one gets a disk-only snapshot from here. */
@@ -10,8 +10,8 @@
 #include "mgmt/runstate.h"
 #include "mgmt/snapshot_store.h"
 #include "util/err.h"
-#include "vmm/disk_snapshot.h"
-#include "vmm/savefile.h"
+#include "machine/disk_snapshot.h"
+#include "machine/savefile.h"
 
 #include <errno.h>
 #include <stdlib.h>
