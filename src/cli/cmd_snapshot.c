@@ -519,7 +519,7 @@ static int stop_cleanly(struct snap_ctx *x)
 	if (machine_connect(&x->cli.dirs, x->name, &c) == 0) {
 		control_client_execute(c, "quit", NULL, NULL, CONTROL_CLIENT_TIMEOUT_MS);
 		control_client_close(c);
-		if (machine_wait_stopped(&x->cli.dirs, x->name, START_TIMEOUT_MS) == 0)
+		if (machine_wait_stopped(&x->cli.dirs, x->name, start_timeout_ms()) == 0)
 			return 0;
 	}
 	return machine_destroy(&x->cli.dirs, x->name);
@@ -562,9 +562,9 @@ static int revert(struct snap_ctx *x, json_t *s, bool running, bool paused)
 	if (!start)
 		return 0;
 	if (memory) {
-		if (machine_start(&x->cli.dirs, &x->def, state, START_TIMEOUT_MS) < 0)
+		if (machine_start(&x->cli.dirs, &x->def, state, start_timeout_ms()) < 0)
 			return -1;
-	} else if (machine_start(&x->cli.dirs, &x->def, NULL, START_TIMEOUT_MS) < 0) {
+	} else if (machine_start(&x->cli.dirs, &x->def, NULL, start_timeout_ms()) < 0) {
 		return -1;
 	}
 	bool want_paused = paused || (!running && !strcmp(str(s, "state"), "paused"));
