@@ -281,3 +281,29 @@ def test_machines_attach_by_network_name(release, host, tmp_path):
     k("net-destroy", "vboxnet0")
     r = k("create", "vm2", "--kernel", str(kernel), "--net", "network=no/such", rc=1)
     assert "'no/such' is not a network name" in r.stderr, r.stderr
+
+
+@pytest.mark.kvm
+def test_guest_on_a_hostonly_network_gets_its_address(release, host):
+    """A real guest NIC (the virtio_net guest program under kite) on kite's host-only network:
+    DHCP hands it 192.168.56.101 from 192.168.56.1, it finds the host there, and the lease
+    shows in net-dhcp-leases. Runs where /dev/kvm is (the KVM host VM here)."""
+    from test_guest_programs import boot, guest_elf
+    kite = release
+    host.kite(kite, "net-define", "--name", "vboxnet0", "--mode", "hostonly", check_rc=0)
+    host.kite(kite, "net-start", "vboxnet0", check_rc=0)
+    base = (192 << 24) | (168 << 16) | (56 << 8)
+    argv = ["ip", "netns", "exec", host.name, "env", f"KITE_STATE_DIR={host.state}", kite,
+            "run", "--kernel", guest_elf("virtio_net"), "-m", "64M", "--console", "stdio",
+            "--no-reboot", "--append", f"base={base} host=1 dns=1 ip=101",
+            "--net", "network=vboxnet0,mac=52:54:00:12:34:77"]
+    r = boot(argv, timeout=300)
+    for line in ["DHCP offer: 192.168.56.101 from 192.168.56.1", "DHCP ack: 192.168.56.101",
+                 "ARP: gateway 192.168.56.1 is at"]:
+        assert any(p.startswith(line) for p in r.passed), r.output()
+    leases = host.kite(kite, "net-dhcp-leases", "vboxnet0", check_rc=0).stdout
+    assert re.search(r"52:54:00:12:34:77 +ipv4 +192\.168\.56\.101/24", leases), leases
+    # The VMM's tap left with it: only the bridge is left on the host side.
+    links = host.sh("ip -o link show").stdout
+    assert "kitetap" not in links, links
+    host.kite(kite, "net-destroy", "vboxnet0", check_rc=0)
