@@ -27,6 +27,8 @@ enum control_cmd {
 	CONTROL_MIGRATE,
 	CONTROL_QUERY_MIGRATE,
 	CONTROL_MIGRATE_CANCEL,
+	CONTROL_SNAPSHOT_CREATE,
+	CONTROL_SNAPSHOT_DELETE,
 	CONTROL_VMM_COMMANDS, /* how many a VMM handles */
 };
 
@@ -39,6 +41,7 @@ enum control_arg_type {
 	CONTROL_ARG_BYTES,  /* a positive integer */
 	CONTROL_ARG_PATH,   /* an absolute path (a string starting with /) */
 	CONTROL_ARG_STRING, /* a non-empty string */
+	CONTROL_ARG_NAME,   /* a snapshot name: 1 to 255 bytes, no '/', not "." or ".." */
 };
 
 struct control_arg {
@@ -71,6 +74,8 @@ extern const struct control_command control_commands[];
 extern const size_t control_ncommands;
 
 const struct control_command *control_command_find(const char *name);
+/* A snapshot name the protocol takes (and the state directory can file): CONTROL_ARG_NAME. */
+bool control_snapshot_name_ok(const char *s);
 /* Checks `args` (NULL: none) against cmd's schema. Returns NULL, or what is wrong, written to
  * `buf`. */
 const char *control_command_check_args(const struct control_command *cmd, json_t *args, char *buf,

@@ -2,6 +2,7 @@
 #include "mgmt/control_server.h"
 #include "machine/migrate_vm.h"
 #include "util/err.h"
+#include "machine/vm_snapshot.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -207,87 +208,129 @@ static int h_migrate_cancel(void *opaque, json_t *args, json_t **ret)
 	return 0;
 }
 
-const control_handler_fn machine_control_handlers[CONTROL_VMM_COMMANDS] = {
-    [CONTROL_QUERY_STATUS] = h_query_status,
-    [CONTROL_STOP] = h_stop,
-    [CONTROL_CONT] = h_cont,
-    [CONTROL_SYSTEM_POWERDOWN] = h_powerdown,
-    [CONTROL_SYSTEM_RESET] = h_reset,
-    [CONTROL_QUIT] = h_quit,
-    [CONTROL_BALLOON] = h_balloon,
-    [CONTROL_QUERY_BALLOON] = h_query_balloon,
-    [CONTROL_SAVE] = h_save,
-    [CONTROL_MIGRATE] = h_migrate,
-    [CONTROL_QUERY_MIGRATE] = h_query_migrate,
-    [CONTROL_MIGRATE_CANCEL] = h_migrate_cancel,
-};
+struct snapshot_req {
+		bool create, external;
+		const char *name, *state;
+		json_t *out;
+	};
 
-/* Bytes typed on an attached `kite console` go to whichever device the console feeds (the
- * UART, or hvc0 with console "virtio"); what it cannot take now is dropped, as on a line. */
-static int h_console_input(void *opaque, const void *data, size_t len)
-{
-	console_inject(ctl.console, data, len);
-	return 0;
-}
-
-static void forward_output(void *opaque, const uint8_t *buf, size_t len)
-{
-	control_server_console_output(opaque, buf, len);
-}
-
-static int monitor_start(void *opaque, struct console *console)
-{
-	ctl.console = console;
-	struct control_handlers h = {.console_input = h_console_input};
-	memcpy(h.cmd, machine_control_handlers, sizeof(h.cmd));
-	struct control_server *s;
-	if (control_server_start(ctl.path, ctl.name, &h, &s) < 0)
-		return -1;
-	ctl.server = s;
-	if (console_add_observer(console, forward_output, s) < 0) {
-		control_server_stop(s);
-		ctl.server = NULL;
-		return -1;
+	static int snapshot_vm(struct vm * vm, void *arg)
+	{
+		struct snapshot_req *q = arg;
+		int r = !q->create    ? vm_snapshot_delete(vm, q->name)
+			: q->external ? vm_snapshot_create_external(vm, q->name, &q->out)
+				      : vm_snapshot_create(vm, q->name, q->state, &q->out);
+		if (r < 0)
+			control_set_error(NULL, "%s", kite_last_error());
+		return r;
 	}
-	return 0;
-}
 
-/* The driver moved `actual`: BALLOON_CHANGE with the guest's memory in bytes, as QEMU. */
-static void balloon_changed(void *opaque, uint32_t actual)
-{
-	struct vm *vm = opaque;
-	uint64_t held = (uint64_t)actual << 12;
-	uint64_t bytes = held < vm->mem.ram_size ? vm->mem.ram_size - held : 0;
-	control_server_emit_event(ctl.server, "BALLOON_CHANGE",
-				  json_pack("{s:I}", "actual", (json_int_t)bytes));
-}
+	static int h_snapshot_create(void *opaque, json_t *args, json_t **ret)
+	{
+		struct snapshot_req q = {true, json_is_true(json_object_get(args, "external")),
+					 json_string_value(json_object_get(args, "name")),
+					 json_string_value(json_object_get(args, "state")), NULL};
+		if (q.external && q.state) {
+			control_set_error(NULL, "snapshot-create: \"external\" takes no \"state\"");
+			return -1;
+		}
+		int r = with_vm(snapshot_vm, &q);
+		*ret = r == 0 ? q.out : NULL;
+		return r;
+	}
 
-static void monitor_boot_started(void *opaque, struct vm *vm)
-{
-	if (vm->virtio_ready && vm->virtio.balloon)
-		virtio_balloon_on_actual(vm->virtio.balloon, balloon_changed, vm);
-}
+	static int h_snapshot_delete(void *opaque, json_t *args, json_t **ret)
+	{
+		struct snapshot_req q = {
+		    false, false, json_string_value(json_object_get(args, "name")), NULL, NULL};
+		return with_vm(snapshot_vm, &q);
+	}
 
-static void monitor_boot_ended(void *opaque, enum vm_exit why)
-{
-	if (why == VM_RESET)
-		control_server_emit_event(ctl.server, "RESET", NULL);
-	else
-		control_server_emit_event(ctl.server, "SHUTDOWN", NULL);
-}
+	const control_handler_fn machine_control_handlers[CONTROL_VMM_COMMANDS] = {
+	    [CONTROL_QUERY_STATUS] = h_query_status,
+	    [CONTROL_STOP] = h_stop,
+	    [CONTROL_CONT] = h_cont,
+	    [CONTROL_SYSTEM_POWERDOWN] = h_powerdown,
+	    [CONTROL_SYSTEM_RESET] = h_reset,
+	    [CONTROL_QUIT] = h_quit,
+	    [CONTROL_BALLOON] = h_balloon,
+	    [CONTROL_QUERY_BALLOON] = h_query_balloon,
+	    [CONTROL_SAVE] = h_save,
+	    [CONTROL_MIGRATE] = h_migrate,
+	    [CONTROL_QUERY_MIGRATE] = h_query_migrate,
+	    [CONTROL_MIGRATE_CANCEL] = h_migrate_cancel,
+	    [CONTROL_SNAPSHOT_CREATE] = h_snapshot_create,
+	    [CONTROL_SNAPSHOT_DELETE] = h_snapshot_delete,
+	};
 
-static void monitor_stop(void *opaque)
-{
-	control_server_stop(ctl.server);
-	ctl.server = NULL;
-}
+	/* Bytes typed on an attached `kite console` go to whichever device the console feeds (the
+	 * UART, or hvc0 with console "virtio"); what it cannot take now is dropped, as on a line.
+	 */
+	static int h_console_input(void *opaque, const void *data, size_t len)
+	{
+		console_inject(ctl.console, data, len);
+		return 0;
+	}
 
-void machine_control_monitor(struct machine_monitor *mon, const char *path, const char *name)
-{
-	ctl.path = path;
-	ctl.name = name;
-	*mon = (struct machine_monitor){.start = monitor_start,
-					.boot_started = monitor_boot_started,
-					.boot_ended = monitor_boot_ended,
-					.stop = monitor_stop};
-}
+	static void forward_output(void *opaque, const uint8_t *buf, size_t len)
+	{
+		control_server_console_output(opaque, buf, len);
+	}
+
+	static int monitor_start(void *opaque, struct console *console)
+	{
+		ctl.console = console;
+		struct control_handlers h = {.console_input = h_console_input};
+		memcpy(h.cmd, machine_control_handlers, sizeof(h.cmd));
+		struct control_server *s;
+		if (control_server_start(ctl.path, ctl.name, &h, &s) < 0)
+			return -1;
+		ctl.server = s;
+		if (console_add_observer(console, forward_output, s) < 0) {
+			control_server_stop(s);
+			ctl.server = NULL;
+			return -1;
+		}
+		return 0;
+	}
+
+	/* The driver moved `actual`: BALLOON_CHANGE with the guest's memory in bytes, as QEMU. */
+	static void balloon_changed(void *opaque, uint32_t actual)
+	{
+		struct vm *vm = opaque;
+		uint64_t held = (uint64_t)actual << 12;
+		uint64_t bytes = held < vm->mem.ram_size ? vm->mem.ram_size - held : 0;
+		control_server_emit_event(ctl.server, "BALLOON_CHANGE",
+					  json_pack("{s:I}", "actual", (json_int_t)bytes));
+	}
+
+	static void monitor_boot_started(void *opaque, struct vm *vm)
+	{
+		if (vm->virtio_ready && vm->virtio.balloon)
+			virtio_balloon_on_actual(vm->virtio.balloon, balloon_changed, vm);
+	}
+
+	static void monitor_boot_ended(void *opaque, enum vm_exit why)
+	{
+		if (why == VM_RESET)
+			control_server_emit_event(ctl.server, "RESET", NULL);
+		else
+			control_server_emit_event(ctl.server, "SHUTDOWN", NULL);
+	}
+
+	static void monitor_stop(void *opaque)
+	{
+		control_server_stop(ctl.server);
+		ctl.server = NULL;
+	}
+
+	void machine_control_monitor(struct machine_monitor * mon, const char *path,
+				     const char *name)
+	{
+		ctl.path = path;
+		ctl.name = name;
+		*mon = (struct machine_monitor){.start = monitor_start,
+						.boot_started = monitor_boot_started,
+						.boot_ended = monitor_boot_ended,
+						.stop = monitor_stop};
+	}
