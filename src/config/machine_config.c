@@ -190,6 +190,21 @@ void machine_exit_device_format(const struct machine_config *m, char out[16])
 		snprintf(out, 16, "off");
 }
 
+void machine_cpu_format(const struct machine_config *m, char out[MACHINE_CPU_TEXT_MAX])
+{
+	cpu_config_format(&m->cpu, out, MACHINE_CPU_TEXT_MAX);
+}
+
+static int set_cpu(struct machine_config *m, const char *v, const char *ctx)
+{
+	return cpu_config_parse(v, &m->cpu, ctx);
+}
+
+static int set_testdev(struct machine_config *m, const char *v, const char *ctx)
+{
+	return option_parse_bool(v, &m->testdev, ctx);
+}
+
 static int add_disk_spec(struct machine_config *m, const char *v, const char *ctx)
 {
 	struct disk_config d;
@@ -236,6 +251,8 @@ static const struct machine_field fields[] = {
     {"balloon", FIELD_BOOL, set_balloon},
     {"autostart", FIELD_BOOL, set_autostart},
     {"exit_device", FIELD_STRING, set_exit_device},
+    {"testdev", FIELD_BOOL, set_testdev},
+    {"cpu", FIELD_STRING, set_cpu},
 };
 
 static const struct machine_field *find_field(const char *name)
