@@ -298,7 +298,7 @@ int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console)
 			return -1;
 		vm->ioevent_ready = true;
 	}
-	vm->cpuid = cpuid_build(kvm);
+	vm->cpuid = cpuid_build(kvm, &vm->machine->cpu);
 	if (!vm->cpuid)
 		return -1;
 	vm->vcpus = calloc((size_t)vm->ncpus, sizeof(*vm->vcpus));
