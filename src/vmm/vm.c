@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
@@ -34,6 +35,22 @@ static void platform_event(void *opaque, enum machine_event ev)
 static void platform_guest_exit(void *opaque, uint32_t code)
 {
 	vm_request_guest_exit(opaque, code);
+}
+
+/* KVM maps guest RAM from kite's mapping through the MMU notifier: a protection change drops
+ * KVM's mapping of the page, and the next guest touch faults it back in, as QEMU's pc-testdev
+ * does with mprotect. Adding and removing PROT_EXEC changes the protection without ever
+ * taking an access away from kite's own threads (device threads read and write guest RAM). */
+static void platform_flush_page(void *opaque, uint64_t gpa)
+{
+	struct vm *vm = opaque;
+	void *p = gmem_ptr(&vm->mem, gpa, 4096);
+	if (!p)
+		return;
+	if (mprotect(p, 4096, PROT_READ | PROT_WRITE | PROT_EXEC) < 0 ||
+	    mprotect(p, 4096, PROT_READ | PROT_WRITE) < 0)
+		kite_warn("pc-testdev: flush of page 0x%llx: %s", (unsigned long long)gpa,
+			  strerror(errno));
 }
 
 /* Device threads, the io event thread and vCPUs (an unmask) send; only while the VM runs. */
@@ -244,11 +261,32 @@ static int add_fw_cfg(struct vm *vm)
 			      &fw_cfg_dma_ops, f, "fw_cfg-dma");
 }
 
+static int add_testdev(struct vm *vm)
+{
+	struct pc_testdev *t = &vm->testdev;
+	if (pc_testdev_init(t, &vm->platform) < 0)
+		return -1;
+	vm->has_testdev = true;
+	struct iobus *b = &vm->bus;
+	if (iobus_register(b, IOBUS_PIO, PC_TESTDEV_LATCH_PORT, PC_TESTDEV_LATCH_LEN,
+			   &pc_testdev_latch_ops, t, "pc-testdev") < 0 ||
+	    iobus_register(b, IOBUS_PIO, PC_TESTDEV_FLUSH_PORT, PC_TESTDEV_FLUSH_LEN,
+			   &pc_testdev_flush_ops, t, "pc-testdev") < 0 ||
+	    iobus_register(b, IOBUS_PIO, PC_TESTDEV_LATCH_BYTE_PORT, PC_TESTDEV_LATCH_LEN,
+			   &pc_testdev_latch_ops, t, "pc-testdev") < 0 ||
+	    iobus_register(b, IOBUS_PIO, PC_TESTDEV_IRQ_PORT, PC_TESTDEV_IRQ_LINES,
+			   &pc_testdev_irq_ops, t, "pc-testdev") < 0)
+		return -1;
+	return iobus_register(b, IOBUS_MMIO, PC_TESTDEV_IOMEM_BASE, PC_TESTDEV_IOMEM_LEN,
+			      &pc_testdev_iomem_ops, t, "pc-testdev");
+}
+
 static int add_devices(struct vm *vm, struct console *console)
 {
 	vm->platform = (struct platform_ops){.set_irq = platform_set_irq,
 					     .event = platform_event,
 					     .guest_exit = platform_guest_exit,
+					     .flush_page = platform_flush_page,
 					     .opaque = vm};
 	bool hvc = vm->virtio_ready && vm->virtio.console;
 	serial_init(&vm->serial, &vm->platform, SERIAL_COM1_IRQ, hvc ? NULL : console);
@@ -279,7 +317,7 @@ static int add_devices(struct vm *vm, struct console *console)
 				   &vm->debug_exit, "exit-device") < 0)
 			return -1;
 	}
-	return 0;
+	return vm->machine->testdev ? add_testdev(vm) : 0;
 }
 
 int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console)
@@ -471,6 +509,10 @@ void vm_destroy(struct vm *vm)
 		i8042_destroy(&vm->i8042);
 		rtc_destroy(&vm->rtc);
 		acpi_pm_destroy(&vm->pm);
+	}
+	if (vm->has_testdev) {
+		pc_testdev_destroy(&vm->testdev);
+		vm->has_testdev = false;
 	}
 	if (vm->fw_cfg_ready) {
 		fw_cfg_destroy(&vm->fw_cfg);

@@ -9,6 +9,7 @@
 #include "devices/debug_exit.h"
 #include "devices/fw_cfg.h"
 #include "devices/i8042.h"
+#include "devices/pc_testdev.h"
 #include "devices/platform.h"
 #include "devices/rtc.h"
 #include "devices/serial.h"
@@ -88,6 +89,8 @@ struct vm {
 	bool fw_cfg_ready;
 	bool exit_device; /* the machine has the test exit device, at exit_port */
 	uint16_t exit_port;
+	struct pc_testdev testdev;
+	bool has_testdev; /* the machine has QEMU's pc-testdev (testdev is initialised) */
 	struct virtio_devices virtio;
 	bool virtio_ready;
 	struct console *hvc_console; /* the console whose input goes to virtio-console */
