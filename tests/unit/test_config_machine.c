@@ -295,6 +295,16 @@ static void random_machine(struct machine_config *m)
 		snprintf(text, sizeof(text), rnd(2) ? "port=%u" : "port=0x%x", rnd(0xfffd));
 		assert_int_equal(machine_config_set(m, "exit_device", text, "--exit-device"), 0);
 	}
+	assert_int_equal(machine_config_set(m, "testdev", rnd(2) ? "on" : "off", "--testdev"), 0);
+	if (rnd(2)) {
+		static const char *const models[] = {"host", "max", "base"};
+		int n = snprintf(text, sizeof(text), "%s", models[rnd(3)]);
+		for (unsigned i = rnd(5); i > 0; i--)
+			n += snprintf(text + n, sizeof(text) - (size_t)n, ",%c%s",
+				      rnd(2) ? '+' : '-',
+				      cpu_features[rnd((unsigned)cpu_nfeatures)].name);
+		assert_int_equal(machine_config_set(m, "cpu", text, "--cpu"), 0);
+	}
 	unsigned ndisks = rnd(6);
 	for (unsigned i = 0; i < ndisks; i++) {
 		struct disk_config d = {0};
@@ -364,6 +374,11 @@ static void assert_same_machine(const struct machine_config *a, const struct mac
 	assert_int_equal(a->autostart, b->autostart);
 	assert_int_equal(a->exit_device, b->exit_device);
 	assert_int_equal(a->exit_port, b->exit_port);
+	assert_int_equal(a->testdev, b->testdev);
+	assert_int_equal(a->cpu.model, b->cpu.model);
+	assert_int_equal(a->cpu.nchanges, b->cpu.nchanges);
+	assert_memory_equal(a->cpu.changes, b->cpu.changes,
+			    a->cpu.nchanges * sizeof(a->cpu.changes[0]));
 	assert_int_equal(a->console, b->console);
 	assert_same_string(a->console_path, b->console_path);
 	assert_int_equal(a->ndisks, b->ndisks);
