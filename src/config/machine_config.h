@@ -27,6 +27,7 @@
 #define KITE_CONFIG_MACHINE_CONFIG_H
 
 #include "config/cpu_config.h"
+#include "config/fw_cfg_config.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -103,6 +104,8 @@ struct machine_config {
 	uint16_t exit_port; /* its first port */
 	bool testdev;	    /* --testdev: QEMU's pc-testdev (devices/pc_testdev.h) */
 	struct cpu_config cpu; /* --cpu MODEL[,+FEAT,-FEAT] (config/cpu_config.h) */
+	int nfw_cfg;	       /* --fw-cfg: files added to fw_cfg's directory, in order */
+	struct fw_cfg_config fw_cfg[MACHINE_MAX_FW_CFG];
 	enum machine_console console;
 	char *console_path; /* MACHINE_CONSOLE_FILE */
 	bool autostart;
@@ -121,7 +124,8 @@ void machine_config_free(struct machine_config *m);
  * kernel, initrd, append, memory and current_memory (sizes, a bare number is MiB), vcpus,
  * console (serial|stdio|virtio|none|file:PATH), rng, balloon, autostart (on|off),
  * exit_device (port=N, N decimal or 0x hex, or off), testdev (on|off), cpu (host|max|base
- * with +FEAT/-FEAT words, config/cpu_config.h); disks and
+ * with +FEAT/-FEAT words, config/cpu_config.h); disks, fw_cfg (--fw-cfg NAME,file=|string=)
+ * and
  * nics add one device from its option grammar (--disk SPEC, --net SPEC); shares is refused
  * (no virtio-fs yet). `ctx` begins each error message ("--memory", "web.json: memory").
  * Returns 0 or -1 (reported). */
