@@ -4,6 +4,7 @@
 #include "util/err.h"
 #include "vmm/acpi.h"
 #include "vmm/boot_bytes.h"
+#include "vmm/boot_file.h"
 #include "vmm/e820.h"
 #include "vmm/pvm.h"
 #include "vmm/savefile.h"
@@ -243,6 +244,34 @@ static int add_fw_cfg_e820(struct vm *vm)
 
 /* fw_cfg at 0x510 and its DMA interface at 0x514 (devices/fw_cfg.h): the RAM size, the vCPU
  * counts, etc/e820. */
+#define FW_CFG_USER_FILE_MAX (64u << 20)
+
+/* --fw-cfg: each file's bytes as the machine starts, or its string without a NUL (as QEMU). */
+static int add_fw_cfg_user(struct vm *vm)
+{
+	for (int i = 0; i < vm->machine->nfw_cfg; i++) {
+		const struct fw_cfg_config *c = &vm->machine->fw_cfg[i];
+		if (c->string) {
+			if (fw_cfg_add_file(&vm->fw_cfg, c->name, c->string,
+					    (uint32_t)strlen(c->string)) < 0)
+				return -1;
+			continue;
+		}
+		struct boot_file f;
+		if (boot_file_map(c->file, &f) < 0)
+			return -1;
+		int r = f.len > FW_CFG_USER_FILE_MAX
+			    ? kite_error("--fw-cfg %s: %s is larger than %u MiB", c->name, c->file,
+					 FW_CFG_USER_FILE_MAX >> 20)
+			    : fw_cfg_add_file(&vm->fw_cfg, c->name,
+					      f.data ? (const void *)f.data : "", (uint32_t)f.len);
+		boot_file_unmap(&f);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int add_fw_cfg(struct vm *vm)
 {
 	if (fw_cfg_init(&vm->fw_cfg) < 0)
@@ -252,7 +281,8 @@ static int add_fw_cfg(struct vm *vm)
 	if (fw_cfg_add_le64(f, FW_CFG_RAM_SIZE, vm->mem.ram_size) < 0 ||
 	    fw_cfg_add_le16(f, FW_CFG_NB_CPUS, (uint16_t)vm->ncpus) < 0 ||
 	    fw_cfg_add_le16(f, FW_CFG_MAX_CPUS, (uint16_t)vm->ncpus) < 0 ||
-	    add_fw_cfg_e820(vm) < 0 || fw_cfg_enable_dma(f, &vm->mem) < 0)
+	    add_fw_cfg_e820(vm) < 0 || add_fw_cfg_user(vm) < 0 ||
+	    fw_cfg_enable_dma(f, &vm->mem) < 0)
 		return -1;
 	if (iobus_register(&vm->bus, IOBUS_PIO, FW_CFG_PORT, FW_CFG_PORTS, &fw_cfg_ops, f,
 			   "fw_cfg") < 0)
