@@ -1,6 +1,6 @@
 /* CPUID for the guest: what KVM supports shaped by the machine's --cpu model
  * (config/cpu_config.h), with the hypervisor leaves set, the APIC id per vCPU, and on a KVM-PVM
- * host the features its instruction emulator cannot run hidden (CX16: the
+ * host the features its instruction emulator cannot run hidden whatever the model (CX16: the
  * emulator fails on `lock cmpxchg16b`; see README "PVM hosts"). */
 #include "vmm/vm.h"
 #include "config/cpu_config.h"
