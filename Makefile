@@ -105,8 +105,7 @@ build/kvm-host/vmlinuz build/kvm-host/initramfs.cpio.gz &: scripts/make-kvm-host
 check: all san $(GUEST_ELFS) guest
 	@./scripts/host-kind
 	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory integration-kvm
-	@$(MAKE) --no-print-directory integration
+	@./scripts/check-passes $(MAKE)
 
 # Real Linux guest from Debian packages (scripts/make-guest).
 guest: build/guest/vmlinuz build/guest/initramfs.cpio.gz

@@ -1,6 +1,7 @@
 /* Full-length file I/O: pread/pwrite loops that survive EINTR and short transfers. */
 #include "block/block_int.h"
 #include "util/err.h"
+#include "util/fullio.h"
 
 #include <errno.h>
 #include <linux/fs.h>
@@ -11,44 +12,24 @@
 
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off, const char *what)
 {
-	uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return kite_error_errno(errno, "%s: read of %zu bytes at %llu", what, len,
-						(unsigned long long)off);
-		}
-		if (n == 0) { /* EOF: the rest reads as zeros */
-			memset(p, 0, len);
-			return 0;
-		}
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
+	ssize_t n = full_pread(fd, buf, len, off);
+	if (n < 0)
+		return kite_error_errno((int)-n, "%s: read of %zu bytes at %llu", what, len,
+					(unsigned long long)off);
+	/* Past the end of the file an image reads as zeros. */
+	memset((uint8_t *)buf + n, 0, len - (size_t)n);
 	return 0;
 }
 
 int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off, const char *what)
 {
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return kite_error_errno(errno, "%s: write of %zu bytes at %llu", what, len,
-						(unsigned long long)off);
-		}
-		if (n == 0)
-			return kite_error("%s: write at %llu made no progress", what,
-					  (unsigned long long)off);
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
+	int rc = full_pwrite(fd, buf, len, off);
+	if (rc == -EIO)
+		return kite_error("%s: write at %llu made no progress", what,
+				  (unsigned long long)off);
+	if (rc < 0)
+		return kite_error_errno(-rc, "%s: write of %zu bytes at %llu", what, len,
+					(unsigned long long)off);
 	return 0;
 }
 

@@ -344,7 +344,10 @@ int machine_config_validate(const struct machine_config *m, const char *where)
 		}
 	}
 	for (int i = 0; i < m->nnics; i++) {
-		if (nic_config_check(&m->nics[i], where) < 0)
+		struct nic_user_addrs a;
+		if (nic_config_check(&m->nics[i], where) < 0 ||
+		    (m->nics[i].kind == NIC_USER &&
+		     nic_user_resolve(&m->nics[i], (unsigned)i, &a, where) < 0))
 			return -1;
 		for (int j = 0; j < i; j++)
 			if (m->nics[i].mac_set && m->nics[j].mac_set &&

@@ -68,6 +68,22 @@ struct net_hostfwd {
 
 enum nic_kind { NIC_USER, NIC_TAP };
 
+#define NIC_HOSTNAME_MAX 63
+
+/* A user (NAT) NIC's network, as QEMU's -netdev user options give it (config/nic_user.c).
+ * Addresses in network order; 0 = not given (the NIC's default). */
+struct nic_user {
+	uint32_t net, mask; /* net=ADDR[/MASK]; mask 0 = not given: 10.0.(2 + index).0/24 */
+	uint32_t host, dns, dhcpstart;
+	bool restricted; /* restrict=on: the guest reaches nothing but hostfwd'd connections */
+	char hostname[NIC_HOSTNAME_MAX + 1]; /* DHCP's host name option */
+};
+
+/* What a user NIC ends up with. Network order. */
+struct nic_user_addrs {
+	uint32_t net, mask, host, dns, dhcp;
+};
+
 /* --net user[,hostfwd=RULE]...[,mac=MAC] | tap=IFNAME[,mac=MAC] (or tap,ifname=IFNAME). */
 struct nic_config {
 	enum nic_kind kind;
@@ -77,6 +93,7 @@ struct nic_config {
 	    mac_set; /* else kite run uses 52:54:00:12:34:56 + index; a stored definition has one */
 	int nfwd;
 	struct net_hostfwd fwd[MACHINE_MAX_HOSTFWD];
+	struct nic_user user;
 };
 
 /* Which device carries the console: serial (COM1), virtio (hvc0), none, or COM1 into a file.
@@ -209,6 +226,22 @@ int mac_parse(const char *s, uint8_t mac[6]); /* 0, or -1 (not printed) */
 /* "tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT". parse reports with `ctx`. */
 int net_hostfwd_parse(const char *s, struct net_hostfwd *fwd, const char *ctx);
 void net_hostfwd_format(const struct net_hostfwd *f, char *out, size_t size);
+/* ---- nic_user.c ---- */
+int nic_user_set_net(struct nic_config *n, const char *v, const char *ctx);
+int nic_user_set_host(struct nic_config *n, const char *v, const char *ctx);
+int nic_user_set_dns(struct nic_config *n, const char *v, const char *ctx);
+int nic_user_set_dhcpstart(struct nic_config *n, const char *v, const char *ctx);
+int nic_user_set_restrict(struct nic_config *n, const char *v, const char *ctx);
+int nic_user_set_hostname(struct nic_config *n, const char *v, const char *ctx);
+/* True when any of the options above is set. */
+bool nic_user_any(const struct nic_config *n);
+/* The addresses of user NIC number `index` (its default net is 10.0.(2 + index).0/24), checked
+ * as QEMU checks them: host, dns and dhcpstart inside the net and distinct. 0 or -1. */
+int nic_user_resolve(const struct nic_config *n, unsigned index, struct nic_user_addrs *a,
+		     const char *ctx);
+/* Appends the options set to a --net spec / sets them in a JSON NIC object. 0 or -1. */
+int nic_user_format(const struct nic_config *n, char **spec);
+int nic_user_to_json(const struct nic_config *n, json_t *o);
 /* The default MAC of NIC `index`: 52:54:00:12:34:56 + index, as QEMU. */
 void net_default_mac(unsigned index, uint8_t mac[6]);
 

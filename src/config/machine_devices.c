@@ -76,7 +76,9 @@ int machine_config_add_nic(struct machine_config *m, const struct nic_config *n,
 {
 	if (m->nnics == MACHINE_MAX_NICS)
 		return kite_error("%s: at most %d network cards", ctx, MACHINE_MAX_NICS);
-	if (nic_config_check(n, ctx) < 0)
+	struct nic_user_addrs a;
+	if (nic_config_check(n, ctx) < 0 ||
+	    (n->kind == NIC_USER && nic_user_resolve(n, (unsigned)m->nnics, &a, ctx) < 0))
 		return -1;
 	for (int i = 0; n->mac_set && i < m->nnics; i++)
 		if (m->nics[i].mac_set && !memcmp(m->nics[i].mac, n->mac, 6)) {

@@ -183,8 +183,17 @@ struct nic_key {
 };
 
 static const struct nic_key nic_keys[] = {
-    {"type", set_type, false},	 {"ifname", set_ifname, false},	 {"mac", set_mac, false},
-    {"model", set_model, false}, {"hostfwd", add_hostfwd, true},
+    {"type", set_type, false},
+    {"ifname", set_ifname, false},
+    {"mac", set_mac, false},
+    {"model", set_model, false},
+    {"hostfwd", add_hostfwd, true},
+    {"net", nic_user_set_net, false},
+    {"host", nic_user_set_host, false},
+    {"dns", nic_user_set_dns, false},
+    {"dhcpstart", nic_user_set_dhcpstart, false},
+    {"restrict", nic_user_set_restrict, false},
+    {"hostname", nic_user_set_hostname, false},
 };
 #define NKEYS (sizeof(nic_keys) / sizeof(nic_keys[0]))
 
@@ -200,8 +209,10 @@ int nic_config_set(struct nic_config *n, const char *key, const char *value, con
 {
 	const struct nic_key *k = find_key(key);
 	if (!k)
-		return kite_error("%s: unknown option '%s' (mac=, hostfwd=, ifname=, model=)", ctx,
-				  key);
+		return kite_error(
+		    "%s: unknown option '%s' (mac=, hostfwd=, ifname=, model=, net=, host=, "
+		    "dns=, dhcpstart=, restrict=, hostname=)",
+		    ctx, key);
 	if (!value)
 		return kite_error("%s: '%s' needs a value (%s=...)", ctx, key, key);
 	return k->set(n, value, ctx);
@@ -215,6 +226,14 @@ int nic_config_check(const struct nic_config *n, const char *ctx)
 		return kite_error("%s: ifname is only for tap interfaces", ctx);
 	if (n->kind != NIC_USER && n->nfwd)
 		return kite_error("%s: hostfwd needs a user (NAT) interface", ctx);
+	if (n->kind != NIC_USER && nic_user_any(n))
+		return kite_error("%s: net=, host=, dns=, dhcpstart=, restrict= and hostname= are "
+				  "for user (NAT) interfaces",
+				  ctx);
+	/* With net= given the addresses do not depend on the NIC's place: check them now. */
+	struct nic_user_addrs a;
+	if (n->kind == NIC_USER && n->user.mask && nic_user_resolve(n, 0, &a, ctx) < 0)
+		return -1;
 	return 0;
 }
 
@@ -265,6 +284,8 @@ char *nic_config_format(const struct nic_config *n)
 		if (option_append(&s, "hostfwd", rule) < 0)
 			return NULL;
 	}
+	if (nic_user_format(n, &s) < 0)
+		return NULL;
 	return s;
 }
 
@@ -338,6 +359,8 @@ json_t *nic_config_to_json(const struct nic_config *n)
 				goto fail;
 		}
 	}
+	if (nic_user_to_json(n, o) < 0)
+		goto fail;
 	return o;
 fail:
 	json_decref(o);

@@ -280,17 +280,8 @@ static void slirp_destroy(struct net_backend *be)
 static const struct net_backend_ops slirp_ops = {slirp_send, slirp_wake, slirp_start,
 						 slirp_destroy};
 
-static struct in_addr ip4(unsigned a, unsigned b, unsigned c, unsigned d)
-{
-	return (struct in_addr){htonl(a << 24 | b << 16 | c << 8 | d)};
-}
-
 struct net_backend *net_slirp_create(const struct nic_config *o, unsigned index)
 {
-	if (index > 253) {
-		kite_error("user network: too many NICs");
-		return NULL;
-	}
 	struct net_slirp *s = calloc(1, sizeof(*s));
 	if (!s) {
 		kite_error("user network: out of memory");
@@ -303,18 +294,22 @@ struct net_backend *net_slirp_create(const struct nic_config *o, unsigned index)
 		slirp_destroy(&s->be);
 		return NULL;
 	}
-	unsigned net = 2 + index;
+	struct nic_user_addrs a;
+	if (nic_user_resolve(o, index, &a, "user network") < 0) {
+		slirp_destroy(&s->be);
+		return NULL;
+	}
 	SlirpConfig cfg = {
 	    .version = 3,
-	    .restricted = 0,
+	    .restricted = o->user.restricted,
 	    .in_enabled = true,
-	    .vnetwork = ip4(10, 0, net, 0),
-	    .vnetmask = ip4(255, 255, 255, 0),
-	    .vhost = ip4(10, 0, net, 2),
+	    .vnetwork = {a.net},
+	    .vnetmask = {a.mask},
+	    .vhost = {a.host},
 	    .in6_enabled = false,
-	    .vhostname = "kite",
-	    .vdhcp_start = ip4(10, 0, net, 15),
-	    .vnameserver = ip4(10, 0, net, 3),
+	    .vhostname = o->user.hostname[0] ? o->user.hostname : "kite",
+	    .vdhcp_start = {a.dhcp},
+	    .vnameserver = {a.dns},
 	};
 	s->slirp = slirp_new(&cfg, &slirp_callbacks, s);
 	if (!s->slirp) {
@@ -325,8 +320,7 @@ struct net_backend *net_slirp_create(const struct nic_config *o, unsigned index)
 	for (int i = 0; i < o->nfwd; i++) {
 		const struct net_hostfwd *f = &o->fwd[i];
 		struct in_addr host = {f->host_addr};
-		struct in_addr guest =
-		    f->guest_addr ? (struct in_addr){f->guest_addr} : ip4(10, 0, net, 15);
+		struct in_addr guest = {f->guest_addr ? f->guest_addr : a.dhcp};
 		if (slirp_add_hostfwd(s->slirp, f->udp, host, f->host_port, guest, f->guest_port) <
 		    0) {
 			kite_error("user network: cannot forward host %s port %u (in use?)",

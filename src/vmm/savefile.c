@@ -1,5 +1,6 @@
 #include "vmm/savefile.h"
 #include "util/err.h"
+#include "util/fullio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,36 +35,11 @@ static uint32_t crc(const void *p, size_t len)
 	return (uint32_t)c;
 }
 
+/* A save file read short is a truncated one. */
 static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
-	uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
+	ssize_t n = full_pread(fd, buf, len, off);
+	return n < 0 ? (int)n : (size_t)n < len ? -EIO : 0;
 }
 
 /* ---- reading ---- */
@@ -262,8 +238,8 @@ static int write_ram(int fd, const struct guest_mem *mem, uint64_t off)
 		while (j < n && (j - i) * SAVEFILE_PAGE < WRITE_CHUNK &&
 		       !zero_page(ram + j * SAVEFILE_PAGE))
 			j++;
-		int rc = pwrite_all(fd, ram + i * SAVEFILE_PAGE, (size_t)((j - i) * SAVEFILE_PAGE),
-				    off + i * SAVEFILE_PAGE);
+		int rc = full_pwrite(fd, ram + i * SAVEFILE_PAGE, (size_t)((j - i) * SAVEFILE_PAGE),
+				     off + i * SAVEFILE_PAGE);
 		if (rc < 0)
 			return rc;
 		i = j;
@@ -308,10 +284,10 @@ static int write_file(int fd, const struct state_buf *hdr, const struct state_bu
 	memcpy(head + MAGIC_LEN, &hlen, 4);
 	uint64_t off = 0;
 	int rc;
-	if ((rc = pwrite_all(fd, head, sizeof(head), off)) < 0 ||
-	    (rc = pwrite_all(fd, hdr->data, hdr->len, off += sizeof(head))) < 0 ||
-	    (rc = pwrite_all(fd, &hcrc, 4, off += hdr->len)) < 0 ||
-	    (rc = pwrite_all(fd, state->data, state->len, off += 4)) < 0)
+	if ((rc = full_pwrite(fd, head, sizeof(head), off)) < 0 ||
+	    (rc = full_pwrite(fd, hdr->data, hdr->len, off += sizeof(head))) < 0 ||
+	    (rc = full_pwrite(fd, &hcrc, 4, off += hdr->len)) < 0 ||
+	    (rc = full_pwrite(fd, state->data, state->len, off += 4)) < 0)
 		return rc;
 	if (ftruncate(fd, (off_t)(ram_offset + ram_size)) < 0)
 		return -errno;

@@ -5,16 +5,19 @@
  * echo_port, prints "READY: hostfwd", and echoes what arrives through the host's forwarded
  * port; with udp_port it then prints "READY: udp" and echoes one datagram. nic=N uses the Nth card
  * (from 0), subnet=S expects 10.0.S.0/24 instead of 10.0.2.0/24 (kite puts its second card
- * on 10.0.3.0/24). All of it runs in ring 3 on a tiny IPv4 stack (lib/net.c). */
+ * on 10.0.3.0/24); host=H, dns=D and ip=I expect the gateway, DNS and DHCP address at 10.0.S.H,
+ * .D and .I instead of .2, .3 and .15 (--net user's host=, dns=, dhcpstart=). All of it runs in
+ * ring 3 on a tiny IPv4 stack (lib/net.c). */
 #include "libguest.h"
 #include "net.h"
 
 const char guest_name[] = "virtio_net";
 
-static unsigned subnet = 2; /* 10.0.subnet.0/24 */
-#define GUEST_IP   IP4(10, 0, subnet, 15)
-#define GATEWAY_IP IP4(10, 0, subnet, 2)
-#define DNS_IP	   IP4(10, 0, subnet, 3)
+static unsigned subnet = 2;				      /* 10.0.subnet.0/24 */
+static unsigned host_octet = 2, dns_octet = 3, ip_octet = 15; /* 10.0.subnet.octet */
+#define GUEST_IP   IP4(10, 0, subnet, ip_octet)
+#define GATEWAY_IP IP4(10, 0, subnet, host_octet)
+#define DNS_IP	   IP4(10, 0, subnet, dns_octet)
 #define DHCP_XID   0x6b697465 /* "kite" */
 #define GUEST_MSG  "hello from the guest\n"
 
@@ -129,7 +132,7 @@ static void dns(void)
 {
 	uint8_t mac[6];
 	if (!net_arp(&net, DNS_IP, mac, 3000)) {
-		report(false, "ARP: 10.0.%u.3 (DNS) answers", subnet);
+		report(false, "ARP: 10.0.%u.%u (DNS) answers", subnet, dns_octet);
 		return;
 	}
 	static const uint8_t q[] = {
@@ -147,12 +150,13 @@ static void dns(void)
 		}
 	}
 	if (!got) {
-		report(false, "DNS: a reply from 10.0.%u.3 to a query for localhost", subnet);
+		report(false, "DNS: a reply from 10.0.%u.%u to a query for localhost", subnet,
+		       dns_octet);
 		return;
 	}
 	unsigned rcode = p.data[3] & 0xf, answers = (unsigned)(p.data[6] << 8 | p.data[7]);
-	report(true, "DNS: a reply from 10.0.%u.3 to a query for localhost (rcode %u, %u answers)",
-	       subnet, rcode, answers);
+	report(true, "DNS: a reply from 10.0.%u.%u to a query for localhost (rcode %u, %u answers)",
+	       subnet, dns_octet, rcode, answers);
 }
 
 /* ---- TCP ---- */
@@ -280,7 +284,8 @@ static void tcp_client(uint16_t port)
 			}
 		}
 	}
-	report(est, "TCP: connected to 10.0.%u.2:%u (the host's 127.0.0.1)", subnet, port);
+	report(est, "TCP: connected to 10.0.%u.%u:%u (the host's 127.0.0.1)", subnet, host_octet,
+	       port);
 	if (!est)
 		return;
 	static uint8_t in[512];
@@ -366,6 +371,9 @@ static void udp_echo(uint16_t port)
 static uint64_t body(uint64_t arg)
 {
 	subnet = (unsigned)cmdline_u64("subnet", 2);
+	host_octet = (unsigned)cmdline_u64("host", 2);
+	dns_octet = (unsigned)cmdline_u64("dns", 3);
+	ip_octet = (unsigned)cmdline_u64("ip", 15);
 	int nic = (int)cmdline_u64("nic", 0);
 	bool up = net_init(&net, nic);
 	report(up, "virtio-net: VERSION_1 negotiated, receive and transmit queues ready");
@@ -376,8 +384,8 @@ static uint64_t body(uint64_t arg)
 	if (!dhcp())
 		return 0;
 	bool gw = net_arp(&net, GATEWAY_IP, gw_mac, 3000);
-	report(gw, "ARP: gateway 10.0.%u.2 is at %02x:%02x:%02x:%02x:%02x:%02x", subnet, gw_mac[0],
-	       gw_mac[1], gw_mac[2], gw_mac[3], gw_mac[4], gw_mac[5]);
+	report(gw, "ARP: gateway 10.0.%u.%u is at %02x:%02x:%02x:%02x:%02x:%02x", subnet,
+	       host_octet, gw_mac[0], gw_mac[1], gw_mac[2], gw_mac[3], gw_mac[4], gw_mac[5]);
 	dns();
 	uint64_t port = cmdline_u64("tcp_port", 0);
 	if (gw && port)

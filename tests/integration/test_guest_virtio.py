@@ -356,6 +356,47 @@ def run_second_nic(argv_for):
     return r
 
 
+# --net user's net=, host=, dns=, dhcpstart= (QEMU's -netdev user options of the same names).
+CUSTOM_NET = "net=10.0.9.0/24,host=10.0.9.9,dns=10.0.9.8,dhcpstart=10.0.9.50"
+CUSTOM_NET_EXPECTED = ["DHCP offer: 10.0.9.50 from 10.0.9.9", "DHCP ack: 10.0.9.50",
+                       "ARP: gateway 10.0.9.9 is at", "DNS: a reply from 10.0.9.8",
+                       "TCP: connected to 10.0.9.9:",
+                       'TCP: the host\'s reply "hello from the host: hello from the guest"']
+
+
+def run_custom_net(argv_for):
+    """DHCP, DNS and the host service at the addresses CUSTOM_NET gives."""
+    service = HostService()
+    try:
+        r = boot(argv_for(f"subnet=9 host=9 dns=8 ip=50 tcp_port={service.port}"), timeout=120)
+    finally:
+        service.close()
+    r.assert_all_passed(CUSTOM_NET_EXPECTED)
+    assert service.received == GUEST_LINE, r.output()
+    return r
+
+
+def run_restricted(argv_for):
+    """restrict=on: the guest still gets its address and its forwarded port still works, but
+    its own connection to the host (10.0.2.2, the host's 127.0.0.1) is refused, though a
+    service listens there."""
+    service, host_port = HostService(), free_port()
+    client = EchoClient(host_port, None)
+    try:
+        r = boot(argv_for(host_port, f"tcp_port={service.port} echo_port={ECHO_PORT}"),
+                 stop=client, timeout=120)
+    finally:
+        service.close()
+    assert "DHCP ack: 10.0.2.15" in " ".join(r.passed), r.output()
+    assert f"TCP: connected to 10.0.2.2:{service.port} (the host's 127.0.0.1)" in r.failed, \
+        r.output()
+    assert service.received is None, r.output()
+    assert client.thread is not None, r.output()
+    client.thread.join(timeout=30)
+    assert client.echo == ECHO_LINE, r.output()
+    return r
+
+
 def qemu_net(host_port, host_udp_port=None):
     fwd = f"hostfwd=tcp:127.0.0.1:{host_port}-:{ECHO_PORT}"
     if host_udp_port:
@@ -373,6 +414,19 @@ def test_virtio_net_second_nic_on_10_0_3_qemu():
         "virtio_net", append,
         extra=["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
                "-netdev", "user,id=n1,net=10.0.3.0/24", "-device", "virtio-net-pci,netdev=n1"]))
+
+
+def test_virtio_net_user_addresses_qemu():
+    run_custom_net(lambda append: qemu_argv(
+        "virtio_net", append,
+        extra=["-netdev", f"user,id=n0,{CUSTOM_NET}", "-device", "virtio-net-pci,netdev=n0"]))
+
+
+def test_virtio_net_user_restrict_qemu():
+    run_restricted(lambda host_port, append: qemu_argv(
+        "virtio_net", append,
+        extra=["-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:{ECHO_PORT}",
+               "-device", "virtio-net-pci,netdev=n0"]))
 
 
 def test_virtio_net_closed_host_port_is_reported_qemu():

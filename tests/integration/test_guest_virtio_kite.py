@@ -11,7 +11,8 @@ from test_guest_programs import boot, guest_elf
 from test_guest_virtio import (ECHO_PORT, MSIX_EXPECTED, PCI_EXPECTED, RNG_EXPECTED, SERIAL,
                                UDP_PORT, blk_append,
                                check_blk_ro, check_blk_rw, check_hostile, make_disk,
-                               run_net, run_second_nic)
+                               CUSTOM_NET, run_custom_net, run_net, run_restricted,
+                               run_second_nic)
 
 pytestmark = pytest.mark.kvm
 
@@ -79,6 +80,17 @@ def test_virtio_net_second_nic_on_10_0_3_kite(kite):
     """README: the second card's NAT is 10.0.3.0/24."""
     run_second_nic(lambda append: kite_argv(kite, "virtio_net", append,
                                             ["--net", "user", "--net", "user"]))
+
+
+def test_virtio_net_user_addresses_kite(kite):
+    run_custom_net(lambda append: kite_argv(kite, "virtio_net", append,
+                                            ["--net", f"user,{CUSTOM_NET}"]))
+
+
+def test_virtio_net_user_restrict_kite(kite):
+    run_restricted(lambda host_port, append: kite_argv(
+        kite, "virtio_net", append,
+        ["--net", f"user,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:{ECHO_PORT}"]))
 
 
 def kite_stats(stderr):

@@ -188,6 +188,79 @@ static void nic_json_uses_the_same_keys(void **state)
 	}
 }
 
+/* QEMU's -netdev user options: a net= without a mask gets its class's, host/dns/dhcpstart
+ * default to .2/.3/.15 inside it, and everything round-trips through --net and JSON. */
+static void nic_user_network_options(void **state)
+{
+	struct nic_config n;
+	struct nic_user_addrs a;
+	assert_int_equal(nic_config_parse("user", &n, "--net"), 0);
+	assert_int_equal(nic_user_resolve(&n, 1, &a, "t"), 0);
+	assert_int_equal(a.net, inet_addr("10.0.3.0"));
+	assert_int_equal(a.host, inet_addr("10.0.3.2"));
+	assert_int_equal(a.dns, inet_addr("10.0.3.3"));
+	assert_int_equal(a.dhcp, inet_addr("10.0.3.15"));
+
+	assert_int_equal(nic_config_parse("user,net=10.5.0.0/16", &n, "--net"), 0);
+	assert_int_equal(nic_user_resolve(&n, 3, &a, "t"), 0);
+	assert_int_equal(a.mask, inet_addr("255.255.0.0"));
+	assert_int_equal(a.host, inet_addr("10.5.2.2"));
+	assert_int_equal(a.dhcp, inet_addr("10.5.2.15"));
+	/* Class masks: 192.168.x is a /16, 10.x a /8; the host bits are cleared. */
+	assert_int_equal(nic_config_parse("user,net=192.168.7.9", &n, "--net"), 0);
+	assert_int_equal(n.user.net, inet_addr("192.168.0.0"));
+	assert_int_equal(n.user.mask, inet_addr("255.255.0.0"));
+	assert_int_equal(nic_config_parse("user,net=10.0.9.0/255.255.255.0", &n, "--net"), 0);
+	assert_int_equal(n.user.mask, inet_addr("255.255.255.0"));
+
+	const char *spec = "user,net=10.0.9.0/24,host=10.0.9.9,dns=10.0.9.8,dhcpstart=10.0.9.50,"
+			   "restrict=on,hostname=box-1";
+	assert_int_equal(nic_config_parse(spec, &n, "--net"), 0);
+	assert_int_equal(nic_user_resolve(&n, 0, &a, "t"), 0);
+	assert_int_equal(a.host, inet_addr("10.0.9.9"));
+	assert_int_equal(a.dns, inet_addr("10.0.9.8"));
+	assert_int_equal(a.dhcp, inet_addr("10.0.9.50"));
+	assert_true(n.user.restricted);
+	assert_string_equal(n.user.hostname, "box-1");
+	char *back = nic_config_format(&n);
+	assert_string_equal(back, spec);
+	free(back);
+	json_t *j = nic_config_to_json(&n);
+	struct nic_config m;
+	assert_int_equal(nic_config_from_json(j, &m, "t"), 0);
+	assert_memory_equal(&m.user, &n.user, sizeof(n.user));
+	assert_string_equal(json_string_value(json_object_get(j, "net")), "10.0.9.0/24");
+	json_decref(j);
+
+	/* Without net=, the addresses must fit the NIC's own default net. */
+	assert_int_equal(nic_config_parse("user,dhcpstart=10.0.2.20", &n, "--net"), 0);
+	assert_int_equal(nic_user_resolve(&n, 0, &a, "t"), 0);
+	assert_int_equal(nic_user_resolve(&n, 1, &a, "t"), -1);
+
+	const char *bad[] = {
+	    "user,net=10.0.9.0/33",
+	    "user,net=10.0.9.0/3",
+	    "user,net=10.0.9.0/31",
+	    "user,net=10.0.9.0/x",
+	    "user,net=10.0.9.0/255.0.255.0",
+	    "user,net=10.0.9",
+	    "user,net=10.0.9.0/24,host=10.0.8.2",
+	    "user,net=10.0.9.0/24,dns=10.0.9.255",
+	    "user,net=10.0.9.0/24,dhcpstart=10.0.9.0",
+	    "user,net=10.0.9.0/24,dns=10.0.9.2",
+	    "user,net=10.0.9.0/24,dhcpstart=10.0.9.3",
+	    "user,host=0.0.0.0",
+	    "user,restrict=maybe",
+	    "user,hostname=",
+	    "user,hostname=a_b",
+	    "tap=tap0,restrict=on",
+	    "tap=tap0,net=10.0.9.0/24",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (nic_config_parse(bad[i], &n, "--net") != -1)
+			fail_msg("accepted --net %s", bad[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -195,6 +268,7 @@ int main(void)
 	    cmocka_unit_test(disk_json_uses_the_same_keys),
 	    cmocka_unit_test(nic_grammar),
 	    cmocka_unit_test(nic_json_uses_the_same_keys),
+	    cmocka_unit_test(nic_user_network_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -142,15 +142,20 @@ static void write_head(const char *path, const uint8_t *d, size_t len, size_t si
 	assert_int_equal(truncate(path, (off_t)size), 0);
 }
 
+/* A good save file's bytes, and in `bad` the path of a sibling file `name` to damage. */
+static uint8_t *good_bytes(struct fx *f, const char *name, char *bad, size_t badsz, size_t *len)
+{
+	write_ok(f);
+	snprintf(bad, badsz, "%s/%s", f->dir, name);
+	return read_all(f->path, len);
+}
+
 /* Every length up to past the state, and a few into the RAM: all refused. */
 static void cut_files_refused(void **state)
 {
-	struct fx *f = *state;
-	write_ok(f);
 	size_t len;
-	uint8_t *d = read_all(f->path, &len);
 	char bad[160];
-	snprintf(bad, sizeof(bad), "%s/cut.save", f->dir);
+	uint8_t *d = good_bytes(*state, "cut.save", bad, sizeof(bad), &len);
 	for (size_t n = 0; n < 2048; n += 7) {
 		write_all(bad, d, n);
 		struct savefile sf;
@@ -169,14 +174,12 @@ static void cut_files_refused(void **state)
 static void flipped_bytes_refused(void **state)
 {
 	struct fx *f = *state;
-	write_ok(f);
 	size_t len;
-	uint8_t *d = read_all(f->path, &len);
+	char bad[160];
+	uint8_t *d = good_bytes(f, "flip.save", bad, sizeof(bad), &len);
 	uint32_t hlen;
 	memcpy(&hlen, d + 8, 4);
 	size_t end = 16 + hlen + f->state.len;
-	char bad[160];
-	snprintf(bad, sizeof(bad), "%s/flip.save", f->dir);
 	for (size_t i = 0; i < end; i += 3) {
 		d[i] ^= 0x5a;
 		write_head(bad, d, end, len);
@@ -194,10 +197,9 @@ static void flipped_bytes_refused(void **state)
 
 static void other_version_refused(void **state)
 {
-	struct fx *f = *state;
-	write_ok(f);
 	size_t len;
-	uint8_t *d = read_all(f->path, &len);
+	char bad[160];
+	uint8_t *d = good_bytes(*state, "v2.save", bad, sizeof(bad), &len);
 	/* The header record's version follows its name; the CRC covers it: fix the CRC. */
 	uint32_t hlen;
 	memcpy(&hlen, d + 8, 4);
@@ -207,8 +209,6 @@ static void other_version_refused(void **state)
 	uLong c = crc32(0L, Z_NULL, 0);
 	uint32_t crc = (uint32_t)crc32(c, d + 12, hlen);
 	memcpy(d + 12 + hlen, &crc, 4);
-	char bad[160];
-	snprintf(bad, sizeof(bad), "%s/v2.save", f->dir);
 	write_all(bad, d, len);
 	struct savefile sf;
 	assert_int_equal(savefile_open(&sf, bad), -1);
