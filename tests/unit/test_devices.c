@@ -2,6 +2,7 @@
 #include "unit.h"
 #include "devices/acpi_pm.h"
 #include "devices/debug_exit.h"
+#include "config/fw_cfg_config.h"
 #include "devices/fw_cfg.h"
 #include "devices/i8042.h"
 #include "devices/pc_testdev.h"
@@ -386,6 +387,23 @@ static void rtc_reads_bcd_time(void **state)
 	rtc_destroy(&r);
 }
 
+/* A machine's fw_cfg (vmm/vm.c's items, etc/e820) has room for every --fw-cfg file. */
+static void fw_cfg_takes_every_boot_file(void **state)
+{
+	struct fw_cfg f;
+	assert_int_equal(fw_cfg_init(&f), 0);
+	assert_int_equal(fw_cfg_add_le64(&f, FW_CFG_RAM_SIZE, 1 << 26), 0);
+	assert_int_equal(fw_cfg_add_le16(&f, FW_CFG_NB_CPUS, 1), 0);
+	assert_int_equal(fw_cfg_add_le16(&f, FW_CFG_MAX_CPUS, 1), 0);
+	assert_int_equal(fw_cfg_add_file(&f, "etc/e820", "e820", 4), 0);
+	char name[16];
+	for (int i = 0; i < MACHINE_MAX_FW_CFG; i++) {
+		snprintf(name, sizeof(name), "opt/f%d", i);
+		assert_int_equal(fw_cfg_add_file(&f, name, name, (uint32_t)strlen(name)), 0);
+	}
+	fw_cfg_destroy(&f);
+}
+
 static uint32_t le32(const uint8_t *b)
 {
 	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
@@ -475,6 +493,7 @@ int main(void)
 	    cmocka_unit_test_setup(i8042_pulse_resets, reset_fakes),
 	    cmocka_unit_test_setup(rtc_reads_bcd_time, reset_fakes),
 	    cmocka_unit_test_setup(debug_exit_writes_end_the_run, reset_fakes),
+	    cmocka_unit_test_setup(fw_cfg_takes_every_boot_file, reset_fakes),
 	    cmocka_unit_test_setup(pc_testdev_latch, reset_fakes),
 	    cmocka_unit_test_setup(pc_testdev_irq_lines_and_flush, reset_fakes),
 	    cmocka_unit_test_setup(pc_testdev_iomem_window, reset_fakes),
