@@ -42,6 +42,15 @@ static const struct kite_command commands[] = {
     {"detach-disk", cmd_detach_disk, "remove a disk from a machine (--config)"},
     {"attach-interface", cmd_attach_interface, "add a NIC to a machine (--config)"},
     {"detach-interface", cmd_detach_interface, "remove a NIC from a machine (--config)"},
+    {"net-define", cmd_net_define, "define a named network (hostonly, internal, bridge)"},
+    {"net-list", cmd_net_list, "list networks (--all: inactive ones too)"},
+    {"net-info", cmd_net_info, "a network's definition and state"},
+    {"net-dumpjson", cmd_net_dumpjson, "print a network's definition"},
+    {"net-start", cmd_net_start, "start a network (bridge, address, DHCP)"},
+    {"net-destroy", cmd_net_destroy, "stop a network"},
+    {"net-undefine", cmd_net_undefine, "remove an inactive network's definition"},
+    {"net-autostart", cmd_net_autostart, "mark a network to start at host boot"},
+    {"net-dhcp-leases", cmd_net_dhcp_leases, "the addresses a network's DHCP handed out"},
     {"_fake-run", cmd_fake_run, NULL},
 };
 

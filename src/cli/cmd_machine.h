@@ -115,6 +115,15 @@ int cmd_console(int argc, char **argv);
 int cmd_event(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 int cmd_fake_run(int argc, char **argv);
+int cmd_net_define(int argc, char **argv);
+int cmd_net_list(int argc, char **argv);
+int cmd_net_info(int argc, char **argv);
+int cmd_net_dumpjson(int argc, char **argv);
+int cmd_net_start(int argc, char **argv);
+int cmd_net_destroy(int argc, char **argv);
+int cmd_net_undefine(int argc, char **argv);
+int cmd_net_autostart(int argc, char **argv);
+int cmd_net_dhcp_leases(int argc, char **argv);
 /* The stand-in VMM's handler of each control command. */
 extern const control_handler_fn fake_run_handlers[CONTROL_VMM_COMMANDS];
 
