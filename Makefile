@@ -6,7 +6,7 @@ CC      ?= gcc
 PYTHON  := /usr/bin/python3
 PKGS    := jansson slirp zlib libzstd liblzma liblz4 ext2fs com_err fuse3 libedit \
 	   libarchive libxml-2.0 nettle
-# Compiled against, not linked: src/vmm/pvm_libs.c dlopens them by soname on a KVM-PVM host.
+# Compiled against, not linked: src/kvm/pvm_libs.c dlopens them by soname on a KVM-PVM host.
 DLOPEN_PKGS := unicorn capstone
 soname = $(shell objdump -p $$(pkg-config --variable=libdir $(1))/lib$(1).so 2>/dev/null | \
 	   awk '/SONAME/ { print $$2 }')
@@ -42,7 +42,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 SAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/san/tests/%)
 
-.PHONY: all check unit integration san run guest guests format clean
+.PHONY: all check layers unit integration san run guest guests format clean
 # Keep intermediate files (the guest programs' objects): nothing to delete, and pytest's summary
 # stays the last line of `make check`.
 .SECONDARY:
@@ -76,6 +76,10 @@ san: build/san/kite
 -include tests/guests/guests.mk
 guests: $(GUEST_ELFS)
 
+# Includes point only down the layers of src/ (DEVELOPERS.md "Layers").
+layers:
+	@./scripts/check-layers
+
 unit: $(UNIT_BINS) $(SAN_UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS) $(SAN_UNIT_BINS); do echo "== $$t"; timeout 600 $$t; done
 
@@ -104,6 +108,7 @@ build/kvm-host/vmlinuz build/kvm-host/initramfs.cpio.gz &: scripts/make-kvm-host
 # Unit tests first; pytest's own summary line ends the run.
 check: all san $(GUEST_ELFS) guest
 	@./scripts/host-kind
+	@./scripts/check-layers
 	@$(MAKE) --no-print-directory unit
 	@./scripts/check-passes $(MAKE)
 

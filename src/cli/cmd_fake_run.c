@@ -315,12 +315,12 @@ static int fake_run(struct run_options *o)
 	const char *fail = getenv("KITE_FAKE_FAIL");
 	if (fail && *fail)
 		return kite_error("%s", fail) < 0;
-	if (!o->run.control_socket)
+	if (!o->control_socket)
 		return kite_error("_fake-run: --control-socket is required") < 0;
 	struct blk *blks[MACHINE_MAX_DISKS] = {0};
 	int code = open_disks(&o->machine, blks) < 0
 		       ? 1
-		       : fake_guest(&o->machine, o->run.control_socket, o->run.restore != NULL);
+		       : fake_guest(&o->machine, o->control_socket, o->run.restore != NULL);
 	close_disks(blks);
 	return code;
 }

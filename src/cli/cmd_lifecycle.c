@@ -6,7 +6,7 @@
 #include "mgmt/launch.h"
 #include "mgmt/runstate.h"
 #include "util/err.h"
-#include "vmm/savefile.h"
+#include "machine/savefile.h"
 
 #include <errno.h>
 #include <stdint.h>

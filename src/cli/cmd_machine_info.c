@@ -446,8 +446,12 @@ int cmd_domiflist(int argc, char **argv)
 		const struct nic_config *n = &def.nics[i];
 		char mac[18];
 		mac_format(n->mac, mac);
-		const char *row[] = {n->ifname[0] ? n->ifname : "-", nic_kind_name(n->kind),
-				     n->kind == NIC_USER ? "nat" : "-", "virtio", mac};
+		const char *source = n->kind == NIC_USER      ? "nat"
+				     : n->kind == NIC_BRIDGE  ? n->bridge
+				     : n->kind == NIC_NETWORK ? n->network
+							      : "-";
+		const char *row[] = {n->ifname[0] ? n->ifname : "-", nic_kind_name(n->kind), source,
+				     "virtio", mac};
 		if (table_add(t, row) < 0)
 			rc = 1;
 	}

@@ -2,7 +2,9 @@
 #include "cli/commands.h"
 #include "cli/machine_options.h"
 #include "cli/run_options.h"
-#include "vmm/machine.h"
+#include "machine/machine.h"
+#include "mgmt/machine_control.h"
+#include "mgmt/network.h"
 
 #include <stdio.h>
 
@@ -16,10 +18,30 @@ static void usage(FILE *out)
 	      out);
 }
 
+static bool machine_has_network_nics(const struct machine_config *m)
+{
+	for (int i = 0; i < m->nnics; i++)
+		if (m->nics[i].kind == NIC_NETWORK && !m->nics[i].bridge[0])
+			return true;
+	return false;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static struct run_options o; /* large (device tables): not on the stack */
 	int r = run_options_parse(argc, argv, "run", usage, &o);
+	if (r == 0 && machine_has_network_nics(&o.machine)) {
+		/* --net network=NAME: the network's bridge, from the state directory. */
+		struct mgmt_dirs d;
+		if (mgmt_dirs_init(NULL, NULL, &d) < 0 || network_resolve_nics(&d, &o.machine) < 0)
+			r = -1;
+	}
+	struct machine_monitor control;
+	if (r == 0 && o.control_socket) {
+		machine_control_monitor(&control, o.control_socket,
+					o.machine.name[0] ? o.machine.name : NULL);
+		o.run.monitor = &control;
+	}
 	if (r == 0)
 		r = machine_run(&o.run);
 	else

@@ -1,10 +1,10 @@
 /* kite save, restore, managedsave, managedsave-remove: a running machine's complete state
- * into a file and back, as virsh's verbs of those names (vmm/savefile.h is the file). */
+ * into a file and back, as virsh's verbs of those names (machine/savefile.h is the file). */
 #include "cli/cmd_machine.h"
 #include "mgmt/launch.h"
 #include "mgmt/runstate.h"
 #include "util/err.h"
-#include "vmm/savefile.h"
+#include "machine/savefile.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -68,7 +68,7 @@ static int apply(struct run_options *o, int c, const char *verb, char **argv, bo
 		o->run.no_pvm_defaults = true;
 		return 0;
 	case OPT_CONTROL:
-		o->run.control_socket = optarg;
+		o->control_socket = optarg;
 		return 0;
 	case OPT_DEFINITION:
 		o->definition = optarg;

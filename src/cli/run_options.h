@@ -5,14 +5,15 @@
 #define KITE_CLI_RUN_OPTIONS_H
 
 #include "config/machine_config.h"
-#include "vmm/machine.h"
-#include "vmm/savefile.h"
+#include "machine/machine.h"
+#include "machine/savefile.h"
 
 #include <stdio.h>
 
 struct run_options {
 	struct machine_config machine;
 	struct machine_run_options run; /* run.machine points at `machine` */
+	const char *control_socket;	/* --control-socket PATH, or NULL */
 	const char *definition;		/* --definition FILE, or NULL */
 	const char *restore_path;	/* --restore FILE, or NULL */
 	struct savefile restore;	/* --restore: opened and checked; run.restore points here */

@@ -1,6 +1,6 @@
 /* The vCPU model: `--cpu host|max|base[,+FEAT|-FEAT|FEAT=on|off]...`, as QEMU's -cpu takes it
  * for what tests check. The vendor and everything not named stay as KVM_GET_SUPPORTED_CPUID
- * gives them; the machine (vmm/cpuid.c) applies the model:
+ * gives them; the machine (machine/cpuid.c) applies the model:
  *   host, max  every feature this host's KVM supports (the two are the same under KVM, as in
  *              QEMU), plus hypervisor and, when KVM has the capability, tsc-deadline;
  *   base       a conservative baseline: the x86-64-v2 level of the x86-64 psABI (the baseline

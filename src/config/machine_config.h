@@ -3,8 +3,8 @@
  * (the real `kite run` and the test stand-in `kite _fake-run` alike).
  *
  * This folder sits below every layer that uses the description: net/ and virtio/ take their
- * device entries, vmm/ assembles the machine, mgmt/ stores and starts it, cli/ parses options
- * into it. It depends on util/ only.
+ * device entries, machine/ assembles the machine, mgmt/ stores and starts it, cli/ parses
+ * options into it. It depends on util/ only.
  *
  * Each option grammar has one parser, whatever the description comes from:
  *   - a disk: `--disk PATH[,key=value]...` and a JSON disk object go through the same table
@@ -66,7 +66,9 @@ struct net_hostfwd {
 	uint16_t guest_port;
 };
 
-enum nic_kind { NIC_USER, NIC_TAP };
+/* user: libslirp NAT; tap: an existing tap; bridge: a new tap on a host bridge; network: a
+ * new tap on a named network's bridge (kite net-define), looked up when the machine starts. */
+enum nic_kind { NIC_USER, NIC_TAP, NIC_BRIDGE, NIC_NETWORK };
 
 #define NIC_HOSTNAME_MAX 63
 
@@ -88,6 +90,9 @@ struct nic_user_addrs {
 struct nic_config {
 	enum nic_kind kind;
 	char ifname[NIC_IFNAME_MAX + 1]; /* tap */
+	char bridge[NIC_IFNAME_MAX +
+		    1]; /* bridge; network: its bridge once looked up (not stored) */
+	char network[MACHINE_NAME_MAX + 1]; /* network */
 	uint8_t mac[6];
 	bool
 	    mac_set; /* else kite run uses 52:54:00:12:34:56 + index; a stored definition has one */
@@ -219,7 +224,7 @@ int nic_config_check(const struct nic_config *n, const char *ctx);
 char *nic_config_format(const struct nic_config *n);
 int nic_config_from_json(json_t *obj, struct nic_config *n, const char *ctx);
 json_t *nic_config_to_json(const struct nic_config *n);
-const char *nic_kind_name(enum nic_kind k); /* "user", "tap" */
+const char *nic_kind_name(enum nic_kind k); /* "user", "tap", "bridge", "network" */
 /* "52:54:00:12:34:56" */
 void mac_format(const uint8_t mac[6], char out[18]);
 int mac_parse(const char *s, uint8_t mac[6]); /* 0, or -1 (not printed) */

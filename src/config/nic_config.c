@@ -34,9 +34,11 @@ int mac_parse(const char *s, uint8_t mac[6])
 	return 0;
 }
 
+static const char *const kind_names[] = {"user", "tap", "bridge", "network"};
+
 const char *nic_kind_name(enum nic_kind k)
 {
-	return k == NIC_TAP ? "tap" : "user";
+	return kind_names[k];
 }
 
 static int parse_port(const char *s, size_t n, uint16_t *port)
@@ -123,27 +125,53 @@ void net_hostfwd_format(const struct net_hostfwd *f, char *out, size_t size)
 
 static int set_type(struct nic_config *n, const char *v, const char *ctx)
 {
-	if (!strcmp(v, "user"))
-		n->kind = NIC_USER;
-	else if (!strcmp(v, "tap") || !strcmp(v, "ethernet")) /* virsh's name for a tap */
+	for (size_t i = 0; i < sizeof(kind_names) / sizeof(kind_names[0]); i++)
+		if (!strcmp(v, kind_names[i])) {
+			n->kind = (enum nic_kind)i;
+			return 0;
+		}
+	if (!strcmp(v, "ethernet")) { /* virsh's name for a tap */
 		n->kind = NIC_TAP;
-	else
-		return kite_error("%s: '%s' is not user or tap", ctx, v);
+		return 0;
+	}
+	return kite_error("%s: '%s' is not user, tap, bridge or network", ctx, v);
+}
+
+static int check_ifname(const char *v, const char *what, const char *ctx)
+{
+	/* The kernel's rules for an interface name (dev_valid_name). */
+	size_t len = strlen(v);
+	if (len == 0 || len > NIC_IFNAME_MAX || !strcmp(v, ".") || !strcmp(v, ".."))
+		return kite_error("%s: '%s' is not %s (1 to %d characters)", ctx, v, what,
+				  NIC_IFNAME_MAX);
+	for (const char *c = v; *c; c++)
+		if (*c == '/' || *c == ':' || isspace((unsigned char)*c))
+			return kite_error("%s: '%s' is not %s ('%c' is not allowed)", ctx, v, what,
+					  *c);
+	return 0;
+}
+
+static int set_bridge(struct nic_config *n, const char *v, const char *ctx)
+{
+	if (check_ifname(v, "a bridge name", ctx) < 0)
+		return -1;
+	snprintf(n->bridge, sizeof(n->bridge), "%s", v);
+	return 0;
+}
+
+static int set_network(struct nic_config *n, const char *v, const char *ctx)
+{
+	if (!machine_name_check_quiet(v))
+		return kite_error("%s: '%s' is not a network name (kite net-list --all)", ctx, v);
+	snprintf(n->network, sizeof(n->network), "%s", v);
 	return 0;
 }
 
 static int set_ifname(struct nic_config *n, const char *v, const char *ctx)
 {
-	/* The kernel's rules for an interface name (dev_valid_name). */
-	size_t len = strlen(v);
-	if (len == 0 || len > NIC_IFNAME_MAX || !strcmp(v, ".") || !strcmp(v, ".."))
-		return kite_error("%s: '%s' is not an interface name (1 to %d characters)", ctx, v,
-				  NIC_IFNAME_MAX);
-	for (const char *c = v; *c; c++)
-		if (*c == '/' || *c == ':' || isspace((unsigned char)*c))
-			return kite_error("%s: '%s' is not an interface name ('%c' is not allowed)",
-					  ctx, v, *c);
-	memcpy(n->ifname, v, len + 1);
+	if (check_ifname(v, "an interface name", ctx) < 0)
+		return -1;
+	snprintf(n->ifname, sizeof(n->ifname), "%s", v);
 	return 0;
 }
 
@@ -194,6 +222,8 @@ static const struct nic_key nic_keys[] = {
     {"dhcpstart", nic_user_set_dhcpstart, false},
     {"restrict", nic_user_set_restrict, false},
     {"hostname", nic_user_set_hostname, false},
+    {"bridge", set_bridge, false},
+    {"network", set_network, false},
 };
 #define NKEYS (sizeof(nic_keys) / sizeof(nic_keys[0]))
 
@@ -211,7 +241,7 @@ int nic_config_set(struct nic_config *n, const char *key, const char *value, con
 	if (!k)
 		return kite_error(
 		    "%s: unknown option '%s' (mac=, hostfwd=, ifname=, model=, net=, host=, "
-		    "dns=, dhcpstart=, restrict=, hostname=)",
+		    "dns=, dhcpstart=, restrict=, hostname=, bridge=, network=)",
 		    ctx, key);
 	if (!value)
 		return kite_error("%s: '%s' needs a value (%s=...)", ctx, key, key);
@@ -222,10 +252,19 @@ int nic_config_check(const struct nic_config *n, const char *ctx)
 {
 	if (n->kind == NIC_TAP && !n->ifname[0])
 		return kite_error("%s: a tap interface needs ifname (the host's tap device)", ctx);
-	if (n->kind == NIC_USER && n->ifname[0])
+	if (n->kind != NIC_TAP && n->ifname[0])
 		return kite_error("%s: ifname is only for tap interfaces", ctx);
 	if (n->kind != NIC_USER && n->nfwd)
 		return kite_error("%s: hostfwd needs a user (NAT) interface", ctx);
+	if (n->kind == NIC_BRIDGE && !n->bridge[0])
+		return kite_error("%s: a bridge interface needs bridge=BR (the host's bridge)",
+				  ctx);
+	if (n->kind == NIC_NETWORK && !n->network[0])
+		return kite_error("%s: a network interface needs network=NAME", ctx);
+	if (n->kind != NIC_BRIDGE && n->kind != NIC_NETWORK && n->bridge[0])
+		return kite_error("%s: bridge= is for bridge interfaces", ctx);
+	if (n->kind != NIC_NETWORK && n->network[0])
+		return kite_error("%s: network= is for network interfaces", ctx);
 	if (n->kind != NIC_USER && nic_user_any(n))
 		return kite_error("%s: net=, host=, dns=, dhcpstart=, restrict= and hostname= are "
 				  "for user (NAT) interfaces",
@@ -253,10 +292,16 @@ int nic_config_parse(const char *spec, struct nic_config *n, const char *ctx)
 			*eq = '\0';
 		if (first && !strcmp(item, "tap") && eq)
 			r = set_type(n, "tap", where) ?: set_ifname(n, eq + 1, where);
+		else if (first && !strcmp(item, "bridge") && eq)
+			r = set_type(n, "bridge", where) ?: set_bridge(n, eq + 1, where);
+		else if (first && !strcmp(item, "network") && eq)
+			r = set_type(n, "network", where) ?: set_network(n, eq + 1, where);
 		else if (first && !eq && (!strcmp(item, "user") || !strcmp(item, "tap")))
 			r = set_type(n, item, where);
 		else if (first)
-			r = kite_error("%s: expected user or tap=IFNAME first", where);
+			r = kite_error(
+			    "%s: expected user, tap=IFNAME, bridge=BR or network=NAME first",
+			    where);
 		else
 			r = nic_config_set(n, item, eq ? eq + 1 : NULL, where);
 		free(item);
@@ -269,9 +314,18 @@ int nic_config_parse(const char *spec, struct nic_config *n, const char *ctx)
 char *nic_config_format(const struct nic_config *n)
 {
 	char *s = NULL;
-	if (option_append(&s, NULL, nic_kind_name(n->kind)) < 0 ||
-	    (n->ifname[0] && option_append(&s, "ifname", n->ifname) < 0))
+	if (n->kind == NIC_BRIDGE || n->kind == NIC_NETWORK) {
+		/* bridge=BR / network=NAME first (names without commas); a network's looked-up
+		 * bridge is not written. */
+		char first[80];
+		snprintf(first, sizeof(first), "%s=%s", nic_kind_name(n->kind),
+			 n->kind == NIC_BRIDGE ? n->bridge : n->network);
+		if (option_append(&s, NULL, first) < 0)
+			return NULL;
+	} else if (option_append(&s, NULL, nic_kind_name(n->kind)) < 0 ||
+		   (n->ifname[0] && option_append(&s, "ifname", n->ifname) < 0)) {
 		return NULL;
+	}
 	if (n->mac_set) {
 		char mac[18];
 		mac_format(n->mac, mac);
@@ -347,6 +401,11 @@ json_t *nic_config_to_json(const struct nic_config *n)
 	if (json_object_set_new(o, "model", json_string("virtio")))
 		goto fail;
 	if (n->ifname[0] && json_object_set_new(o, "ifname", json_string(n->ifname)))
+		goto fail;
+	/* A network NIC's bridge only once looked up: in the definition a VMM is started with. */
+	if (n->bridge[0] && json_object_set_new(o, "bridge", json_string(n->bridge)))
+		goto fail;
+	if (n->kind == NIC_NETWORK && json_object_set_new(o, "network", json_string(n->network)))
 		goto fail;
 	if (n->nfwd) {
 		json_t *fwd = json_array();

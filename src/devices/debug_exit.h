@@ -7,7 +7,7 @@
 #define KITE_DEVICES_DEBUG_EXIT_H
 
 #include "devices/platform.h"
-#include "vmm/iobus.h"
+#include "kvm/iobus.h"
 
 #define DEBUG_EXIT_LEN 4
 

@@ -1,6 +1,6 @@
 /* QEMU's firmware configuration interface (docs/specs/fw_cfg.rst in QEMU), the legacy I/O
  * form: a guest writes a 16-bit key to the selector port FW_CFG_PORT (0x510) and reads the
- * item's bytes one at a time from the data port 0x511. Keys kite gives (vmm/vm.c fills them):
+ * item's bytes one at a time from the data port 0x511. Keys kite gives (machine/vm.c fills them):
  *   0x0000 signature "QEMU"        0x0001 features: 1 (the I/O interface; no DMA)
  *   0x0003 RAM size, 64-bit LE     0x0005 vCPUs, 16-bit LE      0x000f most vCPUs, 16-bit LE
  *   0x0019 the file directory: a 32-bit BE count, then per file a 32-bit BE size, a 16-bit
@@ -15,13 +15,13 @@
  * the key in bits 16-31 (offset 0), then 0x02 read `length` bytes of the item into `address`
  * (zeros past its end) or 0x04 skip them; 0x10 write is refused. When done the control word
  * is 0, or 0x01 when a range was not guest RAM or a write was asked. Reading the port gives
- * "QEMU CFG". Guest memory is reached only through vmm/memory.h's checked accessors. */
+ * "QEMU CFG". Guest memory is reached only through kvm/memory.h's checked accessors. */
 #ifndef KITE_DEVICES_FW_CFG_H
 #define KITE_DEVICES_FW_CFG_H
 
 #include "util/state.h"
-#include "vmm/iobus.h"
-#include "vmm/memory.h"
+#include "kvm/iobus.h"
+#include "kvm/memory.h"
 
 #include <pthread.h>
 #include <stdint.h>

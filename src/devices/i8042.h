@@ -5,7 +5,7 @@
 
 #include "devices/platform.h"
 #include "util/state.h"
-#include "vmm/iobus.h"
+#include "kvm/iobus.h"
 
 #include <pthread.h>
 

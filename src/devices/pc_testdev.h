@@ -21,7 +21,7 @@
 
 #include "devices/platform.h"
 #include "util/state.h"
-#include "vmm/iobus.h"
+#include "kvm/iobus.h"
 
 #define PC_TESTDEV_LATCH_PORT	   0xe0
 #define PC_TESTDEV_LATCH_LEN	   4

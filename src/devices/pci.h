@@ -12,7 +12,7 @@
 #define KITE_DEVICES_PCI_H
 
 #include "util/state.h"
-#include "vmm/iobus.h"
+#include "kvm/iobus.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -21,7 +21,7 @@
 /* ECAM: bus 0..255, 4 KiB per function. Announced in ACPI MCFG (segment 0, buses 0-255). */
 #define PCI_ECAM_BASE 0xE0000000ULL
 #define PCI_ECAM_SIZE 0x10000000ULL /* 256 MiB, up to 0xEFFFFFFF */
-/* BARs below 4 GiB, inside the PCI hole of vmm/memory.h. The DSDT's PCI0 _CRS covers it. */
+/* BARs below 4 GiB, inside the PCI hole of kvm/memory.h. The DSDT's PCI0 _CRS covers it. */
 #define PCI_MMIO_BASE 0xC0000000ULL
 #define PCI_MMIO_SIZE 0x20000000ULL /* 512 MiB, up to 0xDFFFFFFF */
 /* Config mechanism #1. 0xCF9 between them is the reset port, so CF8 is registered with
@@ -96,7 +96,7 @@ struct pci_device {
 struct pci_bus_ops {
 	/* MSI-X `vector` of `d` fires with message addr/data (called with the bus locked; it
 	 * must not call back into the bus). The vector lets the machine keep one irqfd per
-	 * vector (vmm/irqfd.h). */
+	 * vector (machine/irqfd.h). */
 	void (*msi_send)(void *opaque, struct pci_device *d, unsigned vector, uint64_t addr,
 			 uint32_t data);
 	void (*set_irq)(void *opaque, unsigned gsi, int level);

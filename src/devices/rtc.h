@@ -4,7 +4,7 @@
 #define KITE_DEVICES_RTC_H
 
 #include "util/state.h"
-#include "vmm/iobus.h"
+#include "kvm/iobus.h"
 
 #include <pthread.h>
 #include <time.h>

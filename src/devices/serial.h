@@ -6,7 +6,7 @@
 #include "devices/console.h"
 #include "devices/platform.h"
 #include "util/state.h"
-#include "vmm/iobus.h"
+#include "kvm/iobus.h"
 
 #include <pthread.h>
 

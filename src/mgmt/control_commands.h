@@ -5,7 +5,7 @@
  * (struct control_handlers); the server answers the others itself.
  *
  * To add a command: a row here (control_commands.c), a value in enum control_cmd when a VMM
- * carries it out, a handler in every VMM (vmm/machine_control.c, cli/cmd_fake_run.c: the
+ * carries it out, a handler in every VMM (mgmt/machine_control.c, cli/cmd_fake_run.c: the
  * test_mgmt_control unit test fails while one is missing), a row in the docs. */
 #ifndef KITE_MGMT_CONTROL_COMMANDS_H
 #define KITE_MGMT_CONTROL_COMMANDS_H

@@ -1,5 +1,6 @@
 #include "mgmt/launch.h"
 #include "mgmt/console_log.h"
+#include "mgmt/network.h"
 #include "mgmt/runstate.h"
 #include "mgmt/fileutil.h"
 #include "util/err.h"
@@ -311,7 +312,9 @@ int machine_start(const struct mgmt_dirs *d, const struct machine_config *def, c
 	    runtime_path(d, name, "destroying", destroying, sizeof(destroying)) < 0 ||
 	    runtime_path(d, name, "sock", sockpath, sizeof(sockpath)) < 0)
 		return -1;
-	if (write_run_definition(d, def) < 0)
+	/* Named networks are looked up now: the VMM is given their bridges. */
+	struct machine_config run = *def;
+	if (network_resolve_nics(d, &run) < 0 || write_run_definition(d, &run) < 0)
 		return -1;
 	char **argv = machine_runner_argv(d, name, restore);
 	if (!argv)

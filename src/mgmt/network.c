@@ -457,3 +457,20 @@ int network_leases(const struct mgmt_dirs *d, const struct network_config *n,
 	free(data);
 	return count;
 }
+
+int network_resolve_nics(const struct mgmt_dirs *d, struct machine_config *m)
+{
+	for (int i = 0; i < m->nnics; i++) {
+		struct nic_config *nic = &m->nics[i];
+		if (nic->kind != NIC_NETWORK || nic->bridge[0])
+			continue;
+		struct network_config n;
+		if (network_load(d, nic->network, &n) < 0)
+			return -1;
+		if (!network_is_active(d, &n))
+			return kite_error("network %s is not active: kite net-start %s", n.name,
+					  n.name);
+		memcpy(nic->bridge, n.bridge, sizeof(nic->bridge));
+	}
+	return 0;
+}

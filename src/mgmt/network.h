@@ -34,6 +34,10 @@ int network_start(const struct mgmt_dirs *d, const struct network_config *n);
 /* Stops dnsmasq and deletes the bridge kite made; whatever is already gone is skipped. */
 int network_stop(const struct mgmt_dirs *d, const struct network_config *n);
 
+/* Fills in the bridge of each of m's network=NAME NICs that has none, from the network's
+ * definition; the network must be active. 0 or -1 (reported). */
+int network_resolve_nics(const struct mgmt_dirs *d, struct machine_config *m);
+
 struct network_lease {
 	long long expiry; /* seconds since the epoch; 0 = infinite */
 	char mac[18];

@@ -53,7 +53,10 @@ static inline int net_backend_send(struct net_backend *be, const uint8_t *frame,
 struct net_backend *net_slirp_create(const struct nic_config *o, unsigned index);
 /* An existing tap interface by name (IFF_TAP | IFF_NO_PI). */
 struct net_backend *net_tap_create(const struct nic_config *o);
-/* Either, as the NIC says. */
+/* A new tap on the NIC's bridge (--net bridge=BR, or network=NAME once its bridge is looked
+ * up); needs CAP_NET_ADMIN. */
+struct net_backend *net_bridge_create(const struct nic_config *o);
+/* Any of them, as the NIC says. */
 struct net_backend *net_backend_create(const struct nic_config *o, unsigned index);
 
 #endif

@@ -1,6 +1,7 @@
 /* A tap interface by name (IFF_TAP | IFF_NO_PI: plain Ethernet frames). Opening an existing
  * persistent tap needs only access to it; naming one that does not exist creates it, which
  * needs CAP_NET_ADMIN. One thread reads the fd while the guest has receive buffers. */
+#include "net/bridge.h"
 #include "net/net.h"
 #include "util/err.h"
 
@@ -118,7 +119,8 @@ static void tap_destroy(struct net_backend *be)
 
 static const struct net_backend_ops tap_ops = {tap_send, tap_wake, tap_start, tap_destroy};
 
-struct net_backend *net_tap_create(const struct nic_config *o)
+/* Opens tap `name` ("kitetap%d": the kernel picks a free one, which needs CAP_NET_ADMIN). */
+static struct net_tap *tap_open(const char *name)
 {
 	struct net_tap *t = calloc(1, sizeof(*t));
 	if (!t) {
@@ -127,7 +129,7 @@ struct net_backend *net_tap_create(const struct nic_config *o)
 	}
 	t->be.ops = &tap_ops;
 	t->wake_fd = -1;
-	snprintf(t->name, sizeof(t->name), "%s", o->ifname);
+	snprintf(t->name, sizeof(t->name), "%s", name);
 	t->fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (t->fd < 0) {
 		kite_error_errno(errno, "tap %s: cannot open /dev/net/tun", t->name);
@@ -144,9 +146,43 @@ struct net_backend *net_tap_create(const struct nic_config *o)
 		tap_destroy(&t->be);
 		return NULL;
 	}
+	memcpy(t->name, ifr.ifr_name, sizeof(t->name)); /* the name the kernel gave it */
 	t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (t->wake_fd < 0) {
 		kite_error_errno(errno, "tap %s: eventfd", t->name);
+		tap_destroy(&t->be);
+		return NULL;
+	}
+	return t;
+}
+
+struct net_backend *net_tap_create(const struct nic_config *o)
+{
+	struct net_tap *t = tap_open(o->ifname);
+	return t ? &t->be : NULL;
+}
+
+struct net_backend *net_bridge_create(const struct nic_config *o)
+{
+	if (!o->bridge[0]) {
+		kite_error("network %s: its bridge was not looked up", o->network);
+		return NULL;
+	}
+	if (!host_if_is_bridge(o->bridge)) {
+		if (o->kind == NIC_NETWORK)
+			kite_error("network %s: its bridge %s is not there: is the network active "
+				   "(kite net-start %s)?",
+				   o->network, o->bridge, o->network);
+		else
+			kite_error("--net bridge=%s: there is no bridge %s on this host", o->bridge,
+				   o->bridge);
+		return NULL;
+	}
+	/* The tap is not persistent: it goes away with the VMM, taking its port with it. */
+	struct net_tap *t = tap_open("kitetap%d");
+	if (!t)
+		return NULL;
+	if (host_bridge_add_port(o->bridge, t->name) < 0 || host_if_up(t->name) < 0) {
 		tap_destroy(&t->be);
 		return NULL;
 	}

@@ -4,7 +4,7 @@
  * installs the interrupt hook. Neither knows the other.
  *
  * Threads: the transport's MMIO handlers run on vCPU threads and take vd->lock; queue
- * notifications arrive on the VMM's io event thread (ioeventfds, vmm/ioevent.h), or straight
+ * notifications arrive on the VMM's io event thread (ioeventfds, machine/ioevent.h), or straight
  * on the device's own thread for a queue whose eventfd it owns (ops->queue_eventfd), or, when
  * a notify still traps, on the vCPU thread that wrote it. A device processes its queues on
  * whatever thread it likes (that one, a worker, an event loop) under its own lock, checking

@@ -54,7 +54,7 @@ struct virtio_pci {
 	uint32_t dfselect, gfselect;
 	uint16_t queue_sel;
 	uint8_t pci_cfg_cap; /* config offset of the PCI configuration access capability */
-	/* Optional (vmm/ioevent.h): told which queues are enabled (bit q) after the driver
+	/* Optional (machine/ioevent.h): told which queues are enabled (bit q) after the driver
 	 * enabled one or reset the device. Called with vd->lock held: it must not call into
 	 * the device or the bus. */
 	void (*queues_changed)(void *opaque, struct virtio_pci *vp, uint32_t enabled);

@@ -10,7 +10,7 @@
 #ifndef KITE_VIRTIO_VIRTQUEUE_H
 #define KITE_VIRTIO_VIRTQUEUE_H
 
-#include "vmm/memory.h"
+#include "kvm/memory.h"
 
 #include <stdbool.h>
 #include <stddef.h>

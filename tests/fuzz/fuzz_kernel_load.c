@@ -5,13 +5,14 @@
  *
  * Build and run (from the repository root; not part of `make`, needs clang):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE \
- *     -D_FILE_OFFSET_BITS=64 -Isrc tests/fuzz/fuzz_kernel_load.c src/vmm/boot*.c src/vmm/elf.c \
- *     src/vmm/bzimage*.c src/vmm/decompress*.c src/vmm/e820.c src/vmm/pagetable.c \
- *     src/vmm/memory.c src/util/err.c $(pkg-config --cflags --libs zlib libzstd liblzma liblz4) \
+ *     -D_FILE_OFFSET_BITS=64 -Isrc tests/fuzz/fuzz_kernel_load.c src/machine/boot*.c
+ * src/machine/elf.c \
+ *     src/machine/bzimage*.c src/machine/decompress*.c src/machine/e820.c src/machine/pagetable.c \
+ *     src/kvm/memory.c src/util/err.c $(pkg-config --cflags --libs zlib libzstd liblzma liblz4) \
  *     -o build/fuzz_kernel_load
  *   build/fuzz_kernel_load -close_fd_mask=2 -max_len=65536 -max_total_time=600 corpus/
  * Seeds: the test guests (build/guests) and bzImages made around them. */
-#include "vmm/boot.h"
+#include "machine/boot.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -33,8 +33,8 @@ def run(argv, **kw):
 
 
 HAVE_KVM = os.path.exists("/dev/kvm")
-# kite's own test for a KVM-PVM host (src/vmm/kvm.c, kvm_host_probe), and what it then appends
-# to a Linux kernel's command line (src/vmm/pvm.h, PVM_LINUX_CMDLINE).
+# kite's own test for a KVM-PVM host (src/kvm/kvm.c, kvm_host_probe), and what it then appends
+# to a Linux kernel's command line (src/kvm/pvm.h, PVM_LINUX_CMDLINE).
 def _cpu_has_vmx_or_svm():
     with open("/proc/cpuinfo") as f:
         flags = next((line for line in f if line.startswith("flags")), "").split()

@@ -1,5 +1,5 @@
 """A save file taken apart and put together again, for tests that damage one part and keep
-every checksum right (src/vmm/savefile.h: "KITESAVE", u32 header length, the header record,
+every checksum right (src/machine/savefile.h: "KITESAVE", u32 header length, the header record,
 its CRC-32, the state records, the RAM at a 4 KiB boundary; src/util/state.h: the records)."""
 import struct
 import zlib

@@ -607,7 +607,7 @@ def test_state_transitions(m):
 
 
 def save_file_parts(path):
-    """A save file's magic, header record, header CRC and the rest (src/vmm/savefile.h)."""
+    """A save file's magic, header record, header CRC and the rest (src/machine/savefile.h)."""
     data = open(path, "rb").read()
     hlen = int.from_bytes(data[8:12], "little")
     return data[:12], data[12:12 + hlen], data[12 + hlen:16 + hlen], data[16 + hlen:]

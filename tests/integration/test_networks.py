@@ -248,3 +248,36 @@ def test_definition_round_trips_through_its_json(asan, host, tmp_path):
     bad.write_text(json.dumps(dict(d, speed=10)))
     r = host.kite(kite, "net-define", str(bad), check_rc=1)
     assert "unknown field 'speed'" in r.stderr
+
+
+def test_machines_attach_by_network_name(release, host, tmp_path):
+    """--net network=NAME: stored as the name; kite start gives the VMM the network's bridge
+    (in the definition it boots) and refuses while the network is inactive."""
+    kite = release
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"not a kernel: the fake runner only reads it")
+    fake = {"KITE_RUNNER": f"{kite} _fake-run"}
+
+    def k(*args, rc=0):
+        env = dict(os.environ, KITE_STATE_DIR=str(host.state), **fake)
+        r = run(["ip", "netns", "exec", host.name, kite, *args], env=env)
+        assert r.returncode == rc, f"kite {' '.join(args)}: {r.stdout}{r.stderr}"
+        return r
+
+    k("net-define", "--name", "vboxnet0", "--mode", "hostonly")
+    k("create", "vm", "--kernel", str(kernel), "--net", "network=vboxnet0")
+    rows = k("domiflist", "vm").stdout.splitlines()[2:]
+    assert rows[0].split()[:4] == ["-", "network", "vboxnet0", "virtio"], rows
+    stored = json.loads(k("dumpjson", "vm").stdout)["nics"][0]
+    assert (stored["type"], stored["network"], "bridge" in stored) == ("network", "vboxnet0",
+                                                                     False), stored
+    r = k("start", "vm", rc=1)
+    assert "network vboxnet0 is not active: kite net-start vboxnet0" in r.stderr, r.stderr
+    k("net-start", "vboxnet0")
+    k("start", "vm")
+    booted = json.loads((host.state / "run" / "vm.json").read_text())["nics"][0]
+    assert (booted["network"], booted["bridge"]) == ("vboxnet0", "kitebr0"), booted
+    k("destroy", "vm")
+    k("net-destroy", "vboxnet0")
+    r = k("create", "vm2", "--kernel", str(kernel), "--net", "network=no/such", rc=1)
+    assert "'no/such' is not a network name" in r.stderr, r.stderr

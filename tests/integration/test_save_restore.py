@@ -269,7 +269,7 @@ def test_managedsave_then_start_resumes(kite, tmp_path):
         k("destroy", "st", check=False)
 
 
-# ---- save files taken apart and put together again (src/util/state.h, src/vmm/savefile.h) ----
+# ---- save files taken apart and put together again (src/util/state.h, src/machine/savefile.h) ----
 
 def field(records, name, fname):
     for r in records:

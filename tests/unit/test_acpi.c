@@ -1,5 +1,5 @@
 #include "test_boot_fixture.h"
-#include "vmm/acpi.h"
+#include "machine/acpi.h"
 
 #include <stdio.h>
 

@@ -1,9 +1,9 @@
 #include "test_boot_fixture.h"
-#include "vmm/acpi.h"
-#include "vmm/boot.h"
-#include "vmm/boot_cpu.h"
-#include "vmm/boot_initrd.h"
-#include "vmm/e820.h"
+#include "machine/acpi.h"
+#include "machine/boot.h"
+#include "machine/boot_cpu.h"
+#include "machine/boot_initrd.h"
+#include "machine/e820.h"
 
 #define KIB (1ULL << 10)
 #define MIB (1ULL << 20)

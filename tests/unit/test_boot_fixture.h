@@ -4,7 +4,7 @@
 #define KITE_TESTS_BOOT_FIXTURE_H
 
 #include "unit.h"
-#include "vmm/memory.h"
+#include "kvm/memory.h"
 
 #include <stdio.h>
 #include <stdlib.h>

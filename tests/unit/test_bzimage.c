@@ -1,8 +1,8 @@
 #include "test_boot_fixture.h"
-#include "vmm/boot.h"
-#include "vmm/bzimage.h"
-#include "vmm/bzimage_cache.h"
-#include "vmm/decompress.h"
+#include "machine/boot.h"
+#include "machine/bzimage.h"
+#include "machine/bzimage_cache.h"
+#include "machine/decompress.h"
 
 #include <fcntl.h>
 #include <lz4.h>

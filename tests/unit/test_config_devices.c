@@ -261,6 +261,47 @@ static void nic_user_network_options(void **state)
 			fail_msg("accepted --net %s", bad[i]);
 }
 
+/* --net bridge=BR and network=NAME: a new tap on a bridge; a network's bridge is looked up at
+ * start and written only once set. */
+static void nic_bridge_and_network(void **state)
+{
+	struct nic_config n;
+	assert_int_equal(nic_config_parse("bridge=br0,mac=52:54:00:00:00:09", &n, "--net"), 0);
+	assert_int_equal(n.kind, NIC_BRIDGE);
+	assert_string_equal(n.bridge, "br0");
+	char *spec = nic_config_format(&n);
+	assert_string_equal(spec, "bridge=br0,mac=52:54:00:00:00:09");
+	free(spec);
+	assert_int_equal(nic_config_parse("network=vboxnet0", &n, "--net"), 0);
+	assert_int_equal(n.kind, NIC_NETWORK);
+	assert_string_equal(n.network, "vboxnet0");
+	json_t *j = nic_config_to_json(&n);
+	assert_null(json_object_get(j, "bridge"));
+	assert_string_equal(json_string_value(json_object_get(j, "type")), "network");
+	struct nic_config m;
+	assert_int_equal(nic_config_from_json(j, &m, "t"), 0);
+	assert_string_equal(m.network, "vboxnet0");
+	json_decref(j);
+	strcpy(n.bridge, "kitebr3");
+	j = nic_config_to_json(&n);
+	assert_string_equal(json_string_value(json_object_get(j, "bridge")), "kitebr3");
+	json_decref(j);
+	const char *bad[] = {"bridge=",
+			     "bridge=a/b",
+			     "bridge=averyveryverylongname0",
+			     "network=",
+			     "network=a/b",
+			     "bridge=br0,hostfwd=tcp::1-:2",
+			     "network=x,ifname=t0",
+			     "user,bridge=br0",
+			     "user,network=x",
+			     "bridge=br0,network=x",
+			     "bridge=br0,restrict=on"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (nic_config_parse(bad[i], &n, "--net") != -1)
+			fail_msg("accepted --net %s", bad[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -269,6 +310,7 @@ int main(void)
 	    cmocka_unit_test(nic_grammar),
 	    cmocka_unit_test(nic_json_uses_the_same_keys),
 	    cmocka_unit_test(nic_user_network_options),
+	    cmocka_unit_test(nic_bridge_and_network),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

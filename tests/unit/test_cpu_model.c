@@ -1,8 +1,8 @@
 /* --cpu: the grammar (config/cpu_config.c) and the model applied to a CPUID table as KVM gives
- * it (vmm/cpuid.c cpuid_shape), on a synthetic host with AVX, AVX2, SMEP and XSAVE. */
+ * it (machine/cpuid.c cpuid_shape), on a synthetic host with AVX, AVX2, SMEP and XSAVE. */
 #include "unit.h"
 #include "config/cpu_config.h"
-#include "vmm/vm.h"
+#include "machine/vm.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -387,7 +387,7 @@ static void rtc_reads_bcd_time(void **state)
 	rtc_destroy(&r);
 }
 
-/* A machine's fw_cfg (vmm/vm.c's items, etc/e820) has room for every --fw-cfg file. */
+/* A machine's fw_cfg (machine/vm.c's items, etc/e820) has room for every --fw-cfg file. */
 static void fw_cfg_takes_every_boot_file(void **state)
 {
 	struct fw_cfg f;

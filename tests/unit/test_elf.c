@@ -1,5 +1,5 @@
 #include "test_boot_fixture.h"
-#include "vmm/elf.h"
+#include "machine/elf.h"
 
 #include <fcntl.h>
 #include <glob.h>

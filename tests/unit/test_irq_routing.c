@@ -1,5 +1,5 @@
 #include "unit.h"
-#include "vmm/irq_routing.h"
+#include "kvm/irq_routing.h"
 
 static const struct kvm_irq_routing_entry *find(const struct kvm_irq_routing_entry *e, int n,
 						unsigned gsi, unsigned chip)

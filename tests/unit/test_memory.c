@@ -1,5 +1,5 @@
 #include "unit.h"
-#include "vmm/memory.h"
+#include "kvm/memory.h"
 
 #include <stdlib.h>
 

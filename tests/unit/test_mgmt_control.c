@@ -5,7 +5,7 @@
 #include "mgmt/control_client.h"
 #include "mgmt/control_server.h"
 #include "mgmt/fileutil.h"
-#include "vmm/machine_control.h"
+#include "mgmt/machine_control.h"
 
 #include <pthread.h>
 #include <pwd.h>

@@ -1,5 +1,5 @@
 #include "unit.h"
-#include "vmm/milestones.h"
+#include "machine/milestones.h"
 
 #include <stdlib.h>
 #include <string.h>

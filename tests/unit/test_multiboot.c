@@ -1,9 +1,9 @@
-/* The multiboot v1 loader (vmm/boot_multiboot.c) through kernel_load(): header detection, the
+/* The multiboot v1 loader (machine/boot_multiboot.c) through kernel_load(): header detection, the
  * a.out kludge and ELF32 loading, modules, the multiboot information, the entry state, and the
  * refusals, each with the message a user sees. */
 #include "test_boot_fixture.h"
-#include "vmm/boot.h"
-#include "vmm/boot_multiboot.h"
+#include "machine/boot.h"
+#include "machine/boot_multiboot.h"
 
 #include <fcntl.h>
 

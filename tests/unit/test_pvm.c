@@ -1,7 +1,7 @@
 #include "test_boot_fixture.h"
 #include "unit.h"
-#include "vmm/pvm.h"
-#include "vmm/vm.h"
+#include "kvm/pvm.h"
+#include "machine/vm.h"
 
 #include <stdio.h>
 #include <stdlib.h>

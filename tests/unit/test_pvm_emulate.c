@@ -1,4 +1,4 @@
-/* The PVM fallback (src/vmm/pvm_emulate.c) against the CPU itself: each instruction of the
+/* The PVM fallback (src/kvm/pvm_emulate.c) against the CPU itself: each instruction of the
  * table runs natively in this process (ring 3, from a stub that loads and stores every
  * register, at the same addresses) and through pvm_emulate on a fake vCPU whose page tables
  * map the same virtual pages onto scattered guest-physical pages holding the same bytes. The
@@ -6,8 +6,8 @@
  * faults (SIGSEGV/SIGILL/SIGFPE with the trap number), the fallback must raise the same
  * vector (and, for #PF, the same address) and change nothing. */
 #include "unit.h"
-#include "vmm/memory.h"
-#include "vmm/pvm_emulate.h"
+#include "kvm/memory.h"
+#include "kvm/pvm_emulate.h"
 
 #include <asm/prctl.h>
 #include <signal.h>

@@ -1,11 +1,11 @@
-/* Save files (vmm/savefile.h) without KVM: a definition, some state records and a RAM with a
+/* Save files (machine/savefile.h) without KVM: a definition, some state records and a RAM with a
  * few non-zero pages go out and come back (the zero pages as holes, the RAM mapped from the
  * file copy-on-write); files cut at any length, with any byte of their header or state
  * flipped, or of another format version are refused with an error (the ASan build runs
  * these too). */
 #include "unit.h"
 #include "util/err.h"
-#include "vmm/savefile.h"
+#include "machine/savefile.h"
 
 #include <fcntl.h>
 #include <stdio.h>

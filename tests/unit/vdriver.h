@@ -3,7 +3,7 @@
 #ifndef KITE_TESTS_VDRIVER_H
 #define KITE_TESTS_VDRIVER_H
 
-#include "vmm/memory.h"
+#include "kvm/memory.h"
 
 #include <stdint.h>
 #include <string.h>
