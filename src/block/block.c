@@ -994,6 +994,28 @@ int blk_snapshot_delete(struct blk *b, const char *name_or_id)
 	return b->drv->snapshot_delete ? b->drv->snapshot_delete(b, name_or_id) : no_snapshots(b);
 }
 
+int blk_snapshot_create_vmstate(struct blk *b, const char *name, int fd, uint64_t size,
+				uint64_t vm_clock_nsec)
+{
+	if (!b->drv->snapshot_create_vmstate)
+		return kite_error("%s: format '%s' cannot hold a VM state in a snapshot",
+				  b->filename, b->drv->name);
+	return b->drv->snapshot_create_vmstate(b, name, fd, size, vm_clock_nsec);
+}
+
+int blk_snapshot_read_vmstate(struct blk *b, const char *name_or_id, int fd, uint64_t *size)
+{
+	if (!b->drv->snapshot_read_vmstate)
+		return kite_error("%s: format '%s' cannot hold a VM state in a snapshot",
+				  b->filename, b->drv->name);
+	return b->drv->snapshot_read_vmstate(b, name_or_id, fd, size);
+}
+
+bool blk_can_vmstate(const struct blk *b)
+{
+	return b->drv->snapshot_create_vmstate != NULL;
+}
+
 int blk_check(struct blk *b, unsigned fix, struct blk_check_result *r)
 {
 	memset(r, 0, sizeof(*r));

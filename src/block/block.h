@@ -124,6 +124,15 @@ int blk_snapshot_list(struct blk *b, struct blk_snapshot **list, int *count);
 int blk_snapshot_create(struct blk *b, const char *name);
 int blk_snapshot_apply(struct blk *b, const char *name_or_id);
 int blk_snapshot_delete(struct blk *b, const char *name_or_id);
+/* A snapshot that also holds a VM state, as QEMU's savevm makes them (qcow2: the bytes past
+ * the disk, vm_state_size and vm_clock_nsec in the table): the `size` bytes of file `fd`
+ * (holes and zero clusters are not stored). Disk and state are taken as they are: the
+ * caller keeps the disk still meanwhile. Reading one writes the state into `fd` from
+ * offset 0, zero pages as holes, and sets *size. Return 0 or -1 (printed). */
+int blk_snapshot_create_vmstate(struct blk *b, const char *name, int fd, uint64_t size,
+				uint64_t vm_clock_nsec);
+int blk_snapshot_read_vmstate(struct blk *b, const char *name_or_id, int fd, uint64_t *size);
+bool blk_can_vmstate(const struct blk *b);
 /* Grows (or, when `shrink` is set and the format allows it, shrinks) the virtual size. */
 int blk_resize(struct blk *b, uint64_t size, bool shrink);
 

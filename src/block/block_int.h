@@ -52,6 +52,10 @@ struct blk_driver {
 	int (*snapshot_create)(struct blk *b, const char *name);
 	int (*snapshot_apply)(struct blk *b, const char *name_or_id);
 	int (*snapshot_delete)(struct blk *b, const char *name_or_id);
+	/* optional: snapshots holding a VM state (blk_snapshot_create_vmstate) */
+	int (*snapshot_create_vmstate)(struct blk *b, const char *name, int fd, uint64_t size,
+				       uint64_t vm_clock_nsec);
+	int (*snapshot_read_vmstate)(struct blk *b, const char *name_or_id, int fd, uint64_t *size);
 	/* optional: blk_measure for this format as the target (size in whole sectors) */
 	int (*measure)(const struct blk_create_opts *c, struct blk *src, uint64_t size,
 		       struct blk_measure *m);

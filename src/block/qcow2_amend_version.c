@@ -34,6 +34,8 @@ static int add_features(struct qcow2 *q)
 {
 	if (hide_features(q))
 		free(q->exts[q->nb_exts].data);
+	if (q->cluster_size <= QCOW2_FEATURE_TABLE_MIN_CLUSTER)
+		return 0; /* QEMU writes none with small clusters */
 	struct qcow2_ext *n = realloc(q->exts, sizeof(*n) * (size_t)(q->nb_exts + 1));
 	if (!n)
 		return kite_error("out of memory");

@@ -167,7 +167,9 @@ int qcow2_create(const char *path, const struct blk_create_opts *o)
 			qcow2_rb_set(&tmp, buf, c - i * rb_entries, 1);
 		r = blk_file_pwrite(fd, buf, cs, rb_off + i * cs, path);
 	}
-	if (r == 0 && ftruncate(fd, (off_t)(total * cs)) < 0)
+	/* as QEMU, the file ends where the L1 table's bytes end (not its cluster) */
+	uint64_t end = l1_clusters ? l1_off + l1_size * 8 : total * cs;
+	if (r == 0 && ftruncate(fd, (off_t)end) < 0)
 		r = kite_error_errno(errno, "%s: set size", path);
 	/* header (with extensions) */
 	if (r == 0) {
@@ -204,11 +206,11 @@ int qcow2_create(const char *path, const struct blk_create_opts *o)
 			    (struct qcow2_ext){QCOW2_EXT_DATA_FILE, (uint32_t)strlen(o->data_file),
 					       (uint8_t *)o->data_file};
 		}
-		if (version == 3) {
+		if (version == 3 && cs > QCOW2_FEATURE_TABLE_MIN_CLUSTER) {
 			qcow2_feature_table(ft);
 			ext[q.nb_exts++] = (struct qcow2_ext){QCOW2_EXT_FEATURES, sizeof(ft), ft};
-			q.exts = ext;
 		}
+		q.exts = q.nb_exts ? ext : NULL;
 		struct blk fake = {.fd = fd, .filename = (char *)path, .opaque = &q};
 		r = qcow2_write_header(&fake);
 	}

@@ -22,6 +22,10 @@ static char *passphrase(const struct blk_encrypt_opts *e)
 
 static void set_prefix(char *buf, size_t len, const char *path)
 {
+	if (!path) { /* measure: no file named */
+		crypto_set_error_prefix(NULL);
+		return;
+	}
 	snprintf(buf, len, "%s: ", path);
 	crypto_set_error_prefix(buf);
 }

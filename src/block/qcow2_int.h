@@ -248,6 +248,19 @@ int qcow2_drop_autoclear(struct blk *b);
 /* Reads (read-only) the disk as snapshot `id` and/or `name` left it; 1 if there is none. */
 int qcow2_load_snapshot(struct blk *b, const char *id, const char *name);
 void qcow2_free_snapshots(struct qcow2 *q);
+/* Snapshot `name` whose VM state (vm_state_size bytes, already written past the disk's end
+ * by qcow2_vmstate.c) and guest clock go into its table entry, as QEMU's savevm records. */
+int qcow2_snapshot_create_vm(struct blk *b, const char *name, uint64_t vm_state_size,
+			     uint64_t vm_clock_nsec);
+/* qcow2_vmstate.c: a snapshot with QEMU's VM state area (the `size` bytes of file `fd`),
+ * and reading one back into `fd` (zero pages as holes); both return 0 or -1 (printed). */
+int qcow2_snapshot_create_vmstate(struct blk *b, const char *name, int fd, uint64_t size,
+				  uint64_t vm_clock_nsec);
+int qcow2_snapshot_read_vmstate(struct blk *b, const char *name_or_id, int fd, uint64_t *size);
+int qcow2_find_snapshot(struct blk *b, const char *name_or_id); /* index, or -1 (printed) */
+int qcow2_snapshot_read_l1(struct blk *b, const struct qcow2_snapshot *s, uint64_t **out);
+/* Adds `delta` to the refcount of every L2 table and cluster an L1 table reaches. */
+int qcow2_l1_refcounts(struct blk *b, const uint64_t *l1, uint32_t l1_size, int delta);
 int qcow2_update_copied(struct blk *b);
 /* Writes `snaps` as a new snapshot table in new clusters and points the header at it. The
  * old table's place is returned for the caller to free. */
@@ -285,6 +298,7 @@ int qcow2_crypto_write_unaligned(struct blk *b, const void *buf, size_t len, uin
 /* qcow2_crypto_create.c: a new image's encryption (before anything is written, the check
  * that it can be done; after the plain image is made, the setup) */
 bool qcow2_crypto_requested(const struct blk_encrypt_opts *e); /* any encrypt.* given */
+/* path: prefixes the messages (NULL: none, as measure words them) */
 int qcow2_crypto_create_check(const char *path, const struct blk_encrypt_opts *e);
 int qcow2_crypto_create(const char *path, const struct blk_encrypt_opts *e);
 
@@ -317,6 +331,9 @@ int qcow2_make_empty(const char *path, const struct blk_info *in);
 
 /* The feature name table QEMU writes into a v3 header (qcow2_create.c). */
 #define QCOW2_FEATURE_TABLE_BYTES (8 * 48)
+/* QEMU writes the feature table only with clusters larger than this: with 512-byte clusters
+ * it would leave no room for a backing file name */
+#define QCOW2_FEATURE_TABLE_MIN_CLUSTER 4096u
 void qcow2_feature_table(uint8_t *ft);
 
 /* qemu-img amend's steps (qcow2_amend*.c, qcow2_refcount_order.c): each reports its

@@ -1,5 +1,6 @@
 /* qemu-img measure for a qcow2 target: QEMU's formula (header, L1, L2 and refcount
  * clusters around the data), and the space the source's persistent bitmaps take. */
+#include "block/crypto_luks.h"
 #include "block/qcow2_int.h"
 
 #include <stdlib.h>
@@ -88,7 +89,19 @@ int qcow2_measure(const struct blk_create_opts *c, struct blk *src, uint64_t siz
 	uint64_t data = 0;
 	if (src && data_bytes(src, cs, &data) < 0)
 		return -1;
-	m->fully_allocated = qcow2_full_size(size, cs, rbits, c->extended_l2);
+	/* as QEMU: a LUKS header takes whole clusters ahead of everything else */
+	uint64_t luks = 0, hdr;
+	if (c->encrypt.format && !strcmp(c->encrypt.format, "luks")) {
+		if (qcow2_crypto_create_check(NULL, &c->encrypt) < 0 ||
+		    luks_header_size(&c->encrypt, &hdr) < 0)
+			return -1;
+		luks = div_up(hdr, cs) * cs;
+	}
+	m->fully_allocated = luks + qcow2_full_size(size, cs, rbits, c->extended_l2);
 	m->required = m->fully_allocated - div_up(size, cs) * cs + data;
+	/* as qemu-img 7.2: space preallocated for data is required (metadata preallocation
+	 * is counted already) */
+	if (c->prealloc == BLK_PREALLOC_FULL || c->prealloc == BLK_PREALLOC_FALLOC)
+		m->required = m->fully_allocated;
 	return bitmaps_size(src, c, cs, m);
 }

@@ -117,7 +117,7 @@ static int need_qcow2(struct blk *b, bool write)
 }
 
 /* Adds `delta` to the refcount of every L2 table and cluster reachable from an L1 table. */
-static int l1_refcounts(struct blk *b, const uint64_t *l1, uint32_t l1_size, int delta)
+int qcow2_l1_refcounts(struct blk *b, const uint64_t *l1, uint32_t l1_size, int delta)
 {
 	struct qcow2 *q = Q(b);
 	uint64_t cs = q->cluster_size;
@@ -273,7 +273,7 @@ static int write_table(struct blk *b, struct qcow2_snapshot *snaps, uint32_t n)
 	return 0;
 }
 
-static int find_snapshot(struct blk *b, const char *name_or_id)
+int qcow2_find_snapshot(struct blk *b, const char *name_or_id)
 {
 	struct qcow2 *q = Q(b);
 	for (uint32_t i = 0; i < q->nb_snapshots; i++)
@@ -311,6 +311,12 @@ int qcow2_snapshot_list_blk(struct blk *b, struct blk_snapshot **list, int *coun
 
 int qcow2_snapshot_create(struct blk *b, const char *name)
 {
+	return qcow2_snapshot_create_vm(b, name, 0, 0);
+}
+
+int qcow2_snapshot_create_vm(struct blk *b, const char *name, uint64_t vm_state_size,
+			     uint64_t vm_clock_nsec)
+{
 	if (need_qcow2(b, true) < 0)
 		return -1;
 	struct qcow2 *q = Q(b);
@@ -341,7 +347,7 @@ int qcow2_snapshot_create(struct blk *b, const char *name)
 	}
 	/* References first, then the tables that make them real. */
 	if (r == 0)
-		r = l1_refcounts(b, q->l1, q->l1_size, 1);
+		r = qcow2_l1_refcounts(b, q->l1, q->l1_size, 1);
 	if (r == 0)
 		r = qcow2_sync_refcounts(b);
 	if (r == 0)
@@ -374,6 +380,8 @@ int qcow2_snapshot_create(struct blk *b, const char *name)
 	s->l1_size = q->l1_size;
 	s->date_sec = (uint32_t)now.tv_sec;
 	s->date_nsec = (uint32_t)(now.tv_nsec / 1000 * 1000); /* QEMU's clock: microseconds */
+	s->vm_state_size = vm_state_size;
+	s->vm_clock_nsec = vm_clock_nsec;
 	s->disk_size = q->size;
 	s->icount = 0; /* qemu-img snapshot -c records no instruction count: 0, not "none" */
 	s->extra_size = 24;
@@ -385,6 +393,7 @@ int qcow2_snapshot_create(struct blk *b, const char *name)
 		free(ns);
 		return kite_error("out of memory");
 	}
+	put_be64(s->extra, vm_state_size);
 	put_be64(s->extra + 8, q->size);
 	put_be64(s->extra + 16, s->icount);
 	if (write_table(b, ns, q->nb_snapshots + 1) < 0) {
@@ -400,7 +409,7 @@ int qcow2_snapshot_create(struct blk *b, const char *name)
 	return qcow2_flush_all(b);
 }
 
-static int read_l1(struct blk *b, const struct qcow2_snapshot *s, uint64_t **out)
+int qcow2_snapshot_read_l1(struct blk *b, const struct qcow2_snapshot *s, uint64_t **out)
 {
 	uint64_t *l1 = calloc(s->l1_size ? s->l1_size : 1, 8);
 	if (!l1)
@@ -435,7 +444,7 @@ int qcow2_load_snapshot(struct blk *b, const char *id, const char *name)
 	if (idx < 0)
 		return 1;
 	uint64_t *sl1;
-	if (read_l1(b, &q->snaps[idx], &sl1) < 0)
+	if (qcow2_snapshot_read_l1(b, &q->snaps[idx], &sl1) < 0)
 		return -1;
 	for (int i = 0; i < q->l2c.slots; i++)
 		mcache_forget(&q->l2c, q->l2c.e[i].off);
@@ -451,19 +460,20 @@ int qcow2_snapshot_apply(struct blk *b, const char *name_or_id)
 	if (need_qcow2(b, true) < 0 || qcow2_bitmaps_forbid_revert(b) < 0)
 		return -1;
 	struct qcow2 *q = Q(b);
-	int idx = find_snapshot(b, name_or_id);
+	int idx = qcow2_find_snapshot(b, name_or_id);
 	if (idx < 0)
 		return -1;
 	struct qcow2_snapshot *s = &q->snaps[idx];
 	uint64_t *sl1;
-	if (qcow2_mark_dirty(b) < 0 || qcow2_flush_all(b) < 0 || read_l1(b, s, &sl1) < 0)
+	if (qcow2_mark_dirty(b) < 0 || qcow2_flush_all(b) < 0 ||
+	    qcow2_snapshot_read_l1(b, s, &sl1) < 0)
 		return -1;
 	int r = 0;
 	if (s->l1_size > q->l1_size)
 		r = qcow2_grow_l1(b, s->l1_size);
 	/* The snapshot's tree gains the active reference before the old tree loses it. */
 	if (r == 0)
-		r = l1_refcounts(b, sl1, s->l1_size, 1);
+		r = qcow2_l1_refcounts(b, sl1, s->l1_size, 1);
 	if (r == 0)
 		r = qcow2_sync_refcounts(b);
 	uint64_t *old = NULL;
@@ -488,7 +498,7 @@ int qcow2_snapshot_apply(struct blk *b, const char *name_or_id)
 		free(disk);
 	}
 	if (r == 0)
-		r = l1_refcounts(b, old, old_size, -1);
+		r = qcow2_l1_refcounts(b, old, old_size, -1);
 	if (r == 0 && s->disk_size != q->size) {
 		uint8_t v[8];
 		put_be64(v, s->disk_size);
@@ -512,14 +522,14 @@ int qcow2_snapshot_delete(struct blk *b, const char *name_or_id)
 	if (need_qcow2(b, true) < 0)
 		return -1;
 	struct qcow2 *q = Q(b);
-	int idx = find_snapshot(b, name_or_id);
+	int idx = qcow2_find_snapshot(b, name_or_id);
 	if (idx < 0)
 		return -1;
 	if (qcow2_mark_dirty(b) < 0 || qcow2_flush_all(b) < 0)
 		return -1;
 	struct qcow2_snapshot gone = q->snaps[idx];
 	uint64_t *sl1;
-	if (read_l1(b, &gone, &sl1) < 0)
+	if (qcow2_snapshot_read_l1(b, &gone, &sl1) < 0)
 		return -1;
 	memmove(&q->snaps[idx], &q->snaps[idx + 1],
 		sizeof(*q->snaps) * (q->nb_snapshots - (uint32_t)idx - 1));
@@ -527,7 +537,7 @@ int qcow2_snapshot_delete(struct blk *b, const char *name_or_id)
 	/* Unlink the snapshot first: a crash after this leaks its clusters, no worse. */
 	int r = write_table(b, q->snaps, q->nb_snapshots);
 	if (r == 0)
-		r = l1_refcounts(b, sl1, gone.l1_size, -1);
+		r = qcow2_l1_refcounts(b, sl1, gone.l1_size, -1);
 	if (r == 0)
 		r = qcow2_update_refcount(b, gone.l1_offset, (uint64_t)gone.l1_size * 8, -1);
 	free(sl1);

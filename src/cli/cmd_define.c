@@ -4,6 +4,7 @@
 #include "mgmt/fileutil.h"
 #include "mgmt/launch.h"
 #include "mgmt/runstate.h"
+#include "mgmt/snapshot_store.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -172,21 +173,27 @@ out:
 
 int cmd_undefine(int argc, char **argv)
 {
-	enum { O_STORAGE = 1, O_MANAGED };
+	enum { O_STORAGE = 1, O_MANAGED, O_SNAPSHOTS };
 	static const struct option opts[] = {
 	    MACHINE_COMMON_OPTIONS{"remove-all-storage", no_argument, NULL, O_STORAGE},
 	    {"managed-save", no_argument, NULL, O_MANAGED},
+	    {"snapshots-metadata", no_argument, NULL, O_SNAPSHOTS},
 	    {NULL, 0, NULL, 0}};
 	struct machine_cli cli = {
 	    .verb = "undefine",
 	    .usage =
 		"usage: kite undefine NAME [--remove-all-storage] [--managed-save]\n"
+		"                      [--snapshots-metadata]\n"
 		"Removes a shut off machine's definition; with --remove-all-storage, its disk\n"
 		"images too. A machine with a managed save (kite managedsave) needs\n"
-		"--managed-save, which removes it too, as virsh.\n"};
-	bool storage = false, managed = false;
-	const struct machine_flag flags[] = {
-	    {O_STORAGE, &storage, NULL}, {O_MANAGED, &managed, NULL}, {0, NULL, NULL}};
+		"--managed-save, which removes it too, and one with snapshots needs\n"
+		"--snapshots-metadata, which removes their metadata (the disks keep them), as\n"
+		"virsh.\n"};
+	bool storage = false, managed = false, snapmeta = false;
+	const struct machine_flag flags[] = {{O_STORAGE, &storage, NULL},
+					     {O_MANAGED, &managed, NULL},
+					     {O_SNAPSHOTS, &snapmeta, NULL},
+					     {0, NULL, NULL}};
 	int pr = machine_parse(&cli, argc, argv, opts, flags, 1, 1, "NAME");
 	if (pr >= 0)
 		return pr;
@@ -220,6 +227,18 @@ int cmd_undefine(int argc, char **argv)
 		    name, name);
 		goto out_def;
 	}
+	int nsnap = snapshot_store_count(&cli.dirs, name);
+	if (nsnap != 0 && !snapmeta) {
+		if (nsnap > 0)
+			kite_error("machine %s has %d snapshot%s: 'kite undefine %s "
+				   "--snapshots-metadata' removes their metadata too",
+				   name, nsnap, nsnap == 1 ? "" : "s", name);
+		else
+			kite_error("'kite undefine %s --snapshots-metadata' removes it", name);
+		goto out_def;
+	}
+	if (snapshot_store_remove(&cli.dirs, name) < 0)
+		goto out_def;
 	if (managed && unlink(save) < 0 && errno != ENOENT) {
 		kite_error_errno(errno, "cannot remove %s", save);
 		goto out_def;

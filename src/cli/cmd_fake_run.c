@@ -17,6 +17,7 @@
 #include "cli/run_options.h"
 #include "mgmt/control_server.h"
 #include "util/err.h"
+#include "machine/disk_snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,7 @@ struct fake_vm {
 	uint64_t memory, balloon;
 	const char *name;
 	const struct machine_config *machine;
+	struct blk **blks; /* the machine's disks, open */
 	const char *hang;
 	bool ignore_powerdown;
 	bool has_balloon;
@@ -189,6 +191,53 @@ static int fake_save(void *opaque, json_t *args, json_t **ret)
 	return 0;
 }
 
+/* The disks' snapshot as the real VMM takes it; the VM state a save file as fake_save's. */
+static int fake_snapshot_create(void *opaque, json_t *args, json_t **ret)
+{
+	struct fake_vm *vm = opaque;
+	hang_if(vm, "snapshot-create");
+	const char *state = json_string_value(json_object_get(args, "state"));
+	if (json_is_true(json_object_get(args, "external"))) {
+		char(*paths)[PATH_MAX] = calloc(MACHINE_MAX_DISKS, PATH_MAX);
+		int r = paths ? 0 : kite_error("out of memory");
+		if (r == 0)
+			r = disk_snapshot_create_overlays(
+			    vm->machine, vm->blks, json_string_value(json_object_get(args, "name")),
+			    paths, ret);
+		/* run_options' machine is this process's own: it follows the disks */
+		if (r == 0)
+			r = disk_snapshot_switch((struct machine_config *)vm->machine, vm->blks,
+						 paths);
+		free(paths);
+		if (r < 0)
+			control_set_error(NULL, "%s", kite_last_error());
+		return r;
+	}
+	struct state_buf none = {0};
+	int r = state ? savefile_write(state, vm->machine, &none, NULL) : 0;
+	if (r == 0)
+		r = disk_snapshot_create(vm->machine, vm->blks,
+					 json_string_value(json_object_get(args, "name")), state, 0,
+					 ret);
+	if (state)
+		unlink(state);
+	if (r < 0)
+		control_set_error(NULL, "%s", kite_last_error());
+	return r;
+}
+
+static int fake_snapshot_delete(void *opaque, json_t *args, json_t **ret)
+{
+	struct fake_vm *vm = opaque;
+	hang_if(vm, "snapshot-delete");
+	if (disk_snapshot_delete(vm->machine, vm->blks,
+				 json_string_value(json_object_get(args, "name"))) < 0) {
+		control_set_error(NULL, "%s", kite_last_error());
+		return -1;
+	}
+	return 0;
+}
+
 const control_handler_fn fake_run_handlers[CONTROL_VMM_COMMANDS] = {
     [CONTROL_QUERY_STATUS] = fake_query_status,
     [CONTROL_STOP] = fake_stop,
@@ -199,6 +248,8 @@ const control_handler_fn fake_run_handlers[CONTROL_VMM_COMMANDS] = {
     [CONTROL_BALLOON] = fake_balloon,
     [CONTROL_QUERY_BALLOON] = fake_query_balloon,
     [CONTROL_SAVE] = fake_save,
+    [CONTROL_SNAPSHOT_CREATE] = fake_snapshot_create,
+    [CONTROL_SNAPSHOT_DELETE] = fake_snapshot_delete,
 };
 
 /* A line discipline of sorts: echo, and answer each complete line. */
@@ -257,7 +308,8 @@ static void close_disks(struct blk **blks)
 }
 
 /* The tiny guest, until it powers off or is told to end. Returns the exit code. */
-static int fake_guest(const struct machine_config *m, const char *sock, bool restored)
+static int fake_guest(const struct machine_config *m, struct blk **blks, const char *sock,
+		      bool restored)
 {
 	const char *name = m->name[0] ? m->name : "fake";
 	const char *launch_log = getenv("KITE_FAKE_LAUNCH_LOG");
@@ -268,7 +320,8 @@ static int fake_guest(const struct machine_config *m, const char *sock, bool res
 		dprintf(fd, "%d %s\n", (int)getpid(), name);
 		close(fd);
 	}
-	struct fake_vm vm = {.memory = m->memory, .balloon = m->memory, .name = name, .machine = m};
+	struct fake_vm vm = {
+	    .memory = m->memory, .balloon = m->memory, .name = name, .machine = m, .blks = blks};
 	vm.hang = getenv("KITE_FAKE_HANG");
 	vm.ignore_powerdown = getenv("KITE_FAKE_IGNORE_POWERDOWN") != NULL;
 	/* The machine's balloon device; KITE_FAKE_NO_BALLOON: a guest without its driver. */
@@ -320,7 +373,7 @@ static int fake_run(struct run_options *o)
 	struct blk *blks[MACHINE_MAX_DISKS] = {0};
 	int code = open_disks(&o->machine, blks) < 0
 		       ? 1
-		       : fake_guest(&o->machine, o->control_socket, o->run.restore != NULL);
+		       : fake_guest(&o->machine, blks, o->control_socket, o->run.restore != NULL);
 	close_disks(blks);
 	return code;
 }

@@ -56,6 +56,9 @@ void img_opts_free(struct img_opts *o);
 /* Fills a blk_create_opts from -o values (size, cluster_size, preallocation, compat,
  * lazy_refcounts, refcount_bits, compression_type, backing_file, backing_fmt, extended_l2)
  * for format `fmt`. Unknown keys are an error. Strings point into `o`. */
+/* The first -o key format `fmt` does not take, NULL when all are known: each verb words
+ * the refusal as qemu-img does. */
+const char *img_invalid_key(const struct img_opts *o, const char *fmt);
 int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts *c);
 
 /* `-o help` (or `-o ?`): prints the options format `fmt` takes and returns true. */

@@ -70,6 +70,9 @@ static int open_target(struct blk_convert *cv, const char *path, const char *fmt
 			return kite_error("kite img convert cannot write format '%s' (use %s)", fmt,
 					  blk_formats_with(BLK_CAP_CREATE, list, sizeof(list)));
 		struct blk_create_opts c = {0};
+		const char *bad = img_invalid_key(o, fmt);
+		if (bad)
+			return kite_error("Invalid parameter '%s'", bad);
 		if (img_create_opts(o, fmt, &c) < 0)
 			return -1;
 		key_secret = c.encrypt.key_secret;

@@ -92,6 +92,11 @@ int img_create(int argc, char **argv)
 		goto out;
 	}
 	struct blk_create_opts copts = {0};
+	const char *bad = img_invalid_key(&o, fmt);
+	if (bad) {
+		kite_error("%s: Invalid parameter '%s'", path, bad);
+		goto out;
+	}
 	if (img_create_opts(&o, fmt, &copts))
 		goto out;
 	if (backing)

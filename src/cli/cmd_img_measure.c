@@ -70,6 +70,12 @@ int img_measure(int argc, char **argv)
 		goto out;
 	}
 	struct blk_create_opts copts = {0};
+	const char *bad = img_invalid_key(&o, out_fmt);
+	if (bad) {
+		kite_error("Invalid parameter '%s'", bad);
+		kite_error("Invalid options for file format '%s'", out_fmt);
+		goto out;
+	}
 	if (img_create_opts(&o, out_fmt, &copts))
 		goto out;
 	struct blk *src = NULL;

@@ -185,6 +185,15 @@ static int encrypt_opts(struct img_opts *o, const char *fmt, const char *pre,
 	return 0; /* the block layer checks them (qcow2_crypto_create_check) */
 }
 
+const char *img_invalid_key(const struct img_opts *o, const char *fmt)
+{
+	const struct blk_create_desc *d = blk_create_desc(fmt);
+	for (size_t i = 0; i < o->n; i++)
+		if (!key_allowed(d, o->keys[i]))
+			return o->keys[i];
+	return NULL;
+}
+
 int img_create_opts(struct img_opts *o, const char *fmt, struct blk_create_opts *c)
 {
 	const struct blk_create_desc *d = blk_create_desc(fmt);

@@ -32,7 +32,7 @@ static int start_or_resume(struct machine_cli *cli, const struct machine_config 
 	if (managed_save_path(&cli->dirs, def->name, save, sizeof(save)) < 0)
 		return -1;
 	if (access(save, F_OK) < 0)
-		return machine_start(&cli->dirs, def, NULL, START_TIMEOUT_MS);
+		return machine_start(&cli->dirs, def, NULL, start_timeout_ms());
 	struct savefile f;
 	if (savefile_open(&f, save) < 0)
 		return kite_error("machine %s: its managed save cannot be resumed "
@@ -43,7 +43,7 @@ static int start_or_resume(struct machine_cli *cli, const struct machine_config 
 	if (!same)
 		return kite_error("machine %s: its managed save %s is another machine's", def->name,
 				  save);
-	if (machine_start(&cli->dirs, def, save, START_TIMEOUT_MS) < 0)
+	if (machine_start(&cli->dirs, def, save, start_timeout_ms()) < 0)
 		return -1;
 	if (unlink(save) < 0)
 		kite_warn("cannot remove %s: %s", save, strerror(errno));

@@ -50,13 +50,14 @@ int cmd_net_define(int argc, char **argv)
 	    .verb = "net-define",
 	    .usage =
 		"usage: kite net-define FILE\n"
-		"       kite net-define --name NAME --mode hostonly|internal|bridge\n"
+		"       kite net-define --name NAME --mode hostonly|nat|internal|bridge\n"
 		"                       [--bridge BR] [--ip ADDR/BITS|none] [--dhcp "
 		"START,END|off]\n"
 		"Defines a network from a JSON file (kite net-dumpjson's form) or from options.\n"
 		"hostonly: a host bridge at 192.168.56.1/24 handing out 192.168.56.101 on by\n"
 		"DHCP (VirtualBox's); internal: a bridge without address (guests see only each\n"
-		"other); bridge: the existing host bridge --bridge BR.\n"};
+		"other); bridge: the existing host bridge --bridge BR; nat: libvirt's default\n"
+		"network, 192.168.122.1/24 with DHCP and DNS, masqueraded to the host's uplink.\n"};
 	const char *name = NULL, *mode = NULL, *bridge = NULL, *ip = NULL, *dhcp = NULL;
 	const struct machine_flag flags[] = {{O_NAME, NULL, &name},	{O_MODE, NULL, &mode},
 					     {O_BRIDGE, NULL, &bridge}, {O_IP, NULL, &ip},

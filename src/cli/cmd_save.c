@@ -149,7 +149,7 @@ static int restore_locked(struct machine_cli *cli, struct savefile *f, const cha
 		return -1;
 	if (is_active(&st))
 		return kite_error("machine %s is already running (pid %d)", name, (int)st.pid);
-	return machine_start(&cli->dirs, &f->def, file, START_TIMEOUT_MS);
+	return machine_start(&cli->dirs, &f->def, file, start_timeout_ms());
 }
 
 int cmd_restore(int argc, char **argv)

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const mode_names[] = {"hostonly", "internal", "bridge"};
+static const char *const mode_names[] = {"hostonly", "internal", "bridge", "nat"};
 
 const char *network_mode_name(enum network_mode mode)
 {
@@ -22,11 +22,8 @@ int network_mode_parse(const char *s, enum network_mode *mode, const char *ctx)
 			*mode = (enum network_mode)i;
 			return 0;
 		}
-	if (!strcmp(s, "nat"))
-		return kite_error("%s: nat networks are not built yet: --net user gives each "
-				  "machine NAT of its own",
-				  ctx);
-	return kite_error("%s: '%s' is not a network mode (hostonly, internal, bridge)", ctx, s);
+	return kite_error("%s: '%s' is not a network mode (hostonly, internal, bridge, nat)", ctx,
+			  s);
 }
 
 static uint32_t ip4(unsigned a, unsigned b, unsigned c, unsigned d)
@@ -56,6 +53,12 @@ void network_config_init(struct network_config *n, enum network_mode mode)
 		n->dhcp = true;
 		n->dhcp_start = ip4(192, 168, 56, 101);
 		n->dhcp_end = ip4(192, 168, 56, 254);
+	} else if (mode == NETWORK_NAT) {
+		n->addr = ip4(192, 168, 122, 1);
+		n->prefix = 24;
+		n->dhcp = true;
+		n->dhcp_start = ip4(192, 168, 122, 2);
+		n->dhcp_end = ip4(192, 168, 122, 254);
 	}
 }
 
@@ -186,7 +189,7 @@ int network_config_set(struct network_config *n, const char *field, const char *
 		return 0;
 	}
 	if (!strcmp(field, "mode")) {
-		enum network_mode m;
+		enum network_mode m = NETWORK_HOSTONLY;
 		if (network_mode_parse(value, &m, where) < 0)
 			return -1;
 		network_config_init(n, m);
@@ -215,9 +218,10 @@ int network_config_check(const struct network_config *n, const char *ctx)
 		return kite_error("%s: a network needs a name", ctx);
 	switch (n->mode) {
 	case NETWORK_HOSTONLY:
+	case NETWORK_NAT:
 		if (!n->addr)
-			return kite_error("%s: a host-only network needs the host's address (ip)",
-					  ctx);
+			return kite_error("%s: a %s network needs the host's address (ip)", ctx,
+					  n->mode == NETWORK_NAT ? "nat" : "host-only");
 		if (!in_subnet(n, n->addr))
 			return kite_error("%s: ip: the host's address is the subnet's network or "
 					  "broadcast address",

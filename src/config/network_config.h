@@ -13,6 +13,8 @@ enum network_mode {
 	NETWORK_HOSTONLY, /* a host bridge with an address, DHCP, no forwarding */
 	NETWORK_INTERNAL, /* a host bridge without an address: guests see only each other */
 	NETWORK_BRIDGE,	  /* an existing host bridge, the LAN's DHCP */
+	NETWORK_NAT, /* host-only plus DNS and masquerade to the host's uplink (libvirt's default)
+		      */
 };
 
 struct network_config {
@@ -28,7 +30,8 @@ struct network_config {
 };
 
 /* The mode's defaults: host-only 192.168.56.1/24 with DHCP from .101 to .254 (VirtualBox's),
- * internal and bridge without address or DHCP. */
+ * nat 192.168.122.1/24 with DHCP from .2 to .254 (libvirt's default network), internal and
+ * bridge without address or DHCP. */
 void network_config_init(struct network_config *n, enum network_mode mode);
 int network_mode_parse(const char *s, enum network_mode *mode, const char *ctx);
 const char *network_mode_name(enum network_mode mode);

@@ -34,7 +34,7 @@ static void *logger(void *arg)
 	struct console_log *cl = arg;
 	struct control_client *c = NULL;
 	int fd = open_log(cl->path);
-	int64_t deadline = mono_ms() + START_TIMEOUT_MS;
+	int64_t deadline = mono_ms() + start_timeout_ms();
 	/* The socket appears once the VMM has set up its machine. */
 	while (fd >= 0 && process_alive(cl->pid, cl->start) && mono_ms() < deadline) {
 		if (control_client_connect(cl->sock, 1000, &c, NULL) == 0)

@@ -13,6 +13,18 @@ static const struct control_arg save_args[] = {
     {NULL, 0, false, NULL},
 };
 
+static const struct control_arg snapshot_create_args[] = {
+    {"name", CONTROL_ARG_NAME, true, NULL},
+    {"state", CONTROL_ARG_PATH, false, "absent: disk-only"},
+    {"external", CONTROL_ARG_BOOL, false, "default false: qcow2 overlays, no state"},
+    {NULL, 0, false, NULL},
+};
+
+static const struct control_arg snapshot_delete_args[] = {
+    {"name", CONTROL_ARG_NAME, true, NULL},
+    {NULL, 0, false, NULL},
+};
+
 static const struct control_arg console_args[] = {
     {"replay", CONTROL_ARG_BOOL, false, "default true"},
     {NULL, 0, false, NULL},
@@ -52,6 +64,22 @@ const struct control_command control_commands[] = {
      .timeout_ms = 600000, /* writing the RAM of a large guest */
      .returns = "`{}` once the machine's state and RAM are in PATH, a save file; then the "
 		"VMM ends (`kite save`, `kite managedsave`)"},
+    {.name = "snapshot-create",
+     VMM(CONTROL_SNAPSHOT_CREATE),
+     .args = snapshot_create_args,
+     .timeout_ms = 600000, /* writing the RAM of a large guest */
+     .returns = "`{\"vm_state_size\": BYTES, \"vmstate_disk\": TARGET, \"disks\": [...]}`: "
+		"vCPUs paused, disk requests completed, the machine's state written to PATH (a "
+		"save file) and from there into the first qcow2 disk's VM state area, every "
+		"writable disk's internal snapshot NAME taken, PATH removed, vCPUs resumed; with "
+		"`external`, every writable disk moved onto a new qcow2 overlay DISK.NAME "
+		"instead (`kite snapshot-create-as`)"},
+    {.name = "snapshot-delete",
+     VMM(CONTROL_SNAPSHOT_DELETE),
+     .args = snapshot_delete_args,
+     .timeout_ms = 600000,
+     .returns = "`{}`: internal snapshot NAME deleted from every disk that has it "
+		"(`kite snapshot-delete`)"},
     {.name = "console",
      SERVER(CONTROL_SERVER_CONSOLE),
      .args = console_args,
@@ -81,15 +109,25 @@ const struct control_command *control_command_find(const char *name)
 	return NULL;
 }
 
+bool control_snapshot_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	return n && n < 256 && !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
+}
+
 static const char *type_name(enum control_arg_type t)
 {
-	return t == CONTROL_ARG_BOOL ? "bool" : t == CONTROL_ARG_PATH ? "PATH" : "BYTES";
+	return t == CONTROL_ARG_BOOL   ? "bool"
+	       : t == CONTROL_ARG_PATH ? "PATH"
+	       : t == CONTROL_ARG_NAME ? "NAME"
+				       : "BYTES";
 }
 
 static const char *type_want(enum control_arg_type t)
 {
 	return t == CONTROL_ARG_BOOL   ? "true or false"
 	       : t == CONTROL_ARG_PATH ? "an absolute path"
+	       : t == CONTROL_ARG_NAME ? "a snapshot name (1 to 255 bytes, no '/')"
 				       : "a positive number of bytes";
 }
 
@@ -100,6 +138,8 @@ static bool type_ok(enum control_arg_type t, json_t *v)
 		return json_is_boolean(v);
 	case CONTROL_ARG_PATH:
 		return json_is_string(v) && json_string_value(v)[0] == '/';
+	case CONTROL_ARG_NAME:
+		return json_is_string(v) && control_snapshot_name_ok(json_string_value(v));
 	case CONTROL_ARG_BYTES:
 		break;
 	}

@@ -24,6 +24,8 @@ enum control_cmd {
 	CONTROL_BALLOON,
 	CONTROL_QUERY_BALLOON,
 	CONTROL_SAVE,
+	CONTROL_SNAPSHOT_CREATE,
+	CONTROL_SNAPSHOT_DELETE,
 	CONTROL_VMM_COMMANDS, /* how many a VMM handles */
 };
 
@@ -35,6 +37,7 @@ enum control_arg_type {
 	CONTROL_ARG_BOOL,
 	CONTROL_ARG_BYTES, /* a positive integer */
 	CONTROL_ARG_PATH,  /* an absolute path (a string starting with /) */
+	CONTROL_ARG_NAME,  /* a snapshot name: 1 to 255 bytes, no '/', not "." or ".." */
 };
 
 struct control_arg {
@@ -67,6 +70,8 @@ extern const struct control_command control_commands[];
 extern const size_t control_ncommands;
 
 const struct control_command *control_command_find(const char *name);
+/* A snapshot name the protocol takes (and the state directory can file): CONTROL_ARG_NAME. */
+bool control_snapshot_name_ok(const char *s);
 /* Checks `args` (NULL: none) against cmd's schema. Returns NULL, or what is wrong, written to
  * `buf`. */
 const char *control_command_check_args(const struct control_command *cmd, json_t *args, char *buf,

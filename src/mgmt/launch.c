@@ -100,6 +100,16 @@ char **machine_runner_argv(const struct mgmt_dirs *d, const char *name, const ch
 	return b.v;
 }
 
+int start_timeout_ms(void)
+{
+	const char *env = getenv("KITE_START_TIMEOUT");
+	char *end;
+	long s = env && *env ? strtol(env, &end, 10) : 0;
+	if (s > 0 && s <= 86400 && !*end)
+		return (int)s * 1000;
+	return 30000;
+}
+
 /* RUNTIME/NAME.json: the definition this run of the VMM boots (kept after it ends, as the
  * record of the last start). */
 static int write_run_definition(const struct mgmt_dirs *d, const struct machine_config *def)
@@ -531,7 +541,7 @@ int machine_save(const struct mgmt_dirs *d, const char *name, const char *file)
 		return -1;
 	}
 	control_client_close(c);
-	if (machine_wait_stopped(d, name, START_TIMEOUT_MS) != 0)
+	if (machine_wait_stopped(d, name, start_timeout_ms()) != 0)
 		return kite_error("machine %s: saved to %s, but its VMM has not ended", name, file);
 	return 0;
 }

@@ -13,9 +13,11 @@
 #include "config/machine_config.h"
 #include "mgmt/paths.h"
 
-#define START_TIMEOUT_MS 30000
-#define DESTROY_KILL_MS	 400	/* destroy's SIGKILL, counted from its start */
-#define SAVE_TIMEOUT_MS	 600000 /* writing a large guest's RAM (the save command's own) */
+/* How long kite start waits for a new VMM to answer on its control socket: 30 s, or
+ * $KITE_START_TIMEOUT seconds (a slow host: a software-CPU KVM host, a loaded test machine). */
+int start_timeout_ms(void);
+#define DESTROY_KILL_MS 400    /* destroy's SIGKILL, counted from its start */
+#define SAVE_TIMEOUT_MS 600000 /* writing a large guest's RAM (the save command's own) */
 
 /* The VMM's argv for machine NAME (NULL-terminated; free with argv_free): its definition, or
  * with `restore` the save file it resumes (`--restore FILE`). NULL on error. */

@@ -1,6 +1,7 @@
 #include "mgmt/machine_control.h"
 #include "mgmt/control_server.h"
 #include "util/err.h"
+#include "machine/vm_snapshot.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -156,6 +157,44 @@ static int h_save(void *opaque, json_t *args, json_t **ret)
 	return with_vm(save_vm, (void *)json_string_value(json_object_get(args, "file")));
 }
 
+struct snapshot_req {
+	bool create, external;
+	const char *name, *state;
+	json_t *out;
+};
+
+static int snapshot_vm(struct vm *vm, void *arg)
+{
+	struct snapshot_req *q = arg;
+	int r = !q->create    ? vm_snapshot_delete(vm, q->name)
+		: q->external ? vm_snapshot_create_external(vm, q->name, &q->out)
+			      : vm_snapshot_create(vm, q->name, q->state, &q->out);
+	if (r < 0)
+		control_set_error(NULL, "%s", kite_last_error());
+	return r;
+}
+
+static int h_snapshot_create(void *opaque, json_t *args, json_t **ret)
+{
+	struct snapshot_req q = {true, json_is_true(json_object_get(args, "external")),
+				 json_string_value(json_object_get(args, "name")),
+				 json_string_value(json_object_get(args, "state")), NULL};
+	if (q.external && q.state) {
+		control_set_error(NULL, "snapshot-create: \"external\" takes no \"state\"");
+		return -1;
+	}
+	int r = with_vm(snapshot_vm, &q);
+	*ret = r == 0 ? q.out : NULL;
+	return r;
+}
+
+static int h_snapshot_delete(void *opaque, json_t *args, json_t **ret)
+{
+	struct snapshot_req q = {false, false, json_string_value(json_object_get(args, "name")),
+				 NULL, NULL};
+	return with_vm(snapshot_vm, &q);
+}
+
 const control_handler_fn machine_control_handlers[CONTROL_VMM_COMMANDS] = {
     [CONTROL_QUERY_STATUS] = h_query_status,
     [CONTROL_STOP] = h_stop,
@@ -166,6 +205,8 @@ const control_handler_fn machine_control_handlers[CONTROL_VMM_COMMANDS] = {
     [CONTROL_BALLOON] = h_balloon,
     [CONTROL_QUERY_BALLOON] = h_query_balloon,
     [CONTROL_SAVE] = h_save,
+    [CONTROL_SNAPSHOT_CREATE] = h_snapshot_create,
+    [CONTROL_SNAPSHOT_DELETE] = h_snapshot_delete,
 };
 
 /* Bytes typed on an attached `kite console` go to whichever device the console feeds (the

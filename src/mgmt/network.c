@@ -302,27 +302,15 @@ static int start_dnsmasq(const struct mgmt_dirs *d, const struct network_config 
 	snprintf(a_if, sizeof(a_if), "--interface=%s", n->bridge);
 	snprintf(a_listen, sizeof(a_listen), "--listen-address=%s", ip);
 	snprintf(a_range, sizeof(a_range), "--dhcp-range=%s,%s,%s,12h", start, end, mask);
-	/* DHCP only (port 0: no DNS), on this bridge only, addresses handed out in order from
+	/* On this bridge only, addresses handed out in order from
 	 * the start as VirtualBox does; it runs as root so that it can write the lease file in
 	 * kite's runtime directory; it logs to RUN/networks/NAME/dnsmasq.log. */
-	char *argv[] = {"dnsmasq",
-			"--conf-file=/dev/null",
-			"--port=0",
-			"--bind-interfaces",
-			"--except-interface=lo",
-			a_if,
-			a_listen,
-			a_range,
-			"--dhcp-authoritative",
-			"--dhcp-no-override",
-			a_pid,
-			a_lease,
-			"--user=root",
-			"--group=root",
-			"--dhcp-sequential-ip",
-			"--no-ping",
-			a_log,
-			NULL};
+	char *argv[] = {"dnsmasq", "--conf-file=/dev/null",
+			/* DHCP only (no DNS) on host-only networks; DNS too on nat ones */
+			n->mode == NETWORK_NAT ? "--domain-needed" : "--port=0",
+			"--bind-interfaces", "--except-interface=lo", a_if, a_listen, a_range,
+			"--dhcp-authoritative", "--dhcp-no-override", a_pid, a_lease, "--user=root",
+			"--group=root", "--dhcp-sequential-ip", "--no-ping", a_log, NULL};
 	pid_t pid = fork();
 	if (pid < 0)
 		return kite_error_errno(errno, "fork for dnsmasq");
@@ -364,9 +352,11 @@ int network_stop(const struct mgmt_dirs *d, const struct network_config *n)
 		for (int i = 0; i < 100 && process_running(pid); i++)
 			sleep_ms(20);
 	}
+	if (n->mode == NETWORK_NAT)
+		network_nat_stop(n);
 	if (n->mode != NETWORK_BRIDGE && host_bridge_del(n->bridge) < 0)
 		r = -1;
-	static const char *const files[] = {"dnsmasq.pid", "leases", "dnsmasq.log"};
+	static const char *const files[] = {"dnsmasq.pid", "leases", "dnsmasq.log", "nft.conf"};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		if (run_path(d, n->name, files[i], path, sizeof(path)) == 0)
 			unlink(path);
@@ -401,6 +391,12 @@ int network_start(const struct mgmt_dirs *d, const struct network_config *n)
 	     (n->addr ? host_if_set_addr_up(n->bridge, n->addr, n->prefix)
 		      : host_if_up(n->bridge)) < 0 ||
 	     (n->dhcp && start_dnsmasq(d, n) < 0))) {
+		network_stop(d, n);
+		return -1;
+	}
+	char nft[PATH_MAX];
+	if (n->mode == NETWORK_NAT && (run_path(d, n->name, "nft.conf", nft, sizeof(nft)) < 0 ||
+				       network_nat_start(n, nft) < 0)) {
 		network_stop(d, n);
 		return -1;
 	}

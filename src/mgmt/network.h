@@ -38,6 +38,11 @@ int network_stop(const struct mgmt_dirs *d, const struct network_config *n);
  * definition; the network must be active. 0 or -1 (reported). */
 int network_resolve_nics(const struct mgmt_dirs *d, struct machine_config *m);
 
+/* network_nat.c: a nat network's masquerade (nftables, `script` keeps the rules) and IPv4
+ * forwarding; stop removes the rules, whether there or not. */
+int network_nat_start(const struct network_config *n, const char *script);
+void network_nat_stop(const struct network_config *n);
+
 struct network_lease {
 	long long expiry; /* seconds since the epoch; 0 = infinite */
 	char mac[18];

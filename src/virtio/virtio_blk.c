@@ -644,6 +644,11 @@ static const struct virtio_device_ops blk_ops = {
     .quiesce = blk_quiesce,
 };
 
+void virtio_blk_set_blk(struct virtio_blk *b, struct blk *blk)
+{
+	b->blk = blk;
+}
+
 struct virtio_blk *virtio_blk_create(const struct guest_mem *mem, struct blk *blk, bool readonly,
 				     const char *serial)
 {

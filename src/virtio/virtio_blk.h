@@ -16,6 +16,9 @@ struct virtio_blk *virtio_blk_create(const struct guest_mem *mem, struct blk *bl
 				     const char *serial);
 /* Stops the worker and frees the device (not the struct blk). NULL is fine. */
 void virtio_blk_destroy(struct virtio_blk *b);
+/* Moves the device onto another image of the same size (an external snapshot's overlay):
+ * only while it is quiesced (no request in flight). */
+void virtio_blk_set_blk(struct virtio_blk *b, struct blk *blk);
 /* The device for a transport (virtio_pci_init). */
 struct virtio_dev *virtio_blk_dev(struct virtio_blk *b);
 

@@ -6,18 +6,19 @@
  * port; with udp_port it then prints "READY: udp" and echoes one datagram. nic=N uses the Nth card
  * (from 0), subnet=S expects 10.0.S.0/24 instead of 10.0.2.0/24 (kite puts its second card
  * on 10.0.3.0/24); host=H, dns=D and ip=I expect the gateway, DNS and DHCP address at 10.0.S.H,
- * .D and .I instead of .2, .3 and .15 (--net user's host=, dns=, dhcpstart=). All of it runs in
- * ring 3 on a tiny IPv4 stack (lib/net.c). */
+ * .D and .I instead of .2, .3 and .15 (--net user's host=, dns=, dhcpstart=); base=N (the /24's
+ * address as a decimal number) replaces 10.0.S.0, for networks other than user NAT's. All of
+ * it runs in ring 3 on a tiny IPv4 stack (lib/net.c). */
 #include "libguest.h"
 #include "net.h"
 
 const char guest_name[] = "virtio_net";
 
-static unsigned subnet = 2;				      /* 10.0.subnet.0/24 */
-static unsigned host_octet = 2, dns_octet = 3, ip_octet = 15; /* 10.0.subnet.octet */
-#define GUEST_IP   IP4(10, 0, subnet, ip_octet)
-#define GATEWAY_IP IP4(10, 0, subnet, host_octet)
-#define DNS_IP	   IP4(10, 0, subnet, dns_octet)
+static uint32_t base = IP4(10, 0, 2, 0);		      /* the /24 */
+static unsigned host_octet = 2, dns_octet = 3, ip_octet = 15; /* base.octet */
+#define GUEST_IP   (base | ip_octet)
+#define GATEWAY_IP (base | host_octet)
+#define DNS_IP	   (base | dns_octet)
 #define DHCP_XID   0x6b697465 /* "kite" */
 #define GUEST_MSG  "hello from the guest\n"
 
@@ -132,7 +133,9 @@ static void dns(void)
 {
 	uint8_t mac[6];
 	if (!net_arp(&net, DNS_IP, mac, 3000)) {
-		report(false, "ARP: 10.0.%u.%u (DNS) answers", subnet, dns_octet);
+		char ip[16];
+		put_ip(ip, sizeof(ip), DNS_IP);
+		report(false, "ARP: %s (DNS) answers", ip);
 		return;
 	}
 	static const uint8_t q[] = {
@@ -150,13 +153,16 @@ static void dns(void)
 		}
 	}
 	if (!got) {
-		report(false, "DNS: a reply from 10.0.%u.%u to a query for localhost", subnet,
-		       dns_octet);
+		char ip[16];
+		put_ip(ip, sizeof(ip), DNS_IP);
+		report(false, "DNS: a reply from %s to a query for localhost", ip);
 		return;
 	}
 	unsigned rcode = p.data[3] & 0xf, answers = (unsigned)(p.data[6] << 8 | p.data[7]);
-	report(true, "DNS: a reply from 10.0.%u.%u to a query for localhost (rcode %u, %u answers)",
-	       subnet, dns_octet, rcode, answers);
+	char ip[16];
+	put_ip(ip, sizeof(ip), DNS_IP);
+	report(true, "DNS: a reply from %s to a query for localhost (rcode %u, %u answers)", ip,
+	       rcode, answers);
 }
 
 /* ---- TCP ---- */
@@ -284,8 +290,9 @@ static void tcp_client(uint16_t port)
 			}
 		}
 	}
-	report(est, "TCP: connected to 10.0.%u.%u:%u (the host's 127.0.0.1)", subnet, host_octet,
-	       port);
+	char gw[16];
+	put_ip(gw, sizeof(gw), GATEWAY_IP);
+	report(est, "TCP: connected to %s:%u (the host's 127.0.0.1)", gw, port);
 	if (!est)
 		return;
 	static uint8_t in[512];
@@ -370,7 +377,7 @@ static void udp_echo(uint16_t port)
 
 static uint64_t body(uint64_t arg)
 {
-	subnet = (unsigned)cmdline_u64("subnet", 2);
+	base = (uint32_t)cmdline_u64("base", IP4(10, 0, cmdline_u64("subnet", 2), 0));
 	host_octet = (unsigned)cmdline_u64("host", 2);
 	dns_octet = (unsigned)cmdline_u64("dns", 3);
 	ip_octet = (unsigned)cmdline_u64("ip", 15);
@@ -384,8 +391,10 @@ static uint64_t body(uint64_t arg)
 	if (!dhcp())
 		return 0;
 	bool gw = net_arp(&net, GATEWAY_IP, gw_mac, 3000);
-	report(gw, "ARP: gateway 10.0.%u.%u is at %02x:%02x:%02x:%02x:%02x:%02x", subnet,
-	       host_octet, gw_mac[0], gw_mac[1], gw_mac[2], gw_mac[3], gw_mac[4], gw_mac[5]);
+	char gw_ip[16];
+	put_ip(gw_ip, sizeof(gw_ip), GATEWAY_IP);
+	report(gw, "ARP: gateway %s is at %02x:%02x:%02x:%02x:%02x:%02x", gw_ip, gw_mac[0],
+	       gw_mac[1], gw_mac[2], gw_mac[3], gw_mac[4], gw_mac[5]);
 	dns();
 	uint64_t port = cmdline_u64("tcp_port", 0);
 	if (gw && port)

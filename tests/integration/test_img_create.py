@@ -295,3 +295,22 @@ def test_resize_with_snapshots_and_shrink_gives_space_back(kite, tmp_path):
     q, k = run(["qemu-img", "resize", str(v2), "2M"]), run([kite, "img", "resize", str(v2), "2M"])
     assert q.returncode == k.returncode == 1
     assert k.stderr == q.stderr.replace("qemu-img: ", "kite: error: ")
+
+
+@pytest.mark.parametrize("opts,size", [
+    ("", "1M"), ("", "0"), ("cluster_size=4K", "1M"), ("cluster_size=512", "100M"),
+    ("cluster_size=8K,compat=0.10", "1M"), ("lazy_refcounts=on,refcount_bits=1", "3G"),
+    ("extended_l2=on,compression_type=zstd", "1M"), ("cluster_size=4K,data_file=d.raw", "1M"),
+    ("preallocation=metadata", "100M")], ids=lambda a: a or "default")
+def test_create_qcow2_byte_identical(kite, tmp_path, opts, size):
+    """A new qcow2 is qemu-img's file byte for byte: it ends with the L1 table's bytes, and
+    has no feature table with clusters of 4 KiB or less (where qemu-img writes none)."""
+    files = []
+    for tool, d in ((["qemu-img"], tmp_path / "q"), ([kite, "img"], tmp_path / "k")):
+        d.mkdir()
+        r = run([*tool, "create", "-q", "-f", "qcow2", *(["-o", opts] if opts else []),
+                 "disk.qcow2", size], cwd=d)
+        assert r.returncode == 0, r.stderr
+        files.append((d / "disk.qcow2").read_bytes())
+    assert len(files[1]) == len(files[0])
+    assert files[1] == files[0]

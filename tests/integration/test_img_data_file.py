@@ -364,3 +364,40 @@ def test_locks(kite, cwd):
         same(kite, "info", "a.qcow2")
         same(kite, "map", "-U", "a.qcow2")
     assert (digest("a.qcow2"), digest("a.data")) == before
+
+
+@pytest.mark.parametrize("argv", [
+    ["-o", "data_file=x.raw", "SRC"],
+    ["-o", "data_file=x.raw,data_file_raw=on,preallocation=full", "SRC"],
+    ["-o", "data_file=x.raw,preallocation=falloc", "--size", "1G"],
+    ["-o", "data_file=x.raw,preallocation=metadata,cluster_size=4K", "--size", "1G"],
+    ["-o", "preallocation=full", "--output=json", "--size", "3G"],
+    ["-o", "data_file=x.raw", "-O", "raw", "SRC"],
+], ids=lambda a: " ".join(a))
+def test_measure_with_data_file_and_preallocation(kite, tmp_path, argv):
+    """measure -o data_file=... gives qemu-img 7.2's sizes (the data file does not change
+    them; full/falloc preallocation makes all of it required), and a format without data
+    files is refused with its words."""
+    src = tmp_path / "src.raw"
+    sh("qemu-img", "create", "-q", "-f", "raw", src, "64M")
+    sh("qemu-io", "-f", "raw", "-c", "write -P 3 0 1M", src)
+    argv = [str(src) if a == "SRC" else a for a in argv]
+    if "-O" not in argv:
+        argv = ["-O", "qcow2", *argv]
+    q = run(["qemu-img", "measure", *argv], cwd=tmp_path)
+    k = run([kite, "img", "measure", *argv], cwd=tmp_path)
+    assert (k.returncode, k.stdout) == (q.returncode, q.stdout), k.stderr
+    assert errors(k, KITE_PREFIX) == errors(q, QEMU_PREFIX)
+
+
+@pytest.mark.parametrize("verb", ["create", "convert"])
+def test_unknown_option_refused_in_qemu_img_words(kite, tmp_path, verb):
+    src = tmp_path / "src.raw"
+    sh("qemu-img", "create", "-q", "-f", "raw", src, "1M")
+    argv = {"create": ["create", "-f", "raw", "-o", "data_file=d.raw", "new.img", "1M"],
+            "convert": ["convert", "-O", "qcow2", "-o", "bogus=1", str(src), "new.img"]}[verb]
+    q = run(["qemu-img", *argv], cwd=tmp_path)
+    k = run([kite, "img", *argv], cwd=tmp_path)
+    assert k.returncode == q.returncode == 1
+    assert errors(k, KITE_PREFIX) == errors(q, QEMU_PREFIX)
+    assert not (tmp_path / "new.img").exists()

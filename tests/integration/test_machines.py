@@ -38,6 +38,9 @@ class Machines:
         self.env = dict(os.environ)
         self.env.pop("KITE_RUNTIME_DIR", None)
         self.env["KITE_STATE_DIR"] = self.state
+        # kite start's wait for the VMM to answer: a hang detector here, not 30 s (the KVM
+        # host VM's software CPU, shared with the host pass, can take longer to boot a VMM).
+        self.env["KITE_START_TIMEOUT"] = "600"
         self.env["KITE_RUNNER"] = f"{kite} _fake-run"
         self.env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         self.env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
@@ -459,6 +462,19 @@ def runner_argv(m, name, tmp_path):
     r = m("start", name, env={"KITE_RUNNER": str(script)})
     assert r.returncode == 1 and "captured" in r.stderr
     return out.read_text().splitlines()
+
+
+def test_start_gives_up_on_a_vmm_that_never_answers(m, tmp_path):
+    """KITE_START_TIMEOUT bounds kite start's wait for the control socket; the silent VMM is
+    stopped and the machine left shut off."""
+    m.create("mute")
+    script = tmp_path / "mute.sh"
+    script.write_text("#!/bin/sh\nexec sleep 600\n")
+    script.chmod(0o755)
+    r = m("start", "mute", env={"KITE_RUNNER": str(script), "KITE_START_TIMEOUT": "1"})
+    assert r.returncode == 1, r.stderr
+    assert "machine mute did not answer on" in r.stderr and "within 1 s: stopping it" in r.stderr
+    assert m.state_of("mute") == "shut off"
 
 
 def test_start_passes_the_definition_itself(m, tmp_path):

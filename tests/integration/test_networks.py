@@ -32,7 +32,8 @@ def asan():
 
 
 UDHCPC_SCRIPT = """#!/bin/sh
-[ "$1" = bound ] && ip addr add "$ip/$mask" dev "$interface" && echo "BOUND $ip"
+[ "$1" = bound ] && ip addr add "$ip/$mask" dev "$interface" && echo "BOUND $ip" &&
+  for r in $router; do ip route add default via "$r" && echo "ROUTER $r"; break; done
 exit 0
 """
 
@@ -99,7 +100,16 @@ def dhcp(guest, tmp_path, hostname):
                  f"-s {script}", check=False, timeout=60)
     m = re.search(r"^BOUND (\S+)$", r.stdout, re.M)
     assert m, r.stdout + r.stderr
+    guest.router = re.findall(r"^ROUTER (\S+)$", r.stdout, re.M)
     return m.group(1)
+
+
+# busybox-static's wget crashes here; Python fetches the page instead.
+def fetch(ns, url, timeout):
+    code = (f"import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
+            f"{url!r}, timeout={timeout}).read().decode())")
+    return ns.sh(f"/usr/bin/python3 -c \"{code}\"", check=False, timeout=timeout + 30)
+
 
 
 def dnsmasq_running(host):
@@ -154,6 +164,53 @@ def test_hostonly_hands_out_virtualbox_addresses(asan, host, tmp_path):
     assert host.kite(kite, "net-list", "--all", check_rc=0).stdout.splitlines()[2:] == []
 
 
+def test_nat_network_reaches_outside_through_the_masquerade(release, host, tmp_path):
+    """libvirt's default network: a guest gets 192.168.122.x, its router and DNS at .1, and
+    reaches a web server in an 'outside' namespace that has no route back to the guests, so
+    only the masquerade (the host's uplink address as source) makes it work."""
+    kite = release
+    outside = Netns()
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "hello").write_text("hello from outside\n")
+    try:
+        host.sh(f"ip link add up0 type veth peer name eth0 netns {outside.name} && "
+                "ip addr add 203.0.113.1/24 dev up0 && ip link set up0 up")
+        outside.sh("ip addr add 203.0.113.2/24 dev eth0 && ip link set eth0 up")
+        outside.sh(f"busybox httpd -p 8080 -h {www}")
+        host.kite(kite, "net-define", "--name", "default", "--mode", "nat", check_rc=0)
+        host.kite(kite, "net-start", "default", check_rc=0)
+        bridge = json.loads(host.kite(kite, "net-dumpjson", "default").stdout)["bridge"]
+        g = add_client(host, bridge, "52:54:00:00:01:01")
+        try:
+            assert dhcp(g, tmp_path, "natguest") == "192.168.122.2"
+            assert g.router == ["192.168.122.1"]
+            r = fetch(g, "http://203.0.113.2:8080/hello", 10)
+            assert r.stdout == "hello from outside\n", r.stderr
+            # DNS answers on the router address (dnsmasq: the network's own names).
+            r = g.sh("busybox nslookup natguest 192.168.122.1", check=False)
+            assert "192.168.122.2" in r.stdout, r.stdout + r.stderr
+        finally:
+            g.delete()
+        host.kite(kite, "net-destroy", "default", check_rc=0)
+        rules = host.sh("nft list ruleset").stdout
+        assert "masquerade" not in rules, rules
+        # Without the masquerade the outside cannot answer a guest: the test above can fail.
+        host.kite(kite, "net-start", "default", check_rc=0)
+        host.sh("nft flush ruleset")
+        g = add_client(host, bridge, "52:54:00:00:01:02")
+        try:
+            dhcp(g, tmp_path, "natguest2")
+            r = fetch(g, "http://203.0.113.2:8080/hello", 3)
+            assert r.returncode != 0, r.stdout
+        finally:
+            g.delete()
+        host.kite(kite, "net-destroy", "default", check_rc=0)
+    finally:
+        outside.sh("pkill -f 'busybox httpd -p 8080' || true", check=False)
+        outside.delete()
+
+
 def test_internal_network_joins_guests_without_the_host(release, host, tmp_path):
     kite = release
     host.kite(kite, "net-define", "--name", "intnet", "--mode", "internal", check_rc=0)
@@ -205,7 +262,8 @@ def test_bad_networks_are_refused_before_anything_is_made(asan, host):
         (["--name", "b", "--mode", "bridge", "--bridge", "nosuchbr0"],
          "nosuchbr0 is not a bridge on this host"),
         (["--name", "b", "--mode", "bridge"], "names the host's bridge"),
-        (["--name", "b", "--mode", "nat"], "nat networks are not built yet"),
+        (["--name", "b", "--mode", "nat", "--ip", "none"], "a nat network needs the host's"),
+        (["--name", "b", "--mode", "wan"], "'wan' is not a network mode"),
         (["--name", "b", "--mode", "hostonly", "--ip", "10.1.0.1/24", "--dhcp",
           "10.2.0.10,10.2.0.20"], "the range must lie in the network's subnet"),
         (["--name", "b", "--mode", "internal", "--dhcp", "10.1.0.10,10.1.0.20"],
@@ -281,3 +339,29 @@ def test_machines_attach_by_network_name(release, host, tmp_path):
     k("net-destroy", "vboxnet0")
     r = k("create", "vm2", "--kernel", str(kernel), "--net", "network=no/such", rc=1)
     assert "'no/such' is not a network name" in r.stderr, r.stderr
+
+
+@pytest.mark.kvm
+def test_guest_on_a_hostonly_network_gets_its_address(release, host):
+    """A real guest NIC (the virtio_net guest program under kite) on kite's host-only network:
+    DHCP hands it 192.168.56.101 from 192.168.56.1, it finds the host there, and the lease
+    shows in net-dhcp-leases. Runs where /dev/kvm is (the KVM host VM here)."""
+    from test_guest_programs import boot, guest_elf
+    kite = release
+    host.kite(kite, "net-define", "--name", "vboxnet0", "--mode", "hostonly", check_rc=0)
+    host.kite(kite, "net-start", "vboxnet0", check_rc=0)
+    base = (192 << 24) | (168 << 16) | (56 << 8)
+    argv = ["ip", "netns", "exec", host.name, "env", f"KITE_STATE_DIR={host.state}", kite,
+            "run", "--kernel", guest_elf("virtio_net"), "-m", "64M", "--console", "stdio",
+            "--no-reboot", "--append", f"base={base} host=1 dns=1 ip=101",
+            "--net", "network=vboxnet0,mac=52:54:00:12:34:77"]
+    r = boot(argv, timeout=300)
+    for line in ["DHCP offer: 192.168.56.101 from 192.168.56.1", "DHCP ack: 192.168.56.101",
+                 "ARP: gateway 192.168.56.1 is at"]:
+        assert any(p.startswith(line) for p in r.passed), r.output()
+    leases = host.kite(kite, "net-dhcp-leases", "vboxnet0", check_rc=0).stdout
+    assert re.search(r"52:54:00:12:34:77 +ipv4 +192\.168\.56\.101/24", leases), leases
+    # The VMM's tap left with it: only the bridge is left on the host side.
+    links = host.sh("ip -o link show").stdout
+    assert "kitetap" not in links, links
+    host.kite(kite, "net-destroy", "vboxnet0", check_rc=0)

@@ -229,6 +229,7 @@ def test_managedsave_then_start_resumes(kite, tmp_path):
     env.pop("KITE_RUNNER", None)
     env.pop("KITE_RUNTIME_DIR", None)
     env["KITE_STATE_DIR"] = os.path.join(d, "state")
+    env["KITE_START_TIMEOUT"] = "600"  # a hang detector: the KVM host VM can be slow
     disk = tmp_path / "disk.raw"
     with open(disk, "wb") as f:
         f.truncate(8 << 20)
