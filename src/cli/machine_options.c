@@ -19,6 +19,9 @@ static const struct {
     {MOPT_RNG, "rng", "--rng"},
     {MOPT_BALLOON, "balloon", "--balloon"},
     {MOPT_EXIT_DEVICE, "exit_device", "--exit-device"},
+    {MOPT_TESTDEV, "testdev", "--testdev"},
+    {MOPT_CPU, "cpu", "--cpu"},
+    {MOPT_FW_CFG, "fw_cfg", "--fw-cfg"},
 };
 
 int machine_option(struct machine_config *m, int code, const char *arg)

@@ -19,6 +19,9 @@ enum {
 	MOPT_RNG,
 	MOPT_BALLOON,
 	MOPT_EXIT_DEVICE,
+	MOPT_TESTDEV,
+	MOPT_CPU,
+	MOPT_FW_CFG,
 };
 
 #define MACHINE_SHORT_OPTIONS "k:i:p:m:c:d:n:"
@@ -32,7 +35,10 @@ enum {
 	    {"console", required_argument, NULL, MOPT_CONSOLE},                                    \
 	    {"rng", optional_argument, NULL, MOPT_RNG},                                            \
 	    {"balloon", optional_argument, NULL, MOPT_BALLOON},                                    \
-	    {"exit-device", required_argument, NULL, MOPT_EXIT_DEVICE},
+	    {"exit-device", required_argument, NULL, MOPT_EXIT_DEVICE},                            \
+	    {"testdev", optional_argument, NULL, MOPT_TESTDEV},                                    \
+	    {"cpu", required_argument, NULL, MOPT_CPU},                                            \
+	    {"fw-cfg", required_argument, NULL, MOPT_FW_CFG},
 
 #define MACHINE_OPTIONS_HELP                                                                       \
 	"  -k, --kernel FILE        kernel: bzImage, ELF vmlinux, or an ELF with a PVH note\n"     \
@@ -54,7 +60,13 @@ enum {
 	"      --rng[=on|off]       a virtio-rng entropy device\n"                                 \
 	"      --balloon[=on|off]   a virtio-balloon device\n"                                     \
 	"      --exit-device port=N a test exit device (QEMU's isa-debug-exit): a write of\n"      \
-	"                           CODE to port N ends the VM, exit code (CODE << 1) | 1\n"
+	"                           CODE to port N ends the VM, exit code (CODE << 1) | 1\n"       \
+	"      --testdev[=on|off]   QEMU's pc-testdev: IRQ lines at ports 0x2000+n, the latch\n"   \
+	"                           at 0xe0, flush-page port 0xe4, 64 KiB at 0xff000000\n"         \
+	"      --cpu MODEL[,+F,-F]  CPUID model host (default), max or base, with features\n"      \
+	"                           added (+F, F=on) or removed (-F, F=off), QEMU's names\n"       \
+	"      --fw-cfg [name=]NAME,file=PATH|string=TEXT\n"                                       \
+	"                           a file in fw_cfg's directory, as QEMU's -fw_cfg; repeatable\n"
 
 /* Applies getopt's `code` to m. Returns 1 when it was a machine option and it applied, 0 when
  * it is not a machine option, -1 after an error (reported). */

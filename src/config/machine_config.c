@@ -39,6 +39,8 @@ void machine_config_free(struct machine_config *m)
 	free(m->console_path);
 	for (int i = 0; i < m->ndisks; i++)
 		disk_config_free(&m->disks[i]);
+	for (int i = 0; i < m->nfw_cfg; i++)
+		fw_cfg_config_free(&m->fw_cfg[i]);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -190,6 +192,40 @@ void machine_exit_device_format(const struct machine_config *m, char out[16])
 		snprintf(out, 16, "off");
 }
 
+void machine_cpu_format(const struct machine_config *m, char out[MACHINE_CPU_TEXT_MAX])
+{
+	cpu_config_format(&m->cpu, out, MACHINE_CPU_TEXT_MAX);
+}
+
+static int set_cpu(struct machine_config *m, const char *v, const char *ctx)
+{
+	return cpu_config_parse(v, &m->cpu, ctx);
+}
+
+static int set_testdev(struct machine_config *m, const char *v, const char *ctx)
+{
+	return option_parse_bool(v, &m->testdev, ctx);
+}
+
+static int add_fw_cfg(struct machine_config *m, const char *v, const char *ctx)
+{
+	struct fw_cfg_config c;
+	if (fw_cfg_config_parse(v, &c, ctx) < 0)
+		return -1;
+	int r = 0;
+	for (int i = 0; i < m->nfw_cfg && r == 0; i++)
+		if (!strcmp(m->fw_cfg[i].name, c.name))
+			r = kite_error("%s: fw_cfg file '%s' named twice", ctx, c.name);
+	if (r == 0 && m->nfw_cfg == MACHINE_MAX_FW_CFG)
+		r = kite_error("%s: more than %d fw_cfg files", ctx, MACHINE_MAX_FW_CFG);
+	if (r < 0) {
+		fw_cfg_config_free(&c);
+		return -1;
+	}
+	m->fw_cfg[m->nfw_cfg++] = c;
+	return 0;
+}
+
 static int add_disk_spec(struct machine_config *m, const char *v, const char *ctx)
 {
 	struct disk_config d;
@@ -236,6 +272,9 @@ static const struct machine_field fields[] = {
     {"balloon", FIELD_BOOL, set_balloon},
     {"autostart", FIELD_BOOL, set_autostart},
     {"exit_device", FIELD_STRING, set_exit_device},
+    {"testdev", FIELD_BOOL, set_testdev},
+    {"cpu", FIELD_STRING, set_cpu},
+    {"fw_cfg", FIELD_LIST, add_fw_cfg},
 };
 
 static const struct machine_field *find_field(const char *name)

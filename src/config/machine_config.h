@@ -26,6 +26,9 @@
 #ifndef KITE_CONFIG_MACHINE_CONFIG_H
 #define KITE_CONFIG_MACHINE_CONFIG_H
 
+#include "config/cpu_config.h"
+#include "config/fw_cfg_config.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -121,6 +124,10 @@ struct machine_config {
 	bool rng, balloon;
 	bool exit_device;   /* --exit-device port=N: the test exit device (devices/debug_exit.h) */
 	uint16_t exit_port; /* its first port */
+	bool testdev;	    /* --testdev: QEMU's pc-testdev (devices/pc_testdev.h) */
+	struct cpu_config cpu; /* --cpu MODEL[,+FEAT,-FEAT] (config/cpu_config.h) */
+	int nfw_cfg;	       /* --fw-cfg: files added to fw_cfg's directory, in order */
+	struct fw_cfg_config fw_cfg[MACHINE_MAX_FW_CFG];
 	enum machine_console console;
 	char *console_path; /* MACHINE_CONSOLE_FILE */
 	bool autostart;
@@ -138,7 +145,9 @@ void machine_config_free(struct machine_config *m);
 /* Sets one field from its text, as an option or a JSON value gives it. Fields: name, uuid,
  * kernel, initrd, append, memory and current_memory (sizes, a bare number is MiB), vcpus,
  * console (serial|stdio|virtio|none|file:PATH), rng, balloon, autostart (on|off),
- * exit_device (port=N, N decimal or 0x hex, or off); disks and
+ * exit_device (port=N, N decimal or 0x hex, or off), testdev (on|off), cpu (host|max|base
+ * with +FEAT/-FEAT words, config/cpu_config.h); disks, fw_cfg (--fw-cfg NAME,file=|string=)
+ * and
  * nics add one device from its option grammar (--disk SPEC, --net SPEC); shares is refused
  * (no virtio-fs yet). `ctx` begins each error message ("--memory", "web.json: memory").
  * Returns 0 or -1 (reported). */
@@ -189,6 +198,9 @@ int machine_config_remove_nic(struct machine_config *m, const char *mac_type_or_
 json_t *machine_config_to_json(const struct machine_config *m);
 /* exit_device's text: "port=0xN", or "off". */
 void machine_exit_device_format(const struct machine_config *m, char out[16]);
+/* cpu's text ("max,-avx"); "host" for the default. */
+#define MACHINE_CPU_TEXT_MAX 2048
+void machine_cpu_format(const struct machine_config *m, char out[MACHINE_CPU_TEXT_MAX]);
 int machine_config_from_json(json_t *root, const char *where, struct machine_config *m);
 
 /* ---- disk_config.c ---- */

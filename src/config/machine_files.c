@@ -98,6 +98,9 @@ int machine_config_absolute_paths(struct machine_config *m)
 	for (int i = 0; i < m->ndisks; i++)
 		if (make_absolute(&m->disks[i].path) < 0)
 			return -1;
+	for (int i = 0; i < m->nfw_cfg; i++)
+		if (make_absolute(&m->fw_cfg[i].file) < 0)
+			return -1;
 	return 0;
 }
 
@@ -131,6 +134,9 @@ int machine_config_check_absolute(const struct machine_config *m, const char *wh
 	for (int i = 0; i < m->ndisks; i++)
 		if (require_absolute("disk", m->disks[i].path, where) < 0)
 			return -1;
+	for (int i = 0; i < m->nfw_cfg; i++)
+		if (require_absolute("fw_cfg file", m->fw_cfg[i].file, where) < 0)
+			return -1;
 	return 0;
 }
 
@@ -162,6 +168,9 @@ int machine_config_check_files(const struct machine_config *m)
 	if (initrd_is_list(m->initrd) ? check_modules(m->initrd) < 0
 				      : check_readable("initrd", m->initrd) < 0)
 		return -1;
+	for (int i = 0; i < m->nfw_cfg; i++)
+		if (check_readable("fw_cfg file", m->fw_cfg[i].file) < 0)
+			return -1;
 	struct stat st[MACHINE_MAX_DISKS];
 	for (int i = 0; i < m->ndisks; i++) {
 		const struct disk_config *d = &m->disks[i];

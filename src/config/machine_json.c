@@ -128,11 +128,29 @@ static json_t *devices_to_json(const struct machine_config *m, bool disks)
 	return a;
 }
 
+/* The --fw-cfg option texts, or NULL (reported). */
+static json_t *fw_cfg_to_json(const struct machine_config *m)
+{
+	json_t *a = json_array();
+	for (int i = 0; a && i < m->nfw_cfg; i++) {
+		char *text = fw_cfg_config_format(&m->fw_cfg[i]);
+		if (!text || json_array_append_new(a, json_string(text)) < 0) {
+			free(text);
+			json_decref(a);
+			return NULL;
+		}
+		free(text);
+	}
+	return a;
+}
+
 json_t *machine_config_to_json(const struct machine_config *m)
 {
 	json_t *root = json_object();
 	char exit_device[16];
 	machine_exit_device_format(m, exit_device);
+	char cpu[MACHINE_CPU_TEXT_MAX];
+	machine_cpu_format(m, cpu);
 	char *console_buf;
 	const char *console = console_text(m, &console_buf);
 	if (!root || !console ||
@@ -153,7 +171,11 @@ json_t *machine_config_to_json(const struct machine_config *m)
 	    json_object_set_new(root, "balloon", json_boolean(m->balloon)) ||
 	    json_object_set_new(root, "autostart", json_boolean(m->autostart)) ||
 	    (m->exit_device &&
-	     json_object_set_new(root, "exit_device", json_string(exit_device)))) {
+	     json_object_set_new(root, "exit_device", json_string(exit_device))) ||
+	    (m->testdev && json_object_set_new(root, "testdev", json_true())) ||
+	    (!cpu_config_is_default(&m->cpu) &&
+	     json_object_set_new(root, "cpu", json_string(cpu))) ||
+	    (m->nfw_cfg && json_object_set_new(root, "fw_cfg", fw_cfg_to_json(m)))) {
 		free(console_buf);
 		json_decref(root);
 		kite_error("out of memory");

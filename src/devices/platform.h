@@ -1,6 +1,7 @@
-/* What a platform device may ask of the machine it sits in: raise an interrupt line and
- * end the run (power-off, reset, an exit code from the test exit device). Kept as callbacks so
- * that devices know nothing of KVM and can be unit-tested alone. */
+/* What a platform device may ask of the machine it sits in: raise an interrupt line, end the
+ * run (power-off, reset, an exit code from the test exit device), flush a guest page's mapping
+ * (the pc-testdev). Kept as callbacks so that devices know nothing of KVM and can be
+ * unit-tested alone. */
 #ifndef KITE_DEVICES_PLATFORM_H
 #define KITE_DEVICES_PLATFORM_H
 
@@ -16,6 +17,9 @@ struct platform_ops {
 	void (*event)(void *opaque, enum machine_event ev);
 	/* The guest asked to end the run with `code` (devices/debug_exit.h). */
 	void (*guest_exit)(void *opaque, uint32_t code);
+	/* Drop the hypervisor's mapping of the guest page at `gpa` (its contents stay), so the
+	 * guest's next touch faults it back in (devices/pc_testdev.h). Not RAM: nothing. */
+	void (*flush_page)(void *opaque, uint64_t gpa);
 	void *opaque;
 };
 

@@ -4,6 +4,7 @@
 #include "util/err.h"
 #include "machine/acpi.h"
 #include "machine/boot_bytes.h"
+#include "machine/boot_file.h"
 #include "machine/e820.h"
 #include "kvm/pvm.h"
 #include "machine/savefile.h"
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
@@ -34,6 +36,22 @@ static void platform_event(void *opaque, enum machine_event ev)
 static void platform_guest_exit(void *opaque, uint32_t code)
 {
 	vm_request_guest_exit(opaque, code);
+}
+
+/* KVM maps guest RAM from kite's mapping through the MMU notifier: a protection change drops
+ * KVM's mapping of the page, and the next guest touch faults it back in, as QEMU's pc-testdev
+ * does with mprotect. Adding and removing PROT_EXEC changes the protection without ever
+ * taking an access away from kite's own threads (device threads read and write guest RAM). */
+static void platform_flush_page(void *opaque, uint64_t gpa)
+{
+	struct vm *vm = opaque;
+	void *p = gmem_ptr(&vm->mem, gpa, 4096);
+	if (!p)
+		return;
+	if (mprotect(p, 4096, PROT_READ | PROT_WRITE | PROT_EXEC) < 0 ||
+	    mprotect(p, 4096, PROT_READ | PROT_WRITE) < 0)
+		kite_warn("pc-testdev: flush of page 0x%llx: %s", (unsigned long long)gpa,
+			  strerror(errno));
 }
 
 /* Device threads, the io event thread and vCPUs (an unmask) send; only while the VM runs. */
@@ -226,6 +244,34 @@ static int add_fw_cfg_e820(struct vm *vm)
 
 /* fw_cfg at 0x510 and its DMA interface at 0x514 (devices/fw_cfg.h): the RAM size, the vCPU
  * counts, etc/e820. */
+#define FW_CFG_USER_FILE_MAX (64u << 20)
+
+/* --fw-cfg: each file's bytes as the machine starts, or its string without a NUL (as QEMU). */
+static int add_fw_cfg_user(struct vm *vm)
+{
+	for (int i = 0; i < vm->machine->nfw_cfg; i++) {
+		const struct fw_cfg_config *c = &vm->machine->fw_cfg[i];
+		if (c->string) {
+			if (fw_cfg_add_file(&vm->fw_cfg, c->name, c->string,
+					    (uint32_t)strlen(c->string)) < 0)
+				return -1;
+			continue;
+		}
+		struct boot_file f;
+		if (boot_file_map(c->file, &f) < 0)
+			return -1;
+		int r = f.len > FW_CFG_USER_FILE_MAX
+			    ? kite_error("--fw-cfg %s: %s is larger than %u MiB", c->name, c->file,
+					 FW_CFG_USER_FILE_MAX >> 20)
+			    : fw_cfg_add_file(&vm->fw_cfg, c->name,
+					      f.data ? (const void *)f.data : "", (uint32_t)f.len);
+		boot_file_unmap(&f);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int add_fw_cfg(struct vm *vm)
 {
 	if (fw_cfg_init(&vm->fw_cfg) < 0)
@@ -235,7 +281,8 @@ static int add_fw_cfg(struct vm *vm)
 	if (fw_cfg_add_le64(f, FW_CFG_RAM_SIZE, vm->mem.ram_size) < 0 ||
 	    fw_cfg_add_le16(f, FW_CFG_NB_CPUS, (uint16_t)vm->ncpus) < 0 ||
 	    fw_cfg_add_le16(f, FW_CFG_MAX_CPUS, (uint16_t)vm->ncpus) < 0 ||
-	    add_fw_cfg_e820(vm) < 0 || fw_cfg_enable_dma(f, &vm->mem) < 0)
+	    add_fw_cfg_e820(vm) < 0 || add_fw_cfg_user(vm) < 0 ||
+	    fw_cfg_enable_dma(f, &vm->mem) < 0)
 		return -1;
 	if (iobus_register(&vm->bus, IOBUS_PIO, FW_CFG_PORT, FW_CFG_PORTS, &fw_cfg_ops, f,
 			   "fw_cfg") < 0)
@@ -244,11 +291,32 @@ static int add_fw_cfg(struct vm *vm)
 			      &fw_cfg_dma_ops, f, "fw_cfg-dma");
 }
 
+static int add_testdev(struct vm *vm)
+{
+	struct pc_testdev *t = &vm->testdev;
+	if (pc_testdev_init(t, &vm->platform) < 0)
+		return -1;
+	vm->has_testdev = true;
+	struct iobus *b = &vm->bus;
+	if (iobus_register(b, IOBUS_PIO, PC_TESTDEV_LATCH_PORT, PC_TESTDEV_LATCH_LEN,
+			   &pc_testdev_latch_ops, t, "pc-testdev") < 0 ||
+	    iobus_register(b, IOBUS_PIO, PC_TESTDEV_FLUSH_PORT, PC_TESTDEV_FLUSH_LEN,
+			   &pc_testdev_flush_ops, t, "pc-testdev") < 0 ||
+	    iobus_register(b, IOBUS_PIO, PC_TESTDEV_LATCH_BYTE_PORT, PC_TESTDEV_LATCH_LEN,
+			   &pc_testdev_latch_ops, t, "pc-testdev") < 0 ||
+	    iobus_register(b, IOBUS_PIO, PC_TESTDEV_IRQ_PORT, PC_TESTDEV_IRQ_LINES,
+			   &pc_testdev_irq_ops, t, "pc-testdev") < 0)
+		return -1;
+	return iobus_register(b, IOBUS_MMIO, PC_TESTDEV_IOMEM_BASE, PC_TESTDEV_IOMEM_LEN,
+			      &pc_testdev_iomem_ops, t, "pc-testdev");
+}
+
 static int add_devices(struct vm *vm, struct console *console)
 {
 	vm->platform = (struct platform_ops){.set_irq = platform_set_irq,
 					     .event = platform_event,
 					     .guest_exit = platform_guest_exit,
+					     .flush_page = platform_flush_page,
 					     .opaque = vm};
 	bool hvc = vm->virtio_ready && vm->virtio.console;
 	serial_init(&vm->serial, &vm->platform, SERIAL_COM1_IRQ, hvc ? NULL : console);
@@ -279,7 +347,7 @@ static int add_devices(struct vm *vm, struct console *console)
 				   &vm->debug_exit, "exit-device") < 0)
 			return -1;
 	}
-	return 0;
+	return vm->machine->testdev ? add_testdev(vm) : 0;
 }
 
 int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console)
@@ -298,7 +366,7 @@ int vm_start(struct vm *vm, struct kvm_host *kvm, struct console *console)
 			return -1;
 		vm->ioevent_ready = true;
 	}
-	vm->cpuid = cpuid_build(kvm);
+	vm->cpuid = cpuid_build(kvm, &vm->machine->cpu);
 	if (!vm->cpuid)
 		return -1;
 	vm->vcpus = calloc((size_t)vm->ncpus, sizeof(*vm->vcpus));
@@ -471,6 +539,10 @@ void vm_destroy(struct vm *vm)
 		i8042_destroy(&vm->i8042);
 		rtc_destroy(&vm->rtc);
 		acpi_pm_destroy(&vm->pm);
+	}
+	if (vm->has_testdev) {
+		pc_testdev_destroy(&vm->testdev);
+		vm->has_testdev = false;
 	}
 	if (vm->fw_cfg_ready) {
 		fw_cfg_destroy(&vm->fw_cfg);

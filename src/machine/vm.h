@@ -9,6 +9,7 @@
 #include "devices/debug_exit.h"
 #include "devices/fw_cfg.h"
 #include "devices/i8042.h"
+#include "devices/pc_testdev.h"
 #include "devices/platform.h"
 #include "devices/rtc.h"
 #include "devices/serial.h"
@@ -88,6 +89,8 @@ struct vm {
 	bool fw_cfg_ready;
 	bool exit_device; /* the machine has the test exit device, at exit_port */
 	uint16_t exit_port;
+	struct pc_testdev testdev;
+	bool has_testdev; /* the machine has QEMU's pc-testdev (testdev is initialised) */
 	struct virtio_devices virtio;
 	bool virtio_ready;
 	struct console *hvc_console; /* the console whose input goes to virtio-console */
@@ -170,8 +173,14 @@ void vcpu_kick(struct vcpu *v);
 void vcpu_destroy(struct vcpu *v);
 const char *kvm_exit_name(unsigned reason);
 
-/* cpuid.c: the CPUID table every vCPU gets (features this host cannot run hidden). */
-struct kvm_cpuid2 *cpuid_build(struct kvm_host *kvm);
+/* cpuid.c: the CPUID table every vCPU gets: the --cpu model (features this host cannot run
+ * hidden); NULL after an error (a feature asked for that KVM cannot give, reported). */
+struct kvm_cpuid2 *cpuid_build(struct kvm_host *kvm, const struct cpu_config *cpu);
+/* The model applied to c, a copy of `supported` (what KVM gives): base masks, features added
+ * (refused, reported, when `supported` lacks them) and removed, leaf 0xd following xsave/avx/
+ * avx512f/pku, pvm's hidden features. Returns 0 or -1. */
+int cpuid_shape(struct kvm_cpuid2 *c, const struct kvm_cpuid2 *supported,
+		const struct cpu_config *cpu, bool pvm);
 int cpuid_apply(struct vcpu *v, const struct kvm_cpuid2 *base);
 
 #endif

@@ -115,6 +115,8 @@ int vm_save_state(struct vm *vm, struct state_buf *out)
 	for (size_t i = 0; i < NPLATFORM; i++)
 		if (platform[i].ops->save((char *)vm + platform[i].offset, out) < 0)
 			return -1;
+	if (vm->has_testdev && pc_testdev_state_ops.save(&vm->testdev, out) < 0)
+		return -1;
 	return vm->virtio_ready ? virtio_devices_save(&vm->virtio, out) : 0;
 }
 
@@ -143,6 +145,9 @@ int vm_load_state(struct vm *vm, struct state_stream *s)
 	for (size_t i = 0; i < NPLATFORM; i++)
 		if (state_load_dev(platform[i].ops, (char *)vm + platform[i].offset, s) < 0)
 			return -1;
+	/* The machine's definition came with the save file: it has the device iff the saver had. */
+	if (vm->has_testdev && state_load_dev(&pc_testdev_state_ops, &vm->testdev, s) < 0)
+		return -1;
 	if (vm->virtio_ready && virtio_devices_load(&vm->virtio, s) < 0)
 		return -1;
 	if (!state_stream_done(s))

@@ -4,7 +4,8 @@
  * directory (well formed, sorted) with etc/e820, whose RAM entries add up to mem=, and an
  * unknown key reading as zeros. With the DMA feature (bit 1): the DMA port's "QEMU CFG", and DMA
  * reads of the signature, etc/e820 (the same bytes as through the data port) and an unknown key
- * (zeros), each access completing with its control word 0. */
+ * (zeros), each access completing with its control word 0. Every opt/ file is printed with its
+ * size and FNV-1a hash, for the host to check against what it gave (--fw-cfg, -fw_cfg). */
 #include "libguest.h"
 
 const char guest_name[] = "fw_cfg";
@@ -148,6 +149,29 @@ static void check_e820(const struct fw_file *f, uint64_t mem)
 	report(ram == mem, "etc/e820 RAM adds up to mem= (%lu KiB)", ram >> 10);
 }
 
+/* Each opt/ file (QEMU's -fw_cfg, kite's --fw-cfg) read whole through the data port:
+ * `fw_cfg: NAME: N bytes fnv1a 0xH "TEXT"`, TEXT its first 40 bytes with others than printable
+ * ASCII as '.'. */
+static void show_opt_files(uint32_t n)
+{
+	for (uint32_t i = 0; i < n && i < MAX_FILES; i++) {
+		if (strncmp(files[i].name, "opt/", 4) != 0)
+			continue;
+		select_key(files[i].key);
+		uint32_t h = 2166136261u;
+		char text[41];
+		for (uint32_t k = 0; k < files[i].size; k++) {
+			uint8_t c = inb(FW_CFG_DATA);
+			h = (h ^ c) * 16777619u;
+			if (k < 40)
+				text[k] = c >= 32 && c < 127 && c != '"' ? (char)c : '.';
+		}
+		text[files[i].size < 40 ? files[i].size : 40] = '\0';
+		printf("fw_cfg: %s: %u bytes fnv1a %#x \"%s\"\n", files[i].name, files[i].size, h,
+		       text);
+	}
+}
+
 void guest_main(void)
 {
 	char sig[5] = {0};
@@ -170,6 +194,7 @@ void guest_main(void)
 		if (strcmp(files[i].name, "etc/e820") == 0)
 			e820 = &files[i];
 	report(e820 != NULL, "etc/e820 in the directory");
+	show_opt_files(n);
 	if (e820)
 		check_e820(e820, mem);
 	uint8_t b[8];

@@ -164,9 +164,17 @@ def save_and_restore(kite, tmp_path, append, devices=(), steps=40):
 
 
 def test_save_restore_guest_program_continues(kite, tmp_path):
-    first, second = save_and_restore(kite, tmp_path, STEPS)
+    """With the pc-testdev and a CPU model too: the save holds the device's record after the
+    other platform devices', the restore loads it (its definition says the device is there)."""
+    first, second = save_and_restore(kite, tmp_path, STEPS,
+                                     ["--testdev", "--cpu", "max,-avx"])
     assert re.search(r"PASS: counters: 40 steps, their sum 820", second.text()), second.output()
     assert re.search(r"PASS: timer: \d+ ticks", second.text()), second.output()
+    _, records, _ = split_save(tmp_path / "st.save")
+    names = [r[0] for r in records]
+    assert names.index("pc-testdev") == names.index("fw_cfg") + 1, names
+    fields = {f: v for f, _, v in records[names.index("pc-testdev")][2]}
+    assert fields["latch"] == bytes(4) and len(fields["iomem"]) == 0x10000, fields.keys()
 
 
 def test_save_restore_with_virtio_blk_writes(kite, tmp_path):

@@ -55,6 +55,17 @@ static void fields_take_option_text(void **state)
 	assert_int_equal(machine_config_set(&m, "exit_device", "0xf4", "--exit-device"), -1);
 	assert_int_equal(machine_config_set(&m, "exit_device", "off", "--exit-device"), 0);
 	assert_false(m.exit_device);
+	assert_int_equal(machine_config_set(&m, "fw_cfg", "opt/a,,b,string=x,,y", "--fw-cfg"), 0);
+	assert_string_equal(m.fw_cfg[0].name, "opt/a,b");
+	assert_string_equal(m.fw_cfg[0].string, "x,y");
+	char *text = fw_cfg_config_format(&m.fw_cfg[0]);
+	assert_string_equal(text, "name=opt/a,,b,string=x,,y");
+	free(text);
+	assert_int_equal(machine_config_set(&m, "fw_cfg", "name=opt/a,,b,file=/f", "--fw-cfg"), -1);
+	assert_int_equal(machine_config_set(&m, "fw_cfg", "name=opt/c,file=/f", "--fw-cfg"), 0);
+	assert_int_equal(m.nfw_cfg, 2);
+	assert_int_equal(machine_config_set(&m, "fw_cfg", "name=opt/d", "--fw-cfg"), -1);
+	assert_int_equal(m.nfw_cfg, 2);
 	assert_int_equal(machine_config_set(&m, "shares", "/srv,tag=x", "--share"), -1);
 	assert_int_equal(machine_config_set(&m, "disks", "/a.img", "--disk"), 0);
 	assert_int_equal(machine_config_set(&m, "disks", "/b.img,target=vda", "--disk"), -1);
@@ -295,6 +306,30 @@ static void random_machine(struct machine_config *m)
 		snprintf(text, sizeof(text), rnd(2) ? "port=%u" : "port=0x%x", rnd(0xfffd));
 		assert_int_equal(machine_config_set(m, "exit_device", text, "--exit-device"), 0);
 	}
+	assert_int_equal(machine_config_set(m, "testdev", rnd(2) ? "on" : "off", "--testdev"), 0);
+	if (rnd(2)) {
+		static const char *const models[] = {"host", "max", "base"};
+		int n = snprintf(text, sizeof(text), "%s", models[rnd(3)]);
+		for (unsigned i = rnd(5); i > 0; i--)
+			n += snprintf(text + n, sizeof(text) - (size_t)n, ",%c%s",
+				      rnd(2) ? '+' : '-',
+				      cpu_features[rnd((unsigned)cpu_nfeatures)].name);
+		assert_int_equal(machine_config_set(m, "cpu", text, "--cpu"), 0);
+	}
+	for (unsigned i = rnd(3); i > 0; i--) {
+		char name[16], value[16];
+		random_text(name, 8, "ab,=/");
+		random_text(value, 8, "xy, =");
+		snprintf(text, sizeof(text), "name=opt/%s%u,string=%s", name, i, value);
+		/* the texts double no commas: parse what they mean, format it back */
+		struct fw_cfg_config c;
+		if (fw_cfg_config_parse(text, &c, "--fw-cfg") == 0) {
+			char *canon = fw_cfg_config_format(&c);
+			fw_cfg_config_free(&c);
+			assert_int_equal(machine_config_set(m, "fw_cfg", canon, "--fw-cfg"), 0);
+			free(canon);
+		}
+	}
 	unsigned ndisks = rnd(6);
 	for (unsigned i = 0; i < ndisks; i++) {
 		struct disk_config d = {0};
@@ -364,6 +399,17 @@ static void assert_same_machine(const struct machine_config *a, const struct mac
 	assert_int_equal(a->autostart, b->autostart);
 	assert_int_equal(a->exit_device, b->exit_device);
 	assert_int_equal(a->exit_port, b->exit_port);
+	assert_int_equal(a->testdev, b->testdev);
+	assert_int_equal(a->nfw_cfg, b->nfw_cfg);
+	for (int i = 0; i < a->nfw_cfg; i++) {
+		assert_string_equal(a->fw_cfg[i].name, b->fw_cfg[i].name);
+		assert_same_string(a->fw_cfg[i].file, b->fw_cfg[i].file);
+		assert_same_string(a->fw_cfg[i].string, b->fw_cfg[i].string);
+	}
+	assert_int_equal(a->cpu.model, b->cpu.model);
+	assert_int_equal(a->cpu.nchanges, b->cpu.nchanges);
+	assert_memory_equal(a->cpu.changes, b->cpu.changes,
+			    a->cpu.nchanges * sizeof(a->cpu.changes[0]));
 	assert_int_equal(a->console, b->console);
 	assert_same_string(a->console_path, b->console_path);
 	assert_int_equal(a->ndisks, b->ndisks);

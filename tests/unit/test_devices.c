@@ -2,8 +2,10 @@
 #include "unit.h"
 #include "devices/acpi_pm.h"
 #include "devices/debug_exit.h"
+#include "config/fw_cfg_config.h"
 #include "devices/fw_cfg.h"
 #include "devices/i8042.h"
+#include "devices/pc_testdev.h"
 #include "devices/rtc.h"
 #include "devices/serial.h"
 
@@ -35,14 +37,27 @@ static void fake_guest_exit(void *opaque, uint32_t code)
 	nexit_codes++;
 }
 
-static const struct platform_ops fake = {
-    .set_irq = fake_set_irq, .event = fake_event, .guest_exit = fake_guest_exit};
+static uint64_t flushed[4];
+static int nflushed;
+
+static void fake_flush_page(void *opaque, uint64_t gpa)
+{
+	if (nflushed < 4)
+		flushed[nflushed] = gpa;
+	nflushed++;
+}
+
+static const struct platform_ops fake = {.set_irq = fake_set_irq,
+					 .event = fake_event,
+					 .guest_exit = fake_guest_exit,
+					 .flush_page = fake_flush_page};
 
 static int reset_fakes(void **state)
 {
 	memset(irq_level, 0, sizeof(irq_level));
 	memset(events, 0, sizeof(events));
 	nexit_codes = 0;
+	nflushed = 0;
 	return 0;
 }
 
@@ -372,6 +387,97 @@ static void rtc_reads_bcd_time(void **state)
 	rtc_destroy(&r);
 }
 
+/* A machine's fw_cfg (machine/vm.c's items, etc/e820) has room for every --fw-cfg file. */
+static void fw_cfg_takes_every_boot_file(void **state)
+{
+	struct fw_cfg f;
+	assert_int_equal(fw_cfg_init(&f), 0);
+	assert_int_equal(fw_cfg_add_le64(&f, FW_CFG_RAM_SIZE, 1 << 26), 0);
+	assert_int_equal(fw_cfg_add_le16(&f, FW_CFG_NB_CPUS, 1), 0);
+	assert_int_equal(fw_cfg_add_le16(&f, FW_CFG_MAX_CPUS, 1), 0);
+	assert_int_equal(fw_cfg_add_file(&f, "etc/e820", "e820", 4), 0);
+	char name[16];
+	for (int i = 0; i < MACHINE_MAX_FW_CFG; i++) {
+		snprintf(name, sizeof(name), "opt/f%d", i);
+		assert_int_equal(fw_cfg_add_file(&f, name, name, (uint32_t)strlen(name)), 0);
+	}
+	fw_cfg_destroy(&f);
+}
+
+static uint32_t le32(const uint8_t *b)
+{
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/* QEMU's pc-testdev: the latch by every width and port, misaligned accesses dropped. */
+static void pc_testdev_latch(void **state)
+{
+	struct pc_testdev t;
+	assert_int_equal(pc_testdev_init(&t, &fake), 0);
+	const struct io_ops *l = &pc_testdev_latch_ops;
+	uint8_t v[4] = {0x78, 0x56, 0x34, 0x12}, r[4];
+	l->write(&t, 0, v, 4);
+	l->read(&t, 0, r, 4);
+	assert_int_equal(le32(r), 0x12345678);
+	l->read(&t, 2, r, 2);
+	assert_int_equal(r[0] | r[1] << 8, 0x1234);
+	l->read(&t, 3, r, 1);
+	assert_int_equal(r[0], 0x12);
+	const uint8_t b = 0xab, w[2] = {0xef, 0xcd};
+	l->write(&t, 2, &b, 1);
+	l->write(&t, 1, w, 2); /* misaligned: dropped */
+	l->read(&t, 1, r, 2);
+	assert_int_equal(r[0] | r[1] << 8, 0);
+	l->read(&t, 0, r, 4);
+	assert_int_equal(le32(r), 0x12ab5678);
+	l->write(&t, 0, w, 2);
+	l->read(&t, 0, r, 4);
+	assert_int_equal(le32(r), 0x12abcdef);
+	pc_testdev_destroy(&t);
+}
+
+/* Byte writes of 1/0 raise/lower GSI n; other widths and lines past 23 do nothing. */
+static void pc_testdev_irq_lines_and_flush(void **state)
+{
+	struct pc_testdev t;
+	assert_int_equal(pc_testdev_init(&t, &fake), 0);
+	const uint8_t one[4] = {1, 0, 0, 0}, two = 2, zero = 0;
+	pc_testdev_irq_ops.write(&t, 10, &two, 1);
+	assert_int_equal(irq_level[10], 1);
+	pc_testdev_irq_ops.write(&t, 11, one, 2);
+	assert_int_equal(irq_level[11], 0);
+	pc_testdev_irq_ops.write(&t, 24, one, 1);
+	pc_testdev_irq_ops.write(&t, 10, &zero, 1);
+	assert_int_equal(irq_level[10], 0);
+	uint8_t r = 0xff;
+	pc_testdev_irq_ops.read(&t, 10, &r, 1);
+	assert_int_equal(r, 0);
+	const uint8_t addr[4] = {0x23, 0x51, 0x34, 0x12};
+	pc_testdev_flush_ops.write(&t, 0, addr, 4);
+	pc_testdev_flush_ops.write(&t, 0, addr, 2); /* 32-bit only */
+	assert_int_equal(nflushed, 1);
+	assert_int_equal(flushed[0], 0x12345000);
+	pc_testdev_destroy(&t);
+}
+
+/* The 64 KiB window: zeros, then what was written, clipped at its end. */
+static void pc_testdev_iomem_window(void **state)
+{
+	struct pc_testdev t;
+	assert_int_equal(pc_testdev_init(&t, &fake), 0);
+	const struct io_ops *m = &pc_testdev_iomem_ops;
+	uint8_t r[8];
+	m->read(&t, 0x100, r, 8);
+	assert_memory_equal(r, "\0\0\0\0\0\0\0\0", 8);
+	m->write(&t, 0x101, (const uint8_t *)"ABCDEFGH", 8);
+	m->read(&t, 0x100, r, 8);
+	assert_memory_equal(r, "\0ABCDEFG", 8);
+	m->write(&t, PC_TESTDEV_IOMEM_LEN - 2, (const uint8_t *)"wxyz", 4);
+	m->read(&t, PC_TESTDEV_IOMEM_LEN - 4, r, 8);
+	assert_memory_equal(r, "\0\0wx\0\0\0\0", 8);
+	pc_testdev_destroy(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -387,6 +493,10 @@ int main(void)
 	    cmocka_unit_test_setup(i8042_pulse_resets, reset_fakes),
 	    cmocka_unit_test_setup(rtc_reads_bcd_time, reset_fakes),
 	    cmocka_unit_test_setup(debug_exit_writes_end_the_run, reset_fakes),
+	    cmocka_unit_test_setup(fw_cfg_takes_every_boot_file, reset_fakes),
+	    cmocka_unit_test_setup(pc_testdev_latch, reset_fakes),
+	    cmocka_unit_test_setup(pc_testdev_irq_lines_and_flush, reset_fakes),
+	    cmocka_unit_test_setup(pc_testdev_iomem_window, reset_fakes),
 	    cmocka_unit_test_setup(fw_cfg_items_files_and_zeros, reset_fakes),
 	    cmocka_unit_test_setup(fw_cfg_dma_reads_into_guest_ram, reset_fakes),
 	};

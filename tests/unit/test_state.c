@@ -6,6 +6,7 @@
 #include "devices/acpi_pm.h"
 #include "devices/fw_cfg.h"
 #include "devices/i8042.h"
+#include "devices/pc_testdev.h"
 #include "devices/pci.h"
 #include "devices/rtc.h"
 #include "devices/serial.h"
@@ -415,6 +416,46 @@ static void fw_cfg_round_trip(void **state)
 	fw_cfg_destroy(&b);
 }
 
+/* The latch, the MMIO window's bytes and the raised lines come back; a line raised at the save
+ * is raised again on load; a window of another size or a line past 23 is refused. */
+static void pc_testdev_round_trip(void **state)
+{
+	struct pc_testdev a, b;
+	assert_int_equal(pc_testdev_init(&a, &fake), 0);
+	assert_int_equal(pc_testdev_init(&b, &fake), 0);
+	const uint8_t v[4] = {1, 2, 3, 4}, one = 1;
+	pc_testdev_latch_ops.write(&a, 0, v, 4);
+	pc_testdev_iomem_ops.write(&a, 0xfffc, v, 4);
+	pc_testdev_irq_ops.write(&a, 14, &one, 1);
+	irq_level[14] = 0;
+	round_trip(&pc_testdev_state_ops, &a, &b);
+	assert_int_equal(irq_level[14], 1);
+	uint8_t r[4];
+	pc_testdev_latch_ops.read(&b, 0, r, 4);
+	assert_memory_equal(r, v, 4);
+	pc_testdev_iomem_ops.read(&b, 0xfffc, r, 4);
+	assert_memory_equal(r, v, 4);
+
+	struct state_buf buf = {0};
+	struct state_writer w;
+	state_begin(&w, &buf, "pc-testdev", 1);
+	state_put_u32(&w, "latch", 0);
+	state_put_u32(&w, "lines", 1u << 24);
+	uint8_t *zeros = calloc(1, PC_TESTDEV_IOMEM_LEN);
+	assert_non_null(zeros);
+	state_put_bytes(&w, "iomem", zeros, PC_TESTDEV_IOMEM_LEN);
+	free(zeros);
+	state_end(&w);
+	struct state_stream s;
+	state_stream_init(&s, buf.data, buf.len);
+	assert_int_equal(state_load_dev(&pc_testdev_state_ops, &b, &s), -1);
+	pc_testdev_latch_ops.read(&b, 0, r, 4);
+	assert_memory_equal(r, v, 4); /* unchanged */
+	state_buf_free(&buf);
+	pc_testdev_destroy(&a);
+	pc_testdev_destroy(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -429,6 +470,7 @@ int main(void)
 	    cmocka_unit_test(rtc_round_trip),
 	    cmocka_unit_test(acpi_pm_round_trip),
 	    cmocka_unit_test(fw_cfg_round_trip),
+	    cmocka_unit_test(pc_testdev_round_trip),
 	    cmocka_unit_test(pci_config_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
