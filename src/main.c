@@ -53,7 +53,7 @@ static const struct kite_command commands[] = {
     {"detach-disk", cmd_detach_disk, "remove a disk from a machine (--config)"},
     {"attach-interface", cmd_attach_interface, "add a NIC to a machine (--config)"},
     {"detach-interface", cmd_detach_interface, "remove a NIC from a machine (--config)"},
-    {"net-define", cmd_net_define, "define a named network (hostonly, internal, bridge)"},
+    {"net-define", cmd_net_define, "define a named network (hostonly, nat, internal, bridge)"},
     {"net-list", cmd_net_list, "list networks (--all: inactive ones too)"},
     {"net-info", cmd_net_info, "a network's definition and state"},
     {"net-dumpjson", cmd_net_dumpjson, "print a network's definition"},
@@ -70,7 +70,7 @@ static void usage(FILE *out)
 	fprintf(out, "usage: kite <command> [options]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (commands[i].summary) /* hidden commands have none */
-			fprintf(out, "  %-17s %s\n", commands[i].name, commands[i].summary);
+			fprintf(out, "  %-19s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\n'kite <command> --help' describes a command's options.\n");
 }
 

@@ -338,7 +338,7 @@ int cmd_detach_disk(int argc, char **argv)
 }
 
 struct nic_args {
-	const char *type, *ifname, *mac;
+	const char *type, *ifname, *mac, *source;
 };
 
 /* The new NIC goes through the --net grammar's keys, and gets a MAC when it has none. */
@@ -346,7 +346,12 @@ static int do_attach_nic(struct machine_config *def, void *arg)
 {
 	struct nic_args *a = arg;
 	struct nic_config n = {0};
+	/* SOURCE is the bridge of a bridge NIC, the network of a network NIC, a tap's name. */
+	const char *source_key = !strcmp(a->type, "bridge")    ? "bridge"
+				 : !strcmp(a->type, "network") ? "network"
+							       : "ifname";
 	if (nic_config_set(&n, "type", a->type, "attach-interface: TYPE") < 0 ||
+	    (a->source && nic_config_set(&n, source_key, a->source, "attach-interface") < 0) ||
 	    (a->ifname && nic_config_set(&n, "ifname", a->ifname, "attach-interface") < 0) ||
 	    (a->mac && nic_config_set(&n, "mac", a->mac, "--mac") < 0) ||
 	    machine_config_add_nic(def, &n, "attach-interface") < 0)
@@ -377,9 +382,11 @@ int cmd_attach_interface(int argc, char **argv)
 	    {NULL, 0, NULL, 0}};
 	struct machine_cli cli = {
 	    .verb = "attach-interface",
-	    .usage = "usage: kite attach-interface NAME user|tap [IFNAME] --config [--mac MAC]\n"
-		     "         [--target IFNAME] [--model virtio]\n"
-		     "Adds a NIC to the definition: user (NAT) or a host tap device.\n"};
+	    .usage =
+		"usage: kite attach-interface NAME user|tap|bridge|network [SOURCE] --config\n"
+		"         [--mac MAC] [--target IFNAME] [--model virtio]\n"
+		"Adds a NIC to the definition: user (NAT), a host tap device (SOURCE: its name),\n"
+		"a new tap on the host bridge SOURCE, or on the named network SOURCE.\n"};
 	struct scope s = {0};
 	struct nic_args a = {0};
 	const char *model = NULL;
@@ -403,7 +410,7 @@ int cmd_attach_interface(int argc, char **argv)
 			kite_error("attach-interface: a user interface has no SOURCE");
 			return 1;
 		}
-		a.ifname = argv[optind + 2];
+		a.source = argv[optind + 2];
 	}
 	if (hotplug_refused(&cli, name, &s, "interface") < 0 ||
 	    modify_def(&cli, name, do_attach_nic, &a) < 0)

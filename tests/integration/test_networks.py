@@ -339,6 +339,12 @@ def test_machines_attach_by_network_name(release, host, tmp_path):
     k("net-destroy", "vboxnet0")
     r = k("create", "vm2", "--kernel", str(kernel), "--net", "network=no/such", rc=1)
     assert "'no/such' is not a network name" in r.stderr, r.stderr
+    # virsh's spelling: attach-interface NAME network|bridge SOURCE.
+    k("attach-interface", "vm", "network", "lab", "--config", "--mac", "52:54:00:00:00:31")
+    k("attach-interface", "vm", "bridge", "br7", "--config", "--mac", "52:54:00:00:00:32")
+    rows = [r.split()[:3] for r in k("domiflist", "vm").stdout.splitlines()[2:] if r.strip()]
+    assert rows == [["-", "network", "vboxnet0"], ["-", "network", "lab"],
+                    ["-", "bridge", "br7"]], rows
 
 
 @pytest.mark.kvm
