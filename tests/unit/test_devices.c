@@ -396,7 +396,7 @@ static void fw_cfg_takes_every_boot_file(void **state)
 	assert_int_equal(fw_cfg_add_le16(&f, FW_CFG_NB_CPUS, 1), 0);
 	assert_int_equal(fw_cfg_add_le16(&f, FW_CFG_MAX_CPUS, 1), 0);
 	assert_int_equal(fw_cfg_add_file(&f, "etc/e820", "e820", 4), 0);
-	char name[16];
+	char name[24];
 	for (int i = 0; i < MACHINE_MAX_FW_CFG; i++) {
 		snprintf(name, sizeof(name), "opt/f%d", i);
 		assert_int_equal(fw_cfg_add_file(&f, name, name, (uint32_t)strlen(name)), 0);
