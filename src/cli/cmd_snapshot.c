@@ -2,16 +2,12 @@
  * snapshot-dumpjson, snapshot-delete, snapshot-revert: virsh's snapshot verbs. The snapshots
  * are qcow2 internal snapshots of every writable disk (machine/disk_snapshot.h), with the VM
  * state of a running machine in the first qcow2 disk's VM state area; their metadata is in
- * the state directory (mgmt/snapshot_store.h). A running machine takes its snapshot itself
- * (control command snapshot-create); a stopped one gets a disk-only snapshot from here. */
+ * the state directory (mgmt/snapshot_store.h). This file parses and prints; the operations
+ * are mgmt/snapshot_ops.c's. */
 #include "cli/cmd_machine.h"
-#include "mgmt/control_commands.h"
-#include "mgmt/launch.h"
 #include "mgmt/runstate.h"
-#include "mgmt/snapshot_store.h"
+#include "mgmt/snapshot_ops.h"
 #include "util/err.h"
-#include "machine/disk_snapshot.h"
-#include "machine/savefile.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -30,181 +26,20 @@ enum {
 	O_CURRENT,
 };
 
-/* One machine verb's context: the lock held, the definition, status and metadata loaded. */
+/* One verb: its command line, and the operation (mgmt/snapshot_ops.h). */
 struct snap_ctx {
 	struct machine_cli cli;
-	const char *name;
-	int lock;
-	struct machine_config def;
-	bool def_loaded;
-	struct machine_status st;
-	json_t *meta;
+	struct snapshot_op op;
 };
-
-static bool is_active(const struct machine_status *st)
-{
-	return st->state == MACHINE_RUNNING || st->state == MACHINE_PAUSED;
-}
 
 static int ctx_open(struct snap_ctx *x, const char *arg)
 {
-	x->lock = -1;
-	x->name = machine_resolve(&x->cli, arg);
-	if (machine_load(&x->cli, x->name, &x->def) < 0)
-		return -1;
-	x->def_loaded = true;
-	if ((x->lock = def_lock(&x->cli.dirs, x->name)) < 0 ||
-	    machine_status_get(&x->cli.dirs, x->name, true, &x->st) < 0)
-		return -1;
-	x->meta = snapshot_store_load(&x->cli.dirs, x->name);
-	return x->meta ? 0 : -1;
-}
-
-static void ctx_close(struct snap_ctx *x)
-{
-	json_decref(x->meta);
-	if (x->def_loaded)
-		machine_config_free(&x->def);
-	if (x->lock >= 0)
-		close(x->lock);
-}
-
-static json_t *find_or_fail(struct snap_ctx *x, const char *snap)
-{
-	json_t *s = snapshot_find(x->meta, snap);
-	if (!s)
-		kite_error("machine %s has no snapshot named '%s'", x->name, snap);
-	return s;
+	return snapshot_op_open(&x->op, &x->cli.dirs, machine_resolve(&x->cli, arg));
 }
 
 static const char *str(json_t *o, const char *key)
 {
 	return json_string_value(json_object_get(o, key));
-}
-
-/* ---- snapshot-create-as ---- */
-
-static int scratch_path(struct snap_ctx *x, char *buf, size_t size)
-{
-	return mgmt_path(buf, size, x->cli.dirs.state, x->name, ".snapshot-state");
-}
-
-/* The running machine takes it: vCPUs paused at one instant, disks drained. */
-static json_t *create_running(struct snap_ctx *x, const char *snap, bool disk_only)
-{
-	char state[PATH_MAX];
-	if (scratch_path(x, state, sizeof(state)) < 0)
-		return NULL;
-	struct control_client *c;
-	if (machine_connect(&x->cli.dirs, x->name, &c) < 0)
-		return NULL;
-	json_t *args = disk_only ? json_pack("{s:s, s:b}", "name", snap, "external", 1)
-				 : json_pack("{s:s, s:s}", "name", snap, "state", state);
-	json_t *ret = NULL;
-	if (control_client_execute(c, "snapshot-create", args, &ret, SAVE_TIMEOUT_MS) < 0)
-		kite_error("machine %s: snapshot-create-as: %s", x->name, control_client_error(c));
-	control_client_close(c);
-	return ret;
-}
-
-/* A stopped machine's disks, opened here (their locks taken), disk-only. */
-static json_t *create_stopped(struct snap_ctx *x, const char *snap)
-{
-	struct blk *blks[MACHINE_MAX_DISKS] = {0};
-	json_t *ret = NULL;
-	int r = 0;
-	for (int i = 0; r == 0 && i < x->def.ndisks; i++) {
-		const struct disk_config *d = &x->def.disks[i];
-		blks[i] = blk_open(d->path, d->format[0] ? d->format : NULL,
-				   d->readonly ? BLK_O_RDONLY : BLK_O_RDWR);
-		r = blks[i] ? 0 : -1;
-	}
-	if (r == 0)
-		disk_snapshot_create(&x->def, blks, snap, NULL, 0, &ret);
-	for (int i = 0; i < x->def.ndisks; i++)
-		if (blks[i])
-			blk_close(blks[i]);
-	return ret;
-}
-
-static json_t *create_overlays_stopped(struct snap_ctx *x, const char *snap)
-{
-	char(*paths)[PATH_MAX] = calloc(MACHINE_MAX_DISKS, PATH_MAX);
-	json_t *ret = NULL;
-	if (!paths)
-		kite_error("out of memory");
-	else
-		disk_snapshot_create_overlays(&x->def, NULL, snap, paths, &ret);
-	free(paths);
-	return ret;
-}
-
-/* The definition follows the disks onto their overlays (as virsh's does). */
-static int follow_overlays(struct snap_ctx *x, json_t *ret)
-{
-	json_t *d;
-	size_t i;
-	json_array_foreach(json_object_get(ret, "disks"), i, d)
-	{
-		const char *file = str(d, "file");
-		if (!file || i >= (size_t)x->def.ndisks)
-			continue;
-		char *p = strdup(file);
-		if (!p)
-			return kite_error("out of memory");
-		free(x->def.disks[i].path);
-		x->def.disks[i].path = p;
-		snprintf(x->def.disks[i].format, sizeof(x->def.disks[i].format), "qcow2");
-	}
-	return def_save(&x->cli.dirs, &x->def);
-}
-
-static bool is_external(json_t *s)
-{
-	json_t *d;
-	size_t i;
-	json_array_foreach(json_object_get(s, "disks"), i, d)
-	{
-		const char *kind = str(d, "snapshot");
-		if (kind && !strcmp(kind, "external"))
-			return true;
-	}
-	return false;
-}
-
-static int create_as(struct snap_ctx *x, const char *snap, const char *desc, bool disk_only)
-{
-	if (!control_snapshot_name_ok(snap))
-		return kite_error("'%s' is not a snapshot name (1 to 255 bytes, no '/')", snap);
-	if (snapshot_find(x->meta, snap))
-		return kite_error("machine %s: snapshot '%s' already exists", x->name, snap);
-	bool active = is_active(&x->st);
-	const char *state = !active			    ? "shutoff"
-			    : disk_only			    ? "disk-snapshot"
-			    : x->st.state == MACHINE_PAUSED ? "paused"
-							    : "running";
-	time_t now = time(NULL);
-	json_t *ret = active	  ? create_running(x, snap, disk_only)
-		      : disk_only ? create_overlays_stopped(x, snap)
-				  : create_stopped(x, snap);
-	if (!ret || (disk_only && follow_overlays(x, ret) < 0)) {
-		json_decref(ret);
-		return -1;
-	}
-	json_t *cur = json_object_get(x->meta, "current");
-	json_t *e = json_pack("{s:s, s:s, s:O, s:I, s:s, s:b, s:O, s:O, s:O}", "name", snap,
-			      "description", desc ? desc : "", "parent", cur, "creation_time",
-			      (json_int_t)now, "state", state, "memory", active && !disk_only,
-			      "vmstate_disk", json_object_get(ret, "vmstate_disk"), "vm_state_size",
-			      json_object_get(ret, "vm_state_size"), "disks",
-			      json_object_get(ret, "disks"));
-	json_decref(ret);
-	if (!e)
-		return kite_error("machine %s: the VMM's answer lacks the snapshot's details",
-				  x->name);
-	json_array_append_new(json_object_get(x->meta, "snapshots"), e);
-	json_object_set_new(x->meta, "current", json_string(snap));
-	return snapshot_store_save(&x->cli.dirs, x->name, x->meta);
 }
 
 int cmd_snapshot_create_as(int argc, char **argv)
@@ -246,8 +81,8 @@ int cmd_snapshot_create_as(int argc, char **argv)
 	const char *snap = argv[optind + 1];
 	r = ctx_open(&x, argv[optind]);
 	if (r == 0)
-		r = create_as(&x, snap, desc, disk_only);
-	ctx_close(&x);
+		r = snapshot_op_create(&x.op, snap, desc, disk_only);
+	snapshot_op_close(&x.op);
 	if (r < 0)
 		return 1;
 	printf("Domain snapshot %s created\n", snap);
@@ -322,10 +157,10 @@ int cmd_snapshot_list(int argc, char **argv)
 		return r;
 	r = ctx_open(&x, argv[optind]);
 	if (r == 0 && tree)
-		print_tree(x.meta, NULL, 0);
+		print_tree(x.op.meta, NULL, 0);
 	else if (r == 0)
-		r = list_table(x.meta);
-	ctx_close(&x);
+		r = list_table(x.op.meta);
+	snapshot_op_close(&x.op);
 	return r < 0;
 }
 
@@ -357,14 +192,14 @@ int cmd_snapshot_current(int argc, char **argv)
 	if (r >= 0)
 		return r;
 	r = ctx_open(&x, argv[optind]);
-	const char *cur = r == 0 ? str(x.meta, "current") : NULL;
+	const char *cur = r == 0 ? str(x.op.meta, "current") : NULL;
 	if (r == 0 && !cur)
-		r = kite_error("machine %s has no current snapshot", x.name);
+		r = kite_error("machine %s has no current snapshot", x.op.name);
 	if (r == 0 && name_only)
 		printf("%s\n", cur);
 	else if (r == 0)
-		r = dump(snapshot_find(x.meta, cur));
-	ctx_close(&x);
+		r = dump(snapshot_find(x.op.meta, cur));
+	snapshot_op_close(&x.op);
 	return r < 0;
 }
 
@@ -379,12 +214,12 @@ static json_t *snap_arg(struct snap_ctx *x, int argc, char **argv, bool current)
 		kite_error("%s: which snapshot? (SNAP or --current)", x->cli.verb);
 		return NULL;
 	}
-	const char *snap = current ? str(x->meta, "current") : argv[optind + 1];
+	const char *snap = current ? str(x->op.meta, "current") : argv[optind + 1];
 	if (!snap) {
-		kite_error("machine %s has no current snapshot", x->name);
+		kite_error("machine %s has no current snapshot", x->op.name);
 		return NULL;
 	}
-	return find_or_fail(x, snap);
+	return snapshot_op_find(&x->op, snap);
 }
 
 int cmd_snapshot_info(int argc, char **argv)
@@ -403,15 +238,16 @@ int cmd_snapshot_info(int argc, char **argv)
 	r = ctx_open(&x, argv[optind]);
 	json_t *s = r == 0 ? snap_arg(&x, argc, argv, current) : NULL;
 	if (s) {
-		const char *cur = str(x.meta, "current"), *parent = str(s, "parent");
+		const char *cur = str(x.op.meta, "current"), *parent = str(s, "parent");
 		int children, desc;
-		snapshot_count_children(x.meta, str(s, "name"), &children, &desc);
+		snapshot_count_children(x.op.meta, str(s, "name"), &children, &desc);
 		printf("%-15s %s\n", "Name:", str(s, "name"));
-		printf("%-15s %s\n", "Domain:", x.name);
+		printf("%-15s %s\n", "Domain:", x.op.name);
 		printf("%-15s %s\n",
 		       "Current:", cur && !strcmp(cur, str(s, "name")) ? "yes" : "no");
 		printf("%-15s %s\n", "State:", str(s, "state"));
-		printf("%-15s %s\n", "Location:", is_external(s) ? "external" : "internal");
+		printf("%-15s %s\n",
+		       "Location:", snapshot_is_external(s) ? "external" : "internal");
 		printf("%-15s %s\n", "Parent:", parent ? parent : "-");
 		printf("%-15s %d\n", "Children:", children);
 		printf("%-15s %d\n", "Descendants:", desc);
@@ -419,7 +255,7 @@ int cmd_snapshot_info(int argc, char **argv)
 		printf("%-15s %s\n",
 		       "Memory:", json_is_true(json_object_get(s, "memory")) ? "yes" : "no");
 	}
-	ctx_close(&x);
+	snapshot_op_close(&x.op);
 	return !s;
 }
 
@@ -435,10 +271,10 @@ int cmd_snapshot_dumpjson(int argc, char **argv)
 	if (r >= 0)
 		return r;
 	r = ctx_open(&x, argv[optind]);
-	json_t *s = r == 0 ? find_or_fail(&x, argv[optind + 1]) : NULL;
+	json_t *s = r == 0 ? snapshot_op_find(&x.op, argv[optind + 1]) : NULL;
 	if (s)
 		r = dump(s);
-	ctx_close(&x);
+	snapshot_op_close(&x.op);
 	return !s || r < 0;
 }
 
@@ -463,112 +299,13 @@ int cmd_snapshot_delete(int argc, char **argv)
 	json_t *s = r == 0 ? snap_arg(&x, argc, argv, current) : NULL;
 	char *snap = s ? strdup(str(s, "name")) : NULL;
 	r = snap ? 0 : -1;
-	bool external = s && is_external(s);
-	if (r == 0 && external) {
-		/* The overlays are the disks now: only the record goes. */
-	} else if (r == 0 && is_active(&x.st)) {
-		struct control_client *c;
-		r = machine_connect(&x.cli.dirs, x.name, &c);
-		if (r == 0) {
-			r = control_client_execute(c, "snapshot-delete",
-						   json_pack("{s:s}", "name", snap), NULL,
-						   SAVE_TIMEOUT_MS);
-			if (r < 0)
-				kite_error("machine %s: snapshot-delete: %s", x.name,
-					   control_client_error(c));
-			control_client_close(c);
-		}
-	} else if (r == 0) {
-		r = disk_snapshot_delete(&x.def, NULL, snap);
-	}
-	if (r == 0) {
-		snapshot_forget(x.meta, snap);
-		r = snapshot_store_save(&x.cli.dirs, x.name, x.meta);
-	}
-	ctx_close(&x);
+	if (r == 0)
+		r = snapshot_op_delete(&x.op, snap);
+	snapshot_op_close(&x.op);
 	if (r == 0)
 		printf("Domain snapshot %s deleted\n", snap);
 	free(snap);
 	return r < 0;
-}
-
-/* ---- snapshot-revert ---- */
-
-static int revert_path(struct snap_ctx *x, char *buf, size_t size)
-{
-	return snapshot_store_revert_path(&x->cli.dirs, x->name, buf, size);
-}
-
-static int send_simple(struct snap_ctx *x, const char *cmd)
-{
-	struct control_client *c;
-	if (machine_connect(&x->cli.dirs, x->name, &c) < 0)
-		return -1;
-	int r = control_client_execute(c, cmd, NULL, NULL, CONTROL_CLIENT_TIMEOUT_MS);
-	if (r < 0)
-		kite_error("machine %s: %s: %s", x->name, cmd, control_client_error(c));
-	control_client_close(c);
-	return r;
-}
-
-/* The VMM quits and closes its disks itself (a qcow2 disk's last metadata written: a
- * killed writer leaves leaked clusters); only one that does not end in time is killed. */
-static int stop_cleanly(struct snap_ctx *x)
-{
-	struct control_client *c;
-	if (machine_connect(&x->cli.dirs, x->name, &c) == 0) {
-		control_client_execute(c, "quit", NULL, NULL, CONTROL_CLIENT_TIMEOUT_MS);
-		control_client_close(c);
-		if (machine_wait_stopped(&x->cli.dirs, x->name, start_timeout_ms()) == 0)
-			return 0;
-	}
-	return machine_destroy(&x->cli.dirs, x->name);
-}
-
-static int revert(struct snap_ctx *x, json_t *s, bool running, bool paused)
-{
-	const char *snap = str(s, "name");
-	if (is_external(s))
-		return kite_error("snapshot %s is external (its disks went on in qcow2 overlays): "
-				  "reverting to it is not supported",
-				  snap);
-	bool memory = json_is_true(json_object_get(s, "memory"));
-	/* The machine stops first: its disks go back under it otherwise. */
-	if (is_active(&x->st) && stop_cleanly(x) < 0)
-		return -1;
-	char state[PATH_MAX], managed[PATH_MAX];
-	if (revert_path(x, state, sizeof(state)) < 0 ||
-	    managed_save_path(&x->cli.dirs, x->name, managed, sizeof(managed)) < 0)
-		return -1;
-	/* The state is read out and checked before the disks change: a snapshot whose state
-	 * is unreadable or corrupt leaves everything as it was. */
-	struct savefile f;
-	if (memory) {
-		if (disk_snapshot_read_state(&x->def, snap, str(s, "vmstate_disk"), state) < 0)
-			return -1;
-		if (savefile_open(&f, state) < 0)
-			return kite_error("snapshot %s: its VM state is not usable", snap);
-		savefile_close(&f);
-	}
-	if (disk_snapshot_revert(&x->def, snap) < 0)
-		return -1;
-	/* A managed save belongs to the disks as they were: it goes. */
-	if (unlink(managed) < 0 && errno != ENOENT)
-		return kite_error_errno(errno, "cannot remove %s", managed);
-	json_object_set_new(x->meta, "current", json_string(snap));
-	if (snapshot_store_save(&x->cli.dirs, x->name, x->meta) < 0)
-		return -1;
-	bool start = memory ? true : running || paused;
-	if (!start)
-		return 0;
-	if (memory) {
-		if (machine_start(&x->cli.dirs, &x->def, state, start_timeout_ms()) < 0)
-			return -1;
-	} else if (machine_start(&x->cli.dirs, &x->def, NULL, start_timeout_ms()) < 0) {
-		return -1;
-	}
-	bool want_paused = paused || (!running && !strcmp(str(s, "state"), "paused"));
-	return want_paused ? send_simple(x, "stop") : 0;
 }
 
 int cmd_snapshot_revert(int argc, char **argv)
@@ -605,10 +342,10 @@ int cmd_snapshot_revert(int argc, char **argv)
 	r = ctx_open(&x, argv[optind]);
 	json_t *s = r == 0 ? snap_arg(&x, argc, argv, current) : NULL;
 	char *snap = s ? strdup(str(s, "name")) : NULL;
-	r = snap ? revert(&x, s, running, paused) : -1;
-	ctx_close(&x);
+	r = snap ? snapshot_op_revert(&x.op, s, running, paused) : -1;
+	snapshot_op_close(&x.op);
 	if (r == 0)
-		printf("Domain '%s' reverted to snapshot %s\n", x.name, snap);
+		printf("Domain '%s' reverted to snapshot %s\n", x.op.name, snap);
 	free(snap);
 	return r < 0;
 }
