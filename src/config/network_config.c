@@ -177,8 +177,11 @@ int network_config_set(struct network_config *n, const char *field, const char *
 	char where[200];
 	snprintf(where, sizeof(where), "%s: %s", ctx, field);
 	if (!strcmp(field, "name")) {
-		if (machine_name_check(value) < 0)
-			return kite_error("%s: network names follow machine names' rules", where);
+		if (!machine_name_check_quiet(value))
+			return kite_error(
+			    "%s: '%s' is not a network name (letters, digits, '.', '_', "
+			    "'-', 1 to %d characters, no leading dot)",
+			    where, value, MACHINE_NAME_MAX);
 		snprintf(n->name, sizeof(n->name), "%s", value);
 		return 0;
 	}

@@ -169,6 +169,17 @@ static int connect_ssh(const char *dest)
 	return sv[0];
 }
 
+/* A unix stream socket and the address of `path`, for connect or bind. The fd, or -1. */
+static int unix_socket(const char *path, struct sockaddr_un *sa)
+{
+	if (unix_addr(path, sa) < 0)
+		return -1;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return kite_error_errno(errno, "socket");
+	return fd;
+}
+
 int migrate_connect(const char *dest)
 {
 	if (!strncmp(dest, "ssh://", 6))
@@ -179,11 +190,9 @@ int migrate_connect(const char *dest)
 		return -1;
 	if (is_unix) {
 		struct sockaddr_un sa;
-		if (unix_addr(host, &sa) < 0)
-			return -1;
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int fd = unix_socket(host, &sa);
 		if (fd < 0)
-			return kite_error_errno(errno, "socket");
+			return -1;
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 			int e = errno;
 			close(fd);
@@ -223,11 +232,9 @@ int migrate_listen(const char *dest)
 		return -1;
 	if (is_unix) {
 		struct sockaddr_un sa;
-		if (unix_addr(host, &sa) < 0)
-			return -1;
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int fd = unix_socket(host, &sa);
 		if (fd < 0)
-			return kite_error_errno(errno, "socket");
+			return -1;
 		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
 			int e = errno;
 			close(fd);

@@ -29,7 +29,9 @@ static int store_path(const struct mgmt_dirs *d, const char *name, const char *s
 		      size_t size)
 {
 	char dir[PATH_MAX];
-	if (machine_name_check(name) < 0 || store_dir(d, dir, sizeof(dir)) < 0)
+	if (!machine_name_check_quiet(name))
+		return kite_error("'%s' is not a network name (kite net-list --all)", name);
+	if (store_dir(d, dir, sizeof(dir)) < 0)
 		return -1;
 	return mgmt_path(buf, size, dir, name, suffix);
 }

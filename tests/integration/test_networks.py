@@ -258,7 +258,7 @@ def test_bad_networks_are_refused_before_anything_is_made(asan, host):
     cases = [
         (["--name", "b", "--mode", "hostonly"], "overlaps network a's"),
         (["--name", "b", "--mode", "hostonly", "--ip", "192.168.56.77/16"], "overlaps"),
-        (["--name", "a/b", "--mode", "internal"], "character '/' is not allowed"),
+        (["--name", "a/b", "--mode", "internal"], "'a/b' is not a network name"),
         (["--name", "b", "--mode", "bridge", "--bridge", "nosuchbr0"],
          "nosuchbr0 is not a bridge on this host"),
         (["--name", "b", "--mode", "bridge"], "names the host's bridge"),
